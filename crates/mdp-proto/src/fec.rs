@@ -1,0 +1,138 @@
+//! Reed-Solomon coding of one block, over reed-solomon-simd.
+//!
+//! A block of `k` source symbols has `r` parity symbols: parity index `i`
+//! (encoding symbol id `k + i`) is recovery shard `i` of a
+//! `ReedSolomonEncoder::new(k, r, T)`. Both ends must use the same `(k, r, T)`
+//! because the code depends on all three. Any `k` distinct symbols rebuild
+//! the block.
+
+use reed_solomon_simd::{ReedSolomonDecoder, ReedSolomonEncoder};
+use thiserror::Error;
+
+/// A coding failure. With valid parameters only the decoder's "not enough
+/// symbols" can happen, and the state machines never call it then.
+#[derive(Debug, Error)]
+#[error("reed-solomon: {0}")]
+pub struct FecError(#[from] reed_solomon_simd::Error);
+
+/// Reusable encoder and decoder (their work buffers are kept between blocks).
+#[derive(Default)]
+pub struct Codec {
+    encoder: Option<ReedSolomonEncoder>,
+    decoder: Option<ReedSolomonDecoder>,
+}
+
+impl std::fmt::Debug for Codec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Codec").finish_non_exhaustive()
+    }
+}
+
+impl Codec {
+    /// Computes all `r` parity symbols of a block. `source` holds `k * t`
+    /// bytes (zero-padded); `parity` is cleared and filled with `r * t` bytes.
+    pub fn encode(
+        &mut self,
+        k: usize,
+        r: usize,
+        t: usize,
+        source: &[u8],
+        parity: &mut Vec<u8>,
+    ) -> Result<(), FecError> {
+        debug_assert_eq!(source.len(), k * t);
+        let enc = match &mut self.encoder {
+            Some(e) => {
+                e.reset(k, r, t)?;
+                e
+            }
+            slot => slot.insert(ReedSolomonEncoder::new(k, r, t)?),
+        };
+        for shard in source.chunks_exact(t) {
+            enc.add_original_shard(shard)?;
+        }
+        let result = enc.encode()?;
+        parity.clear();
+        parity.reserve(r * t);
+        for shard in result.recovery_iter() {
+            parity.extend_from_slice(shard);
+        }
+        Ok(())
+    }
+
+    /// Rebuilds the missing source symbols of a block in place. `block` holds
+    /// `k * t` bytes; `have[i]` says whether source symbol `i` is present;
+    /// `recovery` lists `(parity index, symbol)` pairs. Needs at least `k`
+    /// symbols in all.
+    pub fn decode<'a>(
+        &mut self,
+        k: usize,
+        r: usize,
+        t: usize,
+        block: &mut [u8],
+        have: &[bool],
+        recovery: impl Iterator<Item = (usize, &'a [u8])>,
+    ) -> Result<(), FecError> {
+        let dec = match &mut self.decoder {
+            Some(d) => {
+                d.reset(k, r, t)?;
+                d
+            }
+            slot => slot.insert(ReedSolomonDecoder::new(k, r, t)?),
+        };
+        for (i, shard) in block.chunks_exact(t).enumerate() {
+            if have[i] {
+                dec.add_original_shard(i, shard)?;
+            }
+        }
+        for (i, shard) in recovery {
+            dec.add_recovery_shard(i, shard)?;
+        }
+        let result = dec.decode()?;
+        for (i, shard) in result.restored_original_iter() {
+            block[i * t..(i + 1) * t].copy_from_slice(shard);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_k_symbols_rebuild_the_block() {
+        let (k, r, t) = (8, 4, 64);
+        let source: Vec<u8> = (0..k * t).map(|i| (i * 7 % 251) as u8).collect();
+        let mut codec = Codec::default();
+        let mut parity = Vec::new();
+        codec.encode(k, r, t, &source, &mut parity).unwrap();
+        assert_eq!(parity.len(), r * t);
+        // Lose source symbols 1, 4, 6 and use parity 0, 2, 3.
+        let mut block = source.clone();
+        let mut have = vec![true; k];
+        for i in [1, 4, 6] {
+            have[i] = false;
+            block[i * t..(i + 1) * t].fill(0);
+        }
+        let rec = [0usize, 2, 3].map(|i| (i, &parity[i * t..(i + 1) * t]));
+        codec
+            .decode(k, r, t, &mut block, &have, rec.into_iter())
+            .unwrap();
+        assert_eq!(block, source);
+    }
+
+    #[test]
+    fn a_single_symbol_block_with_many_parity_symbols_works() {
+        let (k, r, t) = (1, 128, 16);
+        let source = vec![42u8; t];
+        let mut codec = Codec::default();
+        let mut parity = Vec::new();
+        codec.encode(k, r, t, &source, &mut parity).unwrap();
+        let mut block = vec![0u8; t];
+        let rec = [(77usize, &parity[77 * t..78 * t])];
+        codec
+            .decode(k, r, t, &mut block, &[false], rec.into_iter())
+            .unwrap();
+        assert_eq!(block, source);
+    }
+}

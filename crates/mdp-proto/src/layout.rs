@@ -1,0 +1,78 @@
+//! How an object is cut into symbols and blocks.
+//!
+//! An object of `size` bytes is cut into `ceil(size / T)` source symbols of `T`
+//! bytes (the last one may be shorter), grouped in order into blocks of `k`
+//! symbols (the last block may have fewer). Each block has `r` parity symbols
+//! defined, computed over the block's source symbols zero-padded to `T` bytes.
+
+use crate::ids::BlockNumber;
+
+/// Largest `k` (source symbols per block).
+pub const MAX_BLOCK_K: u16 = 8192;
+/// Largest `r` (parity symbols per block).
+pub const MAX_PARITY: u16 = 8192;
+
+/// The coding parameters of a session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Coding {
+    /// Symbol size `T` in bytes (even).
+    pub symbol_size: u16,
+    /// Source symbols per full block.
+    pub block_k: u16,
+    /// Parity symbols defined per block.
+    pub parity: u16,
+}
+
+impl Coding {
+    /// Number of blocks of an object of `size` bytes.
+    pub fn block_count(&self, size: u64) -> u32 {
+        let t = self.symbol_size as u64;
+        let symbols = size.div_ceil(t);
+        symbols.div_ceil(self.block_k as u64) as u32
+    }
+
+    /// Byte offset of a block within its object.
+    pub fn block_offset(&self, block: BlockNumber) -> u64 {
+        block.0 as u64 * self.block_k as u64 * self.symbol_size as u64
+    }
+
+    /// Bytes of object data in a block (the last block may be short).
+    pub fn block_len(&self, size: u64, block: BlockNumber) -> usize {
+        let full = self.block_k as u64 * self.symbol_size as u64;
+        size.saturating_sub(self.block_offset(block)).min(full) as usize
+    }
+
+    /// Source symbols in a block.
+    pub fn block_k(&self, size: u64, block: BlockNumber) -> u16 {
+        (self.block_len(size, block) as u64).div_ceil(self.symbol_size as u64) as u16
+    }
+
+    /// Bytes of a source symbol on the wire (the object's last may be short).
+    pub fn source_symbol_len(&self, block_len: usize, esi: u16) -> usize {
+        let t = self.symbol_size as usize;
+        block_len.saturating_sub(esi as usize * t).min(t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn geometry_of_a_short_last_block() {
+        let c = Coding {
+            symbol_size: 100,
+            block_k: 4,
+            parity: 2,
+        };
+        assert_eq!(c.block_count(0), 0);
+        assert_eq!(c.block_count(1), 1);
+        assert_eq!(c.block_count(400), 1);
+        assert_eq!(c.block_count(401), 2);
+        assert_eq!(c.block_len(401, BlockNumber(1)), 1);
+        assert_eq!(c.block_k(401, BlockNumber(1)), 1);
+        assert_eq!(c.block_k(950, BlockNumber(2)), 2);
+        assert_eq!(c.source_symbol_len(150, 1), 50);
+        assert_eq!(c.source_symbol_len(150, 0), 100);
+    }
+}

@@ -1,0 +1,1025 @@
+//! The receiver state machine.
+//!
+//! A receiver locks onto the first session it sees announced (skipping the
+//! ids in [`ReceiverConfig::ignore_sessions`]), registers, collects symbols,
+//! rebuilds each block from any `k` distinct symbols, and hands finished
+//! blocks to the caller ([`ReceiverEvent::Block`]). When every block of a file
+//! was handed over it emits [`ReceiverEvent::ObjectComplete`]; the caller
+//! checks the file's hash, places it, and reports with
+//! [`Receiver::handle_object_verified`]. When every file is final it sends a
+//! confirming STATUS, and ends when the sender acknowledged it or said DONE.
+//!
+//! Loss recovery follows NORM (RFC 5740): a block the sender has passed and
+//! that is still incomplete is NACKed after a random back-off; a NACK from
+//! another receiver asking for as much or more, or a repair symbol for the
+//! block, suppresses ours for a hold-off time.
+
+use crate::fec::Codec;
+use crate::ids::{BlockNumber, NodeId, ObjectId, SessionId};
+use crate::layout::Coding;
+use crate::manifest::{EntryKind, Manifest};
+use crate::rng::Rng;
+use crate::wire::{
+    self, AckState, Announce, Control, DataHeader, Destination, Echo, FailReason, Nack, NackEntry,
+    Packet, Register, Status, Timing, Transmit, DATA_HEADER_LEN, FLAG_REPAIR, MAX_NACK_ENTRIES,
+    MAX_STATUS_OBJECTS,
+};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Receiver settings.
+#[derive(Clone, Debug)]
+pub struct ReceiverConfig {
+    /// This receiver's id (random per process).
+    pub node: NodeId,
+    /// Its name, sent with feedback (host name by default).
+    pub name: String,
+    /// Seed for the NACK back-off randomness.
+    pub seed: u64,
+    /// Bytes of incomplete blocks held in memory at most.
+    pub buffer_bytes: usize,
+    /// A session silent this long is abandoned.
+    pub idle_timeout: Duration,
+    /// Sessions not to join (ones already finished).
+    pub ignore_sessions: Vec<SessionId>,
+    /// NACK back-off is `backoff_factor * GRTT` at most (RFC 5740's K).
+    pub backoff_factor: u32,
+}
+
+impl ReceiverConfig {
+    /// Defaults for a node id, name and seed.
+    pub fn new(node: NodeId, name: &str, seed: u64) -> Self {
+        ReceiverConfig {
+            node,
+            name: wire::clamp_name(name),
+            seed,
+            buffer_bytes: 64 << 20,
+            idle_timeout: Duration::from_secs(30),
+            ignore_sessions: Vec::new(),
+            backoff_factor: 4,
+        }
+    }
+}
+
+/// What the caller must do or know.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReceiverEvent {
+    /// The manifest arrived and passed validation: prepare the files.
+    SessionStarted {
+        /// Session.
+        session: SessionId,
+        /// The validated manifest.
+        manifest: Arc<Manifest>,
+    },
+    /// A finished block: write `data` at `offset` of the object's file.
+    Block {
+        /// File object.
+        object: ObjectId,
+        /// Byte offset.
+        offset: u64,
+        /// The block's bytes (exact length, no padding).
+        data: Vec<u8>,
+    },
+    /// Every block of the object was handed over: verify its hash, place it,
+    /// and call [`Receiver::handle_object_verified`].
+    ObjectComplete {
+        /// File object.
+        object: ObjectId,
+    },
+    /// The session is over for this receiver.
+    Finished(SessionOutcome),
+}
+
+/// How a session ended for this receiver.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionOutcome {
+    /// Session.
+    pub session: SessionId,
+    /// True when every file was verified and placed.
+    pub complete: bool,
+    /// Why it ended otherwise, in one line.
+    pub problem: Option<String>,
+    /// Files verified and placed.
+    pub verified: u32,
+    /// Files in the session.
+    pub files: u32,
+    /// Files that failed for good.
+    pub failed: Vec<(ObjectId, FailReason)>,
+}
+
+/// Counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReceiverStats {
+    /// Datagrams passed in.
+    pub packets_received: u64,
+    /// Bytes passed in.
+    pub bytes_received: u64,
+    /// DATA packets of the session accepted.
+    pub symbols_received: u64,
+    /// Symbols that were not needed (block done, or already held).
+    pub symbols_redundant: u64,
+    /// Datagrams of other sessions, looped-back own feedback, etc.
+    pub ignored: u64,
+    /// Datagrams that failed to parse or were out of range.
+    pub malformed: u64,
+    /// Symbols dropped because the block buffer was full.
+    pub dropped_no_buffer: u64,
+    /// Blocks completed.
+    pub blocks_completed: u64,
+    /// Blocks that needed Reed-Solomon decoding.
+    pub blocks_decoded: u64,
+    /// NACK datagrams sent.
+    pub nacks_sent: u64,
+    /// NACK entries sent.
+    pub nack_entries_sent: u64,
+    /// NACK entries not sent because another receiver asked first.
+    pub nack_entries_suppressed: u64,
+    /// Bytes of file data handed to the caller.
+    pub bytes_delivered: u64,
+}
+
+type BlockKey = (u32, u32);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum ObjState {
+    Receiving,
+    /// All blocks handed over; waiting for the caller's verification.
+    Delivered,
+    Verified,
+    Failed(FailReason),
+}
+
+#[derive(Debug)]
+struct Obj {
+    size: u64,
+    blocks: u32,
+    done: Vec<u64>,
+    done_count: u32,
+    first_missing: u32,
+    state: ObjState,
+}
+
+impl Obj {
+    fn new(size: u64, coding: &Coding) -> Obj {
+        let blocks = coding.block_count(size);
+        Obj {
+            size,
+            blocks,
+            done: vec![0; (blocks as usize).div_ceil(64)],
+            done_count: 0,
+            first_missing: 0,
+            state: ObjState::Receiving,
+        }
+    }
+
+    fn is_done(&self, b: u32) -> bool {
+        self.done[(b / 64) as usize] & (1 << (b % 64)) != 0
+    }
+
+    fn set_done(&mut self, b: u32) {
+        self.done[(b / 64) as usize] |= 1 << (b % 64);
+        self.done_count += 1;
+        while self.first_missing < self.blocks && self.is_done(self.first_missing) {
+            self.first_missing += 1;
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Partial {
+    k: u16,
+    /// `k * T` bytes; source symbol `i` at `i * T`.
+    data: Vec<u8>,
+    have: Vec<bool>,
+    have_count: u16,
+    /// Parity symbols: (parity index, `T` bytes).
+    recovery: Vec<(u16, Vec<u8>)>,
+}
+
+impl Partial {
+    fn count(&self) -> usize {
+        self.have_count as usize + self.recovery.len()
+    }
+    fn bytes(&self) -> usize {
+        self.data.len() + self.recovery.iter().map(|(_, v)| v.len()).sum::<usize>()
+    }
+}
+
+#[derive(Debug)]
+struct Session {
+    id: SessionId,
+    coding: Coding,
+    manifest_len: u64,
+    manifest_hash: [u8; 32],
+    object_count: u32,
+    manifest_parts: BTreeMap<u32, Vec<u8>>,
+    manifest_attempts: u32,
+    /// Index 0 is the manifest; files follow once it is known.
+    objects: Vec<Obj>,
+    manifest_known: bool,
+    partial: HashMap<BlockKey, Partial>,
+    buffered: usize,
+    /// Every block before this one was sent at least once.
+    sender_pos: BlockKey,
+    flushed: bool,
+    timing: Timing,
+    last_ts: Option<(u64, Instant)>,
+    last_heard: Instant,
+    holdoff: HashMap<BlockKey, Instant>,
+    nack_at: Option<Instant>,
+    recheck_at: Option<Instant>,
+    registered_acked: bool,
+    register_sent: Option<Instant>,
+    complete: bool,
+    confirm_acked: bool,
+    status_due: bool,
+    verified: u32,
+    failed: Vec<(ObjectId, FailReason)>,
+}
+
+/// The receiver of one session. See the crate docs for the calling contract.
+#[derive(Debug)]
+pub struct Receiver {
+    config: ReceiverConfig,
+    rng: Rng,
+    codec: Codec,
+    session: Option<Session>,
+    finished: bool,
+    transmits: VecDeque<Control>,
+    events: VecDeque<ReceiverEvent>,
+    stats: ReceiverStats,
+}
+
+const MIN_GRTT: Duration = Duration::from_millis(1);
+const REGISTER_INTERVAL: Duration = Duration::from_millis(50);
+/// Most blocks looked at in one NACK scan.
+const MAX_SCAN: usize = 8192;
+
+/// RFC 5401's truncated exponential back-off: most receivers wait close to
+/// `max`, a few much less, so the first NACK usually suppresses the rest.
+fn random_backoff(rng: &mut Rng, max: Duration, group_size: u32) -> Duration {
+    let lambda = (group_size.max(1) as f64).ln() + 1.0;
+    let u = rng.unit();
+    let x = ((lambda.exp() - 1.0) * u + 1.0).ln() / lambda;
+    max.mul_f64(x.clamp(0.0, 1.0))
+}
+
+impl Receiver {
+    /// A receiver waiting for a session.
+    pub fn new(config: ReceiverConfig) -> Receiver {
+        Receiver {
+            rng: Rng::new(config.seed),
+            config,
+            codec: Codec::default(),
+            session: None,
+            finished: false,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: ReceiverStats::default(),
+        }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> ReceiverStats {
+        self.stats
+    }
+
+    /// The session this receiver joined, if any.
+    pub fn session_id(&self) -> Option<SessionId> {
+        self.session.as_ref().map(|s| s.id)
+    }
+
+    /// True once [`ReceiverEvent::Finished`] was emitted.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// `(bytes of file data handed over, total bytes)` once the manifest is known.
+    pub fn progress(&self) -> Option<(u64, u64)> {
+        let s = self.session.as_ref()?;
+        if !s.manifest_known {
+            return None;
+        }
+        let total = s.objects[1..].iter().map(|o| o.size).sum();
+        Some((self.stats.bytes_delivered, total))
+    }
+
+    // ---------------------------------------------------------------- input
+
+    /// A datagram arrived from the network.
+    pub fn handle_datagram(&mut self, now: Instant, datagram: &[u8]) {
+        self.stats.packets_received += 1;
+        self.stats.bytes_received += datagram.len() as u64;
+        if self.finished {
+            return;
+        }
+        let packet = match wire::parse(datagram) {
+            Ok(p) => p,
+            Err(_) => {
+                self.stats.malformed += 1;
+                return;
+            }
+        };
+        let session_id = match &packet {
+            Packet::Data { header, .. } => header.session,
+            Packet::Control { session, .. } => *session,
+        };
+        if self.session.is_none() {
+            match &packet {
+                Packet::Control {
+                    message: Control::Announce(a),
+                    ..
+                } if !self.config.ignore_sessions.contains(&session_id) => {
+                    self.start_session(now, session_id, a);
+                }
+                _ => {
+                    self.stats.ignored += 1;
+                    return;
+                }
+            }
+        }
+        let Some(s) = &mut self.session else { return };
+        if s.id != session_id {
+            self.stats.ignored += 1;
+            return;
+        }
+        s.last_heard = now;
+        match packet {
+            Packet::Data { header, payload } => self.handle_data(now, &header, payload),
+            Packet::Control { message, .. } => match message {
+                Control::Announce(a) => self.handle_announce(now, &a),
+                Control::Flush(f) => {
+                    self.handle_timing(now, &f.timing, &f.acked);
+                    let s = self.session.as_mut().expect("checked above");
+                    s.flushed = true;
+                    let listed = f.awaiting.contains(&self.config.node);
+                    if listed || (s.complete && !s.confirm_acked) || !s.registered_acked {
+                        s.status_due = true;
+                    }
+                    self.maybe_arm_nack(now);
+                }
+                Control::Done(_) => self.finish(None),
+                Control::Nack(n) => self.handle_other_nack(now, &n),
+                Control::Register(_) | Control::Status(_) => self.stats.ignored += 1,
+            },
+        }
+        self.after_input(now);
+    }
+
+    fn start_session(&mut self, now: Instant, id: SessionId, a: &Announce) {
+        let coding = Coding {
+            symbol_size: a.symbol_size,
+            block_k: a.block_k,
+            parity: a.parity,
+        };
+        self.session = Some(Session {
+            id,
+            coding,
+            manifest_len: a.manifest_len,
+            manifest_hash: a.manifest_hash,
+            object_count: a.object_count,
+            manifest_parts: BTreeMap::new(),
+            manifest_attempts: 0,
+            objects: vec![Obj::new(a.manifest_len, &coding)],
+            manifest_known: false,
+            partial: HashMap::new(),
+            buffered: 0,
+            sender_pos: (0, 0),
+            flushed: false,
+            timing: a.timing,
+            last_ts: None,
+            last_heard: now,
+            holdoff: HashMap::new(),
+            nack_at: None,
+            recheck_at: None,
+            registered_acked: false,
+            register_sent: None,
+            complete: false,
+            confirm_acked: false,
+            status_due: false,
+            verified: 0,
+            failed: Vec::new(),
+        });
+    }
+
+    fn handle_announce(&mut self, now: Instant, a: &Announce) {
+        let s = self.session.as_mut().expect("caller checked");
+        let same = s.coding.symbol_size == a.symbol_size
+            && s.coding.block_k == a.block_k
+            && s.coding.parity == a.parity
+            && s.manifest_len == a.manifest_len
+            && s.manifest_hash == a.manifest_hash
+            && s.object_count == a.object_count;
+        if !same {
+            // A session's parameters never change: this one is forged or broken.
+            self.stats.malformed += 1;
+            return;
+        }
+        self.handle_timing(now, &a.timing, &a.acked);
+        let s = self.session.as_mut().expect("caller checked");
+        let due = s
+            .register_sent
+            .is_none_or(|t| now.saturating_duration_since(t) >= REGISTER_INTERVAL);
+        if !s.registered_acked && due {
+            s.register_sent = Some(now);
+            let echo = Self::echo(s, now);
+            self.transmits.push_back(Control::Register(Register {
+                node: self.config.node,
+                name: self.config.name.clone(),
+                echo,
+            }));
+        }
+    }
+
+    fn handle_timing(&mut self, now: Instant, timing: &Timing, acked: &[wire::Ack]) {
+        let s = self.session.as_mut().expect("caller checked");
+        s.timing = *timing;
+        s.last_ts = Some((timing.ts_us, now));
+        for a in acked {
+            if a.node == self.config.node {
+                s.registered_acked = true;
+                if a.state == AckState::Confirmed && s.complete {
+                    s.confirm_acked = true;
+                }
+            }
+        }
+    }
+
+    fn echo(s: &Session, now: Instant) -> Echo {
+        match s.last_ts {
+            Some((ts, at)) => Echo {
+                ts_us: ts,
+                delay_us: now.saturating_duration_since(at).as_micros() as u32,
+            },
+            None => Echo::default(),
+        }
+    }
+
+    fn grtt(s: &Session) -> Duration {
+        Duration::from_micros(s.timing.grtt_us as u64).max(MIN_GRTT)
+    }
+
+    fn backoff_max(&self, s: &Session) -> Duration {
+        Self::grtt(s) * self.config.backoff_factor
+    }
+
+    /// How long to wait for the repair of `cumulative` symbols asked for in
+    /// one NACK before asking again.
+    fn repair_wait(&self, s: &Session, cumulative: u32) -> Duration {
+        let bits = (s.coding.symbol_size as u64 + DATA_HEADER_LEN as u64) * 8;
+        let per_symbol = Duration::from_secs_f64(bits as f64 / s.timing.rate_bps.max(8000) as f64);
+        self.backoff_max(s) + Self::grtt(s) * 3 + per_symbol * cumulative
+    }
+
+    fn handle_data(&mut self, now: Instant, h: &DataHeader, payload: &[u8]) {
+        let hold_after_repair;
+        {
+            let s = self.session.as_ref().expect("caller checked");
+            hold_after_repair = self.backoff_max(s) + Self::grtt(s) * 2;
+        }
+        let s = self.session.as_mut().expect("caller checked");
+        let (o, b) = (h.object.0, h.block.0);
+        if o > s.object_count {
+            self.stats.malformed += 1;
+            return;
+        }
+        if h.flags & FLAG_REPAIR == 0 && (o, b) > s.sender_pos {
+            let old = s.sender_pos;
+            s.sender_pos = (o, b);
+            if old != (o, b) {
+                self.maybe_arm_nack(now);
+            }
+        }
+        let s = self.session.as_mut().expect("caller checked");
+        let Some(obj) = s.objects.get(o as usize) else {
+            // A file object before the manifest is known.
+            self.stats.ignored += 1;
+            return;
+        };
+        if b >= obj.blocks {
+            self.stats.malformed += 1;
+            return;
+        }
+        if obj.is_done(b) || obj.state != ObjState::Receiving {
+            self.stats.symbols_redundant += 1;
+            return;
+        }
+        let coding = s.coding;
+        let block = BlockNumber(b);
+        let k = coding.block_k(obj.size, block);
+        let block_len = coding.block_len(obj.size, block);
+        let t = coding.symbol_size as usize;
+        let esi = h.esi.0;
+        if esi as u32 >= k as u32 + coding.parity as u32 {
+            self.stats.malformed += 1;
+            return;
+        }
+        let expected_len = if esi < k {
+            coding.source_symbol_len(block_len, esi)
+        } else {
+            t
+        };
+        if payload.len() != expected_len {
+            self.stats.malformed += 1;
+            return;
+        }
+        let key = (o, b);
+        if !s.partial.contains_key(&key) {
+            let bytes = k as usize * t;
+            if s.buffered + bytes > self.config.buffer_bytes {
+                self.stats.dropped_no_buffer += 1;
+                return;
+            }
+            s.buffered += bytes;
+            s.partial.insert(
+                key,
+                Partial {
+                    k,
+                    data: vec![0; bytes],
+                    have: vec![false; k as usize],
+                    have_count: 0,
+                    recovery: Vec::new(),
+                },
+            );
+        }
+        let p = s.partial.get_mut(&key).expect("inserted above");
+        self.stats.symbols_received += 1;
+        if esi < k {
+            if p.have[esi as usize] {
+                self.stats.symbols_redundant += 1;
+                return;
+            }
+            let at = esi as usize * t;
+            p.data[at..at + payload.len()].copy_from_slice(payload);
+            p.have[esi as usize] = true;
+            p.have_count += 1;
+        } else {
+            let idx = esi - k;
+            if p.recovery.iter().any(|(i, _)| *i == idx) {
+                self.stats.symbols_redundant += 1;
+                return;
+            }
+            p.recovery.push((idx, payload.to_vec()));
+            s.buffered += t;
+        }
+        if p.count() >= p.k as usize {
+            let p = s.partial.remove(&key).expect("present");
+            s.buffered -= p.bytes();
+            s.holdoff.remove(&key);
+            self.complete_block(key, p, block_len);
+        } else if h.flags & FLAG_REPAIR != 0 {
+            let until = now + hold_after_repair;
+            let e = s.holdoff.entry(key).or_insert(until);
+            *e = (*e).max(until);
+        }
+    }
+
+    fn complete_block(&mut self, key: BlockKey, mut p: Partial, block_len: usize) {
+        let s = self.session.as_mut().expect("caller checked");
+        let t = s.coding.symbol_size as usize;
+        if (p.have_count as usize) < p.k as usize {
+            let r = s.coding.parity as usize;
+            let recovery = p.recovery.iter().map(|(i, v)| (*i as usize, v.as_slice()));
+            if self
+                .codec
+                .decode(p.k as usize, r, t, &mut p.data, &p.have, recovery)
+                .is_err()
+            {
+                // Cannot happen with k distinct in-range symbols; treat as
+                // loss so the block is asked for again.
+                self.stats.malformed += 1;
+                return;
+            }
+            self.stats.blocks_decoded += 1;
+        }
+        self.stats.blocks_completed += 1;
+        let mut data = p.data;
+        data.truncate(block_len);
+        let (o, b) = key;
+        let obj = &mut s.objects[o as usize];
+        obj.set_done(b);
+        let all_done = obj.done_count == obj.blocks;
+        if o == 0 {
+            s.manifest_parts.insert(b, data);
+            if all_done {
+                self.manifest_complete();
+            }
+            return;
+        }
+        self.stats.bytes_delivered += data.len() as u64;
+        let offset = s.coding.block_offset(BlockNumber(b));
+        self.events.push_back(ReceiverEvent::Block {
+            object: ObjectId(o),
+            offset,
+            data,
+        });
+        if all_done {
+            s.objects[o as usize].state = ObjState::Delivered;
+            self.events.push_back(ReceiverEvent::ObjectComplete {
+                object: ObjectId(o),
+            });
+        }
+    }
+
+    fn manifest_complete(&mut self) {
+        let s = self.session.as_mut().expect("caller checked");
+        let mut bytes = Vec::with_capacity(s.manifest_len as usize);
+        for part in std::mem::take(&mut s.manifest_parts).into_values() {
+            bytes.extend_from_slice(&part);
+        }
+        if *blake3::hash(&bytes).as_bytes() != s.manifest_hash {
+            // Corrupted or forged symbols: start over a few times.
+            s.manifest_attempts += 1;
+            if s.manifest_attempts >= 3 {
+                self.finish(Some("the manifest never matched its hash".into()));
+            } else {
+                let coding = s.coding;
+                s.objects[0] = Obj::new(s.manifest_len, &coding);
+            }
+            return;
+        }
+        let manifest = match Manifest::decode(&bytes) {
+            Ok(m) if m.file_count() == s.object_count => m,
+            Ok(_) => {
+                self.finish(Some("rejected the manifest: wrong file count".into()));
+                return;
+            }
+            Err(e) => {
+                self.finish(Some(format!("rejected the manifest: {e}")));
+                return;
+            }
+        };
+        let coding = s.coding;
+        let mut empties = Vec::new();
+        for (id, e) in manifest.files() {
+            if let EntryKind::File { size, .. } = e.kind {
+                let obj = Obj::new(size, &coding);
+                if obj.blocks == 0 {
+                    empties.push(id);
+                }
+                s.objects.push(obj);
+            }
+        }
+        s.objects[0].state = ObjState::Verified;
+        s.manifest_known = true;
+        self.events.push_back(ReceiverEvent::SessionStarted {
+            session: s.id,
+            manifest: Arc::new(manifest),
+        });
+        for id in empties {
+            s.objects[id.0 as usize].state = ObjState::Delivered;
+            self.events
+                .push_back(ReceiverEvent::ObjectComplete { object: id });
+        }
+        self.check_complete();
+    }
+
+    /// The caller checked (and placed) a file after
+    /// [`ReceiverEvent::ObjectComplete`]: `Ok` when it matched its hash and
+    /// is in place, otherwise why not.
+    pub fn handle_object_verified(
+        &mut self,
+        now: Instant,
+        object: ObjectId,
+        result: Result<(), FailReason>,
+    ) {
+        let Some(s) = &mut self.session else { return };
+        let Some(obj) = s.objects.get_mut(object.0 as usize) else {
+            return;
+        };
+        if object.0 == 0 || obj.state != ObjState::Delivered {
+            return;
+        }
+        match result {
+            Ok(()) => {
+                obj.state = ObjState::Verified;
+                s.verified += 1;
+            }
+            Err(reason) => {
+                obj.state = ObjState::Failed(reason);
+                s.failed.push((object, reason));
+            }
+        }
+        self.check_complete();
+        self.after_input(now);
+    }
+
+    fn check_complete(&mut self) {
+        let s = self.session.as_mut().expect("caller checked");
+        if s.complete || !s.manifest_known {
+            return;
+        }
+        if s.objects[1..]
+            .iter()
+            .all(|o| matches!(o.state, ObjState::Verified | ObjState::Failed(_)))
+        {
+            s.complete = true;
+            s.status_due = true;
+        }
+    }
+
+    fn handle_other_nack(&mut self, now: Instant, n: &Nack) {
+        if n.node == self.config.node {
+            // Our own NACK, looped back by the kernel.
+            self.stats.ignored += 1;
+            return;
+        }
+        let s = self.session.as_ref().expect("caller checked");
+        let mut cumulative = 0u32;
+        let mut holds = Vec::new();
+        for e in &n.entries {
+            cumulative += e.need as u32;
+            let key = (e.object.0, e.block.0);
+            let Some(obj) = s.objects.get(key.0 as usize) else {
+                continue;
+            };
+            if key.1 >= obj.blocks || obj.is_done(key.1) || obj.state != ObjState::Receiving {
+                continue;
+            }
+            let mine = match s.partial.get(&key) {
+                Some(p) => (p.k as usize - p.count()) as u16,
+                None => s.coding.block_k(obj.size, e.block),
+            };
+            if mine <= e.need {
+                holds.push((key, now + self.repair_wait(s, cumulative)));
+            }
+        }
+        let s = self.session.as_mut().expect("caller checked");
+        for (key, until) in holds {
+            let entry = s.holdoff.entry(key).or_insert(until);
+            if *entry <= now {
+                self.stats.nack_entries_suppressed += 1;
+            }
+            *entry = (*entry).max(until);
+        }
+    }
+
+    /// The timer armed from [`Receiver::poll_timeout`] fired.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let Some(s) = &mut self.session else { return };
+        if self.finished {
+            return;
+        }
+        if now.saturating_duration_since(s.last_heard) >= self.config.idle_timeout {
+            let problem = if s.complete {
+                None
+            } else {
+                Some(format!(
+                    "the sender went silent for {}s",
+                    self.config.idle_timeout.as_secs()
+                ))
+            };
+            self.finish(problem);
+            return;
+        }
+        if s.recheck_at.is_some_and(|t| now >= t) {
+            s.recheck_at = None;
+            self.maybe_arm_nack(now);
+        }
+        let s = self.session.as_mut().expect("checked above");
+        if s.nack_at.is_some_and(|t| now >= t) {
+            s.nack_at = None;
+            self.send_nack(now);
+        }
+        self.after_input(now);
+    }
+
+    fn after_input(&mut self, now: Instant) {
+        let Some(s) = &mut self.session else { return };
+        if self.finished {
+            return;
+        }
+        if s.status_due {
+            s.status_due = false;
+            let status = self.status(now);
+            self.transmits.push_back(Control::Status(status));
+        }
+        let s = self.session.as_ref().expect("checked above");
+        if s.complete && s.confirm_acked {
+            self.finish(None);
+        }
+    }
+
+    fn status(&self, now: Instant) -> Status {
+        let s = self.session.as_ref().expect("caller checked");
+        let missing = if s.manifest_known {
+            s.objects
+                .iter()
+                .enumerate()
+                .skip(1)
+                .filter(|(_, o)| matches!(o.state, ObjState::Receiving | ObjState::Delivered))
+                .take(MAX_STATUS_OBJECTS)
+                .map(|(i, _)| ObjectId(i as u32))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Status {
+            node: self.config.node,
+            name: self.config.name.clone(),
+            echo: Self::echo(s, now),
+            complete: s.complete,
+            verified: s.verified,
+            missing,
+            failed: s.failed.iter().take(MAX_STATUS_OBJECTS).copied().collect(),
+        }
+    }
+
+    fn finish(&mut self, problem: Option<String>) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        let s = self.session.as_mut().expect("finish needs a session");
+        let files = if s.manifest_known {
+            s.objects.len() as u32 - 1
+        } else {
+            s.object_count
+        };
+        let complete = s.complete && s.failed.is_empty();
+        let problem = match problem {
+            Some(p) => Some(p),
+            None if !s.complete => Some(format!(
+                "the sender ended the session with {} of {} files delivered",
+                s.verified, files
+            )),
+            None if !s.failed.is_empty() => Some(format!("{} files failed", s.failed.len())),
+            None => None,
+        };
+        // Free the block buffers now; the session may be long over.
+        s.partial.clear();
+        s.buffered = 0;
+        self.events.push_back(ReceiverEvent::Finished(SessionOutcome {
+            session: s.id,
+            complete,
+            problem,
+            verified: s.verified,
+            files,
+            failed: s.failed.clone(),
+        }));
+    }
+
+    // ------------------------------------------------------------------ NACK
+
+    /// Blocks to ask for now, with how many symbols each needs. Also returns
+    /// the earliest hold-off that kept a block out.
+    fn nack_candidates(&self, now: Instant, max: usize) -> (Vec<NackEntry>, Option<Instant>) {
+        let s = self.session.as_ref().expect("caller checked");
+        let mut out = Vec::new();
+        let mut earliest_hold: Option<Instant> = None;
+        let mut scanned = 0;
+        let mut budget = self.config.buffer_bytes.saturating_sub(s.buffered);
+        let t = s.coding.symbol_size as usize;
+        'objects: for (o, obj) in s.objects.iter().enumerate() {
+            if obj.state != ObjState::Receiving {
+                continue;
+            }
+            let o = o as u32;
+            for b in obj.first_missing..obj.blocks {
+                if !s.flushed && (o, b) >= s.sender_pos {
+                    break 'objects;
+                }
+                scanned += 1;
+                if scanned > MAX_SCAN || out.len() >= max {
+                    break 'objects;
+                }
+                if obj.is_done(b) {
+                    continue;
+                }
+                let key = (o, b);
+                if let Some(&until) = s.holdoff.get(&key) {
+                    if until > now {
+                        earliest_hold = Some(earliest_hold.map_or(until, |e| e.min(until)));
+                        continue;
+                    }
+                }
+                let need = match s.partial.get(&key) {
+                    Some(p) => (p.k as usize - p.count()) as u16,
+                    None => {
+                        let k = s.coding.block_k(obj.size, BlockNumber(b));
+                        // Ask only for blocks we have room to collect.
+                        let bytes = k as usize * t;
+                        if bytes > budget {
+                            continue;
+                        }
+                        budget -= bytes;
+                        k
+                    }
+                };
+                out.push(NackEntry {
+                    object: ObjectId(o),
+                    block: BlockNumber(b),
+                    need,
+                });
+            }
+        }
+        (out, earliest_hold)
+    }
+
+    fn maybe_arm_nack(&mut self, now: Instant) {
+        let Some(s) = &self.session else { return };
+        if s.nack_at.is_some() || self.finished {
+            return;
+        }
+        let (candidates, hold) = self.nack_candidates(now, 1);
+        let s = self.session.as_ref().expect("checked above");
+        let max = self.backoff_max(s);
+        let group = s.timing.group_size;
+        if candidates.is_empty() {
+            let s = self.session.as_mut().expect("checked above");
+            if let Some(h) = hold {
+                s.recheck_at = Some(s.recheck_at.map_or(h, |r| r.min(h)));
+            }
+            return;
+        }
+        let delay = random_backoff(&mut self.rng, max, group);
+        let s = self.session.as_mut().expect("checked above");
+        s.nack_at = Some(now + delay);
+    }
+
+    fn send_nack(&mut self, now: Instant) {
+        let (entries, _) = self.nack_candidates(now, MAX_NACK_ENTRIES);
+        if !entries.is_empty() {
+            let s = self.session.as_ref().expect("caller checked");
+            let mut cumulative = 0;
+            let mut holds = Vec::with_capacity(entries.len());
+            for e in &entries {
+                cumulative += e.need as u32;
+                holds.push((
+                    (e.object.0, e.block.0),
+                    now + self.repair_wait(s, cumulative),
+                ));
+            }
+            let echo = Self::echo(s, now);
+            let s = self.session.as_mut().expect("caller checked");
+            s.holdoff.extend(holds);
+            self.stats.nacks_sent += 1;
+            self.stats.nack_entries_sent += entries.len() as u64;
+            self.transmits.push_back(Control::Nack(Nack {
+                node: self.config.node,
+                echo,
+                entries,
+            }));
+        }
+        self.maybe_arm_nack(now);
+    }
+
+    // --------------------------------------------------------------- output
+
+    /// Writes the next feedback datagram into `buf` (cleared first).
+    pub fn poll_transmit(&mut self, _now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
+        let msg = self.transmits.pop_front()?;
+        let session = self.session.as_ref()?.id;
+        buf.clear();
+        wire::write_control(buf, session, &msg);
+        Some(Transmit {
+            destination: Destination::Group,
+            size: buf.len(),
+            segment_size: buf.len(),
+        })
+    }
+
+    /// Next event for the caller.
+    pub fn poll_event(&mut self) -> Option<ReceiverEvent> {
+        self.events.pop_front()
+    }
+
+    /// When to call [`Receiver::handle_timeout`] next (`None`: only input
+    /// can make progress, e.g. before any session was announced).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let s = self.session.as_ref()?;
+        if self.finished {
+            return None;
+        }
+        let mut t = s.last_heard + self.config.idle_timeout;
+        if let Some(n) = s.nack_at {
+            t = t.min(n);
+        }
+        if let Some(r) = s.recheck_at {
+            t = t.min(r);
+        }
+        Some(t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_stays_within_its_bound_and_mostly_near_it() {
+        let mut rng = Rng::new(1);
+        let max = Duration::from_millis(100);
+        let mut late = 0;
+        for _ in 0..10_000 {
+            let d = random_backoff(&mut rng, max, 100);
+            assert!(d <= max);
+            if d > max / 2 {
+                late += 1;
+            }
+        }
+        // With a large group most receivers wait long, few answer early.
+        assert!(late > 8_000, "only {late} of 10000 waited past half");
+    }
+}

@@ -1,0 +1,1218 @@
+//! The sender state machine.
+//!
+//! A session goes through four phases:
+//!
+//! 1. **Announcing**: ANNOUNCE every 100 ms; receivers REGISTER. Ends when the
+//!    expected number of receivers registered, or when `wait` ran out.
+//! 2. **Sending**: objects in order (the manifest first), block by block, each
+//!    block's `k` source symbols then `proactive` parity symbols. Repairs asked
+//!    for by NACKs go before new data. ANNOUNCE every 500 ms as a heartbeat.
+//! 3. **Flushing**: all data sent and no repair queued. FLUSH at once and then
+//!    periodically, naming the receivers whose final STATUS is still missing.
+//!    Repairs go on. Ends when every receiver is final (confirmed, failed or
+//!    dropped for silence), or at the session deadline.
+//! 4. **Done**: DONE three times, then [`SenderEvent::Finished`].
+//!
+//! File data enters through [`SenderEvent::ReadBlock`] requests that the
+//! caller answers with [`Sender::handle_block`]; the sender keeps a bounded
+//! cache of blocks for repairs and asks again for a block it evicted.
+
+use crate::fec::Codec;
+use crate::ids::{BlockNumber, NodeId, ObjectId, SessionId, SymbolId};
+use crate::layout::Coding;
+use crate::manifest::{EntryKind, Manifest};
+use crate::pacer::Pacer;
+use crate::wire::{
+    self, Ack, AckState, Announce, Control, DataHeader, Destination, Done, Echo, FailReason,
+    Flush, NackEntry, Packet, Timing, Transmit, DATA_HEADER_LEN, FLAG_REPAIR, MAX_NODE_LIST,
+};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Most receivers a sender tracks (bounds memory against forged node ids).
+pub const MAX_PEERS: usize = 65_536;
+
+/// Sender settings. [`SenderConfig::new`] gives the defaults.
+#[derive(Clone, Debug)]
+pub struct SenderConfig {
+    /// This session's id (random per push).
+    pub session: SessionId,
+    /// Symbol size in bytes; even, 16..=65000.
+    pub symbol_size: u16,
+    /// Source symbols per block (k).
+    pub block_k: u16,
+    /// Parity symbols defined per block (r).
+    pub parity: u16,
+    /// Parity symbols sent with every block before any NACK.
+    pub proactive: u16,
+    /// Send rate, bits per second (UDP payload).
+    pub rate_bps: u64,
+    /// Receivers to wait for (0: open group).
+    pub expected_receivers: u32,
+    /// How long to wait for registrations before sending data.
+    pub wait: Duration,
+    /// Bound on the whole session, from `Sender::new` to DONE.
+    pub timeout: Duration,
+    /// A receiver silent this long during flushing is dropped.
+    pub drop_after: Duration,
+    /// Group round-trip time assumed before any measurement.
+    pub initial_grtt: Duration,
+    /// Bytes of block data kept for repairs.
+    pub cache_bytes: usize,
+    /// Blocks read ahead of the send position.
+    pub readahead_blocks: usize,
+    /// Most datagrams in one [`Transmit`] batch.
+    pub max_batch: usize,
+}
+
+impl SenderConfig {
+    /// Defaults for a session id.
+    pub fn new(session: SessionId) -> Self {
+        SenderConfig {
+            session,
+            symbol_size: 1400,
+            block_k: 256,
+            parity: 128,
+            proactive: 0,
+            rate_bps: 500_000_000,
+            expected_receivers: 0,
+            wait: Duration::from_secs(1),
+            timeout: Duration::from_secs(600),
+            drop_after: Duration::from_secs(5),
+            initial_grtt: Duration::from_millis(5),
+            cache_bytes: 32 << 20,
+            readahead_blocks: 8,
+            max_batch: 1,
+        }
+    }
+
+    fn coding(&self) -> Coding {
+        Coding {
+            symbol_size: self.symbol_size,
+            block_k: self.block_k,
+            parity: self.parity,
+        }
+    }
+
+    /// Checks the settings; the message says what to change.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.symbol_size < 16 || self.symbol_size % 2 != 0 || self.symbol_size > 65000 {
+            return Err("symbol size must be an even number from 16 to 65000".into());
+        }
+        if self.block_k == 0 || self.block_k > crate::layout::MAX_BLOCK_K {
+            return Err(format!(
+                "block size must be 1 to {} symbols",
+                crate::layout::MAX_BLOCK_K
+            ));
+        }
+        if self.parity == 0 || self.parity > crate::layout::MAX_PARITY {
+            return Err(format!(
+                "parity must be 1 to {} symbols",
+                crate::layout::MAX_PARITY
+            ));
+        }
+        if self.proactive > self.parity {
+            return Err("proactive parity cannot exceed the parity per block".into());
+        }
+        if self.rate_bps < 8_000 {
+            return Err("rate must be at least 8 kbit/s".into());
+        }
+        let block_bytes = self.block_k as usize * self.symbol_size as usize;
+        if self.cache_bytes < block_bytes * (self.readahead_blocks + 2) {
+            return Err("block cache too small for the read-ahead window".into());
+        }
+        Ok(())
+    }
+}
+
+/// What the caller must do or know.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SenderEvent {
+    /// Read `len` bytes of object `object` at `offset` and pass them to
+    /// [`Sender::handle_block`].
+    ReadBlock {
+        /// File object.
+        object: ObjectId,
+        /// Block.
+        block: BlockNumber,
+        /// Byte offset in the file.
+        offset: u64,
+        /// Bytes to read.
+        len: usize,
+    },
+    /// A receiver joined.
+    Registered {
+        /// Its node id.
+        node: NodeId,
+        /// Its name.
+        name: String,
+    },
+    /// Data transmission begins (registration phase over).
+    DataStarted,
+    /// All data sent; waiting for confirmations.
+    Flushing,
+    /// The session is over; the sender has nothing more to send.
+    Finished(Arc<SenderReport>),
+}
+
+/// A receiver's verdict.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// It confirmed every file.
+    Confirmed,
+    /// It finished, but some files failed (see `failed`).
+    Failed,
+    /// It had not confirmed when the session ended.
+    Incomplete,
+    /// It went silent and was dropped.
+    Dropped {
+        /// How long it had been silent.
+        silent_for: Duration,
+    },
+}
+
+/// One receiver in the final report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReceiverReport {
+    /// Node id.
+    pub node: NodeId,
+    /// Name it registered with.
+    pub name: String,
+    /// Verdict.
+    pub verdict: Verdict,
+    /// Files verified and placed, as last reported.
+    pub verified: u32,
+    /// Files it still missed (the first few), by path.
+    pub missing: Vec<String>,
+    /// Files that failed, by path, with the reason.
+    pub failed: Vec<(String, FailReason)>,
+}
+
+/// The outcome of a session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SenderReport {
+    /// Session id.
+    pub session: SessionId,
+    /// True when every expected receiver confirmed every file.
+    pub success: bool,
+    /// Receivers that were expected (0: open group).
+    pub expected: u32,
+    /// Why the session is not a success, in one line.
+    pub problem: Option<String>,
+    /// True when the session deadline ended it.
+    pub timed_out: bool,
+    /// Every receiver that registered.
+    pub receivers: Vec<ReceiverReport>,
+    /// Counters at the end.
+    pub stats: SenderStats,
+}
+
+/// Counters. `bytes_sent` counts UDP payload bytes of every datagram.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SenderStats {
+    /// Datagrams sent.
+    pub packets_sent: u64,
+    /// UDP payload bytes sent.
+    pub bytes_sent: u64,
+    /// Source and proactive parity symbols sent once.
+    pub data_symbols_sent: u64,
+    /// Repair symbols sent in answer to NACKs.
+    pub repair_symbols_sent: u64,
+    /// Control datagrams sent.
+    pub control_sent: u64,
+    /// NACK datagrams received.
+    pub nacks_received: u64,
+    /// NACK entries received.
+    pub nack_entries_received: u64,
+    /// Datagrams received that were not valid mdp packets for this session.
+    pub ignored_received: u64,
+    /// Blocks whose parity was computed.
+    pub blocks_encoded: u64,
+    /// Bytes of file data the caller passed in.
+    pub bytes_read: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Announcing,
+    Sending,
+    Flushing,
+    Done { sent: u8 },
+    Finished,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PeerState {
+    Active,
+    Confirmed,
+    Failed,
+    Dropped(Duration),
+}
+
+#[derive(Debug)]
+struct Peer {
+    name: String,
+    state: PeerState,
+    last_heard: Instant,
+    verified: u32,
+    missing: Vec<ObjectId>,
+    failed: Vec<(ObjectId, FailReason)>,
+}
+
+type BlockKey = (u32, u32);
+
+#[derive(Debug)]
+struct CachedBlock {
+    /// `k * T` bytes, zero-padded.
+    source: Vec<u8>,
+    /// `r * T` bytes once computed.
+    parity: Option<Vec<u8>>,
+    last_use: u64,
+}
+
+#[derive(Debug)]
+struct RepairState {
+    /// Symbols to send in the current round.
+    queued: u32,
+    /// Symbols sent in the current round.
+    round_sent: u32,
+    /// NACKs until this instant belong to the current round.
+    round_end: Instant,
+    /// Next encoding symbol id to send (cycles through parity, then source).
+    next_esi: u32,
+}
+
+/// Position of the next new symbol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Cursor {
+    object: u32,
+    block: u32,
+    esi: u32,
+}
+
+/// The sender of one session. See the crate docs for the calling contract.
+#[derive(Debug)]
+pub struct Sender {
+    config: SenderConfig,
+    coding: Coding,
+    manifest: Arc<Manifest>,
+    manifest_bytes: Vec<u8>,
+    manifest_hash: [u8; 32],
+    /// Object sizes; index 0 is the manifest.
+    sizes: Vec<u64>,
+    /// Paths of the file objects; index 0 is unused.
+    paths: Vec<String>,
+    phase: Phase,
+    epoch: Instant,
+    deadline: Instant,
+    data_start_deadline: Instant,
+    pacer: Pacer,
+    codec: Codec,
+    cursor: Cursor,
+    cache: HashMap<BlockKey, CachedBlock>,
+    cache_bytes: usize,
+    use_counter: u64,
+    reads_pending: HashSet<BlockKey>,
+    repair_queue: VecDeque<BlockKey>,
+    repairs: HashMap<BlockKey, RepairState>,
+    peers: BTreeMap<NodeId, Peer>,
+    acks: VecDeque<(Ack, u8)>,
+    await_rotation: usize,
+    grtt: Duration,
+    next_announce: Instant,
+    next_flush: Instant,
+    flush_start: Option<Instant>,
+    flushes_sent: u32,
+    next_done: Instant,
+    timed_out: bool,
+    events: VecDeque<SenderEvent>,
+    stats: SenderStats,
+    report: Option<Arc<SenderReport>>,
+}
+
+const ANNOUNCE_INTERVAL: Duration = Duration::from_millis(100);
+const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(500);
+const DONE_INTERVAL: Duration = Duration::from_millis(10);
+const DONE_REPEATS: u8 = 3;
+const ACK_REPEATS: u8 = 3;
+const MIN_GRTT: Duration = Duration::from_millis(1);
+const MAX_GRTT: Duration = Duration::from_secs(2);
+
+impl Sender {
+    /// Starts a session that delivers `manifest`. Fails on invalid settings.
+    pub fn new(config: SenderConfig, manifest: Manifest, now: Instant) -> Result<Sender, String> {
+        config.validate()?;
+        manifest.validate().map_err(|e| e.to_string())?;
+        let manifest_bytes = manifest.encode();
+        if manifest_bytes.len() as u64 > crate::manifest::MAX_MANIFEST_LEN {
+            return Err("too many files for one push: split it".into());
+        }
+        let manifest_hash = *blake3::hash(&manifest_bytes).as_bytes();
+        let mut sizes = vec![manifest_bytes.len() as u64];
+        let mut paths = vec![String::new()];
+        for (_, e) in manifest.files() {
+            if let EntryKind::File { size, .. } = e.kind {
+                sizes.push(size);
+                paths.push(e.path.clone());
+            }
+        }
+        let burst = (config.max_batch.max(4)) * (config.symbol_size as usize + DATA_HEADER_LEN);
+        Ok(Sender {
+            coding: config.coding(),
+            pacer: Pacer::new(config.rate_bps, burst, now),
+            manifest: Arc::new(manifest),
+            manifest_bytes,
+            manifest_hash,
+            sizes,
+            paths,
+            phase: Phase::Announcing,
+            epoch: now,
+            deadline: now + config.timeout,
+            data_start_deadline: now + config.wait,
+            codec: Codec::default(),
+            cursor: Cursor {
+                object: 0,
+                block: 0,
+                esi: 0,
+            },
+            cache: HashMap::new(),
+            cache_bytes: 0,
+            use_counter: 0,
+            reads_pending: HashSet::new(),
+            repair_queue: VecDeque::new(),
+            repairs: HashMap::new(),
+            peers: BTreeMap::new(),
+            acks: VecDeque::new(),
+            await_rotation: 0,
+            grtt: config.initial_grtt,
+            next_announce: now,
+            next_flush: now,
+            flush_start: None,
+            flushes_sent: 0,
+            next_done: now,
+            timed_out: false,
+            events: VecDeque::new(),
+            stats: SenderStats::default(),
+            report: None,
+            config,
+        })
+    }
+
+    /// The manifest this session delivers.
+    pub fn manifest(&self) -> &Arc<Manifest> {
+        &self.manifest
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> SenderStats {
+        self.stats
+    }
+
+    /// Registered receivers so far.
+    pub fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Receivers that confirmed so far.
+    pub fn confirmed_count(&self) -> usize {
+        self.peers
+            .values()
+            .filter(|p| p.state == PeerState::Confirmed)
+            .count()
+    }
+
+    /// Bytes of file data sent at least once (for progress display).
+    pub fn progress_bytes(&self) -> u64 {
+        let full_block = self.coding.block_k as u64 * self.coding.symbol_size as u64;
+        let mut done: u64 = self.sizes[1..self.cursor.object.max(1) as usize]
+            .iter()
+            .sum::<u64>();
+        if self.cursor.object >= 1 && (self.cursor.object as usize) < self.sizes.len() {
+            let size = self.sizes[self.cursor.object as usize];
+            done += (self.cursor.block as u64 * full_block).min(size);
+        }
+        done
+    }
+
+    /// The current group round-trip time estimate.
+    pub fn grtt(&self) -> Duration {
+        self.grtt
+    }
+
+    /// The report, once the session is finished.
+    pub fn report(&self) -> Option<&Arc<SenderReport>> {
+        self.report.as_ref()
+    }
+
+    /// True once [`SenderEvent::Finished`] was emitted.
+    pub fn is_finished(&self) -> bool {
+        self.phase == Phase::Finished
+    }
+
+    fn ts_us(&self, now: Instant) -> u64 {
+        // Never 0: 0 means "no timestamp" in an echo.
+        now.saturating_duration_since(self.epoch).as_micros() as u64 + 1
+    }
+
+    fn timing(&self, now: Instant) -> Timing {
+        Timing {
+            ts_us: self.ts_us(now),
+            grtt_us: self.grtt.as_micros() as u32,
+            rate_bps: self.config.rate_bps,
+            group_size: self.peers.len().max(1) as u32,
+        }
+    }
+
+    // ---------------------------------------------------------------- input
+
+    /// A datagram arrived from the network (any source; the sender's own
+    /// looped-back datagrams included).
+    pub fn handle_datagram(&mut self, now: Instant, datagram: &[u8]) {
+        let Ok(Packet::Control { session, message }) = wire::parse(datagram) else {
+            self.stats.ignored_received += 1;
+            return;
+        };
+        if session != self.config.session || self.phase == Phase::Finished {
+            self.stats.ignored_received += 1;
+            return;
+        }
+        match message {
+            Control::Register(r) => {
+                self.touch_peer(now, r.node, &r.name, r.echo);
+            }
+            Control::Nack(n) => {
+                self.stats.nacks_received += 1;
+                if !self.touch_peer(now, n.node, "", n.echo) {
+                    return;
+                }
+                for e in n.entries {
+                    self.stats.nack_entries_received += 1;
+                    self.handle_nack_entry(now, e);
+                }
+            }
+            Control::Status(s) => {
+                if !self.touch_peer(now, s.node, &s.name, s.echo) {
+                    return;
+                }
+                let max_obj = self.sizes.len() as u32;
+                let peer = self.peers.get_mut(&s.node).expect("touch_peer inserted it");
+                if matches!(peer.state, PeerState::Dropped(_)) {
+                    // A dropped receiver came back: it is tracked again.
+                    peer.state = PeerState::Active;
+                }
+                peer.verified = s.verified;
+                peer.missing = s
+                    .missing
+                    .into_iter()
+                    .filter(|o| o.0 >= 1 && o.0 < max_obj)
+                    .collect();
+                peer.failed = s
+                    .failed
+                    .into_iter()
+                    .filter(|(o, _)| o.0 >= 1 && o.0 < max_obj)
+                    .collect();
+                if s.complete {
+                    peer.state = if peer.failed.is_empty() {
+                        PeerState::Confirmed
+                    } else {
+                        PeerState::Failed
+                    };
+                    self.push_ack(s.node, AckState::Confirmed);
+                }
+            }
+            // Our own packets looped back, or another sender's.
+            Control::Announce(_) | Control::Flush(_) | Control::Done(_) => {
+                self.stats.ignored_received += 1;
+            }
+        }
+        self.check_progress(now);
+    }
+
+    /// Records feedback from `node`; returns false when it cannot be tracked.
+    fn touch_peer(&mut self, now: Instant, node: NodeId, name: &str, echo: Echo) -> bool {
+        if echo.ts_us != 0 {
+            let now_us = self.ts_us(now);
+            if let Some(rtt) = now_us
+                .checked_sub(echo.ts_us)
+                .and_then(|d| d.checked_sub(echo.delay_us as u64))
+            {
+                self.update_grtt(Duration::from_micros(rtt));
+            }
+        }
+        if let Some(p) = self.peers.get_mut(&node) {
+            p.last_heard = now;
+            if p.name.is_empty() && !name.is_empty() {
+                p.name = name.to_string();
+            }
+            return true;
+        }
+        if self.peers.len() >= MAX_PEERS {
+            return false;
+        }
+        self.peers.insert(
+            node,
+            Peer {
+                name: name.to_string(),
+                state: PeerState::Active,
+                last_heard: now,
+                verified: 0,
+                missing: Vec::new(),
+                failed: Vec::new(),
+            },
+        );
+        self.push_ack(node, AckState::Registered);
+        self.events.push_back(SenderEvent::Registered {
+            node,
+            name: name.to_string(),
+        });
+        true
+    }
+
+    fn update_grtt(&mut self, sample: Duration) {
+        let sample = sample.clamp(MIN_GRTT, MAX_GRTT);
+        // Rise fast, fall slowly (as NORM does): a too-small GRTT causes
+        // NACK implosion, a too-large one only slows repairs a little.
+        self.grtt = if sample > self.grtt {
+            (self.grtt + sample * 3) / 4
+        } else {
+            (self.grtt * 15 + sample) / 16
+        }
+        .clamp(MIN_GRTT, MAX_GRTT);
+    }
+
+    fn push_ack(&mut self, node: NodeId, state: AckState) {
+        self.acks.retain(|(a, _)| a.node != node);
+        self.acks.push_back((Ack { node, state }, ACK_REPEATS));
+    }
+
+    fn handle_nack_entry(&mut self, now: Instant, e: NackEntry) {
+        let Some(&size) = self.sizes.get(e.object.0 as usize) else {
+            return;
+        };
+        if e.block.0 >= self.coding.block_count(size) || e.need == 0 {
+            return;
+        }
+        // A block the sender has not sent yet cannot be missing.
+        let key = (e.object.0, e.block.0);
+        if (e.object.0, e.block.0) >= (self.cursor.object, self.cursor.block) {
+            return;
+        }
+        let k = self.coding.block_k(size, e.block) as u32;
+        let need = (e.need as u32).min(k);
+        let start_esi = k + self.config.proactive as u32;
+        let st = self.repairs.entry(key).or_insert(RepairState {
+            queued: 0,
+            round_sent: 0,
+            round_end: now,
+            next_esi: start_esi,
+        });
+        let in_round = st.queued > 0 || now < st.round_end;
+        if in_round {
+            // NACKs sent before the receiver saw this round's repairs: top up
+            // to the largest need, do not add a second round.
+            let have = st.queued + st.round_sent;
+            if need > have {
+                st.queued += need - have;
+            }
+        } else {
+            st.round_sent = 0;
+            st.queued = need;
+        }
+        if st.queued > 0 && !self.repair_queue.contains(&key) {
+            self.repair_queue.push_back(key);
+        }
+    }
+
+    /// The caller read a block asked for by [`SenderEvent::ReadBlock`].
+    pub fn handle_block(
+        &mut self,
+        now: Instant,
+        object: ObjectId,
+        block: BlockNumber,
+        mut data: Vec<u8>,
+    ) {
+        let key = (object.0, block.0);
+        if !self.reads_pending.remove(&key) {
+            return;
+        }
+        let Some(&size) = self.sizes.get(object.0 as usize) else {
+            return;
+        };
+        let len = self.coding.block_len(size, block);
+        debug_assert_eq!(data.len(), len, "caller read the wrong length");
+        self.stats.bytes_read += data.len() as u64;
+        let k = self.coding.block_k(size, block) as usize;
+        data.resize(k * self.coding.symbol_size as usize, 0);
+        self.insert_cache(key, data);
+        self.check_progress(now);
+    }
+
+    /// The timer armed from [`Sender::poll_timeout`] fired.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.check_progress(now);
+    }
+
+    // ------------------------------------------------------------- progress
+
+    fn check_progress(&mut self, now: Instant) {
+        if matches!(self.phase, Phase::Done { .. } | Phase::Finished) {
+            return;
+        }
+        if now >= self.deadline {
+            self.timed_out = true;
+            self.finish(now);
+            return;
+        }
+        if self.phase == Phase::Announcing {
+            let enough = self.config.expected_receivers > 0
+                && self.peers.len() >= self.config.expected_receivers as usize;
+            if enough || now >= self.data_start_deadline {
+                self.phase = Phase::Sending;
+                self.next_announce = now + HEARTBEAT_INTERVAL;
+                self.events.push_back(SenderEvent::DataStarted);
+            }
+        }
+        if self.phase == Phase::Sending
+            && self.cursor.object as usize >= self.sizes.len()
+            && self.repair_queue.is_empty()
+        {
+            self.phase = Phase::Flushing;
+            self.flush_start = Some(now);
+            self.next_flush = now;
+            self.events.push_back(SenderEvent::Flushing);
+        }
+        if self.phase == Phase::Flushing {
+            let flush_start = self.flush_start.unwrap_or(now);
+            for p in self.peers.values_mut() {
+                if p.state == PeerState::Active {
+                    let silent_since = p.last_heard.max(flush_start);
+                    let silent = now.saturating_duration_since(silent_since);
+                    if silent >= self.config.drop_after {
+                        p.state = PeerState::Dropped(now.saturating_duration_since(p.last_heard));
+                    }
+                }
+            }
+            let all_final = self.peers.values().all(|p| p.state != PeerState::Active);
+            let expected = self.config.expected_receivers as usize;
+            let since_flush = now.saturating_duration_since(flush_start);
+            let done = if self.peers.is_empty() {
+                // Give receivers whose REGISTER was lost a few FLUSH rounds.
+                self.flushes_sent >= 3 && since_flush >= self.flush_interval() * 3
+            } else if self.peers.len() < expected {
+                all_final && since_flush >= self.config.drop_after
+            } else {
+                all_final
+            };
+            if done {
+                self.finish(now);
+            }
+        }
+        self.request_reads();
+    }
+
+    fn finish(&mut self, now: Instant) {
+        self.phase = Phase::Done { sent: 0 };
+        self.next_done = now;
+        let expected = self.config.expected_receivers;
+        let mut receivers = Vec::new();
+        for (node, p) in &self.peers {
+            let verdict = match p.state {
+                PeerState::Active => Verdict::Incomplete,
+                PeerState::Confirmed => Verdict::Confirmed,
+                PeerState::Failed => Verdict::Failed,
+                PeerState::Dropped(d) => Verdict::Dropped { silent_for: d },
+            };
+            let path = |o: &ObjectId| self.paths.get(o.0 as usize).cloned().unwrap_or_default();
+            receivers.push(ReceiverReport {
+                node: *node,
+                name: p.name.clone(),
+                verified: p.verified,
+                missing: if verdict == Verdict::Confirmed {
+                    Vec::new()
+                } else {
+                    p.missing.iter().map(path).collect()
+                },
+                failed: p.failed.iter().map(|(o, r)| (path(o), *r)).collect(),
+                verdict,
+            });
+        }
+        let confirmed = receivers
+            .iter()
+            .filter(|r| r.verdict == Verdict::Confirmed)
+            .count();
+        let problem = if receivers.is_empty() {
+            Some("no receiver registered: is mdp-recv running and joined to the same group and interface?".to_string())
+        } else if confirmed < receivers.len() {
+            Some(format!(
+                "{} of {} receivers did not confirm every file",
+                receivers.len() - confirmed,
+                receivers.len()
+            ))
+        } else if (confirmed as u32) < expected {
+            Some(format!(
+                "only {confirmed} of {expected} expected receivers registered"
+            ))
+        } else {
+            None
+        };
+        self.report = Some(Arc::new(SenderReport {
+            session: self.config.session,
+            success: problem.is_none(),
+            expected,
+            problem,
+            timed_out: self.timed_out,
+            receivers,
+            stats: self.stats,
+        }));
+    }
+
+    fn flush_interval(&self) -> Duration {
+        (self.grtt * 8).clamp(Duration::from_millis(20), Duration::from_millis(500))
+    }
+
+    // ------------------------------------------------------------ block data
+
+    fn insert_cache(&mut self, key: BlockKey, source: Vec<u8>) {
+        self.use_counter += 1;
+        self.cache_bytes += source.len();
+        self.cache.insert(
+            key,
+            CachedBlock {
+                source,
+                parity: None,
+                last_use: self.use_counter,
+            },
+        );
+        self.evict();
+    }
+
+    fn evict(&mut self) {
+        while self.cache_bytes > self.config.cache_bytes {
+            // Least recently used among blocks already sent and not queued
+            // for repair; blocks of the read-ahead window are never evicted.
+            let cursor = (self.cursor.object, self.cursor.block);
+            let victim = self
+                .cache
+                .iter()
+                .filter(|(k, _)| **k < cursor && !self.repair_queue.contains(k))
+                .min_by_key(|(_, b)| b.last_use)
+                .map(|(k, _)| *k);
+            let Some(victim) = victim else { break };
+            if let Some(b) = self.cache.remove(&victim) {
+                self.cache_bytes -= b.source.len() + b.parity.as_ref().map_or(0, Vec::len);
+            }
+        }
+    }
+
+    /// Asks for the blocks of the read-ahead window and of queued repairs.
+    fn request_reads(&mut self) {
+        if !matches!(self.phase, Phase::Sending | Phase::Flushing) {
+            return;
+        }
+        let mut wanted = Vec::new();
+        let (mut o, mut b) = (self.cursor.object, self.cursor.block);
+        while wanted.len() < self.config.readahead_blocks && (o as usize) < self.sizes.len() {
+            if b >= self.coding.block_count(self.sizes[o as usize]) {
+                o += 1;
+                b = 0;
+                continue;
+            }
+            wanted.push((o, b));
+            b += 1;
+        }
+        wanted.extend(self.repair_queue.iter().take(4).copied());
+        for key in wanted {
+            if self.cache.contains_key(&key) || self.reads_pending.contains(&key) {
+                continue;
+            }
+            if key.0 == 0 {
+                let block = BlockNumber(key.1);
+                let off = self.coding.block_offset(block) as usize;
+                let len = self.coding.block_len(self.sizes[0], block);
+                let k = self.coding.block_k(self.sizes[0], block) as usize;
+                let mut data = self.manifest_bytes[off..off + len].to_vec();
+                data.resize(k * self.coding.symbol_size as usize, 0);
+                self.insert_cache(key, data);
+                continue;
+            }
+            self.reads_pending.insert(key);
+            let block = BlockNumber(key.1);
+            let size = self.sizes[key.0 as usize];
+            self.events.push_back(SenderEvent::ReadBlock {
+                object: ObjectId(key.0),
+                block,
+                offset: self.coding.block_offset(block),
+                len: self.coding.block_len(size, block),
+            });
+        }
+    }
+
+    // --------------------------------------------------------------- output
+
+    /// Next event for the caller.
+    pub fn poll_event(&mut self) -> Option<SenderEvent> {
+        self.events.pop_front()
+    }
+
+    /// When to call [`Sender::handle_timeout`] next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut t = self.deadline;
+        match self.phase {
+            Phase::Finished => return None,
+            Phase::Done { .. } => return Some(self.next_done),
+            Phase::Announcing => {
+                t = t.min(self.next_announce).min(self.data_start_deadline);
+            }
+            Phase::Sending | Phase::Flushing => {
+                t = t.min(if self.phase == Phase::Flushing {
+                    self.next_flush.min(self.next_drop_check())
+                } else {
+                    self.next_announce
+                });
+                if self.has_sendable_data() {
+                    let len = DATA_HEADER_LEN + self.coding.symbol_size as usize;
+                    t = t.min(self.pacer.ready_at(len));
+                }
+                // A repair round that ends lets later NACKs start a new one;
+                // no timer needed: NACK arrival is the input that matters.
+            }
+        }
+        Some(t)
+    }
+
+    fn next_drop_check(&self) -> Instant {
+        let start = self.flush_start.unwrap_or(self.epoch);
+        self.peers
+            .values()
+            .filter(|p| p.state == PeerState::Active)
+            .map(|p| p.last_heard.max(start) + self.config.drop_after)
+            .min()
+            .unwrap_or(self.deadline)
+    }
+
+    fn has_sendable_data(&self) -> bool {
+        let repair_ready = self
+            .repair_queue
+            .iter()
+            .any(|k| self.cache.contains_key(k));
+        let new_ready = self.phase == Phase::Sending
+            && self
+                .cache
+                .contains_key(&(self.cursor.object, self.cursor.block));
+        repair_ready || new_ready || self.new_data_at_empty_object()
+    }
+
+    /// True when the cursor stands on an object without blocks (it advances
+    /// without sending anything).
+    fn new_data_at_empty_object(&self) -> bool {
+        self.phase == Phase::Sending
+            && (self.cursor.object as usize) < self.sizes.len()
+            && self.coding.block_count(self.sizes[self.cursor.object as usize]) == 0
+    }
+
+    /// Writes the next datagram (or batch) into `buf` (cleared first).
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
+        buf.clear();
+        match self.phase {
+            Phase::Finished => return None,
+            Phase::Done { sent } => {
+                if now < self.next_done {
+                    return None;
+                }
+                let success = self.report.as_ref().is_some_and(|r| r.success);
+                self.write_control(buf, &Control::Done(Done { success }));
+                let sent = sent + 1;
+                if sent >= DONE_REPEATS {
+                    self.phase = Phase::Finished;
+                    let report = self.report.clone().expect("finish() set the report");
+                    self.events.push_back(SenderEvent::Finished(report));
+                } else {
+                    self.phase = Phase::Done { sent };
+                    self.next_done = now + DONE_INTERVAL;
+                }
+                return Some(self.single(buf));
+            }
+            _ => {}
+        }
+        self.check_progress(now);
+        if matches!(self.phase, Phase::Done { .. }) {
+            return self.poll_transmit(now, buf);
+        }
+        // Control messages first: they are small and time-critical.
+        if matches!(self.phase, Phase::Announcing | Phase::Sending) && now >= self.next_announce {
+            let msg = self.announce(now);
+            self.write_control(buf, &msg);
+            self.next_announce = now
+                + if self.phase == Phase::Announcing {
+                    ANNOUNCE_INTERVAL
+                } else {
+                    HEARTBEAT_INTERVAL
+                };
+            return Some(self.single(buf));
+        }
+        if self.phase == Phase::Flushing && now >= self.next_flush {
+            let msg = self.flush(now);
+            self.write_control(buf, &msg);
+            self.flushes_sent += 1;
+            self.next_flush = now + self.flush_interval();
+            return Some(self.single(buf));
+        }
+        if !matches!(self.phase, Phase::Sending | Phase::Flushing) {
+            return None;
+        }
+        // Data: repairs before new symbols, paced.
+        let mut segment = 0;
+        let mut count = 0;
+        while count < self.config.max_batch {
+            self.skip_empty_objects();
+            let Some((pick, len)) = self.pick() else { break };
+            let wire_len = DATA_HEADER_LEN + len;
+            if count > 0 && wire_len != segment {
+                break;
+            }
+            if !self.pacer.try_take(now, wire_len) {
+                break;
+            }
+            self.emit(now, pick, buf);
+            segment = wire_len;
+            count += 1;
+        }
+        self.request_reads();
+        if count == 0 {
+            return None;
+        }
+        self.stats.packets_sent += count as u64;
+        self.stats.bytes_sent += buf.len() as u64;
+        Some(Transmit {
+            destination: Destination::Group,
+            size: buf.len(),
+            segment_size: segment,
+        })
+    }
+
+    fn single(&mut self, buf: &[u8]) -> Transmit {
+        self.stats.packets_sent += 1;
+        self.stats.control_sent += 1;
+        self.stats.bytes_sent += buf.len() as u64;
+        Transmit {
+            destination: Destination::Group,
+            size: buf.len(),
+            segment_size: buf.len(),
+        }
+    }
+
+    fn write_control(&mut self, buf: &mut Vec<u8>, msg: &Control) {
+        wire::write_control(buf, self.config.session, msg);
+        self.pacer.force_take(buf.len());
+    }
+
+    fn take_acks(&mut self) -> Vec<Ack> {
+        let n = self.acks.len().min(MAX_NODE_LIST);
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let (ack, left) = self.acks.pop_front().expect("n <= len");
+            out.push(ack);
+            if left > 1 {
+                self.acks.push_back((ack, left - 1));
+            }
+        }
+        out
+    }
+
+    fn announce(&mut self, now: Instant) -> Control {
+        Control::Announce(Announce {
+            timing: self.timing(now),
+            symbol_size: self.coding.symbol_size,
+            block_k: self.coding.block_k,
+            parity: self.coding.parity,
+            manifest_len: self.sizes[0],
+            manifest_hash: self.manifest_hash,
+            object_count: (self.sizes.len() - 1) as u32,
+            acked: self.take_acks(),
+        })
+    }
+
+    fn flush(&mut self, now: Instant) -> Control {
+        let active: Vec<NodeId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.state == PeerState::Active)
+            .map(|(n, _)| *n)
+            .collect();
+        let awaiting = if active.len() <= MAX_NODE_LIST {
+            active
+        } else {
+            // Rotate through a long list, a window per FLUSH.
+            let start = self.await_rotation % active.len();
+            self.await_rotation = start + MAX_NODE_LIST;
+            active
+                .iter()
+                .cycle()
+                .skip(start)
+                .take(MAX_NODE_LIST)
+                .copied()
+                .collect()
+        };
+        Control::Flush(Flush {
+            timing: self.timing(now),
+            awaiting,
+            acked: self.take_acks(),
+        })
+    }
+
+    fn skip_empty_objects(&mut self) {
+        while self.phase == Phase::Sending && (self.cursor.object as usize) < self.sizes.len() {
+            let size = self.sizes[self.cursor.object as usize];
+            if self.cursor.block < self.coding.block_count(size) {
+                return;
+            }
+            self.cursor = Cursor {
+                object: self.cursor.object + 1,
+                block: 0,
+                esi: 0,
+            };
+        }
+    }
+
+    /// Chooses the next symbol to send and its payload length, without
+    /// committing to it.
+    fn pick(&mut self) -> Option<(Pick, usize)> {
+        let t = self.coding.symbol_size as usize;
+        // Repairs: the first queued block whose data is at hand.
+        let mut stale = Vec::new();
+        let mut found = None;
+        for (i, key) in self.repair_queue.iter().enumerate() {
+            match self.repairs.get(key) {
+                Some(st) if st.queued > 0 => {}
+                _ => {
+                    stale.push(i);
+                    continue;
+                }
+            }
+            if self.cache.contains_key(key) {
+                found = Some(*key);
+                break;
+            }
+        }
+        for i in stale.into_iter().rev() {
+            self.repair_queue.remove(i);
+        }
+        if let Some(key) = found {
+            let size = self.sizes[key.0 as usize];
+            let block_len = self.coding.block_len(size, BlockNumber(key.1));
+            let k = self.coding.block_k(size, BlockNumber(key.1)) as u32;
+            let esi = self.repairs[&key].next_esi;
+            let len = if esi < k {
+                self.coding.source_symbol_len(block_len, esi as u16)
+            } else {
+                t
+            };
+            return Some((Pick::Repair(key, esi), len));
+        }
+        if self.phase != Phase::Sending || self.cursor.object as usize >= self.sizes.len() {
+            return None;
+        }
+        let key = (self.cursor.object, self.cursor.block);
+        if !self.cache.contains_key(&key) {
+            return None;
+        }
+        let size = self.sizes[key.0 as usize];
+        let block_len = self.coding.block_len(size, BlockNumber(key.1));
+        let k = self.coding.block_k(size, BlockNumber(key.1)) as u32;
+        let esi = self.cursor.esi;
+        let len = if esi < k {
+            self.coding.source_symbol_len(block_len, esi as u16)
+        } else {
+            t
+        };
+        Some((Pick::New(key, esi), len))
+    }
+
+    /// Sends what [`Sender::pick`] chose: appends it to `buf` and advances.
+    fn emit(&mut self, now: Instant, pick: Pick, buf: &mut Vec<u8>) {
+        let (key, esi, flags) = match pick {
+            Pick::Repair(key, esi) => (key, esi, FLAG_REPAIR),
+            Pick::New(key, esi) => (key, esi, 0),
+        };
+        let size = self.sizes[key.0 as usize];
+        let block = BlockNumber(key.1);
+        let k = self.coding.block_k(size, block) as u32;
+        let r = self.coding.parity as u32;
+        let t = self.coding.symbol_size as usize;
+        let block_len = self.coding.block_len(size, block);
+        if esi >= k {
+            self.ensure_parity(key, k as usize);
+        }
+        self.use_counter += 1;
+        let cached = self.cache.get_mut(&key).expect("pick() checked the cache");
+        cached.last_use = self.use_counter;
+        let payload = if esi < k {
+            let len = self.coding.source_symbol_len(block_len, esi as u16);
+            &cached.source[esi as usize * t..esi as usize * t + len]
+        } else {
+            let i = (esi - k) as usize;
+            let parity = cached.parity.as_ref().expect("ensure_parity() computed it");
+            &parity[i * t..(i + 1) * t]
+        };
+        let header = DataHeader {
+            session: self.config.session,
+            object: ObjectId(key.0),
+            block,
+            esi: SymbolId(esi as u16),
+            flags,
+        };
+        wire::write_data(buf, &header, payload);
+        match pick {
+            Pick::Repair(..) => {
+                self.stats.repair_symbols_sent += 1;
+                let grtt = self.grtt;
+                let st = self.repairs.get_mut(&key).expect("pick() checked it");
+                st.queued -= 1;
+                st.round_sent += 1;
+                st.next_esi = (st.next_esi + 1) % (k + r);
+                if st.queued == 0 {
+                    // NACKs that left receivers before they saw this round's
+                    // last symbol arrive within about one round trip.
+                    st.round_end = now + grtt * 2;
+                    self.repair_queue.retain(|q| *q != key);
+                }
+            }
+            Pick::New(..) => {
+                self.stats.data_symbols_sent += 1;
+                self.cursor.esi += 1;
+                if self.cursor.esi >= k + self.config.proactive as u32 {
+                    self.cursor.block += 1;
+                    self.cursor.esi = 0;
+                    if self.cursor.block >= self.coding.block_count(size) {
+                        self.cursor.object += 1;
+                        self.cursor.block = 0;
+                    }
+                }
+            }
+        }
+    }
+
+    fn ensure_parity(&mut self, key: BlockKey, k: usize) {
+        let r = self.coding.parity as usize;
+        let t = self.coding.symbol_size as usize;
+        let cached = self.cache.get_mut(&key).expect("caller checked the cache");
+        if cached.parity.is_some() {
+            return;
+        }
+        let mut parity = Vec::new();
+        self.codec
+            .encode(k, r, t, &cached.source, &mut parity)
+            .expect("coding parameters were validated");
+        self.cache_bytes += parity.len();
+        cached.parity = Some(parity);
+        self.stats.blocks_encoded += 1;
+        self.evict();
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Pick {
+    Repair(BlockKey, u32),
+    New(BlockKey, u32),
+}

@@ -1,0 +1,551 @@
+//! The wire format: one common header, a fixed binary DATA header, and
+//! postcard-encoded control messages. docs/PROTOCOL.md describes every byte.
+//!
+//! Parsing turns untrusted bytes into valid representations ([`Packet`]) or a
+//! [`WireError`]; it never panics and never allocates more than the datagram's
+//! own length.
+
+use crate::ids::{BlockNumber, NodeId, ObjectId, SessionId, SymbolId};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// The two magic bytes that open every mdp datagram: ASCII "md".
+pub const MAGIC: [u8; 2] = *b"md";
+/// The protocol version this implementation speaks.
+pub const VERSION: u8 = 1;
+/// Length of the common header: magic, version, type, session id.
+pub const COMMON_HEADER_LEN: usize = 12;
+/// Length of the whole DATA header (common header included).
+pub const DATA_HEADER_LEN: usize = 24;
+/// The largest datagram mdp sends or accepts.
+pub const MAX_DATAGRAM: usize = 65_507;
+/// Longest node name carried in feedback (bytes of UTF-8).
+pub const MAX_NAME_LEN: usize = 64;
+/// Most entries a NACK may carry.
+pub const MAX_NACK_ENTRIES: usize = 64;
+/// Most node ids in one list of a FLUSH or ANNOUNCE.
+pub const MAX_NODE_LIST: usize = 48;
+/// Most object ids a STATUS may list as missing or failed.
+pub const MAX_STATUS_OBJECTS: usize = 32;
+
+/// DATA flag: this symbol is a repair sent in answer to a NACK.
+pub const FLAG_REPAIR: u8 = 0x01;
+
+/// Where a datagram goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Destination {
+    /// The session's multicast group (all packets in mdp 0.1).
+    Group,
+}
+
+/// One datagram, or a batch of equal-sized datagrams (the last may be
+/// shorter), written by `poll_transmit` into the caller's buffer.
+///
+/// A batch can be handed to the kernel in one UDP GSO send; without GSO the
+/// caller sends `buf[i*segment_size..]` chunks one by one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    /// Where to send.
+    pub destination: Destination,
+    /// Total bytes written to the buffer.
+    pub size: usize,
+    /// Size of each datagram in the batch; equals `size` for a single one.
+    pub segment_size: usize,
+}
+
+/// Packet type codes (byte 3 of the common header).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum PacketType {
+    /// A source or parity symbol (sender to group).
+    Data = 0x01,
+    /// Session parameters and manifest description (sender to group).
+    Announce = 0x10,
+    /// End of data; asks receivers for their status (sender to group).
+    Flush = 0x11,
+    /// The session is over (sender to group).
+    Done = 0x12,
+    /// A receiver joins the session (receiver to group).
+    Register = 0x20,
+    /// A receiver asks for symbols (receiver to group).
+    Nack = 0x21,
+    /// A receiver reports its progress or confirms (receiver to group).
+    Status = 0x22,
+}
+
+impl PacketType {
+    fn from_u8(v: u8) -> Option<Self> {
+        Some(match v {
+            0x01 => Self::Data,
+            0x10 => Self::Announce,
+            0x11 => Self::Flush,
+            0x12 => Self::Done,
+            0x20 => Self::Register,
+            0x21 => Self::Nack,
+            0x22 => Self::Status,
+            _ => return None,
+        })
+    }
+}
+
+/// Why a datagram was rejected. Rejected datagrams are counted and dropped.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum WireError {
+    /// Shorter than the header it claims.
+    #[error("datagram truncated")]
+    Truncated,
+    /// Not an mdp datagram.
+    #[error("bad magic")]
+    BadMagic,
+    /// An mdp datagram of another protocol version.
+    #[error("unsupported version {0}")]
+    UnsupportedVersion(u8),
+    /// Unknown packet type.
+    #[error("unknown packet type {0:#04x}")]
+    UnknownType(u8),
+    /// The control body did not decode.
+    #[error("malformed control message")]
+    Malformed,
+    /// A field is out of its allowed range.
+    #[error("field out of range: {0}")]
+    OutOfRange(&'static str),
+}
+
+/// The fixed header of a DATA packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DataHeader {
+    /// Session.
+    pub session: SessionId,
+    /// Object the symbol belongs to.
+    pub object: ObjectId,
+    /// Block within the object.
+    pub block: BlockNumber,
+    /// Encoding symbol id within the block.
+    pub esi: SymbolId,
+    /// `FLAG_*` bits.
+    pub flags: u8,
+}
+
+/// Echo of the sender's timestamp, for round-trip measurement.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Echo {
+    /// The `ts_us` of the latest ANNOUNCE or FLUSH the receiver saw (0: none).
+    pub ts_us: u64,
+    /// Microseconds the receiver held it before this reply.
+    pub delay_us: u32,
+}
+
+/// What an [`Ack`] acknowledges.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AckState {
+    /// The sender knows the receiver.
+    Registered,
+    /// The sender recorded the receiver's final status.
+    Confirmed,
+}
+
+/// The sender's acknowledgement of one receiver's feedback.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    /// The receiver.
+    pub node: NodeId,
+    /// What is acknowledged.
+    pub state: AckState,
+}
+
+/// Session parameters that the sender repeats in ANNOUNCE and FLUSH.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timing {
+    /// Sender clock, microseconds since the session began (echoed back).
+    pub ts_us: u64,
+    /// The sender's group round-trip time estimate, microseconds.
+    pub grtt_us: u32,
+    /// The sender's current rate, bits per second.
+    pub rate_bps: u64,
+    /// Receivers the sender knows (feeds the NACK back-off).
+    pub group_size: u32,
+}
+
+/// ANNOUNCE: session parameters and the manifest's description.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Announce {
+    /// Timing fields.
+    pub timing: Timing,
+    /// Bytes per symbol (even).
+    pub symbol_size: u16,
+    /// Source symbols per full block (k).
+    pub block_k: u16,
+    /// Parity symbols defined per block (r).
+    pub parity: u16,
+    /// Length of the encoded manifest (object 0).
+    pub manifest_len: u64,
+    /// BLAKE3 hash of the encoded manifest.
+    pub manifest_hash: [u8; 32],
+    /// Number of file objects (object ids 1..=object_count).
+    pub object_count: u32,
+    /// Recently acknowledged registrations.
+    pub acked: Vec<Ack>,
+}
+
+/// FLUSH: the sender has sent all data; listed receivers must answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Flush {
+    /// Timing fields.
+    pub timing: Timing,
+    /// Receivers whose final status the sender still waits for.
+    pub awaiting: Vec<NodeId>,
+    /// Recently acknowledged registrations and confirmations.
+    pub acked: Vec<Ack>,
+}
+
+/// DONE: the sender ends the session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Done {
+    /// True when every expected receiver confirmed.
+    pub success: bool,
+}
+
+/// REGISTER: a receiver joins.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Register {
+    /// The receiver.
+    pub node: NodeId,
+    /// Its human-readable name (host name by default).
+    pub name: String,
+    /// Timestamp echo.
+    pub echo: Echo,
+}
+
+/// One request of a NACK: `need` more distinct symbols of a block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NackEntry {
+    /// Object.
+    pub object: ObjectId,
+    /// Block.
+    pub block: BlockNumber,
+    /// How many more distinct symbols the receiver needs to decode the block.
+    pub need: u16,
+}
+
+/// NACK: a receiver asks for repair symbols.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Nack {
+    /// The receiver.
+    pub node: NodeId,
+    /// Timestamp echo.
+    pub echo: Echo,
+    /// Requests, in ascending (object, block) order.
+    pub entries: Vec<NackEntry>,
+}
+
+/// Why a receiver could not deliver a file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FailReason {
+    /// The reassembled file did not match its BLAKE3 hash.
+    HashMismatch,
+    /// The receiver could not write or place the file.
+    Io,
+}
+
+/// STATUS: a receiver's progress, or its confirmation when `complete`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// The receiver.
+    pub node: NodeId,
+    /// Its name.
+    pub name: String,
+    /// Timestamp echo.
+    pub echo: Echo,
+    /// True when every object is verified and placed (or failed for good).
+    pub complete: bool,
+    /// Objects verified and placed so far.
+    pub verified: u32,
+    /// Objects not yet received (first few).
+    pub missing: Vec<ObjectId>,
+    /// Objects that failed for good, with the reason (first few).
+    pub failed: Vec<(ObjectId, FailReason)>,
+}
+
+/// A control message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Control {
+    /// See [`Announce`].
+    Announce(Announce),
+    /// See [`Flush`].
+    Flush(Flush),
+    /// See [`Done`].
+    Done(Done),
+    /// See [`Register`].
+    Register(Register),
+    /// See [`Nack`].
+    Nack(Nack),
+    /// See [`Status`].
+    Status(Status),
+}
+
+impl Control {
+    fn packet_type(&self) -> PacketType {
+        match self {
+            Control::Announce(_) => PacketType::Announce,
+            Control::Flush(_) => PacketType::Flush,
+            Control::Done(_) => PacketType::Done,
+            Control::Register(_) => PacketType::Register,
+            Control::Nack(_) => PacketType::Nack,
+            Control::Status(_) => PacketType::Status,
+        }
+    }
+}
+
+/// A parsed datagram.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Packet<'a> {
+    /// A symbol.
+    Data {
+        /// Its header.
+        header: DataHeader,
+        /// The symbol bytes.
+        payload: &'a [u8],
+    },
+    /// A control message of a session.
+    Control {
+        /// Session.
+        session: SessionId,
+        /// The message.
+        message: Control,
+    },
+}
+
+fn common_header(buf: &mut Vec<u8>, ty: PacketType, session: SessionId) {
+    buf.extend_from_slice(&MAGIC);
+    buf.push(VERSION);
+    buf.push(ty as u8);
+    buf.extend_from_slice(&session.0.to_be_bytes());
+}
+
+/// Appends a DATA datagram to `buf`.
+pub fn write_data(buf: &mut Vec<u8>, header: &DataHeader, payload: &[u8]) {
+    common_header(buf, PacketType::Data, header.session);
+    buf.extend_from_slice(&header.object.0.to_be_bytes());
+    buf.extend_from_slice(&header.block.0.to_be_bytes());
+    buf.extend_from_slice(&header.esi.0.to_be_bytes());
+    buf.push(header.flags);
+    buf.push(0);
+    buf.extend_from_slice(payload);
+}
+
+/// Appends a control datagram to `buf`.
+pub fn write_control(buf: &mut Vec<u8>, session: SessionId, message: &Control) {
+    common_header(buf, message.packet_type(), session);
+    // Serializing into a Vec cannot fail for these types (no maps, no
+    // unsupported serde features); an error here is a bug.
+    let res = match message {
+        Control::Announce(m) => postcard::to_io(m, &mut *buf).map(drop),
+        Control::Flush(m) => postcard::to_io(m, &mut *buf).map(drop),
+        Control::Done(m) => postcard::to_io(m, &mut *buf).map(drop),
+        Control::Register(m) => postcard::to_io(m, &mut *buf).map(drop),
+        Control::Nack(m) => postcard::to_io(m, &mut *buf).map(drop),
+        Control::Status(m) => postcard::to_io(m, &mut *buf).map(drop),
+    };
+    res.expect("postcard serialization into a Vec is infallible for mdp's types");
+}
+
+fn be_u32(b: &[u8]) -> u32 {
+    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+}
+
+/// Parses a datagram. Never panics.
+pub fn parse(datagram: &[u8]) -> Result<Packet<'_>, WireError> {
+    if datagram.len() < COMMON_HEADER_LEN {
+        return Err(WireError::Truncated);
+    }
+    if datagram[0..2] != MAGIC {
+        return Err(WireError::BadMagic);
+    }
+    if datagram[2] != VERSION {
+        return Err(WireError::UnsupportedVersion(datagram[2]));
+    }
+    let ty = PacketType::from_u8(datagram[3]).ok_or(WireError::UnknownType(datagram[3]))?;
+    let mut sid = [0u8; 8];
+    sid.copy_from_slice(&datagram[4..12]);
+    let session = SessionId(u64::from_be_bytes(sid));
+    let body = &datagram[COMMON_HEADER_LEN..];
+    let message = match ty {
+        PacketType::Data => {
+            if datagram.len() < DATA_HEADER_LEN {
+                return Err(WireError::Truncated);
+            }
+            let header = DataHeader {
+                session,
+                object: ObjectId(be_u32(&body[0..4])),
+                block: BlockNumber(be_u32(&body[4..8])),
+                esi: SymbolId(u16::from_be_bytes([body[8], body[9]])),
+                flags: body[10],
+            };
+            return Ok(Packet::Data {
+                header,
+                payload: &datagram[DATA_HEADER_LEN..],
+            });
+        }
+        PacketType::Announce => Control::Announce(decode(body)?),
+        PacketType::Flush => Control::Flush(decode(body)?),
+        PacketType::Done => Control::Done(decode(body)?),
+        PacketType::Register => Control::Register(decode(body)?),
+        PacketType::Nack => Control::Nack(decode(body)?),
+        PacketType::Status => Control::Status(decode(body)?),
+    };
+    validate(&message)?;
+    Ok(Packet::Control { session, message })
+}
+
+fn decode<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, WireError> {
+    // postcard never pre-allocates more than the input could hold, so a
+    // claimed length cannot make us allocate beyond the datagram's size.
+    let (msg, rest) = postcard::take_from_bytes(body).map_err(|_| WireError::Malformed)?;
+    if !rest.is_empty() {
+        return Err(WireError::Malformed);
+    }
+    Ok(msg)
+}
+
+/// Range checks that the type system does not express.
+fn validate(message: &Control) -> Result<(), WireError> {
+    fn check(ok: bool, what: &'static str) -> Result<(), WireError> {
+        if ok {
+            Ok(())
+        } else {
+            Err(WireError::OutOfRange(what))
+        }
+    }
+    match message {
+        Control::Announce(a) => {
+            check(
+                a.symbol_size >= 16 && a.symbol_size % 2 == 0,
+                "symbol_size",
+            )?;
+            check((1..=crate::layout::MAX_BLOCK_K).contains(&a.block_k), "block_k")?;
+            check((1..=crate::layout::MAX_PARITY).contains(&a.parity), "parity")?;
+            check(
+                a.manifest_len <= crate::manifest::MAX_MANIFEST_LEN,
+                "manifest_len",
+            )?;
+            check(
+                a.object_count <= crate::manifest::MAX_ENTRIES as u32,
+                "object_count",
+            )?;
+            check(a.acked.len() <= MAX_NODE_LIST, "acked")
+        }
+        Control::Flush(f) => {
+            check(f.awaiting.len() <= MAX_NODE_LIST, "awaiting")?;
+            check(f.acked.len() <= MAX_NODE_LIST, "acked")
+        }
+        Control::Done(_) => Ok(()),
+        Control::Register(r) => check(r.name.len() <= MAX_NAME_LEN, "name"),
+        Control::Nack(n) => check(
+            !n.entries.is_empty() && n.entries.len() <= MAX_NACK_ENTRIES,
+            "entries",
+        ),
+        Control::Status(s) => {
+            check(s.name.len() <= MAX_NAME_LEN, "name")?;
+            check(s.missing.len() <= MAX_STATUS_OBJECTS, "missing")?;
+            check(s.failed.len() <= MAX_STATUS_OBJECTS, "failed")
+        }
+    }
+}
+
+/// Truncates `name` to at most [`MAX_NAME_LEN`] bytes on a char boundary.
+pub fn clamp_name(name: &str) -> String {
+    let mut end = name.len().min(MAX_NAME_LEN);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    name[..end].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_round_trip() {
+        let h = DataHeader {
+            session: SessionId(0x0102_0304_0506_0708),
+            object: ObjectId(7),
+            block: BlockNumber(9),
+            esi: SymbolId(300),
+            flags: FLAG_REPAIR,
+        };
+        let mut buf = Vec::new();
+        write_data(&mut buf, &h, b"hello");
+        assert_eq!(buf.len(), DATA_HEADER_LEN + 5);
+        assert_eq!(&buf[..4], b"md\x01\x01");
+        match parse(&buf).unwrap() {
+            Packet::Data { header, payload } => {
+                assert_eq!(header, h);
+                assert_eq!(payload, b"hello");
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn control_round_trip() {
+        let msg = Control::Nack(Nack {
+            node: NodeId(5),
+            echo: Echo {
+                ts_us: 10,
+                delay_us: 3,
+            },
+            entries: vec![NackEntry {
+                object: ObjectId(1),
+                block: BlockNumber(2),
+                need: 3,
+            }],
+        });
+        let mut buf = Vec::new();
+        write_control(&mut buf, SessionId(1), &msg);
+        assert_eq!(
+            parse(&buf).unwrap(),
+            Packet::Control {
+                session: SessionId(1),
+                message: msg
+            }
+        );
+    }
+
+    #[test]
+    fn rejects_truncated_and_foreign_datagrams() {
+        assert_eq!(parse(b""), Err(WireError::Truncated));
+        assert_eq!(parse(b"md\x01\x01\0\0\0\0\0\0\0\0\0"), Err(WireError::Truncated));
+        assert_eq!(parse(b"xx\x01\x01\0\0\0\0\0\0\0\0"), Err(WireError::BadMagic));
+        assert_eq!(
+            parse(b"md\x09\x01\0\0\0\0\0\0\0\0"),
+            Err(WireError::UnsupportedVersion(9))
+        );
+        assert_eq!(
+            parse(b"md\x01\x77\0\0\0\0\0\0\0\0"),
+            Err(WireError::UnknownType(0x77))
+        );
+        // A NACK claiming 2^32 entries in a 20-byte datagram.
+        let mut buf = b"md\x01\x21\0\0\0\0\0\0\0\0".to_vec();
+        buf.extend_from_slice(&[5, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f]);
+        assert!(parse(&buf).is_err());
+    }
+
+    #[test]
+    fn every_prefix_of_a_valid_control_message_is_rejected_without_panic() {
+        let msg = Control::Status(Status {
+            node: NodeId(1),
+            name: "host".into(),
+            echo: Echo::default(),
+            complete: false,
+            verified: 3,
+            missing: vec![ObjectId(4)],
+            failed: vec![(ObjectId(5), FailReason::Io)],
+        });
+        let mut buf = Vec::new();
+        write_control(&mut buf, SessionId(1), &msg);
+        for len in 0..buf.len() {
+            assert!(parse(&buf[..len]).is_err(), "prefix {len} accepted");
+        }
+    }
+}
