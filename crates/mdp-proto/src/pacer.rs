@@ -47,7 +47,13 @@ impl Pacer {
 
     /// When `bytes` will be in the bucket.
     pub(crate) fn ready_at(&self, bytes: usize) -> Instant {
-        let missing = (bytes as f64 - self.tokens).max(0.0);
-        self.last + Duration::from_secs_f64(missing / self.bytes_per_sec)
+        let missing = bytes as f64 - self.tokens;
+        if missing <= 0.0 {
+            return self.last;
+        }
+        // Round up, so that at the returned instant the bucket really holds
+        // `bytes` (rounding down would spin on a timer that frees nothing).
+        let nanos = (missing / self.bytes_per_sec * 1e9).ceil() as u64 + 1;
+        self.last + Duration::from_nanos(nanos)
     }
 }

@@ -206,6 +206,49 @@ impl Partial {
     }
 }
 
+/// Estimates the DATA loss rate from sequence numbers, over epochs of
+/// [`LossMeter::EPOCH`] sequence numbers, smoothed.
+#[derive(Debug, Default)]
+struct LossMeter {
+    base: Option<u32>,
+    highest: u32,
+    received: u32,
+    estimate: f64,
+}
+
+impl LossMeter {
+    const EPOCH: u32 = 256;
+
+    fn on_seq(&mut self, seq: u32) {
+        let Some(base) = self.base else {
+            self.base = Some(seq);
+            self.highest = seq;
+            self.received = 1;
+            return;
+        };
+        let ahead = seq.wrapping_sub(base);
+        if ahead >= 1 << 31 {
+            return; // from before this epoch: reordered or duplicated
+        }
+        self.received += 1;
+        if seq.wrapping_sub(self.highest) < 1 << 31 {
+            self.highest = seq;
+        }
+        let span = self.highest.wrapping_sub(base) + 1;
+        if span >= Self::EPOCH {
+            let loss = 1.0 - (self.received as f64 / span as f64).min(1.0);
+            self.estimate = 0.75 * self.estimate + 0.25 * loss;
+            self.base = Some(self.highest.wrapping_add(1));
+            self.received = 0;
+        }
+    }
+
+    /// In 1/65536 units.
+    fn wire(&self) -> u16 {
+        (self.estimate * 65535.0).clamp(0.0, 65535.0) as u16
+    }
+}
+
 #[derive(Debug)]
 struct Session {
     id: SessionId,
@@ -236,6 +279,7 @@ struct Session {
     status_due: bool,
     verified: u32,
     failed: Vec<(ObjectId, FailReason)>,
+    loss: LossMeter,
 }
 
 /// The receiver of one session. See the crate docs for the calling contract.
@@ -252,14 +296,19 @@ pub struct Receiver {
 }
 
 const MIN_GRTT: Duration = Duration::from_millis(1);
+/// Smallest group size the NACK back-off assumes.
+const MIN_GROUP_ESTIMATE: u32 = 32;
 const REGISTER_INTERVAL: Duration = Duration::from_millis(50);
 /// Most blocks looked at in one NACK scan.
 const MAX_SCAN: usize = 8192;
 
 /// RFC 5401's truncated exponential back-off: most receivers wait close to
 /// `max`, a few much less, so the first NACK usually suppresses the rest.
+///
+/// The group size is floored at [`MIN_GROUP_ESTIMATE`]: overestimating it
+/// only delays NACKs a little, underestimating it floods the sender.
 fn random_backoff(rng: &mut Rng, max: Duration, group_size: u32) -> Duration {
-    let lambda = (group_size.max(1) as f64).ln() + 1.0;
+    let lambda = (group_size.max(MIN_GROUP_ESTIMATE) as f64).ln() + 1.0;
     let u = rng.unit();
     let x = ((lambda.exp() - 1.0) * u + 1.0).ln() / lambda;
     max.mul_f64(x.clamp(0.0, 1.0))
@@ -278,6 +327,11 @@ impl Receiver {
             events: VecDeque::new(),
             stats: ReceiverStats::default(),
         }
+    }
+
+    /// This receiver's node id.
+    pub fn node(&self) -> NodeId {
+        self.config.node
     }
 
     /// Counters so far.
@@ -400,6 +454,7 @@ impl Receiver {
             status_due: false,
             verified: 0,
             failed: Vec::new(),
+            loss: LossMeter::default(),
         });
     }
 
@@ -417,11 +472,19 @@ impl Receiver {
             return;
         }
         self.handle_timing(now, &a.timing, &a.acked);
+        self.advance_sender_pos(now, a.data_pos);
+        self.maybe_register(now);
+    }
+
+    /// REGISTER once the manifest is here (so a sender that waits for N
+    /// registrations starts when N receivers can use its data), again until
+    /// the sender acknowledges it.
+    fn maybe_register(&mut self, now: Instant) {
         let s = self.session.as_mut().expect("caller checked");
         let due = s
             .register_sent
             .is_none_or(|t| now.saturating_duration_since(t) >= REGISTER_INTERVAL);
-        if !s.registered_acked && due {
+        if s.manifest_known && !s.registered_acked && due {
             s.register_sent = Some(now);
             let echo = Self::echo(s, now);
             self.transmits.push_back(Control::Register(Register {
@@ -429,6 +492,14 @@ impl Receiver {
                 name: self.config.name.clone(),
                 echo,
             }));
+        }
+    }
+
+    fn advance_sender_pos(&mut self, now: Instant, pos: (u32, u32)) {
+        let s = self.session.as_mut().expect("caller checked");
+        if pos > s.sender_pos && pos.0 <= s.object_count + 1 {
+            s.sender_pos = pos;
+            self.maybe_arm_nack(now);
         }
     }
 
@@ -484,12 +555,9 @@ impl Receiver {
             self.stats.malformed += 1;
             return;
         }
-        if h.flags & FLAG_REPAIR == 0 && (o, b) > s.sender_pos {
-            let old = s.sender_pos;
-            s.sender_pos = (o, b);
-            if old != (o, b) {
-                self.maybe_arm_nack(now);
-            }
+        s.loss.on_seq(h.seq);
+        if h.flags & FLAG_REPAIR == 0 {
+            self.advance_sender_pos(now, (o, b));
         }
         let s = self.session.as_mut().expect("caller checked");
         let Some(obj) = s.objects.get(o as usize) else {
@@ -567,7 +635,7 @@ impl Receiver {
             let p = s.partial.remove(&key).expect("present");
             s.buffered -= p.bytes();
             s.holdoff.remove(&key);
-            self.complete_block(key, p, block_len);
+            self.complete_block(now, key, p, block_len);
         } else if h.flags & FLAG_REPAIR != 0 {
             let until = now + hold_after_repair;
             let e = s.holdoff.entry(key).or_insert(until);
@@ -575,7 +643,7 @@ impl Receiver {
         }
     }
 
-    fn complete_block(&mut self, key: BlockKey, mut p: Partial, block_len: usize) {
+    fn complete_block(&mut self, now: Instant, key: BlockKey, mut p: Partial, block_len: usize) {
         let s = self.session.as_mut().expect("caller checked");
         let t = s.coding.symbol_size as usize;
         if (p.have_count as usize) < p.k as usize {
@@ -603,7 +671,7 @@ impl Receiver {
         if o == 0 {
             s.manifest_parts.insert(b, data);
             if all_done {
-                self.manifest_complete();
+                self.manifest_complete(now);
             }
             return;
         }
@@ -622,7 +690,7 @@ impl Receiver {
         }
     }
 
-    fn manifest_complete(&mut self) {
+    fn manifest_complete(&mut self, now: Instant) {
         let s = self.session.as_mut().expect("caller checked");
         let mut bytes = Vec::with_capacity(s.manifest_len as usize);
         for part in std::mem::take(&mut s.manifest_parts).into_values() {
@@ -673,6 +741,7 @@ impl Receiver {
                 .push_back(ReceiverEvent::ObjectComplete { object: id });
         }
         self.check_complete();
+        self.maybe_register(now);
     }
 
     /// The caller checked (and placed) a file after
@@ -741,7 +810,10 @@ impl Receiver {
                 Some(p) => (p.k as usize - p.count()) as u16,
                 None => s.coding.block_k(obj.size, e.block),
             };
-            if mine <= e.need {
+            // A need a little above theirs is suppressed too: with many
+            // receivers another round follows anyway (someone loses a repair
+            // symbol), and it carries our remainder.
+            if mine <= e.need + e.need / 4 {
                 holds.push((key, now + self.repair_wait(s, cumulative)));
             }
         }
@@ -954,11 +1026,13 @@ impl Receiver {
             let echo = Self::echo(s, now);
             let s = self.session.as_mut().expect("caller checked");
             s.holdoff.extend(holds);
+            let s = &*s;
             self.stats.nacks_sent += 1;
             self.stats.nack_entries_sent += entries.len() as u64;
             self.transmits.push_back(Control::Nack(Nack {
                 node: self.config.node,
                 echo,
+                loss: s.loss.wire(),
                 entries,
             }));
         }
@@ -1006,6 +1080,18 @@ impl Receiver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loss_meter_converges_on_the_loss_rate() {
+        let mut m = LossMeter::default();
+        // Every tenth datagram lost, starting near the wrap-around.
+        for i in 0..20_000u32 {
+            if i % 10 != 3 {
+                m.on_seq(i.wrapping_add(u32::MAX - 5000));
+            }
+        }
+        assert!((m.estimate - 0.1).abs() < 0.01, "estimate {}", m.estimate);
+    }
 
     #[test]
     fn backoff_stays_within_its_bound_and_mostly_near_it() {

@@ -2,16 +2,20 @@
 //!
 //! A session goes through four phases:
 //!
-//! 1. **Announcing**: ANNOUNCE every 100 ms; receivers REGISTER. Ends when the
-//!    expected number of receivers registered, or when `wait` ran out.
+//! 1. **Announcing**: ANNOUNCE every 100 ms, each followed by the manifest
+//!    (object 0; re-sent with every ANNOUNCE while it is at most
+//!    [`MANIFEST_RESEND_MAX`] bytes); receivers REGISTER once they hold the
+//!    manifest. Ends when the expected number of receivers registered, or
+//!    when `wait` ran out.
 //! 2. **Sending**: objects in order (the manifest first), block by block, each
 //!    block's `k` source symbols then `proactive` parity symbols. Repairs asked
-//!    for by NACKs go before new data. ANNOUNCE every 500 ms as a heartbeat.
+//!    for by NACKs go before new data. ANNOUNCE every 100 ms as a heartbeat
+//!    (late joiners learn of the session from it).
 //! 3. **Flushing**: all data sent and no repair queued. FLUSH at once and then
 //!    periodically, naming the receivers whose final STATUS is still missing.
 //!    Repairs go on. Ends when every receiver is final (confirmed, failed or
 //!    dropped for silence), or at the session deadline.
-//! 4. **Done**: DONE three times, then [`SenderEvent::Finished`].
+//! 4. **Done**: DONE five times, 10 ms apart,, then [`SenderEvent::Finished`].
 //!
 //! File data enters through [`SenderEvent::ReadBlock`] requests that the
 //! caller answers with [`Sender::handle_block`]; the sender keeps a bounded
@@ -29,6 +33,9 @@ use crate::wire::{
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// Largest manifest that is re-sent with every ANNOUNCE while registering.
+pub const MANIFEST_RESEND_MAX: u64 = 64 << 10;
 
 /// Most receivers a sender tracks (bounds memory against forged node ids).
 pub const MAX_PEERS: usize = 65_536;
@@ -310,6 +317,7 @@ pub struct Sender {
     pacer: Pacer,
     codec: Codec,
     cursor: Cursor,
+    data_seq: u32,
     cache: HashMap<BlockKey, CachedBlock>,
     cache_bytes: usize,
     use_counter: u64,
@@ -332,9 +340,9 @@ pub struct Sender {
 }
 
 const ANNOUNCE_INTERVAL: Duration = Duration::from_millis(100);
-const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(500);
+const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(100);
 const DONE_INTERVAL: Duration = Duration::from_millis(10);
-const DONE_REPEATS: u8 = 3;
+const DONE_REPEATS: u8 = 5;
 const ACK_REPEATS: u8 = 3;
 const MIN_GRTT: Duration = Duration::from_millis(1);
 const MAX_GRTT: Duration = Duration::from_secs(2);
@@ -376,6 +384,7 @@ impl Sender {
                 block: 0,
                 esi: 0,
             },
+            data_seq: 0,
             cache: HashMap::new(),
             cache_bytes: 0,
             use_counter: 0,
@@ -460,7 +469,7 @@ impl Sender {
             ts_us: self.ts_us(now),
             grtt_us: self.grtt.as_micros() as u32,
             rate_bps: self.config.rate_bps,
-            group_size: self.peers.len().max(1) as u32,
+            group_size: self.peers.len().max(self.config.expected_receivers as usize).max(1) as u32,
         }
     }
 
@@ -486,9 +495,12 @@ impl Sender {
                 if !self.touch_peer(now, n.node, "", n.echo) {
                     return;
                 }
+                // Scale each need by the asking receiver's loss rate, so that
+                // it most likely gets enough of the repair in one round.
+                let loss = (n.loss as f64 / 65536.0).min(0.5);
                 for e in n.entries {
                     self.stats.nack_entries_received += 1;
-                    self.handle_nack_entry(now, e);
+                    self.handle_nack_entry(now, e, loss);
                 }
             }
             Control::Status(s) => {
@@ -586,7 +598,7 @@ impl Sender {
         self.acks.push_back((Ack { node, state }, ACK_REPEATS));
     }
 
-    fn handle_nack_entry(&mut self, now: Instant, e: NackEntry) {
+    fn handle_nack_entry(&mut self, now: Instant, e: NackEntry, loss: f64) {
         let Some(&size) = self.sizes.get(e.object.0 as usize) else {
             return;
         };
@@ -599,7 +611,7 @@ impl Sender {
             return;
         }
         let k = self.coding.block_k(size, e.block) as u32;
-        let need = (e.need as u32).min(k);
+        let need = ((e.need as f64 / (1.0 - loss)).ceil() as u32).min(k);
         let start_esi = k + self.config.proactive as u32;
         let st = self.repairs.entry(key).or_insert(RepairState {
             queued: 0,
@@ -669,7 +681,8 @@ impl Sender {
                 && self.peers.len() >= self.config.expected_receivers as usize;
             if enough || now >= self.data_start_deadline {
                 self.phase = Phase::Sending;
-                self.next_announce = now + HEARTBEAT_INTERVAL;
+                // Announce at once: receivers learn the final group size.
+                self.next_announce = now;
                 self.events.push_back(SenderEvent::DataStarted);
             }
         }
@@ -807,7 +820,7 @@ impl Sender {
 
     /// Asks for the blocks of the read-ahead window and of queued repairs.
     fn request_reads(&mut self) {
-        if !matches!(self.phase, Phase::Sending | Phase::Flushing) {
+        if self.phase == Phase::Finished {
             return;
         }
         let mut wanted = Vec::new();
@@ -861,10 +874,10 @@ impl Sender {
         match self.phase {
             Phase::Finished => return None,
             Phase::Done { .. } => return Some(self.next_done),
-            Phase::Announcing => {
-                t = t.min(self.next_announce).min(self.data_start_deadline);
-            }
-            Phase::Sending | Phase::Flushing => {
+            Phase::Announcing | Phase::Sending | Phase::Flushing => {
+                if self.phase == Phase::Announcing {
+                    t = t.min(self.data_start_deadline);
+                }
                 t = t.min(if self.phase == Phase::Flushing {
                     self.next_flush.min(self.next_drop_check())
                 } else {
@@ -896,11 +909,22 @@ impl Sender {
             .repair_queue
             .iter()
             .any(|k| self.cache.contains_key(k));
-        let new_ready = self.phase == Phase::Sending
+        let new_ready = self.may_send_new()
             && self
                 .cache
                 .contains_key(&(self.cursor.object, self.cursor.block));
         repair_ready || new_ready || self.new_data_at_empty_object()
+    }
+
+    /// New symbols go out while sending, and the manifest also while
+    /// registering.
+    fn may_send_new(&self) -> bool {
+        (self.cursor.object as usize) < self.sizes.len()
+            && match self.phase {
+                Phase::Sending => true,
+                Phase::Announcing => self.cursor.object == 0,
+                _ => false,
+            }
     }
 
     /// True when the cursor stands on an object without blocks (it advances
@@ -941,6 +965,17 @@ impl Sender {
         }
         // Control messages first: they are small and time-critical.
         if matches!(self.phase, Phase::Announcing | Phase::Sending) && now >= self.next_announce {
+            if self.phase == Phase::Announcing
+                && self.cursor.object > 0
+                && self.sizes[0] <= MANIFEST_RESEND_MAX
+            {
+                // Send the manifest again for receivers that lost some of it.
+                self.cursor = Cursor {
+                    object: 0,
+                    block: 0,
+                    esi: 0,
+                };
+            }
             let msg = self.announce(now);
             self.write_control(buf, &msg);
             self.next_announce = now
@@ -957,9 +992,6 @@ impl Sender {
             self.flushes_sent += 1;
             self.next_flush = now + self.flush_interval();
             return Some(self.single(buf));
-        }
-        if !matches!(self.phase, Phase::Sending | Phase::Flushing) {
-            return None;
         }
         // Data: repairs before new symbols, paced.
         let mut segment = 0;
@@ -1029,6 +1061,7 @@ impl Sender {
             manifest_len: self.sizes[0],
             manifest_hash: self.manifest_hash,
             object_count: (self.sizes.len() - 1) as u32,
+            data_pos: (self.cursor.object, self.cursor.block),
             acked: self.take_acks(),
         })
     }
@@ -1110,7 +1143,7 @@ impl Sender {
             };
             return Some((Pick::Repair(key, esi), len));
         }
-        if self.phase != Phase::Sending || self.cursor.object as usize >= self.sizes.len() {
+        if !self.may_send_new() {
             return None;
         }
         let key = (self.cursor.object, self.cursor.block);
@@ -1161,7 +1194,9 @@ impl Sender {
             block,
             esi: SymbolId(esi as u16),
             flags,
+            seq: self.data_seq,
         };
+        self.data_seq = self.data_seq.wrapping_add(1);
         wire::write_data(buf, &header, payload);
         match pick {
             Pick::Repair(..) => {

@@ -16,7 +16,7 @@ pub const VERSION: u8 = 1;
 /// Length of the common header: magic, version, type, session id.
 pub const COMMON_HEADER_LEN: usize = 12;
 /// Length of the whole DATA header (common header included).
-pub const DATA_HEADER_LEN: usize = 24;
+pub const DATA_HEADER_LEN: usize = 28;
 /// The largest datagram mdp sends or accepts.
 pub const MAX_DATAGRAM: usize = 65_507;
 /// Longest node name carried in feedback (bytes of UTF-8).
@@ -124,6 +124,9 @@ pub struct DataHeader {
     pub esi: SymbolId,
     /// `FLAG_*` bits.
     pub flags: u8,
+    /// The sender's DATA sequence number (+1 per DATA datagram, wrapping);
+    /// receivers measure loss with it.
+    pub seq: u32,
 }
 
 /// Echo of the sender's timestamp, for round-trip measurement.
@@ -183,6 +186,8 @@ pub struct Announce {
     pub manifest_hash: [u8; 32],
     /// Number of file objects (object ids 1..=object_count).
     pub object_count: u32,
+    /// `(object, block)`: every block before this one was sent at least once.
+    pub data_pos: (u32, u32),
     /// Recently acknowledged registrations.
     pub acked: Vec<Ack>,
 }
@@ -234,6 +239,8 @@ pub struct Nack {
     pub node: NodeId,
     /// Timestamp echo.
     pub echo: Echo,
+    /// The receiver's recent DATA loss rate, in 1/65536 units.
+    pub loss: u16,
     /// Requests, in ascending (object, block) order.
     pub entries: Vec<NackEntry>,
 }
@@ -330,6 +337,7 @@ pub fn write_data(buf: &mut Vec<u8>, header: &DataHeader, payload: &[u8]) {
     buf.extend_from_slice(&header.esi.0.to_be_bytes());
     buf.push(header.flags);
     buf.push(0);
+    buf.extend_from_slice(&header.seq.to_be_bytes());
     buf.extend_from_slice(payload);
 }
 
@@ -380,6 +388,7 @@ pub fn parse(datagram: &[u8]) -> Result<Packet<'_>, WireError> {
                 block: BlockNumber(be_u32(&body[4..8])),
                 esi: SymbolId(u16::from_be_bytes([body[8], body[9]])),
                 flags: body[10],
+                seq: be_u32(&body[12..16]),
             };
             return Ok(Packet::Data {
                 header,
@@ -473,11 +482,13 @@ mod tests {
             block: BlockNumber(9),
             esi: SymbolId(300),
             flags: FLAG_REPAIR,
+            seq: 0xdead_beef,
         };
         let mut buf = Vec::new();
         write_data(&mut buf, &h, b"hello");
         assert_eq!(buf.len(), DATA_HEADER_LEN + 5);
         assert_eq!(&buf[..4], b"md\x01\x01");
+        assert_eq!(&buf[24..28], &[0xde, 0xad, 0xbe, 0xef]);
         match parse(&buf).unwrap() {
             Packet::Data { header, payload } => {
                 assert_eq!(header, h);
@@ -495,6 +506,7 @@ mod tests {
                 ts_us: 10,
                 delay_us: 3,
             },
+            loss: 1000,
             entries: vec![NackEntry {
                 object: ObjectId(1),
                 block: BlockNumber(2),

@@ -1,1 +1,584 @@
-//! placeholder
+//! A deterministic in-memory multicast network: one [`Sender`] and N
+//! [`Receiver`]s over lossy links, in virtual time.
+//!
+//! The world jumps from event to event (a datagram arriving, a state
+//! machine's timer), so a 100-receiver push takes milliseconds of real time.
+//! Every random choice comes from one seed: the same [`SimConfig`] always
+//! gives the same run. Receivers keep their files in memory and check them
+//! against the manifest's BLAKE3 hashes like the real receiver does.
+//!
+//! Loss: each receiver's link drops datagrams independently with
+//! `loss_independent` (both directions), and the sender's own link drops
+//! with `loss_sender` before the group fans out, so those losses are shared
+//! by every receiver (correlated loss).
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use mdp_proto::wire::{self, Packet};
+use mdp_proto::{
+    EntryKind, Manifest, ObjectId, Receiver, ReceiverConfig, ReceiverEvent, ReceiverStats,
+    Sender, SenderConfig, SenderEvent, SenderReport, SessionOutcome,
+};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A deterministic PRNG for the network (SplitMix64).
+#[derive(Clone, Debug)]
+pub struct SimRng(u64);
+
+impl SimRng {
+    /// Seeded.
+    pub fn new(seed: u64) -> Self {
+        SimRng(seed)
+    }
+    /// Next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// True with probability `p`.
+    pub fn chance(&mut self, p: f64) -> bool {
+        p > 0.0 && ((self.next_u64() >> 11) as f64 / (1u64 << 53) as f64) < p
+    }
+}
+
+/// What happens to one receiver during the run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Fate {
+    /// Runs from the start to the end.
+    #[default]
+    Normal,
+    /// Starts only this long after the sender.
+    LateJoin(Duration),
+    /// Stops dead (no input, no output) this long after the sender started.
+    Killed(Duration),
+}
+
+/// The world's settings.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// Number of receivers.
+    pub receivers: usize,
+    /// Per-receiver loss probability, independent per link and direction.
+    pub loss_independent: f64,
+    /// Loss probability on the sender's link, shared by all receivers.
+    pub loss_sender: f64,
+    /// One-way latency of every link.
+    pub latency: Duration,
+    /// Random extra latency, uniform in `0..jitter` (reorders datagrams).
+    pub jitter: Duration,
+    /// Seed for the network and the receivers.
+    pub seed: u64,
+    /// The sender's settings.
+    pub sender: SenderConfig,
+    /// Receiver block buffer.
+    pub receiver_buffer: usize,
+    /// Per-receiver fates (missing entries: [`Fate::Normal`]).
+    pub fates: Vec<Fate>,
+    /// Virtual time after which the run is abandoned.
+    pub max_time: Duration,
+}
+
+impl SimConfig {
+    /// `receivers` receivers, lossless 1 ms links, a 200 Mbit/s sender that
+    /// waits for all of them.
+    pub fn new(receivers: usize, seed: u64) -> Self {
+        let mut sender = SenderConfig::new(mdp_proto::SessionId(0x5e55_1000 + seed));
+        sender.rate_bps = 200_000_000;
+        sender.expected_receivers = receivers as u32;
+        sender.wait = Duration::from_secs(2);
+        sender.timeout = Duration::from_secs(120);
+        sender.initial_grtt = Duration::from_millis(2);
+        SimConfig {
+            receivers,
+            loss_independent: 0.0,
+            loss_sender: 0.0,
+            latency: Duration::from_millis(1),
+            jitter: Duration::ZERO,
+            seed,
+            sender,
+            receiver_buffer: 64 << 20,
+            fates: Vec::new(),
+            max_time: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Files to push: a manifest and the content of each file object.
+#[derive(Clone, Debug)]
+pub struct Content {
+    /// The manifest.
+    pub manifest: Manifest,
+    /// File bytes, by object id.
+    pub files: HashMap<ObjectId, Vec<u8>>,
+}
+
+impl Content {
+    /// Builds content from `(path, bytes)` pairs and directory paths.
+    pub fn new(dirs: &[&str], files: Vec<(String, Vec<u8>)>) -> Content {
+        let mut entries = Vec::new();
+        for d in dirs {
+            entries.push(mdp_proto::Entry {
+                path: d.to_string(),
+                kind: EntryKind::Dir,
+                mode: 0o755,
+                mtime_secs: 1_700_000_000,
+                mtime_nanos: 0,
+            });
+        }
+        let mut by_obj = HashMap::new();
+        for (i, (path, data)) in files.into_iter().enumerate() {
+            entries.push(mdp_proto::Entry {
+                path,
+                kind: EntryKind::File {
+                    size: data.len() as u64,
+                    hash: *blake3::hash(&data).as_bytes(),
+                },
+                mode: 0o644,
+                mtime_secs: 1_700_000_000,
+                mtime_nanos: 0,
+            });
+            by_obj.insert(ObjectId(i as u32 + 1), data);
+        }
+        Content {
+            manifest: Manifest { entries },
+            files: by_obj,
+        }
+    }
+
+    /// Pseudo-random bytes, reproducible from `seed`.
+    pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+        let mut rng = SimRng::new(seed);
+        let mut v = Vec::with_capacity(len + 8);
+        while v.len() < len {
+            v.extend_from_slice(&rng.next_u64().to_le_bytes());
+        }
+        v.truncate(len);
+        v
+    }
+
+    /// Total bytes of all files.
+    pub fn total_bytes(&self) -> u64 {
+        self.files.values().map(|f| f.len() as u64).sum()
+    }
+}
+
+/// What one receiver ended with.
+#[derive(Debug)]
+pub struct ReceiverResult {
+    /// Files it verified, by path.
+    pub files: HashMap<String, Vec<u8>>,
+    /// How its session ended (None: it never finished).
+    pub outcome: Option<SessionOutcome>,
+    /// Its counters.
+    pub stats: ReceiverStats,
+    /// Its fate.
+    pub fate: Fate,
+    /// Its node id.
+    pub node: mdp_proto::NodeId,
+}
+
+/// The outcome of a run.
+#[derive(Debug)]
+pub struct SimResult {
+    /// The sender's report (None: the run hit `max_time`).
+    pub report: Option<Arc<SenderReport>>,
+    /// The sender's counters.
+    pub sender_stats: mdp_proto::SenderStats,
+    /// Every receiver.
+    pub receivers: Vec<ReceiverResult>,
+    /// Virtual time from start to the sender's end.
+    pub elapsed: Duration,
+    /// Virtual time from start to the last receiver's end.
+    pub elapsed_all: Duration,
+    /// Distinct blocks of which at least one receiver lost at least one
+    /// first-transmission symbol.
+    pub blocks_with_loss: usize,
+    /// NACK entries sent by all receivers.
+    pub nack_entries: u64,
+    /// Total file bytes pushed.
+    pub file_bytes: u64,
+}
+
+impl SimResult {
+    /// UDP payload bytes the sender sent per byte of file.
+    pub fn wire_per_byte(&self) -> f64 {
+        self.sender_stats.bytes_sent as f64 / self.file_bytes.max(1) as f64
+    }
+
+    /// NACK entries sent per block that suffered loss.
+    pub fn nacks_per_lost_block(&self) -> f64 {
+        self.nack_entries as f64 / self.blocks_with_loss.max(1) as f64
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Node {
+    Sender,
+    Receiver(usize),
+}
+
+struct SimReceiver {
+    machine: Receiver,
+    fate: Fate,
+    alive: bool,
+    started: bool,
+    manifest: Option<Arc<Manifest>>,
+    buffers: HashMap<ObjectId, Vec<u8>>,
+    verified: HashMap<String, Vec<u8>>,
+    outcome: Option<SessionOutcome>,
+    timeout: Option<Instant>,
+}
+
+/// The simulated world.
+pub struct World {
+    config: SimConfig,
+    content: Content,
+    rng: SimRng,
+    start: Instant,
+    now: Instant,
+    seq: u64,
+    queue: BinaryHeap<Reverse<(Instant, u64, Node)>>,
+    in_flight: HashMap<u64, Rc<[u8]>>,
+    sender: Sender,
+    sender_timeout: Option<Instant>,
+    sender_end: Option<Instant>,
+    receivers: Vec<SimReceiver>,
+    lost_blocks: HashSet<(u32, u32)>,
+    buf: Vec<u8>,
+}
+
+impl std::fmt::Debug for World {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("World").finish_non_exhaustive()
+    }
+}
+
+impl World {
+    /// Builds the world; the sender starts at once.
+    pub fn new(config: SimConfig, content: Content) -> World {
+        let start = Instant::now();
+        let sender = Sender::new(config.sender.clone(), content.manifest.clone(), start)
+            .expect("valid simulation settings");
+        let mut rng = SimRng::new(config.seed);
+        let receivers = (0..config.receivers)
+            .map(|i| {
+                let mut rc = ReceiverConfig::new(
+                    mdp_proto::NodeId(rng.next_u64()),
+                    &format!("r{i}"),
+                    rng.next_u64(),
+                );
+                rc.buffer_bytes = config.receiver_buffer;
+                let fate = config.fates.get(i).copied().unwrap_or_default();
+                SimReceiver {
+                    machine: Receiver::new(rc),
+                    fate,
+                    alive: true,
+                    started: !matches!(fate, Fate::LateJoin(_)),
+                    manifest: None,
+                    buffers: HashMap::new(),
+                    verified: HashMap::new(),
+                    outcome: None,
+                    timeout: None,
+                }
+            })
+            .collect();
+        World {
+            config,
+            content,
+            rng,
+            start,
+            now: start,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            in_flight: HashMap::new(),
+            sender,
+            sender_timeout: None,
+            sender_end: None,
+            receivers,
+            lost_blocks: HashSet::new(),
+            buf: Vec::with_capacity(65536),
+        }
+    }
+
+    fn link_delay(&mut self) -> Duration {
+        let j = self.config.jitter.as_nanos() as u64;
+        let extra = if j == 0 { 0 } else { self.rng.next_u64() % j };
+        self.config.latency + Duration::from_nanos(extra)
+    }
+
+    fn schedule(&mut self, to: Node, datagram: Rc<[u8]>) {
+        let at = self.now + self.link_delay();
+        self.seq += 1;
+        self.in_flight.insert(self.seq, datagram);
+        self.queue.push(Reverse((at, self.seq, to)));
+    }
+
+    fn multicast_from_sender(&mut self, datagram: &[u8]) {
+        let first_tx = match wire::parse(datagram) {
+            Ok(Packet::Data { header, .. }) if header.flags & wire::FLAG_REPAIR == 0 => {
+                Some((header.object.0, header.block.0))
+            }
+            _ => None,
+        };
+        if self.rng.chance(self.config.loss_sender) {
+            if let Some(key) = first_tx {
+                self.lost_blocks.insert(key);
+            }
+            return;
+        }
+        let d: Rc<[u8]> = datagram.into();
+        for i in 0..self.receivers.len() {
+            if self.rng.chance(self.config.loss_independent) {
+                if let Some(key) = first_tx {
+                    if self.receivers[i].alive && self.receivers[i].started {
+                        self.lost_blocks.insert(key);
+                    }
+                }
+                continue;
+            }
+            self.schedule(Node::Receiver(i), d.clone());
+        }
+    }
+
+    fn multicast_from_receiver(&mut self, from: usize, datagram: &[u8]) {
+        // The receiver's own uplink, then every other member's downlink.
+        if self.rng.chance(self.config.loss_independent) {
+            return;
+        }
+        let d: Rc<[u8]> = datagram.into();
+        self.schedule(Node::Sender, d.clone());
+        for i in 0..self.receivers.len() {
+            if i != from && !self.rng.chance(self.config.loss_independent) {
+                self.schedule(Node::Receiver(i), d.clone());
+            }
+        }
+    }
+
+    fn drain_sender(&mut self) {
+        loop {
+            let mut progressed = false;
+            let mut buf = std::mem::take(&mut self.buf);
+            while let Some(t) = self.sender.poll_transmit(self.now, &mut buf) {
+                progressed = true;
+                for seg in buf[..t.size].chunks(t.segment_size) {
+                    self.multicast_from_sender(seg);
+                }
+            }
+            self.buf = buf;
+            while let Some(ev) = self.sender.poll_event() {
+                progressed = true;
+                if let SenderEvent::ReadBlock {
+                    object,
+                    block,
+                    offset,
+                    len,
+                } = ev
+                {
+                    let file = &self.content.files[&object];
+                    let data = file[offset as usize..offset as usize + len].to_vec();
+                    self.sender.handle_block(self.now, object, block, data);
+                }
+            }
+            if !progressed {
+                break;
+            }
+        }
+        self.sender_timeout = self.sender.poll_timeout();
+        if self.sender.is_finished() && self.sender_end.is_none() {
+            self.sender_end = Some(self.now);
+        }
+    }
+
+    fn drain_receiver(&mut self, i: usize) {
+        let mut buf = std::mem::take(&mut self.buf);
+        loop {
+            let mut progressed = false;
+            while let Some(t) = self.receivers[i].machine.poll_transmit(self.now, &mut buf) {
+                progressed = true;
+                let d = buf[..t.size].to_vec();
+                self.multicast_from_receiver(i, &d);
+            }
+            while let Some(ev) = self.receivers[i].machine.poll_event() {
+                progressed = true;
+                self.receiver_event(i, ev);
+            }
+            if !progressed {
+                break;
+            }
+        }
+        self.buf = buf;
+        self.receivers[i].timeout = self.receivers[i].machine.poll_timeout();
+    }
+
+    fn receiver_event(&mut self, i: usize, ev: ReceiverEvent) {
+        let now = self.now;
+        let r = &mut self.receivers[i];
+        match ev {
+            ReceiverEvent::SessionStarted { manifest, .. } => {
+                for (id, e) in manifest.files() {
+                    if let EntryKind::File { size, .. } = e.kind {
+                        r.buffers.insert(id, vec![0; size as usize]);
+                    }
+                }
+                r.manifest = Some(manifest);
+            }
+            ReceiverEvent::Block {
+                object,
+                offset,
+                data,
+            } => {
+                let f = r.buffers.get_mut(&object).expect("object of the manifest");
+                f[offset as usize..offset as usize + data.len()].copy_from_slice(&data);
+            }
+            ReceiverEvent::ObjectComplete { object } => {
+                let manifest = r.manifest.clone().expect("manifest before objects");
+                let (_, entry) = manifest
+                    .files()
+                    .find(|(id, _)| *id == object)
+                    .expect("object of the manifest");
+                let EntryKind::File { hash, .. } = entry.kind else {
+                    unreachable!("files() yields files")
+                };
+                let data = r.buffers.remove(&object).unwrap_or_default();
+                let ok = *blake3::hash(&data).as_bytes() == hash;
+                if ok {
+                    r.verified.insert(entry.path.clone(), data);
+                }
+                let result = if ok {
+                    Ok(())
+                } else {
+                    Err(wire::FailReason::HashMismatch)
+                };
+                r.machine.handle_object_verified(now, object, result);
+            }
+            ReceiverEvent::Finished(outcome) => r.outcome = Some(outcome),
+        }
+    }
+
+    fn next_time(&self) -> Option<Instant> {
+        let mut t = self.queue.peek().map(|Reverse((at, _, _))| *at);
+        let mut consider = |x: Option<Instant>| {
+            if let Some(x) = x {
+                t = Some(t.map_or(x, |t: Instant| t.min(x)));
+            }
+        };
+        consider(self.sender_timeout);
+        for r in &self.receivers {
+            if !r.alive {
+                continue;
+            }
+            match (r.started, r.fate) {
+                (false, Fate::LateJoin(d)) => consider(Some(self.start + d)),
+                (true, Fate::Killed(d)) => {
+                    consider(Some(self.start + d));
+                    consider(r.timeout);
+                }
+                _ => consider(r.timeout),
+            }
+        }
+        t
+    }
+
+    /// Runs until the sender finishes (or `max_time` passes).
+    pub fn run(mut self) -> SimResult {
+        self.drain_sender();
+        for i in 0..self.receivers.len() {
+            self.drain_receiver(i);
+        }
+        let limit = self.start + self.config.max_time;
+        let mut stuck = 0u32;
+        // Run until the sender ended and every live receiver finished too
+        // (one that missed every DONE ends by its idle timeout).
+        while !self.sender.is_finished()
+            || self
+                .receivers
+                .iter()
+                .any(|r| r.alive && r.started && !r.machine.is_finished() && r.machine.session_id().is_some())
+        {
+            let Some(next) = self.next_time() else { break };
+            if next > limit {
+                break;
+            }
+            // A state machine that asks to be woken at `now` again and again
+            // without doing anything would spin here forever.
+            stuck = if next <= self.now { stuck + 1 } else { 0 };
+            assert!(stuck < 1_000_000, "no progress in virtual time: a timer that frees nothing");
+            self.now = self.now.max(next);
+            let now = self.now;
+            // Fates first.
+            for i in 0..self.receivers.len() {
+                let r = &mut self.receivers[i];
+                match r.fate {
+                    Fate::LateJoin(d) if !r.started && now >= self.start + d => r.started = true,
+                    Fate::Killed(d) if r.alive && now >= self.start + d => r.alive = false,
+                    _ => {}
+                }
+            }
+            // Datagrams due now.
+            while let Some(Reverse((at, seq, to))) = self.queue.peek().copied() {
+                if at > now {
+                    break;
+                }
+                self.queue.pop();
+                let d = self.in_flight.remove(&seq).expect("queued datagram");
+                match to {
+                    Node::Sender => {
+                        self.sender.handle_datagram(now, &d);
+                        self.drain_sender();
+                    }
+                    Node::Receiver(i) => {
+                        let r = &mut self.receivers[i];
+                        if r.alive && r.started {
+                            r.machine.handle_datagram(now, &d);
+                            self.drain_receiver(i);
+                        }
+                    }
+                }
+            }
+            // Timers due now.
+            if self.sender_timeout.is_some_and(|t| t <= now) {
+                self.sender.handle_timeout(now);
+                self.drain_sender();
+            }
+            for i in 0..self.receivers.len() {
+                let r = &mut self.receivers[i];
+                if r.alive && r.started && r.timeout.is_some_and(|t| t <= now) {
+                    r.machine.handle_timeout(now);
+                    self.drain_receiver(i);
+                }
+            }
+        }
+        let nack_entries = self
+            .receivers
+            .iter()
+            .map(|r| r.machine.stats().nack_entries_sent)
+            .sum();
+        SimResult {
+            report: self.sender.report().cloned(),
+            sender_stats: self.sender.stats(),
+            elapsed: self.sender_end.unwrap_or(self.now) - self.start,
+            elapsed_all: self.now - self.start,
+            blocks_with_loss: self.lost_blocks.len(),
+            nack_entries,
+            file_bytes: self.content.total_bytes(),
+            receivers: self
+                .receivers
+                .into_iter()
+                .map(|r| ReceiverResult {
+                    node: r.machine.node(),
+                    files: r.verified,
+                    outcome: r.outcome,
+                    stats: r.machine.stats(),
+                    fate: r.fate,
+                })
+                .collect(),
+        }
+    }
+}

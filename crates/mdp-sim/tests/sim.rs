@@ -1,0 +1,198 @@
+//! The main test layer: whole sessions of one sender and many receivers over
+//! a lossy simulated network, asserting outcomes and counters.
+
+use mdp_proto::{Verdict, wire::FailReason};
+use mdp_sim::{Content, Fate, SimConfig, SimResult, World};
+use std::time::Duration;
+
+/// A nested tree: a 1 MiB file, small files in subdirectories, an empty
+/// file and an empty directory.
+fn tree(seed: u64) -> Content {
+    let mut files = vec![
+        ("tree/big.bin".to_string(), Content::random_bytes(1 << 20, seed)),
+        ("tree/empty".to_string(), Vec::new()),
+    ];
+    for i in 0..5u64 {
+        files.push((
+            format!("tree/sub{}/f{i}.txt", i % 2),
+            Content::random_bytes(1000 + 3000 * i as usize, seed + i + 1),
+        ));
+    }
+    Content::new(&["tree", "tree/sub0", "tree/sub1", "tree/emptydir"], files)
+}
+
+fn run(config: SimConfig, content: &Content) -> SimResult {
+    World::new(config, content.clone()).run()
+}
+
+/// Every receiver holds every file byte for byte and the sender says so.
+fn assert_all_delivered(r: &SimResult, content: &Content, label: &str) {
+    let report = r.report.as_ref().unwrap_or_else(|| panic!("{label}: sender never finished"));
+    assert!(report.success, "{label}: sender reported failure: {:?}", report.problem);
+    assert_eq!(report.receivers.len(), r.receivers.len(), "{label}: receivers in report");
+    for rr in &report.receivers {
+        assert_eq!(rr.verdict, Verdict::Confirmed, "{label}: {} not confirmed", rr.name);
+    }
+    for (i, rx) in r.receivers.iter().enumerate() {
+        let outcome = rx.outcome.as_ref().unwrap_or_else(|| panic!("{label}: r{i} never finished"));
+        assert!(outcome.complete, "{label}: r{i}: {:?}", outcome.problem);
+        for (id, e) in content.manifest.files() {
+            let got = rx.files.get(&e.path).unwrap_or_else(|| panic!("{label}: r{i} lacks {}", e.path));
+            assert!(got == &content.files[&id], "{label}: r{i} has a different {}", e.path);
+        }
+    }
+}
+
+#[test]
+fn every_receiver_gets_identical_files_across_group_sizes_and_loss() {
+    let content = tree(7);
+    println!(
+        "{:>9} {:>6} {:>12} {:>10} {:>12} {:>14} {:>10}",
+        "receivers", "loss", "kind", "wire/byte", "lost blocks", "NACKs/lost blk", "time"
+    );
+    for &n in &[1usize, 10, 100] {
+        for &loss in &[0.0, 0.01, 0.05, 0.20] {
+            for correlated in [false, true] {
+                if loss == 0.0 && correlated {
+                    continue;
+                }
+                let mut c = SimConfig::new(n, 1000 + n as u64 + (loss * 100.0) as u64);
+                if correlated {
+                    c.loss_sender = loss;
+                } else {
+                    c.loss_independent = loss;
+                }
+                let label = format!("{n} receivers, {}% {}", loss * 100.0, if correlated { "correlated" } else { "independent" });
+                let r = run(c, &content);
+                assert_all_delivered(&r, &content, &label);
+                let wpb = r.wire_per_byte();
+                let npl = r.nacks_per_lost_block();
+                println!(
+                    "{:>9} {:>5}% {:>12} {:>10.3} {:>12} {:>14.2} {:>9.3}s",
+                    n,
+                    loss * 100.0,
+                    if correlated { "correlated" } else { "independent" },
+                    wpb,
+                    r.blocks_with_loss,
+                    npl,
+                    r.elapsed.as_secs_f64()
+                );
+                if loss == 0.0 {
+                    assert_eq!(r.nack_entries, 0, "{label}: NACKs without loss");
+                    assert!(wpb < 1.03, "{label}: {wpb} wire bytes per byte without loss");
+                }
+                if loss == 0.05 && !correlated {
+                    assert!(wpb < 1.15, "{label}: {wpb} wire bytes per byte");
+                }
+                if n == 100 && loss > 0.0 {
+                    // Suppression keeps feedback near one NACK per repair
+                    // round, not one per receiver. With 100 receivers a lost
+                    // block takes a few rounds (someone always loses a repair
+                    // symbol too), and at 20 % loss several more.
+                    let bound = if loss <= 0.05 { 5.0 } else { 15.0 };
+                    assert!(npl < bound, "{label}: {npl} NACK entries per lost block");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_killed_receiver_is_dropped_and_named_while_the_others_complete() {
+    let content = tree(11);
+    let mut c = SimConfig::new(4, 42);
+    c.fates = vec![Fate::Normal, Fate::Killed(Duration::from_millis(20)), Fate::Normal, Fate::Normal];
+    c.sender.drop_after = Duration::from_secs(2);
+    let r = run(c, &content);
+    let report = r.report.expect("sender finished");
+    assert!(!report.success);
+    let killed = r.receivers[1].node;
+    for rr in &report.receivers {
+        if rr.node == killed {
+            assert!(matches!(rr.verdict, Verdict::Dropped { .. }), "killed receiver: {:?}", rr.verdict);
+            assert!(!rr.missing.is_empty() || rr.verified == 0);
+        } else {
+            assert_eq!(rr.verdict, Verdict::Confirmed, "{}", rr.name);
+        }
+    }
+    for i in [0, 2, 3] {
+        assert!(r.receivers[i].outcome.as_ref().unwrap().complete);
+    }
+    // Ended by the drop, well before the session timeout.
+    assert!(r.elapsed < Duration::from_secs(10), "took {:?}", r.elapsed);
+}
+
+#[test]
+fn a_late_joiner_gets_everything_before_the_sender_ends() {
+    let mut content = tree(12);
+    // 4 MiB at 200 Mbit/s: the data takes ~170 ms.
+    content = Content::new(
+        &[],
+        vec![
+            ("big".into(), Content::random_bytes(4 << 20, 12)),
+            ("small".into(), content.files[&mdp_proto::ObjectId(3)].clone()),
+        ],
+    );
+    let mut c = SimConfig::new(3, 43);
+    c.sender.expected_receivers = 0;
+    c.sender.wait = Duration::from_millis(300);
+    // Joins after the data began (1 MiB at 200 Mbit/s takes ~45 ms).
+    c.fates = vec![Fate::Normal, Fate::Normal, Fate::LateJoin(Duration::from_millis(320))];
+    c.loss_independent = 0.02;
+    let r = run(c, &content);
+    assert_all_delivered(&r, &content, "late join");
+    assert!(r.receivers[2].stats.nack_entries_sent > 0, "the late joiner asked for what it missed");
+}
+
+#[test]
+fn reordering_and_duplicate_free_jitter_do_not_break_delivery() {
+    let content = tree(13);
+    let mut c = SimConfig::new(5, 44);
+    c.jitter = Duration::from_millis(3);
+    c.loss_independent = 0.03;
+    let r = run(c, &content);
+    assert_all_delivered(&r, &content, "jitter");
+}
+
+#[test]
+fn a_receiver_with_a_tiny_buffer_still_completes() {
+    let content = tree(14);
+    let mut c = SimConfig::new(3, 45);
+    c.loss_independent = 0.05;
+    // Room for one block only: symbols of the next block are dropped while
+    // one waits for repair, and asked for later.
+    c.receiver_buffer = 256 * 1400 + 10_000;
+    let r = run(c, &content);
+    assert_all_delivered(&r, &content, "tiny buffer");
+    assert!(r.receivers.iter().all(|x| x.stats.dropped_no_buffer > 0));
+}
+
+#[test]
+fn nobody_listening_ends_with_a_clear_failure_not_a_hang() {
+    let content = tree(15);
+    let mut c = SimConfig::new(0, 46);
+    c.sender.wait = Duration::from_millis(200);
+    let r = run(c, &content);
+    let report = r.report.expect("sender finished");
+    assert!(!report.success);
+    assert!(report.problem.as_deref().unwrap().contains("no receiver"));
+    assert!(r.elapsed < Duration::from_secs(5));
+}
+
+#[test]
+fn the_session_timeout_bounds_a_push_that_cannot_finish() {
+    let content = tree(16);
+    let mut c = SimConfig::new(2, 47);
+    // One receiver loses everything after registering: it keeps NACKing
+    // but never completes.
+    c.loss_independent = 0.0;
+    c.sender.timeout = Duration::from_secs(3);
+    c.sender.drop_after = Duration::from_secs(60);
+    c.fates = vec![Fate::Normal, Fate::Killed(Duration::from_millis(30))];
+    let r = run(c, &content);
+    let report = r.report.expect("sender finished");
+    assert!(report.timed_out);
+    assert!(!report.success);
+    assert!(r.elapsed <= Duration::from_secs(3) + Duration::from_millis(100));
+    let _ = FailReason::Io;
+}
