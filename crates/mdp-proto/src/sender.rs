@@ -339,6 +339,7 @@ pub struct Sender {
     report: Option<Arc<SenderReport>>,
 }
 
+const PACING_BURST: Duration = Duration::from_millis(2);
 const ANNOUNCE_INTERVAL: Duration = Duration::from_millis(100);
 const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(100);
 const DONE_INTERVAL: Duration = Duration::from_millis(10);
@@ -365,7 +366,12 @@ impl Sender {
                 paths.push(e.path.clone());
             }
         }
-        let burst = (config.max_batch.max(4)) * (config.symbol_size as usize + DATA_HEADER_LEN);
+        // The bucket holds what the rate allows in PACING_BURST, so a caller
+        // whose timer fires about once a millisecond still reaches the rate;
+        // at least a few datagrams.
+        let datagram = config.symbol_size as usize + DATA_HEADER_LEN;
+        let burst = ((config.rate_bps as f64 / 8.0 * PACING_BURST.as_secs_f64()) as usize)
+            .max(config.max_batch.max(4) * datagram);
         Ok(Sender {
             coding: config.coding(),
             pacer: Pacer::new(config.rate_bps, burst, now),

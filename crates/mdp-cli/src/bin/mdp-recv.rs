@@ -1,0 +1,175 @@
+//! mdp-recv: receive pushes from mdp-send into a directory.
+
+use clap::Parser;
+use mdp_cli::report::RecvJson;
+use mdp_cli::{parse_duration, parse_group, parse_interface, EXIT_ERROR, EXIT_INCOMPLETE, EXIT_OK};
+use mdp_net::recv::{RecvNotice, RecvOptions};
+use mdp_net::socket::Endpoint;
+use mdp_proto::{NodeId, ReceiverConfig};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+const AFTER_HELP: &str = "\
+Examples:
+  Receive one push into /srv/cache and exit (0 when every file arrived intact):
+    mdp-recv --interface 192.168.1.20 --dir /srv/cache --once
+
+  Run as a service, taking one push after another:
+    mdp-recv --interface 192.168.1.20 --dir /srv/cache
+
+Files appear under DIR at their pushed paths only after their BLAKE3 hash
+matched (written in DIR/.mdp-tmp, then renamed).
+
+Exit status:
+  0  with --once: every file of the push arrived and was placed;
+     without --once: stopped by SIGINT/SIGTERM
+  1  with --once: the push ended incomplete, or no push came within --timeout
+  2  usage error or local I/O error";
+
+/// Receive files pushed with mdp-send over UDP multicast.
+///
+/// mdp-recv joins the group, registers with the sender, asks only for what
+/// it lost, rebuilds blocks from any k of n symbols, checks each file's
+/// BLAKE3 hash and only then places it under DIR by atomic rename.
+#[derive(Parser, Debug)]
+#[command(name = "mdp-recv", version, after_long_help = AFTER_HELP)]
+struct Args {
+    /// Directory to place received files in (created if missing).
+    #[arg(long, value_name = "DIR")]
+    dir: PathBuf,
+
+    /// Multicast group and data port (feedback uses the next port).
+    #[arg(long, value_name = "ADDR:PORT", default_value = "239.255.77.1:7400", value_parser = parse_group)]
+    group: SocketAddr,
+
+    /// Local address of the interface to join on.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1", value_parser = parse_interface)]
+    interface: IpAddr,
+
+    /// Exit after the first push ends.
+    #[arg(long)]
+    once: bool,
+
+    /// Print one JSON object per finished push on stdout (schema: docs/REPORT.md).
+    #[arg(long)]
+    json: bool,
+
+    /// Stop after this long in any case.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    timeout: Option<Duration>,
+
+    /// Abandon a push whose sender went silent this long.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    idle_timeout: Duration,
+
+    /// Name reported to the sender [default: the host name].
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+
+    /// Memory for incomplete blocks, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 64)]
+    buffer: usize,
+
+    /// Multicast TTL for feedback.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    ttl: u32,
+
+    /// Only warnings and the report.
+    #[arg(short, long)]
+    quiet: bool,
+
+    /// No progress bar.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+fn main() {
+    let args = Args::parse();
+    mdp_cli::init_logging("mdp-recv", args.quiet || args.json);
+    match run(args) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("mdp-recv: error: {e:#}");
+            std::process::exit(EXIT_ERROR);
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<i32> {
+    let endpoint = Endpoint {
+        group: args.group,
+        interface: args.interface,
+        ttl: args.ttl,
+    };
+    endpoint.validate().map_err(anyhow::Error::msg)?;
+    mdp_net::recv::check_dir(&args.dir)
+        .map_err(|e| anyhow::anyhow!("cannot write to {}: {e}", args.dir.display()))?;
+    let name = args.name.clone().unwrap_or_else(mdp_net::recv::host_name);
+    let mut config = ReceiverConfig::new(NodeId(mdp_net::random_u64()), &name, mdp_net::random_u64());
+    config.idle_timeout = args.idle_timeout;
+    config.buffer_bytes = args.buffer.max(1) << 20;
+    let opts = RecvOptions {
+        endpoint,
+        config,
+        dir: args.dir.clone(),
+        once: args.once,
+        timeout: args.timeout,
+    };
+    tracing::info!(
+        "{name} waiting for pushes on {} via {} into {}",
+        args.group,
+        args.interface,
+        args.dir.display()
+    );
+    let show_bar = !args.no_progress && !args.quiet;
+    let mut bar: Option<indicatif::ProgressBar> = None;
+    let json = args.json;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let outcomes = runtime.block_on(mdp_net::recv::run(opts, |n| match n {
+        RecvNotice::Started { session, files, bytes } => {
+            tracing::info!("push {session}: {files} files, {}", mdp_cli::human_bytes(bytes));
+            bar = mdp_cli::progress_bar(show_bar, bytes, "receiving");
+        }
+        RecvNotice::Progress { bytes, .. } => {
+            if let Some(b) = &bar {
+                b.set_position(bytes);
+            }
+        }
+        RecvNotice::Placed(p) => tracing::debug!("placed {}", p.display()),
+        RecvNotice::Failed(msg) => tracing::warn!("{msg}"),
+        RecvNotice::Finished(outcome, stats) => {
+            if let Some(b) = bar.take() {
+                b.finish_and_clear();
+            }
+            if json {
+                let j = RecvJson::new(&outcome, &stats);
+                println!("{}", serde_json::to_string(&j).expect("serializable"));
+            } else if outcome.complete {
+                println!(
+                    "mdp-recv: push {} complete: {} files placed",
+                    outcome.session, outcome.verified
+                );
+            } else {
+                println!(
+                    "mdp-recv: push {} incomplete: {}",
+                    outcome.session,
+                    outcome.problem.as_deref().unwrap_or("unknown reason")
+                );
+            }
+        }
+    }))?;
+    if !args.once {
+        return Ok(EXIT_OK);
+    }
+    Ok(match outcomes.first() {
+        Some(o) if o.complete => EXIT_OK,
+        Some(_) => EXIT_INCOMPLETE,
+        None => {
+            eprintln!("mdp-recv: no push arrived (is mdp-send using the same --group and a reachable --interface?)");
+            EXIT_INCOMPLETE
+        }
+    })
+}

@@ -1,0 +1,160 @@
+//! Shared pieces of the `mdp-send` and `mdp-recv` binaries: argument value
+//! parsers, logging set-up, progress bars and report rendering.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod report;
+
+use std::io::IsTerminal;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+/// Exit code: every expected receiver confirmed every file.
+pub const EXIT_OK: i32 = 0;
+/// Exit code: some receiver did not get everything (or none registered).
+pub const EXIT_INCOMPLETE: i32 = 1;
+/// Exit code: usage error or local I/O error.
+pub const EXIT_ERROR: i32 = 2;
+
+/// Parses a rate in bits per second: `800M`, `1G`, `1.5G`, `64k`, `1000000`.
+pub fn parse_rate(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m = match c.to_ascii_lowercase() {
+                'k' => 1e3,
+                'm' => 1e6,
+                'g' => 1e9,
+                _ => return Err(format!("unknown rate suffix {c:?}: use K, M or G (bits per second)")),
+            };
+            (&s[..i], m)
+        }
+        _ => (s, 1.0),
+    };
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a rate: write e.g. 800M or 1G (bits per second)"))?;
+    let bps = v * mult;
+    if !(8000.0..=100e9).contains(&bps) {
+        return Err(format!("rate {s} is out of range: use 8K to 100G"));
+    }
+    Ok(bps as u64)
+}
+
+/// Parses a duration: `500ms`, `30s`, `5m`, `1h`, or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration: write e.g. 30s, 5m or 500ms"))?;
+    let secs = match unit {
+        "" | "s" => v,
+        "ms" => v / 1000.0,
+        "m" => v * 60.0,
+        "h" => v * 3600.0,
+        _ => return Err(format!("unknown duration unit {unit:?}: use ms, s, m or h")),
+    };
+    if !(0.0..=30.0 * 86400.0).contains(&secs) {
+        return Err(format!("duration {s} is out of range"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Parses `ADDR:PORT` for a multicast group (IPv6 as `[ff15::1]:7400`).
+pub fn parse_group(s: &str) -> Result<SocketAddr, String> {
+    let a: SocketAddr = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not ADDR:PORT: write e.g. 239.255.77.1:7400 or [ff15::77]:7400"))?;
+    if !a.ip().is_multicast() {
+        return Err(format!("{} is not a multicast address: use one in 239.0.0.0/8", a.ip()));
+    }
+    Ok(a)
+}
+
+/// Parses an interface address.
+pub fn parse_interface(s: &str) -> Result<IpAddr, String> {
+    s.parse()
+        .map_err(|_| format!("{s:?} is not an IP address: give the local address of the interface, e.g. 127.0.0.1"))
+}
+
+/// Logs to stderr: `info` by default, `warn` with `quiet`; `RUST_LOG` overrides.
+pub fn init_logging(program: &str, quiet: bool) {
+    let default = if quiet { "warn" } else { "info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+    let _ = program;
+}
+
+/// A byte progress bar on a terminal, nothing otherwise.
+pub fn progress_bar(enabled: bool, total: u64, what: &str) -> Option<indicatif::ProgressBar> {
+    if !enabled || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let pb = indicatif::ProgressBar::new(total);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg:>10} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    pb.set_message(what.to_string());
+    Some(pb)
+}
+
+/// Human-readable bytes.
+pub fn human_bytes(b: u64) -> String {
+    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < U.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", U[i])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_take_si_suffixes() {
+        assert_eq!(parse_rate("800M").unwrap(), 800_000_000);
+        assert_eq!(parse_rate("1.5G").unwrap(), 1_500_000_000);
+        assert_eq!(parse_rate("64k").unwrap(), 64_000);
+        assert!(parse_rate("fast").is_err());
+        assert!(parse_rate("10X").is_err());
+        assert!(parse_rate("1").is_err());
+    }
+
+    #[test]
+    fn durations_take_units() {
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
+        assert!(parse_duration("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn groups_must_be_multicast() {
+        assert!(parse_group("239.1.2.3:7400").is_ok());
+        assert!(parse_group("[ff15::1]:7400").is_ok());
+        assert!(parse_group("10.0.0.1:7400").is_err());
+        assert!(parse_group("239.1.2.3").is_err());
+    }
+}

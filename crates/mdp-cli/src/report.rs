@@ -1,0 +1,228 @@
+//! The final reports, as text for people and JSON for scripts. The JSON
+//! schema is documented in docs/REPORT.md.
+
+use mdp_proto::wire::FailReason;
+use mdp_proto::{ReceiverStats, SenderReport, SessionOutcome, Verdict};
+use serde::Serialize;
+use std::time::Duration;
+
+/// `mdp-send --json` output.
+#[derive(Debug, Serialize)]
+pub struct SendJson {
+    /// Tool version.
+    pub mdp: &'static str,
+    /// Session id (hex).
+    pub session: String,
+    /// True when every expected receiver confirmed every file.
+    pub success: bool,
+    /// The process exit code.
+    pub exit_code: i32,
+    /// Why not a success.
+    pub problem: Option<String>,
+    /// True when `--timeout` ended the push.
+    pub timed_out: bool,
+    /// `--receivers` (0: open group).
+    pub expected: u32,
+    /// Files pushed.
+    pub files: u32,
+    /// File bytes pushed.
+    pub bytes: u64,
+    /// Wall time of the push.
+    pub elapsed_secs: f64,
+    /// File bytes per second of wall time, in Mbit/s.
+    pub goodput_mbps: f64,
+    /// One entry per receiver.
+    pub receivers: Vec<ReceiverJson>,
+    /// Counters.
+    pub stats: SendStatsJson,
+}
+
+/// One receiver in [`SendJson`].
+#[derive(Debug, Serialize)]
+pub struct ReceiverJson {
+    /// Node id (hex).
+    pub node: String,
+    /// Node name.
+    pub name: String,
+    /// `confirmed`, `failed`, `incomplete` or `dropped`.
+    pub verdict: &'static str,
+    /// For `dropped`: seconds it had been silent.
+    pub silent_secs: Option<f64>,
+    /// Files it verified and placed.
+    pub verified: u32,
+    /// Files it still missed (first 32).
+    pub missing: Vec<String>,
+    /// Files that failed there.
+    pub failed: Vec<FailedJson>,
+}
+
+/// A failed file.
+#[derive(Debug, Serialize)]
+pub struct FailedJson {
+    /// Relative path.
+    pub path: String,
+    /// `hash_mismatch` or `io`.
+    pub reason: &'static str,
+}
+
+/// Sender counters.
+#[derive(Debug, Serialize)]
+pub struct SendStatsJson {
+    /// Datagrams sent.
+    pub packets_sent: u64,
+    /// UDP payload bytes sent.
+    pub bytes_sent: u64,
+    /// `bytes_sent` / file bytes.
+    pub wire_bytes_per_file_byte: f64,
+    /// Symbols sent once.
+    pub data_symbols: u64,
+    /// Repair symbols sent.
+    pub repair_symbols: u64,
+    /// NACKs received.
+    pub nacks_received: u64,
+}
+
+fn reason(r: FailReason) -> &'static str {
+    match r {
+        FailReason::HashMismatch => "hash_mismatch",
+        FailReason::Io => "io",
+    }
+}
+
+impl SendJson {
+    /// Builds the JSON view of a report.
+    pub fn new(r: &SenderReport, files: u32, bytes: u64, elapsed: Duration, exit_code: i32) -> Self {
+        let secs = elapsed.as_secs_f64().max(1e-9);
+        SendJson {
+            mdp: env!("CARGO_PKG_VERSION"),
+            session: r.session.to_string(),
+            success: r.success,
+            exit_code,
+            problem: r.problem.clone(),
+            timed_out: r.timed_out,
+            expected: r.expected,
+            files,
+            bytes,
+            elapsed_secs: elapsed.as_secs_f64(),
+            goodput_mbps: bytes as f64 * 8.0 / secs / 1e6,
+            receivers: r
+                .receivers
+                .iter()
+                .map(|rr| ReceiverJson {
+                    node: rr.node.to_string(),
+                    name: rr.name.clone(),
+                    verdict: match rr.verdict {
+                        Verdict::Confirmed => "confirmed",
+                        Verdict::Failed => "failed",
+                        Verdict::Incomplete => "incomplete",
+                        Verdict::Dropped { .. } => "dropped",
+                    },
+                    silent_secs: match rr.verdict {
+                        Verdict::Dropped { silent_for } => Some(silent_for.as_secs_f64()),
+                        _ => None,
+                    },
+                    verified: rr.verified,
+                    missing: rr.missing.clone(),
+                    failed: rr
+                        .failed
+                        .iter()
+                        .map(|(p, r)| FailedJson {
+                            path: p.clone(),
+                            reason: reason(*r),
+                        })
+                        .collect(),
+                })
+                .collect(),
+            stats: SendStatsJson {
+                packets_sent: r.stats.packets_sent,
+                bytes_sent: r.stats.bytes_sent,
+                wire_bytes_per_file_byte: r.stats.bytes_sent as f64 / bytes.max(1) as f64,
+                data_symbols: r.stats.data_symbols_sent,
+                repair_symbols: r.stats.repair_symbols_sent,
+                nacks_received: r.stats.nacks_received,
+            },
+        }
+    }
+
+    /// The report for people, several lines.
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        let status = if self.success { "OK" } else { "FAILED" };
+        out.push_str(&format!(
+            "mdp-send: {status}: {} files, {} in {:.2}s ({:.0} Mbit/s), session {}\n",
+            self.files,
+            crate::human_bytes(self.bytes),
+            self.elapsed_secs,
+            self.goodput_mbps,
+            self.session
+        ));
+        for r in &self.receivers {
+            let mut line = format!("  {:<24} {:<10} {} files", r.name, r.verdict, r.verified);
+            if let Some(s) = r.silent_secs {
+                line.push_str(&format!(", silent for {s:.1}s"));
+            }
+            if !r.missing.is_empty() {
+                line.push_str(&format!(", missing: {}", r.missing.join(", ")));
+            }
+            for f in &r.failed {
+                line.push_str(&format!(", {} failed ({})", f.path, f.reason));
+            }
+            out.push_str(&line);
+            out.push('\n');
+        }
+        if let Some(p) = &self.problem {
+            out.push_str(&format!("mdp-send: {p}\n"));
+        }
+        out.push_str(&format!(
+            "  wire: {} datagrams, {:.3} bytes per file byte, {} repairs, {} NACKs\n",
+            self.stats.packets_sent,
+            self.stats.wire_bytes_per_file_byte,
+            self.stats.repair_symbols,
+            self.stats.nacks_received
+        ));
+        out
+    }
+}
+
+/// `mdp-recv --json` output, one object per session.
+#[derive(Debug, Serialize)]
+pub struct RecvJson {
+    /// Tool version.
+    pub mdp: &'static str,
+    /// Session id (hex).
+    pub session: String,
+    /// True when every file was verified and placed.
+    pub complete: bool,
+    /// Why not.
+    pub problem: Option<String>,
+    /// Files in the session.
+    pub files: u32,
+    /// Files verified and placed.
+    pub verified: u32,
+    /// Object ids of failed files with the reason.
+    pub failed: Vec<(u32, &'static str)>,
+    /// Datagrams received.
+    pub packets_received: u64,
+    /// NACKs sent.
+    pub nacks_sent: u64,
+    /// Blocks rebuilt with Reed-Solomon.
+    pub blocks_decoded: u64,
+}
+
+impl RecvJson {
+    /// Builds the JSON view of an outcome.
+    pub fn new(o: &SessionOutcome, s: &ReceiverStats) -> Self {
+        RecvJson {
+            mdp: env!("CARGO_PKG_VERSION"),
+            session: o.session.to_string(),
+            complete: o.complete,
+            problem: o.problem.clone(),
+            files: o.files,
+            verified: o.verified,
+            failed: o.failed.iter().map(|(id, r)| (id.0, reason(*r))).collect(),
+            packets_received: s.packets_received,
+            nacks_sent: s.nacks_sent,
+            blocks_decoded: s.blocks_decoded,
+        }
+    }
+}

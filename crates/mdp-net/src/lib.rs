@@ -1,0 +1,33 @@
+//! The IO layer of mdp: it drives the sans-IO state machines of `mdp-proto`
+//! against real multicast sockets, a real clock and real files.
+//!
+//! - [`socket`]: multicast UDP sockets (socket2), pinned to one interface.
+//! - [`scan`]: walks the paths to push and builds the manifest (with hashes).
+//! - [`store`]: the receiver's cache directory: temporary files, hash check,
+//!   atomic placement, and the path rules that keep writes inside it.
+//! - [`send`] and [`recv`]: the tokio drivers.
+//!
+//! File reads and writes run on a dedicated thread each, off the protocol
+//! task, in whole blocks.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod recv;
+pub mod scan;
+pub mod send;
+pub mod socket;
+pub mod store;
+
+/// 64 random bits from the OS (through std's hasher keys), for session and
+/// node ids and seeds.
+pub fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0),
+    );
+    h.finish()
+}

@@ -1,0 +1,303 @@
+//! The receiver's driver: one tokio task runs the [`Receiver`] state machine
+//! against the data and feedback sockets and a timer; a writer thread owns
+//! the [`Store`] and writes, verifies and places files.
+//!
+//! Without `once`, a finished session is followed by a fresh receiver that
+//! waits for the next push (finished session ids are ignored from then on).
+
+use crate::socket::{self, Endpoint};
+use crate::store::Store;
+use mdp_proto::wire::FailReason;
+use mdp_proto::{
+    Manifest, ObjectId, Receiver, ReceiverConfig, ReceiverEvent, ReceiverStats, SessionId,
+    SessionOutcome,
+};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+use thiserror::Error;
+use tokio::net::UdpSocket;
+
+/// Why the receiver stopped with an error.
+#[derive(Debug, Error)]
+pub enum RecvError {
+    /// Bad settings.
+    #[error("{0}")]
+    Config(String),
+    /// The sockets could not be set up.
+    #[error("{0}")]
+    Socket(String),
+    /// The cache directory cannot be used.
+    #[error("cannot use directory {path}: {source}")]
+    Dir {
+        /// The directory.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+    /// Another IO error.
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+/// A view of the receiver, for progress displays and logs.
+#[derive(Clone, Debug)]
+pub enum RecvNotice {
+    /// A session's manifest arrived.
+    Started {
+        /// Session.
+        session: SessionId,
+        /// Files in it.
+        files: u32,
+        /// Bytes in it.
+        bytes: u64,
+    },
+    /// Bytes handed over so far in the current session.
+    Progress {
+        /// Delivered.
+        bytes: u64,
+        /// Total.
+        total: u64,
+    },
+    /// A file was verified and placed.
+    Placed(PathBuf),
+    /// A file failed.
+    Failed(String),
+    /// A session ended.
+    Finished(SessionOutcome, ReceiverStats),
+}
+
+/// Settings of the receiver driver.
+#[derive(Clone, Debug)]
+pub struct RecvOptions {
+    /// Group, port and interface.
+    pub endpoint: Endpoint,
+    /// State machine settings.
+    pub config: ReceiverConfig,
+    /// Cache directory.
+    pub dir: PathBuf,
+    /// Stop after the first session.
+    pub once: bool,
+    /// Bound on the whole run.
+    pub timeout: Option<Duration>,
+}
+
+enum WriterCmd {
+    Begin(SessionId, Arc<Manifest>),
+    Write(ObjectId, u64, Vec<u8>),
+    Complete(ObjectId),
+    Finish,
+}
+
+enum WriterReply {
+    Verified(ObjectId, Result<PathBuf, (FailReason, String)>),
+    BeginFailed(String),
+    Finished,
+}
+
+fn writer(
+    mut store: Store,
+    cmds: mpsc::Receiver<WriterCmd>,
+    replies: tokio::sync::mpsc::UnboundedSender<WriterReply>,
+) {
+    for cmd in cmds {
+        let reply = match cmd {
+            WriterCmd::Begin(session, manifest) => match store.begin(session, manifest) {
+                Ok(()) => continue,
+                Err(e) => WriterReply::BeginFailed(e.to_string()),
+            },
+            WriterCmd::Write(object, offset, data) => {
+                store.write(object, offset, &data);
+                continue;
+            }
+            WriterCmd::Complete(object) => WriterReply::Verified(object, store.complete(object)),
+            WriterCmd::Finish => {
+                store.finish();
+                WriterReply::Finished
+            }
+        };
+        if replies.send(reply).is_err() {
+            return;
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+        (Ok(mut int), Ok(mut term)) => {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        }
+        _ => std::future::pending().await,
+    }
+}
+
+/// Runs the receiver until `once` and a session ended, the timeout, or a
+/// signal. Returns the outcomes of the sessions it finished.
+pub async fn run(
+    opts: RecvOptions,
+    mut notice: impl FnMut(RecvNotice),
+) -> Result<Vec<SessionOutcome>, RecvError> {
+    let ep = opts.endpoint;
+    ep.validate().map_err(RecvError::Config)?;
+    let explain = |e: io::Error| RecvError::Socket(socket::explain(&e, &ep));
+    let data = socket::joined(&ep, ep.group.port()).map_err(explain)?;
+    let granted = socket::recv_buffer(&data);
+    if granted < 4 << 20 {
+        tracing::warn!(
+            "the kernel granted only {} KiB of receive buffer; raise net.core.rmem_max (sysctl -w net.core.rmem_max=33554432) to avoid loss at high rates",
+            granted >> 10
+        );
+    }
+    let data = UdpSocket::from_std(data)?;
+    let feedback_addr = ep.feedback();
+    let feedback = UdpSocket::from_std(socket::joined(&ep, feedback_addr.port()).map_err(explain)?)?;
+    let store = Store::open(&opts.dir).map_err(|source| RecvError::Dir {
+        path: opts.dir.clone(),
+        source,
+    })?;
+    let (cmd_tx, cmd_rx) = mpsc::channel();
+    let (reply_tx, mut reply_rx) = tokio::sync::mpsc::unbounded_channel();
+    let writer_thread = std::thread::Builder::new()
+        .name("mdp-writer".into())
+        .spawn(move || writer(store, cmd_rx, reply_tx))?;
+
+    let deadline = opts.timeout.map(|t| Instant::now() + t);
+    let mut config = opts.config.clone();
+    let mut receiver = Receiver::new(config.clone());
+    let mut outcomes = Vec::new();
+    let mut buf = Vec::with_capacity(2048);
+    let mut rbuf = vec![0u8; 65536];
+    let mut fbuf = vec![0u8; 65536];
+    let mut next_progress = Instant::now();
+    let mut interrupt = Box::pin(shutdown_signal());
+    let mut pending_finish: Option<SessionOutcome> = None;
+    let result = 'run: loop {
+        let now = Instant::now();
+        while let Some(t) = receiver.poll_transmit(now, &mut buf) {
+            if let Err(e) = feedback.send_to(&buf[..t.size], feedback_addr).await {
+                tracing::debug!("feedback send failed: {e}");
+            }
+        }
+        while let Some(ev) = receiver.poll_event() {
+            match ev {
+                ReceiverEvent::SessionStarted { session, manifest } => {
+                    notice(RecvNotice::Started {
+                        session,
+                        files: manifest.file_count(),
+                        bytes: manifest.total_bytes(),
+                    });
+                    let _ = cmd_tx.send(WriterCmd::Begin(session, manifest));
+                }
+                ReceiverEvent::Block {
+                    object,
+                    offset,
+                    data,
+                } => {
+                    let _ = cmd_tx.send(WriterCmd::Write(object, offset, data));
+                }
+                ReceiverEvent::ObjectComplete { object } => {
+                    let _ = cmd_tx.send(WriterCmd::Complete(object));
+                }
+                ReceiverEvent::Finished(outcome) => {
+                    let _ = cmd_tx.send(WriterCmd::Finish);
+                    pending_finish = Some(outcome);
+                }
+            }
+        }
+        if now >= next_progress {
+            if let Some((bytes, total)) = receiver.progress() {
+                notice(RecvNotice::Progress { bytes, total });
+            }
+            next_progress = now + Duration::from_millis(100);
+        }
+        let mut wake = receiver
+            .poll_timeout()
+            .unwrap_or(now + Duration::from_secs(3600))
+            .min(next_progress);
+        if let Some(d) = deadline {
+            if now >= d {
+                break Ok(());
+            }
+            wake = wake.min(d);
+        }
+        tokio::select! {
+            r = data.recv_from(&mut rbuf) => {
+                let (n, _) = r?;
+                let now = Instant::now();
+                receiver.handle_datagram(now, &rbuf[..n]);
+                // Drain the socket in a batch before doing anything else.
+                for _ in 0..256 {
+                    match data.try_recv_from(&mut rbuf) {
+                        Ok((n, _)) => receiver.handle_datagram(now, &rbuf[..n]),
+                        Err(_) => break,
+                    }
+                }
+            }
+            r = feedback.recv_from(&mut fbuf) => {
+                let (n, _) = r?;
+                receiver.handle_datagram(Instant::now(), &fbuf[..n]);
+            }
+            Some(reply) = reply_rx.recv() => match reply {
+                WriterReply::Verified(object, res) => {
+                    let res = match res {
+                        Ok(path) => {
+                            notice(RecvNotice::Placed(path));
+                            Ok(())
+                        }
+                        Err((reason, msg)) => {
+                            notice(RecvNotice::Failed(msg));
+                            Err(reason)
+                        }
+                    };
+                    receiver.handle_object_verified(Instant::now(), object, res);
+                }
+                WriterReply::BeginFailed(msg) => {
+                    notice(RecvNotice::Failed(format!("cannot prepare the session: {msg}")));
+                }
+                WriterReply::Finished => {
+                    let Some(outcome) = pending_finish.take() else { continue };
+                    notice(RecvNotice::Finished(outcome.clone(), receiver.stats()));
+                    config.ignore_sessions.push(outcome.session);
+                    outcomes.push(outcome);
+                    if opts.once {
+                        break 'run Ok(());
+                    }
+                    receiver = Receiver::new(ReceiverConfig {
+                        seed: crate::random_u64(),
+                        ..config.clone()
+                    });
+                }
+            },
+            _ = tokio::time::sleep_until(wake.into()) => {
+                receiver.handle_timeout(Instant::now());
+            }
+            _ = &mut interrupt => break Ok(()),
+        }
+    };
+    drop(cmd_tx);
+    let _ = writer_thread.join();
+    result.map(|()| outcomes)
+}
+
+/// The host name, for the default node name.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "mdp-recv".to_string())
+}
+
+/// True when `dir` can be used as a cache directory (for early errors).
+pub fn check_dir(dir: &Path) -> io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let probe = dir.join(".mdp-probe");
+    std::fs::write(&probe, b"")?;
+    std::fs::remove_file(probe)
+}

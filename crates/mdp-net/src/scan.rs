@@ -1,0 +1,141 @@
+//! Builds the manifest of a push from the paths given on the command line.
+//!
+//! A file `a/b/c.txt` is pushed as `c.txt`; a directory `a/b` as `b/...`
+//! (like `scp -r`). Directories are walked in name order; symbolic links and
+//! special files are skipped and reported. Each file is hashed (BLAKE3) here,
+//! before anything is sent.
+
+use mdp_proto::{Entry, EntryKind, Manifest};
+use std::fs;
+use std::io::{self, Read};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
+use thiserror::Error;
+
+/// What a push consists of.
+#[derive(Debug)]
+pub struct Source {
+    /// The manifest to announce.
+    pub manifest: Manifest,
+    /// Local path of each file object: `files[i]` is object `i + 1`.
+    pub files: Vec<PathBuf>,
+    /// Paths left out, with the reason.
+    pub skipped: Vec<(PathBuf, &'static str)>,
+}
+
+/// Why a push cannot be built.
+#[derive(Debug, Error)]
+pub enum ScanError {
+    /// A path could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+    /// A path has no usable final name (e.g. `/` or `..`).
+    #[error("cannot push {0}: give a path that ends in a file or directory name")]
+    NoName(PathBuf),
+    /// Two paths would land under the same name.
+    #[error("two paths would both land as {0:?}: push them from different commands or rename one")]
+    Duplicate(String),
+    /// A name is not UTF-8.
+    #[error("cannot push {0}: its name is not valid UTF-8")]
+    NotUtf8(PathBuf),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ScanError + '_ {
+    move |source| ScanError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn entry(path: String, kind: EntryKind, md: &fs::Metadata) -> Entry {
+    let (secs, nanos) = match md.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()) {
+        Some(d) => (d.as_secs() as i64, d.subsec_nanos()),
+        None => (md.mtime(), 0),
+    };
+    Entry {
+        path,
+        kind,
+        mode: md.permissions().mode() & 0o7777,
+        mtime_secs: secs,
+        mtime_nanos: nanos,
+    }
+}
+
+/// Hashes a file, returning its BLAKE3 hash and length.
+pub fn hash_file(path: &Path) -> io::Result<([u8; 32], u64)> {
+    let mut f = fs::File::open(path)?;
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut len = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        len += n as u64;
+    }
+    Ok((*hasher.finalize().as_bytes(), len))
+}
+
+/// Walks `paths` and hashes every file.
+pub fn scan(paths: &[PathBuf]) -> Result<Source, ScanError> {
+    let mut src = Source {
+        manifest: Manifest::default(),
+        files: Vec::new(),
+        skipped: Vec::new(),
+    };
+    let mut top = std::collections::HashSet::new();
+    for p in paths {
+        let abs = fs::canonicalize(p).map_err(io_err(p))?;
+        let name = abs
+            .file_name()
+            .ok_or_else(|| ScanError::NoName(p.clone()))?
+            .to_str()
+            .ok_or_else(|| ScanError::NotUtf8(p.clone()))?
+            .to_string();
+        if !top.insert(name.clone()) {
+            return Err(ScanError::Duplicate(name));
+        }
+        add(&mut src, &abs, name)?;
+    }
+    Ok(src)
+}
+
+fn add(src: &mut Source, path: &Path, rel: String) -> Result<(), ScanError> {
+    let md = fs::symlink_metadata(path).map_err(io_err(path))?;
+    let ft = md.file_type();
+    if ft.is_symlink() {
+        src.skipped.push((path.to_path_buf(), "symbolic link"));
+    } else if ft.is_file() {
+        let (hash, size) = hash_file(path).map_err(io_err(path))?;
+        src.manifest
+            .entries
+            .push(entry(rel, EntryKind::File { size, hash }, &md));
+        src.files.push(path.to_path_buf());
+    } else if ft.is_dir() {
+        src.manifest.entries.push(entry(rel.clone(), EntryKind::Dir, &md));
+        let mut children: Vec<_> = fs::read_dir(path)
+            .map_err(io_err(path))?
+            .collect::<Result<_, _>>()
+            .map_err(io_err(path))?;
+        children.sort_by_key(|e| e.file_name());
+        for child in children {
+            let cp = child.path();
+            let Some(name) = child.file_name().to_str().map(str::to_string) else {
+                src.skipped.push((cp, "name is not UTF-8"));
+                continue;
+            };
+            add(src, &cp, format!("{rel}/{name}"))?;
+        }
+    } else {
+        src.skipped.push((path.to_path_buf(), "not a regular file or directory"));
+    }
+    Ok(())
+}

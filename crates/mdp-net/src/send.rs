@@ -1,0 +1,228 @@
+//! The sender's driver: one tokio task runs the [`Sender`] state machine
+//! against the data and feedback sockets and a timer; a reader thread reads
+//! whole blocks from the files on request.
+
+use crate::scan::Source;
+use crate::socket::{self, Endpoint};
+use mdp_proto::{BlockNumber, ObjectId, Sender, SenderConfig, SenderEvent, SenderReport};
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+use thiserror::Error;
+use tokio::net::UdpSocket;
+
+/// Why a push could not run to its end.
+#[derive(Debug, Error)]
+pub enum SendError {
+    /// Bad settings.
+    #[error("{0}")]
+    Config(String),
+    /// The sockets could not be set up.
+    #[error("{0}")]
+    Socket(String),
+    /// A file could not be read mid-push.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+    /// Another IO error.
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    /// SIGINT or SIGTERM.
+    #[error("interrupted")]
+    Interrupted,
+}
+
+/// A view of a running push, for progress displays.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SendProgress {
+    /// File bytes sent at least once.
+    pub bytes_sent: u64,
+    /// File bytes in the push.
+    pub bytes_total: u64,
+    /// Receivers registered.
+    pub receivers: usize,
+    /// Receivers confirmed.
+    pub confirmed: usize,
+    /// True once all data went out once and the sender waits for confirmations.
+    pub flushing: bool,
+    /// True once the data phase began.
+    pub started: bool,
+}
+
+struct ReadRequest {
+    object: ObjectId,
+    block: BlockNumber,
+    offset: u64,
+    len: usize,
+}
+
+type ReadDone = (ObjectId, BlockNumber, Result<Vec<u8>, (PathBuf, io::Error)>);
+
+/// Reads blocks on its own thread; keeps the current file open.
+fn reader(
+    files: Vec<PathBuf>,
+    requests: mpsc::Receiver<ReadRequest>,
+    done: tokio::sync::mpsc::UnboundedSender<ReadDone>,
+) {
+    let mut open: Option<(ObjectId, File)> = None;
+    for r in requests {
+        let path = &files[r.object.0 as usize - 1];
+        let result = (|| {
+            if open.as_ref().is_none_or(|(o, _)| *o != r.object) {
+                open = Some((r.object, File::open(path)?));
+            }
+            let (_, f) = open.as_ref().expect("opened above");
+            let mut buf = vec![0u8; r.len];
+            f.read_exact_at(&mut buf, r.offset)?;
+            Ok(buf)
+        })();
+        let result = result.map_err(|e: io::Error| (path.clone(), e));
+        if done.send((r.object, r.block, result)).is_err() {
+            return;
+        }
+    }
+}
+
+/// Runs one push to its end. `progress` is called about ten times a second.
+pub async fn run(
+    endpoint: Endpoint,
+    config: SenderConfig,
+    source: Source,
+    mut progress: impl FnMut(&SendProgress),
+) -> Result<Arc<SenderReport>, SendError> {
+    endpoint.validate().map_err(SendError::Config)?;
+    let explain = |e: io::Error| SendError::Socket(socket::explain(&e, &endpoint));
+    let data = UdpSocket::from_std(socket::sender(&endpoint).map_err(explain)?)?;
+    let feedback_port = endpoint.feedback().port();
+    let feedback =
+        UdpSocket::from_std(socket::joined(&endpoint, feedback_port).map_err(explain)?)?;
+    let total = source.manifest.total_bytes();
+    let rate_bps = config.rate_bps;
+    let mut sender =
+        Sender::new(config, source.manifest, Instant::now()).map_err(SendError::Config)?;
+
+    let (req_tx, req_rx) = mpsc::channel();
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
+    let files = source.files;
+    let reader_thread = std::thread::Builder::new()
+        .name("mdp-reader".into())
+        .spawn(move || reader(files, req_rx, done_tx))?;
+
+    let group = endpoint.group;
+    let mut buf = Vec::with_capacity(65536);
+    let mut rbuf = vec![0u8; 65536];
+    let mut view = SendProgress {
+        bytes_total: total,
+        ..Default::default()
+    };
+    let mut next_progress = Instant::now();
+    let mut send_errors = 0u64;
+    let mut interrupt = Box::pin(crate::recv::shutdown_signal());
+    let result = loop {
+        let now = Instant::now();
+        while let Some(t) = sender.poll_transmit(now, &mut buf) {
+            for seg in buf[..t.size].chunks(t.segment_size) {
+                if let Err(e) = send_one(&data, seg, group).await {
+                    // A failed send is loss: the protocol repairs it.
+                    send_errors += 1;
+                    if send_errors == 1 {
+                        tracing::warn!("send to {group} failed: {e} (treated as loss)");
+                    }
+                }
+            }
+        }
+        let mut finished = None;
+        while let Some(ev) = sender.poll_event() {
+            match ev {
+                SenderEvent::ReadBlock {
+                    object,
+                    block,
+                    offset,
+                    len,
+                } => {
+                    let _ = req_tx.send(ReadRequest {
+                        object,
+                        block,
+                        offset,
+                        len,
+                    });
+                }
+                SenderEvent::Registered { node, name } => {
+                    view.receivers += 1;
+                    tracing::info!("receiver {name} ({node}) registered");
+                }
+                SenderEvent::DataStarted => {
+                    view.started = true;
+                    tracing::info!(
+                        "sending to {} receivers at {} Mbit/s",
+                        sender.peer_count(),
+                        rate_bps / 1_000_000
+                    );
+                }
+                SenderEvent::Flushing => {
+                    view.flushing = true;
+                    tracing::info!("all data sent once; waiting for confirmations");
+                }
+                SenderEvent::Finished(report) => finished = Some(report),
+            }
+        }
+        if let Some(report) = finished {
+            break Ok(report);
+        }
+        if now >= next_progress {
+            view.bytes_sent = sender.progress_bytes();
+            view.confirmed = sender.confirmed_count();
+            progress(&view);
+            next_progress = now + Duration::from_millis(100);
+        }
+        let deadline = sender
+            .poll_timeout()
+            .unwrap_or(now + Duration::from_secs(1))
+            .min(next_progress);
+        tokio::select! {
+            r = feedback.recv_from(&mut rbuf) => {
+                let (n, _) = r?;
+                let now = Instant::now();
+                sender.handle_datagram(now, &rbuf[..n]);
+                // Take whatever else is queued before sending again.
+                for _ in 0..64 {
+                    match feedback.try_recv_from(&mut rbuf) {
+                        Ok((n, _)) => sender.handle_datagram(now, &rbuf[..n]),
+                        Err(_) => break,
+                    }
+                }
+            }
+            Some((object, block, result)) = done_rx.recv() => {
+                match result {
+                    Ok(data) => sender.handle_block(Instant::now(), object, block, data),
+                    Err((path, source)) => break Err(SendError::Read { path, source }),
+                }
+            }
+            _ = tokio::time::sleep_until(deadline.into()) => {
+                sender.handle_timeout(Instant::now());
+            }
+            _ = &mut interrupt => break Err(SendError::Interrupted),
+        }
+    };
+    drop(req_tx);
+    let _ = reader_thread.join();
+    if send_errors > 0 {
+        tracing::warn!("{send_errors} sends failed during the push");
+    }
+    result
+}
+
+async fn send_one(sock: &UdpSocket, datagram: &[u8], to: std::net::SocketAddr) -> io::Result<()> {
+    match sock.try_send_to(datagram, to) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => sock.send_to(datagram, to).await.map(drop),
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,321 @@
+//! The receiver's cache directory.
+//!
+//! Each file of a session is written to `DIR/.mdp-tmp/<session>-<object>.part`
+//! (sparse, block by block). When all its blocks are in, the file is hashed;
+//! only a match gives it its mode and mtime and renames it to its final name
+//! under `DIR`. Since the temporary directory is inside `DIR`, the rename is
+//! atomic: a partial or corrupt file is never visible under its final name.
+//!
+//! Paths come from the network. The manifest decoder already refused
+//! absolute paths and `.`/`..` components; here every directory on the way
+//! down is created or checked one component at a time, and a component that
+//! is a symbolic link or not a directory stops the write, so nothing lands
+//! outside `DIR`. Set-user-id, set-group-id and sticky bits are never applied.
+
+use mdp_proto::wire::FailReason;
+use mdp_proto::{EntryKind, Manifest, ObjectId, SessionId};
+use std::collections::HashMap;
+use std::fs::{self, File, FileTimes};
+use std::io::{self, Read};
+use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+/// Name of the temporary directory inside the cache directory.
+pub const TMP_DIR: &str = ".mdp-tmp";
+
+struct OpenFile {
+    file: File,
+    temp: PathBuf,
+    entry: usize,
+    error: Option<io::Error>,
+}
+
+/// A cache directory that receives the files of one session at a time.
+pub struct Store {
+    root: PathBuf,
+    tmp: PathBuf,
+    session: Option<SessionId>,
+    manifest: Arc<Manifest>,
+    open: HashMap<ObjectId, OpenFile>,
+    placed: Vec<PathBuf>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("root", &self.root).finish_non_exhaustive()
+    }
+}
+
+fn refuse(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::PermissionDenied, msg)
+}
+
+/// Creates (or checks) each directory of `components` below `root`, one at
+/// a time, refusing symbolic links and non-directories.
+fn safe_dirs<'a>(root: &Path, components: impl Iterator<Item = &'a str>) -> io::Result<PathBuf> {
+    let mut p = root.to_path_buf();
+    for c in components {
+        p.push(c);
+        match fs::symlink_metadata(&p) {
+            Ok(md) if md.file_type().is_symlink() => {
+                return Err(refuse(format!("refusing to follow symbolic link {}", p.display())))
+            }
+            Ok(md) if md.is_dir() => {}
+            Ok(_) => return Err(refuse(format!("{} exists and is not a directory", p.display()))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => match fs::create_dir(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            },
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(p)
+}
+
+fn mtime(secs: i64, nanos: u32) -> Option<std::time::SystemTime> {
+    if secs >= 0 {
+        UNIX_EPOCH.checked_add(Duration::new(secs as u64, nanos.min(999_999_999)))
+    } else {
+        UNIX_EPOCH.checked_sub(Duration::from_secs(secs.unsigned_abs()))
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the cache directory `root`.
+    pub fn open(root: &Path) -> io::Result<Store> {
+        fs::create_dir_all(root)?;
+        let root = fs::canonicalize(root)?;
+        let tmp = safe_dirs(&root, std::iter::once(TMP_DIR))?;
+        Ok(Store {
+            root,
+            tmp,
+            session: None,
+            manifest: Arc::new(Manifest::default()),
+            open: HashMap::new(),
+            placed: Vec::new(),
+        })
+    }
+
+    /// The cache directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Prepares a session: creates its directories and temporary files.
+    pub fn begin(&mut self, session: SessionId, manifest: Arc<Manifest>) -> io::Result<()> {
+        self.abort();
+        for e in &manifest.entries {
+            if e.path == TMP_DIR || e.path.starts_with(&format!("{TMP_DIR}/")) {
+                return Err(refuse(format!("refusing to write into {TMP_DIR}, mdp's own directory")));
+            }
+        }
+        self.session = Some(session);
+        self.manifest = manifest.clone();
+        for e in &manifest.entries {
+            if e.kind == EntryKind::Dir {
+                safe_dirs(&self.root, e.path.split('/'))?;
+            }
+        }
+        let mut object = 0u32;
+        for (i, e) in manifest.entries.iter().enumerate() {
+            let EntryKind::File { size, .. } = e.kind else { continue };
+            object += 1;
+            let temp = self.tmp.join(format!("{session}-{object}.part"));
+            let file = fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&temp)?;
+            let error = file.set_len(size).err();
+            self.open.insert(
+                ObjectId(object),
+                OpenFile {
+                    file,
+                    temp,
+                    entry: i,
+                    error,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Writes a block of a file. An error is kept and reported when the file
+    /// completes.
+    pub fn write(&mut self, object: ObjectId, offset: u64, data: &[u8]) {
+        if let Some(f) = self.open.get_mut(&object) {
+            if f.error.is_none() {
+                if let Err(e) = f.file.write_all_at(data, offset) {
+                    f.error = Some(e);
+                }
+            }
+        }
+    }
+
+    /// All blocks of `object` are written: checks its hash and places it.
+    pub fn complete(&mut self, object: ObjectId) -> Result<PathBuf, (FailReason, String)> {
+        let Some(f) = self.open.remove(&object) else {
+            return Err((FailReason::Io, format!("object {} is unknown", object.0)));
+        };
+        let e = &self.manifest.entries[f.entry];
+        let fail_io = |err: io::Error| {
+            let _ = fs::remove_file(&f.temp);
+            (FailReason::Io, format!("{}: {err}", e.path))
+        };
+        if let Some(err) = f.error {
+            return Err(fail_io(err));
+        }
+        let EntryKind::File { hash, .. } = e.kind else {
+            unreachable!("open files are File entries")
+        };
+        let got = hash_open(&f.file).map_err(fail_io)?;
+        if got != hash {
+            let _ = fs::remove_file(&f.temp);
+            return Err((FailReason::HashMismatch, format!("{}: content does not match its BLAKE3 hash", e.path)));
+        }
+        fs::set_permissions(&f.temp, fs::Permissions::from_mode(e.mode & 0o777)).map_err(fail_io)?;
+        if let Some(t) = mtime(e.mtime_secs, e.mtime_nanos) {
+            f.file.set_times(FileTimes::new().set_modified(t)).map_err(fail_io)?;
+        }
+        let mut comps: Vec<&str> = e.path.split('/').collect();
+        let name = comps.pop().expect("paths have at least one component");
+        let parent = safe_dirs(&self.root, comps.into_iter()).map_err(fail_io)?;
+        let dest = parent.join(name);
+        if let Ok(md) = fs::symlink_metadata(&dest) {
+            if md.is_dir() {
+                return Err(fail_io(refuse(format!("{} is a directory", dest.display()))));
+            }
+        }
+        fs::rename(&f.temp, &dest).map_err(fail_io)?;
+        self.placed.push(dest.clone());
+        Ok(dest)
+    }
+
+    /// Ends the session: applies directory modes and mtimes (deepest
+    /// first) and removes what is left of the temporary files.
+    pub fn finish(&mut self) {
+        let mut dirs: Vec<_> = self
+            .manifest
+            .entries
+            .iter()
+            .filter(|e| e.kind == EntryKind::Dir)
+            .collect();
+        dirs.sort_by_key(|e| std::cmp::Reverse(e.path.matches('/').count()));
+        for e in dirs {
+            let Ok(p) = safe_dirs(&self.root, e.path.split('/')) else { continue };
+            let _ = fs::set_permissions(&p, fs::Permissions::from_mode(e.mode & 0o777));
+            if let (Some(t), Ok(d)) = (mtime(e.mtime_secs, e.mtime_nanos), File::open(&p)) {
+                let _ = d.set_times(FileTimes::new().set_modified(t));
+            }
+        }
+        self.abort();
+    }
+
+    /// Files placed in the current session.
+    pub fn placed(&self) -> &[PathBuf] {
+        &self.placed
+    }
+
+    fn abort(&mut self) {
+        for (_, f) in self.open.drain() {
+            let _ = fs::remove_file(&f.temp);
+        }
+        self.session = None;
+        self.placed.clear();
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.abort();
+        // Only removes the directory when it is empty.
+        let _ = fs::remove_dir(&self.tmp);
+    }
+}
+
+fn hash_open(file: &File) -> io::Result<[u8; 32]> {
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut reader = file.try_clone()?;
+    use std::io::Seek;
+    reader.seek(io::SeekFrom::Start(0))?;
+    loop {
+        let n = reader.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(*hasher.finalize().as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mdp_proto::Entry;
+
+    fn tempdir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("mdp-store-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn file_entry(path: &str, data: &[u8]) -> Entry {
+        Entry {
+            path: path.into(),
+            kind: EntryKind::File {
+                size: data.len() as u64,
+                hash: *blake3::hash(data).as_bytes(),
+            },
+            mode: 0o4755,
+            mtime_secs: 1_600_000_000,
+            mtime_nanos: 5,
+        }
+    }
+
+    #[test]
+    fn a_file_appears_only_after_its_hash_matched() {
+        let root = tempdir("place");
+        let mut store = Store::open(&root).unwrap();
+        let m = Arc::new(Manifest {
+            entries: vec![file_entry("d/x.bin", b"hello world"), file_entry("y", b"abc")],
+        });
+        store.begin(SessionId(1), m).unwrap();
+        store.write(ObjectId(1), 0, b"hello ");
+        assert!(!root.join("d/x.bin").exists());
+        store.write(ObjectId(1), 6, b"world");
+        let placed = store.complete(ObjectId(1)).unwrap();
+        assert_eq!(fs::read(&placed).unwrap(), b"hello world");
+        let md = fs::metadata(&placed).unwrap();
+        assert_eq!(md.permissions().mode() & 0o7777, 0o755, "setuid bit dropped");
+        // A corrupt file is never placed.
+        store.write(ObjectId(2), 0, b"abd");
+        assert_eq!(store.complete(ObjectId(2)).unwrap_err().0, FailReason::HashMismatch);
+        assert!(!root.join("y").exists());
+        store.finish();
+        assert_eq!(fs::read_dir(root.join(TMP_DIR)).unwrap().count(), 0);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_symbolic_link_in_the_way_stops_the_write() {
+        let root = tempdir("symlink");
+        let outside = tempdir("symlink-outside");
+        std::os::unix::fs::symlink(&outside, root.join("d")).unwrap();
+        let mut store = Store::open(&root).unwrap();
+        let m = Arc::new(Manifest {
+            entries: vec![file_entry("d/evil", b"x")],
+        });
+        store.begin(SessionId(2), m).unwrap();
+        store.write(ObjectId(1), 0, b"x");
+        assert_eq!(store.complete(ObjectId(1)).unwrap_err().0, FailReason::Io);
+        assert_eq!(fs::read_dir(&outside).unwrap().count(), 0);
+        fs::remove_dir_all(&root).unwrap();
+        fs::remove_dir_all(&outside).unwrap();
+    }
+}
