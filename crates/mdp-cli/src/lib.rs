@@ -19,21 +19,14 @@ pub const EXIT_ERROR: i32 = 2;
 /// Parses a rate in bits per second: `800M`, `1G`, `1.5G`, `64k`, `1000000`.
 pub fn parse_rate(s: &str) -> Result<u64, String> {
     let s = s.trim();
-    let (num, mult) = match s.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => {
-            let m = match c.to_ascii_lowercase() {
-                'k' => 1e3,
-                'm' => 1e6,
-                'g' => 1e9,
-                _ => return Err(format!("unknown rate suffix {c:?}: use K, M or G (bits per second)")),
-            };
-            (&s[..i], m)
-        }
+    let bad = || format!("{s:?} is not a rate: write e.g. 800M or 1G (bits per second)");
+    let (num, mult) = match s.chars().last().map(|c| c.to_ascii_lowercase()) {
+        Some('k') => (&s[..s.len() - 1], 1e3),
+        Some('m') => (&s[..s.len() - 1], 1e6),
+        Some('g') => (&s[..s.len() - 1], 1e9),
         _ => (s, 1.0),
     };
-    let v: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a rate: write e.g. 800M or 1G (bits per second)"))?;
+    let v: f64 = num.parse().map_err(|_| bad())?;
     let bps = v * mult;
     if !(8000.0..=100e9).contains(&bps) {
         return Err(format!("rate {s} is out of range: use 8K to 100G"));

@@ -45,6 +45,8 @@ pub struct ReceiverConfig {
     pub ignore_sessions: Vec<SessionId>,
     /// NACK back-off is `backoff_factor * GRTT` at most (RFC 5740's K).
     pub backoff_factor: u32,
+    /// Largest push (sum of file sizes) this receiver accepts.
+    pub max_push_bytes: u64,
 }
 
 impl ReceiverConfig {
@@ -58,6 +60,7 @@ impl ReceiverConfig {
             idle_timeout: Duration::from_secs(30),
             ignore_sessions: Vec::new(),
             backoff_factor: 4,
+            max_push_bytes: 4 << 40,
         }
     }
 }
@@ -718,6 +721,15 @@ impl Receiver {
                 return;
             }
         };
+        if manifest.total_bytes() > self.config.max_push_bytes {
+            self.finish(Some(format!(
+                "refused the push: {} bytes is more than this receiver accepts ({})",
+                manifest.total_bytes(),
+                self.config.max_push_bytes
+            )));
+            return;
+        }
+        let s = self.session.as_mut().expect("caller checked");
         let coding = s.coding;
         let mut empties = Vec::new();
         for (id, e) in manifest.files() {

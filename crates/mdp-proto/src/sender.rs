@@ -82,7 +82,7 @@ impl SenderConfig {
             block_k: 256,
             parity: 128,
             proactive: 0,
-            rate_bps: 500_000_000,
+            rate_bps: 1_000_000_000,
             expected_receivers: 0,
             wait: Duration::from_secs(1),
             timeout: Duration::from_secs(600),
@@ -263,6 +263,8 @@ struct Peer {
     state: PeerState,
     last_heard: Instant,
     verified: u32,
+    /// False until its first STATUS: then `missing` means "everything".
+    status_seen: bool,
     missing: Vec<ObjectId>,
     failed: Vec<(ObjectId, FailReason)>,
 }
@@ -520,6 +522,7 @@ impl Sender {
                     peer.state = PeerState::Active;
                 }
                 peer.verified = s.verified;
+                peer.status_seen = true;
                 peer.missing = s
                     .missing
                     .into_iter()
@@ -575,6 +578,7 @@ impl Sender {
                 state: PeerState::Active,
                 last_heard: now,
                 verified: 0,
+                status_seen: false,
                 missing: Vec::new(),
                 failed: Vec::new(),
             },
@@ -749,6 +753,13 @@ impl Sender {
                 verified: p.verified,
                 missing: if verdict == Verdict::Confirmed {
                     Vec::new()
+                } else if !p.status_seen {
+                    // Never reported progress: it misses everything.
+                    self.paths[1..]
+                        .iter()
+                        .take(wire::MAX_STATUS_OBJECTS)
+                        .cloned()
+                        .collect()
                 } else {
                     p.missing.iter().map(path).collect()
                 },

@@ -51,7 +51,7 @@ struct Args {
     interface: IpAddr,
 
     /// Send rate in bits per second (K, M, G suffixes).
-    #[arg(long, value_name = "RATE", default_value = "500M", value_parser = parse_rate)]
+    #[arg(long, value_name = "RATE", default_value = "1G", value_parser = parse_rate)]
     rate: u64,
 
     /// Receivers to wait for before sending; all must confirm (0: anyone

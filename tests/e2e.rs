@@ -1,0 +1,408 @@
+//! End-to-end tests of the real `mdp-send` and `mdp-recv` binaries over real
+//! loopback multicast.
+//!
+//! Each network test re-runs itself inside a private network namespace
+//! (`unshare -n`, loopback up with a multicast route), so nothing can leave
+//! the machine and parallel tests cannot hear each other. Without root or
+//! `unshare` they are skipped with a message. Files live in a temporary
+//! directory of the host file system, shared with the namespace.
+
+use mdp_net::socket::Endpoint;
+use mdp_proto::wire::{self, Announce, Control, DataHeader, Timing};
+use mdp_proto::{BlockNumber, Entry, EntryKind, Manifest, ObjectId, SessionId, SymbolId};
+use std::fs;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const SEND: &str = env!("CARGO_BIN_EXE_mdp-send");
+const RECV: &str = env!("CARGO_BIN_EXE_mdp-recv");
+const INNER: &str = "MDP_E2E_INNER";
+
+/// Runs the calling test inside a fresh network namespace. Returns true in
+/// the namespace (the caller goes on with its body), false outside (where the
+/// inner run was checked, or the test was skipped).
+fn in_private_netns(test: &str) -> bool {
+    if std::env::var(INNER).as_deref() == Ok(test) {
+        for cmd in [
+            "ip link set lo up",
+            "ip link set lo multicast on",
+            "ip route add 224.0.0.0/4 dev lo src 127.0.0.1",
+        ] {
+            let ok = Command::new("sh").arg("-c").arg(cmd).status().expect("sh runs");
+            assert!(ok.success(), "namespace set-up failed: {cmd}");
+        }
+        return true;
+    }
+    let usable = Command::new("unshare")
+        .args(["-n", "true"])
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !usable {
+        eprintln!("skipping {test}: needs root and `unshare -n` to run in a private network namespace");
+        return false;
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let out = Command::new("unshare")
+        .arg("-n")
+        .arg(exe)
+        .args(["--exact", test, "--nocapture", "--test-threads", "1"])
+        .env(INNER, test)
+        .output()
+        .expect("unshare runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{text}");
+    assert!(out.status.success(), "{test} failed inside its namespace");
+    assert!(
+        text.contains("1 passed"),
+        "{test} did not run inside its namespace"
+    );
+    false
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("mdp-e2e-{name}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&d);
+    fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Deterministic pseudo-random bytes.
+fn bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut v = Vec::with_capacity(len + 8);
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+/// A 64 MiB file and a nested tree with an empty file and an empty directory.
+fn make_source(root: &Path, big: usize) {
+    fs::create_dir_all(root.join("tree/a/b")).unwrap();
+    fs::create_dir_all(root.join("tree/emptydir")).unwrap();
+    fs::write(root.join("big.bin"), bytes(big, 1)).unwrap();
+    fs::write(root.join("tree/top.txt"), b"top\n").unwrap();
+    fs::write(root.join("tree/a/mid.bin"), bytes(100_000, 2)).unwrap();
+    fs::write(root.join("tree/a/b/deep.bin"), bytes(3_000_001, 3)).unwrap();
+    fs::write(root.join("tree/a/b/empty"), b"").unwrap();
+}
+
+/// Asserts that `got` holds the same tree as `want` (names, bytes, modes).
+fn assert_same_tree(want: &Path, got: &Path) {
+    for entry in fs::read_dir(want).unwrap() {
+        let entry = entry.unwrap();
+        let w = entry.path();
+        let g = got.join(entry.file_name());
+        let wm = fs::metadata(&w).unwrap();
+        let gm = fs::metadata(&g).unwrap_or_else(|_| panic!("{} missing", g.display()));
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(wm.permissions().mode() & 0o777, gm.permissions().mode() & 0o777, "mode of {}", g.display());
+        if wm.is_dir() {
+            assert!(gm.is_dir());
+            assert_same_tree(&w, &g);
+        } else {
+            assert!(fs::read(&w).unwrap() == fs::read(&g).unwrap(), "{} differs", g.display());
+            assert_eq!(wm.modified().unwrap(), gm.modified().unwrap(), "mtime of {}", g.display());
+        }
+    }
+}
+
+fn receiver(dir: &Path, name: &str, extra: &[&str]) -> Child {
+    Command::new(RECV)
+        .arg("--dir")
+        .arg(dir)
+        .args(["--name", name, "--json", "-q"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("mdp-recv starts")
+}
+
+fn wait_output(child: Child, limit: Duration) -> Output {
+    let start = Instant::now();
+    let mut child = child;
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "process ran over {limit:?}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().last().unwrap_or_else(|| {
+        panic!("no JSON on stdout; stderr: {}", String::from_utf8_lossy(&out.stderr))
+    });
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("bad JSON {line:?}: {e}"))
+}
+
+#[test]
+fn pushes_a_64_mib_file_and_a_nested_tree_to_three_receivers() {
+    if !in_private_netns("pushes_a_64_mib_file_and_a_nested_tree_to_three_receivers") {
+        return;
+    }
+    let base = temp_dir("push3");
+    let src = base.join("src");
+    make_source(&src, 64 << 20);
+    let rx: Vec<_> = (0..3)
+        .map(|i| receiver(&base.join(format!("r{i}")), &format!("r{i}"), &["--once", "--timeout", "120s"]))
+        .collect();
+    let send = Command::new(SEND)
+        .args(["--receivers", "3", "--json", "--timeout", "120s"])
+        .arg(src.join("big.bin"))
+        .arg(src.join("tree"))
+        .output()
+        .unwrap();
+    let report = json(&send);
+    assert_eq!(send.status.code(), Some(0), "sender: {report}");
+    assert_eq!(report["success"], true);
+    assert_eq!(report["files"], 5);
+    assert_eq!(report["receivers"].as_array().unwrap().len(), 3);
+    for r in report["receivers"].as_array().unwrap() {
+        assert_eq!(r["verdict"], "confirmed", "{r}");
+    }
+    println!("sender: {report}");
+    for (i, child) in rx.into_iter().enumerate() {
+        let out = wait_output(child, Duration::from_secs(30));
+        assert_eq!(out.status.code(), Some(0), "r{i}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(json(&out)["complete"], true);
+        let dir = base.join(format!("r{i}"));
+        assert_same_tree(&src, &dir);
+        // Nothing is left in the temporary area.
+        assert_eq!(fs::read_dir(dir.join(".mdp-tmp")).map(|d| d.count()).unwrap_or(0), 0);
+    }
+    fs::remove_dir_all(&base).unwrap();
+}
+
+#[test]
+fn a_receiver_killed_mid_push_makes_the_sender_exit_1_naming_it() {
+    if !in_private_netns("a_receiver_killed_mid_push_makes_the_sender_exit_1_naming_it") {
+        return;
+    }
+    let base = temp_dir("kill");
+    let src = base.join("src");
+    make_source(&src, 64 << 20);
+    let mut rx: Vec<_> = ["steady0", "victim", "steady1"]
+        .iter()
+        .enumerate()
+        .map(|(i, n)| receiver(&base.join(format!("r{i}")), n, &["--once", "--timeout", "120s"]))
+        .collect();
+    // 64 MiB at 100 Mbit/s takes over 5 s: the kill lands mid-push.
+    let send = Command::new(SEND)
+        .args(["--receivers", "3", "--json", "--rate", "100M", "--drop-after", "2s", "--timeout", "60s"])
+        .arg(src.join("big.bin"))
+        .arg(src.join("tree"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    let mut victim = rx.remove(1);
+    victim.kill().unwrap();
+    let _ = victim.wait();
+    let started = Instant::now();
+    let out = wait_output(send, Duration::from_secs(60));
+    let report = json(&out);
+    println!("sender: {report} (ended {:?} after the kill)", started.elapsed());
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(report["success"], false);
+    let receivers = report["receivers"].as_array().unwrap();
+    let victim = receivers.iter().find(|r| r["name"] == "victim").expect("victim named in the report");
+    assert_eq!(victim["verdict"], "dropped");
+    assert!(!victim["missing"].as_array().unwrap().is_empty(), "names what it missed: {victim}");
+    for r in receivers.iter().filter(|r| r["name"] != "victim") {
+        assert_eq!(r["verdict"], "confirmed", "{r}");
+    }
+    for (i, child) in rx.into_iter().enumerate() {
+        let out = wait_output(child, Duration::from_secs(30));
+        assert_eq!(out.status.code(), Some(0));
+        assert_same_tree(&src, &base.join(format!("r{}", [0, 2][i])));
+    }
+    fs::remove_dir_all(&base).unwrap();
+}
+
+fn announce(session: SessionId, manifest_bytes: &[u8], object_count: u32) -> Vec<u8> {
+    let mut buf = Vec::new();
+    wire::write_control(
+        &mut buf,
+        session,
+        &Control::Announce(Announce {
+            timing: Timing {
+                ts_us: 1,
+                grtt_us: 1000,
+                rate_bps: 100_000_000,
+                group_size: 1,
+            },
+            symbol_size: 1400,
+            block_k: 256,
+            parity: 128,
+            manifest_len: manifest_bytes.len() as u64,
+            manifest_hash: *blake3::hash(manifest_bytes).as_bytes(),
+            object_count,
+            data_pos: (0, 0),
+            acked: vec![],
+        }),
+    );
+    buf
+}
+
+fn data(session: SessionId, object: u32, esi: u16, payload: &[u8]) -> Vec<u8> {
+    let mut buf = Vec::new();
+    wire::write_data(
+        &mut buf,
+        &DataHeader {
+            session,
+            object: ObjectId(object),
+            block: BlockNumber(0),
+            esi: SymbolId(esi),
+            flags: 0,
+            seq: esi as u32,
+        },
+        payload,
+    );
+    buf
+}
+
+fn evil_manifest(path: &str, size: u64) -> Vec<u8> {
+    Manifest {
+        entries: vec![Entry {
+            path: path.into(),
+            kind: EntryKind::File {
+                size,
+                hash: [7; 32],
+            },
+            mode: 0o6777,
+            mtime_secs: 0,
+            mtime_nanos: 0,
+        }],
+    }
+    .encode()
+}
+
+#[test]
+fn hostile_datagrams_never_crash_a_receiver_nor_write_outside_its_directory() {
+    if !in_private_netns("hostile_datagrams_never_crash_a_receiver_nor_write_outside_its_directory") {
+        return;
+    }
+    let base = temp_dir("hostile");
+    let dir = base.join("cache");
+    let rx = receiver(&dir, "target", &["--timeout", "60s", "--idle-timeout", "2s"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let group: SocketAddr = "239.255.77.1:7400".parse().unwrap();
+    let ep = Endpoint {
+        group,
+        interface: "127.0.0.1".parse().unwrap(),
+        ttl: 1,
+    };
+    let sock = mdp_net::socket::sender(&ep).unwrap();
+    let send = |d: &[u8]| {
+        let _ = sock.send_to(d, group);
+        let _ = sock.send_to(d, ep.feedback());
+    };
+    // Random datagrams and truncated headers of every length.
+    for i in 0..3000u64 {
+        let b = bytes((i % 1500) as usize, i + 100);
+        send(&b);
+        let mut h = b"md\x01\x01".to_vec();
+        h.extend_from_slice(&b[..(i % 30) as usize]);
+        send(&h);
+    }
+    // Valid headers with huge claimed sizes and indexes.
+    let big = SessionId(0xbad0);
+    send(&announce(big, &[0; 10], u32::MAX));
+    let mut huge = announce(big, &[0; 10], 1);
+    huge.truncate(huge.len() - 3);
+    send(&huge);
+    send(&data(big, u32::MAX, u16::MAX, &[1; 1400]));
+    // Manifests that try to leave the directory, with matching hashes, and
+    // one that claims a 2^49-byte file.
+    for (n, path) in ["../escape", "/tmp/mdp-e2e-absolute", "a/../../escape", "ok/./x"].iter().enumerate() {
+        let session = SessionId(0xe000 + n as u64);
+        let m = evil_manifest(path, 5);
+        send(&announce(session, &m, 1));
+        send(&data(session, 0, 0, &m));
+        send(&data(session, 1, 0, b"EVIL!"));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let session = SessionId(0xe100);
+    let m = evil_manifest("sparse", 1 << 49);
+    send(&announce(session, &m, 1));
+    send(&data(session, 0, 0, &m));
+    std::thread::sleep(Duration::from_millis(500));
+
+    // The receiver is alive and still takes a real push.
+    let src = base.join("src");
+    make_source(&src, 1 << 20);
+    let push = Command::new(SEND)
+        .args(["--receivers", "1", "--json", "--timeout", "30s"])
+        .arg(src.join("tree"))
+        .output()
+        .unwrap();
+    assert_eq!(push.status.code(), Some(0), "{}", String::from_utf8_lossy(&push.stdout));
+    assert_same_tree(&src.join("tree"), &dir.join("tree"));
+    // SIGTERM ends the service cleanly.
+    let term = Command::new("kill").args(["-TERM", &rx.id().to_string()]).status().unwrap();
+    assert!(term.success());
+    let out = wait_output(rx, Duration::from_secs(10));
+    assert_eq!(out.status.code(), Some(0), "receiver died: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(!base.join("escape").exists());
+    assert!(!Path::new("/tmp/mdp-e2e-absolute").exists());
+    assert!(!dir.join("sparse").exists());
+    // Only the real push landed.
+    let mut names: Vec<_> = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    names.sort();
+    assert_eq!(names, vec![std::ffi::OsString::from("tree")]);
+    fs::remove_dir_all(&base).unwrap();
+}
+
+#[test]
+fn usage_errors_exit_2_with_one_line_that_says_what_to_do() {
+    let out = Command::new(SEND).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("PATH"));
+    let out = Command::new(SEND).args(["--rate", "fast", "x"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("800M"), "{err}");
+    let out = Command::new(SEND).args(["--group", "10.1.2.3:5", "x"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("239.0.0.0/8"));
+    let out = Command::new(SEND).arg("/nonexistent/mdp-e2e").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("mdp-send: error: cannot read /nonexistent/mdp-e2e"), "{err}");
+    let out = Command::new(RECV).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    for bin in [SEND, RECV] {
+        let out = Command::new(bin).arg("--help").output().unwrap();
+        assert_eq!(out.status.code(), Some(0));
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(help.contains("Examples:") && help.contains("Exit status:"), "{help}");
+        let out = Command::new(bin).arg("-h").output().unwrap();
+        assert_eq!(out.status.code(), Some(0));
+    }
+}
