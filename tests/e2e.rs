@@ -30,7 +30,11 @@ fn in_private_netns(test: &str) -> bool {
             "ip link set lo multicast on",
             "ip route add 224.0.0.0/4 dev lo src 127.0.0.1",
         ] {
-            let ok = Command::new("sh").arg("-c").arg(cmd).status().expect("sh runs");
+            let ok = Command::new("sh")
+                .arg("-c")
+                .arg(cmd)
+                .status()
+                .expect("sh runs");
             assert!(ok.success(), "namespace set-up failed: {cmd}");
         }
         return true;
@@ -42,7 +46,9 @@ fn in_private_netns(test: &str) -> bool {
         .map(|s| s.success())
         .unwrap_or(false);
     if !usable {
-        eprintln!("skipping {test}: needs root and `unshare -n` to run in a private network namespace");
+        eprintln!(
+            "skipping {test}: needs root and `unshare -n` to run in a private network namespace"
+        );
         return false;
     }
     let exe = std::env::current_exe().expect("test executable path");
@@ -108,13 +114,27 @@ fn assert_same_tree(want: &Path, got: &Path) {
         let wm = fs::metadata(&w).unwrap();
         let gm = fs::metadata(&g).unwrap_or_else(|_| panic!("{} missing", g.display()));
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(wm.permissions().mode() & 0o777, gm.permissions().mode() & 0o777, "mode of {}", g.display());
+        assert_eq!(
+            wm.permissions().mode() & 0o777,
+            gm.permissions().mode() & 0o777,
+            "mode of {}",
+            g.display()
+        );
         if wm.is_dir() {
             assert!(gm.is_dir());
             assert_same_tree(&w, &g);
         } else {
-            assert!(fs::read(&w).unwrap() == fs::read(&g).unwrap(), "{} differs", g.display());
-            assert_eq!(wm.modified().unwrap(), gm.modified().unwrap(), "mtime of {}", g.display());
+            assert!(
+                fs::read(&w).unwrap() == fs::read(&g).unwrap(),
+                "{} differs",
+                g.display()
+            );
+            assert_eq!(
+                wm.modified().unwrap(),
+                gm.modified().unwrap(),
+                "mtime of {}",
+                g.display()
+            );
         }
     }
 }
@@ -154,7 +174,10 @@ fn wait_output(child: Child, limit: Duration) -> Output {
 fn json(out: &Output) -> serde_json::Value {
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text.lines().last().unwrap_or_else(|| {
-        panic!("no JSON on stdout; stderr: {}", String::from_utf8_lossy(&out.stderr))
+        panic!(
+            "no JSON on stdout; stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
     });
     serde_json::from_str(line).unwrap_or_else(|e| panic!("bad JSON {line:?}: {e}"))
 }
@@ -168,7 +191,13 @@ fn pushes_a_64_mib_file_and_a_nested_tree_to_three_receivers() {
     let src = base.join("src");
     make_source(&src, 64 << 20);
     let rx: Vec<_> = (0..3)
-        .map(|i| receiver(&base.join(format!("r{i}")), &format!("r{i}"), &["--once", "--timeout", "120s"]))
+        .map(|i| {
+            receiver(
+                &base.join(format!("r{i}")),
+                &format!("r{i}"),
+                &["--once", "--timeout", "120s"],
+            )
+        })
         .collect();
     let send = Command::new(SEND)
         .args(["--receivers", "3", "--json", "--timeout", "120s"])
@@ -187,12 +216,22 @@ fn pushes_a_64_mib_file_and_a_nested_tree_to_three_receivers() {
     println!("sender: {report}");
     for (i, child) in rx.into_iter().enumerate() {
         let out = wait_output(child, Duration::from_secs(30));
-        assert_eq!(out.status.code(), Some(0), "r{i}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "r{i}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert_eq!(json(&out)["complete"], true);
         let dir = base.join(format!("r{i}"));
         assert_same_tree(&src, &dir);
         // Nothing is left in the temporary area.
-        assert_eq!(fs::read_dir(dir.join(".mdp-tmp")).map(|d| d.count()).unwrap_or(0), 0);
+        assert_eq!(
+            fs::read_dir(dir.join(".mdp-tmp"))
+                .map(|d| d.count())
+                .unwrap_or(0),
+            0
+        );
     }
     fs::remove_dir_all(&base).unwrap();
 }
@@ -208,11 +247,27 @@ fn a_receiver_killed_mid_push_makes_the_sender_exit_1_naming_it() {
     let mut rx: Vec<_> = ["steady0", "victim", "steady1"]
         .iter()
         .enumerate()
-        .map(|(i, n)| receiver(&base.join(format!("r{i}")), n, &["--once", "--timeout", "120s"]))
+        .map(|(i, n)| {
+            receiver(
+                &base.join(format!("r{i}")),
+                n,
+                &["--once", "--timeout", "120s"],
+            )
+        })
         .collect();
     // 64 MiB at 100 Mbit/s takes over 5 s: the kill lands mid-push.
     let send = Command::new(SEND)
-        .args(["--receivers", "3", "--json", "--rate", "100M", "--drop-after", "2s", "--timeout", "60s"])
+        .args([
+            "--receivers",
+            "3",
+            "--json",
+            "--rate",
+            "100M",
+            "--drop-after",
+            "2s",
+            "--timeout",
+            "60s",
+        ])
         .arg(src.join("big.bin"))
         .arg(src.join("tree"))
         .stdout(Stdio::piped())
@@ -226,13 +281,22 @@ fn a_receiver_killed_mid_push_makes_the_sender_exit_1_naming_it() {
     let started = Instant::now();
     let out = wait_output(send, Duration::from_secs(60));
     let report = json(&out);
-    println!("sender: {report} (ended {:?} after the kill)", started.elapsed());
+    println!(
+        "sender: {report} (ended {:?} after the kill)",
+        started.elapsed()
+    );
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(report["success"], false);
     let receivers = report["receivers"].as_array().unwrap();
-    let victim = receivers.iter().find(|r| r["name"] == "victim").expect("victim named in the report");
+    let victim = receivers
+        .iter()
+        .find(|r| r["name"] == "victim")
+        .expect("victim named in the report");
     assert_eq!(victim["verdict"], "dropped");
-    assert!(!victim["missing"].as_array().unwrap().is_empty(), "names what it missed: {victim}");
+    assert!(
+        !victim["missing"].as_array().unwrap().is_empty(),
+        "names what it missed: {victim}"
+    );
     for r in receivers.iter().filter(|r| r["name"] != "victim") {
         assert_eq!(r["verdict"], "confirmed", "{r}");
     }
@@ -304,12 +368,17 @@ fn evil_manifest(path: &str, size: u64) -> Vec<u8> {
 
 #[test]
 fn hostile_datagrams_never_crash_a_receiver_nor_write_outside_its_directory() {
-    if !in_private_netns("hostile_datagrams_never_crash_a_receiver_nor_write_outside_its_directory") {
+    if !in_private_netns("hostile_datagrams_never_crash_a_receiver_nor_write_outside_its_directory")
+    {
         return;
     }
     let base = temp_dir("hostile");
     let dir = base.join("cache");
-    let rx = receiver(&dir, "target", &["--timeout", "60s", "--idle-timeout", "2s"]);
+    let rx = receiver(
+        &dir,
+        "target",
+        &["--timeout", "60s", "--idle-timeout", "2s"],
+    );
     std::thread::sleep(Duration::from_millis(300));
     let group: SocketAddr = "239.255.77.1:7400".parse().unwrap();
     let ep = Endpoint {
@@ -339,7 +408,15 @@ fn hostile_datagrams_never_crash_a_receiver_nor_write_outside_its_directory() {
     send(&data(big, u32::MAX, u16::MAX, &[1; 1400]));
     // Manifests that try to leave the directory, with matching hashes, and
     // one that claims a 2^49-byte file.
-    for (n, path) in ["../escape", "/tmp/mdp-e2e-absolute", "a/../../escape", "ok/./x"].iter().enumerate() {
+    for (n, path) in [
+        "../escape",
+        "/tmp/mdp-e2e-absolute",
+        "a/../../escape",
+        "ok/./x",
+    ]
+    .iter()
+    .enumerate()
+    {
         let session = SessionId(0xe000 + n as u64);
         let m = evil_manifest(path, 5);
         send(&announce(session, &m, 1));
@@ -361,18 +438,34 @@ fn hostile_datagrams_never_crash_a_receiver_nor_write_outside_its_directory() {
         .arg(src.join("tree"))
         .output()
         .unwrap();
-    assert_eq!(push.status.code(), Some(0), "{}", String::from_utf8_lossy(&push.stdout));
+    assert_eq!(
+        push.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&push.stdout)
+    );
     assert_same_tree(&src.join("tree"), &dir.join("tree"));
     // SIGTERM ends the service cleanly.
-    let term = Command::new("kill").args(["-TERM", &rx.id().to_string()]).status().unwrap();
+    let term = Command::new("kill")
+        .args(["-TERM", &rx.id().to_string()])
+        .status()
+        .unwrap();
     assert!(term.success());
     let out = wait_output(rx, Duration::from_secs(10));
-    assert_eq!(out.status.code(), Some(0), "receiver died: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "receiver died: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!base.join("escape").exists());
     assert!(!Path::new("/tmp/mdp-e2e-absolute").exists());
     assert!(!dir.join("sparse").exists());
     // Only the real push landed.
-    let mut names: Vec<_> = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let mut names: Vec<_> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     names.sort();
     assert_eq!(names, vec![std::ffi::OsString::from("tree")]);
     fs::remove_dir_all(&base).unwrap();
@@ -383,25 +476,40 @@ fn usage_errors_exit_2_with_one_line_that_says_what_to_do() {
     let out = Command::new(SEND).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("PATH"));
-    let out = Command::new(SEND).args(["--rate", "fast", "x"]).output().unwrap();
+    let out = Command::new(SEND)
+        .args(["--rate", "fast", "x"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("800M"), "{err}");
-    let out = Command::new(SEND).args(["--group", "10.1.2.3:5", "x"]).output().unwrap();
+    let out = Command::new(SEND)
+        .args(["--group", "10.1.2.3:5", "x"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("239.0.0.0/8"));
-    let out = Command::new(SEND).arg("/nonexistent/mdp-e2e").output().unwrap();
+    let out = Command::new(SEND)
+        .arg("/nonexistent/mdp-e2e")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.starts_with("mdp-send: error: cannot read /nonexistent/mdp-e2e"), "{err}");
+    assert!(
+        err.starts_with("mdp-send: error: cannot read /nonexistent/mdp-e2e"),
+        "{err}"
+    );
     let out = Command::new(RECV).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     for bin in [SEND, RECV] {
         let out = Command::new(bin).arg("--help").output().unwrap();
         assert_eq!(out.status.code(), Some(0));
         let help = String::from_utf8_lossy(&out.stdout);
-        assert!(help.contains("Examples:") && help.contains("Exit status:"), "{help}");
+        assert!(
+            help.contains("Examples:") && help.contains("Exit status:"),
+            "{help}"
+        );
         let out = Command::new(bin).arg("-h").output().unwrap();
         assert_eq!(out.status.code(), Some(0));
     }

@@ -57,19 +57,25 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// Parses `ADDR:PORT` for a multicast group (IPv6 as `[ff15::1]:7400`).
 pub fn parse_group(s: &str) -> Result<SocketAddr, String> {
-    let a: SocketAddr = s
-        .parse()
-        .map_err(|_| format!("{s:?} is not ADDR:PORT: write e.g. 239.255.77.1:7400 or [ff15::77]:7400"))?;
+    let a: SocketAddr = s.parse().map_err(|_| {
+        format!("{s:?} is not ADDR:PORT: write e.g. 239.255.77.1:7400 or [ff15::77]:7400")
+    })?;
     if !a.ip().is_multicast() {
-        return Err(format!("{} is not a multicast address: use one in 239.0.0.0/8", a.ip()));
+        return Err(format!(
+            "{} is not a multicast address: use one in 239.0.0.0/8",
+            a.ip()
+        ));
     }
     Ok(a)
 }
 
 /// Parses an interface address.
 pub fn parse_interface(s: &str) -> Result<IpAddr, String> {
-    s.parse()
-        .map_err(|_| format!("{s:?} is not an IP address: give the local address of the interface, e.g. 127.0.0.1"))
+    s.parse().map_err(|_| {
+        format!(
+            "{s:?} is not an IP address: give the local address of the interface, e.g. 127.0.0.1"
+        )
+    })
 }
 
 /// Logs to stderr: `info` by default, `warn` with `quiet`; `RUST_LOG` overrides.

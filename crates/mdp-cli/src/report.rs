@@ -91,7 +91,13 @@ fn reason(r: FailReason) -> &'static str {
 
 impl SendJson {
     /// Builds the JSON view of a report.
-    pub fn new(r: &SenderReport, files: u32, bytes: u64, elapsed: Duration, exit_code: i32) -> Self {
+    pub fn new(
+        r: &SenderReport,
+        files: u32,
+        bytes: u64,
+        elapsed: Duration,
+        exit_code: i32,
+    ) -> Self {
         let secs = elapsed.as_secs_f64().max(1e-9);
         SendJson {
             mdp: env!("CARGO_PKG_VERSION"),

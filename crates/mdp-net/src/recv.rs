@@ -126,7 +126,10 @@ fn writer(
 /// Resolves on SIGINT or SIGTERM.
 pub async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
         (Ok(mut int), Ok(mut term)) => {
             tokio::select! {
                 _ = int.recv() => {}
@@ -156,7 +159,8 @@ pub async fn run(
     }
     let data = UdpSocket::from_std(data)?;
     let feedback_addr = ep.feedback();
-    let feedback = UdpSocket::from_std(socket::joined(&ep, feedback_addr.port()).map_err(explain)?)?;
+    let feedback =
+        UdpSocket::from_std(socket::joined(&ep, feedback_addr.port()).map_err(explain)?)?;
     let store = Store::open(&opts.dir).map_err(|source| RecvError::Dir {
         path: opts.dir.clone(),
         source,

@@ -54,7 +54,11 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ScanError + '_ {
 }
 
 fn entry(path: String, kind: EntryKind, md: &fs::Metadata) -> Entry {
-    let (secs, nanos) = match md.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()) {
+    let (secs, nanos) = match md
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+    {
         Some(d) => (d.as_secs() as i64, d.subsec_nanos()),
         None => (md.mtime(), 0),
     };
@@ -120,7 +124,9 @@ fn add(src: &mut Source, path: &Path, rel: String) -> Result<(), ScanError> {
             .push(entry(rel, EntryKind::File { size, hash }, &md));
         src.files.push(path.to_path_buf());
     } else if ft.is_dir() {
-        src.manifest.entries.push(entry(rel.clone(), EntryKind::Dir, &md));
+        src.manifest
+            .entries
+            .push(entry(rel.clone(), EntryKind::Dir, &md));
         let mut children: Vec<_> = fs::read_dir(path)
             .map_err(io_err(path))?
             .collect::<Result<_, _>>()
@@ -135,7 +141,8 @@ fn add(src: &mut Source, path: &Path, rel: String) -> Result<(), ScanError> {
             add(src, &cp, format!("{rel}/{name}"))?;
         }
     } else {
-        src.skipped.push((path.to_path_buf(), "not a regular file or directory"));
+        src.skipped
+            .push((path.to_path_buf(), "not a regular file or directory"));
     }
     Ok(())
 }

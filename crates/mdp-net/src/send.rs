@@ -101,8 +101,7 @@ pub async fn run(
     let explain = |e: io::Error| SendError::Socket(socket::explain(&e, &endpoint));
     let data = UdpSocket::from_std(socket::sender(&endpoint).map_err(explain)?)?;
     let feedback_port = endpoint.feedback().port();
-    let feedback =
-        UdpSocket::from_std(socket::joined(&endpoint, feedback_port).map_err(explain)?)?;
+    let feedback = UdpSocket::from_std(socket::joined(&endpoint, feedback_port).map_err(explain)?)?;
     let total = source.manifest.total_bytes();
     let rate_bps = config.rate_bps;
     let mut sender =
@@ -222,7 +221,9 @@ pub async fn run(
 async fn send_one(sock: &UdpSocket, datagram: &[u8], to: std::net::SocketAddr) -> io::Result<()> {
     match sock.try_send_to(datagram, to) {
         Ok(_) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => sock.send_to(datagram, to).await.map(drop),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            sock.send_to(datagram, to).await.map(drop)
+        }
         Err(e) => Err(e),
     }
 }

@@ -46,7 +46,9 @@ impl Endpoint {
             return Err("--group and --interface must both be IPv4 or both IPv6".into());
         }
         if self.group.port() == 0 || self.group.port() == u16::MAX {
-            return Err("the group port must be 1 to 65534 (the next port carries feedback)".into());
+            return Err(
+                "the group port must be 1 to 65534 (the next port carries feedback)".into(),
+            );
         }
         Ok(())
     }
@@ -117,7 +119,9 @@ pub fn sender(ep: &Endpoint) -> io::Result<std::net::UdpSocket> {
     let s = new_socket(ep)?;
     let local: SocketAddr = match ep.interface {
         IpAddr::V4(a) => SocketAddr::V4(SocketAddrV4::new(a, 0)),
-        IpAddr::V6(_) => SocketAddr::V6(SocketAddrV6::new(std::net::Ipv6Addr::UNSPECIFIED, 0, 0, 0)),
+        IpAddr::V6(_) => {
+            SocketAddr::V6(SocketAddrV6::new(std::net::Ipv6Addr::UNSPECIFIED, 0, 0, 0))
+        }
     };
     s.bind(&local.into())?;
     Ok(s.into())
@@ -130,7 +134,10 @@ pub fn recv_buffer(sock: &std::net::UdpSocket) -> usize {
 
 /// A one-line diagnosis for a socket setup error.
 pub fn explain(err: &io::Error, ep: &Endpoint) -> String {
-    let base = format!("cannot use multicast group {} on interface {}: {err}", ep.group, ep.interface);
+    let base = format!(
+        "cannot use multicast group {} on interface {}: {err}",
+        ep.group, ep.interface
+    );
     match err.raw_os_error() {
         Some(19) | Some(99) => format!("{base} (is {} an address of this host?)", ep.interface),
         Some(101) => format!(

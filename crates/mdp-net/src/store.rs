@@ -44,7 +44,9 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("root", &self.root).finish_non_exhaustive()
+        f.debug_struct("Store")
+            .field("root", &self.root)
+            .finish_non_exhaustive()
     }
 }
 
@@ -60,10 +62,18 @@ fn safe_dirs<'a>(root: &Path, components: impl Iterator<Item = &'a str>) -> io::
         p.push(c);
         match fs::symlink_metadata(&p) {
             Ok(md) if md.file_type().is_symlink() => {
-                return Err(refuse(format!("refusing to follow symbolic link {}", p.display())))
+                return Err(refuse(format!(
+                    "refusing to follow symbolic link {}",
+                    p.display()
+                )))
             }
             Ok(md) if md.is_dir() => {}
-            Ok(_) => return Err(refuse(format!("{} exists and is not a directory", p.display()))),
+            Ok(_) => {
+                return Err(refuse(format!(
+                    "{} exists and is not a directory",
+                    p.display()
+                )))
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => match fs::create_dir(&p) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
@@ -109,7 +119,9 @@ impl Store {
         self.abort();
         for e in &manifest.entries {
             if e.path == TMP_DIR || e.path.starts_with(&format!("{TMP_DIR}/")) {
-                return Err(refuse(format!("refusing to write into {TMP_DIR}, mdp's own directory")));
+                return Err(refuse(format!(
+                    "refusing to write into {TMP_DIR}, mdp's own directory"
+                )));
             }
         }
         self.session = Some(session);
@@ -121,7 +133,9 @@ impl Store {
         }
         let mut object = 0u32;
         for (i, e) in manifest.entries.iter().enumerate() {
-            let EntryKind::File { size, .. } = e.kind else { continue };
+            let EntryKind::File { size, .. } = e.kind else {
+                continue;
+            };
             object += 1;
             let temp = self.tmp.join(format!("{session}-{object}.part"));
             let file = fs::OpenOptions::new()
@@ -175,11 +189,17 @@ impl Store {
         let got = hash_open(&f.file).map_err(fail_io)?;
         if got != hash {
             let _ = fs::remove_file(&f.temp);
-            return Err((FailReason::HashMismatch, format!("{}: content does not match its BLAKE3 hash", e.path)));
+            return Err((
+                FailReason::HashMismatch,
+                format!("{}: content does not match its BLAKE3 hash", e.path),
+            ));
         }
-        fs::set_permissions(&f.temp, fs::Permissions::from_mode(e.mode & 0o777)).map_err(fail_io)?;
+        fs::set_permissions(&f.temp, fs::Permissions::from_mode(e.mode & 0o777))
+            .map_err(fail_io)?;
         if let Some(t) = mtime(e.mtime_secs, e.mtime_nanos) {
-            f.file.set_times(FileTimes::new().set_modified(t)).map_err(fail_io)?;
+            f.file
+                .set_times(FileTimes::new().set_modified(t))
+                .map_err(fail_io)?;
         }
         let mut comps: Vec<&str> = e.path.split('/').collect();
         let name = comps.pop().expect("paths have at least one component");
@@ -187,7 +207,10 @@ impl Store {
         let dest = parent.join(name);
         if let Ok(md) = fs::symlink_metadata(&dest) {
             if md.is_dir() {
-                return Err(fail_io(refuse(format!("{} is a directory", dest.display()))));
+                return Err(fail_io(refuse(format!(
+                    "{} is a directory",
+                    dest.display()
+                ))));
             }
         }
         fs::rename(&f.temp, &dest).map_err(fail_io)?;
@@ -206,7 +229,9 @@ impl Store {
             .collect();
         dirs.sort_by_key(|e| std::cmp::Reverse(e.path.matches('/').count()));
         for e in dirs {
-            let Ok(p) = safe_dirs(&self.root, e.path.split('/')) else { continue };
+            let Ok(p) = safe_dirs(&self.root, e.path.split('/')) else {
+                continue;
+            };
             let _ = fs::set_permissions(&p, fs::Permissions::from_mode(e.mode & 0o777));
             if let (Some(t), Ok(d)) = (mtime(e.mtime_secs, e.mtime_nanos), File::open(&p)) {
                 let _ = d.set_times(FileTimes::new().set_modified(t));
@@ -283,7 +308,10 @@ mod tests {
         let root = tempdir("place");
         let mut store = Store::open(&root).unwrap();
         let m = Arc::new(Manifest {
-            entries: vec![file_entry("d/x.bin", b"hello world"), file_entry("y", b"abc")],
+            entries: vec![
+                file_entry("d/x.bin", b"hello world"),
+                file_entry("y", b"abc"),
+            ],
         });
         store.begin(SessionId(1), m).unwrap();
         store.write(ObjectId(1), 0, b"hello ");
@@ -292,10 +320,17 @@ mod tests {
         let placed = store.complete(ObjectId(1)).unwrap();
         assert_eq!(fs::read(&placed).unwrap(), b"hello world");
         let md = fs::metadata(&placed).unwrap();
-        assert_eq!(md.permissions().mode() & 0o7777, 0o755, "setuid bit dropped");
+        assert_eq!(
+            md.permissions().mode() & 0o7777,
+            0o755,
+            "setuid bit dropped"
+        );
         // A corrupt file is never placed.
         store.write(ObjectId(2), 0, b"abd");
-        assert_eq!(store.complete(ObjectId(2)).unwrap_err().0, FailReason::HashMismatch);
+        assert_eq!(
+            store.complete(ObjectId(2)).unwrap_err().0,
+            FailReason::HashMismatch
+        );
         assert!(!root.join("y").exists());
         store.finish();
         assert_eq!(fs::read_dir(root.join(TMP_DIR)).unwrap().count(), 0);

@@ -934,14 +934,15 @@ impl Receiver {
         // Free the block buffers now; the session may be long over.
         s.partial.clear();
         s.buffered = 0;
-        self.events.push_back(ReceiverEvent::Finished(SessionOutcome {
-            session: s.id,
-            complete,
-            problem,
-            verified: s.verified,
-            files,
-            failed: s.failed.clone(),
-        }));
+        self.events
+            .push_back(ReceiverEvent::Finished(SessionOutcome {
+                session: s.id,
+                complete,
+                problem,
+                verified: s.verified,
+                files,
+                failed: s.failed.clone(),
+            }));
     }
 
     // ------------------------------------------------------------------ NACK

@@ -27,8 +27,8 @@ use crate::layout::Coding;
 use crate::manifest::{EntryKind, Manifest};
 use crate::pacer::Pacer;
 use crate::wire::{
-    self, Ack, AckState, Announce, Control, DataHeader, Destination, Done, Echo, FailReason,
-    Flush, NackEntry, Packet, Timing, Transmit, DATA_HEADER_LEN, FLAG_REPAIR, MAX_NODE_LIST,
+    self, Ack, AckState, Announce, Control, DataHeader, Destination, Done, Echo, FailReason, Flush,
+    NackEntry, Packet, Timing, Transmit, DATA_HEADER_LEN, FLAG_REPAIR, MAX_NODE_LIST,
 };
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -477,7 +477,11 @@ impl Sender {
             ts_us: self.ts_us(now),
             grtt_us: self.grtt.as_micros() as u32,
             rate_bps: self.config.rate_bps,
-            group_size: self.peers.len().max(self.config.expected_receivers as usize).max(1) as u32,
+            group_size: self
+                .peers
+                .len()
+                .max(self.config.expected_receivers as usize)
+                .max(1) as u32,
         }
     }
 
@@ -922,10 +926,7 @@ impl Sender {
     }
 
     fn has_sendable_data(&self) -> bool {
-        let repair_ready = self
-            .repair_queue
-            .iter()
-            .any(|k| self.cache.contains_key(k));
+        let repair_ready = self.repair_queue.iter().any(|k| self.cache.contains_key(k));
         let new_ready = self.may_send_new()
             && self
                 .cache
@@ -949,7 +950,10 @@ impl Sender {
     fn new_data_at_empty_object(&self) -> bool {
         self.phase == Phase::Sending
             && (self.cursor.object as usize) < self.sizes.len()
-            && self.coding.block_count(self.sizes[self.cursor.object as usize]) == 0
+            && self
+                .coding
+                .block_count(self.sizes[self.cursor.object as usize])
+                == 0
     }
 
     /// Writes the next datagram (or batch) into `buf` (cleared first).
@@ -1015,7 +1019,9 @@ impl Sender {
         let mut count = 0;
         while count < self.config.max_batch {
             self.skip_empty_objects();
-            let Some((pick, len)) = self.pick() else { break };
+            let Some((pick, len)) = self.pick() else {
+                break;
+            };
             let wire_len = DATA_HEADER_LEN + len;
             if count > 0 && wire_len != segment {
                 break;

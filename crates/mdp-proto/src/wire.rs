@@ -427,12 +427,15 @@ fn validate(message: &Control) -> Result<(), WireError> {
     }
     match message {
         Control::Announce(a) => {
+            check(a.symbol_size >= 16 && a.symbol_size % 2 == 0, "symbol_size")?;
             check(
-                a.symbol_size >= 16 && a.symbol_size % 2 == 0,
-                "symbol_size",
+                (1..=crate::layout::MAX_BLOCK_K).contains(&a.block_k),
+                "block_k",
             )?;
-            check((1..=crate::layout::MAX_BLOCK_K).contains(&a.block_k), "block_k")?;
-            check((1..=crate::layout::MAX_PARITY).contains(&a.parity), "parity")?;
+            check(
+                (1..=crate::layout::MAX_PARITY).contains(&a.parity),
+                "parity",
+            )?;
             check(
                 a.manifest_len <= crate::manifest::MAX_MANIFEST_LEN,
                 "manifest_len",
@@ -527,8 +530,14 @@ mod tests {
     #[test]
     fn rejects_truncated_and_foreign_datagrams() {
         assert_eq!(parse(b""), Err(WireError::Truncated));
-        assert_eq!(parse(b"md\x01\x01\0\0\0\0\0\0\0\0\0"), Err(WireError::Truncated));
-        assert_eq!(parse(b"xx\x01\x01\0\0\0\0\0\0\0\0"), Err(WireError::BadMagic));
+        assert_eq!(
+            parse(b"md\x01\x01\0\0\0\0\0\0\0\0\0"),
+            Err(WireError::Truncated)
+        );
+        assert_eq!(
+            parse(b"xx\x01\x01\0\0\0\0\0\0\0\0"),
+            Err(WireError::BadMagic)
+        );
         assert_eq!(
             parse(b"md\x09\x01\0\0\0\0\0\0\0\0"),
             Err(WireError::UnsupportedVersion(9))

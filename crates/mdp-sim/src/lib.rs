@@ -16,8 +16,8 @@
 
 use mdp_proto::wire::{self, Packet};
 use mdp_proto::{
-    EntryKind, Manifest, ObjectId, Receiver, ReceiverConfig, ReceiverEvent, ReceiverStats,
-    Sender, SenderConfig, SenderEvent, SenderReport, SessionOutcome,
+    EntryKind, Manifest, ObjectId, Receiver, ReceiverConfig, ReceiverEvent, ReceiverStats, Sender,
+    SenderConfig, SenderEvent, SenderReport, SessionOutcome,
 };
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
@@ -497,10 +497,9 @@ impl World {
         // Run until the sender ended and every live receiver finished too
         // (one that missed every DONE ends by its idle timeout).
         while !self.sender.is_finished()
-            || self
-                .receivers
-                .iter()
-                .any(|r| r.alive && r.started && !r.machine.is_finished() && r.machine.session_id().is_some())
+            || self.receivers.iter().any(|r| {
+                r.alive && r.started && !r.machine.is_finished() && r.machine.session_id().is_some()
+            })
         {
             let Some(next) = self.next_time() else { break };
             if next > limit {
@@ -509,7 +508,10 @@ impl World {
             // A state machine that asks to be woken at `now` again and again
             // without doing anything would spin here forever.
             stuck = if next <= self.now { stuck + 1 } else { 0 };
-            assert!(stuck < 1_000_000, "no progress in virtual time: a timer that frees nothing");
+            assert!(
+                stuck < 1_000_000,
+                "no progress in virtual time: a timer that frees nothing"
+            );
             self.now = self.now.max(next);
             let now = self.now;
             // Fates first.

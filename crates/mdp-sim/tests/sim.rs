@@ -1,7 +1,7 @@
 //! The main test layer: whole sessions of one sender and many receivers over
 //! a lossy simulated network, asserting outcomes and counters.
 
-use mdp_proto::{Verdict, wire::FailReason};
+use mdp_proto::{wire::FailReason, Verdict};
 use mdp_sim::{Content, Fate, SimConfig, SimResult, World};
 use std::time::Duration;
 
@@ -9,7 +9,10 @@ use std::time::Duration;
 /// file and an empty directory.
 fn tree(seed: u64) -> Content {
     let mut files = vec![
-        ("tree/big.bin".to_string(), Content::random_bytes(1 << 20, seed)),
+        (
+            "tree/big.bin".to_string(),
+            Content::random_bytes(1 << 20, seed),
+        ),
         ("tree/empty".to_string(), Vec::new()),
     ];
     for i in 0..5u64 {
@@ -27,18 +30,44 @@ fn run(config: SimConfig, content: &Content) -> SimResult {
 
 /// Every receiver holds every file byte for byte and the sender says so.
 fn assert_all_delivered(r: &SimResult, content: &Content, label: &str) {
-    let report = r.report.as_ref().unwrap_or_else(|| panic!("{label}: sender never finished"));
-    assert!(report.success, "{label}: sender reported failure: {:?}", report.problem);
-    assert_eq!(report.receivers.len(), r.receivers.len(), "{label}: receivers in report");
+    let report = r
+        .report
+        .as_ref()
+        .unwrap_or_else(|| panic!("{label}: sender never finished"));
+    assert!(
+        report.success,
+        "{label}: sender reported failure: {:?}",
+        report.problem
+    );
+    assert_eq!(
+        report.receivers.len(),
+        r.receivers.len(),
+        "{label}: receivers in report"
+    );
     for rr in &report.receivers {
-        assert_eq!(rr.verdict, Verdict::Confirmed, "{label}: {} not confirmed", rr.name);
+        assert_eq!(
+            rr.verdict,
+            Verdict::Confirmed,
+            "{label}: {} not confirmed",
+            rr.name
+        );
     }
     for (i, rx) in r.receivers.iter().enumerate() {
-        let outcome = rx.outcome.as_ref().unwrap_or_else(|| panic!("{label}: r{i} never finished"));
+        let outcome = rx
+            .outcome
+            .as_ref()
+            .unwrap_or_else(|| panic!("{label}: r{i} never finished"));
         assert!(outcome.complete, "{label}: r{i}: {:?}", outcome.problem);
         for (id, e) in content.manifest.files() {
-            let got = rx.files.get(&e.path).unwrap_or_else(|| panic!("{label}: r{i} lacks {}", e.path));
-            assert!(got == &content.files[&id], "{label}: r{i} has a different {}", e.path);
+            let got = rx
+                .files
+                .get(&e.path)
+                .unwrap_or_else(|| panic!("{label}: r{i} lacks {}", e.path));
+            assert!(
+                got == &content.files[&id],
+                "{label}: r{i} has a different {}",
+                e.path
+            );
         }
     }
 }
@@ -62,7 +91,15 @@ fn every_receiver_gets_identical_files_across_group_sizes_and_loss() {
                 } else {
                     c.loss_independent = loss;
                 }
-                let label = format!("{n} receivers, {}% {}", loss * 100.0, if correlated { "correlated" } else { "independent" });
+                let label = format!(
+                    "{n} receivers, {}% {}",
+                    loss * 100.0,
+                    if correlated {
+                        "correlated"
+                    } else {
+                        "independent"
+                    }
+                );
                 let r = run(c, &content);
                 assert_all_delivered(&r, &content, &label);
                 let wpb = r.wire_per_byte();
@@ -71,7 +108,11 @@ fn every_receiver_gets_identical_files_across_group_sizes_and_loss() {
                     "{:>9} {:>5}% {:>12} {:>10.3} {:>12} {:>14.2} {:>9.3}s",
                     n,
                     loss * 100.0,
-                    if correlated { "correlated" } else { "independent" },
+                    if correlated {
+                        "correlated"
+                    } else {
+                        "independent"
+                    },
                     wpb,
                     r.blocks_with_loss,
                     npl,
@@ -79,7 +120,10 @@ fn every_receiver_gets_identical_files_across_group_sizes_and_loss() {
                 );
                 if loss == 0.0 {
                     assert_eq!(r.nack_entries, 0, "{label}: NACKs without loss");
-                    assert!(wpb < 1.03, "{label}: {wpb} wire bytes per byte without loss");
+                    assert!(
+                        wpb < 1.03,
+                        "{label}: {wpb} wire bytes per byte without loss"
+                    );
                 }
                 if loss == 0.05 && !correlated {
                     assert!(wpb < 1.15, "{label}: {wpb} wire bytes per byte");
@@ -101,7 +145,12 @@ fn every_receiver_gets_identical_files_across_group_sizes_and_loss() {
 fn a_killed_receiver_is_dropped_and_named_while_the_others_complete() {
     let content = tree(11);
     let mut c = SimConfig::new(4, 42);
-    c.fates = vec![Fate::Normal, Fate::Killed(Duration::from_millis(20)), Fate::Normal, Fate::Normal];
+    c.fates = vec![
+        Fate::Normal,
+        Fate::Killed(Duration::from_millis(20)),
+        Fate::Normal,
+        Fate::Normal,
+    ];
     c.sender.drop_after = Duration::from_secs(2);
     let r = run(c, &content);
     let report = r.report.expect("sender finished");
@@ -109,7 +158,11 @@ fn a_killed_receiver_is_dropped_and_named_while_the_others_complete() {
     let killed = r.receivers[1].node;
     for rr in &report.receivers {
         if rr.node == killed {
-            assert!(matches!(rr.verdict, Verdict::Dropped { .. }), "killed receiver: {:?}", rr.verdict);
+            assert!(
+                matches!(rr.verdict, Verdict::Dropped { .. }),
+                "killed receiver: {:?}",
+                rr.verdict
+            );
             assert!(!rr.missing.is_empty() || rr.verified == 0);
         } else {
             assert_eq!(rr.verdict, Verdict::Confirmed, "{}", rr.name);
@@ -130,18 +183,28 @@ fn a_late_joiner_gets_everything_before_the_sender_ends() {
         &[],
         vec![
             ("big".into(), Content::random_bytes(4 << 20, 12)),
-            ("small".into(), content.files[&mdp_proto::ObjectId(3)].clone()),
+            (
+                "small".into(),
+                content.files[&mdp_proto::ObjectId(3)].clone(),
+            ),
         ],
     );
     let mut c = SimConfig::new(3, 43);
     c.sender.expected_receivers = 0;
     c.sender.wait = Duration::from_millis(300);
     // Joins after the data began (1 MiB at 200 Mbit/s takes ~45 ms).
-    c.fates = vec![Fate::Normal, Fate::Normal, Fate::LateJoin(Duration::from_millis(320))];
+    c.fates = vec![
+        Fate::Normal,
+        Fate::Normal,
+        Fate::LateJoin(Duration::from_millis(320)),
+    ];
     c.loss_independent = 0.02;
     let r = run(c, &content);
     assert_all_delivered(&r, &content, "late join");
-    assert!(r.receivers[2].stats.nack_entries_sent > 0, "the late joiner asked for what it missed");
+    assert!(
+        r.receivers[2].stats.nack_entries_sent > 0,
+        "the late joiner asked for what it missed"
+    );
 }
 
 #[test]

@@ -106,7 +106,8 @@ fn run(args: Args) -> anyhow::Result<i32> {
     mdp_net::recv::check_dir(&args.dir)
         .map_err(|e| anyhow::anyhow!("cannot write to {}: {e}", args.dir.display()))?;
     let name = args.name.clone().unwrap_or_else(mdp_net::recv::host_name);
-    let mut config = ReceiverConfig::new(NodeId(mdp_net::random_u64()), &name, mdp_net::random_u64());
+    let mut config =
+        ReceiverConfig::new(NodeId(mdp_net::random_u64()), &name, mdp_net::random_u64());
     config.idle_timeout = args.idle_timeout;
     config.buffer_bytes = args.buffer.max(1) << 20;
     let opts = RecvOptions {
@@ -129,8 +130,15 @@ fn run(args: Args) -> anyhow::Result<i32> {
         .enable_all()
         .build()?;
     let outcomes = runtime.block_on(mdp_net::recv::run(opts, |n| match n {
-        RecvNotice::Started { session, files, bytes } => {
-            tracing::info!("push {session}: {files} files, {}", mdp_cli::human_bytes(bytes));
+        RecvNotice::Started {
+            session,
+            files,
+            bytes,
+        } => {
+            tracing::info!(
+                "push {session}: {files} files, {}",
+                mdp_cli::human_bytes(bytes)
+            );
             bar = mdp_cli::progress_bar(show_bar, bytes, "receiving");
         }
         RecvNotice::Progress { bytes, .. } => {

@@ -2,7 +2,9 @@
 
 use clap::Parser;
 use mdp_cli::report::SendJson;
-use mdp_cli::{parse_duration, parse_group, parse_interface, parse_rate, EXIT_ERROR, EXIT_INCOMPLETE, EXIT_OK};
+use mdp_cli::{
+    parse_duration, parse_group, parse_interface, parse_rate, EXIT_ERROR, EXIT_INCOMPLETE, EXIT_OK,
+};
 use mdp_net::socket::Endpoint;
 use mdp_proto::{SenderConfig, SessionId};
 use std::net::{IpAddr, SocketAddr};
@@ -169,7 +171,11 @@ fn run(args: Args) -> anyhow::Result<i32> {
         bar.finish_and_clear();
     }
     let report = report?;
-    let code = if report.success { EXIT_OK } else { EXIT_INCOMPLETE };
+    let code = if report.success {
+        EXIT_OK
+    } else {
+        EXIT_INCOMPLETE
+    };
     let mut json = SendJson::new(&report, files, bytes, started.elapsed(), code);
     if let Some(p) = &mut json.problem {
         if report.receivers.is_empty() && args.interface.is_loopback() {

@@ -1,0 +1,1 @@
+//! Benchmarks live in `benches/`; see `cargo xtask bench`.

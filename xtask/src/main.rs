@@ -1,0 +1,319 @@
+//! Project tasks.
+//!
+//! - `cargo xtask ci`: every gate CI runs: fmt, clippy, tests, docs, benches compile.
+//! - `cargo xtask demo`: builds the binaries and pushes a generated tree to
+//!   four receivers over loopback multicast, then checks their copies.
+//! - `cargo xtask bench`: FEC throughput and end-to-end loopback goodput.
+//!
+//! The demo and the benchmark run inside a private network namespace when
+//! they can (root and `unshare -n`), so no datagram can leave the machine;
+//! otherwise on the host's loopback interface, pinned to 127.0.0.1.
+
+use anyhow::{bail, Context, Result};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const INNER: &str = "MDP_XTASK_INNER";
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("ci") => ci(),
+        Some("demo") => demo(),
+        Some("bench") => bench(),
+        _ => {
+            eprintln!("usage: cargo xtask <ci|demo|bench>\n  ci     fmt, clippy, tests, docs (what CI runs)\n  demo   a real push over loopback multicast to four receivers\n  bench  FEC throughput and loopback goodput, as a table");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = result {
+        eprintln!("xtask: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+fn run(what: &str, cmd: &mut Command) -> Result<()> {
+    let start = Instant::now();
+    eprintln!("==> {what}");
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start: {what}"))?;
+    if !status.success() {
+        bail!("{what} failed ({status})");
+    }
+    eprintln!("    {what}: ok in {:.1}s", start.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn ci() -> Result<()> {
+    run(
+        "cargo fmt --check",
+        cargo().args(["fmt", "--all", "--", "--check"]),
+    )?;
+    run(
+        "cargo clippy",
+        cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
+    run("cargo test", cargo().args(["test", "--workspace"]))?;
+    run(
+        "cargo doc",
+        cargo()
+            .args(["doc", "--workspace", "--no-deps"])
+            .env("RUSTDOCFLAGS", "-D warnings"),
+    )?;
+    run(
+        "benches compile",
+        cargo().args(["bench", "-p", "mdp-benches", "--no-run"]),
+    )?;
+    eprintln!("xtask ci: all gates passed");
+    Ok(())
+}
+
+/// True when this process should do the network work itself: inside the
+/// private namespace it re-ran itself in, or on the host when there is none.
+fn enter_private_netns(task: &str) -> Result<bool> {
+    if std::env::var(INNER).as_deref() == Ok(task) {
+        for cmd in [
+            "ip link set lo up",
+            "ip link set lo multicast on",
+            "ip route add 224.0.0.0/4 dev lo src 127.0.0.1",
+        ] {
+            let ok = Command::new("sh").arg("-c").arg(cmd).status()?;
+            if !ok.success() {
+                bail!("namespace set-up failed: {cmd}");
+            }
+        }
+        return Ok(true);
+    }
+    let usable = Command::new("unshare")
+        .args(["-n", "true"])
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !usable {
+        eprintln!("note: no private network namespace (needs root and unshare -n); using the host's loopback, pinned to 127.0.0.1");
+        return Ok(true);
+    }
+    let status = Command::new("unshare")
+        .arg("-n")
+        .arg(std::env::current_exe()?)
+        .arg(task)
+        .env(INNER, task)
+        .status()?;
+    if !status.success() {
+        bail!("{task} failed inside its network namespace");
+    }
+    Ok(false)
+}
+
+fn build_release() -> Result<PathBuf> {
+    if std::env::var(INNER).is_err() {
+        run(
+            "cargo build --release -p mdp-cli",
+            cargo().args(["build", "--release", "-p", "mdp-cli"]),
+        )?;
+    }
+    Ok(root().join("target/release"))
+}
+
+/// Deterministic pseudo-random bytes.
+fn bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut v = Vec::with_capacity(len + 8);
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+fn receivers(bin: &Path, base: &Path, n: usize) -> Result<Vec<Child>> {
+    (0..n)
+        .map(|i| {
+            let dir = base.join(format!("receiver{i}"));
+            let _ = fs::remove_dir_all(&dir);
+            Command::new(bin.join("mdp-recv"))
+                .arg("--dir")
+                .arg(&dir)
+                .args(["--once", "--quiet", "--timeout", "300s", "--name"])
+                .arg(format!("receiver{i}"))
+                .stdout(Stdio::null())
+                .spawn()
+                .context("cannot start mdp-recv")
+        })
+        .collect()
+}
+
+fn same_tree(a: &Path, b: &Path) -> Result<(usize, u64)> {
+    let mut files = 0;
+    let mut total = 0;
+    for e in fs::read_dir(a)? {
+        let e = e?;
+        let (pa, pb) = (e.path(), b.join(e.file_name()));
+        if e.file_type()?.is_dir() {
+            let (f, t) = same_tree(&pa, &pb)?;
+            files += f;
+            total += t;
+        } else {
+            let (x, y) = (
+                fs::read(&pa)?,
+                fs::read(&pb).with_context(|| format!("{} is missing", pb.display()))?,
+            );
+            if x != y {
+                bail!("{} differs from the source", pb.display());
+            }
+            files += 1;
+            total += x.len() as u64;
+        }
+    }
+    Ok((files, total))
+}
+
+fn demo() -> Result<()> {
+    let bin = build_release()?;
+    if !enter_private_netns("demo")? {
+        return Ok(());
+    }
+    let base = root().join("target/demo");
+    let src = base.join("source/site");
+    if !src.exists() {
+        eprintln!("==> generating a tree to push in {}", src.display());
+        fs::create_dir_all(src.join("empty-dir"))?;
+        fs::write(src.join("video.bin"), bytes(48 << 20, 1))?;
+        fs::write(src.join("empty-file"), b"")?;
+        for d in 0..8 {
+            let dir = src.join(format!("assets/group{d}"));
+            fs::create_dir_all(&dir)?;
+            for f in 0..25 {
+                fs::write(
+                    dir.join(format!("file{f}.dat")),
+                    bytes(1000 + 4093 * (d * 25 + f), (d * 100 + f) as u64),
+                )?;
+            }
+        }
+    }
+    let n = 4;
+    eprintln!("==> starting {n} receivers and a sender on 239.255.77.1:7400 via 127.0.0.1");
+    let rx = receivers(&bin, &base, n)?;
+    std::thread::sleep(Duration::from_millis(300));
+    let status = Command::new(bin.join("mdp-send"))
+        .args(["--receivers", &n.to_string(), "--timeout", "120s"])
+        .arg(&src)
+        .status()?;
+    for mut c in rx {
+        c.wait()?;
+    }
+    for i in 0..n {
+        let (files, total) = same_tree(&src, &base.join(format!("receiver{i}/site")))?;
+        eprintln!("    receiver{i}: {files} files, {total} bytes, identical to the source");
+    }
+    if !status.success() {
+        bail!("mdp-send exited with {status}");
+    }
+    eprintln!("demo: done; the copies are in {}", base.display());
+    Ok(())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+    v[v.len() / 2]
+}
+
+fn bench() -> Result<()> {
+    if std::env::var(INNER).is_err() {
+        eprintln!("==> FEC throughput (benches/benches/fec.rs)");
+        run(
+            "cargo bench -p mdp-benches --bench fec",
+            cargo().args(["bench", "-q", "-p", "mdp-benches", "--bench", "fec"]),
+        )?;
+    }
+    let bin = build_release()?;
+    if !enter_private_netns("bench")? {
+        return Ok(());
+    }
+    let base = root().join("target/bench");
+    fs::create_dir_all(&base)?;
+    let src = base.join("file-256MiB.bin");
+    if fs::metadata(&src).map(|m| m.len()).unwrap_or(0) != 256 << 20 {
+        fs::write(&src, bytes(256 << 20, 9))?;
+    }
+    let runs = 3;
+    let mut rows = Vec::new();
+    for n in [1usize, 4] {
+        let mut secs = Vec::new();
+        let mut goodput = Vec::new();
+        let mut wire = Vec::new();
+        for _ in 0..runs {
+            let rx = receivers(&bin, &base, n)?;
+            std::thread::sleep(Duration::from_millis(300));
+            let out = Command::new(bin.join("mdp-send"))
+                .args([
+                    "--receivers",
+                    &n.to_string(),
+                    "--json",
+                    "--quiet",
+                    "--rate",
+                    "2G",
+                    "--timeout",
+                    "300s",
+                ])
+                .arg(&src)
+                .output()?;
+            for mut c in rx {
+                c.wait()?;
+            }
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).with_context(|| {
+                format!(
+                    "mdp-send printed no report: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            })?;
+            if v["success"] != true {
+                bail!("push to {n} receivers failed: {v}");
+            }
+            secs.push(v["elapsed_secs"].as_f64().unwrap_or(0.0));
+            goodput.push(v["goodput_mbps"].as_f64().unwrap_or(0.0));
+            wire.push(
+                v["stats"]["wire_bytes_per_file_byte"]
+                    .as_f64()
+                    .unwrap_or(0.0),
+            );
+        }
+        rows.push((n, median(secs), median(goodput), median(wire)));
+    }
+    println!("\n| push (loopback, --rate 2G) | wall time (median of {runs}) | goodput | wire bytes per file byte |");
+    println!("|---|---|---|---|");
+    for (n, s, g, w) in rows {
+        println!(
+            "| 256 MiB to {n} receiver{} | {s:.2} s | {g:.0} Mbit/s | {w:.3} |",
+            if n == 1 { "" } else { "s" }
+        );
+    }
+    Ok(())
+}
