@@ -76,7 +76,7 @@ fn ci() -> Result<()> {
             "warnings",
         ]),
     )?;
-    run("cargo test", cargo().args(["test", "--workspace"]))?;
+    let (passed, failed) = run_tests()?;
     run(
         "cargo doc",
         cargo()
@@ -88,7 +88,52 @@ fn ci() -> Result<()> {
         cargo().args(["bench", "-p", "mdp-benches", "--no-run"]),
     )?;
     eprintln!("xtask ci: all gates passed");
+    // A plain summary as the very last line, for tools that read it.
+    println!("{passed} passed, {failed} failed");
     Ok(())
+}
+
+/// `cargo test --workspace`, passing its output through and adding up the
+/// `test result:` lines of every test binary.
+fn run_tests() -> Result<(u64, u64)> {
+    use std::io::{BufRead, BufReader};
+    eprintln!("==> cargo test");
+    let start = Instant::now();
+    let mut child = cargo()
+        .args(["test", "--workspace"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("cannot start cargo test")?;
+    let (mut passed, mut failed) = (0u64, 0u64);
+    for line in BufReader::new(child.stdout.take().expect("piped")).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            let count = |word: &str| -> u64 {
+                rest.split(';')
+                    .find_map(|part| {
+                        part.trim()
+                            .trim_start_matches("ok. ")
+                            .trim_start_matches("FAILED. ")
+                            .strip_suffix(word)
+                    })
+                    .and_then(|n| n.trim().parse().ok())
+                    .unwrap_or(0)
+            };
+            passed += count(" passed");
+            failed += count(" failed");
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        println!("{passed} passed, {failed} failed");
+        bail!("cargo test failed ({status})");
+    }
+    eprintln!(
+        "    cargo test: ok in {:.1}s",
+        start.elapsed().as_secs_f64()
+    );
+    Ok((passed, failed))
 }
 
 /// True when this process should do the network work itself: inside the
