@@ -332,6 +332,11 @@ impl Receiver {
         }
     }
 
+    /// Bytes of incomplete blocks held now (at most `buffer_bytes`).
+    pub fn buffered_bytes(&self) -> usize {
+        self.session.as_ref().map_or(0, |s| s.buffered)
+    }
+
     /// This receiver's node id.
     pub fn node(&self) -> NodeId {
         self.config.node

@@ -1,0 +1,198 @@
+//! Hostile input: the state machines take random datagrams and mutated
+//! copies of real traffic without panicking, and keep their memory bounds.
+
+use mdp_proto::wire::{self, Control, Nack, NackEntry, Status};
+use mdp_proto::{
+    BlockNumber, NodeId, ObjectId, Receiver, ReceiverConfig, ReceiverEvent, Sender, SenderConfig,
+    SenderEvent, SessionId,
+};
+use mdp_sim::{Content, SimRng};
+use std::time::{Duration, Instant};
+
+/// Real sender traffic: everything a sender sends in its first 300 ms.
+fn sender_traffic(content: &Content) -> Vec<Vec<u8>> {
+    let mut cfg = SenderConfig::new(SessionId(77));
+    cfg.wait = Duration::from_millis(50);
+    cfg.rate_bps = 100_000_000;
+    let t0 = Instant::now();
+    let mut s = Sender::new(cfg, content.manifest.clone(), t0).unwrap();
+    let mut out = Vec::new();
+    let mut buf = Vec::new();
+    let mut now = t0;
+    while now < t0 + Duration::from_millis(300) {
+        s.handle_timeout(now);
+        while let Some(t) = s.poll_transmit(now, &mut buf) {
+            out.extend(buf[..t.size].chunks(t.segment_size).map(<[u8]>::to_vec));
+        }
+        while let Some(ev) = s.poll_event() {
+            if let SenderEvent::ReadBlock {
+                object,
+                block,
+                offset,
+                len,
+            } = ev
+            {
+                let f = &content.files[&object];
+                s.handle_block(
+                    now,
+                    object,
+                    block,
+                    f[offset as usize..offset as usize + len].to_vec(),
+                );
+            }
+        }
+        now += Duration::from_micros(200);
+    }
+    out
+}
+
+fn mutate(rng: &mut SimRng, d: &[u8]) -> Vec<u8> {
+    let mut v = d.to_vec();
+    match rng.next_u64() % 4 {
+        0 => {
+            let n = (rng.next_u64() % 4 + 1) as usize;
+            for _ in 0..n {
+                if !v.is_empty() {
+                    let i = (rng.next_u64() as usize) % v.len();
+                    v[i] = rng.next_u64() as u8;
+                }
+            }
+        }
+        1 => v.truncate((rng.next_u64() as usize) % (v.len() + 1)),
+        2 => v.extend((0..rng.next_u64() % 64).map(|_| rng.next_u64() as u8)),
+        _ => {
+            // Flip a byte of the header only: ids, lengths, types.
+            let i = (rng.next_u64() as usize) % v.len().min(40).max(1);
+            if i < v.len() {
+                v[i] ^= 1 << (rng.next_u64() % 8);
+            }
+        }
+    }
+    v
+}
+
+#[test]
+fn a_receiver_survives_random_and_mutated_datagrams_within_its_memory_budget() {
+    let content = Content::new(
+        &["d"],
+        vec![
+            ("d/a".into(), Content::random_bytes(600_000, 1)),
+            ("b".into(), Content::random_bytes(5000, 2)),
+        ],
+    );
+    let traffic = sender_traffic(&content);
+    assert!(traffic.len() > 400, "got {} datagrams", traffic.len());
+    let mut rng = SimRng::new(99);
+    for round in 0..40 {
+        let mut cfg = ReceiverConfig::new(NodeId(round), "fuzz", round);
+        cfg.buffer_bytes = 2 << 20;
+        let mut r = Receiver::new(cfg);
+        let mut now = Instant::now();
+        let mut buf = Vec::new();
+        let mut delivered = 0u64;
+        for d in &traffic {
+            now += Duration::from_micros(50);
+            let input = match if round == 0 { 0 } else { rng.next_u64() % 3 } {
+                0 => d.clone(),
+                1 => mutate(&mut rng, d),
+                _ => (0..rng.next_u64() % 1500)
+                    .map(|_| rng.next_u64() as u8)
+                    .collect(),
+            };
+            r.handle_datagram(now, &input);
+            r.handle_timeout(now);
+            assert!(r.buffered_bytes() <= 2 << 20, "over its block budget");
+            while r.poll_transmit(now, &mut buf).is_some() {}
+            while let Some(ev) = r.poll_event() {
+                match ev {
+                    ReceiverEvent::Block { data, .. } => delivered += data.len() as u64,
+                    ReceiverEvent::ObjectComplete { object } => {
+                        r.handle_object_verified(now, object, Err(wire::FailReason::HashMismatch))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let st = r.stats();
+        if round == 0 {
+            // The clean run: everything arrives.
+            assert_eq!(delivered, content.total_bytes());
+            assert_eq!(st.malformed, 0);
+        } else {
+            assert!(
+                st.malformed + st.ignored > 0,
+                "round {round}: nothing rejected"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_sender_survives_forged_feedback() {
+    let content = Content::new(&[], vec![("f".into(), Content::random_bytes(400_000, 3))]);
+    let mut cfg = SenderConfig::new(SessionId(5));
+    cfg.wait = Duration::from_millis(10);
+    let t0 = Instant::now();
+    let mut s = Sender::new(cfg, content.manifest.clone(), t0).unwrap();
+    let mut rng = SimRng::new(7);
+    let mut buf = Vec::new();
+    let mut now = t0;
+    for i in 0..20_000u64 {
+        now += Duration::from_micros(20);
+        let msg = match i % 3 {
+            0 => Control::Nack(Nack {
+                node: NodeId(rng.next_u64() % 5000),
+                echo: wire::Echo {
+                    ts_us: rng.next_u64(),
+                    delay_us: rng.next_u64() as u32,
+                },
+                loss: rng.next_u64() as u16,
+                entries: vec![NackEntry {
+                    object: ObjectId(rng.next_u64() as u32 % 4),
+                    block: BlockNumber(rng.next_u64() as u32 % 8),
+                    need: rng.next_u64() as u16,
+                }],
+            }),
+            1 => Control::Status(Status {
+                node: NodeId(rng.next_u64() % 5000),
+                name: "x".repeat((rng.next_u64() % 64) as usize),
+                echo: wire::Echo::default(),
+                complete: rng.next_u64() % 2 == 0,
+                verified: rng.next_u64() as u32,
+                missing: vec![ObjectId(rng.next_u64() as u32)],
+                failed: vec![(ObjectId(rng.next_u64() as u32), wire::FailReason::Io)],
+            }),
+            _ => {
+                let junk: Vec<u8> = (0..rng.next_u64() % 200)
+                    .map(|_| rng.next_u64() as u8)
+                    .collect();
+                s.handle_datagram(now, &junk);
+                continue;
+            }
+        };
+        let mut d = Vec::new();
+        wire::write_control(&mut d, SessionId(5), &msg);
+        s.handle_datagram(now, &d);
+        s.handle_datagram(now, &mutate(&mut rng, &d));
+        s.handle_timeout(now);
+        while s.poll_transmit(now, &mut buf).is_some() {}
+        while let Some(ev) = s.poll_event() {
+            if let SenderEvent::ReadBlock {
+                object,
+                block,
+                offset,
+                len,
+            } = ev
+            {
+                let f = &content.files[&object];
+                s.handle_block(
+                    now,
+                    object,
+                    block,
+                    f[offset as usize..offset as usize + len].to_vec(),
+                );
+            }
+        }
+    }
+    assert!(s.peer_count() <= mdp_proto::sender::MAX_PEERS);
+}
