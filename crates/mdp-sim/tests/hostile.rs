@@ -62,7 +62,7 @@ fn mutate(rng: &mut SimRng, d: &[u8]) -> Vec<u8> {
         2 => v.extend((0..rng.next_u64() % 64).map(|_| rng.next_u64() as u8)),
         _ => {
             // Flip a byte of the header only: ids, lengths, types.
-            let i = (rng.next_u64() as usize) % v.len().min(40).max(1);
+            let i = (rng.next_u64() as usize) % v.len().clamp(1, 40);
             if i < v.len() {
                 v[i] ^= 1 << (rng.next_u64() % 8);
             }
@@ -157,7 +157,7 @@ fn a_sender_survives_forged_feedback() {
                 node: NodeId(rng.next_u64() % 5000),
                 name: "x".repeat((rng.next_u64() % 64) as usize),
                 echo: wire::Echo::default(),
-                complete: rng.next_u64() % 2 == 0,
+                complete: rng.next_u64().is_multiple_of(2),
                 verified: rng.next_u64() as u32,
                 missing: vec![ObjectId(rng.next_u64() as u32)],
                 failed: vec![(ObjectId(rng.next_u64() as u32), wire::FailReason::Io)],
