@@ -308,6 +308,65 @@ fn a_receiver_killed_mid_push_makes_the_sender_exit_1_naming_it() {
     fs::remove_dir_all(&base).unwrap();
 }
 
+#[test]
+fn a_push_through_5_percent_loss_arrives_intact_everywhere() {
+    if !in_private_netns("a_push_through_5_percent_loss_arrives_intact_everywhere") {
+        return;
+    }
+    if Command::new("nft").arg("--version").output().is_err() {
+        eprintln!(
+            "skipping: needs nft (Debian package nftables; .ci/run installs it) to drop packets"
+        );
+        return;
+    }
+    // Drop 5 % of the datagrams arriving on either port. On one host the
+    // kernel loops multicast back once for all sockets, so this loss is
+    // shared by the receivers (correlated); the simulator covers
+    // independent loss.
+    for rule in [
+        "add table inet mdploss",
+        "add chain inet mdploss in { type filter hook input priority 0; }",
+        "add rule inet mdploss in udp dport 7400 numgen random mod 100 < 5 drop",
+        "add rule inet mdploss in udp dport 7401 numgen random mod 100 < 5 drop",
+    ] {
+        let ok = Command::new("nft").args(rule.split(' ')).status().unwrap();
+        assert!(ok.success(), "nft {rule}");
+    }
+    let base = temp_dir("loss");
+    let src = base.join("src");
+    make_source(&src, 16 << 20);
+    let rx: Vec<_> = (0..3)
+        .map(|i| {
+            receiver(
+                &base.join(format!("r{i}")),
+                &format!("r{i}"),
+                &["--once", "--timeout", "120s"],
+            )
+        })
+        .collect();
+    let send = Command::new(SEND)
+        .args(["--receivers", "3", "--json", "--timeout", "120s"])
+        .arg(src.join("big.bin"))
+        .arg(src.join("tree"))
+        .output()
+        .unwrap();
+    let report = json(&send);
+    println!("sender: {report}");
+    assert_eq!(send.status.code(), Some(0), "{report}");
+    let repairs = report["stats"]["repair_symbols"].as_u64().unwrap();
+    assert!(repairs > 0, "5 % loss needed repairs");
+    let wire = report["stats"]["wire_bytes_per_file_byte"]
+        .as_f64()
+        .unwrap();
+    assert!(wire < 1.3, "{wire} wire bytes per file byte at 5 % loss");
+    for (i, child) in rx.into_iter().enumerate() {
+        let out = wait_output(child, Duration::from_secs(30));
+        assert_eq!(out.status.code(), Some(0));
+        assert_same_tree(&src, &base.join(format!("r{i}")));
+    }
+    fs::remove_dir_all(&base).unwrap();
+}
+
 fn announce(session: SessionId, manifest_bytes: &[u8], object_count: u32) -> Vec<u8> {
     let mut buf = Vec::new();
     wire::write_control(

@@ -110,6 +110,35 @@ pub fn progress_bar(enabled: bool, total: u64, what: &str) -> Option<indicatif::
     Some(pb)
 }
 
+/// Rate-limits plain progress log lines (used when there is no terminal
+/// for a progress bar): at most one a second.
+#[derive(Debug)]
+pub struct ProgressLog {
+    enabled: bool,
+    next: std::time::Instant,
+}
+
+impl ProgressLog {
+    /// A limiter; `enabled = false` never says a line is due.
+    pub fn new(enabled: bool) -> Self {
+        ProgressLog {
+            enabled,
+            next: std::time::Instant::now() + Duration::from_secs(1),
+        }
+    }
+
+    /// True when a progress line should be logged now.
+    pub fn due(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        if self.enabled && now >= self.next {
+            self.next = now + Duration::from_secs(1);
+            true
+        } else {
+            false
+        }
+    }
+}
+
 /// Human-readable bytes.
 pub fn human_bytes(b: u64) -> String {
     const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];

@@ -126,6 +126,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
     let show_bar = !args.no_progress && !args.quiet;
     let mut bar: Option<indicatif::ProgressBar> = None;
     let json = args.json;
+    let mut log = mdp_cli::ProgressLog::new(!args.quiet);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -141,9 +142,15 @@ fn run(args: Args) -> anyhow::Result<i32> {
             );
             bar = mdp_cli::progress_bar(show_bar, bytes, "receiving");
         }
-        RecvNotice::Progress { bytes, .. } => {
+        RecvNotice::Progress { bytes, total } => {
             if let Some(b) = &bar {
                 b.set_position(bytes);
+            } else if log.due() {
+                tracing::info!(
+                    "received {} of {}",
+                    mdp_cli::human_bytes(bytes),
+                    mdp_cli::human_bytes(total)
+                );
             }
         }
         RecvNotice::Placed(p) => tracing::debug!("placed {}", p.display()),

@@ -159,12 +159,21 @@ fn run(args: Args) -> anyhow::Result<i32> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let mut log = mdp_cli::ProgressLog::new(!args.quiet && bar.is_none());
     let report = runtime.block_on(mdp_net::send::run(endpoint, config, source, |p| {
         if let Some(bar) = &bar {
             bar.set_position(p.bytes_sent);
             if p.flushing {
                 bar.set_message(format!("{}/{} ok", p.confirmed, p.receivers));
             }
+        } else if p.started && log.due() {
+            tracing::info!(
+                "sent {} of {}, {} receivers, {} confirmed",
+                mdp_cli::human_bytes(p.bytes_sent),
+                mdp_cli::human_bytes(p.bytes_total),
+                p.receivers,
+                p.confirmed
+            );
         }
     }));
     if let Some(bar) = &bar {
