@@ -10,6 +10,7 @@
 use mdp_net::socket::Endpoint;
 use mdp_proto::wire::{self, Announce, Control, DataHeader, Timing};
 use mdp_proto::{BlockNumber, Entry, EntryKind, Manifest, ObjectId, SessionId, SymbolId};
+use mdp_sim::{netns, Content};
 use std::fs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -25,27 +26,10 @@ const INNER: &str = "MDP_E2E_INNER";
 /// inner run was checked, or the test was skipped).
 fn in_private_netns(test: &str) -> bool {
     if std::env::var(INNER).as_deref() == Ok(test) {
-        for cmd in [
-            "ip link set lo up",
-            "ip link set lo multicast on",
-            "ip route add 224.0.0.0/4 dev lo src 127.0.0.1",
-        ] {
-            let ok = Command::new("sh")
-                .arg("-c")
-                .arg(cmd)
-                .status()
-                .expect("sh runs");
-            assert!(ok.success(), "namespace set-up failed: {cmd}");
-        }
+        netns::setup_loopback().expect("loopback multicast in the namespace");
         return true;
     }
-    let usable = Command::new("unshare")
-        .args(["-n", "true"])
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !usable {
+    if !netns::available() {
         eprintln!(
             "skipping {test}: needs root and `unshare -n` to run in a private network namespace"
         );
@@ -80,18 +64,8 @@ fn temp_dir(name: &str) -> PathBuf {
     d
 }
 
-/// Deterministic pseudo-random bytes.
 fn bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.extend_from_slice(&x.to_le_bytes());
-    }
-    v.truncate(len);
-    v
+    Content::random_bytes(len, seed)
 }
 
 /// A 64 MiB file and a nested tree with an empty file and an empty directory.
@@ -151,6 +125,44 @@ fn receiver(dir: &Path, name: &str, extra: &[&str]) -> Child {
         .expect("mdp-recv starts")
 }
 
+/// Starts one `--once` receiver per name, each in `base/<name>`.
+fn start_receivers(base: &Path, names: &[&str]) -> Vec<Child> {
+    names
+        .iter()
+        .map(|n| receiver(&base.join(n), n, &["--once", "--timeout", "120s"]))
+        .collect()
+}
+
+/// The sender with `--json` and `args`, pushing `paths`.
+fn sender(args: &[&str], paths: &[PathBuf]) -> Command {
+    let mut c = Command::new(SEND);
+    c.arg("--json").args(args).args(paths);
+    c
+}
+
+/// Waits for each receiver, checks it exited 0 with `src` intact in its directory.
+fn assert_receivers_complete(rx: Vec<Child>, base: &Path, names: &[&str], src: &Path) {
+    for (child, name) in rx.into_iter().zip(names) {
+        let out = wait_output(child, Duration::from_secs(30));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(json(&out)["complete"], true, "{name}");
+        let dir = base.join(name);
+        assert_same_tree(src, &dir);
+        // Nothing is left in the temporary area.
+        assert_eq!(
+            fs::read_dir(dir.join(".mdp-tmp"))
+                .map(|d| d.count())
+                .unwrap_or(0),
+            0
+        );
+    }
+}
+
 fn wait_output(child: Child, limit: Duration) -> Output {
     let start = Instant::now();
     let mut child = child;
@@ -190,22 +202,16 @@ fn pushes_a_64_mib_file_and_a_nested_tree_to_three_receivers() {
     let base = temp_dir("push3");
     let src = base.join("src");
     make_source(&src, 64 << 20);
-    let rx: Vec<_> = (0..3)
-        .map(|i| {
-            receiver(
-                &base.join(format!("r{i}")),
-                &format!("r{i}"),
-                &["--once", "--timeout", "120s"],
-            )
-        })
-        .collect();
-    let send = Command::new(SEND)
-        .args(["--receivers", "3", "--json", "--timeout", "120s"])
-        .arg(src.join("big.bin"))
-        .arg(src.join("tree"))
-        .output()
-        .unwrap();
+    let names = ["r0", "r1", "r2"];
+    let rx = start_receivers(&base, &names);
+    let send = sender(
+        &["--receivers", "3", "--timeout", "120s"],
+        &[src.join("big.bin"), src.join("tree")],
+    )
+    .output()
+    .unwrap();
     let report = json(&send);
+    println!("sender: {report}");
     assert_eq!(send.status.code(), Some(0), "sender: {report}");
     assert_eq!(report["success"], true);
     assert_eq!(report["files"], 5);
@@ -213,26 +219,7 @@ fn pushes_a_64_mib_file_and_a_nested_tree_to_three_receivers() {
     for r in report["receivers"].as_array().unwrap() {
         assert_eq!(r["verdict"], "confirmed", "{r}");
     }
-    println!("sender: {report}");
-    for (i, child) in rx.into_iter().enumerate() {
-        let out = wait_output(child, Duration::from_secs(30));
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "r{i}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert_eq!(json(&out)["complete"], true);
-        let dir = base.join(format!("r{i}"));
-        assert_same_tree(&src, &dir);
-        // Nothing is left in the temporary area.
-        assert_eq!(
-            fs::read_dir(dir.join(".mdp-tmp"))
-                .map(|d| d.count())
-                .unwrap_or(0),
-            0
-        );
-    }
+    assert_receivers_complete(rx, &base, &names, &src);
     fs::remove_dir_all(&base).unwrap();
 }
 
@@ -244,46 +231,35 @@ fn a_receiver_killed_mid_push_makes_the_sender_exit_1_naming_it() {
     let base = temp_dir("kill");
     let src = base.join("src");
     make_source(&src, 64 << 20);
-    let mut rx: Vec<_> = ["steady0", "victim", "steady1"]
-        .iter()
-        .enumerate()
-        .map(|(i, n)| {
-            receiver(
-                &base.join(format!("r{i}")),
-                n,
-                &["--once", "--timeout", "120s"],
-            )
-        })
-        .collect();
+    let mut rx = start_receivers(&base, &["steady0", "victim", "steady1"]);
     // 64 MiB at 100 Mbit/s takes over 5 s: the kill lands mid-push.
-    let send = Command::new(SEND)
-        .args([
+    let send = sender(
+        &[
             "--receivers",
             "3",
-            "--json",
             "--rate",
             "100M",
             "--drop-after",
             "2s",
             "--timeout",
             "60s",
-        ])
-        .arg(src.join("big.bin"))
-        .arg(src.join("tree"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        ],
+        &[src.join("big.bin"), src.join("tree")],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
     std::thread::sleep(Duration::from_millis(2500));
     let mut victim = rx.remove(1);
     victim.kill().unwrap();
     let _ = victim.wait();
-    let started = Instant::now();
+    let killed_at = Instant::now();
     let out = wait_output(send, Duration::from_secs(60));
     let report = json(&out);
     println!(
         "sender: {report} (ended {:?} after the kill)",
-        started.elapsed()
+        killed_at.elapsed()
     );
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(report["success"], false);
@@ -300,11 +276,7 @@ fn a_receiver_killed_mid_push_makes_the_sender_exit_1_naming_it() {
     for r in receivers.iter().filter(|r| r["name"] != "victim") {
         assert_eq!(r["verdict"], "confirmed", "{r}");
     }
-    for (i, child) in rx.into_iter().enumerate() {
-        let out = wait_output(child, Duration::from_secs(30));
-        assert_eq!(out.status.code(), Some(0));
-        assert_same_tree(&src, &base.join(format!("r{}", [0, 2][i])));
-    }
+    assert_receivers_complete(rx, &base, &["steady0", "steady1"], &src);
     fs::remove_dir_all(&base).unwrap();
 }
 
@@ -335,21 +307,14 @@ fn a_push_through_5_percent_loss_arrives_intact_everywhere() {
     let base = temp_dir("loss");
     let src = base.join("src");
     make_source(&src, 16 << 20);
-    let rx: Vec<_> = (0..3)
-        .map(|i| {
-            receiver(
-                &base.join(format!("r{i}")),
-                &format!("r{i}"),
-                &["--once", "--timeout", "120s"],
-            )
-        })
-        .collect();
-    let send = Command::new(SEND)
-        .args(["--receivers", "3", "--json", "--timeout", "120s"])
-        .arg(src.join("big.bin"))
-        .arg(src.join("tree"))
-        .output()
-        .unwrap();
+    let names = ["r0", "r1", "r2"];
+    let rx = start_receivers(&base, &names);
+    let send = sender(
+        &["--receivers", "3", "--timeout", "120s"],
+        &[src.join("big.bin"), src.join("tree")],
+    )
+    .output()
+    .unwrap();
     let report = json(&send);
     println!("sender: {report}");
     assert_eq!(send.status.code(), Some(0), "{report}");
@@ -359,11 +324,7 @@ fn a_push_through_5_percent_loss_arrives_intact_everywhere() {
         .as_f64()
         .unwrap();
     assert!(wire < 1.3, "{wire} wire bytes per file byte at 5 % loss");
-    for (i, child) in rx.into_iter().enumerate() {
-        let out = wait_output(child, Duration::from_secs(30));
-        assert_eq!(out.status.code(), Some(0));
-        assert_same_tree(&src, &base.join(format!("r{i}")));
-    }
+    assert_receivers_complete(rx, &base, &names, &src);
     fs::remove_dir_all(&base).unwrap();
 }
 
@@ -492,11 +453,12 @@ fn hostile_datagrams_never_crash_a_receiver_nor_write_outside_its_directory() {
     // The receiver is alive and still takes a real push.
     let src = base.join("src");
     make_source(&src, 1 << 20);
-    let push = Command::new(SEND)
-        .args(["--receivers", "1", "--json", "--timeout", "30s"])
-        .arg(src.join("tree"))
-        .output()
-        .unwrap();
+    let push = sender(
+        &["--receivers", "1", "--timeout", "30s"],
+        &[src.join("tree")],
+    )
+    .output()
+    .unwrap();
     assert_eq!(
         push.status.code(),
         Some(0),

@@ -10,6 +10,7 @@
 //! otherwise on the host's loopback interface, pinned to 127.0.0.1.
 
 use anyhow::{bail, Context, Result};
+use mdp_sim::{netns, Content};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -140,25 +141,10 @@ fn run_tests() -> Result<(u64, u64)> {
 /// private namespace it re-ran itself in, or on the host when there is none.
 fn enter_private_netns(task: &str) -> Result<bool> {
     if std::env::var(INNER).as_deref() == Ok(task) {
-        for cmd in [
-            "ip link set lo up",
-            "ip link set lo multicast on",
-            "ip route add 224.0.0.0/4 dev lo src 127.0.0.1",
-        ] {
-            let ok = Command::new("sh").arg("-c").arg(cmd).status()?;
-            if !ok.success() {
-                bail!("namespace set-up failed: {cmd}");
-            }
-        }
+        netns::setup_loopback()?;
         return Ok(true);
     }
-    let usable = Command::new("unshare")
-        .args(["-n", "true"])
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !usable {
+    if !netns::available() {
         eprintln!("note: no private network namespace (needs root and unshare -n); using the host's loopback, pinned to 127.0.0.1");
         return Ok(true);
     }
@@ -184,18 +170,8 @@ fn build_release() -> Result<PathBuf> {
     Ok(root().join("target/release"))
 }
 
-/// Deterministic pseudo-random bytes.
 fn bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.extend_from_slice(&x.to_le_bytes());
-    }
-    v.truncate(len);
-    v
+    Content::random_bytes(len, seed)
 }
 
 fn receivers(bin: &Path, base: &Path, n: usize) -> Result<Vec<Child>> {

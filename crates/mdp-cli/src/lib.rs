@@ -9,6 +9,48 @@ use std::io::IsTerminal;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+/// The network options both programs share.
+#[derive(clap::Args, Debug)]
+pub struct NetArgs {
+    /// Multicast group and data port (feedback uses the next port).
+    #[arg(long, value_name = "ADDR:PORT", default_value = "239.255.77.1:7400", value_parser = parse_group)]
+    pub group: SocketAddr,
+
+    /// Local address of the interface to send and join on (loopback by
+    /// default: give this host's LAN address to reach other hosts).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1", value_parser = parse_interface)]
+    pub interface: IpAddr,
+
+    /// Multicast TTL (1 keeps packets on the local network).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub ttl: u32,
+}
+
+impl NetArgs {
+    /// The checked endpoint.
+    pub fn endpoint(&self) -> anyhow::Result<mdp_net::socket::Endpoint> {
+        let ep = mdp_net::socket::Endpoint {
+            group: self.group,
+            interface: self.interface,
+            ttl: self.ttl,
+        };
+        ep.validate().map_err(anyhow::Error::msg)?;
+        Ok(ep)
+    }
+}
+
+/// Runs a program's body and exits: with its code, or with [`EXIT_ERROR`]
+/// after printing the error chain in one line as `PROGRAM: error: ...`.
+pub fn exit_with(program: &str, run: impl FnOnce() -> anyhow::Result<i32>) -> ! {
+    match run() {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("{program}: error: {e:#}");
+            std::process::exit(EXIT_ERROR);
+        }
+    }
+}
+
 /// Exit code: every expected receiver confirmed every file.
 pub const EXIT_OK: i32 = 0;
 /// Exit code: some receiver did not get everything (or none registered).

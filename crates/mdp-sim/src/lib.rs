@@ -11,8 +11,13 @@
 //! `loss_independent` (both directions), and the sender's own link drops
 //! with `loss_sender` before the group fans out, so those losses are shared
 //! by every receiver (correlated loss).
+//!
+//! [`netns`] holds the helpers that put real-binary tests in private network
+//! namespaces.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+pub mod netns;
 
 use mdp_proto::wire::{self, Packet};
 use mdp_proto::{
@@ -161,6 +166,22 @@ impl Content {
         }
         v.truncate(len);
         v
+    }
+
+    /// Answers a sender's [`SenderEvent::ReadBlock`] from memory (other
+    /// events are ignored).
+    pub fn serve(&self, sender: &mut Sender, now: Instant, event: SenderEvent) {
+        if let SenderEvent::ReadBlock {
+            object,
+            block,
+            offset,
+            len,
+        } = event
+        {
+            let file = &self.files[&object];
+            let data = file[offset as usize..offset as usize + len].to_vec();
+            sender.handle_block(now, object, block, data);
+        }
     }
 
     /// Total bytes of all files.
@@ -374,17 +395,7 @@ impl World {
             self.buf = buf;
             while let Some(ev) = self.sender.poll_event() {
                 progressed = true;
-                if let SenderEvent::ReadBlock {
-                    object,
-                    block,
-                    offset,
-                    len,
-                } = ev
-                {
-                    let file = &self.content.files[&object];
-                    let data = file[offset as usize..offset as usize + len].to_vec();
-                    self.sender.handle_block(self.now, object, block, data);
-                }
+                self.content.serve(&mut self.sender, self.now, ev);
             }
             if !progressed {
                 break;

@@ -4,7 +4,7 @@
 use mdp_proto::wire::{self, Control, Nack, NackEntry, Status};
 use mdp_proto::{
     BlockNumber, NodeId, ObjectId, Receiver, ReceiverConfig, ReceiverEvent, Sender, SenderConfig,
-    SenderEvent, SessionId,
+    SessionId,
 };
 use mdp_sim::{Content, SimRng};
 use std::time::{Duration, Instant};
@@ -25,21 +25,7 @@ fn sender_traffic(content: &Content) -> Vec<Vec<u8>> {
             out.extend(buf[..t.size].chunks(t.segment_size).map(<[u8]>::to_vec));
         }
         while let Some(ev) = s.poll_event() {
-            if let SenderEvent::ReadBlock {
-                object,
-                block,
-                offset,
-                len,
-            } = ev
-            {
-                let f = &content.files[&object];
-                s.handle_block(
-                    now,
-                    object,
-                    block,
-                    f[offset as usize..offset as usize + len].to_vec(),
-                );
-            }
+            content.serve(&mut s, now, ev);
         }
         now += Duration::from_micros(200);
     }
@@ -177,21 +163,7 @@ fn a_sender_survives_forged_feedback() {
         s.handle_timeout(now);
         while s.poll_transmit(now, &mut buf).is_some() {}
         while let Some(ev) = s.poll_event() {
-            if let SenderEvent::ReadBlock {
-                object,
-                block,
-                offset,
-                len,
-            } = ev
-            {
-                let f = &content.files[&object];
-                s.handle_block(
-                    now,
-                    object,
-                    block,
-                    f[offset as usize..offset as usize + len].to_vec(),
-                );
-            }
+            content.serve(&mut s, now, ev);
         }
     }
     assert!(s.peer_count() <= mdp_proto::sender::MAX_PEERS);

@@ -2,11 +2,9 @@
 
 use clap::Parser;
 use mdp_cli::report::RecvJson;
-use mdp_cli::{parse_duration, parse_group, parse_interface, EXIT_ERROR, EXIT_INCOMPLETE, EXIT_OK};
+use mdp_cli::{parse_duration, NetArgs, EXIT_INCOMPLETE, EXIT_OK};
 use mdp_net::recv::{RecvNotice, RecvOptions};
-use mdp_net::socket::Endpoint;
 use mdp_proto::{NodeId, ReceiverConfig};
-use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -39,13 +37,8 @@ struct Args {
     #[arg(long, value_name = "DIR")]
     dir: PathBuf,
 
-    /// Multicast group and data port (feedback uses the next port).
-    #[arg(long, value_name = "ADDR:PORT", default_value = "239.255.77.1:7400", value_parser = parse_group)]
-    group: SocketAddr,
-
-    /// Local address of the interface to join on.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1", value_parser = parse_interface)]
-    interface: IpAddr,
+    #[command(flatten)]
+    net: NetArgs,
 
     /// Exit after the first push ends.
     #[arg(long)]
@@ -71,10 +64,6 @@ struct Args {
     #[arg(long, value_name = "MIB", default_value_t = 64)]
     buffer: usize,
 
-    /// Multicast TTL for feedback.
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    ttl: u32,
-
     /// Only warnings and the report.
     #[arg(short, long)]
     quiet: bool,
@@ -87,22 +76,11 @@ struct Args {
 fn main() {
     let args = Args::parse();
     mdp_cli::init_logging("mdp-recv", args.quiet || args.json);
-    match run(args) {
-        Ok(code) => std::process::exit(code),
-        Err(e) => {
-            eprintln!("mdp-recv: error: {e:#}");
-            std::process::exit(EXIT_ERROR);
-        }
-    }
+    mdp_cli::exit_with("mdp-recv", || run(args));
 }
 
 fn run(args: Args) -> anyhow::Result<i32> {
-    let endpoint = Endpoint {
-        group: args.group,
-        interface: args.interface,
-        ttl: args.ttl,
-    };
-    endpoint.validate().map_err(anyhow::Error::msg)?;
+    let endpoint = args.net.endpoint()?;
     mdp_net::recv::check_dir(&args.dir)
         .map_err(|e| anyhow::anyhow!("cannot write to {}: {e}", args.dir.display()))?;
     let name = args.name.clone().unwrap_or_else(mdp_net::recv::host_name);
@@ -119,8 +97,8 @@ fn run(args: Args) -> anyhow::Result<i32> {
     };
     tracing::info!(
         "{name} waiting for pushes on {} via {} into {}",
-        args.group,
-        args.interface,
+        args.net.group,
+        args.net.interface,
         args.dir.display()
     );
     let show_bar = !args.no_progress && !args.quiet;

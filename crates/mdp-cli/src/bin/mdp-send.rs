@@ -2,12 +2,8 @@
 
 use clap::Parser;
 use mdp_cli::report::SendJson;
-use mdp_cli::{
-    parse_duration, parse_group, parse_interface, parse_rate, EXIT_ERROR, EXIT_INCOMPLETE, EXIT_OK,
-};
-use mdp_net::socket::Endpoint;
+use mdp_cli::{parse_duration, parse_rate, NetArgs, EXIT_INCOMPLETE, EXIT_OK};
 use mdp_proto::{SenderConfig, SessionId};
-use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -43,14 +39,8 @@ struct Args {
     #[arg(required = true, value_name = "PATH")]
     paths: Vec<PathBuf>,
 
-    /// Multicast group and data port (feedback uses the next port).
-    #[arg(long, value_name = "ADDR:PORT", default_value = "239.255.77.1:7400", value_parser = parse_group)]
-    group: SocketAddr,
-
-    /// Local address of the interface to send on (loopback by default: give
-    /// your LAN address to reach other hosts).
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1", value_parser = parse_interface)]
-    interface: IpAddr,
+    #[command(flatten)]
+    net: NetArgs,
 
     /// Send rate in bits per second (K, M, G suffixes).
     #[arg(long, value_name = "RATE", default_value = "1G", value_parser = parse_rate)]
@@ -76,10 +66,6 @@ struct Args {
     /// Print the final report as one JSON object on stdout (schema: docs/REPORT.md).
     #[arg(long)]
     json: bool,
-
-    /// Multicast TTL (1 keeps packets on the local network).
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    ttl: u32,
 
     /// Bytes of file data per datagram (even; 1400 fits a 1500-byte MTU).
     #[arg(long, value_name = "BYTES", default_value_t = 1400)]
@@ -109,22 +95,11 @@ struct Args {
 fn main() {
     let args = Args::parse();
     mdp_cli::init_logging("mdp-send", args.quiet || args.json);
-    match run(args) {
-        Ok(code) => std::process::exit(code),
-        Err(e) => {
-            eprintln!("mdp-send: error: {e:#}");
-            std::process::exit(EXIT_ERROR);
-        }
-    }
+    mdp_cli::exit_with("mdp-send", || run(args));
 }
 
 fn run(args: Args) -> anyhow::Result<i32> {
-    let endpoint = Endpoint {
-        group: args.group,
-        interface: args.interface,
-        ttl: args.ttl,
-    };
-    endpoint.validate().map_err(anyhow::Error::msg)?;
+    let endpoint = args.net.endpoint()?;
     let mut config = SenderConfig::new(SessionId(mdp_net::random_u64()));
     config.symbol_size = args.symbol_size;
     config.block_k = args.block_size;
@@ -151,8 +126,8 @@ fn run(args: Args) -> anyhow::Result<i32> {
     tracing::info!(
         "pushing {files} files ({}) to {} via {}, session {}",
         mdp_cli::human_bytes(bytes),
-        args.group,
-        args.interface,
+        args.net.group,
+        args.net.interface,
         config.session
     );
     let bar = mdp_cli::progress_bar(!args.no_progress && !args.quiet, bytes, "sending");
@@ -187,7 +162,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
     };
     let mut json = SendJson::new(&report, files, bytes, started.elapsed(), code);
     if let Some(p) = &mut json.problem {
-        if report.receivers.is_empty() && args.interface.is_loopback() {
+        if report.receivers.is_empty() && args.net.interface.is_loopback() {
             p.push_str(" (mdp-send uses loopback unless you give --interface)");
         }
     }

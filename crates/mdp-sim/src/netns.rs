@@ -1,0 +1,33 @@
+//! Private network namespaces for the tests and tasks that run the real
+//! binaries: inside one, multicast on loopback cannot leave the machine and
+//! parallel runs cannot hear each other.
+
+use std::io;
+use std::process::{Command, Stdio};
+
+/// True when this process may create network namespaces (`unshare -n`
+/// works: root, and a kernel and sandbox that allow it).
+pub fn available() -> bool {
+    Command::new("unshare")
+        .args(["-n", "true"])
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// Inside a fresh namespace: brings loopback up with multicast and routes
+/// 224.0.0.0/4 to it.
+pub fn setup_loopback() -> io::Result<()> {
+    for cmd in [
+        "ip link set lo up",
+        "ip link set lo multicast on",
+        "ip route add 224.0.0.0/4 dev lo src 127.0.0.1",
+    ] {
+        let ok = Command::new("sh").arg("-c").arg(cmd).status()?;
+        if !ok.success() {
+            return Err(io::Error::other(format!("namespace set-up failed: {cmd}")));
+        }
+    }
+    Ok(())
+}
