@@ -328,6 +328,90 @@ fn a_push_through_5_percent_loss_arrives_intact_everywhere() {
     fs::remove_dir_all(&base).unwrap();
 }
 
+#[test]
+fn an_interrupted_sender_reports_and_tells_the_receivers_at_once() {
+    if !in_private_netns("an_interrupted_sender_reports_and_tells_the_receivers_at_once") {
+        return;
+    }
+    let base = temp_dir("sigint");
+    let src = base.join("src");
+    make_source(&src, 64 << 20);
+    let rx = start_receivers(&base, &["r0"]);
+    // 64 MiB at 50 Mbit/s takes ten seconds: SIGINT lands mid-push.
+    let send = sender(
+        &["--receivers", "1", "--rate", "50M"],
+        &[src.join("big.bin")],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let int = Command::new("kill")
+        .args(["-INT", &send.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(int.success());
+    let out = wait_output(send, Duration::from_secs(5));
+    let report = json(&out);
+    println!("sender: {report}");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(report["problem"].as_str().unwrap().contains("interrupted"));
+    assert_eq!(report["receivers"][0]["verdict"], "incomplete");
+    // DONE reached the receiver: it ends now, not after its idle timeout.
+    let out = wait_output(rx.into_iter().next().unwrap(), Duration::from_secs(5));
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(json(&out)["complete"], false);
+    assert!(
+        !base.join("r0/big.bin").exists(),
+        "no partial file under its final name"
+    );
+    fs::remove_dir_all(&base).unwrap();
+}
+
+#[test]
+fn pushes_over_ipv6_loopback_multicast() {
+    if !in_private_netns("pushes_over_ipv6_loopback_multicast") {
+        return;
+    }
+    let ok = Command::new("ip")
+        .args([
+            "-6",
+            "route",
+            "add",
+            "local",
+            "ff15::/16",
+            "dev",
+            "lo",
+            "table",
+            "local",
+        ])
+        .status()
+        .unwrap();
+    assert!(ok.success(), "IPv6 multicast route on loopback");
+    let base = temp_dir("ipv6");
+    let src = base.join("src");
+    make_source(&src, 4 << 20);
+    let net = ["--group", "[ff15::77]:7400", "--interface", "::1"];
+    let rx: Vec<_> = ["r0", "r1"]
+        .iter()
+        .map(|n| {
+            let mut extra = vec!["--once", "--timeout", "60s"];
+            extra.extend(net);
+            receiver(&base.join(n), n, &extra)
+        })
+        .collect();
+    let mut args = vec!["--receivers", "2", "--timeout", "60s"];
+    args.extend(net);
+    let send = sender(&args, &[src.join("big.bin"), src.join("tree")])
+        .output()
+        .unwrap();
+    let report = json(&send);
+    assert_eq!(send.status.code(), Some(0), "{report}");
+    assert_receivers_complete(rx, &base, &["r0", "r1"], &src);
+    fs::remove_dir_all(&base).unwrap();
+}
+
 fn announce(session: SessionId, manifest_bytes: &[u8], object_count: u32) -> Vec<u8> {
     let mut buf = Vec::new();
     wire::write_control(

@@ -34,9 +34,6 @@ pub enum SendError {
     /// Another IO error.
     #[error("{0}")]
     Io(#[from] io::Error),
-    /// SIGINT or SIGTERM.
-    #[error("interrupted")]
-    Interrupted,
 }
 
 /// A view of a running push, for progress displays.
@@ -124,6 +121,7 @@ pub async fn run(
     let mut next_progress = Instant::now();
     let mut send_errors = 0u64;
     let mut interrupt = Box::pin(crate::recv::shutdown_signal());
+    let mut interrupted = false;
     let result = loop {
         let now = Instant::now();
         while let Some(t) = sender.poll_transmit(now, &mut buf) {
@@ -207,7 +205,12 @@ pub async fn run(
             _ = tokio::time::sleep_until(deadline.into()) => {
                 sender.handle_timeout(Instant::now());
             }
-            _ = &mut interrupt => break Err(SendError::Interrupted),
+            _ = &mut interrupt, if !interrupted => {
+                // Tell the receivers the push is over, then report.
+                interrupted = true;
+                tracing::warn!("interrupted: ending the push");
+                sender.abort(Instant::now(), "interrupted by a signal before every receiver confirmed");
+            }
         }
     };
     drop(req_tx);

@@ -336,6 +336,7 @@ pub struct Sender {
     flushes_sent: u32,
     next_done: Instant,
     timed_out: bool,
+    aborted: Option<String>,
     events: VecDeque<SenderEvent>,
     stats: SenderStats,
     report: Option<Arc<SenderReport>>,
@@ -409,6 +410,7 @@ impl Sender {
             flushes_sent: 0,
             next_done: now,
             timed_out: false,
+            aborted: None,
             events: VecDeque::new(),
             stats: SenderStats::default(),
             report: None,
@@ -626,7 +628,9 @@ impl Sender {
         }
         let k = self.coding.block_k(size, e.block) as u32;
         let need = ((e.need as f64 / (1.0 - loss)).ceil() as u32).min(k);
-        let start_esi = k + self.config.proactive as u32;
+        // Repairs continue after the proactive parity; when that used up
+        // every parity symbol, they start over with the source symbols.
+        let start_esi = (k + self.config.proactive as u32) % (k + self.coding.parity as u32);
         let st = self.repairs.entry(key).or_insert(RepairState {
             queued: 0,
             round_sent: 0,
@@ -728,6 +732,10 @@ impl Sender {
                 self.flushes_sent >= 3 && since_flush >= self.flush_interval() * 3
             } else if self.peers.len() < expected {
                 all_final && since_flush >= self.config.drop_after
+            } else if expected == 0 {
+                // An open group: give receivers the sender has not heard
+                // from yet (lost REGISTERs) two FLUSH rounds to answer.
+                all_final && self.flushes_sent >= 2
             } else {
                 all_final
             };
@@ -736,6 +744,17 @@ impl Sender {
             }
         }
         self.request_reads();
+    }
+
+    /// Ends the session early (e.g. on SIGINT): the sender reports what it
+    /// knows, says DONE to the receivers, and finishes. `reason` becomes the
+    /// report's problem.
+    pub fn abort(&mut self, now: Instant, reason: &str) {
+        if matches!(self.phase, Phase::Done { .. } | Phase::Finished) {
+            return;
+        }
+        self.aborted = Some(reason.to_string());
+        self.finish(now);
     }
 
     fn finish(&mut self, now: Instant) {
@@ -775,7 +794,9 @@ impl Sender {
             .iter()
             .filter(|r| r.verdict == Verdict::Confirmed)
             .count();
-        let problem = if receivers.is_empty() {
+        let problem = if let Some(reason) = &self.aborted {
+            Some(reason.clone())
+        } else if receivers.is_empty() {
             Some("no receiver registered: is mdp-recv running and joined to the same group and interface?".to_string())
         } else if confirmed < receivers.len() {
             Some(format!(
@@ -789,6 +810,13 @@ impl Sender {
             ))
         } else {
             None
+        };
+        let problem = match problem {
+            Some(p) if self.timed_out => Some(format!(
+                "timed out after {}s: {p}",
+                self.config.timeout.as_secs()
+            )),
+            other => other,
         };
         self.report = Some(Arc::new(SenderReport {
             session: self.config.session,
