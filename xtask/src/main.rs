@@ -24,8 +24,9 @@ fn main() {
         Some("ci") => ci(),
         Some("demo") => demo(),
         Some("bench") => bench(),
+        Some("sim") => sim(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <ci|demo|bench>\n  ci     fmt, clippy, tests, docs (what CI runs)\n  demo   a real push over loopback multicast to four receivers\n  bench  FEC throughput and loopback goodput, as a table");
+            eprintln!("usage: cargo xtask <ci|demo|bench|sim>\n  ci                fmt, clippy, tests, a short seed sweep, docs (what CI runs)\n  demo              a real push over loopback multicast to four receivers\n  bench             FEC throughput and loopback goodput, as a table\n  sim [--seeds N]   simulate N pushes with random settings (default 1000)");
             std::process::exit(2);
         }
     };
@@ -78,6 +79,20 @@ fn ci() -> Result<()> {
         ]),
     )?;
     let (passed, failed) = run_tests()?;
+    run(
+        "seed sweep (60 seeds)",
+        cargo().args([
+            "run",
+            "-q",
+            "-p",
+            "mdp-sim",
+            "--bin",
+            "mdp-sim-sweep",
+            "--",
+            "--seeds",
+            "60",
+        ]),
+    )?;
     run(
         "cargo doc",
         cargo()
@@ -259,6 +274,29 @@ fn demo() -> Result<()> {
     }
     eprintln!("demo: done; the copies are in {}", base.display());
     Ok(())
+}
+
+fn sim(args: &[String]) -> Result<()> {
+    let seeds = match args {
+        [] => "1000".to_string(),
+        [flag, n] if flag == "--seeds" => n.clone(),
+        _ => bail!("usage: cargo xtask sim [--seeds N]"),
+    };
+    run(
+        &format!("seed sweep ({seeds} seeds)"),
+        cargo().args([
+            "run",
+            "--release",
+            "-q",
+            "-p",
+            "mdp-sim",
+            "--bin",
+            "mdp-sim-sweep",
+            "--",
+            "--seeds",
+            &seeds,
+        ]),
+    )
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

@@ -2,8 +2,10 @@
 //!
 //! An object of `size` bytes is cut into `ceil(size / T)` source symbols of `T`
 //! bytes (the last one may be shorter), grouped in order into blocks of `k`
-//! symbols (the last block may have fewer). Each block has `r` parity symbols
-//! defined, computed over the block's source symbols zero-padded to `T` bytes.
+//! symbols (the last block may have fewer). A block of `k_b` source symbols
+//! has `r_b = min(r, max(k_b, 32))` parity symbols defined, computed over its
+//! source symbols zero-padded to `T` bytes. (Capping `r_b` keeps the decoding
+//! work of a small block small; repairs beyond `r_b` resend source symbols.)
 
 use crate::ids::BlockNumber;
 
@@ -11,6 +13,9 @@ use crate::ids::BlockNumber;
 pub const MAX_BLOCK_K: u16 = 8192;
 /// Largest `r` (parity symbols per block).
 pub const MAX_PARITY: u16 = 8192;
+
+/// Fewest parity symbols a block has (unless `r` itself is smaller).
+pub const MIN_BLOCK_PARITY: u16 = 32;
 
 /// The coding parameters of a session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,6 +52,11 @@ impl Coding {
         (self.block_len(size, block) as u64).div_ceil(self.symbol_size as u64) as u16
     }
 
+    /// Parity symbols defined for a block of `k` source symbols.
+    pub fn block_parity(&self, k: u16) -> u16 {
+        self.parity.min(k.max(MIN_BLOCK_PARITY))
+    }
+
     /// Bytes of a source symbol on the wire (the object's last may be short).
     pub fn source_symbol_len(&self, block_len: usize, esi: u16) -> usize {
         let t = self.symbol_size as usize;
@@ -74,5 +84,14 @@ mod tests {
         assert_eq!(c.block_k(950, BlockNumber(2)), 2);
         assert_eq!(c.source_symbol_len(150, 1), 50);
         assert_eq!(c.source_symbol_len(150, 0), 100);
+        assert_eq!(c.block_parity(4), 2, "never more than r");
+        let big = Coding {
+            symbol_size: 100,
+            block_k: 256,
+            parity: 128,
+        };
+        assert_eq!(big.block_parity(256), 128);
+        assert_eq!(big.block_parity(40), 40);
+        assert_eq!(big.block_parity(1), 32);
     }
 }

@@ -506,9 +506,39 @@ impl Receiver {
     fn advance_sender_pos(&mut self, now: Instant, pos: (u32, u32)) {
         let s = self.session.as_mut().expect("caller checked");
         if pos > s.sender_pos && pos.0 <= s.object_count + 1 {
-            s.sender_pos = pos;
-            self.maybe_arm_nack(now);
+            let old = std::mem::replace(&mut s.sender_pos, pos);
+            // Only the blocks passed just now are new candidates: the
+            // others were looked at before (and are timed or held off), so
+            // do not rescan them on every block boundary.
+            if s.nack_at.is_none() && Self::incomplete_between(s, old, pos) {
+                self.maybe_arm_nack(now);
+            }
         }
+    }
+
+    /// True when a known block in `[from, to)` is incomplete (or when the
+    /// range is too long to look at cheaply).
+    fn incomplete_between(s: &Session, from: BlockKey, to: BlockKey) -> bool {
+        let mut looked = 0;
+        for o in from.0..=to.0.min(s.objects.len().saturating_sub(1) as u32) {
+            let obj = &s.objects[o as usize];
+            if obj.state != ObjState::Receiving {
+                continue;
+            }
+            let first = if o == from.0 { from.1 } else { 0 };
+            let end = if o == to.0 {
+                to.1.min(obj.blocks)
+            } else {
+                obj.blocks
+            };
+            for b in first.max(obj.first_missing)..end {
+                looked += 1;
+                if looked > 64 || !obj.is_done(b) {
+                    return true;
+                }
+            }
+        }
+        false
     }
 
     fn handle_timing(&mut self, now: Instant, timing: &Timing, acked: &[wire::Ack]) {
@@ -587,7 +617,7 @@ impl Receiver {
         let block_len = coding.block_len(obj.size, block);
         let t = coding.symbol_size as usize;
         let esi = h.esi.0;
-        if esi as u32 >= k as u32 + coding.parity as u32 {
+        if esi as u32 >= k as u32 + coding.block_parity(k) as u32 {
             self.stats.malformed += 1;
             return;
         }
@@ -655,7 +685,7 @@ impl Receiver {
         let s = self.session.as_mut().expect("caller checked");
         let t = s.coding.symbol_size as usize;
         if (p.have_count as usize) < p.k as usize {
-            let r = s.coding.parity as usize;
+            let r = s.coding.block_parity(p.k) as usize;
             let recovery = p.recovery.iter().map(|(i, v)| (*i as usize, v.as_slice()));
             if self
                 .codec

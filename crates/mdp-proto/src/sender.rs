@@ -630,7 +630,8 @@ impl Sender {
         let need = ((e.need as f64 / (1.0 - loss)).ceil() as u32).min(k);
         // Repairs continue after the proactive parity; when that used up
         // every parity symbol, they start over with the source symbols.
-        let start_esi = (k + self.config.proactive as u32) % (k + self.coding.parity as u32);
+        let r = self.coding.block_parity(k as u16) as u32;
+        let start_esi = (k + (self.config.proactive as u32).min(r)) % (k + r);
         let st = self.repairs.entry(key).or_insert(RepairState {
             queued: 0,
             round_sent: 0,
@@ -1222,7 +1223,7 @@ impl Sender {
         let size = self.sizes[key.0 as usize];
         let block = BlockNumber(key.1);
         let k = self.coding.block_k(size, block) as u32;
-        let r = self.coding.parity as u32;
+        let r = self.coding.block_parity(k as u16) as u32;
         let t = self.coding.symbol_size as usize;
         let block_len = self.coding.block_len(size, block);
         if esi >= k {
@@ -1267,7 +1268,7 @@ impl Sender {
             Pick::New(..) => {
                 self.stats.data_symbols_sent += 1;
                 self.cursor.esi += 1;
-                if self.cursor.esi >= k + self.config.proactive as u32 {
+                if self.cursor.esi >= k + (self.config.proactive as u32).min(r) {
                     self.cursor.block += 1;
                     self.cursor.esi = 0;
                     if self.cursor.block >= self.coding.block_count(size) {
@@ -1280,7 +1281,7 @@ impl Sender {
     }
 
     fn ensure_parity(&mut self, key: BlockKey, k: usize) {
-        let r = self.coding.parity as usize;
+        let r = self.coding.block_parity(k as u16) as usize;
         let t = self.coding.symbol_size as usize;
         let cached = self.cache.get_mut(&key).expect("caller checked the cache");
         if cached.parity.is_some() {

@@ -53,7 +53,9 @@ fn config_for(seed: u64) -> (SimConfig, Content) {
         c.sender.wait = Duration::from_millis(100);
     }
     // At most ~2000 symbols per file keeps a seed under a second or so.
-    let max_len = c.sender.symbol_size as u64 * 2000;
+    // (fewer with tiny blocks: each block then costs a decode per loss).
+    let symbols = if c.sender.block_k < 64 { 300 } else { 2000 };
+    let max_len = c.sender.symbol_size as u64 * symbols;
     let files = (0..1 + pick(&mut rng, 6))
         .map(|i| {
             let len = match pick(&mut rng, 4) {
