@@ -29,11 +29,17 @@ pub struct Coding {
 }
 
 impl Coding {
-    /// Number of blocks of an object of `size` bytes.
+    /// Number of blocks of an object of `size` bytes. Callers check with
+    /// [`Coding::block_count_wide`] that it fits in a `u32` first.
     pub fn block_count(&self, size: u64) -> u32 {
+        self.block_count_wide(size) as u32
+    }
+
+    /// Number of blocks, without truncation.
+    pub fn block_count_wide(&self, size: u64) -> u64 {
         let t = self.symbol_size as u64;
         let symbols = size.div_ceil(t);
-        symbols.div_ceil(self.block_k as u64) as u32
+        symbols.div_ceil(self.block_k as u64)
     }
 
     /// Byte offset of a block within its object.

@@ -299,6 +299,8 @@ pub struct Receiver {
 }
 
 const MIN_GRTT: Duration = Duration::from_millis(1);
+/// Most blocks a session may have (one bit each in the receiver's maps).
+pub const MAX_SESSION_BLOCKS: u64 = 1 << 27;
 /// Smallest group size the NACK back-off assumes.
 const MIN_GROUP_ESTIMATE: u32 = 32;
 const REGISTER_INTERVAL: Duration = Duration::from_millis(50);
@@ -756,6 +758,19 @@ impl Receiver {
                 return;
             }
         };
+        let blocks: u64 = manifest
+            .files()
+            .map(|(_, e)| match e.kind {
+                EntryKind::File { size, .. } => s.coding.block_count_wide(size),
+                EntryKind::Dir => 0,
+            })
+            .sum();
+        if blocks > MAX_SESSION_BLOCKS {
+            self.finish(Some(format!(
+                "refused the push: {blocks} blocks is more than a receiver tracks ({MAX_SESSION_BLOCKS}); use larger symbols or blocks"
+            )));
+            return;
+        }
         if manifest.total_bytes() > self.config.max_push_bytes {
             self.finish(Some(format!(
                 "refused the push: {} bytes is more than this receiver accepts ({})",

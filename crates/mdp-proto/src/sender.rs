@@ -361,6 +361,21 @@ impl Sender {
             return Err("too many files for one push: split it".into());
         }
         let manifest_hash = *blake3::hash(&manifest_bytes).as_bytes();
+        let coding = config.coding();
+        let blocks: u64 = manifest
+            .files()
+            .map(|(_, e)| match e.kind {
+                EntryKind::File { size, .. } => coding.block_count_wide(size),
+                EntryKind::Dir => 0,
+            })
+            .sum::<u64>()
+            + coding.block_count_wide(manifest_bytes.len() as u64);
+        if blocks > crate::receiver::MAX_SESSION_BLOCKS {
+            return Err(format!(
+                "{blocks} blocks is more than receivers track ({}): raise --symbol-size or --block-size, or split the push",
+                crate::receiver::MAX_SESSION_BLOCKS
+            ));
+        }
         let mut sizes = vec![manifest_bytes.len() as u64];
         let mut paths = vec![String::new()];
         for (_, e) in manifest.files() {

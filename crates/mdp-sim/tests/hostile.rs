@@ -168,3 +168,73 @@ fn a_sender_survives_forged_feedback() {
     }
     assert!(s.peer_count() <= mdp_proto::sender::MAX_PEERS);
 }
+
+/// A forged session whose manifest claims a file that would need billions of
+/// blocks (tiny symbols, one-symbol blocks): refused before any allocation.
+#[test]
+fn a_receiver_refuses_a_manifest_that_would_need_huge_block_maps() {
+    use mdp_proto::wire::{Announce, DataHeader, Timing};
+    use mdp_proto::{Entry, EntryKind, Manifest, SymbolId};
+    let manifest = Manifest {
+        entries: vec![Entry {
+            path: "huge".into(),
+            kind: EntryKind::File {
+                size: 1 << 40,
+                hash: [0; 32],
+            },
+            mode: 0o644,
+            mtime_secs: 0,
+            mtime_nanos: 0,
+        }],
+    }
+    .encode();
+    let session = SessionId(0xf00d);
+    let t = 16usize;
+    let mut r = Receiver::new(ReceiverConfig::new(NodeId(1), "r", 1));
+    let now = Instant::now();
+    let mut d = Vec::new();
+    wire::write_control(
+        &mut d,
+        session,
+        &Control::Announce(Announce {
+            timing: Timing {
+                ts_us: 1,
+                grtt_us: 1000,
+                rate_bps: 1_000_000,
+                group_size: 1,
+            },
+            symbol_size: t as u16,
+            block_k: 1,
+            parity: 1,
+            manifest_len: manifest.len() as u64,
+            manifest_hash: *blake3::hash(&manifest).as_bytes(),
+            object_count: 1,
+            data_pos: (0, 0),
+            acked: vec![],
+        }),
+    );
+    r.handle_datagram(now, &d);
+    for (i, chunk) in manifest.chunks(t).enumerate() {
+        let mut d = Vec::new();
+        let header = DataHeader {
+            session,
+            object: ObjectId(0),
+            block: BlockNumber(i as u32),
+            esi: SymbolId(0),
+            flags: 0,
+            seq: i as u32,
+        };
+        wire::write_data(&mut d, &header, chunk);
+        r.handle_datagram(now, &d);
+    }
+    let mut outcome = None;
+    while let Some(ev) = r.poll_event() {
+        assert!(!matches!(ev, ReceiverEvent::SessionStarted { .. }));
+        if let ReceiverEvent::Finished(o) = ev {
+            outcome = Some(o);
+        }
+    }
+    let o = outcome.expect("the session ended");
+    assert!(!o.complete);
+    assert!(o.problem.unwrap().contains("refused the push"));
+}
