@@ -642,7 +642,7 @@ impl Sender {
             return;
         }
         let k = self.coding.block_k(size, e.block) as u32;
-        let need = ((e.need as f64 / (1.0 - loss)).ceil() as u32).min(k);
+        let need = self.scaled_need(e.need, loss).min(k);
         // Repairs continue after the proactive parity; when that used up
         // every parity symbol, they start over with the source symbols.
         let r = self.coding.block_parity(k as u16) as u32;
@@ -668,6 +668,18 @@ impl Sender {
         if st.queued > 0 && !self.repair_queue.contains(&key) {
             self.repair_queue.push_back(key);
         }
+    }
+
+    /// How many repair symbols to send for a NACKed `need`, so that one round
+    /// most likely suffices: scaled by the NACKer's loss rate `p`, plus a
+    /// margin of `z` standard deviations of the repair's own losses, with
+    /// `z = 1 + sqrt(2 ln N)` growing slowly with the group size `N` (the
+    /// worst of N receivers sits about sqrt(2 ln N) deviations out).
+    fn scaled_need(&self, need: u16, p: f64) -> u32 {
+        let need = need as f64;
+        let n = self.peers.len().max(1) as f64;
+        let z = 1.0 + (2.0 * n.ln()).sqrt();
+        ((need + z * (need * p).sqrt()) / (1.0 - p)).ceil() as u32
     }
 
     /// The caller read a block asked for by [`SenderEvent::ReadBlock`].
