@@ -624,8 +624,10 @@ impl Sender {
         .clamp(MIN_GRTT, MAX_GRTT);
     }
 
+    /// Queues an acknowledgement. A node may stand in the queue twice (as
+    /// registered, then as confirmed); receivers take both in order. O(1),
+    /// so a flood of forged node ids costs little.
     fn push_ack(&mut self, node: NodeId, state: AckState) {
-        self.acks.retain(|(a, _)| a.node != node);
         self.acks.push_back((Ack { node, state }, ACK_REPEATS));
     }
 
