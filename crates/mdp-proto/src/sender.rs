@@ -328,6 +328,7 @@ pub struct Sender {
     repairs: HashMap<BlockKey, RepairState>,
     peers: BTreeMap<NodeId, Peer>,
     acks: VecDeque<(Ack, u8)>,
+    acks_queued: HashSet<(NodeId, AckState)>,
     await_rotation: usize,
     grtt: Duration,
     next_announce: Instant,
@@ -417,6 +418,7 @@ impl Sender {
             repairs: HashMap::new(),
             peers: BTreeMap::new(),
             acks: VecDeque::new(),
+            acks_queued: HashSet::new(),
             await_rotation: 0,
             grtt: config.initial_grtt,
             next_announce: now,
@@ -624,11 +626,13 @@ impl Sender {
         .clamp(MIN_GRTT, MAX_GRTT);
     }
 
-    /// Queues an acknowledgement. A node may stand in the queue twice (as
-    /// registered, then as confirmed); receivers take both in order. O(1),
-    /// so a flood of forged node ids costs little.
+    /// Queues an acknowledgement, once per node and state: the queue holds
+    /// at most two entries per known node whatever the feedback, and each
+    /// push is O(1).
     fn push_ack(&mut self, node: NodeId, state: AckState) {
-        self.acks.push_back((Ack { node, state }, ACK_REPEATS));
+        if self.acks_queued.insert((node, state)) {
+            self.acks.push_back((Ack { node, state }, ACK_REPEATS));
+        }
     }
 
     fn handle_nack_entry(&mut self, now: Instant, e: NackEntry, loss: f64) {
@@ -1128,6 +1132,8 @@ impl Sender {
             out.push(ack);
             if left > 1 {
                 self.acks.push_back((ack, left - 1));
+            } else {
+                self.acks_queued.remove(&(ack.node, ack.state));
             }
         }
         out

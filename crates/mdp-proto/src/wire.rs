@@ -139,7 +139,7 @@ pub struct Echo {
 }
 
 /// What an [`Ack`] acknowledges.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum AckState {
     /// The sender knows the receiver.
     Registered,
