@@ -267,7 +267,12 @@ pub async fn run(
                 WriterReply::Finished => {
                     let Some(outcome) = pending_finish.take() else { continue };
                     notice(RecvNotice::Finished(outcome.clone(), receiver.stats()));
+                    // Late datagrams of finished sessions must not start them
+                    // again; the most recent ones are enough to remember.
                     config.ignore_sessions.push(outcome.session);
+                    if config.ignore_sessions.len() > 64 {
+                        config.ignore_sessions.remove(0);
+                    }
                     outcomes.push(outcome);
                     if opts.once {
                         break 'run Ok(());
