@@ -163,6 +163,31 @@ fn assert_receivers_complete(rx: Vec<Child>, base: &Path, names: &[&str], src: &
     }
 }
 
+/// Pushes `src/big.bin` and `src/tree` to three fresh receivers under
+/// `base`, checks that the sender exits 0 with every receiver confirmed and
+/// that each copy is intact, and returns the sender's report.
+fn push_to_three(base: &Path, src: &Path) -> serde_json::Value {
+    let names = ["r0", "r1", "r2"];
+    let rx = start_receivers(base, &names);
+    let send = sender(
+        &["--receivers", "3", "--timeout", "120s"],
+        &[src.join("big.bin"), src.join("tree")],
+    )
+    .output()
+    .unwrap();
+    let report = json(&send);
+    println!("sender: {report}");
+    assert_eq!(send.status.code(), Some(0), "sender: {report}");
+    assert_eq!(report["success"], true);
+    assert_eq!(report["files"], 5);
+    assert_eq!(report["receivers"].as_array().unwrap().len(), 3);
+    for r in report["receivers"].as_array().unwrap() {
+        assert_eq!(r["verdict"], "confirmed", "{r}");
+    }
+    assert_receivers_complete(rx, base, &names, src);
+    report
+}
+
 fn wait_output(child: Child, limit: Duration) -> Output {
     let start = Instant::now();
     let mut child = child;
@@ -202,24 +227,7 @@ fn pushes_a_64_mib_file_and_a_nested_tree_to_three_receivers() {
     let base = temp_dir("push3");
     let src = base.join("src");
     make_source(&src, 64 << 20);
-    let names = ["r0", "r1", "r2"];
-    let rx = start_receivers(&base, &names);
-    let send = sender(
-        &["--receivers", "3", "--timeout", "120s"],
-        &[src.join("big.bin"), src.join("tree")],
-    )
-    .output()
-    .unwrap();
-    let report = json(&send);
-    println!("sender: {report}");
-    assert_eq!(send.status.code(), Some(0), "sender: {report}");
-    assert_eq!(report["success"], true);
-    assert_eq!(report["files"], 5);
-    assert_eq!(report["receivers"].as_array().unwrap().len(), 3);
-    for r in report["receivers"].as_array().unwrap() {
-        assert_eq!(r["verdict"], "confirmed", "{r}");
-    }
-    assert_receivers_complete(rx, &base, &names, &src);
+    push_to_three(&base, &src);
     fs::remove_dir_all(&base).unwrap();
 }
 
@@ -307,24 +315,13 @@ fn a_push_through_5_percent_loss_arrives_intact_everywhere() {
     let base = temp_dir("loss");
     let src = base.join("src");
     make_source(&src, 16 << 20);
-    let names = ["r0", "r1", "r2"];
-    let rx = start_receivers(&base, &names);
-    let send = sender(
-        &["--receivers", "3", "--timeout", "120s"],
-        &[src.join("big.bin"), src.join("tree")],
-    )
-    .output()
-    .unwrap();
-    let report = json(&send);
-    println!("sender: {report}");
-    assert_eq!(send.status.code(), Some(0), "{report}");
+    let report = push_to_three(&base, &src);
     let repairs = report["stats"]["repair_symbols"].as_u64().unwrap();
     assert!(repairs > 0, "5 % loss needed repairs");
     let wire = report["stats"]["wire_bytes_per_file_byte"]
         .as_f64()
         .unwrap();
     assert!(wire < 1.3, "{wire} wire bytes per file byte at 5 % loss");
-    assert_receivers_complete(rx, &base, &names, &src);
     fs::remove_dir_all(&base).unwrap();
 }
 

@@ -39,6 +39,35 @@ impl NetArgs {
     }
 }
 
+/// The output options both programs share.
+#[derive(clap::Args, Debug)]
+pub struct OutputArgs {
+    /// Print the report as JSON on stdout (schema: docs/REPORT.md).
+    #[arg(long)]
+    pub json: bool,
+
+    /// Only warnings and the report.
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    /// No progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+impl OutputArgs {
+    /// True when a progress bar may be shown (on a terminal).
+    pub fn bar(&self) -> bool {
+        !self.no_progress && !self.quiet
+    }
+}
+
+/// Sets up logging for `program`, runs its body and exits; see [`exit_with`].
+pub fn main(program: &str, out: &OutputArgs, run: impl FnOnce() -> anyhow::Result<i32>) -> ! {
+    init_logging(program, out.quiet || out.json);
+    exit_with(program, run)
+}
+
 /// Runs a program's body and exits: with its code, or with [`EXIT_ERROR`]
 /// after printing the error chain in one line as `PROGRAM: error: ...`.
 pub fn exit_with(program: &str, run: impl FnOnce() -> anyhow::Result<i32>) -> ! {

@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use mdp_cli::report::RecvJson;
-use mdp_cli::{parse_duration, NetArgs, EXIT_INCOMPLETE, EXIT_OK};
+use mdp_cli::{parse_duration, NetArgs, OutputArgs, EXIT_INCOMPLETE, EXIT_OK};
 use mdp_net::recv::{RecvNotice, RecvOptions};
 use mdp_proto::{NodeId, ReceiverConfig};
 use std::path::PathBuf;
@@ -44,10 +44,6 @@ struct Args {
     #[arg(long)]
     once: bool,
 
-    /// Print one JSON object per finished push on stdout (schema: docs/REPORT.md).
-    #[arg(long)]
-    json: bool,
-
     /// Stop after this long in any case.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     timeout: Option<Duration>,
@@ -64,22 +60,17 @@ struct Args {
     #[arg(long, value_name = "MIB", default_value_t = 64)]
     buffer: usize,
 
-    /// Only warnings and the report.
-    #[arg(short, long)]
-    quiet: bool,
-
-    /// No progress bar.
-    #[arg(long)]
-    no_progress: bool,
+    #[command(flatten)]
+    out: OutputArgs,
 }
 
 fn main() {
     let args = Args::parse();
-    mdp_cli::init_logging("mdp-recv", args.quiet || args.json);
-    mdp_cli::exit_with("mdp-recv", || run(args));
+    let out = &args.out;
+    mdp_cli::main("mdp-recv", out, || run(&args));
 }
 
-fn run(args: Args) -> anyhow::Result<i32> {
+fn run(args: &Args) -> anyhow::Result<i32> {
     let endpoint = args.net.endpoint()?;
     mdp_net::recv::check_dir(&args.dir)
         .map_err(|e| anyhow::anyhow!("cannot write to {}: {e}", args.dir.display()))?;
@@ -101,10 +92,10 @@ fn run(args: Args) -> anyhow::Result<i32> {
         args.net.interface,
         args.dir.display()
     );
-    let show_bar = !args.no_progress && !args.quiet;
+    let show_bar = args.out.bar();
     let mut bar: Option<indicatif::ProgressBar> = None;
-    let json = args.json;
-    let mut log = mdp_cli::ProgressLog::new(!args.quiet);
+    let json = args.out.json;
+    let mut log = mdp_cli::ProgressLog::new(!args.out.quiet);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

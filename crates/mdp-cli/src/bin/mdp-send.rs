@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use mdp_cli::report::SendJson;
-use mdp_cli::{parse_duration, parse_rate, NetArgs, EXIT_INCOMPLETE, EXIT_OK};
+use mdp_cli::{parse_duration, parse_rate, NetArgs, OutputArgs, EXIT_INCOMPLETE, EXIT_OK};
 use mdp_proto::{SenderConfig, SessionId};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -63,10 +63,6 @@ struct Args {
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     drop_after: Duration,
 
-    /// Print the final report as one JSON object on stdout (schema: docs/REPORT.md).
-    #[arg(long)]
-    json: bool,
-
     /// Bytes of file data per datagram (even; 1400 fits a 1500-byte MTU).
     #[arg(long, value_name = "BYTES", default_value_t = 1400)]
     symbol_size: u16,
@@ -83,22 +79,17 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = 0)]
     proactive: u16,
 
-    /// Only warnings and the report.
-    #[arg(short, long)]
-    quiet: bool,
-
-    /// No progress bar.
-    #[arg(long)]
-    no_progress: bool,
+    #[command(flatten)]
+    out: OutputArgs,
 }
 
 fn main() {
     let args = Args::parse();
-    mdp_cli::init_logging("mdp-send", args.quiet || args.json);
-    mdp_cli::exit_with("mdp-send", || run(args));
+    let out = &args.out;
+    mdp_cli::main("mdp-send", out, || run(&args));
 }
 
-fn run(args: Args) -> anyhow::Result<i32> {
+fn run(args: &Args) -> anyhow::Result<i32> {
     let endpoint = args.net.endpoint()?;
     let mut config = SenderConfig::new(SessionId(mdp_net::random_u64()));
     config.symbol_size = args.symbol_size;
@@ -130,11 +121,11 @@ fn run(args: Args) -> anyhow::Result<i32> {
         args.net.interface,
         config.session
     );
-    let bar = mdp_cli::progress_bar(!args.no_progress && !args.quiet, bytes, "sending");
+    let bar = mdp_cli::progress_bar(args.out.bar(), bytes, "sending");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let mut log = mdp_cli::ProgressLog::new(!args.quiet && bar.is_none());
+    let mut log = mdp_cli::ProgressLog::new(!args.out.quiet && bar.is_none());
     let report = runtime.block_on(mdp_net::send::run(endpoint, config, source, |p| {
         if let Some(bar) = &bar {
             bar.set_position(p.bytes_sent);
@@ -166,7 +157,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
             p.push_str(" (mdp-send uses loopback unless you give --interface)");
         }
     }
-    if args.json {
+    if args.out.json {
         println!("{}", serde_json::to_string(&json)?);
     } else {
         print!("{}", json.text());
