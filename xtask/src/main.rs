@@ -79,20 +79,7 @@ fn ci() -> Result<()> {
         ]),
     )?;
     let (passed, failed) = run_tests()?;
-    run(
-        "seed sweep (60 seeds)",
-        cargo().args([
-            "run",
-            "-q",
-            "-p",
-            "mdp-sim",
-            "--bin",
-            "mdp-sim-sweep",
-            "--",
-            "--seeds",
-            "60",
-        ]),
-    )?;
+    sweep("60", false)?;
     run(
         "cargo doc",
         cargo()
@@ -282,21 +269,27 @@ fn sim(args: &[String]) -> Result<()> {
         [flag, n] if flag == "--seeds" => n.clone(),
         _ => bail!("usage: cargo xtask sim [--seeds N]"),
     };
-    run(
-        &format!("seed sweep ({seeds} seeds)"),
-        cargo().args([
-            "run",
-            "--release",
-            "-q",
-            "-p",
-            "mdp-sim",
-            "--bin",
-            "mdp-sim-sweep",
-            "--",
-            "--seeds",
-            &seeds,
-        ]),
-    )
+    sweep(&seeds, true)
+}
+
+/// Runs `seeds` simulated pushes with random settings (mdp-sim-sweep).
+fn sweep(seeds: &str, release: bool) -> Result<()> {
+    let mut cmd = cargo();
+    cmd.arg("run");
+    if release {
+        cmd.arg("--release");
+    }
+    cmd.args([
+        "-q",
+        "-p",
+        "mdp-sim",
+        "--bin",
+        "mdp-sim-sweep",
+        "--",
+        "--seeds",
+        seeds,
+    ]);
+    run(&format!("seed sweep ({seeds} seeds)"), &mut cmd)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
