@@ -78,6 +78,8 @@ pub struct SimConfig {
     pub latency: Duration,
     /// Random extra latency, uniform in `0..jitter` (reorders datagrams).
     pub jitter: Duration,
+    /// Probability that a delivered datagram arrives twice.
+    pub duplicate: f64,
     /// Seed for the network and the receivers.
     pub seed: u64,
     /// The sender's settings.
@@ -106,6 +108,7 @@ impl SimConfig {
             loss_sender: 0.0,
             latency: Duration::from_millis(1),
             jitter: Duration::ZERO,
+            duplicate: 0.0,
             seed,
             sender,
             receiver_buffer: 64 << 20,
@@ -335,10 +338,17 @@ impl World {
     }
 
     fn schedule(&mut self, to: Node, datagram: Rc<[u8]>) {
-        let at = self.now + self.link_delay();
-        self.seq += 1;
-        self.in_flight.insert(self.seq, datagram);
-        self.queue.push(Reverse((at, self.seq, to)));
+        let copies = if self.rng.chance(self.config.duplicate) {
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            let at = self.now + self.link_delay();
+            self.seq += 1;
+            self.in_flight.insert(self.seq, datagram.clone());
+            self.queue.push(Reverse((at, self.seq, to)));
+        }
     }
 
     fn multicast_from_sender(&mut self, datagram: &[u8]) {
