@@ -35,6 +35,10 @@ fn in_private_netns(test: &str) -> bool {
         );
         return false;
     }
+    // One namespace at a time: parallel pushes of tens of MiB on a small
+    // machine would starve each other and turn timing into flakiness.
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let exe = std::env::current_exe().expect("test executable path");
     let out = Command::new("unshare")
         .arg("-n")

@@ -108,6 +108,7 @@ fn run(args: &Args) -> anyhow::Result<i32> {
     config.validate().map_err(anyhow::Error::msg)?;
 
     let started = Instant::now();
+    tracing::info!("reading and hashing what to push");
     let source = mdp_net::scan::scan(&args.paths)?;
     for (p, why) in &source.skipped {
         tracing::warn!("skipping {}: {why}", p.display());
