@@ -29,7 +29,7 @@ pub enum RecvError {
     #[error("{0}")]
     Socket(String),
     /// The cache directory cannot be used.
-    #[error("cannot use directory {path}: {source}")]
+    #[error("cannot use directory {path}")]
     Dir {
         /// The directory.
         path: PathBuf,

@@ -28,7 +28,7 @@ pub struct Source {
 #[derive(Debug, Error)]
 pub enum ScanError {
     /// A path could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Io {
         /// The path.
         path: PathBuf,

@@ -24,7 +24,7 @@ pub enum SendError {
     #[error("{0}")]
     Socket(String),
     /// A file could not be read mid-push.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         /// The file.
         path: PathBuf,
