@@ -4,6 +4,8 @@
 //! - `cargo xtask demo`: builds the binaries and pushes a generated tree to
 //!   four receivers over loopback multicast, then checks their copies.
 //! - `cargo xtask bench`: FEC throughput and end-to-end loopback goodput.
+//! - `cargo xtask sim [--seeds N]`: a long seed sweep of simulated pushes.
+//! - `cargo xtask dist`: release binaries, man pages and shell completions.
 //!
 //! The demo and the benchmark run inside a private network namespace when
 //! they can (root and `unshare -n`), so no datagram can leave the machine;
@@ -25,8 +27,9 @@ fn main() {
         Some("demo") => demo(),
         Some("bench") => bench(),
         Some("sim") => sim(&args[1..]),
+        Some("dist") => dist(),
         _ => {
-            eprintln!("usage: cargo xtask <ci|demo|bench|sim>\n  ci                fmt, clippy, tests, a short seed sweep, docs (what CI runs)\n  demo              a real push over loopback multicast to four receivers\n  bench             FEC throughput and loopback goodput, as a table\n  sim [--seeds N]   simulate N pushes with random settings (default 1000)");
+            eprintln!("usage: cargo xtask <ci|demo|bench|sim>\n  ci                fmt, clippy, tests, a short seed sweep, docs (what CI runs)\n  demo              a real push over loopback multicast to four receivers\n  bench             FEC throughput and loopback goodput, as a table\n  sim [--seeds N]   simulate N pushes with random settings (default 1000)\n  dist              release binaries, man pages and shell completions in target/dist");
             std::process::exit(2);
         }
     };
@@ -290,6 +293,39 @@ fn sweep(seeds: &str, release: bool) -> Result<()> {
         seeds,
     ]);
     run(&format!("seed sweep ({seeds} seeds)"), &mut cmd)
+}
+
+fn dist() -> Result<()> {
+    use clap::CommandFactory;
+    let bin = build_release()?;
+    let out = root().join("target/dist");
+    let _ = fs::remove_dir_all(&out);
+    for dir in ["bin", "man/man1", "completions"] {
+        fs::create_dir_all(out.join(dir))?;
+    }
+    let commands = [
+        mdp_cli::send::Args::command(),
+        mdp_cli::recv::Args::command(),
+    ];
+    for mut cmd in commands {
+        let name = cmd.get_name().to_string();
+        fs::copy(bin.join(&name), out.join("bin").join(&name))?;
+        let mut page = Vec::new();
+        clap_mangen::Man::new(cmd.clone()).render(&mut page)?;
+        fs::write(out.join(format!("man/man1/{name}.1")), page)?;
+        for shell in [
+            clap_complete::Shell::Bash,
+            clap_complete::Shell::Zsh,
+            clap_complete::Shell::Fish,
+        ] {
+            clap_complete::generate_to(shell, &mut cmd, &name, out.join("completions"))?;
+        }
+    }
+    eprintln!(
+        "dist: binaries, man pages and completions in {}",
+        out.display()
+    );
+    Ok(())
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

@@ -1,9 +1,12 @@
-//! Shared pieces of the `mdp-send` and `mdp-recv` binaries: argument value
-//! parsers, logging set-up, progress bars and report rendering.
+//! The `mdp-send` and `mdp-recv` programs: their arguments and bodies
+//! ([`send`], [`recv`]; the binaries only parse and call them), shared
+//! argument value parsers, logging set-up, progress output and reports.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod recv;
 pub mod report;
+pub mod send;
 
 use std::io::IsTerminal;
 use std::net::{IpAddr, SocketAddr};

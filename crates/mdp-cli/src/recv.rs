@@ -1,0 +1,154 @@
+//! mdp-recv: receive pushes from mdp-send into a directory.
+
+use crate::report::RecvJson;
+use crate::{parse_duration, NetArgs, OutputArgs, EXIT_INCOMPLETE, EXIT_OK};
+use mdp_net::recv::{RecvNotice, RecvOptions};
+use mdp_proto::{NodeId, ReceiverConfig};
+use std::path::PathBuf;
+use std::time::Duration;
+
+const AFTER_HELP: &str = "\
+Examples:
+  Receive one push into /srv/cache and exit (0 when every file arrived intact):
+    mdp-recv --interface 192.168.1.20 --dir /srv/cache --once
+
+  Run as a service, taking one push after another:
+    mdp-recv --interface 192.168.1.20 --dir /srv/cache
+
+Files appear under DIR at their pushed paths only after their BLAKE3 hash
+matched (written in DIR/.mdp-tmp, then renamed).
+
+Exit status:
+  0  with --once: every file of the push arrived and was placed;
+     without --once: stopped by SIGINT/SIGTERM
+  1  with --once: the push ended incomplete, or no push came within --timeout
+  2  usage error or local I/O error";
+
+/// Receive files pushed with mdp-send over UDP multicast.
+///
+/// mdp-recv joins the group, registers with the sender, asks only for what
+/// it lost, rebuilds blocks from any k of n symbols, checks each file's
+/// BLAKE3 hash and only then places it under DIR by atomic rename.
+#[derive(clap::Parser, Debug)]
+#[command(name = "mdp-recv", version, after_long_help = AFTER_HELP)]
+pub struct Args {
+    /// Directory to place received files in (created if missing).
+    #[arg(long, value_name = "DIR")]
+    dir: PathBuf,
+
+    #[command(flatten)]
+    net: NetArgs,
+
+    /// Exit after the first push ends.
+    #[arg(long)]
+    once: bool,
+
+    /// Stop after this long in any case.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    timeout: Option<Duration>,
+
+    /// Abandon a push whose sender went silent this long.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    idle_timeout: Duration,
+
+    /// Name reported to the sender [default: the host name].
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+
+    /// Memory for incomplete blocks, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 64)]
+    buffer: usize,
+
+    #[allow(missing_docs)] // documented by OutputArgs's fields
+    #[command(flatten)]
+    pub out: OutputArgs,
+}
+
+/// Runs the program; returns its exit code.
+pub fn run(args: &Args) -> anyhow::Result<i32> {
+    let endpoint = args.net.endpoint()?;
+    mdp_net::recv::check_dir(&args.dir)
+        .map_err(|e| anyhow::anyhow!("cannot write to {}: {e}", args.dir.display()))?;
+    let name = args.name.clone().unwrap_or_else(mdp_net::recv::host_name);
+    let mut config =
+        ReceiverConfig::new(NodeId(mdp_net::random_u64()), &name, mdp_net::random_u64());
+    config.idle_timeout = args.idle_timeout;
+    config.buffer_bytes = args.buffer.max(1) << 20;
+    let opts = RecvOptions {
+        endpoint,
+        config,
+        dir: args.dir.clone(),
+        once: args.once,
+        timeout: args.timeout,
+    };
+    tracing::info!(
+        "{name} waiting for pushes on {} via {} into {}",
+        args.net.group,
+        args.net.interface,
+        args.dir.display()
+    );
+    let show_bar = args.out.bar();
+    let mut bar: Option<indicatif::ProgressBar> = None;
+    let json = args.out.json;
+    let mut log = crate::ProgressLog::new(!args.out.quiet);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let outcomes = runtime.block_on(mdp_net::recv::run(opts, |n| match n {
+        RecvNotice::Started {
+            session,
+            files,
+            bytes,
+        } => {
+            tracing::info!(
+                "push {session}: {files} files, {}",
+                crate::human_bytes(bytes)
+            );
+            bar = crate::progress_bar(show_bar, bytes, "receiving");
+        }
+        RecvNotice::Progress { bytes, total } => {
+            if let Some(b) = &bar {
+                b.set_position(bytes);
+            } else if log.due() {
+                tracing::info!(
+                    "received {} of {}",
+                    crate::human_bytes(bytes),
+                    crate::human_bytes(total)
+                );
+            }
+        }
+        RecvNotice::Placed(p) => tracing::debug!("placed {}", p.display()),
+        RecvNotice::Failed(msg) => tracing::warn!("{msg}"),
+        RecvNotice::Finished(outcome, stats) => {
+            if let Some(b) = bar.take() {
+                b.finish_and_clear();
+            }
+            if json {
+                let j = RecvJson::new(&outcome, &stats);
+                println!("{}", serde_json::to_string(&j).expect("serializable"));
+            } else if outcome.complete {
+                println!(
+                    "mdp-recv: push {} complete: {} files placed",
+                    outcome.session, outcome.verified
+                );
+            } else {
+                println!(
+                    "mdp-recv: push {} incomplete: {}",
+                    outcome.session,
+                    outcome.problem.as_deref().unwrap_or("unknown reason")
+                );
+            }
+        }
+    }))?;
+    if !args.once {
+        return Ok(EXIT_OK);
+    }
+    Ok(match outcomes.first() {
+        Some(o) if o.complete => EXIT_OK,
+        Some(_) => EXIT_INCOMPLETE,
+        None => {
+            eprintln!("mdp-recv: no push arrived (is mdp-send using the same --group and a reachable --interface?)");
+            EXIT_INCOMPLETE
+        }
+    })
+}
