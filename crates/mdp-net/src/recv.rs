@@ -83,6 +83,9 @@ pub struct RecvOptions {
     pub timeout: Option<Duration>,
 }
 
+/// Commands (mostly finished blocks) queued for the writer thread at most.
+const WRITE_QUEUE: usize = 64;
+
 enum WriterCmd {
     Begin(SessionId, Arc<Manifest>),
     Write(ObjectId, u64, Vec<u8>),
@@ -165,7 +168,10 @@ pub async fn run(
         path: opts.dir.clone(),
         source,
     })?;
-    let (cmd_tx, cmd_rx) = mpsc::channel();
+    // Bounded: when the disk is slower than the network, the protocol task
+    // waits here (and the kernel drops what overflows the socket buffer,
+    // which NACKs repair) instead of queueing blocks in memory without end.
+    let (cmd_tx, cmd_rx) = mpsc::sync_channel(WRITE_QUEUE);
     let (reply_tx, mut reply_rx) = tokio::sync::mpsc::unbounded_channel();
     let writer_thread = std::thread::Builder::new()
         .name("mdp-writer".into())
