@@ -102,7 +102,12 @@ fn assert_same_tree(want: &Path, got: &Path) {
             assert!(gm.is_dir());
             assert_same_tree(&w, &g);
             let gm = fs::metadata(&g).unwrap();
-            assert_eq!(wm.modified().unwrap(), gm.modified().unwrap(), "mtime of {}", g.display());
+            assert_eq!(
+                wm.modified().unwrap(),
+                gm.modified().unwrap(),
+                "mtime of {}",
+                g.display()
+            );
         } else {
             assert!(
                 fs::read(&w).unwrap() == fs::read(&g).unwrap(),

@@ -100,6 +100,8 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
     });
     config.timeout = args.timeout;
     config.drop_after = args.drop_after;
+    // Larger blocks need a larger cache for the read-ahead window.
+    config.cache_bytes = config.cache_bytes.max(config.min_cache_bytes());
     config.validate().map_err(anyhow::Error::msg)?;
 
     let started = Instant::now();

@@ -34,6 +34,9 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Largest block (k × T) a sender uses: both ends hold whole blocks in memory.
+pub const MAX_BLOCK_BYTES: usize = 16 << 20;
+
 /// Largest manifest that is re-sent with every ANNOUNCE while registering.
 pub const MANIFEST_RESEND_MAX: u64 = 64 << 10;
 
@@ -126,10 +129,25 @@ impl SenderConfig {
             return Err("rate must be at least 8 kbit/s".into());
         }
         let block_bytes = self.block_k as usize * self.symbol_size as usize;
-        if self.cache_bytes < block_bytes * (self.readahead_blocks + 2) {
+        if block_bytes > MAX_BLOCK_BYTES {
+            return Err(format!(
+                "a block of {} symbols of {} bytes is {} MiB; block size × symbol size must be at most {} MiB",
+                self.block_k,
+                self.symbol_size,
+                block_bytes >> 20,
+                MAX_BLOCK_BYTES >> 20
+            ));
+        }
+        if self.cache_bytes < self.min_cache_bytes() {
             return Err("block cache too small for the read-ahead window".into());
         }
         Ok(())
+    }
+
+    /// The smallest block cache that holds the read-ahead window and a
+    /// block being repaired.
+    pub fn min_cache_bytes(&self) -> usize {
+        self.block_k as usize * self.symbol_size as usize * (self.readahead_blocks + 2)
     }
 }
 

@@ -37,9 +37,12 @@ fn config_for(seed: u64) -> (SimConfig, Content) {
         0
     };
     c.sender.symbol_size = [16, 500, 1400, 8000][pick(&mut rng, 4) as usize];
-    c.sender.cache_bytes = c.sender.cache_bytes.max(
-        c.sender.block_k as usize * c.sender.symbol_size as usize * (c.sender.readahead_blocks + 2),
-    );
+    if c.sender.block_k as usize * c.sender.symbol_size as usize
+        > mdp_proto::sender::MAX_BLOCK_BYTES
+    {
+        c.sender.block_k = 256;
+    }
+    c.sender.cache_bytes = c.sender.cache_bytes.max(c.sender.min_cache_bytes());
     c.receiver_buffer = [1 << 20, 8 << 20, 64 << 20][pick(&mut rng, 3) as usize];
     c.sender.timeout = Duration::from_secs(60);
     c.sender.drop_after = Duration::from_secs(3);
