@@ -433,6 +433,10 @@ fn validate(message: &Control) -> Result<(), WireError> {
                 "block_k",
             )?;
             check(
+                a.block_k as usize * a.symbol_size as usize <= crate::sender::MAX_BLOCK_BYTES,
+                "block bytes",
+            )?;
+            check(
                 (1..=crate::layout::MAX_PARITY).contains(&a.parity),
                 "parity",
             )?;
