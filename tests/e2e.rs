@@ -3,9 +3,11 @@
 //!
 //! Each network test re-runs itself inside a private network namespace
 //! (`unshare -n`, loopback up with a multicast route), so nothing can leave
-//! the machine and parallel tests cannot hear each other. Without root or
-//! `unshare` they are skipped with a message. Files live in a temporary
-//! directory of the host file system, shared with the namespace.
+//! the machine and parallel tests cannot hear each other. Without root they
+//! run on the host's loopback instead (pinned to 127.0.0.1, TTL 1, one at a
+//! time), except those that need root for packet filters or routes, which
+//! say they are skipped. Files live in a temporary directory of the host
+//! file system, shared with the namespace.
 
 use mdp_net::socket::Endpoint;
 use mdp_proto::wire::{self, Announce, Control, DataHeader, Timing};
@@ -21,24 +23,39 @@ const SEND: &str = env!("CARGO_BIN_EXE_mdp-send");
 const RECV: &str = env!("CARGO_BIN_EXE_mdp-recv");
 const INNER: &str = "MDP_E2E_INNER";
 
-/// Runs the calling test inside a fresh network namespace. Returns true in
-/// the namespace (the caller goes on with its body), false outside (where the
-/// inner run was checked, or the test was skipped).
-fn in_private_netns(test: &str) -> bool {
+/// Where a network test's body runs.
+#[allow(dead_code)] // the guard is held for its lifetime only
+enum Net {
+    /// Inside its own network namespace.
+    Namespace,
+    /// On the host's loopback (no namespace available), one test at a time.
+    Host(std::sync::MutexGuard<'static, ()>),
+}
+
+/// One network test at a time: parallel pushes of tens of MiB on a small
+/// machine would starve each other, and on the host they would share ports.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Decides where the calling test runs. With root it re-runs itself inside a
+/// fresh network namespace: there this returns `Some(Net::Namespace)`, and
+/// outside `None` after checking the inner run. Without namespaces
+/// (or with `MDP_E2E_NO_NETNS=1`) it returns `Some(Net::Host(..))` so the test
+/// runs on the host's loopback, pinned to 127.0.0.1 with TTL 1, unless it
+/// `needs_root` (packet filters, routes), when it is skipped.
+fn network(test: &str, needs_root: bool) -> Option<Net> {
     if std::env::var(INNER).as_deref() == Ok(test) {
         netns::setup_loopback().expect("loopback multicast in the namespace");
-        return true;
+        return Some(Net::Namespace);
     }
-    if !netns::available() {
-        eprintln!(
-            "skipping {test}: needs root and `unshare -n` to run in a private network namespace"
-        );
-        return false;
+    let turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if std::env::var_os("MDP_E2E_NO_NETNS").is_some() || !netns::available() {
+        if needs_root {
+            eprintln!("skipping {test}: needs root and `unshare -n` (a private network namespace)");
+            return None;
+        }
+        eprintln!("note: {test}: no private network namespace; running on the host's loopback");
+        return Some(Net::Host(turn));
     }
-    // One namespace at a time: parallel pushes of tens of MiB on a small
-    // machine would starve each other and turn timing into flakiness.
-    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let exe = std::env::current_exe().expect("test executable path");
     let out = Command::new("unshare")
         .arg("-n")
@@ -58,7 +75,7 @@ fn in_private_netns(test: &str) -> bool {
         text.contains("1 passed"),
         "{test} did not run inside its namespace"
     );
-    false
+    None
 }
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -232,9 +249,12 @@ fn json(out: &Output) -> serde_json::Value {
 
 #[test]
 fn pushes_a_64_mib_file_and_a_nested_tree_to_three_receivers() {
-    if !in_private_netns("pushes_a_64_mib_file_and_a_nested_tree_to_three_receivers") {
+    let Some(_net) = network(
+        "pushes_a_64_mib_file_and_a_nested_tree_to_three_receivers",
+        false,
+    ) else {
         return;
-    }
+    };
     let base = temp_dir("push3");
     let src = base.join("src");
     make_source(&src, 64 << 20);
@@ -244,9 +264,12 @@ fn pushes_a_64_mib_file_and_a_nested_tree_to_three_receivers() {
 
 #[test]
 fn a_receiver_killed_mid_push_makes_the_sender_exit_1_naming_it() {
-    if !in_private_netns("a_receiver_killed_mid_push_makes_the_sender_exit_1_naming_it") {
+    let Some(_net) = network(
+        "a_receiver_killed_mid_push_makes_the_sender_exit_1_naming_it",
+        false,
+    ) else {
         return;
-    }
+    };
     let base = temp_dir("kill");
     let src = base.join("src");
     make_source(&src, 64 << 20);
@@ -301,9 +324,12 @@ fn a_receiver_killed_mid_push_makes_the_sender_exit_1_naming_it() {
 
 #[test]
 fn a_push_through_5_percent_loss_arrives_intact_everywhere() {
-    if !in_private_netns("a_push_through_5_percent_loss_arrives_intact_everywhere") {
+    let Some(_net) = network(
+        "a_push_through_5_percent_loss_arrives_intact_everywhere",
+        true,
+    ) else {
         return;
-    }
+    };
     if Command::new("nft").arg("--version").output().is_err() {
         eprintln!(
             "skipping: needs nft (Debian package nftables; .ci/run installs it) to drop packets"
@@ -338,9 +364,12 @@ fn a_push_through_5_percent_loss_arrives_intact_everywhere() {
 
 #[test]
 fn an_interrupted_sender_reports_and_tells_the_receivers_at_once() {
-    if !in_private_netns("an_interrupted_sender_reports_and_tells_the_receivers_at_once") {
+    let Some(_net) = network(
+        "an_interrupted_sender_reports_and_tells_the_receivers_at_once",
+        false,
+    ) else {
         return;
-    }
+    };
     let base = temp_dir("sigint");
     let src = base.join("src");
     make_source(&src, 64 << 20);
@@ -379,9 +408,9 @@ fn an_interrupted_sender_reports_and_tells_the_receivers_at_once() {
 
 #[test]
 fn pushes_over_ipv6_loopback_multicast() {
-    if !in_private_netns("pushes_over_ipv6_loopback_multicast") {
+    let Some(_net) = network("pushes_over_ipv6_loopback_multicast", true) else {
         return;
-    }
+    };
     let ok = Command::new("ip")
         .args([
             "-6",
@@ -480,10 +509,12 @@ fn evil_manifest(path: &str, size: u64) -> Vec<u8> {
 
 #[test]
 fn hostile_datagrams_never_crash_a_receiver_nor_write_outside_its_directory() {
-    if !in_private_netns("hostile_datagrams_never_crash_a_receiver_nor_write_outside_its_directory")
-    {
+    let Some(_net) = network(
+        "hostile_datagrams_never_crash_a_receiver_nor_write_outside_its_directory",
+        false,
+    ) else {
         return;
-    }
+    };
     let base = temp_dir("hostile");
     let dir = base.join("cache");
     let rx = receiver(
