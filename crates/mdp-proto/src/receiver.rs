@@ -1087,15 +1087,15 @@ impl Receiver {
                 ));
             }
             let echo = Self::echo(s, now);
+            let loss = s.loss.wire();
             let s = self.session.as_mut().expect("caller checked");
             s.holdoff.extend(holds);
-            let s = &*s;
             self.stats.nacks_sent += 1;
             self.stats.nack_entries_sent += entries.len() as u64;
             self.transmits.push_back(Control::Nack(Nack {
                 node: self.config.node,
                 echo,
-                loss: s.loss.wire(),
+                loss,
                 entries,
             }));
         }
