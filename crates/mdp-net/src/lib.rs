@@ -7,8 +7,8 @@
 //!   atomic placement, and the path rules that keep writes inside it.
 //! - [`send`] and [`recv`]: the tokio drivers.
 //!
-//! File reads and writes run on a dedicated thread each, off the protocol
-//! task, in whole blocks.
+//! File reads and writes run on dedicated threads, off the protocol task, in
+//! whole blocks; a receiver hashes finished files on a thread of their own.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -6,7 +6,7 @@
 //! waits for the next push (finished session ids are ignored from then on).
 
 use crate::socket::{self, Endpoint};
-use crate::store::Store;
+use crate::store::{Store, Written};
 use mdp_proto::wire::FailReason;
 use mdp_proto::{
     Manifest, ObjectId, Receiver, ReceiverConfig, ReceiverEvent, ReceiverStats, SessionId,
@@ -99,11 +99,28 @@ enum WriterReply {
     Finished,
 }
 
+/// Owns the store: writes blocks, and hands finished files to a verifier
+/// thread, so that hashing a large file does not hold up the next writes.
 fn writer(
     mut store: Store,
     cmds: mpsc::Receiver<WriterCmd>,
     replies: tokio::sync::mpsc::UnboundedSender<WriterReply>,
 ) {
+    let (verify_tx, verify_rx) = mpsc::channel::<(ObjectId, Written)>();
+    let verify_replies = replies.clone();
+    let verifier = std::thread::Builder::new()
+        .name("mdp-verifier".into())
+        .spawn(move || {
+            for (object, written) in verify_rx {
+                let result = written.verify_and_place();
+                if verify_replies
+                    .send(WriterReply::Verified(object, result))
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
     for cmd in cmds {
         let reply = match cmd {
             WriterCmd::Begin(session, manifest) => match store.begin(session, manifest) {
@@ -114,15 +131,27 @@ fn writer(
                 store.write(object, offset, &data);
                 continue;
             }
-            WriterCmd::Complete(object) => WriterReply::Verified(object, store.complete(object)),
+            WriterCmd::Complete(object) => match (store.written(object), &verifier) {
+                (Ok(written), Ok(_)) => {
+                    let _ = verify_tx.send((object, written));
+                    continue;
+                }
+                // No verifier thread could be started: verify here.
+                (Ok(written), Err(_)) => WriterReply::Verified(object, written.verify_and_place()),
+                (Err(e), _) => WriterReply::Verified(object, Err(e)),
+            },
             WriterCmd::Finish => {
                 store.finish();
                 WriterReply::Finished
             }
         };
         if replies.send(reply).is_err() {
-            return;
+            break;
         }
+    }
+    drop(verify_tx);
+    if let Ok(v) = verifier {
+        let _ = v.join();
     }
 }
 

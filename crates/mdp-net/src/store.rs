@@ -13,7 +13,7 @@
 //! outside `DIR`. Set-user-id, set-group-id and sticky bits are never applied.
 
 use mdp_proto::wire::FailReason;
-use mdp_proto::{EntryKind, Manifest, ObjectId, SessionId};
+use mdp_proto::{Entry, EntryKind, Manifest, ObjectId, SessionId};
 use std::collections::HashMap;
 use std::fs::{self, File, FileTimes};
 use std::io::{self, Read};
@@ -39,7 +39,6 @@ pub struct Store {
     session: Option<SessionId>,
     manifest: Arc<Manifest>,
     open: HashMap<ObjectId, OpenFile>,
-    placed: Vec<PathBuf>,
 }
 
 impl std::fmt::Debug for Store {
@@ -105,7 +104,6 @@ impl Store {
             session: None,
             manifest: Arc::new(Manifest::default()),
             open: HashMap::new(),
-            placed: Vec::new(),
         })
     }
 
@@ -170,52 +168,26 @@ impl Store {
         }
     }
 
-    /// All blocks of `object` are written: checks its hash and places it.
-    pub fn complete(&mut self, object: ObjectId) -> Result<PathBuf, (FailReason, String)> {
+    /// All blocks of `object` are written: takes it out of the store, to be
+    /// checked and placed with [`Written::verify_and_place`] (on another
+    /// thread if need be, so that hashing a large file does not hold up the
+    /// writes of the next ones).
+    pub fn written(&mut self, object: ObjectId) -> Result<Written, (FailReason, String)> {
         let Some(f) = self.open.remove(&object) else {
             return Err((FailReason::Io, format!("object {} is unknown", object.0)));
         };
-        let e = &self.manifest.entries[f.entry];
-        let fail_io = |err: io::Error| {
-            let _ = fs::remove_file(&f.temp);
-            (FailReason::Io, format!("{}: {err}", e.path))
-        };
-        if let Some(err) = f.error {
-            return Err(fail_io(err));
-        }
-        let EntryKind::File { hash, .. } = e.kind else {
-            unreachable!("open files are File entries")
-        };
-        let got = hash_open(&f.file).map_err(fail_io)?;
-        if got != hash {
-            let _ = fs::remove_file(&f.temp);
-            return Err((
-                FailReason::HashMismatch,
-                format!("{}: content does not match its BLAKE3 hash", e.path),
-            ));
-        }
-        fs::set_permissions(&f.temp, fs::Permissions::from_mode(e.mode & 0o777))
-            .map_err(fail_io)?;
-        if let Some(t) = mtime(e.mtime_secs, e.mtime_nanos) {
-            f.file
-                .set_times(FileTimes::new().set_modified(t))
-                .map_err(fail_io)?;
-        }
-        let mut comps: Vec<&str> = e.path.split('/').collect();
-        let name = comps.pop().expect("paths have at least one component");
-        let parent = safe_dirs(&self.root, comps.into_iter()).map_err(fail_io)?;
-        let dest = parent.join(name);
-        if let Ok(md) = fs::symlink_metadata(&dest) {
-            if md.is_dir() {
-                return Err(fail_io(refuse(format!(
-                    "{} is a directory",
-                    dest.display()
-                ))));
-            }
-        }
-        fs::rename(&f.temp, &dest).map_err(fail_io)?;
-        self.placed.push(dest.clone());
-        Ok(dest)
+        Ok(Written {
+            entry: self.manifest.entries[f.entry].clone(),
+            root: self.root.clone(),
+            file: f.file,
+            temp: f.temp,
+            error: f.error,
+        })
+    }
+
+    /// [`Store::written`] then [`Written::verify_and_place`].
+    pub fn complete(&mut self, object: ObjectId) -> Result<PathBuf, (FailReason, String)> {
+        self.written(object)?.verify_and_place()
     }
 
     /// Ends the session: applies directory modes and mtimes (deepest
@@ -240,17 +212,11 @@ impl Store {
         self.abort();
     }
 
-    /// Files placed in the current session.
-    pub fn placed(&self) -> &[PathBuf] {
-        &self.placed
-    }
-
     fn abort(&mut self) {
         for (_, f) in self.open.drain() {
             let _ = fs::remove_file(&f.temp);
         }
         self.session = None;
-        self.placed.clear();
     }
 }
 
@@ -259,6 +225,63 @@ impl Drop for Store {
         self.abort();
         // Only removes the directory when it is empty.
         let _ = fs::remove_dir(&self.tmp);
+    }
+}
+
+/// A file of the session whose blocks are all written.
+#[derive(Debug)]
+pub struct Written {
+    file: File,
+    temp: PathBuf,
+    entry: Entry,
+    root: PathBuf,
+    error: Option<io::Error>,
+}
+
+impl Written {
+    /// Checks the file's hash; only when it matches gives it its mode and
+    /// mtime and renames it to its final path. A file that fails is removed.
+    pub fn verify_and_place(self) -> Result<PathBuf, (FailReason, String)> {
+        let e = &self.entry;
+        let fail_io = |err: io::Error| {
+            let _ = fs::remove_file(&self.temp);
+            (FailReason::Io, format!("{}: {err}", e.path))
+        };
+        if let Some(err) = self.error {
+            return Err(fail_io(err));
+        }
+        let EntryKind::File { hash, .. } = e.kind else {
+            unreachable!("open files are File entries")
+        };
+        let got = hash_open(&self.file).map_err(fail_io)?;
+        if got != hash {
+            let _ = fs::remove_file(&self.temp);
+            return Err((
+                FailReason::HashMismatch,
+                format!("{}: content does not match its BLAKE3 hash", e.path),
+            ));
+        }
+        fs::set_permissions(&self.temp, fs::Permissions::from_mode(e.mode & 0o777))
+            .map_err(fail_io)?;
+        if let Some(t) = mtime(e.mtime_secs, e.mtime_nanos) {
+            self.file
+                .set_times(FileTimes::new().set_modified(t))
+                .map_err(fail_io)?;
+        }
+        let mut comps: Vec<&str> = e.path.split('/').collect();
+        let name = comps.pop().expect("paths have at least one component");
+        let parent = safe_dirs(&self.root, comps.into_iter()).map_err(fail_io)?;
+        let dest = parent.join(name);
+        if let Ok(md) = fs::symlink_metadata(&dest) {
+            if md.is_dir() {
+                return Err(fail_io(refuse(format!(
+                    "{} is a directory",
+                    dest.display()
+                ))));
+            }
+        }
+        fs::rename(&self.temp, &dest).map_err(fail_io)?;
+        Ok(dest)
     }
 }
 
@@ -281,7 +304,6 @@ fn hash_open(file: &File) -> io::Result<[u8; 32]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mdp_proto::Entry;
 
     fn tempdir(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("mdp-store-{name}-{}", std::process::id()));
