@@ -737,7 +737,18 @@ impl Sender {
 
     // ------------------------------------------------------------- progress
 
+    /// Re-evaluates everything after an input: phase changes, drops, the end.
     fn check_progress(&mut self, now: Instant) {
+        self.advance_phase(now);
+        if self.phase == Phase::Flushing {
+            self.check_flushing(now);
+        }
+        self.request_reads();
+    }
+
+    /// Phase changes that sending itself can cause (cheap: called per
+    /// transmit).
+    fn advance_phase(&mut self, now: Instant) {
         if matches!(self.phase, Phase::Done { .. } | Phase::Finished) {
             return;
         }
@@ -764,38 +775,42 @@ impl Sender {
             self.flush_start = Some(now);
             self.next_flush = now;
             self.events.push_back(SenderEvent::Flushing);
+            self.check_flushing(now);
         }
-        if self.phase == Phase::Flushing {
-            let flush_start = self.flush_start.unwrap_or(now);
-            for p in self.peers.values_mut() {
-                if p.state == PeerState::Active {
-                    let silent_since = p.last_heard.max(flush_start);
-                    let silent = now.saturating_duration_since(silent_since);
-                    if silent >= self.config.drop_after {
-                        p.state = PeerState::Dropped(now.saturating_duration_since(p.last_heard));
-                    }
+    }
+
+    /// Drops silent receivers and ends the session when every receiver is
+    /// final. O(receivers): called on feedback, timers and FLUSH rounds, not
+    /// per data packet.
+    fn check_flushing(&mut self, now: Instant) {
+        let flush_start = self.flush_start.unwrap_or(now);
+        for p in self.peers.values_mut() {
+            if p.state == PeerState::Active {
+                let silent_since = p.last_heard.max(flush_start);
+                let silent = now.saturating_duration_since(silent_since);
+                if silent >= self.config.drop_after {
+                    p.state = PeerState::Dropped(now.saturating_duration_since(p.last_heard));
                 }
             }
-            let all_final = self.peers.values().all(|p| p.state != PeerState::Active);
-            let expected = self.config.expected_receivers as usize;
-            let since_flush = now.saturating_duration_since(flush_start);
-            let done = if self.peers.is_empty() {
-                // Give receivers whose REGISTER was lost a few FLUSH rounds.
-                self.flushes_sent >= 3 && since_flush >= self.flush_interval() * 3
-            } else if self.peers.len() < expected {
-                all_final && since_flush >= self.config.drop_after
-            } else if expected == 0 {
-                // An open group: give receivers the sender has not heard
-                // from yet (lost REGISTERs) two FLUSH rounds to answer.
-                all_final && self.flushes_sent >= 2
-            } else {
-                all_final
-            };
-            if done {
-                self.finish(now);
-            }
         }
-        self.request_reads();
+        let all_final = self.peers.values().all(|p| p.state != PeerState::Active);
+        let expected = self.config.expected_receivers as usize;
+        let since_flush = now.saturating_duration_since(flush_start);
+        let done = if self.peers.is_empty() {
+            // Give receivers whose REGISTER was lost a few FLUSH rounds.
+            self.flushes_sent >= 3 && since_flush >= self.flush_interval() * 3
+        } else if self.peers.len() < expected {
+            all_final && since_flush >= self.config.drop_after
+        } else if expected == 0 {
+            // An open group: give receivers the sender has not heard
+            // from yet (lost REGISTERs) two FLUSH rounds to answer.
+            all_final && self.flushes_sent >= 2
+        } else {
+            all_final
+        };
+        if done {
+            self.finish(now);
+        }
     }
 
     /// Ends the session early (e.g. on SIGINT): the sender reports what it
@@ -1060,7 +1075,7 @@ impl Sender {
             }
             _ => {}
         }
-        self.check_progress(now);
+        self.advance_phase(now);
         if matches!(self.phase, Phase::Done { .. }) {
             return self.poll_transmit(now, buf);
         }
@@ -1092,6 +1107,8 @@ impl Sender {
             self.write_control(buf, &msg);
             self.flushes_sent += 1;
             self.next_flush = now + self.flush_interval();
+            // The end may wait for a number of FLUSH rounds.
+            self.check_flushing(now);
             return Some(self.single(buf));
         }
         // Data: repairs before new symbols, paced.
