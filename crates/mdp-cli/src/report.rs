@@ -232,3 +232,66 @@ impl RecvJson {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mdp_proto::{NodeId, ReceiverReport, SenderStats, SessionId};
+
+    fn receiver(name: &str, verdict: Verdict) -> ReceiverReport {
+        ReceiverReport {
+            node: NodeId(0xab),
+            name: name.into(),
+            verdict,
+            verified: 1,
+            missing: vec!["tree/x".into()],
+            failed: vec![("tree/y".into(), FailReason::HashMismatch)],
+        }
+    }
+
+    #[test]
+    fn every_verdict_is_named_in_json_and_text() {
+        let report = SenderReport {
+            session: SessionId(0x1234),
+            success: false,
+            expected: 3,
+            problem: Some("2 of 3 receivers did not confirm every file".into()),
+            timed_out: false,
+            receivers: vec![
+                receiver("a", Verdict::Confirmed),
+                receiver(
+                    "b",
+                    Verdict::Dropped {
+                        silent_for: Duration::from_millis(6200),
+                    },
+                ),
+                receiver("c", Verdict::Failed),
+            ],
+            stats: SenderStats {
+                bytes_sent: 2040,
+                ..Default::default()
+            },
+        };
+        let j = SendJson::new(&report, 2, 2000, Duration::from_secs(2), 1);
+        let v: serde_json::Value = serde_json::to_value(&j).unwrap();
+        assert_eq!(v["session"], "0000000000001234");
+        assert_eq!(v["exit_code"], 1);
+        assert_eq!(v["receivers"][0]["verdict"], "confirmed");
+        assert_eq!(v["receivers"][1]["verdict"], "dropped");
+        assert_eq!(v["receivers"][1]["silent_secs"], 6.2);
+        assert_eq!(v["receivers"][2]["failed"][0]["reason"], "hash_mismatch");
+        assert_eq!(v["stats"]["wire_bytes_per_file_byte"], 1.02);
+        assert_eq!(v["goodput_mbps"], 0.008);
+        let text = j.text();
+        assert!(text.starts_with("mdp-send: FAILED: 2 files"), "{text}");
+        assert!(
+            text.contains("dropped") && text.contains("silent for 6.2s"),
+            "{text}"
+        );
+        assert!(text.contains("missing: tree/x"), "{text}");
+        assert!(
+            text.contains("mdp-send: 2 of 3 receivers did not confirm every file"),
+            "{text}"
+        );
+    }
+}

@@ -146,3 +146,84 @@ fn add(src: &mut Source, path: &Path, rel: String) -> Result<(), ScanError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn tempdir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("mdp-scan-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn names_entries_like_scp_r_and_skips_links() {
+        let d = tempdir("names");
+        fs::create_dir_all(d.join("site/sub/empty")).unwrap();
+        fs::write(d.join("site/b.txt"), b"bee").unwrap();
+        fs::write(d.join("site/sub/a.txt"), b"a").unwrap();
+        fs::write(d.join("single.bin"), b"").unwrap();
+        symlink("/etc/passwd", d.join("site/link")).unwrap();
+        fs::set_permissions(d.join("site/b.txt"), fs::Permissions::from_mode(0o640)).unwrap();
+
+        let src = scan(&[d.join("site"), d.join("single.bin")]).unwrap();
+        let paths: Vec<_> = src
+            .manifest
+            .entries
+            .iter()
+            .map(|e| e.path.as_str())
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "site",
+                "site/b.txt",
+                "site/sub",
+                "site/sub/a.txt",
+                "site/sub/empty",
+                "single.bin"
+            ]
+        );
+        src.manifest.validate().unwrap();
+        // Files become objects in manifest order, with their local paths.
+        assert_eq!(
+            src.files,
+            [
+                d.join("site/b.txt"),
+                d.join("site/sub/a.txt"),
+                d.join("single.bin")
+            ]
+        );
+        let b = &src.manifest.entries[1];
+        assert_eq!(b.mode, 0o640);
+        assert_eq!(
+            b.kind,
+            EntryKind::File {
+                size: 3,
+                hash: *blake3::hash(b"bee").as_bytes()
+            }
+        );
+        assert_eq!(src.skipped, [(d.join("site/link"), "symbolic link")]);
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn two_paths_with_the_same_name_are_refused() {
+        let d = tempdir("dup");
+        fs::create_dir_all(d.join("x/data")).unwrap();
+        fs::create_dir_all(d.join("y/data")).unwrap();
+        let err = scan(&[d.join("x/data"), d.join("y/data")]).unwrap_err();
+        assert!(
+            matches!(err, ScanError::Duplicate(ref n) if n == "data"),
+            "{err}"
+        );
+        assert!(matches!(
+            scan(&[PathBuf::from("/")]),
+            Err(ScanError::NoName(_))
+        ));
+        fs::remove_dir_all(&d).unwrap();
+    }
+}
