@@ -107,11 +107,6 @@ impl Store {
         })
     }
 
-    /// The cache directory.
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     /// Prepares a session: creates its directories and temporary files.
     pub fn begin(&mut self, session: SessionId, manifest: Arc<Manifest>) -> io::Result<()> {
         self.abort();

@@ -323,7 +323,6 @@ struct Cursor {
 pub struct Sender {
     config: SenderConfig,
     coding: Coding,
-    manifest: Arc<Manifest>,
     manifest_bytes: Vec<u8>,
     manifest_hash: [u8; 32],
     /// Object sizes; index 0 is the manifest.
@@ -412,7 +411,6 @@ impl Sender {
         Ok(Sender {
             coding: config.coding(),
             pacer: Pacer::new(config.rate_bps, burst, now),
-            manifest: Arc::new(manifest),
             manifest_bytes,
             manifest_hash,
             sizes,
@@ -453,11 +451,6 @@ impl Sender {
         })
     }
 
-    /// The manifest this session delivers.
-    pub fn manifest(&self) -> &Arc<Manifest> {
-        &self.manifest
-    }
-
     /// Counters so far.
     pub fn stats(&self) -> SenderStats {
         self.stats
@@ -487,11 +480,6 @@ impl Sender {
             done += (self.cursor.block as u64 * full_block).min(size);
         }
         done
-    }
-
-    /// The current group round-trip time estimate.
-    pub fn grtt(&self) -> Duration {
-        self.grtt
     }
 
     /// The report, once the session is finished.
