@@ -602,6 +602,34 @@ fn hostile_datagrams_never_crash_a_receiver_nor_write_outside_its_directory() {
         "receiver died: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The forged sessions really reached manifest validation and were
+    // refused there (so the checks below are not vacuous), and the real push
+    // arrived complete.
+    let sessions: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let problems: Vec<&str> = sessions
+        .iter()
+        .filter_map(|v| v["problem"].as_str())
+        .collect();
+    assert_eq!(
+        problems
+            .iter()
+            .filter(|p| p.contains("rejected the manifest: unsafe path"))
+            .count(),
+        4,
+        "{problems:?}"
+    );
+    assert_eq!(
+        problems
+            .iter()
+            .filter(|p| p.contains("refused the push"))
+            .count(),
+        1,
+        "{problems:?}"
+    );
+    assert_eq!(sessions.iter().filter(|v| v["complete"] == true).count(), 1);
     assert!(!base.join("escape").exists());
     assert!(!Path::new("/tmp/mdp-e2e-absolute").exists());
     assert!(!dir.join("sparse").exists());
