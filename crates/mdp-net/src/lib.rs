@@ -31,3 +31,12 @@ pub fn random_u64() -> u64 {
     );
     h.finish()
 }
+
+/// A fresh, empty directory for a unit test.
+#[cfg(test)]
+fn test_dir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("mdp-net-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}

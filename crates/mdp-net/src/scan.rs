@@ -152,16 +152,9 @@ mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
 
-    fn tempdir(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("mdp-scan-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&d);
-        fs::create_dir_all(&d).unwrap();
-        d
-    }
-
     #[test]
     fn names_entries_like_scp_r_and_skips_links() {
-        let d = tempdir("names");
+        let d = crate::test_dir("names");
         fs::create_dir_all(d.join("site/sub/empty")).unwrap();
         fs::write(d.join("site/b.txt"), b"bee").unwrap();
         fs::write(d.join("site/sub/a.txt"), b"a").unwrap();
@@ -212,7 +205,7 @@ mod tests {
 
     #[test]
     fn two_paths_with_the_same_name_are_refused() {
-        let d = tempdir("dup");
+        let d = crate::test_dir("dup");
         fs::create_dir_all(d.join("x/data")).unwrap();
         fs::create_dir_all(d.join("y/data")).unwrap();
         let err = scan(&[d.join("x/data"), d.join("y/data")]).unwrap_err();

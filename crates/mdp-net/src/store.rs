@@ -300,13 +300,6 @@ fn hash_open(file: &File) -> io::Result<[u8; 32]> {
 mod tests {
     use super::*;
 
-    fn tempdir(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("mdp-store-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&d);
-        fs::create_dir_all(&d).unwrap();
-        d
-    }
-
     fn file_entry(path: &str, data: &[u8]) -> Entry {
         Entry {
             path: path.into(),
@@ -322,7 +315,7 @@ mod tests {
 
     #[test]
     fn a_file_appears_only_after_its_hash_matched() {
-        let root = tempdir("place");
+        let root = crate::test_dir("place");
         let mut store = Store::open(&root).unwrap();
         let m = Arc::new(Manifest {
             entries: vec![
@@ -356,8 +349,8 @@ mod tests {
 
     #[test]
     fn a_symbolic_link_in_the_way_stops_the_write() {
-        let root = tempdir("symlink");
-        let outside = tempdir("symlink-outside");
+        let root = crate::test_dir("symlink");
+        let outside = crate::test_dir("symlink-outside");
         std::os::unix::fs::symlink(&outside, root.join("d")).unwrap();
         let mut store = Store::open(&root).unwrap();
         let m = Arc::new(Manifest {

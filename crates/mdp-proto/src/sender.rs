@@ -341,6 +341,8 @@ pub struct Sender {
     cache_bytes: usize,
     use_counter: u64,
     reads_pending: HashSet<BlockKey>,
+    /// Blocks with repair symbols queued, in request order; a block is here
+    /// exactly while its `RepairState::queued > 0` (checked in O(1) that way).
     repair_queue: VecDeque<BlockKey>,
     repairs: HashMap<BlockKey, RepairState>,
     peers: BTreeMap<NodeId, Peer>,
@@ -665,7 +667,9 @@ impl Sender {
             round_end: now,
             next_esi: start_esi,
         });
-        let in_round = st.queued > 0 || now < st.round_end;
+        // A block is in `repair_queue` exactly while it has symbols queued.
+        let was_queued = st.queued > 0;
+        let in_round = was_queued || now < st.round_end;
         if in_round {
             // NACKs sent before the receiver saw this round's repairs: top up
             // to the largest need, do not add a second round.
@@ -677,7 +681,7 @@ impl Sender {
             st.round_sent = 0;
             st.queued = need;
         }
-        if st.queued > 0 && !self.repair_queue.contains(&key) {
+        if st.queued > 0 && !was_queued {
             self.repair_queue.push_back(key);
         }
     }
@@ -912,7 +916,9 @@ impl Sender {
             let victim = self
                 .cache
                 .iter()
-                .filter(|(k, _)| **k < cursor && !self.repair_queue.contains(k))
+                .filter(|(k, _)| {
+                    **k < cursor && self.repairs.get(*k).is_none_or(|st| st.queued == 0)
+                })
                 .min_by_key(|(_, b)| b.last_use)
                 .map(|(k, _)| *k);
             let Some(victim) = victim else { break };
