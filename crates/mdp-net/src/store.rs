@@ -1,7 +1,8 @@
 //! The receiver's cache directory.
 //!
 //! Each file of a session is written to `DIR/.mdp-tmp/<session>-<object>.part`
-//! (sparse, block by block). When all its blocks are in, the file is hashed;
+//! (sparse, block by block, created on its first block; at most 64 are open
+//! at once, whatever the number of files). When all its blocks are in, the file is hashed;
 //! only a match gives it its mode and mtime and renames it to its final name
 //! under `DIR`. Since the temporary directory is inside `DIR`, the rename is
 //! atomic: a partial or corrupt file is never visible under its final name.
@@ -25,11 +26,48 @@ use std::time::{Duration, UNIX_EPOCH};
 /// Name of the temporary directory inside the cache directory.
 pub const TMP_DIR: &str = ".mdp-tmp";
 
-struct OpenFile {
-    file: File,
+/// Most temporary files a store keeps open at once. Files are created on
+/// their first write and reopened (never truncated again) when needed, so a
+/// push of any number of files stays far below the process's fd limit.
+const MAX_OPEN_FILES: usize = 64;
+
+/// A file of the session that is not complete yet.
+struct TempFile {
     temp: PathBuf,
     entry: usize,
+    size: u64,
+    created: bool,
     error: Option<io::Error>,
+}
+
+/// The open handle of `object`'s temporary file, creating the file (sparse,
+/// at its final size) on first use and closing another handle when
+/// [`MAX_OPEN_FILES`] are open.
+fn open_handle<'a>(
+    handles: &'a mut HashMap<ObjectId, File>,
+    t: &mut TempFile,
+    object: ObjectId,
+) -> io::Result<&'a File> {
+    if !handles.contains_key(&object) {
+        if handles.len() >= MAX_OPEN_FILES {
+            // Any one will do: it is reopened when its next block comes.
+            if let Some(&victim) = handles.keys().next() {
+                handles.remove(&victim);
+            }
+        }
+        let mut options = fs::OpenOptions::new();
+        options.read(true).write(true);
+        let file = if t.created {
+            options.open(&t.temp)?
+        } else {
+            let file = options.create(true).truncate(true).open(&t.temp)?;
+            t.created = true;
+            file.set_len(t.size)?;
+            file
+        };
+        handles.insert(object, file);
+    }
+    Ok(&handles[&object])
 }
 
 /// A cache directory that receives the files of one session at a time.
@@ -38,7 +76,8 @@ pub struct Store {
     tmp: PathBuf,
     session: Option<SessionId>,
     manifest: Arc<Manifest>,
-    open: HashMap<ObjectId, OpenFile>,
+    files: HashMap<ObjectId, TempFile>,
+    handles: HashMap<ObjectId, File>,
 }
 
 impl std::fmt::Debug for Store {
@@ -103,11 +142,13 @@ impl Store {
             tmp,
             session: None,
             manifest: Arc::new(Manifest::default()),
-            open: HashMap::new(),
+            files: HashMap::new(),
+            handles: HashMap::new(),
         })
     }
 
-    /// Prepares a session: creates its directories and temporary files.
+    /// Prepares a session: creates its directories; temporary files are
+    /// created as their blocks arrive.
     pub fn begin(&mut self, session: SessionId, manifest: Arc<Manifest>) -> io::Result<()> {
         self.abort();
         for e in &manifest.entries {
@@ -130,21 +171,14 @@ impl Store {
                 continue;
             };
             object += 1;
-            let temp = self.tmp.join(format!("{session}-{object}.part"));
-            let file = fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&temp)?;
-            let error = file.set_len(size).err();
-            self.open.insert(
+            self.files.insert(
                 ObjectId(object),
-                OpenFile {
-                    file,
-                    temp,
+                TempFile {
+                    temp: self.tmp.join(format!("{session}-{object}.part")),
                     entry: i,
-                    error,
+                    size,
+                    created: false,
+                    error: None,
                 },
             );
         }
@@ -154,11 +188,14 @@ impl Store {
     /// Writes a block of a file. An error is kept and reported when the file
     /// completes.
     pub fn write(&mut self, object: ObjectId, offset: u64, data: &[u8]) {
-        if let Some(f) = self.open.get_mut(&object) {
-            if f.error.is_none() {
-                if let Err(e) = f.file.write_all_at(data, offset) {
-                    f.error = Some(e);
-                }
+        let Some(t) = self.files.get_mut(&object) else {
+            return;
+        };
+        if t.error.is_none() {
+            let written = open_handle(&mut self.handles, t, object)
+                .and_then(|f| f.write_all_at(data, offset));
+            if let Err(e) = written {
+                t.error = Some(e);
             }
         }
     }
@@ -168,15 +205,25 @@ impl Store {
     /// thread if need be, so that hashing a large file does not hold up the
     /// writes of the next ones).
     pub fn written(&mut self, object: ObjectId) -> Result<Written, (FailReason, String)> {
-        let Some(f) = self.open.remove(&object) else {
+        let Some(mut t) = self.files.remove(&object) else {
             return Err((FailReason::Io, format!("object {} is unknown", object.0)));
         };
+        let entry = self.manifest.entries[t.entry].clone();
+        // An empty file has had no write: this creates it.
+        if let Err(e) = open_handle(&mut self.handles, &mut t, object) {
+            let _ = fs::remove_file(&t.temp);
+            return Err((FailReason::Io, format!("{}: {e}", entry.path)));
+        }
+        let file = self
+            .handles
+            .remove(&object)
+            .expect("open_handle inserted it");
         Ok(Written {
-            entry: self.manifest.entries[f.entry].clone(),
+            entry,
             root: self.root.clone(),
-            file: f.file,
-            temp: f.temp,
-            error: f.error,
+            file,
+            temp: t.temp,
+            error: t.error,
         })
     }
 
@@ -208,8 +255,11 @@ impl Store {
     }
 
     fn abort(&mut self) {
-        for (_, f) in self.open.drain() {
-            let _ = fs::remove_file(&f.temp);
+        self.handles.clear();
+        for (_, t) in self.files.drain() {
+            if t.created {
+                let _ = fs::remove_file(&t.temp);
+            }
         }
         self.session = None;
     }
@@ -344,6 +394,41 @@ mod tests {
         assert!(!root.join("y").exists());
         store.finish();
         assert_eq!(fs::read_dir(root.join(TMP_DIR)).unwrap().count(), 0);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn many_files_written_in_interleaved_blocks_stay_within_the_open_file_limit() {
+        let root = crate::test_dir("many");
+        let mut store = Store::open(&root).unwrap();
+        let n = 3 * MAX_OPEN_FILES;
+        let data: Vec<Vec<u8>> = (0..n)
+            .map(|i| format!("{i:04}-block-one|block-two").into_bytes())
+            .collect();
+        let m = Arc::new(Manifest {
+            entries: (0..n)
+                .map(|i| file_entry(&format!("f{i}"), &data[i]))
+                .collect(),
+        });
+        let fds = || fs::read_dir("/proc/self/fd").unwrap().count();
+        let before = fds();
+        store.begin(SessionId(3), m).unwrap();
+        // First halves of every file, then second halves: each handle is
+        // closed and reopened along the way.
+        for (i, d) in data.iter().enumerate() {
+            store.write(ObjectId(i as u32 + 1), 0, &d[..15]);
+        }
+        assert!(store.handles.len() <= MAX_OPEN_FILES);
+        // Other tests run in this process too: allow some slack.
+        assert!(fds() <= before + MAX_OPEN_FILES + 16, "{} fds open", fds());
+        for (i, d) in data.iter().enumerate() {
+            store.write(ObjectId(i as u32 + 1), 15, &d[15..]);
+        }
+        for (i, d) in data.iter().enumerate() {
+            let placed = store.complete(ObjectId(i as u32 + 1)).unwrap();
+            assert_eq!(&fs::read(placed).unwrap(), d);
+        }
+        store.finish();
         fs::remove_dir_all(&root).unwrap();
     }
 
