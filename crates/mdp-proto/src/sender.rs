@@ -298,6 +298,12 @@ struct CachedBlock {
     last_use: u64,
 }
 
+impl CachedBlock {
+    fn bytes(&self) -> usize {
+        self.source.len() + self.parity.as_ref().map_or(0, Vec::len)
+    }
+}
+
 #[derive(Debug)]
 struct RepairState {
     /// Symbols to send in the current round.
@@ -340,6 +346,9 @@ pub struct Sender {
     cache: HashMap<BlockKey, CachedBlock>,
     cache_bytes: usize,
     use_counter: u64,
+    /// The cached blocks by last use (`CachedBlock::last_use` → key), oldest
+    /// first: eviction takes from the front.
+    lru: BTreeMap<u64, BlockKey>,
     reads_pending: HashSet<BlockKey>,
     /// Blocks with repair symbols queued, in request order; a block is here
     /// exactly while its `RepairState::queued > 0` (checked in O(1) that way).
@@ -431,6 +440,7 @@ impl Sender {
             cache: HashMap::new(),
             cache_bytes: 0,
             use_counter: 0,
+            lru: BTreeMap::new(),
             reads_pending: HashSet::new(),
             repair_queue: VecDeque::new(),
             repairs: HashMap::new(),
@@ -897,33 +907,45 @@ impl Sender {
     fn insert_cache(&mut self, key: BlockKey, source: Vec<u8>) {
         self.use_counter += 1;
         self.cache_bytes += source.len();
-        self.cache.insert(
-            key,
-            CachedBlock {
-                source,
-                parity: None,
-                last_use: self.use_counter,
-            },
-        );
+        let block = CachedBlock {
+            source,
+            parity: None,
+            last_use: self.use_counter,
+        };
+        if let Some(old) = self.cache.insert(key, block) {
+            self.lru.remove(&old.last_use);
+            self.cache_bytes -= old.bytes();
+        }
+        self.lru.insert(self.use_counter, key);
         self.evict();
+    }
+
+    /// Marks a cached block as just used.
+    fn touch(&mut self, key: BlockKey) {
+        self.use_counter += 1;
+        if let Some(b) = self.cache.get_mut(&key) {
+            self.lru.remove(&b.last_use);
+            b.last_use = self.use_counter;
+            self.lru.insert(self.use_counter, key);
+        }
     }
 
     fn evict(&mut self) {
         while self.cache_bytes > self.config.cache_bytes {
             // Least recently used among blocks already sent and not queued
             // for repair; blocks of the read-ahead window are never evicted.
+            // `lru` is ordered by last use, so this looks only past the
+            // few blocks that may not go.
             let cursor = (self.cursor.object, self.cursor.block);
-            let victim = self
-                .cache
-                .iter()
-                .filter(|(k, _)| {
-                    **k < cursor && self.repairs.get(*k).is_none_or(|st| st.queued == 0)
-                })
-                .min_by_key(|(_, b)| b.last_use)
-                .map(|(k, _)| *k);
-            let Some(victim) = victim else { break };
+            let victim = self.lru.iter().find(|(_, k)| {
+                **k < cursor && self.repairs.get(*k).is_none_or(|st| st.queued == 0)
+            });
+            let Some((&last_use, &victim)) = victim else {
+                break;
+            };
+            self.lru.remove(&last_use);
             if let Some(b) = self.cache.remove(&victim) {
-                self.cache_bytes -= b.source.len() + b.parity.as_ref().map_or(0, Vec::len);
+                self.cache_bytes -= b.bytes();
             }
         }
     }
@@ -1293,9 +1315,8 @@ impl Sender {
         if esi >= k {
             self.ensure_parity(key, k as usize);
         }
-        self.use_counter += 1;
-        let cached = self.cache.get_mut(&key).expect("pick() checked the cache");
-        cached.last_use = self.use_counter;
+        self.touch(key);
+        let cached = self.cache.get(&key).expect("pick() checked the cache");
         let payload = if esi < k {
             let len = self.coding.source_symbol_len(block_len, esi as u16);
             &cached.source[esi as usize * t..esi as usize * t + len]
