@@ -266,6 +266,8 @@ struct Session {
     manifest_attempts: u32,
     /// Index 0 is the manifest; files follow once it is known.
     objects: Vec<Obj>,
+    /// No object below this index is still receiving (NACK scans start here).
+    first_receiving: u32,
     manifest_known: bool,
     partial: HashMap<BlockKey, Partial>,
     buffered: usize,
@@ -286,6 +288,19 @@ struct Session {
     verified: u32,
     failed: Vec<(ObjectId, FailReason)>,
     loss: LossMeter,
+}
+
+impl Session {
+    /// Moves `first_receiving` past objects that no longer receive
+    /// (amortised O(1) per object over a session).
+    fn skip_finished_objects(&mut self) {
+        while let Some(o) = self.objects.get(self.first_receiving as usize) {
+            if o.state == ObjState::Receiving {
+                break;
+            }
+            self.first_receiving += 1;
+        }
+    }
 }
 
 /// The receiver of one session. See the crate docs for the calling contract.
@@ -449,6 +464,7 @@ impl Receiver {
             manifest_parts: BTreeMap::new(),
             manifest_attempts: 0,
             objects: vec![Obj::new(a.manifest_len, &coding)],
+            first_receiving: 0,
             manifest_known: false,
             partial: HashMap::new(),
             buffered: 0,
@@ -727,6 +743,7 @@ impl Receiver {
         });
         if all_done {
             s.objects[o as usize].state = ObjState::Delivered;
+            s.skip_finished_objects();
             self.events.push_back(ReceiverEvent::ObjectComplete {
                 object: ObjectId(o),
             });
@@ -747,6 +764,7 @@ impl Receiver {
             } else {
                 let coding = s.coding;
                 s.objects[0] = Obj::new(s.manifest_len, &coding);
+                s.first_receiving = 0;
             }
             return;
         }
@@ -805,6 +823,7 @@ impl Receiver {
             self.events
                 .push_back(ReceiverEvent::ObjectComplete { object: id });
         }
+        s.skip_finished_objects();
         self.check_complete();
         self.maybe_register(now);
     }
@@ -844,10 +863,9 @@ impl Receiver {
         if s.complete || !s.manifest_known {
             return;
         }
-        if s.objects[1..]
-            .iter()
-            .all(|o| matches!(o.state, ObjState::Verified | ObjState::Failed(_)))
-        {
+        // Every file object is verified or failed for good (each counted
+        // once, in handle_object_verified).
+        if s.verified as usize + s.failed.len() == s.objects.len() - 1 {
             s.complete = true;
             s.status_due = true;
         }
@@ -1009,7 +1027,8 @@ impl Receiver {
         let mut scanned = 0;
         let mut budget = self.config.buffer_bytes.saturating_sub(s.buffered);
         let t = s.coding.symbol_size as usize;
-        'objects: for (o, obj) in s.objects.iter().enumerate() {
+        let first = s.first_receiving as usize;
+        'objects: for (o, obj) in s.objects.iter().enumerate().skip(first) {
             if obj.state != ObjState::Receiving {
                 continue;
             }
