@@ -341,6 +341,27 @@ fn bench() -> Result<()> {
             cargo().args(["bench", "-q", "-p", "mdp-benches", "--bench", "fec"]),
         )?;
     }
+    if std::env::var(INNER).is_err() {
+        eprintln!(
+            "==> many small files: both state machines in the simulator (CPU time per file count)"
+        );
+        for n in ["25000", "100000"] {
+            run(
+                &format!("simulated push of {n} small files"),
+                cargo().args([
+                    "run",
+                    "--release",
+                    "-q",
+                    "-p",
+                    "mdp-sim",
+                    "--example",
+                    "smallfiles",
+                    "--",
+                    n,
+                ]),
+            )?;
+        }
+    }
     let bin = build_release()?;
     if !enter_private_netns("bench")? {
         return Ok(());

@@ -253,7 +253,8 @@ struct SimReceiver {
     fate: Fate,
     alive: bool,
     started: bool,
-    manifest: Option<Arc<Manifest>>,
+    /// Path and hash of each file object, by object id.
+    objects: HashMap<ObjectId, (String, [u8; 32])>,
     buffers: HashMap<ObjectId, Vec<u8>>,
     verified: HashMap<String, Vec<u8>>,
     outcome: Option<SessionOutcome>,
@@ -305,7 +306,7 @@ impl World {
                     fate,
                     alive: true,
                     started: !matches!(fate, Fate::LateJoin(_)),
-                    manifest: None,
+                    objects: HashMap::new(),
                     buffers: HashMap::new(),
                     verified: HashMap::new(),
                     outcome: None,
@@ -444,11 +445,11 @@ impl World {
         match ev {
             ReceiverEvent::SessionStarted { manifest, .. } => {
                 for (id, e) in manifest.files() {
-                    if let EntryKind::File { size, .. } = e.kind {
+                    if let EntryKind::File { size, hash } = e.kind {
                         r.buffers.insert(id, vec![0; size as usize]);
+                        r.objects.insert(id, (e.path.clone(), hash));
                     }
                 }
-                r.manifest = Some(manifest);
             }
             ReceiverEvent::Block {
                 object,
@@ -459,18 +460,11 @@ impl World {
                 f[offset as usize..offset as usize + data.len()].copy_from_slice(&data);
             }
             ReceiverEvent::ObjectComplete { object } => {
-                let manifest = r.manifest.clone().expect("manifest before objects");
-                let (_, entry) = manifest
-                    .files()
-                    .find(|(id, _)| *id == object)
-                    .expect("object of the manifest");
-                let EntryKind::File { hash, .. } = entry.kind else {
-                    unreachable!("files() yields files")
-                };
+                let (path, hash) = r.objects[&object].clone();
                 let data = r.buffers.remove(&object).unwrap_or_default();
                 let ok = *blake3::hash(&data).as_bytes() == hash;
                 if ok {
-                    r.verified.insert(entry.path.clone(), data);
+                    r.verified.insert(path, data);
                 }
                 let result = if ok {
                     Ok(())

@@ -42,7 +42,13 @@ fn config_for(seed: u64) -> (SimConfig, Content) {
     {
         c.sender.block_k = 256;
     }
-    c.sender.cache_bytes = c.sender.cache_bytes.max(c.sender.min_cache_bytes());
+    // Sometimes the smallest cache: blocks are evicted and read again for
+    // repairs.
+    c.sender.cache_bytes = if pick(&mut rng, 4) == 0 {
+        c.sender.min_cache_bytes()
+    } else {
+        c.sender.cache_bytes.max(c.sender.min_cache_bytes())
+    };
     c.receiver_buffer = [1 << 20, 8 << 20, 64 << 20][pick(&mut rng, 3) as usize];
     c.sender.timeout = Duration::from_secs(60);
     c.sender.drop_after = Duration::from_secs(3);
@@ -62,9 +68,16 @@ fn config_for(seed: u64) -> (SimConfig, Content) {
     // (fewer with tiny blocks: each block then costs a decode per loss).
     let symbols = if c.sender.block_k < 64 { 300 } else { 2000 };
     let max_len = c.sender.symbol_size as u64 * symbols;
-    let files = (0..1 + pick(&mut rng, 6))
+    // Now and then a tree of many small files.
+    let file_count = if pick(&mut rng, 8) == 0 {
+        300
+    } else {
+        1 + pick(&mut rng, 6)
+    };
+    let files = (0..file_count)
         .map(|i| {
             let len = match pick(&mut rng, 4) {
+                _ if file_count > 100 => pick(&mut rng, max_len / 100 + 1) as usize,
                 0 => 0,
                 1 => pick(&mut rng, 3000) as usize,
                 _ => pick(&mut rng, max_len) as usize,
