@@ -363,6 +363,40 @@ fn a_push_through_5_percent_loss_arrives_intact_everywhere() {
 }
 
 #[test]
+fn a_receiver_with_few_file_descriptors_takes_a_tree_of_many_files() {
+    let Some(_net) = network(
+        "a_receiver_with_few_file_descriptors_takes_a_tree_of_many_files",
+        false,
+    ) else {
+        return;
+    };
+    let base = temp_dir("fds");
+    let src = base.join("src/many");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..1000 {
+        fs::write(src.join(format!("f{i:04}")), bytes(10 + i % 300, i as u64)).unwrap();
+    }
+    // The receiver may hold 256 descriptors: far fewer than the files.
+    let dir = base.join("r0");
+    let rx = Command::new("sh")
+        .arg("-c")
+        .arg(r#"ulimit -n 256 && exec "$0" --dir "$1" --name r0 --json -q --once --timeout 60s"#)
+        .arg(RECV)
+        .arg(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let send = sender(&["--receivers", "1", "--timeout", "60s"], &[src.clone()])
+        .output()
+        .unwrap();
+    let report = json(&send);
+    assert_eq!(send.status.code(), Some(0), "{report}");
+    assert_receivers_complete(vec![rx], &base, &["r0"], &base.join("src"));
+    fs::remove_dir_all(&base).unwrap();
+}
+
+#[test]
 fn an_interrupted_sender_reports_and_tells_the_receivers_at_once() {
     let Some(_net) = network(
         "an_interrupted_sender_reports_and_tells_the_receivers_at_once",

@@ -209,19 +209,17 @@ impl Store {
             return Err((FailReason::Io, format!("object {} is unknown", object.0)));
         };
         let entry = self.manifest.entries[t.entry].clone();
-        // An empty file has had no write: this creates it.
+        // An empty file has had no write: this creates it. The handle is
+        // closed here: finished files may wait for the verifier, and must
+        // not hold descriptors while they do.
         if let Err(e) = open_handle(&mut self.handles, &mut t, object) {
             let _ = fs::remove_file(&t.temp);
             return Err((FailReason::Io, format!("{}: {e}", entry.path)));
         }
-        let file = self
-            .handles
-            .remove(&object)
-            .expect("open_handle inserted it");
+        self.handles.remove(&object);
         Ok(Written {
             entry,
             root: self.root.clone(),
-            file,
             temp: t.temp,
             error: t.error,
         })
@@ -276,7 +274,6 @@ impl Drop for Store {
 /// A file of the session whose blocks are all written.
 #[derive(Debug)]
 pub struct Written {
-    file: File,
     temp: PathBuf,
     entry: Entry,
     root: PathBuf,
@@ -298,7 +295,8 @@ impl Written {
         let EntryKind::File { hash, .. } = e.kind else {
             unreachable!("open files are File entries")
         };
-        let got = hash_open(&self.file).map_err(fail_io)?;
+        let file = File::open(&self.temp).map_err(fail_io)?;
+        let got = hash_open(&file).map_err(fail_io)?;
         if got != hash {
             let _ = fs::remove_file(&self.temp);
             return Err((
@@ -309,8 +307,7 @@ impl Written {
         fs::set_permissions(&self.temp, fs::Permissions::from_mode(e.mode & 0o777))
             .map_err(fail_io)?;
         if let Some(t) = mtime(e.mtime_secs, e.mtime_nanos) {
-            self.file
-                .set_times(FileTimes::new().set_modified(t))
+            file.set_times(FileTimes::new().set_modified(t))
                 .map_err(fail_io)?;
         }
         let mut comps: Vec<&str> = e.path.split('/').collect();
@@ -333,9 +330,7 @@ impl Written {
 fn hash_open(file: &File) -> io::Result<[u8; 32]> {
     let mut hasher = blake3::Hasher::new();
     let mut buf = vec![0u8; 1 << 20];
-    let mut reader = file.try_clone()?;
-    use std::io::Seek;
-    reader.seek(io::SeekFrom::Start(0))?;
+    let mut reader = file;
     loop {
         let n = reader.read(&mut buf)?;
         if n == 0 {
