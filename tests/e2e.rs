@@ -387,9 +387,12 @@ fn a_receiver_with_few_file_descriptors_takes_a_tree_of_many_files() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let send = sender(&["--receivers", "1", "--timeout", "60s"], &[src.clone()])
-        .output()
-        .unwrap();
+    let send = sender(
+        &["--receivers", "1", "--timeout", "60s"],
+        std::slice::from_ref(&src),
+    )
+    .output()
+    .unwrap();
     let report = json(&send);
     assert_eq!(send.status.code(), Some(0), "{report}");
     assert_receivers_complete(vec![rx], &base, &["r0"], &base.join("src"));
