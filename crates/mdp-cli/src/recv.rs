@@ -59,6 +59,11 @@ pub struct Args {
     #[arg(long, value_name = "MIB", default_value_t = 64)]
     buffer: usize,
 
+    /// Kernel receive buffer to ask for, in MiB (beyond net.core.rmem_max
+    /// when run as root).
+    #[arg(long, value_name = "MIB", default_value_t = 32)]
+    socket_buffer: usize,
+
     #[allow(missing_docs)] // documented by OutputArgs's fields
     #[command(flatten)]
     pub out: OutputArgs,
@@ -80,6 +85,7 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
         dir: args.dir.clone(),
         once: args.once,
         timeout: args.timeout,
+        socket_buffer: args.socket_buffer.clamp(1, 1024) << 20,
     };
     tracing::info!(
         "{name} waiting for pushes on {} via {} into {}",

@@ -7,16 +7,19 @@
 
 use crate::socket::{self, Endpoint};
 use crate::store::{Store, Written};
+use crate::udp::{self, BatchReceiver};
 use mdp_proto::wire::FailReason;
 use mdp_proto::{
     Manifest, ObjectId, Receiver, ReceiverConfig, ReceiverEvent, ReceiverStats, SessionId,
     SessionOutcome,
 };
 use std::io;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 use thiserror::Error;
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
 /// Why the receiver stopped with an error.
@@ -81,6 +84,8 @@ pub struct RecvOptions {
     pub once: bool,
     /// Bound on the whole run.
     pub timeout: Option<Duration>,
+    /// Receive buffer to ask the kernel for, in bytes.
+    pub socket_buffer: usize,
 }
 
 /// Commands (mostly finished blocks) queued for the writer thread at most.
@@ -182,14 +187,11 @@ pub async fn run(
     ep.validate().map_err(RecvError::Config)?;
     let explain = |e: io::Error| RecvError::Socket(socket::explain(&e, &ep));
     let data = socket::joined(&ep, ep.group.port()).map_err(explain)?;
-    let granted = socket::recv_buffer(&data);
-    if granted < 4 << 20 {
-        tracing::warn!(
-            "the kernel granted only {} KiB of receive buffer; raise net.core.rmem_max (sysctl -w net.core.rmem_max=33554432) to avoid loss at high rates",
-            granted >> 10
-        );
-    }
+    let granted = udp::grow_recv_buffer(&data, opts.socket_buffer);
+    let mut batch = BatchReceiver::new(&data);
     let data = UdpSocket::from_std(data)?;
+    let data_fd = data.as_raw_fd();
+    let mut buffer_checked = false;
     let feedback_addr = ep.feedback();
     let feedback =
         UdpSocket::from_std(socket::joined(&ep, feedback_addr.port()).map_err(explain)?)?;
@@ -211,7 +213,6 @@ pub async fn run(
     let mut receiver = Receiver::new(config.clone());
     let mut outcomes = Vec::new();
     let mut buf = Vec::with_capacity(2048);
-    let mut rbuf = vec![0u8; 65536];
     let mut fbuf = vec![0u8; 65536];
     let mut next_progress = Instant::now();
     let mut interrupt = Box::pin(shutdown_signal());
@@ -226,6 +227,12 @@ pub async fn run(
         while let Some(ev) = receiver.poll_event() {
             match ev {
                 ReceiverEvent::SessionStarted { session, manifest } => {
+                    if !buffer_checked {
+                        buffer_checked = true;
+                        if let Some(msg) = buffer_warning(granted, receiver.session_rate()) {
+                            tracing::warn!("{msg}");
+                        }
+                    }
                     notice(RecvNotice::Started {
                         session,
                         files: manifest.file_count(),
@@ -266,15 +273,18 @@ pub async fn run(
             wake = wake.min(d);
         }
         tokio::select! {
-            r = data.recv_from(&mut rbuf) => {
-                let (n, _) = r?;
-                let now = Instant::now();
-                receiver.handle_datagram(now, &rbuf[..n]);
-                // Drain the socket in a batch before doing anything else.
-                for _ in 0..256 {
-                    match data.try_recv_from(&mut rbuf) {
-                        Ok((n, _)) => receiver.handle_datagram(now, &rbuf[..n]),
-                        Err(_) => break,
+            r = data.readable() => {
+                r?;
+                // Drain the socket in batches (bounded, so that timers and
+                // the writer's replies are served) before anything else.
+                for _ in 0..32 {
+                    match data.try_io(Interest::READABLE, || batch.recv(data_fd)) {
+                        Ok(_) => {
+                            let now = Instant::now();
+                            batch.for_each(|d| receiver.handle_datagram(now, d));
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) => return Err(e.into()),
                     }
                 }
             }
@@ -327,6 +337,27 @@ pub async fn run(
     drop(cmd_tx);
     let _ = writer_thread.join();
     result.map(|()| outcomes)
+}
+
+/// Milliseconds of data at the session rate the receive buffer should
+/// absorb while the protocol task is busy (a block decode, a slow write).
+const BUFFER_MS: u64 = 20;
+
+/// A warning, with its fix, when `granted` bytes of receive buffer cannot
+/// hold [`BUFFER_MS`] of data at `rate_bps`.
+pub fn buffer_warning(granted: usize, rate_bps: Option<u64>) -> Option<String> {
+    let rate = rate_bps?;
+    let need = (rate / 8 * BUFFER_MS / 1000) as usize;
+    (granted < need).then(|| {
+        format!(
+            "the kernel granted {} KiB of receive buffer, less than the {} KiB that {} ms at {} Mbit/s need: expect loss; raise it with `sysctl -w net.core.rmem_max={}` (or run as root)",
+            granted >> 10,
+            need >> 10,
+            BUFFER_MS,
+            rate / 1_000_000,
+            (need * 2).next_power_of_two()
+        )
+    })
 }
 
 /// The host name, for the default node name.

@@ -4,14 +4,17 @@
 
 use crate::scan::Source;
 use crate::socket::{self, Endpoint};
+use crate::udp::{self, BatchSender};
 use mdp_proto::{BlockNumber, ObjectId, Sender, SenderConfig, SenderEvent, SenderReport};
 use std::fs::File;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 use thiserror::Error;
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
 /// Why a push could not run to its end.
@@ -90,13 +93,20 @@ fn reader(
 /// Runs one push to its end. `progress` is called about ten times a second.
 pub async fn run(
     endpoint: Endpoint,
-    config: SenderConfig,
+    mut config: SenderConfig,
     source: Source,
     mut progress: impl FnMut(&SendProgress),
 ) -> Result<Arc<SenderReport>, SendError> {
     endpoint.validate().map_err(SendError::Config)?;
     let explain = |e: io::Error| SendError::Socket(socket::explain(&e, &endpoint));
-    let data = UdpSocket::from_std(socket::sender(&endpoint).map_err(explain)?)?;
+    let data = socket::sender(&endpoint).map_err(explain)?;
+    // A full send buffer makes the pacer's bursts wait in the kernel rather
+    // than fail; a few milliseconds at the configured rate are plenty.
+    let want = ((config.rate_bps / 8) as usize / 50).clamp(1 << 20, 64 << 20);
+    udp::grow_send_buffer(&data, want);
+    let data = UdpSocket::from_std(data)?;
+    config.max_batch =
+        udp::batch_limit(config.symbol_size as usize + mdp_proto::wire::DATA_HEADER_LEN);
     let feedback_port = endpoint.feedback().port();
     let feedback = UdpSocket::from_std(socket::joined(&endpoint, feedback_port).map_err(explain)?)?;
     let total = source.manifest.total_bytes();
@@ -112,6 +122,8 @@ pub async fn run(
         .spawn(move || reader(files, req_rx, done_tx))?;
 
     let group = endpoint.group;
+    let to = socket2::SockAddr::from(group);
+    let mut batch = BatchSender::default();
     let mut buf = Vec::with_capacity(65536);
     let mut rbuf = vec![0u8; 65536];
     let mut view = SendProgress {
@@ -125,13 +137,12 @@ pub async fn run(
     let result = loop {
         let now = Instant::now();
         while let Some(t) = sender.poll_transmit(now, &mut buf) {
-            for seg in buf[..t.size].chunks(t.segment_size) {
-                if let Err(e) = send_one(&data, seg, group).await {
-                    // A failed send is loss: the protocol repairs it.
-                    send_errors += 1;
-                    if send_errors == 1 {
-                        tracing::warn!("send to {group} failed: {e} (treated as loss)");
-                    }
+            if let Err(e) = send_batch(&data, &mut batch, &to, &buf[..t.size], t.segment_size).await
+            {
+                // A failed send is loss: the protocol repairs it.
+                send_errors += 1;
+                if send_errors == 1 {
+                    tracing::warn!("send to {group} failed: {e} (treated as loss)");
                 }
             }
         }
@@ -221,12 +232,22 @@ pub async fn run(
     result
 }
 
-async fn send_one(sock: &UdpSocket, datagram: &[u8], to: std::net::SocketAddr) -> io::Result<()> {
-    match sock.try_send_to(datagram, to) {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-            sock.send_to(datagram, to).await.map(drop)
+/// Sends a batch of datagrams of `segment` bytes, waiting while the
+/// socket's buffer is full.
+async fn send_batch(
+    sock: &UdpSocket,
+    batch: &mut BatchSender,
+    to: &socket2::SockAddr,
+    mut buf: &[u8],
+    segment: usize,
+) -> io::Result<()> {
+    let fd = sock.as_raw_fd();
+    while !buf.is_empty() {
+        match sock.try_io(Interest::WRITABLE, || batch.send(fd, to, buf, segment)) {
+            Ok(n) => buf = &buf[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => sock.writable().await?,
+            Err(e) => return Err(e),
         }
-        Err(e) => Err(e),
     }
+    Ok(())
 }

@@ -377,6 +377,11 @@ impl Receiver {
         self.finished
     }
 
+    /// The send rate the session's sender announced, bits per second.
+    pub fn session_rate(&self) -> Option<u64> {
+        self.session.as_ref().map(|s| s.timing.rate_bps)
+    }
+
     /// `(bytes of file data handed over, total bytes)` once the manifest is known.
     pub fn progress(&self) -> Option<(u64, u64)> {
         let s = self.session.as_ref()?;

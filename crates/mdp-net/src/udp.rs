@@ -1,0 +1,423 @@
+//! Batched UDP on Linux: many datagrams per system call.
+//!
+//! Out: a batch of equal-size datagrams to one address goes to the kernel in
+//! one `sendmsg` with a `UDP_SEGMENT` control message (GSO: the kernel cuts
+//! the buffer into datagrams). Where the kernel or the device refuses GSO
+//! (`EIO`, `EINVAL`, `EOPNOTSUPP`, `ENOPROTOOPT`) the refusal is remembered
+//! and every later batch goes out with `sendmmsg`, one message per datagram.
+//!
+//! In: `recvmmsg` fills up to [`RECV_BATCH`] reused slots per call; with
+//! `UDP_GRO` on, one slot may hold several datagrams of one size glued
+//! together, which [`BatchReceiver::for_each`] splits again.
+//!
+//! Nothing here allocates per datagram: the message headers live on the
+//! stack and the receive slots are allocated once.
+
+use socket2::SockAddr;
+use std::io;
+use std::mem::{size_of, zeroed};
+use std::os::fd::{AsRawFd, RawFd};
+use std::ptr;
+
+/// `SOL_UDP` socket option: segment size for GSO sends.
+const UDP_SEGMENT: libc::c_int = 103;
+/// `SOL_UDP` socket option: coalesce received datagrams (GRO).
+const UDP_GRO: libc::c_int = 104;
+
+/// Most datagrams the kernel cuts from one GSO buffer (`UDP_MAX_SEGMENTS`).
+pub const MAX_SEGMENTS: usize = 64;
+/// Largest GSO buffer: one IPv4 UDP payload.
+pub const MAX_GSO_BYTES: usize = 65_507;
+/// Slots filled by one `recvmmsg`.
+pub const RECV_BATCH: usize = 32;
+/// Bytes per receive slot: a whole GRO super-datagram or any UDP datagram.
+const SLOT: usize = 65_536;
+/// Control buffer per slot (one `int` message, with room to spare).
+const CONTROL: usize = 64;
+
+/// How many datagrams of `segment` bytes fit in one batch.
+pub fn batch_limit(segment: usize) -> usize {
+    (MAX_GSO_BYTES / segment.max(1)).clamp(1, MAX_SEGMENTS)
+}
+
+/// Sends batches of equal-size datagrams; remembers whether GSO works.
+#[derive(Debug)]
+pub struct BatchSender {
+    gso: bool,
+    /// Batches sent with GSO, and with sendmmsg.
+    pub gso_batches: u64,
+    /// Batches sent with sendmmsg (GSO refused or one datagram).
+    pub mmsg_batches: u64,
+}
+
+impl Default for BatchSender {
+    fn default() -> Self {
+        BatchSender::new(true)
+    }
+}
+
+impl BatchSender {
+    /// A sender that tries GSO first when `gso` is true.
+    pub fn new(gso: bool) -> Self {
+        BatchSender {
+            gso,
+            gso_batches: 0,
+            mmsg_batches: 0,
+        }
+    }
+
+    /// True while GSO is in use.
+    pub fn gso(&self) -> bool {
+        self.gso
+    }
+
+    /// Sends as much of `buf` (datagrams of `segment` bytes, the last one
+    /// possibly shorter) as the socket takes now. Returns the bytes taken,
+    /// always whole datagrams; `WouldBlock` when it took none.
+    pub fn send(
+        &mut self,
+        fd: RawFd,
+        to: &SockAddr,
+        buf: &[u8],
+        segment: usize,
+    ) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let segment = segment.clamp(1, buf.len());
+        if self.gso && buf.len() > segment {
+            match send_gso(fd, to, buf, segment) {
+                Ok(()) => {
+                    self.gso_batches += 1;
+                    return Ok(buf.len());
+                }
+                Err(e) if gso_refused(&e) => {
+                    tracing::debug!("UDP GSO refused ({e}); sending with sendmmsg from now on");
+                    self.gso = false;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.mmsg_batches += 1;
+        send_mmsg(fd, to, buf, segment)
+    }
+}
+
+fn gso_refused(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EIO) | Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) | Some(libc::ENOPROTOOPT)
+    )
+}
+
+fn last_error() -> io::Error {
+    io::Error::last_os_error()
+}
+
+fn send_gso(fd: RawFd, to: &SockAddr, buf: &[u8], segment: usize) -> io::Result<()> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_ptr() as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
+    // Room for one cmsghdr carrying a u16, aligned as the kernel wants.
+    let mut control = [0u64; 4];
+    // SAFETY: msghdr is plain data; every pointer set below outlives the
+    // call, and CMSG_* only touch `control`, whose length we pass.
+    unsafe {
+        let mut msg: libc::msghdr = zeroed();
+        msg.msg_name = to.as_ptr() as *mut libc::c_void;
+        msg.msg_namelen = to.len();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
+        msg.msg_controllen = libc::CMSG_SPACE(size_of::<u16>() as u32) as usize;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_UDP;
+        (*cmsg).cmsg_type = UDP_SEGMENT;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<u16>() as u32) as usize;
+        ptr::write_unaligned(libc::CMSG_DATA(cmsg) as *mut u16, segment as u16);
+        if libc::sendmsg(fd, &msg, 0) < 0 {
+            return Err(last_error());
+        }
+    }
+    Ok(())
+}
+
+fn send_mmsg(fd: RawFd, to: &SockAddr, buf: &[u8], segment: usize) -> io::Result<usize> {
+    // SAFETY: zeroed iovec/mmsghdr are valid; each header points at one
+    // slice of `buf` and at `to`, both alive for the call.
+    unsafe {
+        let mut iovs: [libc::iovec; MAX_SEGMENTS] = zeroed();
+        let mut msgs: [libc::mmsghdr; MAX_SEGMENTS] = zeroed();
+        let mut n = 0;
+        for chunk in buf.chunks(segment).take(MAX_SEGMENTS) {
+            iovs[n] = libc::iovec {
+                iov_base: chunk.as_ptr() as *mut libc::c_void,
+                iov_len: chunk.len(),
+            };
+            let h = &mut msgs[n].msg_hdr;
+            h.msg_name = to.as_ptr() as *mut libc::c_void;
+            h.msg_namelen = to.len();
+            h.msg_iov = &mut iovs[n];
+            h.msg_iovlen = 1;
+            n += 1;
+        }
+        let sent = libc::sendmmsg(fd, msgs.as_mut_ptr(), n as libc::c_uint, 0);
+        if sent < 0 {
+            return Err(last_error());
+        }
+        let sent = sent as usize;
+        Ok(msgs[..sent].iter().map(|m| m.msg_len as usize).sum())
+    }
+}
+
+/// Receives datagrams in batches into slots allocated once.
+pub struct BatchReceiver {
+    slots: Vec<u8>,
+    control: Vec<u64>,
+    /// Per filled slot: bytes, and the GRO segment size (0: one datagram).
+    filled: Vec<(usize, usize)>,
+    gro: bool,
+    /// Datagrams dropped because they did not fit a slot.
+    pub truncated: u64,
+}
+
+impl std::fmt::Debug for BatchReceiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchReceiver")
+            .field("gro", &self.gro)
+            .field("filled", &self.filled.len())
+            .finish()
+    }
+}
+
+impl BatchReceiver {
+    /// Slots for one socket; turns GRO on when the kernel has it.
+    pub fn new(sock: &impl AsRawFd) -> Self {
+        let one: libc::c_int = 1;
+        // SAFETY: setsockopt reads `one` for the length given.
+        let gro = unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_UDP,
+                UDP_GRO,
+                &one as *const libc::c_int as *const libc::c_void,
+                size_of::<libc::c_int>() as libc::socklen_t,
+            ) == 0
+        };
+        BatchReceiver {
+            slots: vec![0; SLOT * RECV_BATCH],
+            control: vec![0; CONTROL / 8 * RECV_BATCH],
+            filled: Vec::with_capacity(RECV_BATCH),
+            gro,
+            truncated: 0,
+        }
+    }
+
+    /// True when the kernel coalesces datagrams for this socket.
+    pub fn gro(&self) -> bool {
+        self.gro
+    }
+
+    /// Reads what is queued (up to [`RECV_BATCH`] slots) without blocking.
+    /// Returns the number of slots filled; `WouldBlock` when none.
+    pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
+        self.filled.clear();
+        // SAFETY: each header points at its own slot and control area,
+        // both inside buffers that live as long as `self`.
+        let got = unsafe {
+            let mut iovs: [libc::iovec; RECV_BATCH] = zeroed();
+            let mut msgs: [libc::mmsghdr; RECV_BATCH] = zeroed();
+            let base = self.slots.as_mut_ptr();
+            let cbase = self.control.as_mut_ptr() as *mut u8;
+            for i in 0..RECV_BATCH {
+                iovs[i] = libc::iovec {
+                    iov_base: base.add(i * SLOT) as *mut libc::c_void,
+                    iov_len: SLOT,
+                };
+                let h = &mut msgs[i].msg_hdr;
+                h.msg_iov = &mut iovs[i];
+                h.msg_iovlen = 1;
+                h.msg_control = cbase.add(i * CONTROL) as *mut libc::c_void;
+                h.msg_controllen = CONTROL;
+            }
+            let got = libc::recvmmsg(
+                fd,
+                msgs.as_mut_ptr(),
+                RECV_BATCH as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                ptr::null_mut(),
+            );
+            if got < 0 {
+                return Err(last_error());
+            }
+            for m in &msgs[..got as usize] {
+                let h = &m.msg_hdr;
+                if h.msg_flags & libc::MSG_TRUNC != 0 {
+                    self.truncated += 1;
+                    self.filled.push((0, 0));
+                    continue;
+                }
+                let mut segment = 0;
+                let mut c = libc::CMSG_FIRSTHDR(h);
+                while !c.is_null() {
+                    if (*c).cmsg_level == libc::SOL_UDP && (*c).cmsg_type == UDP_GRO {
+                        segment =
+                            ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::c_int) as usize;
+                    }
+                    c = libc::CMSG_NXTHDR(h, c);
+                }
+                self.filled.push((m.msg_len as usize, segment));
+            }
+            got as usize
+        };
+        Ok(got)
+    }
+
+    /// Calls `f` with every datagram of the last [`BatchReceiver::recv`].
+    pub fn for_each(&self, mut f: impl FnMut(&[u8])) {
+        for (i, &(len, segment)) in self.filled.iter().enumerate() {
+            let slot = &self.slots[i * SLOT..i * SLOT + len];
+            if segment == 0 || segment >= len {
+                if len > 0 {
+                    f(slot);
+                }
+            } else {
+                slot.chunks(segment).for_each(&mut f);
+            }
+        }
+    }
+}
+
+/// Asks for `bytes` of receive buffer, beyond `net.core.rmem_max` when
+/// privileged (`SO_RCVBUFFORCE`); returns what the kernel granted.
+pub fn grow_recv_buffer(sock: &impl AsRawFd, bytes: usize) -> usize {
+    grow(sock, bytes, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF)
+}
+
+/// Asks for `bytes` of send buffer, as [`grow_recv_buffer`] does.
+pub fn grow_send_buffer(sock: &impl AsRawFd, bytes: usize) -> usize {
+    grow(sock, bytes, libc::SO_SNDBUFFORCE, libc::SO_SNDBUF)
+}
+
+fn grow(sock: &impl AsRawFd, bytes: usize, force: libc::c_int, plain: libc::c_int) -> usize {
+    let fd = sock.as_raw_fd();
+    let want = bytes.min(i32::MAX as usize) as libc::c_int;
+    let set = |opt| {
+        // SAFETY: setsockopt reads `want` for the length given.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                opt,
+                &want as *const libc::c_int as *const libc::c_void,
+                size_of::<libc::c_int>() as libc::socklen_t,
+            ) == 0
+        }
+    };
+    if !set(force) {
+        set(plain);
+    }
+    let mut got: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `got`.
+    let ok = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            plain,
+            &mut got as *mut libc::c_int as *mut libc::c_void,
+            &mut len,
+        ) == 0
+    };
+    // Linux reports twice the usable size (it counts bookkeeping).
+    if ok {
+        got as usize / 2
+    } else {
+        0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::UdpSocket;
+
+    fn pair() -> (UdpSocket, UdpSocket) {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_nonblocking(true).unwrap();
+        (tx, rx)
+    }
+
+    fn collect(rx: &UdpSocket, r: &mut BatchReceiver, want: usize) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        for _ in 0..1000 {
+            match r.recv(rx.as_raw_fd()) {
+                Ok(_) => r.for_each(|d| out.push(d.to_vec())),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if out.len() >= want {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        out
+    }
+
+    fn batch(count: usize, segment: usize, last: usize) -> Vec<u8> {
+        let mut buf = Vec::new();
+        for i in 0..count {
+            let len = if i + 1 == count { last } else { segment };
+            buf.extend(std::iter::repeat_n(i as u8, len));
+        }
+        buf
+    }
+
+    fn check(gso: bool) {
+        let (tx, rx) = pair();
+        let mut r = BatchReceiver::new(&rx);
+        let mut s = BatchSender::new(gso);
+        let to = SockAddr::from(rx.local_addr().unwrap());
+        let buf = batch(40, 1400, 900);
+        let sent = s.send(tx.as_raw_fd(), &to, &buf, 1400).unwrap();
+        assert_eq!(sent, buf.len());
+        let got = collect(&rx, &mut r, 40);
+        assert_eq!(got.len(), 40, "every datagram arrives, split again");
+        for (i, d) in got.iter().enumerate() {
+            let len = if i == 39 { 900 } else { 1400 };
+            assert_eq!(d.len(), len);
+            assert!(d.iter().all(|b| *b == i as u8), "datagram {i} intact");
+        }
+        assert_eq!(s.gso_batches > 0, gso && s.gso(), "GSO used when it works");
+        assert_eq!(r.truncated, 0);
+    }
+
+    #[test]
+    fn batches_arrive_whole_and_in_order_with_gso() {
+        check(true);
+    }
+
+    #[test]
+    fn batches_arrive_whole_and_in_order_with_sendmmsg() {
+        check(false);
+    }
+
+    #[test]
+    fn batch_limit_fits_one_gso_buffer() {
+        assert_eq!(batch_limit(1428), 45);
+        assert_eq!(batch_limit(100), MAX_SEGMENTS);
+        assert_eq!(batch_limit(70_000), 1);
+        assert!(batch_limit(1428) * 1428 <= MAX_GSO_BYTES);
+    }
+
+    #[test]
+    fn buffers_grow_as_far_as_allowed() {
+        let (tx, rx) = pair();
+        let got = grow_recv_buffer(&rx, 8 << 20);
+        assert!(got >= 64 << 10, "granted {got}");
+        assert!(grow_send_buffer(&tx, 1 << 20) >= 64 << 10);
+    }
+}
