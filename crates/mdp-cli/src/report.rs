@@ -35,6 +35,23 @@ pub struct SendJson {
     pub receivers: Vec<ReceiverJson>,
     /// Counters.
     pub stats: SendStatsJson,
+    /// Rate control.
+    pub rate: RateJson,
+}
+
+/// How the rate behaved, in [`SendJson`].
+#[derive(Debug, Serialize)]
+pub struct RateJson {
+    /// `adaptive` or `fixed`.
+    pub mode: &'static str,
+    /// Rate at the end, Mbit/s.
+    pub final_mbps: f64,
+    /// Lowest rate set, Mbit/s.
+    pub lowest_mbps: f64,
+    /// The receiver the push was paced to (most congestion cuts), if any.
+    pub limited_by: Option<String>,
+    /// Congestion cuts it caused.
+    pub cuts: u32,
 }
 
 /// One receiver in [`SendJson`].
@@ -46,8 +63,12 @@ pub struct ReceiverJson {
     pub name: String,
     /// `confirmed`, `failed`, `incomplete` or `dropped`.
     pub verdict: &'static str,
-    /// For `dropped`: seconds it had been silent.
+    /// For `dropped`: `silent` or `too_slow`.
+    pub dropped_because: Option<&'static str>,
+    /// For `dropped` because `silent`: seconds it had been silent.
     pub silent_secs: Option<f64>,
+    /// For `dropped` because `too_slow`: the rate that reached it, Mbit/s.
+    pub delivered_mbps: Option<f64>,
     /// Files it verified and placed.
     pub verified: u32,
     /// Files it still missed (first 32).
@@ -121,10 +142,19 @@ impl SendJson {
                         Verdict::Confirmed => "confirmed",
                         Verdict::Failed => "failed",
                         Verdict::Incomplete => "incomplete",
-                        Verdict::Dropped { .. } => "dropped",
+                        Verdict::Dropped { .. } | Verdict::TooSlow { .. } => "dropped",
+                    },
+                    dropped_because: match rr.verdict {
+                        Verdict::Dropped { .. } => Some("silent"),
+                        Verdict::TooSlow { .. } => Some("too_slow"),
+                        _ => None,
                     },
                     silent_secs: match rr.verdict {
                         Verdict::Dropped { silent_for } => Some(silent_for.as_secs_f64()),
+                        _ => None,
+                    },
+                    delivered_mbps: match rr.verdict {
+                        Verdict::TooSlow { delivered_bps, .. } => Some(delivered_bps as f64 / 1e6),
                         _ => None,
                     },
                     verified: rr.verified,
@@ -147,6 +177,13 @@ impl SendJson {
                 repair_symbols: r.stats.repair_symbols_sent,
                 nacks_received: r.stats.nacks_received,
             },
+            rate: RateJson {
+                mode: if r.rate.adaptive { "adaptive" } else { "fixed" },
+                final_mbps: r.rate.final_bps as f64 / 1e6,
+                lowest_mbps: r.rate.lowest_bps as f64 / 1e6,
+                limited_by: r.rate.limited_by.as_ref().map(|(n, _)| n.clone()),
+                cuts: r.rate.limited_by.as_ref().map_or(0, |(_, c)| *c),
+            },
         }
     }
 
@@ -167,6 +204,9 @@ impl SendJson {
             if let Some(s) = r.silent_secs {
                 line.push_str(&format!(", silent for {s:.1}s"));
             }
+            if let Some(m) = r.delivered_mbps {
+                line.push_str(&format!(", too slow: took {m:.1} Mbit/s, below --min-rate"));
+            }
             if !r.missing.is_empty() {
                 line.push_str(&format!(", missing: {}", r.missing.join(", ")));
             }
@@ -179,6 +219,17 @@ impl SendJson {
         if let Some(p) = &self.problem {
             out.push_str(&format!("mdp-send: {p}\n"));
         }
+        out.push_str(&match (&self.rate.limited_by, self.rate.mode) {
+            (_, "fixed") => format!("  rate: fixed at {:.0} Mbit/s\n", self.rate.final_mbps),
+            (Some(who), _) => format!(
+                "  rate: adaptive, paced to {who} ({} congestion cuts; lowest {:.0}, final {:.0} Mbit/s)\n",
+                self.rate.cuts, self.rate.lowest_mbps, self.rate.final_mbps
+            ),
+            (None, _) => format!(
+                "  rate: adaptive, no receiver reported congestion (final {:.0} Mbit/s)\n",
+                self.rate.final_mbps
+            ),
+        });
         out.push_str(&format!(
             "  wire: {} datagrams, {:.3} bytes per file byte, {} repairs, {} NACKs\n",
             self.stats.packets_sent,
@@ -266,10 +317,23 @@ mod tests {
                     },
                 ),
                 receiver("c", Verdict::Failed),
+                receiver(
+                    "d",
+                    Verdict::TooSlow {
+                        delivered_bps: 2_500_000,
+                        min_bps: 10_000_000,
+                    },
+                ),
             ],
             stats: SenderStats {
                 bytes_sent: 2040,
                 ..Default::default()
+            },
+            rate: mdp_proto::RateSummary {
+                adaptive: true,
+                final_bps: 900_000_000,
+                lowest_bps: 400_000_000,
+                limited_by: Some(("a".into(), 3)),
             },
         };
         let j = SendJson::new(&report, 2, 2000, Duration::from_secs(2), 1);
@@ -280,6 +344,11 @@ mod tests {
         assert_eq!(v["receivers"][1]["verdict"], "dropped");
         assert_eq!(v["receivers"][1]["silent_secs"], 6.2);
         assert_eq!(v["receivers"][2]["failed"][0]["reason"], "hash_mismatch");
+        assert_eq!(v["receivers"][3]["verdict"], "dropped");
+        assert_eq!(v["receivers"][3]["dropped_because"], "too_slow");
+        assert_eq!(v["receivers"][3]["delivered_mbps"], 2.5);
+        assert_eq!(v["rate"]["mode"], "adaptive");
+        assert_eq!(v["rate"]["limited_by"], "a");
         assert_eq!(v["stats"]["wire_bytes_per_file_byte"], 1.02);
         assert_eq!(v["goodput_mbps"], 0.008);
         let text = j.text();
@@ -289,6 +358,8 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("missing: tree/x"), "{text}");
+        assert!(text.contains("too slow: took 2.5 Mbit/s"), "{text}");
+        assert!(text.contains("paced to a (3 congestion cuts"), "{text}");
         assert!(
             text.contains("mdp-send: 2 of 3 receivers did not confirm every file"),
             "{text}"

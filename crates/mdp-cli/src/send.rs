@@ -2,9 +2,13 @@
 
 use crate::report::SendJson;
 use crate::{parse_duration, parse_rate, NetArgs, OutputArgs, EXIT_INCOMPLETE, EXIT_OK};
-use mdp_proto::{SenderConfig, SessionId};
+use mdp_proto::{RateMode, SenderConfig, SessionId};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+
+/// First rate of an adaptive push: fast on any LAN; the rate doubles every
+/// 20 ms from here until a receiver reports congestion.
+const START_RATE: u64 = 1_000_000_000;
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -14,8 +18,12 @@ Examples:
   Push to exactly 20 hosts, wait up to 30 s for them, give up after 10 minutes:
     mdp-send --interface 192.168.1.10 --receivers 20 --wait 30s --timeout 10m images/
 
-  From cron, machine-readable, at 2 Gbit/s:
-    mdp-send --interface 10.0.0.5 --receivers 40 --rate 2G --json /srv/content > /var/log/mdp-push.json
+  From cron, machine-readable, never above 2 Gbit/s:
+    mdp-send --interface 10.0.0.5 --receivers 40 --max-rate 2G --json /srv/content > /var/log/mdp-push.json
+
+Rate: by default the rate adapts: it starts at 1 Gbit/s, doubles every 20 ms
+until a receiver reports congestion, then follows the slowest receiver that
+can keep --min-rate; slower ones are dropped and reported. --rate fixes it.
 
 Exit status:
   0  every expected receiver confirmed every file
@@ -41,9 +49,19 @@ pub struct Args {
     #[command(flatten)]
     net: NetArgs,
 
-    /// Send rate in bits per second (K, M, G suffixes).
-    #[arg(long, value_name = "RATE", default_value = "1G", value_parser = parse_rate)]
-    rate: u64,
+    /// Send at this fixed rate, in bits per second (K, M, G suffixes),
+    /// instead of adapting to the receivers.
+    #[arg(long, value_name = "RATE", value_parser = parse_rate, conflicts_with_all = ["min_rate", "max_rate"])]
+    rate: Option<u64>,
+
+    /// Adaptive rate: the floor. A receiver that cannot take it is dropped
+    /// and reported, so one slow host cannot hold the others below it.
+    #[arg(long, value_name = "RATE", default_value = "10M", value_parser = parse_rate)]
+    min_rate: u64,
+
+    /// Adaptive rate: the ceiling.
+    #[arg(long, value_name = "RATE", default_value = "10G", value_parser = parse_rate)]
+    max_rate: u64,
 
     /// Receivers to wait for before sending; all must confirm (0: anyone
     /// who registers within --wait).
@@ -91,7 +109,14 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
     config.block_k = args.block_size;
     config.parity = args.parity;
     config.proactive = args.proactive;
-    config.rate_bps = args.rate;
+    config.rate = match args.rate {
+        Some(r) => RateMode::Fixed(r),
+        None => RateMode::Adaptive {
+            min_bps: args.min_rate,
+            max_bps: args.max_rate,
+            start_bps: START_RATE,
+        },
+    };
     config.expected_receivers = args.receivers;
     config.wait = args.wait.unwrap_or(if args.receivers > 0 {
         Duration::from_secs(10)

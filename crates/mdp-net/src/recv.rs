@@ -89,7 +89,7 @@ pub struct RecvOptions {
 }
 
 /// Commands (mostly finished blocks) queued for the writer thread at most.
-const WRITE_QUEUE: usize = 64;
+const WRITE_QUEUE: usize = 16;
 
 enum WriterCmd {
     Begin(SessionId, Arc<Manifest>),
@@ -275,17 +275,20 @@ pub async fn run(
         tokio::select! {
             r = data.readable() => {
                 r?;
-                // Drain the socket in batches (bounded, so that timers and
-                // the writer's replies are served) before anything else.
-                for _ in 0..32 {
-                    match data.try_io(Interest::READABLE, || batch.recv(data_fd)) {
-                        Ok(_) => {
-                            let now = Instant::now();
-                            batch.for_each(|d| receiver.handle_datagram(now, d));
+                // One batch (at most RECV_BATCH slots, a few blocks), then
+                // back to the top: its blocks go to the writer before more
+                // are read, so memory stays bounded however far behind the
+                // receiver is (the socket buffer holds the rest).
+                match data.try_io(Interest::READABLE, || batch.recv(data_fd)) {
+                    Ok(_) => {
+                        let now = Instant::now();
+                        if let Some(waited) = batch.queue_delay() {
+                            receiver.handle_queue_delay(now, waited);
                         }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(e) => return Err(e.into()),
+                        batch.for_each(|d| receiver.handle_datagram(now, d));
                     }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e.into()),
                 }
             }
             r = feedback.recv_from(&mut fbuf) => {

@@ -102,7 +102,11 @@ pub async fn run(
     let data = socket::sender(&endpoint).map_err(explain)?;
     // A full send buffer makes the pacer's bursts wait in the kernel rather
     // than fail; a few milliseconds at the configured rate are plenty.
-    let want = ((config.rate_bps / 8) as usize / 50).clamp(1 << 20, 64 << 20);
+    let top = match config.rate {
+        mdp_proto::RateMode::Fixed(r) => r,
+        mdp_proto::RateMode::Adaptive { max_bps, .. } => max_bps,
+    };
+    let want = ((top / 8) as usize / 50).clamp(1 << 20, 64 << 20);
     udp::grow_send_buffer(&data, want);
     let data = UdpSocket::from_std(data)?;
     config.max_batch =
@@ -110,7 +114,6 @@ pub async fn run(
     let feedback_port = endpoint.feedback().port();
     let feedback = UdpSocket::from_std(socket::joined(&endpoint, feedback_port).map_err(explain)?)?;
     let total = source.manifest.total_bytes();
-    let rate_bps = config.rate_bps;
     let mut sender =
         Sender::new(config, source.manifest, Instant::now()).map_err(SendError::Config)?;
 
@@ -169,9 +172,19 @@ pub async fn run(
                 SenderEvent::DataStarted => {
                     view.started = true;
                     tracing::info!(
-                        "sending to {} receivers at {} Mbit/s",
+                        "sending to {} receivers, starting at {} Mbit/s",
                         sender.peer_count(),
-                        rate_bps / 1_000_000
+                        sender.rate_bps() / 1_000_000
+                    );
+                }
+                SenderEvent::Dropped {
+                    node,
+                    name,
+                    delivered_bps,
+                } => {
+                    tracing::warn!(
+                        "dropped {name} ({node}): it took only {:.1} Mbit/s, below --min-rate",
+                        delivered_bps as f64 / 1e6
                     );
                 }
                 SenderEvent::Flushing => {

@@ -178,6 +178,8 @@ pub struct BatchReceiver {
     /// Per filled slot: bytes, and the GRO segment size (0: one datagram).
     filled: Vec<(usize, usize)>,
     gro: bool,
+    /// Kernel arrival time of the oldest datagram of the last batch.
+    oldest: Option<std::time::SystemTime>,
     /// Datagrams dropped because they did not fit a slot.
     pub truncated: u64,
 }
@@ -192,24 +194,30 @@ impl std::fmt::Debug for BatchReceiver {
 }
 
 impl BatchReceiver {
-    /// Slots for one socket; turns GRO on when the kernel has it.
+    /// Slots for one socket; turns GRO and kernel arrival timestamps on
+    /// when the kernel has them.
     pub fn new(sock: &impl AsRawFd) -> Self {
-        let one: libc::c_int = 1;
-        // SAFETY: setsockopt reads `one` for the length given.
-        let gro = unsafe {
-            libc::setsockopt(
-                sock.as_raw_fd(),
-                libc::SOL_UDP,
-                UDP_GRO,
-                &one as *const libc::c_int as *const libc::c_void,
-                size_of::<libc::c_int>() as libc::socklen_t,
-            ) == 0
+        let on = |level, opt| {
+            let one: libc::c_int = 1;
+            // SAFETY: setsockopt reads `one` for the length given.
+            unsafe {
+                libc::setsockopt(
+                    sock.as_raw_fd(),
+                    level,
+                    opt,
+                    &one as *const libc::c_int as *const libc::c_void,
+                    size_of::<libc::c_int>() as libc::socklen_t,
+                ) == 0
+            }
         };
+        let gro = on(libc::SOL_UDP, UDP_GRO);
+        on(libc::SOL_SOCKET, libc::SO_TIMESTAMPNS);
         BatchReceiver {
             slots: vec![0; SLOT * RECV_BATCH],
             control: vec![0; CONTROL / 8 * RECV_BATCH],
             filled: Vec::with_capacity(RECV_BATCH),
             gro,
+            oldest: None,
             truncated: 0,
         }
     }
@@ -223,6 +231,7 @@ impl BatchReceiver {
     /// Returns the number of slots filled; `WouldBlock` when none.
     pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
         self.filled.clear();
+        self.oldest = None;
         // SAFETY: each header points at its own slot and control area,
         // both inside buffers that live as long as `self`.
         let got = unsafe {
@@ -265,6 +274,14 @@ impl BatchReceiver {
                         segment =
                             ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::c_int) as usize;
                     }
+                    if (*c).cmsg_level == libc::SOL_SOCKET
+                        && (*c).cmsg_type == libc::SCM_TIMESTAMPNS
+                    {
+                        let ts = ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::timespec);
+                        let at = std::time::UNIX_EPOCH
+                            + std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32);
+                        self.oldest = Some(self.oldest.map_or(at, |o| o.min(at)));
+                    }
                     c = libc::CMSG_NXTHDR(h, c);
                 }
                 self.filled.push((m.msg_len as usize, segment));
@@ -272,6 +289,17 @@ impl BatchReceiver {
             got as usize
         };
         Ok(got)
+    }
+
+    /// How long the oldest datagram of the last batch waited in the
+    /// socket's queue (from the kernel's arrival timestamp), if known.
+    pub fn queue_delay(&self) -> Option<std::time::Duration> {
+        let oldest = self.oldest?;
+        Some(
+            std::time::SystemTime::now()
+                .duration_since(oldest)
+                .unwrap_or_default(),
+        )
     }
 
     /// Calls `f` with every datagram of the last [`BatchReceiver::recv`].

@@ -1,8 +1,8 @@
 //! The sans-IO protocol core of mdp.
 //!
 //! This crate owns the wire format ([`wire`]), the file manifest ([`manifest`]),
-//! the block layout and Reed-Solomon coding ([`layout`], [`fec`]), and the two
-//! state machines: [`Sender`] and [`Receiver`]. It performs no IO: it opens no
+//! the block layout and Reed-Solomon coding ([`layout`], [`fec`]), rate
+//! control ([`cc`]), and the two state machines: [`Sender`] and [`Receiver`]. It performs no IO: it opens no
 //! socket and no file, reads no clock, spawns no thread and uses no global
 //! randomness. Time enters as `now: Instant` arguments, randomness as a seed in
 //! the configuration, datagrams as byte slices; datagrams leave through
@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod cc;
 pub mod fec;
 pub mod ids;
 pub mod layout;
@@ -28,10 +29,12 @@ mod rng;
 pub mod sender;
 pub mod wire;
 
+pub use cc::RateMode;
 pub use ids::{BlockNumber, NodeId, ObjectId, SessionId, SymbolId};
 pub use manifest::{Entry, EntryKind, Manifest, ManifestError};
 pub use receiver::{Receiver, ReceiverConfig, ReceiverEvent, ReceiverStats, SessionOutcome};
 pub use sender::{
-    ReceiverReport, Sender, SenderConfig, SenderEvent, SenderReport, SenderStats, Verdict,
+    RateSummary, ReceiverReport, Sender, SenderConfig, SenderEvent, SenderReport, SenderStats,
+    Verdict,
 };
 pub use wire::Transmit;

@@ -23,6 +23,13 @@ impl Pacer {
         }
     }
 
+    /// Changes the rate from now on (tokens already in the bucket stay).
+    pub(crate) fn set_rate(&mut self, rate_bps: u64, burst: usize) {
+        self.bytes_per_sec = (rate_bps as f64 / 8.0).max(1.0);
+        self.burst = burst as f64;
+        self.tokens = self.tokens.min(self.burst);
+    }
+
     fn refill(&mut self, now: Instant) {
         let dt = now.saturating_duration_since(self.last).as_secs_f64();
         self.tokens = (self.tokens + dt * self.bytes_per_sec).min(self.burst);

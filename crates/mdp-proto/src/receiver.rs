@@ -14,15 +14,16 @@
 //! another receiver asking for as much or more, or a repair symbol for the
 //! block, suppresses ours for a hold-off time.
 
+use crate::cc::CongestionMeter;
 use crate::fec::Codec;
 use crate::ids::{BlockNumber, NodeId, ObjectId, SessionId};
 use crate::layout::Coding;
 use crate::manifest::{EntryKind, Manifest};
 use crate::rng::Rng;
 use crate::wire::{
-    self, AckState, Announce, Control, DataHeader, Destination, Echo, FailReason, Nack, NackEntry,
-    Packet, Register, Status, Timing, Transmit, DATA_HEADER_LEN, FLAG_REPAIR, MAX_NACK_ENTRIES,
-    MAX_STATUS_OBJECTS,
+    self, AckState, Announce, Congestion, Control, DataHeader, Destination, Echo, FailReason, Nack,
+    NackEntry, Packet, Register, Status, Timing, Transmit, DATA_HEADER_LEN, FLAG_REPAIR,
+    MAX_NACK_ENTRIES, MAX_STATUS_OBJECTS,
 };
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -143,6 +144,8 @@ pub struct ReceiverStats {
     pub nack_entries_suppressed: u64,
     /// Bytes of file data handed to the caller.
     pub bytes_delivered: u64,
+    /// CONGESTION reports sent.
+    pub congestion_sent: u64,
 }
 
 type BlockKey = (u32, u32);
@@ -288,6 +291,7 @@ struct Session {
     verified: u32,
     failed: Vec<(ObjectId, FailReason)>,
     loss: LossMeter,
+    congestion: CongestionMeter,
 }
 
 impl Session {
@@ -394,6 +398,15 @@ impl Receiver {
 
     // ---------------------------------------------------------------- input
 
+    /// The oldest datagram of the batch about to be handed in waited this
+    /// long in the socket's queue: a standing queue means this receiver
+    /// cannot keep up with the sender (see [`crate::cc`]).
+    pub fn handle_queue_delay(&mut self, now: Instant, waited: Duration) {
+        if let Some(s) = self.session.as_mut() {
+            s.congestion.on_queue_delay(now, waited);
+        }
+    }
+
     /// A datagram arrived from the network.
     pub fn handle_datagram(&mut self, now: Instant, datagram: &[u8]) {
         self.stats.packets_received += 1;
@@ -448,7 +461,9 @@ impl Receiver {
                 }
                 Control::Done(_) => self.finish(None),
                 Control::Nack(n) => self.handle_other_nack(now, &n),
-                Control::Register(_) | Control::Status(_) => self.stats.ignored += 1,
+                Control::Register(_) | Control::Status(_) | Control::Congestion(_) => {
+                    self.stats.ignored += 1
+                }
             },
         }
         self.after_input(now);
@@ -489,6 +504,7 @@ impl Receiver {
             verified: 0,
             failed: Vec::new(),
             loss: LossMeter::default(),
+            congestion: CongestionMeter::default(),
         });
     }
 
@@ -620,6 +636,19 @@ impl Receiver {
             return;
         }
         s.loss.on_seq(h.seq);
+        if let Some(c) = s
+            .congestion
+            .on_data(now, h.seq, DATA_HEADER_LEN + payload.len())
+        {
+            self.stats.congestion_sent += 1;
+            self.transmits.push_back(Control::Congestion(Congestion {
+                node: self.config.node,
+                echo: Self::echo(s, now),
+                delivered_bps: c.delivered_bps,
+                loss: c.loss,
+                floor: c.floor,
+            }));
+        }
         if h.flags & FLAG_REPAIR == 0 {
             self.advance_sender_pos(now, (o, b));
         }

@@ -21,6 +21,8 @@
 //! caller answers with [`Sender::handle_block`]; the sender keeps a bounded
 //! cache of blocks for repairs and asks again for a block it evicted.
 
+pub use crate::cc::RateMode;
+use crate::cc::{CongestionSample, RateController};
 use crate::fec::Codec;
 use crate::ids::{BlockNumber, NodeId, ObjectId, SessionId, SymbolId};
 use crate::layout::Coding;
@@ -56,8 +58,8 @@ pub struct SenderConfig {
     pub parity: u16,
     /// Parity symbols sent with every block before any NACK.
     pub proactive: u16,
-    /// Send rate, bits per second (UDP payload).
-    pub rate_bps: u64,
+    /// Send rate (UDP payload bits per second): fixed, or adaptive.
+    pub rate: RateMode,
     /// Receivers to wait for (0: open group).
     pub expected_receivers: u32,
     /// How long to wait for registrations before sending data.
@@ -85,7 +87,11 @@ impl SenderConfig {
             block_k: 256,
             parity: 128,
             proactive: 0,
-            rate_bps: 1_000_000_000,
+            rate: RateMode::Adaptive {
+                min_bps: 10_000_000,
+                max_bps: 10_000_000_000,
+                start_bps: 1_000_000_000,
+            },
             expected_receivers: 0,
             wait: Duration::from_secs(1),
             timeout: Duration::from_secs(600),
@@ -125,7 +131,15 @@ impl SenderConfig {
         if self.proactive > self.parity {
             return Err("proactive parity cannot exceed the parity per block".into());
         }
-        if self.rate_bps < 8_000 {
+        if let RateMode::Adaptive {
+            min_bps, max_bps, ..
+        } = self.rate
+        {
+            if min_bps > max_bps {
+                return Err("--min-rate is above --max-rate".into());
+            }
+        }
+        if self.rate.min() < 8_000 {
             return Err("rate must be at least 8 kbit/s".into());
         }
         let block_bytes = self.block_k as usize * self.symbol_size as usize;
@@ -166,6 +180,15 @@ pub enum SenderEvent {
         /// Bytes to read.
         len: usize,
     },
+    /// A receiver could not take the minimum rate and was dropped.
+    Dropped {
+        /// Its node id.
+        node: NodeId,
+        /// Its name.
+        name: String,
+        /// The rate that last reached it, bits per second.
+        delivered_bps: u64,
+    },
     /// A receiver joined.
     Registered {
         /// Its node id.
@@ -194,6 +217,13 @@ pub enum Verdict {
     Dropped {
         /// How long it had been silent.
         silent_for: Duration,
+    },
+    /// It could not take the minimum rate and was dropped.
+    TooSlow {
+        /// The rate (bits per second) that last reached it.
+        delivered_bps: u64,
+        /// The minimum rate of the push.
+        min_bps: u64,
     },
 }
 
@@ -231,6 +261,22 @@ pub struct SenderReport {
     pub receivers: Vec<ReceiverReport>,
     /// Counters at the end.
     pub stats: SenderStats,
+    /// How the rate behaved.
+    pub rate: RateSummary,
+}
+
+/// The rate control's part of the report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RateSummary {
+    /// True for an adaptive rate, false for `--rate`.
+    pub adaptive: bool,
+    /// The rate at the end, bits per second.
+    pub final_bps: u64,
+    /// The lowest rate set, bits per second.
+    pub lowest_bps: u64,
+    /// The receiver whose congestion reports cut the rate most often (the
+    /// one the push was paced to), with the number of cuts it caused.
+    pub limited_by: Option<(String, u32)>,
 }
 
 /// Counters. `bytes_sent` counts UDP payload bytes of every datagram.
@@ -254,6 +300,8 @@ pub struct SenderStats {
     pub ignored_received: u64,
     /// Blocks whose parity was computed.
     pub blocks_encoded: u64,
+    /// CONGESTION reports received.
+    pub congestion_received: u64,
     /// Bytes of file data the caller passed in.
     pub bytes_read: u64,
 }
@@ -273,6 +321,8 @@ enum PeerState {
     Confirmed,
     Failed,
     Dropped(Duration),
+    /// Could not take the minimum rate: its feedback is ignored from now on.
+    TooSlow(u64),
 }
 
 #[derive(Debug)]
@@ -340,6 +390,7 @@ pub struct Sender {
     deadline: Instant,
     data_start_deadline: Instant,
     pacer: Pacer,
+    cc: RateController,
     codec: Codec,
     cursor: Cursor,
     data_seq: u32,
@@ -372,6 +423,13 @@ pub struct Sender {
 }
 
 const PACING_BURST: Duration = Duration::from_millis(2);
+
+/// The pacer's bucket: what the rate allows in [`PACING_BURST`], so that a
+/// caller whose timer fires about once a millisecond still reaches the
+/// rate; at least a few batches.
+fn pacing_burst(rate_bps: u64, max_batch: usize, datagram: usize) -> usize {
+    ((rate_bps as f64 / 8.0 * PACING_BURST.as_secs_f64()) as usize).max(max_batch.max(4) * datagram)
+}
 const ANNOUNCE_INTERVAL: Duration = Duration::from_millis(100);
 const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(100);
 const DONE_INTERVAL: Duration = Duration::from_millis(10);
@@ -417,11 +475,12 @@ impl Sender {
         // whose timer fires about once a millisecond still reaches the rate;
         // at least a few datagrams.
         let datagram = config.symbol_size as usize + DATA_HEADER_LEN;
-        let burst = ((config.rate_bps as f64 / 8.0 * PACING_BURST.as_secs_f64()) as usize)
-            .max(config.max_batch.max(4) * datagram);
+        let cc = RateController::new(config.rate, now);
+        let rate = cc.rate_bps();
         Ok(Sender {
             coding: config.coding(),
-            pacer: Pacer::new(config.rate_bps, burst, now),
+            pacer: Pacer::new(rate, pacing_burst(rate, config.max_batch, datagram), now),
+            cc,
             manifest_bytes,
             manifest_hash,
             sizes,
@@ -513,7 +572,7 @@ impl Sender {
         Timing {
             ts_us: self.ts_us(now),
             grtt_us: self.grtt.as_micros() as u32,
-            rate_bps: self.config.rate_bps,
+            rate_bps: self.cc.rate_bps(),
             group_size: self
                 .peers
                 .len()
@@ -541,7 +600,7 @@ impl Sender {
             }
             Control::Nack(n) => {
                 self.stats.nacks_received += 1;
-                if !self.touch_peer(now, n.node, "", n.echo) {
+                if !self.touch_peer(now, n.node, "", n.echo) || self.too_slow(n.node) {
                     return;
                 }
                 // Scale each need by the asking receiver's loss rate, so that
@@ -552,8 +611,33 @@ impl Sender {
                     self.handle_nack_entry(now, e, loss);
                 }
             }
+            Control::Congestion(c) => {
+                self.stats.congestion_received += 1;
+                if !self.touch_peer(now, c.node, "", c.echo) || self.too_slow(c.node) {
+                    return;
+                }
+                if self.phase != Phase::Sending && self.repair_queue.is_empty() {
+                    return; // late news of a window that is over
+                }
+                let sample = CongestionSample {
+                    delivered_bps: c.delivered_bps,
+                    loss: c.loss,
+                    floor: c.floor,
+                };
+                if self.cc.on_report(now, c.node, &sample) {
+                    let peer = self.peers.get_mut(&c.node).expect("touch_peer inserted it");
+                    peer.state = PeerState::TooSlow(c.delivered_bps);
+                    self.cc.forget(c.node);
+                    self.events.push_back(SenderEvent::Dropped {
+                        node: c.node,
+                        name: peer.name.clone(),
+                        delivered_bps: c.delivered_bps,
+                    });
+                }
+                self.apply_rate();
+            }
             Control::Status(s) => {
-                if !self.touch_peer(now, s.node, &s.name, s.echo) {
+                if !self.touch_peer(now, s.node, &s.name, s.echo) || self.too_slow(s.node) {
                     return;
                 }
                 let max_obj = self.sizes.len() as u32;
@@ -589,6 +673,25 @@ impl Sender {
             }
         }
         self.check_progress(now);
+    }
+
+    fn too_slow(&self, node: NodeId) -> bool {
+        self.peers
+            .get(&node)
+            .is_some_and(|p| matches!(p.state, PeerState::TooSlow(_)))
+    }
+
+    /// Hands the controller's rate to the pacer.
+    fn apply_rate(&mut self) {
+        let rate = self.cc.rate_bps();
+        let datagram = self.coding.symbol_size as usize + DATA_HEADER_LEN;
+        self.pacer
+            .set_rate(rate, pacing_burst(rate, self.config.max_batch, datagram));
+    }
+
+    /// The rate now, bits per second.
+    pub fn rate_bps(&self) -> u64 {
+        self.cc.rate_bps()
     }
 
     /// Records feedback from `node`; returns false when it cannot be tracked.
@@ -734,6 +837,9 @@ impl Sender {
 
     /// The timer armed from [`Sender::poll_timeout`] fired.
     pub fn handle_timeout(&mut self, now: Instant) {
+        let sending = self.phase == Phase::Sending || !self.repair_queue.is_empty();
+        self.cc.on_timer(now, sending);
+        self.apply_rate();
         self.check_progress(now);
     }
 
@@ -837,6 +943,10 @@ impl Sender {
                 PeerState::Confirmed => Verdict::Confirmed,
                 PeerState::Failed => Verdict::Failed,
                 PeerState::Dropped(d) => Verdict::Dropped { silent_for: d },
+                PeerState::TooSlow(delivered_bps) => Verdict::TooSlow {
+                    delivered_bps,
+                    min_bps: self.cc.mode().min(),
+                },
             };
             let path = |o: &ObjectId| self.paths.get(o.0 as usize).cloned().unwrap_or_default();
             receivers.push(ReceiverReport {
@@ -895,6 +1005,18 @@ impl Sender {
             timed_out: self.timed_out,
             receivers,
             stats: self.stats,
+            rate: RateSummary {
+                adaptive: matches!(self.cc.mode(), RateMode::Adaptive { .. }),
+                final_bps: self.cc.rate_bps(),
+                lowest_bps: self.cc.lowest_bps(),
+                limited_by: self.cc.limiting().map(|(node, cuts)| {
+                    let name = self
+                        .peers
+                        .get(&node)
+                        .map_or_else(|| node.to_string(), |p| p.name.clone());
+                    (name, cuts)
+                }),
+            },
         }));
     }
 
@@ -1018,6 +1140,9 @@ impl Sender {
                 if self.has_sendable_data() {
                     let len = DATA_HEADER_LEN + self.coding.symbol_size as usize;
                     t = t.min(self.pacer.ready_at(len));
+                    if let Some(step) = self.cc.next_step() {
+                        t = t.min(step);
+                    }
                 }
                 // A repair round that ends lets later NACKs start a new one;
                 // no timer needed: NACK arrival is the input that matters.

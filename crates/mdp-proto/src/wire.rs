@@ -71,6 +71,8 @@ pub enum PacketType {
     Nack = 0x21,
     /// A receiver reports its progress or confirms (receiver to group).
     Status = 0x22,
+    /// A receiver reports that it cannot take the current rate (receiver to group).
+    Congestion = 0x23,
 }
 
 impl PacketType {
@@ -83,6 +85,7 @@ impl PacketType {
             0x20 => Self::Register,
             0x21 => Self::Nack,
             0x22 => Self::Status,
+            0x23 => Self::Congestion,
             _ => return None,
         })
     }
@@ -273,6 +276,23 @@ pub struct Status {
     pub failed: Vec<(ObjectId, FailReason)>,
 }
 
+/// CONGESTION: a receiver lost clearly more of the DATA stream than its
+/// usual (random) loss in its last measurement window: the sender is faster
+/// than this receiver or its path can take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Congestion {
+    /// The receiver.
+    pub node: NodeId,
+    /// Timestamp echo.
+    pub echo: Echo,
+    /// DATA bits per second that reached it in the window.
+    pub delivered_bps: u64,
+    /// DATA lost in the window, in 1/65536 units.
+    pub loss: u16,
+    /// Its usual loss outside congestion, in 1/65536 units.
+    pub floor: u16,
+}
+
 /// A control message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Control {
@@ -288,6 +308,8 @@ pub enum Control {
     Nack(Nack),
     /// See [`Status`].
     Status(Status),
+    /// See [`Congestion`].
+    Congestion(Congestion),
 }
 
 impl Control {
@@ -299,6 +321,7 @@ impl Control {
             Control::Register(_) => PacketType::Register,
             Control::Nack(_) => PacketType::Nack,
             Control::Status(_) => PacketType::Status,
+            Control::Congestion(_) => PacketType::Congestion,
         }
     }
 }
@@ -353,6 +376,7 @@ pub fn write_control(buf: &mut Vec<u8>, session: SessionId, message: &Control) {
         Control::Register(m) => postcard::to_io(m, &mut *buf).map(drop),
         Control::Nack(m) => postcard::to_io(m, &mut *buf).map(drop),
         Control::Status(m) => postcard::to_io(m, &mut *buf).map(drop),
+        Control::Congestion(m) => postcard::to_io(m, &mut *buf).map(drop),
     };
     res.expect("postcard serialization into a Vec is infallible for mdp's types");
 }
@@ -401,6 +425,7 @@ pub fn parse(datagram: &[u8]) -> Result<Packet<'_>, WireError> {
         PacketType::Register => Control::Register(decode(body)?),
         PacketType::Nack => Control::Nack(decode(body)?),
         PacketType::Status => Control::Status(decode(body)?),
+        PacketType::Congestion => Control::Congestion(decode(body)?),
     };
     validate(&message)?;
     Ok(Packet::Control { session, message })
@@ -454,7 +479,7 @@ fn validate(message: &Control) -> Result<(), WireError> {
             check(f.awaiting.len() <= MAX_NODE_LIST, "awaiting")?;
             check(f.acked.len() <= MAX_NODE_LIST, "acked")
         }
-        Control::Done(_) => Ok(()),
+        Control::Done(_) | Control::Congestion(_) => Ok(()),
         Control::Register(r) => check(r.name.len() <= MAX_NAME_LEN, "name"),
         Control::Nack(n) => check(
             !n.entries.is_empty() && n.entries.len() <= MAX_NACK_ENTRIES,

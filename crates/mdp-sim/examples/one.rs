@@ -14,7 +14,7 @@ fn main() {
     } else {
         c.loss_independent = loss
     }
-    c.sender.rate_bps = arg(4, "200").parse::<u64>().unwrap() * 1_000_000;
+    c.sender.rate = mdp_proto::RateMode::Fixed(arg(4, "200").parse::<u64>().unwrap() * 1_000_000);
     c.latency = Duration::from_micros(arg(5, "1000").parse().unwrap());
     c.max_time = Duration::from_secs(60);
     let mib: usize = arg(6, "1").parse().unwrap();

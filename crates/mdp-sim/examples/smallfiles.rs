@@ -18,7 +18,7 @@ fn main() {
     let dirs: Vec<String> = (0..100).map(|d| format!("d{d}")).collect();
     let dirs: Vec<&str> = dirs.iter().map(String::as_str).collect();
     let mut c = SimConfig::new(1, 1);
-    c.sender.rate_bps = 1_000_000_000;
+    c.sender.rate = mdp_proto::RateMode::Fixed(1_000_000_000);
     c.max_time = std::time::Duration::from_secs(600);
     let t = std::time::Instant::now();
     let r = World::new(c, Content::new(&dirs, files)).run();

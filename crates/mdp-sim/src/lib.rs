@@ -97,7 +97,7 @@ impl SimConfig {
     /// waits for all of them.
     pub fn new(receivers: usize, seed: u64) -> Self {
         let mut sender = SenderConfig::new(mdp_proto::SessionId(0x5e55_1000 + seed));
-        sender.rate_bps = 200_000_000;
+        sender.rate = mdp_proto::RateMode::Fixed(200_000_000);
         sender.expected_receivers = receivers as u32;
         sender.wait = Duration::from_secs(2);
         sender.timeout = Duration::from_secs(120);

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 fn sender_traffic(content: &Content) -> Vec<Vec<u8>> {
     let mut cfg = SenderConfig::new(SessionId(77));
     cfg.wait = Duration::from_millis(50);
-    cfg.rate_bps = 100_000_000;
+    cfg.rate = mdp_proto::RateMode::Fixed(100_000_000);
     let t0 = Instant::now();
     let mut s = Sender::new(cfg, content.manifest.clone(), t0).unwrap();
     let mut out = Vec::new();

@@ -1,0 +1,448 @@
+//! Rate control: receivers detect congestion, the sender follows the
+//! receiver that limits it (in the spirit of NORM-CC, RFC 5740 §5.5, and
+//! TFMCC, RFC 4654: receiver-measured loss and rate, the sender tracking the
+//! current limiting receiver), tuned for LANs.
+//!
+//! **Receivers** cut the DATA stream into windows of at least
+//! [`WINDOW`] and [`WINDOW_MIN_PACKETS`] datagrams and measure, from the
+//! DATA sequence numbers, the fraction lost in each. Loss that does not
+//! depend on the rate (a lossy link) shows as a steady *floor*, tracked by
+//! a slow average of the uncongested windows; a window whose loss is well
+//! above the floor (`loss > 1.5 × floor + 5 %`) means the sender is faster
+//! than this receiver, its CPU or its path can take. The receiver then
+//! sends a CONGESTION report with the rate that did reach it. The IO layer
+//! also hands in how long each batch of datagrams waited in the socket's
+//! queue (kernel timestamps): a window in which even the freshest batch
+//! waited more than [`QUEUE_LIMIT`] is congested too. That signal comes
+//! before any loss, while the socket buffer still absorbs the excess, which
+//! on a host-limited receiver (CPU, disk) is where loss would start.
+//!
+//! **The sender** starts at its start rate and doubles it every window
+//! until the first report (a LAN is reached in tens of milliseconds, not
+//! after a slow crawl), then grows by [`GROWTH`] per window without a
+//! report. A report cuts the rate to what reached that receiver, corrected
+//! for its floor, times [`BACKOFF`]; reports within one window of a cut
+//! only lower it further. Without reports the rate never falls: silence is
+//! no reason to collapse. The rate stays within `[min, max]`. A receiver
+//! whose reports stay below `min` for [`SLOW_DROP_AFTER`] is dropped, so
+//! one slow host cannot hold the others below the floor.
+
+use crate::ids::NodeId;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// Shortest measurement window, and the sender's growth step.
+pub const WINDOW: Duration = Duration::from_millis(20);
+/// Fewest DATA datagrams a window spans before it counts.
+pub const WINDOW_MIN_PACKETS: u32 = 64;
+/// A window in which even the freshest batch waited this long in the
+/// receiver's socket queue is congested: the receiver falls behind.
+pub const QUEUE_LIMIT: Duration = Duration::from_millis(4);
+/// A window this long without enough packets is discarded.
+const WINDOW_MAX: Duration = Duration::from_millis(500);
+/// Rate growth per window without congestion, after the first report.
+pub const GROWTH: f64 = 1.03;
+/// Rate growth per window before the first report.
+pub const STARTUP_GROWTH: f64 = 2.0;
+/// Fraction of a limiting receiver's delivered rate the sender cuts to.
+pub const BACKOFF: f64 = 0.95;
+/// A receiver below the minimum rate this long is dropped.
+pub const SLOW_DROP_AFTER: Duration = Duration::from_secs(2);
+
+/// The loss above which a window counts as congested, given the floor.
+fn threshold(floor: f64) -> f64 {
+    1.5 * floor + 0.05
+}
+
+fn to_wire(p: f64) -> u16 {
+    (p * 65535.0).clamp(0.0, 65535.0) as u16
+}
+
+fn from_wire(v: u16) -> f64 {
+    v as f64 / 65535.0
+}
+
+/// What a receiver reports about a congested window.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CongestionSample {
+    /// DATA bits per second that arrived.
+    pub delivered_bps: u64,
+    /// Loss in the window, 1/65536 units.
+    pub loss: u16,
+    /// Loss floor, 1/65536 units.
+    pub floor: u16,
+}
+
+/// The receiver's side: measures windows of the DATA stream.
+#[derive(Clone, Debug, Default)]
+pub struct CongestionMeter {
+    start: Option<Instant>,
+    base: u32,
+    highest: u32,
+    received: u32,
+    bytes: u64,
+    floor: f64,
+    windows: u64,
+    /// Smallest queue delay reported in this window.
+    min_queue: Option<Duration>,
+}
+
+impl CongestionMeter {
+    /// Counts a DATA datagram of `len` bytes with sequence number `seq`;
+    /// returns a sample when it closes a congested window.
+    pub fn on_data(&mut self, now: Instant, seq: u32, len: usize) -> Option<CongestionSample> {
+        let Some(start) = self.start else {
+            self.restart(now, seq, len);
+            return None;
+        };
+        let ahead = seq.wrapping_sub(self.base);
+        if ahead >= 1 << 31 {
+            return None; // from before this window: reordered or duplicated
+        }
+        self.received += 1;
+        self.bytes += len as u64;
+        if seq.wrapping_sub(self.highest) < 1 << 31 {
+            self.highest = seq;
+        }
+        let elapsed = now.saturating_duration_since(start);
+        let span = self.highest.wrapping_sub(self.base) + 1;
+        if elapsed > WINDOW_MAX && span < WINDOW_MIN_PACKETS {
+            self.restart(now, seq, len);
+            return None;
+        }
+        if elapsed < WINDOW || span < WINDOW_MIN_PACKETS {
+            return None;
+        }
+        let loss = 1.0 - (self.received as f64 / span as f64).min(1.0);
+        let delivered_bps = (self.bytes as f64 * 8.0 / elapsed.as_secs_f64()) as u64;
+        self.windows += 1;
+        let standing_queue = self.min_queue.is_some_and(|q| q > QUEUE_LIMIT);
+        let congested = self.windows > 1 && (loss > threshold(self.floor) || standing_queue);
+        let sample = congested.then(|| CongestionSample {
+            delivered_bps,
+            loss: to_wire(loss),
+            floor: to_wire(self.floor),
+        });
+        if !congested {
+            // The first window sets the floor; later ones move it slowly.
+            self.floor = if self.windows == 1 {
+                loss.min(0.3)
+            } else {
+                0.9 * self.floor + 0.1 * loss
+            };
+        }
+        self.start = Some(now);
+        self.base = self.highest.wrapping_add(1);
+        self.received = 0;
+        self.bytes = 0;
+        self.min_queue = None;
+        sample
+    }
+
+    /// The oldest datagram of a batch waited `waited` in the socket queue.
+    pub fn on_queue_delay(&mut self, _now: Instant, waited: Duration) {
+        self.min_queue = Some(self.min_queue.map_or(waited, |q| q.min(waited)));
+    }
+
+    fn restart(&mut self, now: Instant, seq: u32, len: usize) {
+        self.start = Some(now);
+        self.base = seq;
+        self.highest = seq;
+        self.received = 1;
+        self.bytes = len as u64;
+    }
+
+    /// The loss floor seen so far.
+    pub fn floor(&self) -> f64 {
+        self.floor
+    }
+}
+
+/// How the sender sets its rate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RateMode {
+    /// Always this many bits per second.
+    Fixed(u64),
+    /// Adaptive within bounds, starting at `start`.
+    Adaptive {
+        /// Floor: receivers that cannot take it are dropped.
+        min_bps: u64,
+        /// Ceiling.
+        max_bps: u64,
+        /// First rate.
+        start_bps: u64,
+    },
+}
+
+impl RateMode {
+    /// The rate at the start.
+    pub fn initial(&self) -> u64 {
+        match *self {
+            RateMode::Fixed(r) => r,
+            RateMode::Adaptive {
+                min_bps,
+                max_bps,
+                start_bps,
+            } => start_bps.clamp(min_bps, max_bps),
+        }
+    }
+
+    /// The lowest rate the mode allows.
+    pub fn min(&self) -> u64 {
+        match *self {
+            RateMode::Fixed(r) => r,
+            RateMode::Adaptive { min_bps, .. } => min_bps,
+        }
+    }
+}
+
+/// The sender's side: the current rate and who limits it.
+#[derive(Clone, Debug)]
+pub struct RateController {
+    mode: RateMode,
+    rate: f64,
+    startup: bool,
+    last_step: Instant,
+    last_cut: Option<Instant>,
+    /// Receivers whose reports are below the minimum, since when.
+    slow_since: HashMap<NodeId, (Instant, Instant)>,
+    /// Cuts per receiver (who paced the push).
+    cuts: HashMap<NodeId, u32>,
+    /// Lowest rate the controller set.
+    lowest: f64,
+}
+
+impl RateController {
+    /// A controller in `mode`, starting now.
+    pub fn new(mode: RateMode, now: Instant) -> Self {
+        let rate = mode.initial() as f64;
+        RateController {
+            mode,
+            rate,
+            startup: true,
+            last_step: now,
+            last_cut: None,
+            slow_since: HashMap::new(),
+            cuts: HashMap::new(),
+            lowest: rate,
+        }
+    }
+
+    /// The rate now, in bits per second.
+    pub fn rate_bps(&self) -> u64 {
+        self.rate as u64
+    }
+
+    /// The mode.
+    pub fn mode(&self) -> RateMode {
+        self.mode
+    }
+
+    /// The lowest rate set so far.
+    pub fn lowest_bps(&self) -> u64 {
+        self.lowest as u64
+    }
+
+    /// When [`RateController::on_timer`] wants to run next.
+    pub fn next_step(&self) -> Option<Instant> {
+        match self.mode {
+            RateMode::Fixed(_) => None,
+            RateMode::Adaptive { max_bps, .. } if self.rate >= max_bps as f64 => None,
+            RateMode::Adaptive { .. } => Some(self.last_step + WINDOW),
+        }
+    }
+
+    /// Grows the rate once per window without a congestion report.
+    /// `sending` is false while there is nothing to send (no evidence).
+    pub fn on_timer(&mut self, now: Instant, sending: bool) {
+        let RateMode::Adaptive { max_bps, .. } = self.mode else {
+            return;
+        };
+        if now < self.last_step + WINDOW {
+            return;
+        }
+        self.last_step = now;
+        let quiet = self.last_cut.is_none_or(|t| now >= t + WINDOW * 2);
+        if sending && quiet {
+            let g = if self.startup { STARTUP_GROWTH } else { GROWTH };
+            self.rate = (self.rate * g).min(max_bps as f64);
+        }
+        // Receivers that stopped reporting are no longer slow.
+        self.slow_since
+            .retain(|_, (_, last)| now < *last + WINDOW * 10);
+    }
+
+    /// A receiver's congestion report. Returns true when that receiver has
+    /// stayed below the minimum rate long enough to be dropped.
+    pub fn on_report(&mut self, now: Instant, node: NodeId, c: &CongestionSample) -> bool {
+        let RateMode::Adaptive {
+            min_bps, max_bps, ..
+        } = self.mode
+        else {
+            return false;
+        };
+        // What reached it, over what got through its random loss: what it
+        // can take from us.
+        let floor = from_wire(c.floor).min(0.5);
+        let capacity = c.delivered_bps as f64 / (1.0 - floor);
+        let target = (capacity * BACKOFF).clamp(min_bps as f64, max_bps as f64);
+        // Reports within a window of a cut describe the same overload and
+        // may only lower it further; in the next window they describe
+        // windows that straddled the cut, and are ignored.
+        let since_cut = self.last_cut.map(|t| now.saturating_duration_since(t));
+        let stale = since_cut.is_some_and(|d| d >= WINDOW && d < WINDOW * 2);
+        if target < self.rate && !stale {
+            *self.cuts.entry(node).or_default() += 1;
+            self.rate = target;
+            self.lowest = self.lowest.min(target);
+            self.startup = false;
+            if since_cut.is_none_or(|d| d >= WINDOW) {
+                self.last_cut = Some(now);
+            }
+        }
+        if capacity < min_bps as f64 {
+            let (since, last) = self.slow_since.entry(node).or_insert((now, now));
+            *last = now;
+            if now >= *since + SLOW_DROP_AFTER {
+                self.slow_since.remove(&node);
+                return true;
+            }
+        } else {
+            self.slow_since.remove(&node);
+        }
+        false
+    }
+
+    /// Forgets a receiver (dropped or gone).
+    pub fn forget(&mut self, node: NodeId) {
+        self.slow_since.remove(&node);
+    }
+
+    /// The receiver that cut the rate most often, with its cut count.
+    pub fn limiting(&self) -> Option<(NodeId, u32)> {
+        self.cuts
+            .iter()
+            .max_by_key(|(n, c)| (**c, std::cmp::Reverse(**n)))
+            .map(|(n, c)| (*n, *c))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed(m: &mut CongestionMeter, t0: Instant, rate_pps: u32, loss_every: u32, n: u32) -> u32 {
+        // Sends `n` datagrams at `rate_pps`, dropping every `loss_every`-th.
+        let mut reports = 0;
+        for seq in 0..n {
+            if loss_every > 0 && seq % loss_every == 0 {
+                continue;
+            }
+            let at = t0 + Duration::from_secs_f64(seq as f64 / rate_pps as f64);
+            if m.on_data(at, seq, 1400).is_some() {
+                reports += 1;
+            }
+        }
+        reports
+    }
+
+    #[test]
+    fn steady_random_loss_is_the_floor_not_congestion() {
+        let mut m = CongestionMeter::default();
+        let reports = feed(&mut m, Instant::now(), 100_000, 20, 200_000);
+        assert_eq!(reports, 0, "5 % loss at any rate is no congestion");
+        assert!((m.floor() - 0.05).abs() < 0.01, "floor {}", m.floor());
+    }
+
+    #[test]
+    fn loss_well_above_the_floor_is_reported_with_the_delivered_rate() {
+        let mut m = CongestionMeter::default();
+        let t0 = Instant::now();
+        assert_eq!(feed(&mut m, t0, 100_000, 0, 10_000), 0);
+        // Then a third of everything is lost.
+        let mut got = None;
+        for seq in 10_000..20_000u32 {
+            if seq % 3 == 0 {
+                continue;
+            }
+            let at = t0 + Duration::from_secs_f64(seq as f64 / 100_000.0);
+            got = got.or(m.on_data(at, seq, 1400));
+        }
+        let s = got.expect("a congested window is reported");
+        let delivered = 100_000.0 * 1400.0 * 8.0 * 2.0 / 3.0;
+        assert!((s.delivered_bps as f64 / delivered - 1.0).abs() < 0.1);
+        assert!(from_wire(s.loss) > 0.3);
+    }
+
+    fn adaptive() -> RateMode {
+        RateMode::Adaptive {
+            min_bps: 10_000_000,
+            max_bps: 10_000_000_000,
+            start_bps: 1_000_000_000,
+        }
+    }
+
+    #[test]
+    fn starts_fast_and_never_collapses_without_feedback() {
+        let t0 = Instant::now();
+        let mut c = RateController::new(adaptive(), t0);
+        for i in 1..=4 {
+            c.on_timer(t0 + WINDOW * i, true);
+        }
+        assert_eq!(c.rate_bps(), 10_000_000_000, "1G doubled up to the ceiling");
+        for i in 5..1000 {
+            c.on_timer(t0 + WINDOW * i, false);
+        }
+        assert_eq!(
+            c.rate_bps(),
+            10_000_000_000,
+            "silence never lowers the rate"
+        );
+    }
+
+    #[test]
+    fn follows_the_limiting_receiver_and_grows_back_slowly() {
+        let t0 = Instant::now();
+        let mut c = RateController::new(adaptive(), t0);
+        let sample = CongestionSample {
+            delivered_bps: 400_000_000,
+            loss: to_wire(0.4),
+            floor: 0,
+        };
+        assert!(!c.on_report(t0, NodeId(7), &sample));
+        assert_eq!(c.rate_bps(), 380_000_000);
+        c.on_timer(t0 + WINDOW * 3, true);
+        assert_eq!(c.rate_bps(), (380_000_000.0 * GROWTH) as u64);
+        assert_eq!(c.limiting(), Some((NodeId(7), 1)));
+    }
+
+    #[test]
+    fn a_receiver_below_the_floor_is_dropped_after_a_while() {
+        let t0 = Instant::now();
+        let mut c = RateController::new(adaptive(), t0);
+        let slow = CongestionSample {
+            delivered_bps: 2_000_000,
+            loss: to_wire(0.9),
+            floor: 0,
+        };
+        assert!(!c.on_report(t0, NodeId(1), &slow));
+        assert_eq!(c.rate_bps(), 10_000_000, "held at the floor meanwhile");
+        assert!(!c.on_report(t0 + Duration::from_secs(1), NodeId(1), &slow));
+        assert!(c.on_report(t0 + SLOW_DROP_AFTER, NodeId(1), &slow));
+    }
+
+    #[test]
+    fn a_fixed_rate_ignores_reports() {
+        let t0 = Instant::now();
+        let mut c = RateController::new(RateMode::Fixed(5_000_000), t0);
+        let s = CongestionSample {
+            delivered_bps: 1000,
+            loss: to_wire(0.9),
+            floor: 0,
+        };
+        assert!(!c.on_report(t0, NodeId(1), &s));
+        c.on_timer(t0 + WINDOW * 5, true);
+        assert_eq!(c.rate_bps(), 5_000_000);
+        assert_eq!(c.next_step(), None);
+    }
+}
