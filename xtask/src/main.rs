@@ -11,6 +11,8 @@
 //! they can (root and `unshare -n`), so no datagram can leave the machine;
 //! otherwise on the host's loopback interface, pinned to 127.0.0.1.
 
+mod compare;
+
 use anyhow::{bail, Context, Result};
 use mdp_sim::{netns, Content};
 use std::fs;
@@ -25,7 +27,7 @@ fn main() {
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci(),
         Some("demo") => demo(),
-        Some("bench") => bench(),
+        Some("bench") => bench(&args[1..]),
         Some("sim") => sim(&args[1..]),
         Some("dist") => dist(),
         _ => {
@@ -328,12 +330,138 @@ fn dist() -> Result<()> {
     Ok(())
 }
 
+/// mdp, udpcast and UFTP side by side between network namespaces.
+fn peers(bin: &Path, runs: usize) -> Result<()> {
+    if !netns::available() {
+        eprintln!("note: skipping the comparison with udpcast and UFTP: it needs root (network namespaces, nftables, tc)");
+        return Ok(());
+    }
+    compare::ensure_tools()?;
+    let work = root().join("target/bench/peers");
+    fs::create_dir_all(&work)?;
+    let small = compare::data_file(&work, "file-4.5MiB.bin", 4608 << 10, 11)?;
+    let big = compare::data_file(&work, "file-256MiB.bin", 256 << 20, 12)?;
+    let net = compare::Net::new(5)?;
+    let tool = |name, setting: &str, extra: &[&str]| compare::Tool {
+        name,
+        setting: setting.to_string(),
+        extra: extra.iter().map(|s| s.to_string()).collect(),
+    };
+    eprintln!("==> fastest settings of the peers (256 MiB to 1 receiver, one run each)");
+    let (udpcast, _) = compare::sweep(
+        &net,
+        bin,
+        &work,
+        vec![
+            tool("udpcast", "", &[]),
+            tool("udpcast", "--full-duplex", &["--full-duplex"]),
+            tool("udpcast", "--max-bitrate 900m", &["--max-bitrate", "900m"]),
+        ],
+        &big,
+    )?;
+    let (uftp, _) = compare::sweep(
+        &net,
+        bin,
+        &work,
+        vec![
+            tool("uftp", "-R -1", &["-R", "-1"]),
+            tool("uftp", "-R 1000000", &["-R", "1000000"]),
+            tool("uftp", "-R -1 -b 8800", &["-R", "-1", "-b", "8800"]),
+        ],
+        &big,
+    )?;
+    let mdp = tool("mdp", "", &[]);
+    let mdp_floor = tool("mdp", "--min-rate 1G", &["--min-rate", "1G"]);
+    let tools = [mdp.clone(), udpcast, uftp];
+    struct Case {
+        name: String,
+        file: PathBuf,
+        n: usize,
+        loss: u32,
+        limit_all: u32,
+        slow_one: u32,
+    }
+    let case = |name: &str, file: &Path, n, loss, limit_all, slow_one| Case {
+        name: name.to_string(),
+        file: file.to_path_buf(),
+        n,
+        loss,
+        limit_all,
+        slow_one,
+    };
+    let cases = [
+        case("4.5 MiB to 1", &small, 1, 0, 0, 0),
+        case("4.5 MiB to 4", &small, 4, 0, 0, 0),
+        case("256 MiB to 1", &big, 1, 0, 0, 0),
+        case("256 MiB to 4", &big, 4, 0, 0, 0),
+        case("256 MiB to 1, 5 % loss", &big, 1, 5, 0, 0),
+        case("256 MiB to 4, 5 % loss each", &big, 4, 5, 0, 0),
+        case("256 MiB to 1, link 500 Mbit/s", &big, 1, 0, 500, 0),
+        case("256 MiB to 4, links 500 Mbit/s", &big, 4, 0, 500, 0),
+        case(
+            "256 MiB to 4, one link 10× slower (200 Mbit/s)",
+            &big,
+            4,
+            0,
+            0,
+            200,
+        ),
+    ];
+    let mut rows = Vec::new();
+    for c in &cases {
+        for i in 1..=4 {
+            net.loss(i, if i <= c.n { c.loss } else { 0 })?;
+            net.limit(
+                i,
+                if c.slow_one > 0 && i == c.n {
+                    c.slow_one
+                } else {
+                    c.limit_all
+                },
+            )?;
+        }
+        let mut these = tools.to_vec();
+        if c.slow_one > 0 {
+            these.insert(1, mdp_floor.clone());
+        }
+        for t in these {
+            eprintln!("==> {}: {}", c.name, compare::label(&t));
+            let mut samples = Vec::new();
+            for _ in 0..runs {
+                samples.push(compare::run_once(&net, bin, &work, &t, &c.file, c.n)?);
+            }
+            rows.push(compare::Row {
+                case: c.name.clone(),
+                tool: compare::label(&t),
+                runs: samples,
+                bytes: fs::metadata(&c.file)?.len(),
+            });
+        }
+    }
+    for i in 1..=4 {
+        net.loss(i, 0)?;
+        net.limit(i, 0)?;
+    }
+    let (md, json) = compare::render(&rows);
+    let out = root().join("target/bench");
+    fs::write(out.join("peers.md"), &md)?;
+    fs::write(out.join("peers.json"), serde_json::to_string_pretty(&json)?)?;
+    println!("\nmdp, udpcast and UFTP between network namespaces on a bridge (median of {runs} runs; target/bench/peers.md and peers.json):\n");
+    println!("{md}");
+    Ok(())
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
     v[v.len() / 2]
 }
 
-fn bench() -> Result<()> {
+fn bench(args: &[String]) -> Result<()> {
+    let runs: usize = match args {
+        [flag, n] if flag == "--runs" => n.parse().context("--runs N")?,
+        [] => 3,
+        _ => bail!("usage: cargo xtask bench [--runs N]"),
+    };
     if std::env::var(INNER).is_err() {
         eprintln!("==> FEC throughput (benches/benches/fec.rs)");
         run(
@@ -363,6 +491,9 @@ fn bench() -> Result<()> {
         }
     }
     let bin = build_release()?;
+    if std::env::var(INNER).is_err() {
+        peers(&bin, runs)?;
+    }
     if !enter_private_netns("bench")? {
         return Ok(());
     }
@@ -372,7 +503,6 @@ fn bench() -> Result<()> {
     if fs::metadata(&src).map(|m| m.len()).unwrap_or(0) != 256 << 20 {
         fs::write(&src, bytes(256 << 20, 9))?;
     }
-    let runs = 3;
     let mut rows = Vec::new();
     for n in [1usize, 4] {
         let mut secs = Vec::new();
@@ -387,8 +517,6 @@ fn bench() -> Result<()> {
                     &n.to_string(),
                     "--json",
                     "--quiet",
-                    "--rate",
-                    "2G",
                     "--timeout",
                     "300s",
                 ])
@@ -416,7 +544,7 @@ fn bench() -> Result<()> {
         }
         rows.push((n, median(secs), median(goodput), median(wire)));
     }
-    println!("\n| push (loopback, --rate 2G) | wall time (median of {runs}) | goodput | wire bytes per file byte |");
+    println!("\n| push (loopback, one network namespace, adaptive rate) | wall time (median of {runs}) | goodput | wire bytes per file byte |");
     println!("|---|---|---|---|");
     for (n, s, g, w) in rows {
         println!(

@@ -46,6 +46,8 @@ pub const GROWTH: f64 = 1.03;
 pub const STARTUP_GROWTH: f64 = 2.0;
 /// Fraction of a limiting receiver's delivered rate the sender cuts to.
 pub const BACKOFF: f64 = 0.95;
+/// The deepest single cut: at most to this fraction of the rate.
+pub const MAX_CUT: f64 = 0.7;
 /// A receiver below the minimum rate this long is dropped.
 pub const SLOW_DROP_AFTER: Duration = Duration::from_secs(2);
 
@@ -285,7 +287,13 @@ impl RateController {
         // can take from us.
         let floor = from_wire(c.floor).min(0.5);
         let capacity = c.delivered_bps as f64 / (1.0 - floor);
-        let target = (capacity * BACKOFF).clamp(min_bps as f64, max_bps as f64);
+        // One report cuts at most to MAX_CUT of the rate: a window that
+        // spanned a stall of the receiver (a decode, a disk flush) reports
+        // far less than it can take, and must not collapse the rate; a
+        // receiver that really is much slower sends more reports.
+        let target = (capacity * BACKOFF)
+            .max(self.rate * MAX_CUT)
+            .clamp(min_bps as f64, max_bps as f64);
         // Reports within a window of a cut describe the same overload and
         // may only lower it further; in the next window they describe
         // windows that straddled the cut, and are ignored.
@@ -410,10 +418,17 @@ mod tests {
             floor: 0,
         };
         assert!(!c.on_report(t0, NodeId(7), &sample));
-        assert_eq!(c.rate_bps(), 380_000_000);
-        c.on_timer(t0 + WINDOW * 3, true);
+        assert!(
+            c.rate_bps().abs_diff(700_000_000) < 10,
+            "one report cuts to 70 % at most"
+        );
+        assert!(!c.on_report(t0 + WINDOW * 2, NodeId(7), &sample));
+        assert!(c.rate_bps().abs_diff(490_000_000) < 10);
+        assert!(!c.on_report(t0 + WINDOW * 4, NodeId(7), &sample));
+        assert_eq!(c.rate_bps(), 380_000_000, "then to what reached it");
+        c.on_timer(t0 + WINDOW * 7, true);
         assert_eq!(c.rate_bps(), (380_000_000.0 * GROWTH) as u64);
-        assert_eq!(c.limiting(), Some((NodeId(7), 1)));
+        assert_eq!(c.limiting(), Some((NodeId(7), 3)));
     }
 
     #[test]
@@ -425,10 +440,18 @@ mod tests {
             loss: to_wire(0.9),
             floor: 0,
         };
-        assert!(!c.on_report(t0, NodeId(1), &slow));
+        let mut t = t0;
+        let mut dropped = false;
+        while t < t0 + SLOW_DROP_AFTER {
+            assert!(!c.on_report(t, NodeId(1), &slow));
+            t += WINDOW * 3;
+        }
         assert_eq!(c.rate_bps(), 10_000_000, "held at the floor meanwhile");
-        assert!(!c.on_report(t0 + Duration::from_secs(1), NodeId(1), &slow));
-        assert!(c.on_report(t0 + SLOW_DROP_AFTER, NodeId(1), &slow));
+        for _ in 0..3 {
+            dropped |= c.on_report(t, NodeId(1), &slow);
+            t += WINDOW * 3;
+        }
+        assert!(dropped, "dropped once below the floor for long enough");
     }
 
     #[test]

@@ -1,0 +1,641 @@
+//! `cargo xtask bench` part two: mdp against udpcast and UFTP on the same
+//! machine, in the same run, each sender and receiver in its own network
+//! namespace, joined by a bridge in a hub namespace (10.77.0.0/24, nothing
+//! routed out). Loss comes from nftables `numgen random` drop rules in a
+//! receiver's namespace, slow links from tbf on the bridge port towards
+//! it. Every figure is the median of `--runs` runs; the table goes to
+//! stdout and, as Markdown and JSON, to target/bench/.
+
+use anyhow::{bail, Context, Result};
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const HUB: &str = "mdpb-hub";
+/// Longest a single run may take before it is killed and marked failed.
+const RUN_LIMIT: Duration = Duration::from_secs(90);
+
+fn host(i: usize) -> String {
+    // 0 is the sender, 1.. the receivers.
+    format!("mdpb-h{i}")
+}
+
+fn ip(i: usize) -> String {
+    format!("10.77.0.{}", i + 1)
+}
+
+fn sh(args: &[&str]) -> Result<()> {
+    let out = Command::new(args[0]).args(&args[1..]).output()?;
+    if !out.status.success() {
+        bail!(
+            "`{}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+fn in_ns(ns: &str, args: &[&str]) -> Result<()> {
+    let mut v = vec!["ip", "netns", "exec", ns];
+    v.extend_from_slice(args);
+    sh(&v)
+}
+
+/// The namespaces: a hub with a bridge, and `hosts` hosts on it.
+pub struct Net {
+    hosts: usize,
+}
+
+impl Net {
+    pub fn new(hosts: usize) -> Result<Net> {
+        Net::cleanup(hosts + 4);
+        sh(&["ip", "netns", "add", HUB])?;
+        sh(&["ip", "-n", HUB, "link", "add", "br0", "type", "bridge"])?;
+        // Flood multicast to every port: no IGMP querier here.
+        sh(&[
+            "ip",
+            "-n",
+            HUB,
+            "link",
+            "set",
+            "br0",
+            "type",
+            "bridge",
+            "mcast_snooping",
+            "0",
+        ])?;
+        sh(&["ip", "-n", HUB, "link", "set", "br0", "up"])?;
+        for i in 0..hosts {
+            let h = host(i);
+            let port = format!("p{i}");
+            sh(&["ip", "netns", "add", &h])?;
+            sh(&[
+                "ip", "-n", HUB, "link", "add", &port, "type", "veth", "peer", "name", "eth0",
+                "netns", &h,
+            ])?;
+            sh(&["ip", "-n", HUB, "link", "set", &port, "master", "br0", "up"])?;
+            sh(&["ip", "-n", &h, "link", "set", "lo", "up"])?;
+            sh(&["ip", "-n", &h, "link", "set", "eth0", "up"])?;
+            // udpcast finds its sender by broadcast: give the address one.
+            sh(&[
+                "ip",
+                "-n",
+                &h,
+                "addr",
+                "add",
+                &format!("{}/24", ip(i)),
+                "brd",
+                "+",
+                "dev",
+                "eth0",
+            ])?;
+            sh(&["ip", "-n", &h, "route", "add", "224.0.0.0/4", "dev", "eth0"])?;
+            // Datagrams cross the bridge one by one, as on a real wire:
+            // GSO batches are cut before the device, not carried whole.
+            in_ns(
+                &h,
+                &[
+                    "ethtool",
+                    "-K",
+                    "eth0",
+                    "tx-udp-segmentation",
+                    "off",
+                    "gro",
+                    "off",
+                ],
+            )?;
+        }
+        Ok(Net { hosts })
+    }
+
+    fn cleanup(hosts: usize) {
+        for i in 0..hosts {
+            let _ = sh(&["ip", "netns", "del", &host(i)]);
+        }
+        let _ = sh(&["ip", "netns", "del", HUB]);
+    }
+
+    /// Drops `percent` of the UDP datagrams arriving at receiver `i`.
+    pub fn loss(&self, i: usize, percent: u32) -> Result<()> {
+        let h = host(i);
+        let _ = in_ns(&h, &["nft", "delete", "table", "inet", "mdpb"]);
+        if percent == 0 {
+            return Ok(());
+        }
+        in_ns(&h, &["nft", "add", "table", "inet", "mdpb"])?;
+        in_ns(
+            &h,
+            &[
+                "nft",
+                "add",
+                "chain",
+                "inet",
+                "mdpb",
+                "input",
+                "{ type filter hook input priority 0 ; }",
+            ],
+        )?;
+        in_ns(
+            &h,
+            &[
+                "nft",
+                "add",
+                "rule",
+                "inet",
+                "mdpb",
+                "input",
+                "meta",
+                "l4proto",
+                "udp",
+                "numgen",
+                "random",
+                "mod",
+                "1000",
+                "<",
+                &(percent * 10).to_string(),
+                "drop",
+            ],
+        )
+    }
+
+    /// Limits the bridge port towards receiver `i` to `mbit` (0: no limit).
+    pub fn limit(&self, i: usize, mbit: u32) -> Result<()> {
+        let port = format!("p{i}");
+        let _ = sh(&[
+            "ip", "netns", "exec", HUB, "tc", "qdisc", "del", "dev", &port, "root",
+        ]);
+        if mbit == 0 {
+            return Ok(());
+        }
+        in_ns(
+            HUB,
+            &[
+                "tc",
+                "qdisc",
+                "add",
+                "dev",
+                &port,
+                "root",
+                "tbf",
+                "rate",
+                &format!("{mbit}mbit"),
+                "burst",
+                "256kb",
+                "latency",
+                "20ms",
+            ],
+        )
+    }
+
+    /// Bytes sent by the sender's interface so far.
+    pub fn sender_tx_bytes(&self) -> Result<u64> {
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &host(0),
+                "cat",
+                "/sys/class/net/eth0/statistics/tx_bytes",
+            ])
+            .output()?;
+        Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        Net::cleanup(self.hosts);
+    }
+}
+
+/// A tool under test, with one setting.
+#[derive(Clone, Debug)]
+pub struct Tool {
+    pub name: &'static str,
+    pub setting: String,
+    pub extra: Vec<String>,
+}
+
+impl Tool {
+    fn label(&self) -> String {
+        if self.setting.is_empty() {
+            self.name.to_string()
+        } else {
+            format!("{} ({})", self.name, self.setting)
+        }
+    }
+}
+
+/// What one run measured.
+#[derive(Clone, Debug, Default)]
+pub struct Sample {
+    pub ok: bool,
+    pub secs: f64,
+    pub wire: f64,
+    pub cpu: f64,
+    pub rss_send_kb: u64,
+    pub rss_recv_kb: u64,
+    pub note: String,
+}
+
+fn timed(ns: &str, stats: &Path, args: &[String]) -> Command {
+    let mut c = Command::new("ip");
+    c.args([
+        "netns",
+        "exec",
+        ns,
+        "/usr/bin/time",
+        "-q",
+        "-f",
+        "%U %S %M",
+        "-o",
+    ])
+    .arg(stats)
+    .args(args)
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    c
+}
+
+fn read_stats(p: &Path) -> (f64, u64) {
+    let s = fs::read_to_string(p).unwrap_or_default();
+    let last = s.lines().last().unwrap_or("");
+    let v: Vec<&str> = last.split_whitespace().collect();
+    if v.len() < 3 {
+        return (0.0, 0);
+    }
+    let cpu = v[0].parse::<f64>().unwrap_or(0.0) + v[1].parse::<f64>().unwrap_or(0.0);
+    (cpu, v[2].parse().unwrap_or(0))
+}
+
+fn wait_limit(c: &mut Child, until: Instant) -> bool {
+    loop {
+        match c.try_wait() {
+            Ok(Some(s)) => return s.success(),
+            Ok(None) if Instant::now() < until => std::thread::sleep(Duration::from_millis(5)),
+            _ => {
+                let _ = c.kill();
+                let _ = c.wait();
+                return false;
+            }
+        }
+    }
+}
+
+/// Runs one push of `file` to `n` receivers with `tool`.
+pub fn run_once(
+    net: &Net,
+    bin: &Path,
+    work: &Path,
+    tool: &Tool,
+    file: &Path,
+    n: usize,
+) -> Result<Sample> {
+    let size = fs::metadata(file)?.len();
+    let name = file.file_name().context("file name")?;
+    let mut receivers = Vec::new();
+    let mut dirs = Vec::new();
+    for i in 1..=n {
+        let dir = work.join(format!("r{i}"));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir)?;
+        let st = work.join(format!("r{i}.time"));
+        let _ = fs::remove_file(&st);
+        let args: Vec<String> = match tool.name {
+            "mdp" => vec![
+                bin.join("mdp-recv").display().to_string(),
+                "--dir".into(),
+                dir.display().to_string(),
+                "--once".into(),
+                "--quiet".into(),
+                "--timeout".into(),
+                "100s".into(),
+                "--interface".into(),
+                ip(i),
+                "--name".into(),
+                format!("h{i}"),
+            ],
+            "udpcast" => vec![
+                "udp-receiver".into(),
+                "--nokbd".into(),
+                "--no-progress".into(),
+                "--interface".into(),
+                "eth0".into(),
+                "--portbase".into(),
+                "9000".into(),
+                "--file".into(),
+                dir.join(name).display().to_string(),
+            ],
+            "uftp" => vec![
+                "uftpd".into(),
+                "-d".into(),
+                "-q".into(),
+                "-I".into(),
+                "eth0".into(),
+                "-D".into(),
+                dir.display().to_string(),
+            ],
+            _ => unreachable!(),
+        };
+        receivers.push((timed(&host(i), &st, &args).spawn()?, st));
+        dirs.push(dir);
+    }
+    std::thread::sleep(Duration::from_millis(400));
+    let st = work.join("s.time");
+    let _ = fs::remove_file(&st);
+    let file_s = file.display().to_string();
+    let mut args: Vec<String> = match tool.name {
+        "mdp" => vec![
+            bin.join("mdp-send").display().to_string(),
+            "--interface".into(),
+            ip(0),
+            "--receivers".into(),
+            n.to_string(),
+            "--quiet".into(),
+            "--timeout".into(),
+            "80s".into(),
+        ],
+        "udpcast" => vec![
+            "udp-sender".into(),
+            "--nokbd".into(),
+            "--no-progress".into(),
+            "--interface".into(),
+            "eth0".into(),
+            "--portbase".into(),
+            "9000".into(),
+            "--min-receivers".into(),
+            n.to_string(),
+            "--file".into(),
+            file_s.clone(),
+        ],
+        "uftp" => vec![
+            "uftp".into(),
+            "-I".into(),
+            "eth0".into(),
+            "-H".into(),
+            (1..=n).map(ip).collect::<Vec<_>>().join(","),
+        ],
+        _ => unreachable!(),
+    };
+    args.extend(tool.extra.iter().cloned());
+    if tool.name != "udpcast" {
+        args.push(file_s);
+    }
+    let tx0 = net.sender_tx_bytes()?;
+    let start = Instant::now();
+    let until = start + RUN_LIMIT;
+    let mut sender = timed(&host(0), &st, &args).spawn()?;
+    let sender_ok = wait_limit(&mut sender, until);
+    let mut sample = Sample::default();
+    // Receivers that end by themselves get a moment; uftpd never does.
+    let mut recv_ok = true;
+    // With a --min-rate the slow host cannot keep, mdp drops it: the others
+    // must finish, the sender must say so (exit 1), and the dropped one
+    // waits for its own idle timeout, so it is stopped here.
+    let expect_drop = tool.name == "mdp" && tool.setting.contains("--min-rate");
+    for (c, _) in &mut receivers {
+        if tool.name == "uftp" || expect_drop {
+            std::thread::sleep(Duration::from_millis(50));
+            let _ = Command::new("kill").arg(c.id().to_string()).status();
+            let _ = c.wait();
+        } else if !wait_limit(c, until.max(Instant::now() + Duration::from_secs(10))) {
+            recv_ok = false;
+        }
+    }
+    sample.secs = start.elapsed().as_secs_f64();
+    let tx = net.sender_tx_bytes()? - tx0;
+    // Multicast: every byte leaves the sender once for all receivers.
+    sample.wire = tx as f64 / size.max(1) as f64;
+    let (cpu, rss) = read_stats(&st);
+    sample.cpu = cpu;
+    sample.rss_send_kb = rss;
+    for (_, st) in &receivers {
+        let (cpu, rss) = read_stats(st);
+        sample.cpu += cpu;
+        sample.rss_recv_kb = sample.rss_recv_kb.max(rss);
+    }
+    let mut complete = 0;
+    let want = blake3::hash(&fs::read(file)?);
+    for d in &dirs {
+        if let Ok(got) = fs::read(d.join(name)) {
+            if blake3::hash(&got) == want {
+                complete += 1;
+            }
+        }
+    }
+    sample.ok = if expect_drop {
+        complete == n - 1
+    } else {
+        sender_ok && recv_ok && complete == n
+    };
+    if expect_drop && sample.ok {
+        sample.note = "the slow host was dropped (as expected); the others completed".into();
+    }
+    if !sample.ok {
+        sample.note = format!(
+            "{complete}/{n} complete{}{}",
+            if sender_ok {
+                ""
+            } else {
+                ", sender failed or hung"
+            },
+            if recv_ok { "" } else { ", a receiver hung" }
+        );
+    }
+    Ok(sample)
+}
+
+/// One row of the table.
+#[derive(Clone, Debug)]
+pub struct Row {
+    pub case: String,
+    pub tool: String,
+    pub runs: Vec<Sample>,
+    pub bytes: u64,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+impl Row {
+    fn ok(&self) -> Vec<&Sample> {
+        self.runs.iter().filter(|s| s.ok).collect()
+    }
+    pub fn secs(&self) -> f64 {
+        median(self.ok().iter().map(|s| s.secs).collect())
+    }
+    fn goodput(&self) -> f64 {
+        self.bytes as f64 * 8.0 / self.secs() / 1e6
+    }
+    fn med(&self, f: impl Fn(&Sample) -> f64) -> f64 {
+        median(self.ok().iter().map(|s| f(s)).collect())
+    }
+}
+
+/// The Markdown table and the JSON document of `rows`.
+pub fn render(rows: &[Row]) -> (String, serde_json::Value) {
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "| case | tool | ok runs | wall time (median) | goodput | wire bytes per delivered byte | CPU s (all hosts) | peak RSS sender / receiver | mdp's speed-up |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
+    let mut json = Vec::new();
+    for r in rows {
+        let mdp = rows
+            .iter()
+            .find(|m| m.case == r.case && m.tool.starts_with("mdp"))
+            .map(|m| m.secs());
+        let speedup = match mdp {
+            Some(m) if !r.tool.starts_with("mdp") && r.secs().is_finite() => {
+                format!("{:.1}×", r.secs() / m)
+            }
+            Some(_) if !r.tool.starts_with("mdp") => "peer failed".into(),
+            _ => "".into(),
+        };
+        let ok = r.ok().len();
+        let mut notes: Vec<String> = r
+            .runs
+            .iter()
+            .filter(|s| !s.note.is_empty())
+            .map(|s| s.note.clone())
+            .collect();
+        notes.dedup();
+        let _ = writeln!(
+            md,
+            "| {} | {} | {}/{}{} | {:.2} s | {:.0} Mbit/s | {:.3} | {:.2} | {:.0} / {:.0} MiB | {} |",
+            r.case,
+            r.tool,
+            ok,
+            r.runs.len(),
+            if notes.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", notes.join("; "))
+            },
+            r.secs(),
+            r.goodput(),
+            r.med(|s| s.wire),
+            r.med(|s| s.cpu),
+            r.med(|s| s.rss_send_kb as f64) / 1024.0,
+            r.med(|s| s.rss_recv_kb as f64) / 1024.0,
+            speedup
+        );
+        json.push(serde_json::json!({
+            "case": r.case,
+            "tool": r.tool,
+            "runs": r.runs.len(),
+            "ok_runs": ok,
+            "failures": notes,
+            "secs_median": r.secs(),
+            "goodput_mbps": r.goodput(),
+            "wire_per_byte": r.med(|s| s.wire),
+            "cpu_secs": r.med(|s| s.cpu),
+            "rss_sender_kib": r.med(|s| s.rss_send_kb as f64),
+            "rss_receiver_kib": r.med(|s| s.rss_recv_kb as f64),
+            "secs_all": r.runs.iter().map(|s| s.secs).collect::<Vec<_>>(),
+        }));
+    }
+    (md, serde_json::Value::Array(json))
+}
+
+/// Installs what the comparison needs from Debian's packages.
+pub fn ensure_tools() -> Result<()> {
+    let missing: Vec<&str> = [
+        ("udp-sender", "udpcast"),
+        ("uftp", "uftp"),
+        ("ethtool", "ethtool"),
+        ("nft", "nftables"),
+        ("tc", "iproute2"),
+    ]
+    .iter()
+    .filter(|(bin, _)| {
+        !Command::new("sh")
+            .args(["-c", &format!("command -v {bin}")])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    })
+    .map(|(_, pkg)| *pkg)
+    .chain(
+        (!Path::new("/usr/bin/time").exists())
+            .then_some("time")
+            .into_iter(),
+    )
+    .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!(
+        "==> installing {} from Debian's packages",
+        missing.join(" ")
+    );
+    let _ = Command::new("apt-get").args(["update", "-qq"]).status();
+    let mut c = Command::new("apt-get");
+    c.args(["install", "-y", "-qq"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive");
+    let st = c.status().context("apt-get")?;
+    if !st.success() {
+        bail!(
+            "cannot install {}: install them and run again",
+            missing.join(" ")
+        );
+    }
+    // uftp's package starts a uftpd service on the host; it is not needed.
+    let _ = Command::new("pkill").args(["-x", "uftpd"]).status();
+    Ok(())
+}
+
+/// Picks the fastest setting of a peer: one run of `file` to one receiver each.
+pub fn sweep(
+    net: &Net,
+    bin: &Path,
+    work: &Path,
+    settings: Vec<Tool>,
+    file: &Path,
+) -> Result<(Tool, Vec<(String, Sample)>)> {
+    let mut best: Option<(Tool, f64)> = None;
+    let mut seen = Vec::new();
+    for t in settings {
+        let s = run_once(net, bin, work, &t, file, 1)?;
+        eprintln!(
+            "    sweep {}: {}",
+            t.label(),
+            if s.ok {
+                format!("{:.2} s", s.secs)
+            } else {
+                s.note.clone()
+            }
+        );
+        if s.ok && best.as_ref().is_none_or(|(_, b)| s.secs < *b) {
+            best = Some((t.clone(), s.secs));
+        }
+        seen.push((t.label(), s));
+    }
+    let (t, _) = best.context("no setting of this peer completed a push")?;
+    Ok((t, seen))
+}
+
+/// The label a tool has in the table.
+pub fn label(t: &Tool) -> String {
+    t.label()
+}
+
+/// A file of `len` random bytes under `dir`, made once.
+pub fn data_file(dir: &Path, name: &str, len: usize, seed: u64) -> Result<PathBuf> {
+    let p = dir.join(name);
+    if fs::metadata(&p).map(|m| m.len()).unwrap_or(0) != len as u64 {
+        fs::write(&p, mdp_sim::Content::random_bytes(len, seed))?;
+    }
+    Ok(p)
+}
