@@ -566,11 +566,7 @@ pub fn ensure_tools() -> Result<()> {
             .is_ok_and(|s| s.success())
     })
     .map(|(_, pkg)| *pkg)
-    .chain(
-        (!Path::new("/usr/bin/time").exists())
-            .then_some("time")
-            .into_iter(),
-    )
+    .chain((!Path::new("/usr/bin/time").exists()).then_some("time"))
     .collect();
     if missing.is_empty() {
         return Ok(());
