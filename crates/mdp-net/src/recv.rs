@@ -344,7 +344,7 @@ pub async fn run(
 
 /// Milliseconds of data at the session rate the receive buffer should
 /// absorb while the protocol task is busy (a block decode, a slow write).
-const BUFFER_MS: u64 = 20;
+pub const BUFFER_MS: u64 = 20;
 
 /// A warning, with its fix, when `granted` bytes of receive buffer cannot
 /// hold [`BUFFER_MS`] of data at `rate_bps`.
