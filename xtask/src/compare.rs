@@ -220,7 +220,8 @@ pub struct Tool {
 }
 
 impl Tool {
-    fn label(&self) -> String {
+    /// How the tool appears in the table.
+    pub fn label(&self) -> String {
         if self.setting.is_empty() {
             self.name.to_string()
         } else {
@@ -272,6 +273,10 @@ fn read_stats(p: &Path) -> (f64, u64) {
     (cpu, v[2].parse().unwrap_or(0))
 }
 
+fn argv(words: &[&str]) -> Vec<String> {
+    words.iter().map(|w| w.to_string()).collect()
+}
+
 fn wait_limit(c: &mut Child, until: Instant) -> bool {
     loop {
         match c.try_wait() {
@@ -319,26 +324,26 @@ pub fn run_once(
                 "--name".into(),
                 format!("h{i}"),
             ],
-            "udpcast" => vec![
-                "udp-receiver".into(),
-                "--nokbd".into(),
-                "--no-progress".into(),
-                "--interface".into(),
-                "eth0".into(),
-                "--portbase".into(),
-                "9000".into(),
-                "--file".into(),
-                dir.join(name).display().to_string(),
-            ],
-            "uftp" => vec![
-                "uftpd".into(),
-                "-d".into(),
-                "-q".into(),
-                "-I".into(),
-                "eth0".into(),
-                "-D".into(),
-                dir.display().to_string(),
-            ],
+            "udpcast" => argv(&[
+                "udp-receiver",
+                "--nokbd",
+                "--no-progress",
+                "--interface",
+                "eth0",
+                "--portbase",
+                "9000",
+                "--file",
+                &dir.join(name).display().to_string(),
+            ]),
+            "uftp" => argv(&[
+                "uftpd",
+                "-d",
+                "-q",
+                "-I",
+                "eth0",
+                "-D",
+                &dir.display().to_string(),
+            ]),
             _ => unreachable!(),
         };
         receivers.push((timed(&host(i), &st, &args).spawn()?, st));
@@ -359,26 +364,26 @@ pub fn run_once(
             "--timeout".into(),
             "80s".into(),
         ],
-        "udpcast" => vec![
-            "udp-sender".into(),
-            "--nokbd".into(),
-            "--no-progress".into(),
-            "--interface".into(),
-            "eth0".into(),
-            "--portbase".into(),
-            "9000".into(),
-            "--min-receivers".into(),
-            n.to_string(),
-            "--file".into(),
-            file_s.clone(),
-        ],
-        "uftp" => vec![
-            "uftp".into(),
-            "-I".into(),
-            "eth0".into(),
-            "-H".into(),
-            (1..=n).map(ip).collect::<Vec<_>>().join(","),
-        ],
+        "udpcast" => argv(&[
+            "udp-sender",
+            "--nokbd",
+            "--no-progress",
+            "--interface",
+            "eth0",
+            "--portbase",
+            "9000",
+            "--min-receivers",
+            &n.to_string(),
+            "--file",
+            &file_s,
+        ]),
+        "uftp" => argv(&[
+            "uftp",
+            "-I",
+            "eth0",
+            "-H",
+            &(1..=n).map(ip).collect::<Vec<_>>().join(","),
+        ]),
         _ => unreachable!(),
     };
     args.extend(tool.extra.iter().cloned());
@@ -458,7 +463,8 @@ pub struct Row {
     pub bytes: u64,
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+/// The median (NaN for no values).
+pub fn median(mut v: Vec<f64>) -> f64 {
     if v.is_empty() {
         return f64::NAN;
     }
@@ -620,11 +626,6 @@ pub fn sweep(
     }
     let (t, _) = best.context("no setting of this peer completed a push")?;
     Ok((t, seen))
-}
-
-/// The label a tool has in the table.
-pub fn label(t: &Tool) -> String {
-    t.label()
 }
 
 /// A file of `len` random bytes under `dir`, made once.

@@ -425,14 +425,14 @@ fn peers(bin: &Path, runs: usize) -> Result<()> {
             these.insert(1, mdp_floor.clone());
         }
         for t in these {
-            eprintln!("==> {}: {}", c.name, compare::label(&t));
+            eprintln!("==> {}: {}", c.name, t.label());
             let mut samples = Vec::new();
             for _ in 0..runs {
                 samples.push(compare::run_once(&net, bin, &work, &t, &c.file, c.n)?);
             }
             rows.push(compare::Row {
                 case: c.name.clone(),
-                tool: compare::label(&t),
+                tool: t.label(),
                 runs: samples,
                 bytes: fs::metadata(&c.file)?.len(),
             });
@@ -449,11 +449,6 @@ fn peers(bin: &Path, runs: usize) -> Result<()> {
     println!("\nmdp, udpcast and UFTP between network namespaces on a bridge (median of {runs} runs; target/bench/peers.md and peers.json):\n");
     println!("{md}");
     Ok(())
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
-    v[v.len() / 2]
 }
 
 fn bench(args: &[String]) -> Result<()> {
@@ -542,7 +537,12 @@ fn bench(args: &[String]) -> Result<()> {
                     .unwrap_or(0.0),
             );
         }
-        rows.push((n, median(secs), median(goodput), median(wire)));
+        rows.push((
+            n,
+            compare::median(secs),
+            compare::median(goodput),
+            compare::median(wire),
+        ));
     }
     println!("\n| push (loopback, one network namespace, adaptive rate) | wall time (median of {runs}) | goodput | wire bytes per file byte |");
     println!("|---|---|---|---|");

@@ -283,7 +283,7 @@ pub async fn run(
                     Ok(_) => {
                         let now = Instant::now();
                         if let Some(waited) = batch.queue_delay() {
-                            receiver.handle_queue_delay(now, waited);
+                            receiver.handle_queue_delay(waited);
                         }
                         batch.for_each(|d| receiver.handle_datagram(now, d));
                     }

@@ -142,7 +142,7 @@ impl CongestionMeter {
     }
 
     /// The oldest datagram of a batch waited `waited` in the socket queue.
-    pub fn on_queue_delay(&mut self, _now: Instant, waited: Duration) {
+    pub fn on_queue_delay(&mut self, waited: Duration) {
         self.min_queue = Some(self.min_queue.map_or(waited, |q| q.min(waited)));
     }
 
