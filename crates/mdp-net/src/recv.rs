@@ -379,3 +379,17 @@ pub fn check_dir(dir: &Path) -> io::Result<()> {
     std::fs::write(&probe, b"")?;
     std::fs::remove_file(probe)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::buffer_warning;
+
+    #[test]
+    fn the_buffer_warning_names_the_fix_only_when_the_buffer_is_too_small() {
+        // 1 Gbit/s for 20 ms is 2.5 MB.
+        assert_eq!(buffer_warning(4 << 20, Some(1_000_000_000)), None);
+        assert_eq!(buffer_warning(4 << 20, None), None, "no session, no rate");
+        let w = buffer_warning(1 << 20, Some(1_000_000_000)).expect("too small");
+        assert!(w.contains("net.core.rmem_max="), "{w}");
+    }
+}

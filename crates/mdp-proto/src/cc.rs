@@ -382,6 +382,30 @@ mod tests {
         assert!(from_wire(s.loss) > 0.3);
     }
 
+    #[test]
+    fn a_standing_socket_queue_is_congestion_before_any_loss() {
+        let mut m = CongestionMeter::default();
+        let t0 = Instant::now();
+        assert_eq!(feed(&mut m, t0, 100_000, 0, 10_000), 0);
+        // No loss, but every batch waited 10 ms in the socket queue.
+        let mut got = None;
+        for seq in 10_000..20_000u32 {
+            m.on_queue_delay(Duration::from_millis(10));
+            let at = t0 + Duration::from_secs_f64(seq as f64 / 100_000.0);
+            got = got.or(m.on_data(at, seq, 1400));
+        }
+        assert!(got.is_some(), "a standing queue is reported");
+        // A queue that drains now and then (a fresh batch per window) is not.
+        let mut again = None;
+        for seq in 20_000..30_000u32 {
+            let wait = if seq % 100 == 0 { 0 } else { 10 };
+            m.on_queue_delay(Duration::from_millis(wait));
+            let at = t0 + Duration::from_secs_f64(seq as f64 / 100_000.0);
+            again = again.or(m.on_data(at, seq, 1400));
+        }
+        assert_eq!(again, None, "a queue that drains is no congestion");
+    }
+
     fn adaptive() -> RateMode {
         RateMode::Adaptive {
             min_bps: 10_000_000,
