@@ -264,6 +264,18 @@ pub struct RecvJson {
     pub nacks_sent: u64,
     /// Blocks rebuilt with Reed-Solomon.
     pub blocks_decoded: u64,
+    /// DATA symbols of the session received.
+    pub symbols_received: u64,
+    /// Of those, symbols that were not needed (block already complete).
+    pub symbols_redundant: u64,
+    /// Blocks asked for in NACKs.
+    pub nack_entries_sent: u64,
+    /// Blocks not asked for because another receiver's NACK covered them.
+    pub nack_entries_suppressed: u64,
+    /// CONGESTION reports sent.
+    pub congestion_sent: u64,
+    /// Symbols dropped because the block buffer (`--buffer`) was full.
+    pub dropped_no_buffer: u64,
 }
 
 impl RecvJson {
@@ -280,6 +292,12 @@ impl RecvJson {
             packets_received: s.packets_received,
             nacks_sent: s.nacks_sent,
             blocks_decoded: s.blocks_decoded,
+            symbols_received: s.symbols_received,
+            symbols_redundant: s.symbols_redundant,
+            nack_entries_sent: s.nack_entries_sent,
+            nack_entries_suppressed: s.nack_entries_suppressed,
+            congestion_sent: s.congestion_sent,
+            dropped_no_buffer: s.dropped_no_buffer,
         }
     }
 }

@@ -8,6 +8,7 @@
 use crate::socket::{self, Endpoint};
 use crate::store::{Store, Written};
 use crate::udp::{self, BatchReceiver};
+use mdp_proto::fec::{Codec, CompleteBlock};
 use mdp_proto::wire::FailReason;
 use mdp_proto::{
     Manifest, ObjectId, Receiver, ReceiverConfig, ReceiverEvent, ReceiverStats, SessionId,
@@ -93,7 +94,7 @@ const WRITE_QUEUE: usize = 16;
 
 enum WriterCmd {
     Begin(SessionId, Arc<Manifest>),
-    Write(ObjectId, u64, Vec<u8>),
+    Write(ObjectId, u64, CompleteBlock),
     Complete(ObjectId),
     Finish,
 }
@@ -104,13 +105,15 @@ enum WriterReply {
     Finished,
 }
 
-/// Owns the store: writes blocks, and hands finished files to a verifier
+/// Owns the store: rebuilds blocks (the Reed-Solomon decodes run here, not
+/// on the socket loop), writes them, and hands finished files to a verifier
 /// thread, so that hashing a large file does not hold up the next writes.
 fn writer(
     mut store: Store,
     cmds: mpsc::Receiver<WriterCmd>,
     replies: tokio::sync::mpsc::UnboundedSender<WriterReply>,
 ) {
+    let mut codec = Codec::default();
     let (verify_tx, verify_rx) = mpsc::channel::<(ObjectId, Written)>();
     let verify_replies = replies.clone();
     let verifier = std::thread::Builder::new()
@@ -132,8 +135,11 @@ fn writer(
                 Ok(()) => continue,
                 Err(e) => WriterReply::BeginFailed(e.to_string()),
             },
-            WriterCmd::Write(object, offset, data) => {
-                store.write(object, offset, &data);
+            WriterCmd::Write(object, offset, block) => {
+                match block.into_bytes(&mut codec) {
+                    Ok(data) => store.write(object, offset, &data),
+                    Err(e) => store.fail(object, io::Error::other(e)),
+                }
                 continue;
             }
             WriterCmd::Complete(object) => match (store.written(object), &verifier) {
@@ -243,9 +249,9 @@ pub async fn run(
                 ReceiverEvent::Block {
                     object,
                     offset,
-                    data,
+                    block,
                 } => {
-                    let _ = cmd_tx.send(WriterCmd::Write(object, offset, data));
+                    let _ = cmd_tx.send(WriterCmd::Write(object, offset, block));
                 }
                 ReceiverEvent::ObjectComplete { object } => {
                     let _ = cmd_tx.send(WriterCmd::Complete(object));
@@ -282,10 +288,13 @@ pub async fn run(
                 match data.try_io(Interest::READABLE, || batch.recv(data_fd)) {
                     Ok(_) => {
                         let now = Instant::now();
-                        if let Some(waited) = batch.queue_delay() {
+                                                if let Some(waited) = batch.queue_delay() {
                             receiver.handle_queue_delay(waited);
                         }
-                        batch.for_each(|d| receiver.handle_datagram(now, d));
+                        // Each datagram at its arrival time, so that the
+                        // receiver's echoes and hold-offs leave out the time
+                        // it sat in our own socket queue.
+                        batch.for_each(now, |at, d| receiver.handle_datagram(at, d));
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(e) => return Err(e.into()),

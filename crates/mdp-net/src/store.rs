@@ -200,6 +200,14 @@ impl Store {
         }
     }
 
+    /// Marks `object` as failed (a block could not be rebuilt): it will not
+    /// be placed.
+    pub fn fail(&mut self, object: ObjectId, error: io::Error) {
+        if let Some(t) = self.files.get_mut(&object) {
+            t.error.get_or_insert(error);
+        }
+    }
+
     /// All blocks of `object` are written: takes it out of the store, to be
     /// checked and placed with [`Written::verify_and_place`] (on another
     /// thread if need be, so that hashing a large file does not hold up the

@@ -175,8 +175,9 @@ fn send_mmsg(fd: RawFd, to: &SockAddr, buf: &[u8], segment: usize) -> io::Result
 pub struct BatchReceiver {
     slots: Vec<u8>,
     control: Vec<u64>,
-    /// Per filled slot: bytes, and the GRO segment size (0: one datagram).
-    filled: Vec<(usize, usize)>,
+    /// Per filled slot: bytes, the GRO segment size (0: one datagram), and
+    /// the kernel's arrival time.
+    filled: Vec<(usize, usize, Option<std::time::SystemTime>)>,
     gro: bool,
     /// Kernel arrival time of the oldest datagram of the last batch.
     oldest: Option<std::time::SystemTime>,
@@ -264,10 +265,11 @@ impl BatchReceiver {
                 let h = &m.msg_hdr;
                 if h.msg_flags & libc::MSG_TRUNC != 0 {
                     self.truncated += 1;
-                    self.filled.push((0, 0));
+                    self.filled.push((0, 0, None));
                     continue;
                 }
                 let mut segment = 0;
+                let mut arrived = None;
                 let mut c = libc::CMSG_FIRSTHDR(h);
                 while !c.is_null() {
                     if (*c).cmsg_level == libc::SOL_UDP && (*c).cmsg_type == UDP_GRO {
@@ -281,10 +283,11 @@ impl BatchReceiver {
                         let at = std::time::UNIX_EPOCH
                             + std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32);
                         self.oldest = Some(self.oldest.map_or(at, |o| o.min(at)));
+                        arrived = Some(at);
                     }
                     c = libc::CMSG_NXTHDR(h, c);
                 }
-                self.filled.push((m.msg_len as usize, segment));
+                self.filled.push((m.msg_len as usize, segment, arrived));
             }
             got as usize
         };
@@ -302,16 +305,25 @@ impl BatchReceiver {
         )
     }
 
-    /// Calls `f` with every datagram of the last [`BatchReceiver::recv`].
-    pub fn for_each(&self, mut f: impl FnMut(&[u8])) {
-        for (i, &(len, segment)) in self.filled.iter().enumerate() {
+    /// Calls `f` with every datagram of the last [`BatchReceiver::recv`] and
+    /// the moment it arrived, on the clock of `now` (the moment of the
+    /// read): the kernel's timestamp when there is one, else `now`. A
+    /// receiver that is behind its socket thus still sees when each
+    /// datagram reached the host.
+    pub fn for_each(&self, now: std::time::Instant, mut f: impl FnMut(std::time::Instant, &[u8])) {
+        let wall = std::time::SystemTime::now();
+        for (i, &(len, segment, arrived)) in self.filled.iter().enumerate() {
+            let at = arrived
+                .and_then(|a| wall.duration_since(a).ok())
+                .and_then(|ago| now.checked_sub(ago))
+                .unwrap_or(now);
             let slot = &self.slots[i * SLOT..i * SLOT + len];
             if segment == 0 || segment >= len {
                 if len > 0 {
-                    f(slot);
+                    f(at, slot);
                 }
             } else {
-                slot.chunks(segment).for_each(&mut f);
+                slot.chunks(segment).for_each(|d| f(at, d));
             }
         }
     }
@@ -382,7 +394,7 @@ mod tests {
         let mut out = Vec::new();
         for _ in 0..1000 {
             match r.recv(rx.as_raw_fd()) {
-                Ok(_) => r.for_each(|d| out.push(d.to_vec())),
+                Ok(_) => r.for_each(std::time::Instant::now(), |_, d| out.push(d.to_vec())),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if out.len() >= want {
                         break;
@@ -434,6 +446,43 @@ mod tests {
     #[test]
     fn batches_arrive_whole_and_in_order_with_sendmmsg() {
         check(false);
+    }
+
+    #[test]
+    fn datagrams_carry_their_arrival_time_not_the_time_they_were_read() {
+        use std::time::{Duration, Instant};
+        let (tx, rx) = pair();
+        let mut r = BatchReceiver::new(&rx);
+        let before = Instant::now();
+        tx.send_to(b"one", rx.local_addr().unwrap()).unwrap();
+        // The datagram waits in the socket queue, as behind a backlog.
+        std::thread::sleep(Duration::from_millis(30));
+        let mut seen = Vec::new();
+        for _ in 0..100 {
+            if r.recv(rx.as_raw_fd()).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let now = Instant::now();
+        r.for_each(now, |at, d| seen.push((at, d.to_vec())));
+        assert_eq!(seen.len(), 1);
+        let (at, d) = &seen[0];
+        assert_eq!(d, b"one");
+        assert!(
+            *at <= now - Duration::from_millis(20),
+            "arrival {:?} before the read",
+            now - *at
+        );
+        assert!(
+            *at + Duration::from_millis(5) >= before,
+            "not before it was sent"
+        );
+        let waited = r.queue_delay().expect("kernel timestamp");
+        assert!(
+            waited >= Duration::from_millis(20),
+            "queue delay {waited:?}"
+        );
     }
 
     #[test]

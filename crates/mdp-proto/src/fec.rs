@@ -95,6 +95,92 @@ impl Codec {
     }
 }
 
+/// A block for which `k` distinct symbols arrived, not yet rebuilt.
+///
+/// The receiver state machine hands these over instead of decoding them
+/// itself, so that the caller can run the Reed-Solomon decode (the one
+/// costly step of receiving) away from the loop that reads the socket.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CompleteBlock {
+    k: usize,
+    r: usize,
+    t: usize,
+    len: usize,
+    /// `k * t` bytes; source symbol `i` at `i * t` when `have[i]`.
+    data: Vec<u8>,
+    have: Vec<bool>,
+    /// Parity symbols: (parity index, `t` bytes).
+    recovery: Vec<(u16, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for CompleteBlock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompleteBlock")
+            .field("k", &self.k)
+            .field("len", &self.len)
+            .field("parity_used", &self.recovery.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl CompleteBlock {
+    /// A block of `k` source symbols of `t` bytes (`r` parity symbols in
+    /// its code) whose exact length is `len`. `data` holds `k * t` bytes with
+    /// source symbol `i` at `i * t` where `have[i]`; `recovery` holds parity
+    /// symbols. Together they must be at least `k` distinct symbols.
+    pub fn new(
+        k: usize,
+        r: usize,
+        t: usize,
+        len: usize,
+        data: Vec<u8>,
+        have: Vec<bool>,
+        recovery: Vec<(u16, Vec<u8>)>,
+    ) -> CompleteBlock {
+        debug_assert_eq!(data.len(), k * t);
+        debug_assert!(len <= k * t);
+        CompleteBlock {
+            k,
+            r,
+            t,
+            len,
+            data,
+            have,
+            recovery,
+        }
+    }
+
+    /// The block's length in bytes once rebuilt.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True for a block of no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// True when a source symbol is missing, so that rebuilding needs a
+    /// Reed-Solomon decode.
+    pub fn needs_decoding(&self) -> bool {
+        self.have.iter().any(|h| !h)
+    }
+
+    /// The block's bytes (exactly [`CompleteBlock::len`] of them), decoding
+    /// with `codec` when a source symbol is missing.
+    pub fn into_bytes(mut self, codec: &mut Codec) -> Result<Vec<u8>, FecError> {
+        if self.needs_decoding() {
+            let recovery = self
+                .recovery
+                .iter()
+                .map(|(i, v)| (*i as usize, v.as_slice()));
+            codec.decode(self.k, self.r, self.t, &mut self.data, &self.have, recovery)?;
+        }
+        self.data.truncate(self.len);
+        Ok(self.data)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,6 +205,32 @@ mod tests {
             .decode(k, r, t, &mut block, &have, rec.into_iter())
             .unwrap();
         assert_eq!(block, source);
+    }
+
+    #[test]
+    fn a_complete_block_decodes_only_when_a_source_symbol_is_missing() {
+        let (k, r, t) = (4, 2, 32);
+        let source: Vec<u8> = (0..k * t).map(|i| (i * 13 % 251) as u8).collect();
+        let mut codec = Codec::default();
+        let mut parity = Vec::new();
+        codec.encode(k, r, t, &source, &mut parity).unwrap();
+        let whole = CompleteBlock::new(k, r, t, 100, source.clone(), vec![true; k], vec![]);
+        assert!(!whole.needs_decoding());
+        assert_eq!(whole.into_bytes(&mut codec).unwrap(), source[..100]);
+        let mut holed = source.clone();
+        holed[t..2 * t].fill(0);
+        let block = CompleteBlock::new(
+            k,
+            r,
+            t,
+            k * t,
+            holed,
+            vec![true, false, true, true],
+            vec![(1, parity[t..2 * t].to_vec())],
+        );
+        assert!(block.needs_decoding());
+        assert_eq!(block.len(), k * t);
+        assert_eq!(block.into_bytes(&mut codec).unwrap(), source);
     }
 
     #[test]

@@ -15,7 +15,7 @@
 //! block, suppresses ours for a hold-off time.
 
 use crate::cc::CongestionMeter;
-use crate::fec::Codec;
+use crate::fec::{Codec, CompleteBlock};
 use crate::ids::{BlockNumber, NodeId, ObjectId, SessionId};
 use crate::layout::Coding;
 use crate::manifest::{EntryKind, Manifest};
@@ -79,14 +79,17 @@ pub enum ReceiverEvent {
         /// The validated manifest.
         manifest: Arc<Manifest>,
     },
-    /// A finished block: write `data` at `offset` of the object's file.
+    /// A block with enough symbols: rebuild it with
+    /// [`CompleteBlock::into_bytes`] (a Reed-Solomon decode when a source
+    /// symbol was lost; run it off the socket loop) and write it at `offset`
+    /// of the object's file.
     Block {
         /// File object.
         object: ObjectId,
         /// Byte offset.
         offset: u64,
-        /// The block's bytes (exact length, no padding).
-        data: Vec<u8>,
+        /// The block's symbols.
+        block: CompleteBlock,
     },
     /// Every block of the object was handed over: verify its hash, place it,
     /// and call [`Receiver::handle_object_verified`].
@@ -736,44 +739,42 @@ impl Receiver {
         }
     }
 
-    fn complete_block(&mut self, now: Instant, key: BlockKey, mut p: Partial, block_len: usize) {
+    fn complete_block(&mut self, now: Instant, key: BlockKey, p: Partial, block_len: usize) {
         let s = self.session.as_mut().expect("caller checked");
         let t = s.coding.symbol_size as usize;
-        if (p.have_count as usize) < p.k as usize {
-            let r = s.coding.block_parity(p.k) as usize;
-            let recovery = p.recovery.iter().map(|(i, v)| (*i as usize, v.as_slice()));
-            if self
-                .codec
-                .decode(p.k as usize, r, t, &mut p.data, &p.have, recovery)
-                .is_err()
-            {
-                // Cannot happen with k distinct in-range symbols; treat as
-                // loss so the block is asked for again.
-                self.stats.malformed += 1;
-                return;
-            }
+        let r = s.coding.block_parity(p.k) as usize;
+        let block = CompleteBlock::new(p.k as usize, r, t, block_len, p.data, p.have, p.recovery);
+        if block.needs_decoding() {
             self.stats.blocks_decoded += 1;
         }
-        self.stats.blocks_completed += 1;
-        let mut data = p.data;
-        data.truncate(block_len);
         let (o, b) = key;
-        let obj = &mut s.objects[o as usize];
-        obj.set_done(b);
-        let all_done = obj.done_count == obj.blocks;
         if o == 0 {
+            // The manifest is small: rebuild it here.
+            let Ok(data) = block.into_bytes(&mut self.codec) else {
+                // Cannot happen with k distinct in-range symbols; treat as
+                // loss so that the block is asked for again.
+                self.stats.malformed += 1;
+                return;
+            };
+            self.stats.blocks_completed += 1;
+            let obj = &mut s.objects[0];
+            obj.set_done(b);
             s.manifest_parts.insert(b, data);
-            if all_done {
+            if obj.done_count == obj.blocks {
                 self.manifest_complete(now);
             }
             return;
         }
-        self.stats.bytes_delivered += data.len() as u64;
+        self.stats.blocks_completed += 1;
+        let obj = &mut s.objects[o as usize];
+        obj.set_done(b);
+        let all_done = obj.done_count == obj.blocks;
+        self.stats.bytes_delivered += block.len() as u64;
         let offset = s.coding.block_offset(BlockNumber(b));
         self.events.push_back(ReceiverEvent::Block {
             object: ObjectId(o),
             offset,
-            data,
+            block,
         });
         if all_done {
             s.objects[o as usize].state = ObjState::Delivered;

@@ -19,6 +19,7 @@
 
 pub mod netns;
 
+use mdp_proto::fec::Codec;
 use mdp_proto::wire::{self, Packet};
 use mdp_proto::{
     EntryKind, Manifest, ObjectId, Receiver, ReceiverConfig, ReceiverEvent, ReceiverStats, Sender,
@@ -277,6 +278,7 @@ pub struct World {
     receivers: Vec<SimReceiver>,
     lost_blocks: HashSet<(u32, u32)>,
     buf: Vec<u8>,
+    codec: Codec,
 }
 
 impl std::fmt::Debug for World {
@@ -328,6 +330,7 @@ impl World {
             sender_end: None,
             receivers,
             lost_blocks: HashSet::new(),
+            codec: Codec::default(),
             buf: Vec::with_capacity(65536),
         }
     }
@@ -454,8 +457,12 @@ impl World {
             ReceiverEvent::Block {
                 object,
                 offset,
-                data,
+                block,
             } => {
+                let data = block
+                    .into_bytes(&mut self.codec)
+                    .expect("k distinct symbols decode");
+                let r = &mut self.receivers[i];
                 let f = r.buffers.get_mut(&object).expect("object of the manifest");
                 f[offset as usize..offset as usize + data.len()].copy_from_slice(&data);
             }

@@ -91,7 +91,7 @@ fn a_receiver_survives_random_and_mutated_datagrams_within_its_memory_budget() {
             while r.poll_transmit(now, &mut buf).is_some() {}
             while let Some(ev) = r.poll_event() {
                 match ev {
-                    ReceiverEvent::Block { data, .. } => delivered += data.len() as u64,
+                    ReceiverEvent::Block { block, .. } => delivered += block.len() as u64,
                     ReceiverEvent::ObjectComplete { object } => {
                         r.handle_object_verified(now, object, Err(wire::FailReason::HashMismatch))
                     }
