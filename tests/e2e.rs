@@ -145,7 +145,7 @@ fn receiver(dir: &Path, name: &str, extra: &[&str]) -> Child {
     Command::new(RECV)
         .arg("--dir")
         .arg(dir)
-        .args(["--name", name, "--json", "-q"])
+        .args(["--node-id", name, "--json", "-q"])
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -181,13 +181,15 @@ fn assert_receivers_complete(rx: Vec<Child>, base: &Path, names: &[&str], src: &
         assert_eq!(json(&out)["complete"], true, "{name}");
         let dir = base.join(name);
         assert_same_tree(src, &dir);
-        // Nothing is left in the temporary area.
-        assert_eq!(
-            fs::read_dir(dir.join(".mdp-tmp"))
-                .map(|d| d.count())
-                .unwrap_or(0),
-            0
-        );
+        // Nothing is left in the temporary area but the index of placed files.
+        let left: Vec<String> = fs::read_dir(dir.join(".mdp-tmp"))
+            .map(|d| {
+                d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .filter(|n| n != "index")
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(left.is_empty(), "{name}: left in .mdp-tmp: {left:?}");
     }
 }
 
@@ -319,6 +321,101 @@ fn a_receiver_killed_mid_push_makes_the_sender_exit_1_naming_it() {
         assert_eq!(r["verdict"], "confirmed", "{r}");
     }
     assert_receivers_complete(rx, &base, &["steady0", "steady1"], &src);
+    fs::remove_dir_all(&base).unwrap();
+}
+
+#[test]
+fn a_closed_group_with_a_host_that_never_starts_exits_1_naming_it() {
+    let Some(_net) = network(
+        "a_closed_group_with_a_host_that_never_starts_exits_1_naming_it",
+        false,
+    ) else {
+        return;
+    };
+    let base = temp_dir("closed");
+    let src = base.join("src");
+    make_source(&src, 1 << 20);
+    let rx = start_receivers(&base, &["web1", "web2"]);
+    let started = Instant::now();
+    let out = sender(
+        &[
+            "--expect",
+            "web1,web2,web3",
+            "--wait",
+            "2s",
+            "--drop-after",
+            "1s",
+            "--timeout",
+            "60s",
+        ],
+        &[src.join("tree")],
+    )
+    .output()
+    .unwrap();
+    let took = started.elapsed();
+    let report = json(&out);
+    println!("sender: {report} (took {took:?})");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(report["success"], false);
+    assert_eq!(report["expected"], 3);
+    assert_eq!(report["confirmed"], 2);
+    let receivers = report["receivers"].as_array().unwrap();
+    let ghost = receivers
+        .iter()
+        .find(|r| r["name"] == "web3")
+        .expect("the host that never started is in the report");
+    assert_eq!(ghost["verdict"], "never_registered");
+    assert_eq!(ghost["node"], serde_json::Value::Null);
+    assert_eq!(ghost["expected"], true);
+    assert!(
+        report["problem"]
+            .as_str()
+            .unwrap()
+            .contains("web3 (never registered)"),
+        "{report}"
+    );
+    // Ends after the wait and the drop delay, far below --timeout.
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+    for (child, name) in rx.into_iter().zip(["web1", "web2"]) {
+        let out = wait_output(child, Duration::from_secs(30));
+        assert_eq!(out.status.code(), Some(0), "{name}");
+        assert_same_tree(&src.join("tree"), &base.join(name).join("tree"));
+    }
+    fs::remove_dir_all(&base).unwrap();
+}
+
+#[test]
+fn a_repeated_push_of_an_unchanged_tree_sends_only_a_handshake() {
+    let Some(_net) = network(
+        "a_repeated_push_of_an_unchanged_tree_sends_only_a_handshake",
+        false,
+    ) else {
+        return;
+    };
+    let base = temp_dir("sync");
+    let src = base.join("src");
+    make_source(&src, 64 << 20);
+    let first = push_to_three(&base, &src);
+    let full = first["stats"]["bytes_sent"].as_u64().unwrap();
+    // The same tree again, to the same directories.
+    let again = push_to_three(&base, &src);
+    let sent = again["stats"]["bytes_sent"].as_u64().unwrap();
+    println!(
+        "unchanged: {sent} bytes sent (first push {full}), {} s",
+        again["elapsed_secs"]
+    );
+    assert_eq!(again["stats"]["skipped_files"], 5);
+    assert!(sent < 64 << 10, "an unchanged push sent {sent} bytes");
+    // One file changed: about that file goes out.
+    fs::write(src.join("tree/a/mid.bin"), bytes(100_000, 77)).unwrap();
+    let changed = push_to_three(&base, &src);
+    let sent = changed["stats"]["bytes_sent"].as_u64().unwrap();
+    println!("one file changed: {sent} bytes sent");
+    assert_eq!(changed["stats"]["skipped_files"], 4);
+    assert!(
+        (100_000..100_000 * 3 / 2 + (64 << 10)).contains(&sent),
+        "one changed 100 kB file: {sent} bytes sent"
+    );
     fs::remove_dir_all(&base).unwrap();
 }
 
@@ -670,10 +767,11 @@ fn hostile_datagrams_never_crash_a_receiver_nor_write_outside_its_directory() {
     assert!(!base.join("escape").exists());
     assert!(!Path::new("/tmp/mdp-e2e-absolute").exists());
     assert!(!dir.join("sparse").exists());
-    // Only the real push landed.
+    // Only the real push landed (beside mdp's own .mdp-tmp, with its index).
     let mut names: Vec<_> = fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().file_name())
+        .filter(|n| n != ".mdp-tmp")
         .collect();
     names.sort();
     assert_eq!(names, vec![std::ffi::OsString::from("tree")]);

@@ -51,8 +51,9 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     idle_timeout: Duration,
 
-    /// Name reported to the sender [default: the host name].
-    #[arg(long, value_name = "NAME")]
+    /// This receiver's node name, which the sender's --expect lists and
+    /// its report shows [default: the host name]. At most 64 bytes.
+    #[arg(long = "node-id", visible_alias = "name", value_name = "NAME")]
     name: Option<String>,
 
     /// Memory for incomplete blocks, in MiB.
@@ -75,6 +76,13 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
     mdp_net::recv::check_dir(&args.dir)
         .map_err(|e| anyhow::anyhow!("cannot write to {}: {e}", args.dir.display()))?;
     let name = args.name.clone().unwrap_or_else(mdp_net::recv::host_name);
+    if name.is_empty() || name.len() > mdp_proto::wire::MAX_NAME_LEN {
+        anyhow::bail!(
+            "--node-id must be 1 to {} bytes long (got {} bytes)",
+            mdp_proto::wire::MAX_NAME_LEN,
+            name.len()
+        );
+    }
     let mut config =
         ReceiverConfig::new(NodeId(mdp_net::random_u64()), &name, mdp_net::random_u64());
     config.idle_timeout = args.idle_timeout;

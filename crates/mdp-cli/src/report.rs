@@ -21,8 +21,11 @@ pub struct SendJson {
     pub problem: Option<String>,
     /// True when `--timeout` ended the push.
     pub timed_out: bool,
-    /// `--receivers` (0: open group).
+    /// Receivers whose confirmation is required: `--receivers`, or the
+    /// number of `--expect` names (0: open group).
     pub expected: u32,
+    /// Expected receivers that confirmed every file.
+    pub confirmed: u32,
     /// Files pushed.
     pub files: u32,
     /// File bytes pushed.
@@ -57,11 +60,13 @@ pub struct RateJson {
 /// One receiver in [`SendJson`].
 #[derive(Debug, Serialize)]
 pub struct ReceiverJson {
-    /// Node id (hex).
-    pub node: String,
+    /// Node id (hex); null for an expected receiver that never registered.
+    pub node: Option<String>,
     /// Node name.
     pub name: String,
-    /// `confirmed`, `failed`, `incomplete` or `dropped`.
+    /// Its confirmation is required for success.
+    pub expected: bool,
+    /// `confirmed`, `failed`, `incomplete`, `dropped` or `never_registered`.
     pub verdict: &'static str,
     /// For `dropped`: `silent` or `too_slow`.
     pub dropped_because: Option<&'static str>,
@@ -101,6 +106,10 @@ pub struct SendStatsJson {
     pub repair_symbols: u64,
     /// NACKs received.
     pub nacks_received: u64,
+    /// Files not sent because every receiver already had them.
+    pub skipped_files: u64,
+    /// Their bytes.
+    pub skipped_bytes: u64,
 }
 
 fn reason(r: FailReason) -> &'static str {
@@ -128,6 +137,7 @@ impl SendJson {
             problem: r.problem.clone(),
             timed_out: r.timed_out,
             expected: r.expected,
+            confirmed: r.confirmed,
             files,
             bytes,
             elapsed_secs: elapsed.as_secs_f64(),
@@ -136,13 +146,15 @@ impl SendJson {
                 .receivers
                 .iter()
                 .map(|rr| ReceiverJson {
-                    node: rr.node.to_string(),
+                    node: rr.node.map(|n| n.to_string()),
                     name: rr.name.clone(),
+                    expected: rr.expected,
                     verdict: match rr.verdict {
                         Verdict::Confirmed => "confirmed",
                         Verdict::Failed => "failed",
                         Verdict::Incomplete => "incomplete",
                         Verdict::Dropped { .. } | Verdict::TooSlow { .. } => "dropped",
+                        Verdict::NeverRegistered => "never_registered",
                     },
                     dropped_because: match rr.verdict {
                         Verdict::Dropped { .. } => Some("silent"),
@@ -176,6 +188,8 @@ impl SendJson {
                 data_symbols: r.stats.data_symbols_sent,
                 repair_symbols: r.stats.repair_symbols_sent,
                 nacks_received: r.stats.nacks_received,
+                skipped_files: r.stats.files_skipped,
+                skipped_bytes: r.stats.bytes_skipped,
             },
             rate: RateJson {
                 mode: if r.rate.adaptive { "adaptive" } else { "fixed" },
@@ -237,6 +251,13 @@ impl SendJson {
             self.stats.repair_symbols,
             self.stats.nacks_received
         ));
+        if self.stats.skipped_files > 0 {
+            out.push_str(&format!(
+                "  sync: {} files ({}) not sent, every receiver had them\n",
+                self.stats.skipped_files,
+                crate::human_bytes(self.stats.skipped_bytes)
+            ));
+        }
         out
     }
 }
@@ -309,8 +330,9 @@ mod tests {
 
     fn receiver(name: &str, verdict: Verdict) -> ReceiverReport {
         ReceiverReport {
-            node: NodeId(0xab),
+            node: Some(NodeId(0xab)),
             name: name.into(),
+            expected: true,
             verdict,
             verified: 1,
             missing: vec!["tree/x".into()],
@@ -323,7 +345,8 @@ mod tests {
         let report = SenderReport {
             session: SessionId(0x1234),
             success: false,
-            expected: 3,
+            expected: 5,
+            confirmed: 1,
             problem: Some("2 of 3 receivers did not confirm every file".into()),
             timed_out: false,
             receivers: vec![
@@ -342,6 +365,12 @@ mod tests {
                         min_bps: 10_000_000,
                     },
                 ),
+                ReceiverReport {
+                    node: None,
+                    verified: 0,
+                    failed: vec![],
+                    ..receiver("e", Verdict::NeverRegistered)
+                },
             ],
             stats: SenderStats {
                 bytes_sent: 2040,
@@ -365,6 +394,10 @@ mod tests {
         assert_eq!(v["receivers"][3]["verdict"], "dropped");
         assert_eq!(v["receivers"][3]["dropped_because"], "too_slow");
         assert_eq!(v["receivers"][3]["delivered_mbps"], 2.5);
+        assert_eq!(v["receivers"][4]["verdict"], "never_registered");
+        assert_eq!(v["receivers"][4]["node"], serde_json::Value::Null);
+        assert_eq!(v["receivers"][4]["expected"], true);
+        assert_eq!(v["confirmed"], 1);
         assert_eq!(v["rate"]["mode"], "adaptive");
         assert_eq!(v["rate"]["limited_by"], "a");
         assert_eq!(v["stats"]["wire_bytes_per_file_byte"], 1.02);
@@ -377,6 +410,7 @@ mod tests {
         );
         assert!(text.contains("missing: tree/x"), "{text}");
         assert!(text.contains("too slow: took 2.5 Mbit/s"), "{text}");
+        assert!(text.contains("never_registered"), "{text}");
         assert!(text.contains("paced to a (3 congestion cuts"), "{text}");
         assert!(
             text.contains("mdp-send: 2 of 3 receivers did not confirm every file"),

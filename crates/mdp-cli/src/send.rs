@@ -3,7 +3,7 @@
 use crate::report::SendJson;
 use crate::{parse_duration, parse_rate, NetArgs, OutputArgs, EXIT_INCOMPLETE, EXIT_OK};
 use mdp_proto::{RateMode, SenderConfig, SessionId};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// First rate of an adaptive push: fast on any LAN; the rate doubles every
@@ -65,10 +65,22 @@ pub struct Args {
 
     /// Receivers to wait for before sending; all must confirm (0: anyone
     /// who registers within --wait).
-    #[arg(long, value_name = "N", default_value_t = 0)]
+    #[arg(long, value_name = "N", default_value_t = 0, conflicts_with_all = ["expect", "expect_file"])]
     receivers: u32,
 
-    /// How long to wait for registrations [default: 10s with --receivers, else 1s].
+    /// A closed group: the receivers (by their --node-id, by default their
+    /// host names) that must confirm every file. Sending starts as soon as
+    /// all of them registered; success needs all of them.
+    #[arg(long, value_name = "NAME[,NAME...]", value_delimiter = ',')]
+    expect: Vec<String>,
+
+    /// Like --expect, with the names in a file: one per line, or separated
+    /// by commas or spaces; `#` starts a comment.
+    #[arg(long, value_name = "FILE")]
+    expect_file: Option<PathBuf>,
+
+    /// How long to wait for registrations [default: 10s with --receivers or
+    /// --expect, else 1s].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     wait: Option<Duration>,
 
@@ -118,11 +130,14 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
         },
     };
     config.expected_receivers = args.receivers;
-    config.wait = args.wait.unwrap_or(if args.receivers > 0 {
-        Duration::from_secs(10)
-    } else {
-        Duration::from_secs(1)
-    });
+    config.expected_names = expected_names(&args.expect, args.expect_file.as_deref())?;
+    config.wait = args
+        .wait
+        .unwrap_or(if args.receivers > 0 || !config.expected_names.is_empty() {
+            Duration::from_secs(10)
+        } else {
+            Duration::from_secs(1)
+        });
     config.timeout = args.timeout;
     config.drop_after = args.drop_after;
     // Larger blocks need a larger cache for the read-ahead window.
@@ -186,4 +201,61 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
         print!("{}", json.text());
     }
     Ok(code)
+}
+
+/// The names of `--expect` and `--expect-file`, without duplicates.
+fn expected_names(given: &[String], file: Option<&Path>) -> anyhow::Result<Vec<String>> {
+    let mut names: Vec<String> = given.iter().map(|n| n.trim().to_string()).collect();
+    if let Some(f) = file {
+        let text = std::fs::read_to_string(f).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot read --expect-file {}: {e}; give a file with one receiver name per line",
+                f.display()
+            )
+        })?;
+        names.extend(parse_names(&text));
+    }
+    names.retain(|n| !n.is_empty());
+    let mut seen = std::collections::HashSet::new();
+    names.retain(|n| seen.insert(n.clone()));
+    for n in &names {
+        if n.len() > mdp_proto::wire::MAX_NAME_LEN {
+            anyhow::bail!(
+                "receiver name {n:?} is longer than {} bytes, so no receiver can register with it",
+                mdp_proto::wire::MAX_NAME_LEN
+            );
+        }
+    }
+    Ok(names)
+}
+
+/// Names in an `--expect-file`: separated by newlines, commas or spaces,
+/// with `#` comments.
+fn parse_names(text: &str) -> Vec<String> {
+    text.lines()
+        .map(|l| l.split('#').next().unwrap_or(""))
+        .flat_map(|l| l.split(|c: char| c == ',' || c.is_whitespace()))
+        .filter(|n| !n.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expect_files_take_lines_commas_and_comments() {
+        let names = parse_names("# the web tier\nweb1\nweb2, web3  # canary\n\n db1 db2\n");
+        assert_eq!(names, ["web1", "web2", "web3", "db1", "db2"]);
+    }
+
+    #[test]
+    fn expected_names_are_deduplicated_and_bounded() {
+        let given = ["a".to_string(), "b".to_string(), "a".to_string()];
+        assert_eq!(expected_names(&given, None).unwrap(), ["a", "b"]);
+        let long = ["x".repeat(300)];
+        let e = expected_names(&long, None).unwrap_err().to_string();
+        assert!(e.contains("longer than"), "{e}");
+    }
 }

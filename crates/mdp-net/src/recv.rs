@@ -94,13 +94,21 @@ const WRITE_QUEUE: usize = 16;
 
 enum WriterCmd {
     Begin(SessionId, Arc<Manifest>),
+    /// A file was verified and placed: remember it in the store's index.
+    Placed(String, [u8; 32]),
     Write(ObjectId, u64, CompleteBlock),
     Complete(ObjectId),
     Finish,
 }
 
 enum WriterReply {
-    Verified(ObjectId, Result<PathBuf, (FailReason, String)>),
+    /// The files of the session that are already in place.
+    Present(SessionId, Vec<ObjectId>),
+    Verified(
+        ObjectId,
+        Result<PathBuf, (FailReason, String)>,
+        (String, [u8; 32]),
+    ),
     BeginFailed(String),
     Finished,
 }
@@ -120,9 +128,10 @@ fn writer(
         .name("mdp-verifier".into())
         .spawn(move || {
             for (object, written) in verify_rx {
+                let key = written.path_and_hash();
                 let result = written.verify_and_place();
                 if verify_replies
-                    .send(WriterReply::Verified(object, result))
+                    .send(WriterReply::Verified(object, result, key))
                     .is_err()
                 {
                     return;
@@ -131,10 +140,14 @@ fn writer(
         });
     for cmd in cmds {
         let reply = match cmd {
-            WriterCmd::Begin(session, manifest) => match store.begin(session, manifest) {
-                Ok(()) => continue,
+            WriterCmd::Begin(session, manifest) => match store.begin(session, manifest.clone()) {
+                Ok(()) => WriterReply::Present(session, store.present(&manifest)),
                 Err(e) => WriterReply::BeginFailed(e.to_string()),
             },
+            WriterCmd::Placed(path, hash) => {
+                store.placed(&path, hash);
+                continue;
+            }
             WriterCmd::Write(object, offset, block) => {
                 match block.into_bytes(&mut codec) {
                     Ok(data) => store.write(object, offset, &data),
@@ -148,8 +161,11 @@ fn writer(
                     continue;
                 }
                 // No verifier thread could be started: verify here.
-                (Ok(written), Err(_)) => WriterReply::Verified(object, written.verify_and_place()),
-                (Err(e), _) => WriterReply::Verified(object, Err(e)),
+                (Ok(written), Err(_)) => {
+                    let key = written.path_and_hash();
+                    WriterReply::Verified(object, written.verify_and_place(), key)
+                }
+                (Err(e), _) => WriterReply::Verified(object, Err(e), (String::new(), [0; 32])),
             },
             WriterCmd::Finish => {
                 store.finish();
@@ -305,10 +321,19 @@ pub async fn run(
                 receiver.handle_datagram(Instant::now(), &fbuf[..n]);
             }
             Some(reply) = reply_rx.recv() => match reply {
-                WriterReply::Verified(object, res) => {
+                WriterReply::Present(session, present) => {
+                    if receiver.session_id() == Some(session) {
+                        if !present.is_empty() {
+                            tracing::info!("{} files already in place", present.len());
+                        }
+                        receiver.handle_present(Instant::now(), &present);
+                    }
+                }
+                WriterReply::Verified(object, res, (path, hash)) => {
                     let res = match res {
-                        Ok(path) => {
-                            notice(RecvNotice::Placed(path));
+                        Ok(placed) => {
+                            let _ = cmd_tx.send(WriterCmd::Placed(path, hash));
+                            notice(RecvNotice::Placed(placed));
                             Ok(())
                         }
                         Err((reason, msg)) => {

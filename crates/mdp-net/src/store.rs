@@ -7,6 +7,14 @@
 //! under `DIR`. Since the temporary directory is inside `DIR`, the rename is
 //! atomic: a partial or corrupt file is never visible under its final name.
 //!
+//! Files already in place byte for byte are found before a push starts
+//! ([`Store::present`]) and not received again. To avoid hashing them on
+//! every push, the store keeps an index (`DIR/.mdp-tmp/index`) of the files
+//! it placed or checked: path, size, inode, mtime and ctime, and BLAKE3 hash.
+//! A file whose size, inode, mtime and ctime are unchanged keeps its hash
+//! (the quick check of rsync, made stricter by ctime, which any write or
+//! `touch` moves); any other file of the right size is hashed again.
+//!
 //! Paths come from the network. The manifest decoder already refused
 //! absolute paths and `.`/`..` components; here every directory on the way
 //! down is created or checked one component at a time, and a component that
@@ -25,6 +33,40 @@ use std::time::{Duration, UNIX_EPOCH};
 
 /// Name of the temporary directory inside the cache directory.
 pub const TMP_DIR: &str = ".mdp-tmp";
+
+/// Name of the index of checked files, inside [`TMP_DIR`].
+const INDEX_FILE: &str = "index";
+
+/// Most entries the index keeps (the oldest are forgotten first).
+const MAX_INDEX_ENTRIES: usize = 4_000_000;
+
+/// What the index remembers of a file in place.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Stamp {
+    size: u64,
+    ino: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+    hash: [u8; 32],
+}
+
+impl Stamp {
+    fn of(md: &fs::Metadata, hash: [u8; 32]) -> Stamp {
+        use std::os::unix::fs::MetadataExt;
+        Stamp {
+            size: md.len(),
+            ino: md.ino(),
+            mtime: (md.mtime(), md.mtime_nsec()),
+            ctime: (md.ctime(), md.ctime_nsec()),
+            hash,
+        }
+    }
+
+    /// True when `md` describes the same, unchanged file.
+    fn matches(&self, md: &fs::Metadata) -> bool {
+        Stamp::of(md, self.hash) == *self
+    }
+}
 
 /// Most temporary files a store keeps open at once. Files are created on
 /// their first write and reopened (never truncated again) when needed, so a
@@ -78,6 +120,9 @@ pub struct Store {
     manifest: Arc<Manifest>,
     files: HashMap<ObjectId, TempFile>,
     handles: HashMap<ObjectId, File>,
+    /// Path → stamp of files placed or checked (see the module docs).
+    index: HashMap<String, Stamp>,
+    index_dirty: bool,
 }
 
 impl std::fmt::Debug for Store {
@@ -137,6 +182,12 @@ impl Store {
         fs::create_dir_all(root)?;
         let root = fs::canonicalize(root)?;
         let tmp = safe_dirs(&root, std::iter::once(TMP_DIR))?;
+        // A missing or unreadable index only costs hashing again.
+        let index = fs::read(tmp.join(INDEX_FILE))
+            .ok()
+            .and_then(|b| postcard::from_bytes::<Vec<(String, Stamp)>>(&b).ok())
+            .map(|v| v.into_iter().collect())
+            .unwrap_or_default();
         Ok(Store {
             root,
             tmp,
@@ -144,7 +195,116 @@ impl Store {
             manifest: Arc::new(Manifest::default()),
             files: HashMap::new(),
             handles: HashMap::new(),
+            index,
+            index_dirty: false,
         })
+    }
+
+    /// The final path of `path` when every directory on the way is a real
+    /// directory (no symbolic link) and the file itself is a regular file.
+    fn existing_file(&self, path: &str) -> Option<(PathBuf, fs::Metadata)> {
+        let mut p = self.root.clone();
+        let mut comps = path.split('/').peekable();
+        while let Some(c) = comps.next() {
+            p.push(c);
+            let md = fs::symlink_metadata(&p).ok()?;
+            if comps.peek().is_some() {
+                if !md.is_dir() {
+                    return None;
+                }
+            } else if md.is_file() {
+                return Some((p, md));
+            }
+        }
+        None
+    }
+
+    /// The files of `manifest` that are already in place byte for byte:
+    /// a regular file at the same path with the same BLAKE3 hash (taken from
+    /// the index when the file is unchanged since it was last hashed). Their
+    /// mode and mtime are set as the manifest says, as a push would.
+    pub fn present(&mut self, manifest: &Manifest) -> Vec<ObjectId> {
+        let mut out = Vec::new();
+        for (id, e) in manifest.files() {
+            let EntryKind::File { size, hash } = e.kind else {
+                continue;
+            };
+            if e.path == TMP_DIR || e.path.starts_with(&format!("{TMP_DIR}/")) {
+                continue;
+            }
+            let Some((p, md)) = self.existing_file(&e.path) else {
+                continue;
+            };
+            if md.len() != size {
+                continue;
+            }
+            let known = self
+                .index
+                .get(&e.path)
+                .filter(|st| st.matches(&md))
+                .map(|st| st.hash);
+            let got = match known {
+                Some(h) => h,
+                None => match File::open(&p).and_then(|f| hash_open(&f)) {
+                    Ok(h) => h,
+                    Err(_) => continue,
+                },
+            };
+            if got != hash {
+                continue;
+            }
+            // Same content: make mode and mtime what a push would give.
+            use std::os::unix::fs::MetadataExt;
+            if md.mode() & 0o7777 != e.mode & 0o777 {
+                let _ = fs::set_permissions(&p, fs::Permissions::from_mode(e.mode & 0o777));
+            }
+            if let Some(t) = mtime(e.mtime_secs, e.mtime_nanos) {
+                if md.modified().ok() != Some(t) {
+                    if let Ok(f) = File::options().write(true).open(&p) {
+                        let _ = f.set_times(FileTimes::new().set_modified(t));
+                    }
+                }
+            }
+            if let Ok(md) = fs::symlink_metadata(&p) {
+                self.remember(&e.path, Stamp::of(&md, hash));
+            }
+            out.push(id);
+        }
+        self.save_index();
+        out
+    }
+
+    fn remember(&mut self, path: &str, stamp: Stamp) {
+        if self.index.get(path) != Some(&stamp) {
+            if self.index.len() >= MAX_INDEX_ENTRIES {
+                self.index.clear();
+            }
+            self.index.insert(path.to_string(), stamp);
+            self.index_dirty = true;
+        }
+    }
+
+    /// Writes the index (atomically) when it changed.
+    fn save_index(&mut self) {
+        if !self.index_dirty {
+            return;
+        }
+        let entries: Vec<(&String, &Stamp)> = self.index.iter().collect();
+        let Ok(bytes) = postcard::to_stdvec(&entries) else {
+            return;
+        };
+        let tmp = self.tmp.join(format!("{INDEX_FILE}.new"));
+        if fs::write(&tmp, bytes).is_ok() && fs::rename(&tmp, self.tmp.join(INDEX_FILE)).is_ok() {
+            self.index_dirty = false;
+        }
+    }
+
+    /// Records a file [`Written::verify_and_place`] placed, so that the next
+    /// push finds it without hashing it again.
+    pub fn placed(&mut self, path: &str, hash: [u8; 32]) {
+        if let Some((_, md)) = self.existing_file(path) {
+            self.remember(path, Stamp::of(&md, hash));
+        }
     }
 
     /// Prepares a session: creates its directories; temporary files are
@@ -241,6 +401,7 @@ impl Store {
     /// Ends the session: applies directory modes and mtimes (deepest
     /// first) and removes what is left of the temporary files.
     pub fn finish(&mut self) {
+        self.save_index();
         let mut dirs: Vec<_> = self
             .manifest
             .entries
@@ -289,6 +450,15 @@ pub struct Written {
 }
 
 impl Written {
+    /// The file's path in the manifest and its expected hash.
+    pub fn path_and_hash(&self) -> (String, [u8; 32]) {
+        let hash = match self.entry.kind {
+            EntryKind::File { hash, .. } => hash,
+            EntryKind::Dir => [0; 32],
+        };
+        (self.entry.path.clone(), hash)
+    }
+
     /// Checks the file's hash; only when it matches gives it its mode and
     /// mtime and renames it to its final path. A file that fails is removed.
     pub fn verify_and_place(self) -> Result<PathBuf, (FailReason, String)> {

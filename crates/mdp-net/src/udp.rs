@@ -178,6 +178,8 @@ pub struct BatchReceiver {
     /// Per filled slot: bytes, the GRO segment size (0: one datagram), and
     /// the kernel's arrival time.
     filled: Vec<(usize, usize, Option<std::time::SystemTime>)>,
+    /// Per slot: the sender's address.
+    names: Vec<libc::sockaddr_storage>,
     gro: bool,
     /// Kernel arrival time of the oldest datagram of the last batch.
     oldest: Option<std::time::SystemTime>,
@@ -217,6 +219,8 @@ impl BatchReceiver {
             slots: vec![0; SLOT * RECV_BATCH],
             control: vec![0; CONTROL / 8 * RECV_BATCH],
             filled: Vec::with_capacity(RECV_BATCH),
+            // SAFETY: an all-zero sockaddr_storage is a valid (AF_UNSPEC) value.
+            names: vec![unsafe { zeroed() }; RECV_BATCH],
             gro,
             oldest: None,
             truncated: 0,
@@ -240,6 +244,7 @@ impl BatchReceiver {
             let mut msgs: [libc::mmsghdr; RECV_BATCH] = zeroed();
             let base = self.slots.as_mut_ptr();
             let cbase = self.control.as_mut_ptr() as *mut u8;
+            let nbase = self.names.as_mut_ptr();
             for i in 0..RECV_BATCH {
                 iovs[i] = libc::iovec {
                     iov_base: base.add(i * SLOT) as *mut libc::c_void,
@@ -250,6 +255,8 @@ impl BatchReceiver {
                 h.msg_iovlen = 1;
                 h.msg_control = cbase.add(i * CONTROL) as *mut libc::c_void;
                 h.msg_controllen = CONTROL;
+                h.msg_name = nbase.add(i) as *mut libc::c_void;
+                h.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             }
             let got = libc::recvmmsg(
                 fd,
@@ -311,6 +318,16 @@ impl BatchReceiver {
     /// receiver that is behind its socket thus still sees when each
     /// datagram reached the host.
     pub fn for_each(&self, now: std::time::Instant, mut f: impl FnMut(std::time::Instant, &[u8])) {
+        self.for_each_from(now, |at, _, d| f(at, d));
+    }
+
+    /// [`BatchReceiver::for_each`], with the index of the datagram's slot
+    /// for [`BatchReceiver::source`].
+    pub fn for_each_from(
+        &self,
+        now: std::time::Instant,
+        mut f: impl FnMut(std::time::Instant, usize, &[u8]),
+    ) {
         let wall = std::time::SystemTime::now();
         for (i, &(len, segment, arrived)) in self.filled.iter().enumerate() {
             let at = arrived
@@ -320,10 +337,36 @@ impl BatchReceiver {
             let slot = &self.slots[i * SLOT..i * SLOT + len];
             if segment == 0 || segment >= len {
                 if len > 0 {
-                    f(at, slot);
+                    f(at, i, slot);
                 }
             } else {
-                slot.chunks(segment).for_each(|d| f(at, d));
+                slot.chunks(segment).for_each(|d| f(at, i, d));
+            }
+        }
+    }
+
+    /// The sender of the datagrams in `slot` of the last batch.
+    pub fn source(&self, slot: usize) -> Option<std::net::SocketAddr> {
+        let sa = self.names.get(slot)?;
+        // SAFETY: the kernel wrote a sockaddr of the family it names into
+        // the storage, which is large and aligned enough for any of them.
+        unsafe {
+            match sa.ss_family as libc::c_int {
+                libc::AF_INET => {
+                    let v4 = &*(sa as *const _ as *const libc::sockaddr_in);
+                    Some(std::net::SocketAddr::from((
+                        u32::from_be(v4.sin_addr.s_addr).to_be_bytes(),
+                        u16::from_be(v4.sin_port),
+                    )))
+                }
+                libc::AF_INET6 => {
+                    let v6 = &*(sa as *const _ as *const libc::sockaddr_in6);
+                    Some(std::net::SocketAddr::from((
+                        v6.sin6_addr.s6_addr,
+                        u16::from_be(v6.sin6_port),
+                    )))
+                }
+                _ => None,
             }
         }
     }
@@ -479,6 +522,11 @@ mod tests {
             "not before it was sent"
         );
         let waited = r.queue_delay().expect("kernel timestamp");
+        assert_eq!(
+            r.source(0),
+            Some(tx.local_addr().unwrap()),
+            "sender address"
+        );
         assert!(
             waited >= Duration::from_millis(20),
             "queue delay {waited:?}"

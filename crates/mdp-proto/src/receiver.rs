@@ -286,6 +286,11 @@ struct Session {
     holdoff: HashMap<BlockKey, Instant>,
     nack_at: Option<Instant>,
     recheck_at: Option<Instant>,
+    /// The caller said which files are already here
+    /// ([`Receiver::handle_present`]); registration waits for it.
+    present_known: bool,
+    /// Those files, as ranges `(first object, count)` for REGISTER.
+    have: Vec<(u32, u32)>,
     registered_acked: bool,
     register_sent: Option<Instant>,
     complete: bool,
@@ -329,6 +334,11 @@ pub const MAX_SESSION_BLOCKS: u64 = 1 << 27;
 /// Smallest group size the NACK back-off assumes.
 const MIN_GROUP_ESTIMATE: u32 = 32;
 const REGISTER_INTERVAL: Duration = Duration::from_millis(50);
+/// Most REGISTERs one registration sends (each with up to
+/// [`wire::MAX_HAVE_RANGES`] ranges of files already held); a receiver whose
+/// files fall into more ranges reports only the first ones, and is sent the
+/// rest (which it then recognises as already held).
+const MAX_HAVE_CHUNKS: usize = 16;
 /// Most blocks looked at in one NACK scan.
 const MAX_SCAN: usize = 8192;
 
@@ -499,6 +509,8 @@ impl Receiver {
             holdoff: HashMap::new(),
             nack_at: None,
             recheck_at: None,
+            present_known: false,
+            have: Vec::new(),
             registered_acked: false,
             register_sent: None,
             complete: false,
@@ -537,14 +549,29 @@ impl Receiver {
         let due = s
             .register_sent
             .is_none_or(|t| now.saturating_duration_since(t) >= REGISTER_INTERVAL);
-        if s.manifest_known && !s.registered_acked && due {
+        if s.manifest_known && s.present_known && !s.registered_acked && due {
             s.register_sent = Some(now);
             let echo = Self::echo(s, now);
-            self.transmits.push_back(Control::Register(Register {
-                node: self.config.node,
-                name: self.config.name.clone(),
-                echo,
-            }));
+            // All chunks of the have-list, each time: the sender counts us
+            // as registered at the last one (`more == false`).
+            let chunks: Vec<&[(u32, u32)]> = if s.have.is_empty() {
+                vec![&[]]
+            } else {
+                s.have
+                    .chunks(wire::MAX_HAVE_RANGES)
+                    .take(MAX_HAVE_CHUNKS)
+                    .collect()
+            };
+            let last = chunks.len() - 1;
+            for (i, chunk) in chunks.into_iter().enumerate() {
+                self.transmits.push_back(Control::Register(Register {
+                    node: self.config.node,
+                    name: self.config.name.clone(),
+                    echo,
+                    have: chunk.to_vec(),
+                    more: i < last,
+                }));
+            }
         }
     }
 
@@ -837,14 +864,9 @@ impl Receiver {
         }
         let s = self.session.as_mut().expect("caller checked");
         let coding = s.coding;
-        let mut empties = Vec::new();
-        for (id, e) in manifest.files() {
+        for (_, e) in manifest.files() {
             if let EntryKind::File { size, .. } = e.kind {
-                let obj = Obj::new(size, &coding);
-                if obj.blocks == 0 {
-                    empties.push(id);
-                }
-                s.objects.push(obj);
+                s.objects.push(Obj::new(size, &coding));
             }
         }
         s.objects[0].state = ObjState::Verified;
@@ -853,14 +875,64 @@ impl Receiver {
             session: s.id,
             manifest: Arc::new(manifest),
         });
-        for id in empties {
-            s.objects[id.0 as usize].state = ObjState::Delivered;
-            self.events
-                .push_back(ReceiverEvent::ObjectComplete { object: id });
+        // Registration and empty files wait for handle_present.
+        self.maybe_register(now);
+    }
+
+    /// Answers [`ReceiverEvent::SessionStarted`]: `present` lists the files
+    /// of the manifest that are already in place byte for byte (same path,
+    /// same hash, as the caller's store found them). They count as verified
+    /// and are not received again, and the registration tells the sender,
+    /// which sends no data for files every receiver already has. Every
+    /// caller must call this once per session, with an empty list when it
+    /// has nothing; the receiver registers only after it.
+    pub fn handle_present(&mut self, now: Instant, present: &[ObjectId]) {
+        let Some(s) = &mut self.session else { return };
+        if !s.manifest_known || s.present_known {
+            return;
+        }
+        s.present_known = true;
+        let mut ids: Vec<u32> = present.iter().map(|o| o.0).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        for &o in &ids {
+            let Some(obj) = s.objects.get_mut(o as usize) else {
+                continue;
+            };
+            if o == 0 || obj.state != ObjState::Receiving {
+                continue;
+            }
+            obj.state = ObjState::Verified;
+            s.verified += 1;
+            match s.have.last_mut() {
+                Some((first, count)) if *first + *count == o => *count += 1,
+                _ => s.have.push((o, 1)),
+            }
+        }
+        // Empty files not already there have no block to wait for: they
+        // are complete now.
+        for (o, obj) in s.objects.iter_mut().enumerate().skip(1) {
+            if obj.blocks == 0 && obj.state == ObjState::Receiving {
+                obj.state = ObjState::Delivered;
+                self.events.push_back(ReceiverEvent::ObjectComplete {
+                    object: ObjectId(o as u32),
+                });
+            }
+        }
+        // Symbols of those files that arrived meanwhile are not needed.
+        let partial = std::mem::take(&mut s.partial);
+        for (key, p) in partial {
+            if s.objects[key.0 as usize].state == ObjState::Receiving {
+                s.partial.insert(key, p);
+            } else {
+                s.buffered -= p.bytes();
+                s.holdoff.remove(&key);
+            }
         }
         s.skip_finished_objects();
         self.check_complete();
         self.maybe_register(now);
+        self.after_input(now);
     }
 
     /// The caller checked (and placed) a file after

@@ -45,6 +45,9 @@ pub const MANIFEST_RESEND_MAX: u64 = 64 << 10;
 /// Most receivers a sender tracks (bounds memory against forged node ids).
 pub const MAX_PEERS: usize = 65_536;
 
+/// Most ranges of already-held files kept per receiver.
+const MAX_PEER_HAVE_RANGES: usize = 1024;
+
 /// Sender settings. [`SenderConfig::new`] gives the defaults.
 #[derive(Clone, Debug)]
 pub struct SenderConfig {
@@ -60,8 +63,14 @@ pub struct SenderConfig {
     pub proactive: u16,
     /// Send rate (UDP payload bits per second): fixed, or adaptive.
     pub rate: RateMode,
-    /// Receivers to wait for (0: open group).
+    /// Receivers to wait for (0: open group). Ignored when `expected_names`
+    /// is not empty.
     pub expected_receivers: u32,
+    /// A closed group: the names of the receivers that must confirm. The
+    /// sender starts sending as soon as all of them registered, and the push
+    /// succeeds only when all of them confirmed every file; receivers with
+    /// other names are served and reported but do not count.
+    pub expected_names: Vec<String>,
     /// How long to wait for registrations before sending data.
     pub wait: Duration,
     /// Bound on the whole session, from `Sender::new` to DONE.
@@ -93,6 +102,7 @@ impl SenderConfig {
                 start_bps: 1_000_000_000,
             },
             expected_receivers: 0,
+            expected_names: Vec::new(),
             wait: Duration::from_secs(1),
             timeout: Duration::from_secs(600),
             drop_after: Duration::from_secs(5),
@@ -225,15 +235,34 @@ pub enum Verdict {
         /// The minimum rate of the push.
         min_bps: u64,
     },
+    /// An expected receiver that never registered.
+    NeverRegistered,
+}
+
+impl Verdict {
+    /// A short description for one-line summaries.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Verdict::Confirmed => "confirmed",
+            Verdict::Failed => "some files failed",
+            Verdict::Incomplete => "incomplete",
+            Verdict::Dropped { .. } => "dropped: silent",
+            Verdict::TooSlow { .. } => "dropped: too slow",
+            Verdict::NeverRegistered => "never registered",
+        }
+    }
 }
 
 /// One receiver in the final report.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReceiverReport {
-    /// Node id.
-    pub node: NodeId,
-    /// Name it registered with.
+    /// Node id (`None` for an expected receiver that never registered).
+    pub node: Option<NodeId>,
+    /// Name it registered with (or was expected under).
     pub name: String,
+    /// True when its confirmation is required for success: every receiver
+    /// of a group given by count, only the named ones of a closed group.
+    pub expected: bool,
     /// Verdict.
     pub verdict: Verdict,
     /// Files verified and placed, as last reported.
@@ -253,6 +282,8 @@ pub struct SenderReport {
     pub success: bool,
     /// Receivers that were expected (0: open group).
     pub expected: u32,
+    /// Expected receivers that confirmed every file.
+    pub confirmed: u32,
     /// Why the session is not a success, in one line.
     pub problem: Option<String>,
     /// True when the session deadline ended it.
@@ -304,6 +335,10 @@ pub struct SenderStats {
     pub congestion_received: u64,
     /// Bytes of file data the caller passed in.
     pub bytes_read: u64,
+    /// Files not sent because every receiver already had them.
+    pub files_skipped: u64,
+    /// Their bytes.
+    pub bytes_skipped: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -328,6 +363,12 @@ enum PeerState {
 #[derive(Debug)]
 struct Peer {
     name: String,
+    /// Its registration is complete (the last REGISTER of its have-list, or
+    /// any other feedback, arrived).
+    registered: bool,
+    /// Files it already holds, as ascending disjoint ranges
+    /// `(first object, count)` (at most [`MAX_PEER_HAVE_RANGES`]).
+    have: Vec<(u32, u32)>,
     state: PeerState,
     last_heard: Instant,
     verified: u32,
@@ -417,6 +458,8 @@ pub struct Sender {
     next_done: Instant,
     timed_out: bool,
     aborted: Option<String>,
+    /// Per object: not sent, every receiver has it (index 0 unused).
+    skip: Vec<bool>,
     events: VecDeque<SenderEvent>,
     stats: SenderStats,
     report: Option<Arc<SenderReport>>,
@@ -483,6 +526,7 @@ impl Sender {
             cc,
             manifest_bytes,
             manifest_hash,
+            skip: vec![false; sizes.len()],
             sizes,
             paths,
             phase: Phase::Announcing,
@@ -596,7 +640,13 @@ impl Sender {
         }
         match message {
             Control::Register(r) => {
-                self.touch_peer(now, r.node, &r.name, r.echo);
+                if self.touch_peer_as(now, r.node, &r.name, r.echo, !r.more) {
+                    let p = self.peers.get_mut(&r.node).expect("touched");
+                    if self.phase == Phase::Announcing {
+                        p.have = union_ranges(&p.have, &r.have);
+                        p.have.truncate(MAX_PEER_HAVE_RANGES);
+                    }
+                }
             }
             Control::Nack(n) => {
                 self.stats.nacks_received += 1;
@@ -694,8 +744,22 @@ impl Sender {
         self.cc.rate_bps()
     }
 
-    /// Records feedback from `node`; returns false when it cannot be tracked.
+    /// Records feedback other than REGISTER from `node`; returns false when
+    /// it cannot be tracked.
     fn touch_peer(&mut self, now: Instant, node: NodeId, name: &str, echo: Echo) -> bool {
+        self.touch_peer_as(now, node, name, echo, true)
+    }
+
+    /// Records feedback from `node`, which completes its registration when
+    /// `registers`; returns false when it cannot be tracked.
+    fn touch_peer_as(
+        &mut self,
+        now: Instant,
+        node: NodeId,
+        name: &str,
+        echo: Echo,
+        registers: bool,
+    ) -> bool {
         if echo.ts_us != 0 {
             let now_us = self.ts_us(now);
             if let Some(rtt) = now_us
@@ -710,6 +774,13 @@ impl Sender {
             if p.name.is_empty() && !name.is_empty() {
                 p.name = name.to_string();
             }
+            if registers && !p.registered {
+                p.registered = true;
+                let name = p.name.clone();
+                self.push_ack(node, AckState::Registered);
+                self.events
+                    .push_back(SenderEvent::Registered { node, name });
+            }
             return true;
         }
         if self.peers.len() >= MAX_PEERS {
@@ -719,6 +790,8 @@ impl Sender {
             node,
             Peer {
                 name: name.to_string(),
+                registered: registers,
+                have: Vec::new(),
                 state: PeerState::Active,
                 last_heard: now,
                 verified: 0,
@@ -727,11 +800,13 @@ impl Sender {
                 failed: Vec::new(),
             },
         );
-        self.push_ack(node, AckState::Registered);
-        self.events.push_back(SenderEvent::Registered {
-            node,
-            name: name.to_string(),
-        });
+        if registers {
+            self.push_ack(node, AckState::Registered);
+            self.events.push_back(SenderEvent::Registered {
+                node,
+                name: name.to_string(),
+            });
+        }
         true
     }
 
@@ -866,10 +941,10 @@ impl Sender {
             return;
         }
         if self.phase == Phase::Announcing {
-            let enough = self.config.expected_receivers > 0
-                && self.peers.len() >= self.config.expected_receivers as usize;
+            let enough = self.expected_count() > 0 && self.unregistered_expected() == 0;
             if enough || now >= self.data_start_deadline {
                 self.phase = Phase::Sending;
+                self.plan_skips();
                 // Announce at once: receivers learn the final group size.
                 self.next_announce = now;
                 self.events.push_back(SenderEvent::DataStarted);
@@ -902,12 +977,13 @@ impl Sender {
             }
         }
         let all_final = self.peers.values().all(|p| p.state != PeerState::Active);
-        let expected = self.config.expected_receivers as usize;
+        let expected = self.expected_count();
         let since_flush = now.saturating_duration_since(flush_start);
-        let done = if self.peers.is_empty() {
+        let done = if self.peers.is_empty() && expected == 0 {
             // Give receivers whose REGISTER was lost a few FLUSH rounds.
             self.flushes_sent >= 3 && since_flush >= self.flush_interval() * 3
-        } else if self.peers.len() < expected {
+        } else if self.unregistered_expected() > 0 {
+            // Late joiners still get everything: wait for them a while.
             all_final && since_flush >= self.config.drop_after
         } else if expected == 0 {
             // An open group: give receivers the sender has not heard
@@ -919,6 +995,36 @@ impl Sender {
         if done {
             self.finish(now);
         }
+    }
+
+    /// Receivers whose confirmation decides success.
+    fn expected_count(&self) -> usize {
+        if self.config.expected_names.is_empty() {
+            self.config.expected_receivers as usize
+        } else {
+            self.config.expected_names.len()
+        }
+    }
+
+    /// True when `name` is one of a closed group's names, or when the
+    /// group is given by count (every receiver counts).
+    fn is_expected(&self, name: &str) -> bool {
+        self.config.expected_names.is_empty()
+            || self.config.expected_names.iter().any(|n| n == name)
+    }
+
+    /// Expected receivers not registered yet.
+    fn unregistered_expected(&self) -> usize {
+        let registered = self.peers.values().filter(|p| p.registered);
+        if self.config.expected_names.is_empty() {
+            return (self.config.expected_receivers as usize).saturating_sub(registered.count());
+        }
+        let names: HashSet<&str> = registered.map(|p| p.name.as_str()).collect();
+        self.config
+            .expected_names
+            .iter()
+            .filter(|n| !names.contains(n.as_str()))
+            .count()
     }
 
     /// Ends the session early (e.g. on SIGINT): the sender reports what it
@@ -935,8 +1041,14 @@ impl Sender {
     fn finish(&mut self, now: Instant) {
         self.phase = Phase::Done { sent: 0 };
         self.next_done = now;
-        let expected = self.config.expected_receivers;
         let mut receivers = Vec::new();
+        let everything = || {
+            self.paths[1..]
+                .iter()
+                .take(wire::MAX_STATUS_OBJECTS)
+                .cloned()
+                .collect::<Vec<_>>()
+        };
         for (node, p) in &self.peers {
             let verdict = match p.state {
                 PeerState::Active => Verdict::Incomplete,
@@ -950,18 +1062,15 @@ impl Sender {
             };
             let path = |o: &ObjectId| self.paths.get(o.0 as usize).cloned().unwrap_or_default();
             receivers.push(ReceiverReport {
-                node: *node,
+                node: Some(*node),
                 name: p.name.clone(),
+                expected: self.is_expected(&p.name),
                 verified: p.verified,
                 missing: if verdict == Verdict::Confirmed {
                     Vec::new()
                 } else if !p.status_seen {
                     // Never reported progress: it misses everything.
-                    self.paths[1..]
-                        .iter()
-                        .take(wire::MAX_STATUS_OBJECTS)
-                        .cloned()
-                        .collect()
+                    everything()
                 } else {
                     p.missing.iter().map(path).collect()
                 },
@@ -969,21 +1078,72 @@ impl Sender {
                 verdict,
             });
         }
-        let confirmed = receivers
-            .iter()
-            .filter(|r| r.verdict == Verdict::Confirmed)
-            .count();
+        for name in &self.config.expected_names {
+            if !receivers.iter().any(|r| &r.name == name) {
+                receivers.push(ReceiverReport {
+                    node: None,
+                    name: name.clone(),
+                    expected: true,
+                    verdict: Verdict::NeverRegistered,
+                    verified: 0,
+                    missing: everything(),
+                    failed: Vec::new(),
+                });
+            }
+        }
+        // Of a name registered twice (two processes, or a restart), the
+        // best verdict counts.
+        let mut satisfied: Vec<&str> = Vec::new();
+        let mut short: Vec<(&str, &'static str)> = Vec::new();
+        for r in receivers.iter().filter(|r| r.expected) {
+            if r.verdict == Verdict::Confirmed {
+                satisfied.push(&r.name);
+            }
+        }
+        let named = !self.config.expected_names.is_empty();
+        for r in receivers.iter().filter(|r| r.expected) {
+            let covered = named && satisfied.contains(&r.name.as_str());
+            if r.verdict != Verdict::Confirmed && !covered {
+                short.push((&r.name, r.verdict.describe()));
+            }
+        }
+        let confirmed = if named {
+            let mut names = satisfied.clone();
+            names.sort_unstable();
+            names.dedup();
+            names.len()
+        } else {
+            satisfied.len()
+        };
+        let expected = self.expected_count();
+        let list = |v: &[(&str, &str)]| {
+            let mut s: Vec<String> = v
+                .iter()
+                .take(5)
+                .map(|(n, d)| format!("{n} ({d})"))
+                .collect();
+            if v.len() > 5 {
+                s.push(format!("and {} more", v.len() - 5));
+            }
+            s.join(", ")
+        };
         let problem = if let Some(reason) = &self.aborted {
             Some(reason.clone())
         } else if receivers.is_empty() {
             Some("no receiver registered: is mdp-recv running and joined to the same group and interface?".to_string())
-        } else if confirmed < receivers.len() {
-            Some(format!(
-                "{} of {} receivers did not confirm every file",
-                receivers.len() - confirmed,
+        } else if !short.is_empty() {
+            let of = if expected > 0 {
+                expected
+            } else {
                 receivers.len()
+            };
+            Some(format!(
+                "{} of {} receivers did not confirm every file: {}",
+                of - confirmed.min(of),
+                of,
+                list(&short)
             ))
-        } else if (confirmed as u32) < expected {
+        } else if confirmed < expected {
             Some(format!(
                 "only {confirmed} of {expected} expected receivers registered"
             ))
@@ -1000,7 +1160,8 @@ impl Sender {
         self.report = Some(Arc::new(SenderReport {
             session: self.config.session,
             success: problem.is_none(),
-            expected,
+            expected: expected as u32,
+            confirmed: confirmed as u32,
             problem,
             timed_out: self.timed_out,
             receivers,
@@ -1079,8 +1240,15 @@ impl Sender {
         }
         let mut wanted = Vec::new();
         let (mut o, mut b) = (self.cursor.object, self.cursor.block);
-        while wanted.len() < self.config.readahead_blocks && (o as usize) < self.sizes.len() {
-            if b >= self.coding.block_count(self.sizes[o as usize]) {
+        // Files are read only once sending began: which of them to send is
+        // decided then (files every receiver has are skipped).
+        let end = if self.phase == Phase::Announcing {
+            1
+        } else {
+            self.sizes.len()
+        };
+        while wanted.len() < self.config.readahead_blocks && (o as usize) < end {
+            if b >= self.blocks_to_send(o) {
                 o += 1;
                 b = 0;
                 continue;
@@ -1357,10 +1525,46 @@ impl Sender {
         })
     }
 
+    /// Blocks of object `o` to send in the first pass: none for a file
+    /// every receiver already has.
+    fn blocks_to_send(&self, o: u32) -> u32 {
+        if self.skip.get(o as usize).copied().unwrap_or(false) {
+            return 0;
+        }
+        self.coding.block_count(self.sizes[o as usize])
+    }
+
+    /// At the start of sending: the files every registered receiver already
+    /// holds are not sent (a receiver that joins later NACKs them).
+    fn plan_skips(&mut self) {
+        let n = self.sizes.len() as u32;
+        let mut common: Option<Vec<(u32, u32)>> = None;
+        for p in self.peers.values() {
+            let have = match (&p.state, p.registered) {
+                (PeerState::Confirmed, _) => vec![(1, n.saturating_sub(1))],
+                (PeerState::Active, true) => p.have.clone(),
+                // Half-registered: assume it has nothing.
+                _ => Vec::new(),
+            };
+            common = Some(match common {
+                None => have,
+                Some(c) => intersect_ranges(&c, &have),
+            });
+        }
+        for (first, count) in common.unwrap_or_default() {
+            for o in first..first.saturating_add(count).min(n) {
+                if o > 0 && !self.skip[o as usize] {
+                    self.skip[o as usize] = true;
+                    self.stats.files_skipped += 1;
+                    self.stats.bytes_skipped += self.sizes[o as usize];
+                }
+            }
+        }
+    }
+
     fn skip_empty_objects(&mut self) {
         while self.phase == Phase::Sending && (self.cursor.object as usize) < self.sizes.len() {
-            let size = self.sizes[self.cursor.object as usize];
-            if self.cursor.block < self.coding.block_count(size) {
+            if self.cursor.block < self.blocks_to_send(self.cursor.object) {
                 return;
             }
             self.cursor = Cursor {
@@ -1512,4 +1716,64 @@ impl Sender {
 enum Pick {
     Repair(BlockKey, u32),
     New(BlockKey, u32),
+}
+
+/// The union of two lists of ascending disjoint ranges `(first, count)`.
+fn union_ranges(a: &[(u32, u32)], b: &[(u32, u32)]) -> Vec<(u32, u32)> {
+    let mut all: Vec<(u64, u64)> = a
+        .iter()
+        .chain(b)
+        .map(|&(f, c)| (f as u64, f as u64 + c as u64))
+        .collect();
+    all.sort_unstable();
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    for (start, end) in all {
+        match out.last_mut() {
+            Some((_, e)) if start <= *e => *e = (*e).max(end),
+            _ => out.push((start, end)),
+        }
+    }
+    out.into_iter()
+        .map(|(s, e)| (s as u32, (e - s).min(u32::MAX as u64) as u32))
+        .collect()
+}
+
+/// The intersection of two lists of ascending disjoint ranges.
+fn intersect_ranges(a: &[(u32, u32)], b: &[(u32, u32)]) -> Vec<(u32, u32)> {
+    let end = |&(f, c): &(u32, u32)| f as u64 + c as u64;
+    let (mut i, mut j) = (0, 0);
+    let mut out = Vec::new();
+    while i < a.len() && j < b.len() {
+        let start = a[i].0.max(b[j].0) as u64;
+        let stop = end(&a[i]).min(end(&b[j]));
+        if start < stop {
+            out.push((start as u32, (stop - start) as u32));
+        }
+        if end(&a[i]) < end(&b[j]) {
+            i += 1;
+        } else {
+            j += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_merge_and_intersect() {
+        assert_eq!(
+            union_ranges(&[(1, 3), (10, 2)], &[(4, 2), (11, 5)]),
+            [(1, 5), (10, 6)]
+        );
+        assert_eq!(union_ranges(&[], &[(7, 1)]), [(7, 1)]);
+        assert_eq!(
+            intersect_ranges(&[(1, 10), (20, 5)], &[(5, 17), (24, 1)]),
+            [(5, 6), (20, 2), (24, 1)]
+        );
+        assert_eq!(intersect_ranges(&[(1, 3)], &[]), []);
+        assert_eq!(intersect_ranges(&[(1, u32::MAX - 1)], &[(3, 2)]), [(3, 2)]);
+    }
 }

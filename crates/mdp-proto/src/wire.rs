@@ -27,6 +27,8 @@ pub const MAX_NACK_ENTRIES: usize = 64;
 pub const MAX_NODE_LIST: usize = 48;
 /// Most object ids a STATUS may list as missing or failed.
 pub const MAX_STATUS_OBJECTS: usize = 32;
+/// Most ranges of files already held that one REGISTER may carry.
+pub const MAX_HAVE_RANGES: usize = 64;
 
 /// DATA flag: this symbol is a repair sent in answer to a NACK.
 pub const FLAG_REPAIR: u8 = 0x01;
@@ -222,6 +224,13 @@ pub struct Register {
     pub name: String,
     /// Timestamp echo.
     pub echo: Echo,
+    /// Files the receiver already holds, byte for byte (same path, same
+    /// BLAKE3 hash): ranges `(first object, count)`, ascending and
+    /// disjoint. A receiver with more ranges sends several REGISTERs.
+    pub have: Vec<(u32, u32)>,
+    /// True when more REGISTERs with further `have` ranges follow: the
+    /// sender counts the receiver as registered at the one without it.
+    pub more: bool,
 }
 
 /// One request of a NACK: `need` more distinct symbols of a block.
@@ -480,7 +489,20 @@ fn validate(message: &Control) -> Result<(), WireError> {
             check(f.acked.len() <= MAX_NODE_LIST, "acked")
         }
         Control::Done(_) | Control::Congestion(_) => Ok(()),
-        Control::Register(r) => check(r.name.len() <= MAX_NAME_LEN, "name"),
+        Control::Register(r) => {
+            check(r.name.len() <= MAX_NAME_LEN, "name")?;
+            check(r.have.len() <= MAX_HAVE_RANGES, "have")?;
+            let mut next = 1u64;
+            for &(first, count) in &r.have {
+                // Ascending, disjoint, non-empty, file objects only.
+                check(
+                    first as u64 >= next && count > 0,
+                    "have ranges must be ascending and disjoint",
+                )?;
+                next = first as u64 + count as u64;
+            }
+            Ok(())
+        }
         Control::Nack(n) => check(
             !n.entries.is_empty() && n.entries.len() <= MAX_NACK_ENTRIES,
             "entries",

@@ -89,6 +89,9 @@ pub struct SimConfig {
     pub receiver_buffer: usize,
     /// Per-receiver fates (missing entries: [`Fate::Normal`]).
     pub fates: Vec<Fate>,
+    /// Per receiver: files (path → bytes) already in its directory before
+    /// the push (missing entries: none).
+    pub preexisting: Vec<HashMap<String, Vec<u8>>>,
     /// Virtual time after which the run is abandoned.
     pub max_time: Duration,
 }
@@ -114,6 +117,7 @@ impl SimConfig {
             sender,
             receiver_buffer: 64 << 20,
             fates: Vec::new(),
+            preexisting: Vec::new(),
             max_time: Duration::from_secs(300),
         }
     }
@@ -310,7 +314,7 @@ impl World {
                     started: !matches!(fate, Fate::LateJoin(_)),
                     objects: HashMap::new(),
                     buffers: HashMap::new(),
-                    verified: HashMap::new(),
+                    verified: config.preexisting.get(i).cloned().unwrap_or_default(),
                     outcome: None,
                     timeout: None,
                 }
@@ -447,12 +451,21 @@ impl World {
         let r = &mut self.receivers[i];
         match ev {
             ReceiverEvent::SessionStarted { manifest, .. } => {
+                // As the store does: files already in place, byte for byte,
+                // are reported and not received again.
+                let mut present = Vec::new();
                 for (id, e) in manifest.files() {
                     if let EntryKind::File { size, hash } = e.kind {
+                        let held = r.verified.get(&e.path);
+                        if held.is_some_and(|d| *blake3::hash(d).as_bytes() == hash) {
+                            present.push(id);
+                            continue;
+                        }
                         r.buffers.insert(id, vec![0; size as usize]);
                         r.objects.insert(id, (e.path.clone(), hash));
                     }
                 }
+                r.machine.handle_present(now, &present);
             }
             ReceiverEvent::Block {
                 object,

@@ -92,6 +92,7 @@ fn a_receiver_survives_random_and_mutated_datagrams_within_its_memory_budget() {
             while let Some(ev) = r.poll_event() {
                 match ev {
                     ReceiverEvent::Block { block, .. } => delivered += block.len() as u64,
+                    ReceiverEvent::SessionStarted { .. } => r.handle_present(now, &[]),
                     ReceiverEvent::ObjectComplete { object } => {
                         r.handle_object_verified(now, object, Err(wire::FailReason::HashMismatch))
                     }

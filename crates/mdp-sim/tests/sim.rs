@@ -157,7 +157,7 @@ fn a_killed_receiver_is_dropped_and_named_while_the_others_complete() {
     assert!(!report.success);
     let killed = r.receivers[1].node;
     for rr in &report.receivers {
-        if rr.node == killed {
+        if rr.node == Some(killed) {
             assert!(
                 matches!(rr.verdict, Verdict::Dropped { .. }),
                 "killed receiver: {:?}",

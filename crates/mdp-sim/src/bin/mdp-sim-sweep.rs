@@ -122,7 +122,7 @@ fn check(seed: u64, verbose: bool) -> Result<(), String> {
                 return Err(format!("r{i} holds a wrong {path}"));
             }
         }
-        if let Some(rr) = report.receivers.iter().find(|x| x.node == rx.node) {
+        if let Some(rr) = report.receivers.iter().find(|x| x.node == Some(rx.node)) {
             if rr.verdict == Verdict::Confirmed && !has_all {
                 return Err(format!("r{i} confirmed without holding every file"));
             }

@@ -1,0 +1,215 @@
+//! Fleet pushes (issue 4): closed groups by name, and what the sender
+//! reports about each expected receiver.
+
+use mdp_proto::Verdict;
+use mdp_sim::{Content, Fate, SimConfig, World};
+use std::collections::HashMap;
+use std::time::Duration;
+
+fn files(seed: u64) -> Content {
+    Content::new(
+        &["etc"],
+        vec![
+            ("etc/a.conf".into(), Content::random_bytes(300_000, seed)),
+            ("etc/b.conf".into(), Content::random_bytes(1234, seed + 1)),
+        ],
+    )
+}
+
+/// Compares what a receiver holds with what it should, naming the first
+/// difference instead of printing megabytes.
+fn assert_holds(got: &HashMap<String, Vec<u8>>, want: &HashMap<String, Vec<u8>>, who: &str) {
+    let mut g: Vec<&String> = got.keys().collect();
+    let mut w: Vec<&String> = want.keys().collect();
+    g.sort();
+    w.sort();
+    assert_eq!(g, w, "{who}: paths");
+    for (p, data) in want {
+        assert!(got[p] == *data, "{who}: {p} differs");
+    }
+}
+
+fn names(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn a_closed_group_starts_once_everyone_registered_and_succeeds() {
+    let content = files(1);
+    let mut c = SimConfig::new(3, 501);
+    c.sender.expected_names = names(&["r0", "r1", "r2"]);
+    c.sender.wait = Duration::from_secs(30);
+    let r = World::new(c, content).run();
+    let report = r.report.expect("finished");
+    assert!(report.success, "{:?}", report.problem);
+    assert_eq!((report.expected, report.confirmed), (3, 3));
+    assert!(report.receivers.iter().all(|x| x.expected));
+    // It did not sit out the 30 s wait: the group was complete at once.
+    assert!(r.elapsed < Duration::from_secs(2), "took {:?}", r.elapsed);
+}
+
+#[test]
+fn an_expected_host_that_never_starts_is_named_and_fails_the_push_in_bounded_time() {
+    let content = files(2);
+    let mut c = SimConfig::new(3, 502);
+    c.sender.expected_names = names(&["r0", "r1", "r2"]);
+    c.sender.wait = Duration::from_secs(2);
+    c.sender.drop_after = Duration::from_secs(1);
+    // r2's host is down for the whole push.
+    c.fates = vec![
+        Fate::Normal,
+        Fate::Normal,
+        Fate::LateJoin(Duration::from_secs(3600)),
+    ];
+    let r = World::new(c, content).run();
+    let report = r.report.expect("finished");
+    assert!(!report.success);
+    assert_eq!((report.expected, report.confirmed), (3, 2));
+    let absent = report
+        .receivers
+        .iter()
+        .find(|x| x.name == "r2")
+        .expect("the absent host is in the report");
+    assert_eq!(absent.verdict, Verdict::NeverRegistered);
+    assert_eq!(absent.node, None);
+    assert!(absent.expected);
+    assert_eq!(absent.missing, ["etc/a.conf", "etc/b.conf"]);
+    let problem = report.problem.as_deref().unwrap();
+    assert!(problem.contains("r2 (never registered)"), "{problem}");
+    for n in ["r0", "r1"] {
+        let x = report.receivers.iter().find(|x| x.name == n).unwrap();
+        assert_eq!(x.verdict, Verdict::Confirmed, "{n}");
+    }
+    // wait (2 s) + data + drop_after (1 s), not the 10 minute timeout.
+    assert!(r.elapsed < Duration::from_secs(4), "took {:?}", r.elapsed);
+}
+
+#[test]
+fn an_unexpected_receiver_is_served_and_reported_but_does_not_decide_success() {
+    let content = files(3);
+    let mut c = SimConfig::new(3, 503);
+    c.sender.expected_names = names(&["r0", "r1"]);
+    c.sender.drop_after = Duration::from_secs(1);
+    // r2 is not on the list, and dies mid-push.
+    c.fates = vec![
+        Fate::Normal,
+        Fate::Normal,
+        Fate::Killed(Duration::from_millis(5)),
+    ];
+    let r = World::new(c, content).run();
+    let report = r.report.expect("finished");
+    assert!(report.success, "{:?}", report.problem);
+    assert_eq!((report.expected, report.confirmed), (2, 2));
+    if let Some(extra) = report.receivers.iter().find(|x| x.name == "r2") {
+        assert!(!extra.expected);
+        assert_ne!(extra.verdict, Verdict::Confirmed);
+    }
+}
+
+/// The content `files(seed)` as a receiver's directory would hold it.
+fn held(content: &Content) -> HashMap<String, Vec<u8>> {
+    content
+        .manifest
+        .files()
+        .map(|(id, e)| (e.path.clone(), content.files[&id].clone()))
+        .collect()
+}
+
+#[test]
+fn a_repeated_push_of_unchanged_files_sends_no_file_data() {
+    let content = files(4);
+    let mut c = SimConfig::new(3, 504);
+    c.preexisting = vec![held(&content); 3];
+    let r = World::new(c, content.clone()).run();
+    let report = r.report.expect("finished");
+    assert!(report.success, "{:?}", report.problem);
+    assert_eq!(report.stats.files_skipped, 2);
+    assert_eq!(report.stats.bytes_skipped, 300_000 + 1234);
+    // Only the manifest's blocks went out as data, no repairs.
+    assert!(
+        report.stats.bytes_sent < 20_000,
+        "sent {} bytes for an unchanged push",
+        report.stats.bytes_sent
+    );
+    assert_eq!(report.stats.bytes_read, 0, "no file was even read");
+    for (i, rx) in r.receivers.iter().enumerate() {
+        assert_holds(&rx.files, &held(&content), &format!("r{i}"));
+    }
+}
+
+#[test]
+fn a_push_where_one_file_changed_sends_about_that_file_only() {
+    let old = files(5);
+    let mut new_files = held(&old);
+    new_files.insert("etc/b.conf".into(), Content::random_bytes(40_000, 99));
+    let content = Content::new(
+        &["etc"],
+        vec![
+            ("etc/a.conf".into(), new_files["etc/a.conf"].clone()),
+            ("etc/b.conf".into(), new_files["etc/b.conf"].clone()),
+        ],
+    );
+    let mut c = SimConfig::new(3, 505);
+    c.preexisting = vec![held(&old); 3];
+    c.loss_independent = 0.02;
+    let r = World::new(c, content.clone()).run();
+    let report = r.report.expect("finished");
+    assert!(report.success, "{:?}", report.problem);
+    assert_eq!(report.stats.files_skipped, 1, "a.conf is everywhere");
+    assert_eq!(report.stats.bytes_read, 40_000, "only b.conf was read");
+    let sent = report.stats.bytes_sent as f64;
+    assert!(sent < 40_000.0 * 1.5 + 20_000.0, "sent {sent} bytes");
+    for (i, rx) in r.receivers.iter().enumerate() {
+        assert_holds(&rx.files, &new_files, &format!("r{i}"));
+    }
+}
+
+#[test]
+fn a_file_one_receiver_lacks_is_sent_to_all_and_the_others_keep_theirs() {
+    let content = files(6);
+    let mut partial = held(&content);
+    partial.remove("etc/a.conf");
+    let mut c = SimConfig::new(3, 506);
+    c.preexisting = vec![held(&content), partial, held(&content)];
+    let r = World::new(c, content.clone()).run();
+    let report = r.report.expect("finished");
+    assert!(report.success, "{:?}", report.problem);
+    assert_eq!(report.stats.files_skipped, 1, "only b.conf is everywhere");
+    for (i, rx) in r.receivers.iter().enumerate() {
+        assert_holds(&rx.files, &held(&content), &format!("r{i}"));
+    }
+}
+
+#[test]
+fn a_late_joiner_gets_the_files_the_others_already_had() {
+    let old = files(7);
+    let mut all = held(&old);
+    all.insert("big.bin".into(), Content::random_bytes(8 << 20, 70));
+    let content = Content::new(
+        &["etc"],
+        vec![
+            ("etc/a.conf".into(), all["etc/a.conf"].clone()),
+            ("etc/b.conf".into(), all["etc/b.conf"].clone()),
+            ("big.bin".into(), all["big.bin"].clone()),
+        ],
+    );
+    let mut c = SimConfig::new(3, 507);
+    c.sender.expected_receivers = 2;
+    c.preexisting = vec![held(&old), held(&old)];
+    // 8 MiB at 200 Mbit/s take ~340 ms: it starts mid-push, after the
+    // sender decided not to send the two files the others had.
+    c.fates = vec![
+        Fate::Normal,
+        Fate::Normal,
+        Fate::LateJoin(Duration::from_millis(40)),
+    ];
+    let r = World::new(c, content.clone()).run();
+    let report = r.report.expect("finished");
+    assert!(report.success, "{:?}", report.problem);
+    assert_eq!(report.stats.files_skipped, 2);
+    assert_holds(&r.receivers[2].files, &all, "the late joiner");
+    assert!(report
+        .receivers
+        .iter()
+        .any(|x| x.name == "r2" && x.verdict == Verdict::Confirmed));
+}
