@@ -420,6 +420,191 @@ fn a_repeated_push_of_an_unchanged_tree_sends_only_a_handshake() {
 }
 
 #[test]
+fn a_receiver_service_takes_three_pushes_and_runs_its_hooks_each_time() {
+    let Some(_net) = network(
+        "a_receiver_service_takes_three_pushes_and_runs_its_hooks_each_time",
+        false,
+    ) else {
+        return;
+    };
+    let base = temp_dir("service");
+    let src = base.join("src");
+    make_source(&src, 1 << 20);
+    let log = base.join("hook.log");
+    let files_log = base.join("files.log");
+    let dir = base.join("svc");
+    let service = receiver(
+        &dir,
+        "svc",
+        &[
+            "--exec",
+            &format!(
+                "echo \"$MDP_SESSION $MDP_FILE_COUNT $MDP_CHANGED_COUNT $MDP_SENDER\" >> {}",
+                log.display()
+            ),
+            "--exec-file",
+            &format!("echo \"$MDP_FILE\" >> {}", files_log.display()),
+        ],
+    );
+    // 1: the tree; 2: the same again; 3: one file changed.
+    let mut sessions = Vec::new();
+    for round in 0..3 {
+        if round == 2 {
+            fs::write(src.join("tree/a/mid.bin"), bytes(100_000, 9)).unwrap();
+        }
+        let out = sender(
+            &["--receivers", "1", "--timeout", "60s"],
+            &[src.join("tree")],
+        )
+        .output()
+        .unwrap();
+        let report = json(&out);
+        assert_eq!(out.status.code(), Some(0), "push {round}: {report}");
+        sessions.push(report["session"].as_str().unwrap().to_string());
+        assert_same_tree(&src.join("tree"), &dir.join("tree"));
+    }
+    // SIGTERM ends the service cleanly.
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = service.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let out = wait_output(service, Duration::from_secs(20));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "one JSON line per push");
+    for (line, session) in lines.iter().zip(&sessions) {
+        assert_eq!(line["session"], session.as_str());
+        assert_eq!(line["complete"], true);
+        assert_eq!(line["hook"]["exit_code"], 0, "{line}");
+        assert!(
+            line["sender"].as_str().unwrap().starts_with("127.0.0.1:"),
+            "{line}"
+        );
+    }
+    // The hook ran once per push, in order, with what each push changed:
+    // 4 files, then none (already there), then the one that changed.
+    let hook_lines: Vec<Vec<String>> = fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| l.split(' ').map(str::to_string).collect())
+        .collect();
+    assert_eq!(hook_lines.len(), 3, "{hook_lines:?}");
+    for (i, (fields, changed)) in hook_lines.iter().zip(["4", "0", "1"]).enumerate() {
+        assert_eq!(fields[0], sessions[i]);
+        assert_eq!(fields[1], "4", "files in the push");
+        assert_eq!(fields[2], changed, "push {i}");
+        assert!(fields[3].starts_with("127.0.0.1:"), "{fields:?}");
+    }
+    let mut placed: Vec<String> = fs::read_to_string(&files_log)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    placed.sort();
+    assert_eq!(
+        placed,
+        [
+            "tree/a/b/deep.bin",
+            "tree/a/b/empty",
+            "tree/a/mid.bin",
+            "tree/a/mid.bin",
+            "tree/top.txt"
+        ]
+    );
+    fs::remove_dir_all(&base).unwrap();
+}
+
+#[test]
+fn a_sender_killed_with_sigkill_then_rerun_completes_sending_only_what_is_missing() {
+    let Some(_net) = network(
+        "a_sender_killed_with_sigkill_then_rerun_completes_sending_only_what_is_missing",
+        false,
+    ) else {
+        return;
+    };
+    let base = temp_dir("rerun");
+    let src = base.join("src/parts");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..8 {
+        fs::write(src.join(format!("p{i}.bin")), bytes(4 << 20, 100 + i)).unwrap();
+    }
+    let dir = base.join("svc");
+    let service = receiver(&dir, "svc", &["--idle-timeout", "60s"]);
+    // 32 MiB at 40 Mbit/s take ~7 s: the kill lands mid-push, after a few
+    // files were placed.
+    let mut first = sender(
+        &["--receivers", "1", "--rate", "40M"],
+        std::slice::from_ref(&src),
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(3500));
+    first.kill().unwrap(); // SIGKILL: no DONE, no goodbye
+    let _ = first.wait();
+    let placed_before = fs::read_dir(dir.join("parts"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    // The same push again, at full speed.
+    let out = sender(
+        &["--receivers", "1", "--timeout", "60s"],
+        std::slice::from_ref(&src),
+    )
+    .output()
+    .unwrap();
+    let report = json(&out);
+    println!("rerun: {report} ({placed_before} files were placed before the kill)");
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    assert!(
+        placed_before >= 1,
+        "the kill came too early to show a resume"
+    );
+    assert_eq!(report["stats"]["skipped_files"], placed_before as u64);
+    let sent = report["stats"]["bytes_sent"].as_u64().unwrap();
+    assert!(
+        sent < (8 - placed_before as u64) * (4 << 20) * 12 / 10,
+        "sent {sent} bytes for {} missing files",
+        8 - placed_before
+    );
+    assert_same_tree(&src, &dir.join("parts"));
+    let pid = service.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let out = wait_output(service, Duration::from_secs(20));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[0]["complete"], false, "the killed push");
+    assert!(
+        lines[0]["problem"]
+            .as_str()
+            .unwrap()
+            .contains("another push began"),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(lines[1]["complete"], true, "the rerun");
+    fs::remove_dir_all(&base).unwrap();
+}
+
+#[test]
 fn a_push_through_5_percent_loss_arrives_intact_everywhere() {
     let Some(_net) = network(
         "a_push_through_5_percent_loss_arrives_intact_everywhere",

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod hook;
 pub mod recv;
 pub mod report;
 pub mod send;

@@ -1,5 +1,6 @@
 //! mdp-recv: receive pushes from mdp-send into a directory.
 
+use crate::hook::{Hooks, PushInfo};
 use crate::report::RecvJson;
 use crate::{parse_duration, NetArgs, OutputArgs, EXIT_INCOMPLETE, EXIT_OK};
 use mdp_net::recv::{RecvNotice, RecvOptions};
@@ -14,6 +15,10 @@ Examples:
 
   Run as a service, taking one push after another:
     mdp-recv --interface 192.168.1.20 --dir /srv/cache
+
+  Reload nginx after each complete push that changed something:
+    mdp-recv --interface 192.168.1.20 --dir /srv/www \\
+      --exec '[ \"$MDP_CHANGED_COUNT\" = 0 ] || systemctl reload nginx'
 
 Files appear under DIR at their pushed paths only after their BLAKE3 hash
 matched (written in DIR/.mdp-tmp, then renamed).
@@ -65,6 +70,22 @@ pub struct Args {
     #[arg(long, value_name = "MIB", default_value_t = 32)]
     socket_buffer: usize,
 
+    /// Run `sh -c CMD` after each complete push, with MDP_SESSION,
+    /// MDP_SENDER, MDP_DIR, MDP_FILE_COUNT, MDP_FILES, MDP_FILE_LIST,
+    /// MDP_CHANGED_COUNT and MDP_CHANGED set (see docs/SERVICE.md). Its
+    /// failure is logged and reported, never fatal.
+    #[arg(long, value_name = "CMD")]
+    exec: Option<String>,
+
+    /// Run `sh -c CMD` after each placed file, with MDP_FILE (relative),
+    /// MDP_PATH (absolute), MDP_SESSION, MDP_SENDER and MDP_DIR set.
+    #[arg(long, value_name = "CMD")]
+    exec_file: Option<String>,
+
+    /// Kill a hook that runs longer than this.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    exec_timeout: Duration,
+
     #[allow(missing_docs)] // documented by OutputArgs's fields
     #[command(flatten)]
     pub out: OutputArgs,
@@ -105,20 +126,41 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
     let mut bar: Option<indicatif::ProgressBar> = None;
     let json = args.out.json;
     let mut log = crate::ProgressLog::new(!args.out.quiet);
+    let hooks = Hooks::new(args.exec.clone(), args.exec_file.clone(), args.exec_timeout);
+    let dir = std::fs::canonicalize(&args.dir).unwrap_or_else(|_| args.dir.clone());
+    // The push in progress, for the hooks.
+    let mut push = PushInfo {
+        session: String::new(),
+        sender: None,
+        dir: dir.clone(),
+        files: Vec::new(),
+        changed: Vec::new(),
+        complete: false,
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let outcomes = runtime.block_on(mdp_net::recv::run(opts, |n| match n {
         RecvNotice::Started {
             session,
-            files,
-            bytes,
+            sender,
+            manifest,
         } => {
             tracing::info!(
-                "push {session}: {files} files, {}",
-                crate::human_bytes(bytes)
+                "push {session}{}: {} files, {}",
+                sender.map(|a| format!(" from {a}")).unwrap_or_default(),
+                manifest.file_count(),
+                crate::human_bytes(manifest.total_bytes())
             );
-            bar = crate::progress_bar(show_bar, bytes, "receiving");
+            push = PushInfo {
+                session: session.to_string(),
+                sender: sender.map(|a| a.to_string()),
+                dir: dir.clone(),
+                files: manifest.files().map(|(_, e)| e.path.clone()).collect(),
+                changed: Vec::new(),
+                complete: false,
+            };
+            bar = crate::progress_bar(show_bar, manifest.total_bytes(), "receiving");
         }
         RecvNotice::Progress { bytes, total } => {
             if let Some(b) = &bar {
@@ -131,29 +173,58 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
                 );
             }
         }
-        RecvNotice::Placed(p) => tracing::debug!("placed {}", p.display()),
+        RecvNotice::Placed(p) => {
+            tracing::debug!("placed {}", p.display());
+            if let Ok(rel) = p.strip_prefix(&dir) {
+                let rel = rel.to_string_lossy().into_owned();
+                push.changed.push(rel.clone());
+                hooks.file_placed(|| push.clone(), rel);
+            }
+        }
         RecvNotice::Failed(msg) => tracing::warn!("{msg}"),
         RecvNotice::Finished(outcome, stats) => {
             if let Some(b) = bar.take() {
                 b.finish_and_clear();
             }
-            if json {
-                let j = RecvJson::new(&outcome, &stats);
-                println!("{}", serde_json::to_string(&j).expect("serializable"));
-            } else if outcome.complete {
-                println!(
-                    "mdp-recv: push {} complete: {} files placed",
-                    outcome.session, outcome.verified
-                );
-            } else {
-                println!(
-                    "mdp-recv: push {} incomplete: {}",
-                    outcome.session,
-                    outcome.problem.as_deref().unwrap_or("unknown reason")
-                );
-            }
+            push.complete = outcome.complete;
+            let sender = push.sender.clone();
+            // Printed once the push hook (if any) ended, in order.
+            hooks.push_done(
+                std::mem::replace(
+                    &mut push,
+                    PushInfo {
+                        session: String::new(),
+                        sender: None,
+                        dir: dir.clone(),
+                        files: Vec::new(),
+                        changed: Vec::new(),
+                        complete: false,
+                    },
+                ),
+                move |hook| {
+                    if json {
+                        let mut j = RecvJson::new(&outcome, &stats);
+                        j.sender = sender;
+                        j.hook = hook;
+                        println!("{}", serde_json::to_string(&j).expect("serializable"));
+                    } else if outcome.complete {
+                        println!(
+                            "mdp-recv: push {} complete: {} files placed",
+                            outcome.session, outcome.verified
+                        );
+                    } else {
+                        println!(
+                            "mdp-recv: push {} incomplete: {}",
+                            outcome.session,
+                            outcome.problem.as_deref().unwrap_or("unknown reason")
+                        );
+                    }
+                },
+            );
         }
-    }))?;
+    }));
+    hooks.finish();
+    let outcomes = outcomes?;
     if !args.once {
         return Ok(EXIT_OK);
     }

@@ -297,6 +297,10 @@ pub struct RecvJson {
     pub congestion_sent: u64,
     /// Symbols dropped because the block buffer (`--buffer`) was full.
     pub dropped_no_buffer: u64,
+    /// The sender's address (of its first ANNOUNCE), when known.
+    pub sender: Option<String>,
+    /// How the `--exec` hook ended (null: none ran).
+    pub hook: Option<crate::hook::HookResult>,
 }
 
 impl RecvJson {
@@ -319,6 +323,8 @@ impl RecvJson {
             nack_entries_suppressed: s.nack_entries_suppressed,
             congestion_sent: s.congestion_sent,
             dropped_no_buffer: s.dropped_no_buffer,
+            sender: None,
+            hook: None,
         }
     }
 }

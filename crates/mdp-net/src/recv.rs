@@ -52,10 +52,10 @@ pub enum RecvNotice {
     Started {
         /// Session.
         session: SessionId,
-        /// Files in it.
-        files: u32,
-        /// Bytes in it.
-        bytes: u64,
+        /// Where its first ANNOUNCE came from.
+        sender: Option<std::net::SocketAddr>,
+        /// The validated manifest.
+        manifest: Arc<Manifest>,
     },
     /// Bytes handed over so far in the current session.
     Progress {
@@ -239,6 +239,8 @@ pub async fn run(
     let mut next_progress = Instant::now();
     let mut interrupt = Box::pin(shutdown_signal());
     let mut pending_finish: Option<SessionOutcome> = None;
+    // The source address of the ANNOUNCE the current session began with.
+    let mut session_sender: Option<std::net::SocketAddr> = None;
     let result = 'run: loop {
         let now = Instant::now();
         while let Some(t) = receiver.poll_transmit(now, &mut buf) {
@@ -257,8 +259,8 @@ pub async fn run(
                     }
                     notice(RecvNotice::Started {
                         session,
-                        files: manifest.file_count(),
-                        bytes: manifest.total_bytes(),
+                        sender: session_sender,
+                        manifest: manifest.clone(),
                     });
                     let _ = cmd_tx.send(WriterCmd::Begin(session, manifest));
                 }
@@ -310,7 +312,13 @@ pub async fn run(
                         // Each datagram at its arrival time, so that the
                         // receiver's echoes and hold-offs leave out the time
                         // it sat in our own socket queue.
-                        batch.for_each(now, |at, d| receiver.handle_datagram(at, d));
+                        batch.for_each_from(now, |at, slot, d| {
+                            let joined = receiver.session_id().is_some();
+                            receiver.handle_datagram(at, d);
+                            if !joined && receiver.session_id().is_some() {
+                                session_sender = batch.source(slot);
+                            }
+                        });
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(e) => return Err(e.into()),

@@ -334,6 +334,8 @@ pub const MAX_SESSION_BLOCKS: u64 = 1 << 27;
 /// Smallest group size the NACK back-off assumes.
 const MIN_GROUP_ESTIMATE: u32 = 32;
 const REGISTER_INTERVAL: Duration = Duration::from_millis(50);
+/// A session silent this long is given up when another one is announced.
+pub const SESSION_SWITCH_SILENCE: Duration = Duration::from_secs(2);
 /// Most REGISTERs one registration sends (each with up to
 /// [`wire::MAX_HAVE_RANGES`] ranges of files already held); a receiver whose
 /// files fall into more ranges reports only the first ones, and is sent the
@@ -455,6 +457,27 @@ impl Receiver {
         let Some(s) = &mut self.session else { return };
         if s.id != session_id {
             self.stats.ignored += 1;
+            // A sender that vanished (killed, its host down) and a new push
+            // announced meanwhile: give up the old one now rather than after
+            // the idle timeout, so that the new push (perhaps the same one,
+            // restarted) is not missed. Its next ANNOUNCE starts it.
+            let silent = now.saturating_duration_since(s.last_heard);
+            let announce = matches!(
+                packet,
+                Packet::Control {
+                    message: Control::Announce(_),
+                    ..
+                }
+            );
+            if announce
+                && silent >= SESSION_SWITCH_SILENCE
+                && !self.config.ignore_sessions.contains(&session_id)
+            {
+                self.finish(Some(format!(
+                    "the sender went silent for {:.1}s and another push began",
+                    silent.as_secs_f64()
+                )));
+            }
             return;
         }
         s.last_heard = now;

@@ -213,3 +213,51 @@ fn a_late_joiner_gets_the_files_the_others_already_had() {
         .iter()
         .any(|x| x.name == "r2" && x.verdict == Verdict::Confirmed));
 }
+
+/// The first datagram a fresh sender of `session` sends: its ANNOUNCE.
+fn first_announce(session: u64, content: &Content, now: std::time::Instant) -> Vec<u8> {
+    let mut config = mdp_proto::SenderConfig::new(mdp_proto::SessionId(session));
+    config.expected_receivers = 1;
+    let mut s = mdp_proto::Sender::new(config, content.manifest.clone(), now).unwrap();
+    let mut buf = Vec::new();
+    let t = s.poll_transmit(now, &mut buf).expect("an ANNOUNCE at once");
+    buf.truncate(t.size);
+    buf
+}
+
+#[test]
+fn a_receiver_leaves_a_vanished_senders_push_for_a_new_one() {
+    let content = files(8);
+    let t0 = std::time::Instant::now();
+    let mut r = mdp_proto::Receiver::new(mdp_proto::ReceiverConfig::new(
+        mdp_proto::NodeId(7),
+        "svc",
+        7,
+    ));
+    r.handle_datagram(t0, &first_announce(0xa, &content, t0));
+    assert_eq!(r.session_id(), Some(mdp_proto::SessionId(0xa)));
+    // The sender of 0xa dies. A new push is announced 1 s later: too soon
+    // to give up on 0xa (a busy sender may pause).
+    let t1 = t0 + Duration::from_secs(1);
+    r.handle_datagram(t1, &first_announce(0xb, &content, t1));
+    assert!(!r.is_finished());
+    // 3 s of silence: the old push is given up at once, not after the
+    // 30 s idle timeout, and reported incomplete.
+    let t2 = t0 + Duration::from_secs(3);
+    r.handle_datagram(t2, &first_announce(0xb, &content, t2));
+    assert!(r.is_finished());
+    let mut outcome = None;
+    while let Some(ev) = r.poll_event() {
+        if let mdp_proto::ReceiverEvent::Finished(o) = ev {
+            outcome = Some(o);
+        }
+    }
+    let o = outcome.expect("the old push ended");
+    assert_eq!(o.session, mdp_proto::SessionId(0xa));
+    assert!(!o.complete);
+    assert!(
+        o.problem.as_deref().unwrap().contains("another push began"),
+        "{:?}",
+        o.problem
+    );
+}

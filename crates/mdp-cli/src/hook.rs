@@ -1,0 +1,312 @@
+//! `mdp-recv --exec` and `--exec-file`: commands run after each push and
+//! after each placed file.
+//!
+//! Hooks run one at a time, in order, on their own thread, so the receiver
+//! keeps receiving while a hook works. Each runs as `sh -c CMD` with the
+//! push described in environment variables (see [`Hooks::push_done`] and
+//! [`Hooks::file_placed`]); its output goes to mdp-recv's stderr. A hook
+//! that fails, cannot start or runs over its time limit is logged and
+//! reported; it never stops the service.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// How a hook ended.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct HookResult {
+    /// The command.
+    pub command: String,
+    /// Its exit code (`None` when it did not exit by itself).
+    pub exit_code: Option<i32>,
+    /// Why it failed to run or finish, in one line.
+    pub error: Option<String>,
+    /// How long it ran, seconds.
+    pub secs: f64,
+}
+
+impl HookResult {
+    /// True when the command ran and exited 0.
+    pub fn ok(&self) -> bool {
+        self.exit_code == Some(0) && self.error.is_none()
+    }
+}
+
+/// What a finished push tells its hook.
+#[derive(Clone, Debug)]
+pub struct PushInfo {
+    /// Session id (hex).
+    pub session: String,
+    /// The sender's address, when known.
+    pub sender: Option<String>,
+    /// The cache directory.
+    pub dir: PathBuf,
+    /// Every file of the push, relative to `dir`.
+    pub files: Vec<String>,
+    /// The files this push placed (the others were already there).
+    pub changed: Vec<String>,
+    /// Every file arrived and was verified.
+    pub complete: bool,
+}
+
+enum Job {
+    Push(PushInfo, Box<dyn FnOnce(Option<HookResult>) + Send>),
+    File(PushInfo, String),
+}
+
+/// The hook runner of one mdp-recv process.
+pub struct Hooks {
+    jobs: Option<mpsc::Sender<Job>>,
+    per_file: bool,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hooks")
+            .field("running", &self.thread.is_some())
+            .finish()
+    }
+}
+
+impl Hooks {
+    /// A runner for `on_push` (after each complete push) and `on_file`
+    /// (after each placed file), each killed after `limit`.
+    pub fn new(on_push: Option<String>, on_file: Option<String>, limit: Duration) -> Hooks {
+        let per_file = on_file.is_some();
+        let (tx, rx) = mpsc::channel::<Job>();
+        let thread = std::thread::Builder::new()
+            .name("mdp-hooks".into())
+            .spawn(move || {
+                for job in rx {
+                    match job {
+                        Job::Push(info, done) => {
+                            let result = on_push
+                                .as_deref()
+                                .filter(|_| info.complete)
+                                .map(|cmd| run(cmd, &push_env(&info), limit));
+                            if let Some(r) = &result {
+                                log(r, &format!("push {}", info.session));
+                            }
+                            done(result);
+                        }
+                        Job::File(info, file) => {
+                            if let Some(cmd) = on_file.as_deref() {
+                                let r = run(cmd, &file_env(&info, &file), limit);
+                                log(&r, &file);
+                            }
+                        }
+                    }
+                }
+            })
+            .ok();
+        Hooks {
+            jobs: thread.as_ref().map(|_| tx),
+            per_file,
+            thread,
+        }
+    }
+
+    /// A push ended: runs the push hook if it is complete, then calls
+    /// `done` with the hook's result (`None`: no hook ran), in order with
+    /// the other jobs. Environment: `MDP_SESSION`, `MDP_SENDER`, `MDP_DIR`,
+    /// `MDP_FILE_COUNT`, `MDP_FILES` (newline-separated paths relative to
+    /// `MDP_DIR`, when under 64 KiB), `MDP_FILE_LIST` (a file holding the
+    /// same list, removed after the hook), `MDP_CHANGED_COUNT` and
+    /// `MDP_CHANGED` (the files this push placed; the others were already
+    /// there).
+    pub fn push_done(
+        &self,
+        info: PushInfo,
+        done: impl FnOnce(Option<HookResult>) + Send + 'static,
+    ) {
+        match &self.jobs {
+            Some(tx) => {
+                if let Err(mpsc::SendError(Job::Push(_, done))) =
+                    tx.send(Job::Push(info, Box::new(done)))
+                {
+                    done(None);
+                }
+            }
+            None => done(None),
+        }
+    }
+
+    /// A file was placed: runs the per-file hook with `MDP_FILE` (relative
+    /// path), `MDP_PATH` (absolute path), `MDP_SESSION`, `MDP_SENDER` and
+    /// `MDP_DIR`.
+    pub fn file_placed(&self, info: impl FnOnce() -> PushInfo, file: String) {
+        if let (Some(tx), true) = (&self.jobs, self.per_file) {
+            let _ = tx.send(Job::File(info(), file));
+        }
+    }
+
+    /// Waits for the queued hooks to finish.
+    pub fn finish(mut self) {
+        self.jobs = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn log(r: &HookResult, what: &str) {
+    if r.ok() {
+        tracing::info!("hook for {what} done in {:.1}s", r.secs);
+    } else if let Some(e) = &r.error {
+        tracing::warn!("hook for {what} failed: {e} (command: {})", r.command);
+    } else {
+        tracing::warn!(
+            "hook for {what} exited with status {} (command: {})",
+            r.exit_code.map_or("?".to_string(), |c| c.to_string()),
+            r.command
+        );
+    }
+}
+
+fn base_env(info: &PushInfo) -> Vec<(String, String)> {
+    vec![
+        ("MDP_SESSION".into(), info.session.clone()),
+        ("MDP_SENDER".into(), info.sender.clone().unwrap_or_default()),
+        ("MDP_DIR".into(), info.dir.display().to_string()),
+    ]
+}
+
+/// Most bytes of file names passed in `MDP_FILES` / `MDP_CHANGED` (the
+/// kernel limits one environment string to 128 KiB).
+const MAX_ENV_LIST: usize = 64 << 10;
+
+fn push_env(info: &PushInfo) -> Vec<(String, String)> {
+    let mut env = base_env(info);
+    env.push(("MDP_FILE_COUNT".into(), info.files.len().to_string()));
+    env.push(("MDP_CHANGED_COUNT".into(), info.changed.len().to_string()));
+    let files = info.files.join("\n");
+    let changed = info.changed.join("\n");
+    if files.len() <= MAX_ENV_LIST {
+        env.push(("MDP_FILES".into(), files.clone()));
+    }
+    if changed.len() <= MAX_ENV_LIST {
+        env.push(("MDP_CHANGED".into(), changed));
+    }
+    let list = info
+        .dir
+        .join(mdp_net::store::TMP_DIR)
+        .join(format!("{}.files", info.session));
+    if std::fs::write(&list, files + "\n").is_ok() {
+        env.push(("MDP_FILE_LIST".into(), list.display().to_string()));
+    }
+    env
+}
+
+fn file_env(info: &PushInfo, file: &str) -> Vec<(String, String)> {
+    let mut env = base_env(info);
+    env.push(("MDP_FILE".into(), file.to_string()));
+    env.push(("MDP_PATH".into(), info.dir.join(file).display().to_string()));
+    env
+}
+
+/// Runs `sh -c cmd` with `env`, killing it after `limit`.
+fn run(cmd: &str, env: &[(String, String)], limit: Duration) -> HookResult {
+    let start = Instant::now();
+    let mut result = HookResult {
+        command: cmd.to_string(),
+        exit_code: None,
+        error: None,
+        secs: 0.0,
+    };
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::inherit())
+        .spawn();
+    let status: Result<ExitStatus, String> = match child {
+        Err(e) => Err(format!("cannot start sh: {e}")),
+        Ok(mut c) => loop {
+            match c.try_wait() {
+                Ok(Some(st)) => break Ok(st),
+                Ok(None) if start.elapsed() >= limit => {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    break Err(format!(
+                        "still running after {}s (--exec-timeout), killed",
+                        limit.as_secs()
+                    ));
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+                Err(e) => break Err(format!("cannot wait for it: {e}")),
+            }
+        },
+    };
+    match status {
+        Ok(st) => {
+            result.exit_code = st.code();
+            if st.code().is_none() {
+                use std::os::unix::process::ExitStatusExt;
+                result.error = Some(format!(
+                    "killed by signal {}",
+                    st.signal().unwrap_or_default()
+                ));
+            }
+        }
+        Err(e) => result.error = Some(e),
+    }
+    if let Some((_, list)) = env.iter().find(|(k, _)| k == "MDP_FILE_LIST") {
+        let _ = std::fs::remove_file(Path::new(list));
+    }
+    result.secs = start.elapsed().as_secs_f64();
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(dir: &Path) -> PushInfo {
+        PushInfo {
+            session: "00000000000000ab".into(),
+            sender: Some("10.0.0.5:41000".into()),
+            dir: dir.to_path_buf(),
+            files: vec!["etc/a.conf".into(), "etc/b.conf".into()],
+            changed: vec!["etc/b.conf".into()],
+            complete: true,
+        }
+    }
+
+    #[test]
+    fn a_push_hook_sees_the_push_in_its_environment() {
+        let dir = std::env::temp_dir().join(format!("mdp-hook-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join(mdp_net::store::TMP_DIR)).unwrap();
+        let out = dir.join("seen");
+        let cmd = format!(
+            "printf '%s|%s|%s|%s|%s|' \"$MDP_SESSION\" \"$MDP_SENDER\" \"$MDP_FILE_COUNT\" \"$MDP_CHANGED\" \"$MDP_DIR\" > {0}; cat \"$MDP_FILE_LIST\" >> {0}",
+            out.display()
+        );
+        let r = run(&cmd, &push_env(&info(&dir)), Duration::from_secs(10));
+        assert!(r.ok(), "{r:?}");
+        let seen = std::fs::read_to_string(&out).unwrap();
+        assert_eq!(
+            seen,
+            format!(
+                "00000000000000ab|10.0.0.5:41000|2|etc/b.conf|{}|etc/a.conf\netc/b.conf\n",
+                dir.display()
+            )
+        );
+        // The list file is gone after the hook.
+        assert!(!dir.join(".mdp-tmp/00000000000000ab.files").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn failing_and_hanging_hooks_are_reported_not_fatal() {
+        let env = vec![];
+        let r = run("exit 3", &env, Duration::from_secs(10));
+        assert_eq!((r.exit_code, r.ok()), (Some(3), false));
+        let r = run("sleep 5", &env, Duration::from_millis(200));
+        assert!(!r.ok());
+        assert!(r.error.unwrap().contains("killed"), "timeout reported");
+        assert!(r.secs < 4.0);
+    }
+}
