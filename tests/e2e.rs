@@ -964,6 +964,160 @@ fn hostile_datagrams_never_crash_a_receiver_nor_write_outside_its_directory() {
 }
 
 #[test]
+fn with_a_key_forged_and_unauthenticated_pushes_change_nothing_on_disk() {
+    let Some(_net) = network(
+        "with_a_key_forged_and_unauthenticated_pushes_change_nothing_on_disk",
+        false,
+    ) else {
+        return;
+    };
+    let base = temp_dir("auth");
+    let key = base.join("mdp.key");
+    let other_key = base.join("other.key");
+    for k in [&key, &other_key] {
+        let out = Command::new(SEND).arg("--gen-key").arg(k).output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // --gen-key never overwrites.
+    let again = Command::new(SEND)
+        .arg("--gen-key")
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(2));
+    let key_arg = key.display().to_string();
+    let dir = base.join("cache");
+    let rx = receiver(
+        &dir,
+        "guarded",
+        &[
+            "--key-file",
+            &key_arg,
+            "--timeout",
+            "60s",
+            "--idle-timeout",
+            "2s",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let src = base.join("src");
+    make_source(&src, 1 << 20);
+    // 1. A well-formed push without a key: refused.
+    let plain = sender(
+        &["--receivers", "1", "--wait", "1s", "--drop-after", "1s"],
+        &[src.join("tree")],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(
+        plain.status.code(),
+        Some(1),
+        "nobody took the unauthenticated push"
+    );
+    // 2. A push with another key: refused.
+    let other = sender(
+        &[
+            "--receivers",
+            "1",
+            "--wait",
+            "1s",
+            "--drop-after",
+            "1s",
+            "--key-file",
+            &other_key.display().to_string(),
+        ],
+        &[src.join("tree")],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(
+        other.status.code(),
+        Some(1),
+        "nobody took the push with another key"
+    );
+    // 3. Hand-made datagrams, plain and with a forged seal.
+    let group: SocketAddr = "239.255.77.1:7400".parse().unwrap();
+    let ep = Endpoint {
+        group,
+        interface: "127.0.0.1".parse().unwrap(),
+        ttl: 1,
+    };
+    let sock = mdp_net::socket::sender(&ep).unwrap();
+    let session = SessionId(0xf00d);
+    let m = evil_manifest("planted", 5);
+    for d in [
+        announce(session, &m, 1),
+        data(session, 0, 0, &m),
+        data(session, 1, 0, b"EVIL!"),
+    ] {
+        let _ = sock.send_to(&d, group);
+        let mut sealed = d.clone();
+        sealed[3] |= mdp_proto::auth::AUTH_FLAG;
+        sealed.extend_from_slice(&[0x5a; mdp_proto::auth::TRAILER_LEN]);
+        let _ = sock.send_to(&sealed, group);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let placed: Vec<_> = fs::read_dir(&dir)
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name())
+                .filter(|n| n != ".mdp-tmp")
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        placed.is_empty(),
+        "nothing lands without the key: {placed:?}"
+    );
+    // 4. The real push, with the key: placed.
+    let good = sender(
+        &[
+            "--receivers",
+            "1",
+            "--timeout",
+            "30s",
+            "--key-file",
+            &key_arg,
+        ],
+        &[src.join("tree")],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(good.status.code(), Some(0), "{}", json(&good));
+    std::thread::sleep(Duration::from_millis(200));
+    let pid = rx.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let out = wait_output(rx, Duration::from_secs(30));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let done = lines.last().expect("the real push reported");
+    assert_eq!(done["complete"], true, "{done}");
+    assert!(done["auth_failed"].as_u64().unwrap() > 0, "{lines:?}");
+    assert_same_tree(&src.join("tree"), &dir.join("tree"));
+    assert!(!dir.join("planted").exists());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("fail authentication"),
+        "the operator is told why packets are dropped"
+    );
+    fs::remove_dir_all(&base).unwrap();
+}
+
+#[test]
 fn usage_errors_exit_2_with_one_line_that_says_what_to_do() {
     let out = Command::new(SEND).output().unwrap();
     assert_eq!(out.status.code(), Some(2));

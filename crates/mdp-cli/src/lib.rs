@@ -28,6 +28,12 @@ pub struct NetArgs {
     /// Multicast TTL (1 keeps packets on the local network).
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub ttl: u32,
+
+    /// Authenticate every packet with this shared key (64 hex digits; make
+    /// one with `mdp-send --gen-key FILE`). Sender and receivers need the
+    /// same key; a receiver with a key refuses unauthenticated pushes.
+    #[arg(long, value_name = "FILE")]
+    pub key_file: Option<std::path::PathBuf>,
 }
 
 impl NetArgs {
@@ -41,6 +47,69 @@ impl NetArgs {
         ep.validate().map_err(anyhow::Error::msg)?;
         Ok(ep)
     }
+
+    /// The authentication settings of `--key-file`, if given.
+    pub fn auth(&self) -> anyhow::Result<Option<mdp_proto::auth::AuthConfig>> {
+        let Some(path) = &self.key_file else {
+            return Ok(None);
+        };
+        let key = read_key_file(path)?;
+        let unix_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0);
+        Ok(Some(mdp_proto::auth::AuthConfig::new(
+            key,
+            std::time::Instant::now(),
+            unix_us,
+        )))
+    }
+}
+
+/// Reads a key file; warns when others may read it.
+pub fn read_key_file(path: &std::path::Path) -> anyhow::Result<mdp_proto::auth::Key> {
+    use std::os::unix::fs::PermissionsExt;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read --key-file {}: {e}", path.display()))?;
+    let key = mdp_proto::auth::Key::parse(&text)
+        .map_err(|e| anyhow::anyhow!("--key-file {}: {e}", path.display()))?;
+    if let Ok(md) = std::fs::metadata(path) {
+        if md.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(
+                "--key-file {} can be read by other users; `chmod 600` it",
+                path.display()
+            );
+        }
+    }
+    Ok(key)
+}
+
+/// Writes a new random key to `path` (mode 0600), refusing to overwrite.
+pub fn write_new_key(path: &std::path::Path) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| anyhow::anyhow!("cannot read /dev/urandom for a key: {e}"))?;
+    let key = mdp_proto::auth::Key::from_bytes(bytes);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot create key file {}: {e} (it is never overwritten; remove it first to replace it)",
+                path.display()
+            )
+        })?;
+    writeln!(
+        f,
+        "# mdp key: the same file on the sender and every receiver (--key-file)"
+    )?;
+    writeln!(f, "{}", key.to_hex())?;
+    Ok(())
 }
 
 /// The output options both programs share.

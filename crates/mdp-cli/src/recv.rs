@@ -107,6 +107,7 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
     let mut config =
         ReceiverConfig::new(NodeId(mdp_net::random_u64()), &name, mdp_net::random_u64());
     config.idle_timeout = args.idle_timeout;
+    config.auth = args.net.auth()?;
     config.buffer_bytes = args.buffer.max(1) << 20;
     let opts = RecvOptions {
         endpoint,

@@ -110,6 +110,10 @@ pub struct SendStatsJson {
     pub skipped_files: u64,
     /// Their bytes.
     pub skipped_bytes: u64,
+    /// Feedback that failed authentication.
+    pub auth_failed: u64,
+    /// Authentic feedback dropped as a replay.
+    pub replayed: u64,
 }
 
 fn reason(r: FailReason) -> &'static str {
@@ -190,6 +194,8 @@ impl SendJson {
                 nacks_received: r.stats.nacks_received,
                 skipped_files: r.stats.files_skipped,
                 skipped_bytes: r.stats.bytes_skipped,
+                auth_failed: r.stats.auth_failed,
+                replayed: r.stats.replayed,
             },
             rate: RateJson {
                 mode: if r.rate.adaptive { "adaptive" } else { "fixed" },
@@ -297,6 +303,12 @@ pub struct RecvJson {
     pub congestion_sent: u64,
     /// Symbols dropped because the block buffer (`--buffer`) was full.
     pub dropped_no_buffer: u64,
+    /// Datagrams that failed authentication (bad tag, or unsealed with a key).
+    pub auth_failed: u64,
+    /// Authenticated datagrams ignored for lack of a key.
+    pub auth_no_key: u64,
+    /// Authentic datagrams dropped as replays.
+    pub replayed: u64,
     /// The sender's address (of its first ANNOUNCE), when known.
     pub sender: Option<String>,
     /// How the `--exec` hook ended (null: none ran).
@@ -323,6 +335,9 @@ impl RecvJson {
             nack_entries_suppressed: s.nack_entries_suppressed,
             congestion_sent: s.congestion_sent,
             dropped_no_buffer: s.dropped_no_buffer,
+            auth_failed: s.auth_failed,
+            auth_no_key: s.auth_no_key,
+            replayed: s.replayed,
             sender: None,
             hook: None,
         }

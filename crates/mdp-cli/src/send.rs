@@ -43,8 +43,12 @@ Receivers run `mdp-recv --dir DIR` with the same --group and their own --interfa
 #[command(name = "mdp-send", version, after_long_help = AFTER_HELP)]
 pub struct Args {
     /// Files and directories to push.
-    #[arg(required = true, value_name = "PATH")]
+    #[arg(required_unless_present = "gen_key", value_name = "PATH")]
     paths: Vec<PathBuf>,
+
+    /// Write a new random key to FILE (mode 0600) for --key-file, and exit.
+    #[arg(long, value_name = "FILE", exclusive = true)]
+    gen_key: Option<PathBuf>,
 
     #[command(flatten)]
     net: NetArgs,
@@ -115,6 +119,14 @@ pub struct Args {
 
 /// Runs the program; returns its exit code.
 pub fn run(args: &Args) -> anyhow::Result<i32> {
+    if let Some(path) = &args.gen_key {
+        crate::write_new_key(path)?;
+        eprintln!(
+            "mdp-send: wrote a new key to {}; copy it to every receiver and give both ends --key-file",
+            path.display()
+        );
+        return Ok(EXIT_OK);
+    }
     let endpoint = args.net.endpoint()?;
     let mut config = SenderConfig::new(SessionId(mdp_net::random_u64()));
     config.symbol_size = args.symbol_size;
@@ -140,6 +152,7 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
         });
     config.timeout = args.timeout;
     config.drop_after = args.drop_after;
+    config.auth = args.net.auth()?;
     // Larger blocks need a larger cache for the read-ahead window.
     config.cache_bytes = config.cache_bytes.max(config.min_cache_bytes());
     config.validate().map_err(anyhow::Error::msg)?;

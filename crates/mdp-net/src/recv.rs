@@ -239,6 +239,7 @@ pub async fn run(
     let mut next_progress = Instant::now();
     let mut interrupt = Box::pin(shutdown_signal());
     let mut pending_finish: Option<SessionOutcome> = None;
+    let mut auth_warnings = AuthWarnings::default();
     // The source address of the ANNOUNCE the current session began with.
     let mut session_sender: Option<std::net::SocketAddr> = None;
     let result = 'run: loop {
@@ -284,6 +285,7 @@ pub async fn run(
             if let Some((bytes, total)) = receiver.progress() {
                 notice(RecvNotice::Progress { bytes, total });
             }
+            auth_warnings.check(&receiver.stats());
             next_progress = now + Duration::from_millis(100);
         }
         let mut wake = receiver
@@ -382,6 +384,30 @@ pub async fn run(
     drop(cmd_tx);
     let _ = writer_thread.join();
     result.map(|()| outcomes)
+}
+
+/// Says once, in one line, why packets are being dropped by authentication.
+#[derive(Default)]
+struct AuthWarnings {
+    no_key: bool,
+    failed: bool,
+}
+
+impl AuthWarnings {
+    fn check(&mut self, st: &ReceiverStats) {
+        if st.auth_no_key > 0 && !self.no_key {
+            self.no_key = true;
+            tracing::warn!(
+                "ignoring authenticated packets: this receiver has no key; give it the sender's --key-file"
+            );
+        }
+        if st.auth_failed > 0 && !self.failed {
+            self.failed = true;
+            tracing::warn!(
+                "dropping packets that fail authentication (a sender without a key, or another key): check that both ends use the same --key-file"
+            );
+        }
+    }
 }
 
 /// Milliseconds of data at the session rate the receive buffer should

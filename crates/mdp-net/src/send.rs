@@ -109,8 +109,13 @@ pub async fn run(
     let want = ((top / 8) as usize / 50).clamp(1 << 20, 64 << 20);
     udp::grow_send_buffer(&data, want);
     let data = UdpSocket::from_std(data)?;
+    let trailer = if config.auth.is_some() {
+        mdp_proto::auth::TRAILER_LEN
+    } else {
+        0
+    };
     config.max_batch =
-        udp::batch_limit(config.symbol_size as usize + mdp_proto::wire::DATA_HEADER_LEN);
+        udp::batch_limit(config.symbol_size as usize + mdp_proto::wire::DATA_HEADER_LEN + trailer);
     let feedback_port = endpoint.feedback().port();
     let feedback = socket::joined(&endpoint, feedback_port).map_err(explain)?;
     // The same socket, read directly: see the top of the loop.

@@ -14,6 +14,7 @@
 //! another receiver asking for as much or more, or a repair symbol for the
 //! block, suppresses ours for a hold-off time.
 
+use crate::auth::{self, AuthConfig, AuthError, ReplayWindow, Sealer};
 use crate::cc::CongestionMeter;
 use crate::fec::{Codec, CompleteBlock};
 use crate::ids::{BlockNumber, NodeId, ObjectId, SessionId};
@@ -51,6 +52,8 @@ pub struct ReceiverConfig {
     pub backoff_factor: u32,
     /// Largest push (sum of file sizes) this receiver accepts.
     pub max_push_bytes: u64,
+    /// With a key: accept only sealed datagrams (auth.rs) and seal ours.
+    pub auth: Option<AuthConfig>,
 }
 
 impl ReceiverConfig {
@@ -65,6 +68,7 @@ impl ReceiverConfig {
             ignore_sessions: Vec::new(),
             backoff_factor: 6,
             max_push_bytes: 4 << 40,
+            auth: None,
         }
     }
 }
@@ -149,6 +153,14 @@ pub struct ReceiverStats {
     pub bytes_delivered: u64,
     /// CONGESTION reports sent.
     pub congestion_sent: u64,
+    /// Datagrams dropped by authentication: bad tag, or unsealed while a
+    /// key is configured.
+    pub auth_failed: u64,
+    /// Sealed datagrams dropped because no key is configured.
+    pub auth_no_key: u64,
+    /// Authentic datagrams dropped as replays (counter seen before, or a
+    /// new session whose counter is far from this host's clock).
+    pub replayed: u64,
 }
 
 type BlockKey = (u32, u32);
@@ -300,6 +312,9 @@ struct Session {
     failed: Vec<(ObjectId, FailReason)>,
     loss: LossMeter,
     congestion: CongestionMeter,
+    /// With a key: counters seen from the sender and from other receivers.
+    sender_replay: ReplayWindow,
+    peer_replay: HashMap<NodeId, ReplayWindow>,
 }
 
 impl Session {
@@ -321,6 +336,7 @@ pub struct Receiver {
     config: ReceiverConfig,
     rng: Rng,
     codec: Codec,
+    sealer: Option<Sealer>,
     session: Option<Session>,
     finished: bool,
     transmits: VecDeque<Control>,
@@ -334,6 +350,8 @@ pub const MAX_SESSION_BLOCKS: u64 = 1 << 27;
 /// Smallest group size the NACK back-off assumes.
 const MIN_GROUP_ESTIMATE: u32 = 32;
 const REGISTER_INTERVAL: Duration = Duration::from_millis(50);
+/// Most other receivers whose counters a receiver tracks.
+const MAX_PEER_WINDOWS: usize = 4096;
 /// A session silent this long is given up when another one is announced.
 pub const SESSION_SWITCH_SILENCE: Duration = Duration::from_secs(2);
 /// Most REGISTERs one registration sends (each with up to
@@ -359,9 +377,11 @@ fn random_backoff(rng: &mut Rng, max: Duration, group_size: u32) -> Duration {
 impl Receiver {
     /// A receiver waiting for a session.
     pub fn new(config: ReceiverConfig) -> Receiver {
+        let sealer = config.auth.as_ref().map(|a| Sealer::new(a.key.clone()));
         Receiver {
             rng: Rng::new(config.seed),
             config,
+            sealer,
             codec: Codec::default(),
             session: None,
             finished: false,
@@ -429,6 +449,18 @@ impl Receiver {
         if self.finished {
             return;
         }
+        let (datagram, counter) =
+            match auth::open(self.config.auth.as_ref().map(|a| &a.key), datagram) {
+                Ok(x) => x,
+                Err(AuthError::NoKey) => {
+                    self.stats.auth_no_key += 1;
+                    return;
+                }
+                Err(_) => {
+                    self.stats.auth_failed += 1;
+                    return;
+                }
+            };
         let packet = match wire::parse(datagram) {
             Ok(p) => p,
             Err(_) => {
@@ -440,6 +472,10 @@ impl Receiver {
             Packet::Data { header, .. } => header.session,
             Packet::Control { session, .. } => *session,
         };
+        if self.config.auth.is_some() && !self.fresh_counter(now, &packet, session_id, counter) {
+            self.stats.replayed += 1;
+            return;
+        }
         if self.session.is_none() {
             match &packet {
                 Packet::Control {
@@ -505,6 +541,52 @@ impl Receiver {
         self.after_input(now);
     }
 
+    /// Replay protection (with a key): each origin's counters are taken
+    /// once, and a session is joined only when its counter is close to this
+    /// host's clock (a recorded old push cannot be replayed later).
+    fn fresh_counter(
+        &mut self,
+        now: Instant,
+        packet: &Packet,
+        session: SessionId,
+        counter: u64,
+    ) -> bool {
+        let auth = self.config.auth.as_ref().expect("caller checked");
+        let origin = match packet {
+            Packet::Control { message, .. } => match message {
+                Control::Register(m) => Some(m.node),
+                Control::Nack(m) => Some(m.node),
+                Control::Status(m) => Some(m.node),
+                Control::Congestion(m) => Some(m.node),
+                _ => None,
+            },
+            Packet::Data { .. } => None,
+        };
+        let ours = self.session.as_ref().is_some_and(|s| s.id == session);
+        match origin {
+            // From the sender of another session (one to join, or one
+            // that would replace ours): it must be fresh.
+            None if !ours => auth.fresh(now, counter),
+            None => self
+                .session
+                .as_mut()
+                .expect("ours")
+                .sender_replay
+                .accept(counter),
+            // Another receiver's feedback (NACK suppression only).
+            Some(node) => {
+                if !ours {
+                    return true;
+                }
+                let s = self.session.as_mut().expect("ours");
+                if !s.peer_replay.contains_key(&node) && s.peer_replay.len() >= MAX_PEER_WINDOWS {
+                    return false;
+                }
+                s.peer_replay.entry(node).or_default().accept(counter)
+            }
+        }
+    }
+
     fn start_session(&mut self, now: Instant, id: SessionId, a: &Announce) {
         let coding = Coding {
             symbol_size: a.symbol_size,
@@ -543,6 +625,8 @@ impl Receiver {
             failed: Vec::new(),
             loss: LossMeter::default(),
             congestion: CongestionMeter::default(),
+            sender_replay: ReplayWindow::default(),
+            peer_replay: HashMap::new(),
         });
     }
 
@@ -1257,11 +1341,14 @@ impl Receiver {
     // --------------------------------------------------------------- output
 
     /// Writes the next feedback datagram into `buf` (cleared first).
-    pub fn poll_transmit(&mut self, _now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
         let msg = self.transmits.pop_front()?;
         let session = self.session.as_ref()?.id;
         buf.clear();
         wire::write_control(buf, session, &msg);
+        if let (Some(sealer), Some(auth)) = (&mut self.sealer, &self.config.auth) {
+            sealer.seal(buf, 0, auth.unix_us(now));
+        }
         Some(Transmit {
             destination: Destination::Group,
             size: buf.len(),

@@ -21,6 +21,7 @@
 //! caller answers with [`Sender::handle_block`]; the sender keeps a bounded
 //! cache of blocks for repairs and asks again for a block it evicted.
 
+use crate::auth::{self, AuthConfig, ReplayWindow, Sealer};
 pub use crate::cc::RateMode;
 use crate::cc::{CongestionSample, RateController};
 use crate::fec::Codec;
@@ -85,6 +86,8 @@ pub struct SenderConfig {
     pub readahead_blocks: usize,
     /// Most datagrams in one [`Transmit`] batch.
     pub max_batch: usize,
+    /// With a key: seal every datagram and accept only sealed feedback.
+    pub auth: Option<AuthConfig>,
 }
 
 impl SenderConfig {
@@ -110,6 +113,7 @@ impl SenderConfig {
             cache_bytes: 32 << 20,
             readahead_blocks: 8,
             max_batch: 1,
+            auth: None,
         }
     }
 
@@ -339,6 +343,11 @@ pub struct SenderStats {
     pub files_skipped: u64,
     /// Their bytes.
     pub bytes_skipped: u64,
+    /// Feedback dropped by authentication (bad tag, unsealed with a key,
+    /// sealed without one).
+    pub auth_failed: u64,
+    /// Authentic feedback dropped as a replay.
+    pub replayed: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -460,6 +469,11 @@ pub struct Sender {
     aborted: Option<String>,
     /// Per object: not sent, every receiver has it (index 0 unused).
     skip: Vec<bool>,
+    /// With a key: the sealer, the counters seen per receiver, and the
+    /// latest `now` (for the sealer's clock).
+    sealer: Option<Sealer>,
+    replay: HashMap<NodeId, ReplayWindow>,
+    now_hint: Instant,
     events: VecDeque<SenderEvent>,
     stats: SenderStats,
     report: Option<Arc<SenderReport>>,
@@ -517,7 +531,12 @@ impl Sender {
         // The bucket holds what the rate allows in PACING_BURST, so a caller
         // whose timer fires about once a millisecond still reaches the rate;
         // at least a few datagrams.
-        let datagram = config.symbol_size as usize + DATA_HEADER_LEN;
+        let trailer = if config.auth.is_some() {
+            auth::TRAILER_LEN
+        } else {
+            0
+        };
+        let datagram = config.symbol_size as usize + DATA_HEADER_LEN + trailer;
         let cc = RateController::new(config.rate, now);
         let rate = cc.rate_bps();
         Ok(Sender {
@@ -527,6 +546,9 @@ impl Sender {
             manifest_bytes,
             manifest_hash,
             skip: vec![false; sizes.len()],
+            sealer: config.auth.as_ref().map(|a| Sealer::new(a.key.clone())),
+            replay: HashMap::new(),
+            now_hint: now,
             sizes,
             paths,
             phase: Phase::Announcing,
@@ -630,6 +652,12 @@ impl Sender {
     /// A datagram arrived from the network (any source; the sender's own
     /// looped-back datagrams included).
     pub fn handle_datagram(&mut self, now: Instant, datagram: &[u8]) {
+        let Ok((datagram, counter)) =
+            auth::open(self.config.auth.as_ref().map(|a| &a.key), datagram)
+        else {
+            self.stats.auth_failed += 1;
+            return;
+        };
         let Ok(Packet::Control { session, message }) = wire::parse(datagram) else {
             self.stats.ignored_received += 1;
             return;
@@ -637,6 +665,25 @@ impl Sender {
         if session != self.config.session || self.phase == Phase::Finished {
             self.stats.ignored_received += 1;
             return;
+        }
+        if self.config.auth.is_some() {
+            let node = match &message {
+                Control::Register(m) => m.node,
+                Control::Nack(m) => m.node,
+                Control::Status(m) => m.node,
+                Control::Congestion(m) => m.node,
+                _ => {
+                    self.stats.ignored_received += 1;
+                    return;
+                }
+            };
+            let known = self.replay.contains_key(&node);
+            if (!known && self.replay.len() >= MAX_PEERS)
+                || !self.replay.entry(node).or_default().accept(counter)
+            {
+                self.stats.replayed += 1;
+                return;
+            }
         }
         match message {
             Control::Register(r) => {
@@ -734,7 +781,7 @@ impl Sender {
     /// Hands the controller's rate to the pacer.
     fn apply_rate(&mut self) {
         let rate = self.cc.rate_bps();
-        let datagram = self.coding.symbol_size as usize + DATA_HEADER_LEN;
+        let datagram = self.coding.symbol_size as usize + DATA_HEADER_LEN + self.trailer_len();
         self.pacer
             .set_rate(rate, pacing_burst(rate, self.config.max_batch, datagram));
     }
@@ -1306,7 +1353,8 @@ impl Sender {
                     self.next_announce
                 });
                 if self.has_sendable_data() {
-                    let len = DATA_HEADER_LEN + self.coding.symbol_size as usize;
+                    let len =
+                        DATA_HEADER_LEN + self.coding.symbol_size as usize + self.trailer_len();
                     t = t.min(self.pacer.ready_at(len));
                     if let Some(step) = self.cc.next_step() {
                         t = t.min(step);
@@ -1363,6 +1411,7 @@ impl Sender {
     /// Writes the next datagram (or batch) into `buf` (cleared first).
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
         buf.clear();
+        self.now_hint = now;
         match self.phase {
             Phase::Finished => return None,
             Phase::Done { sent } => {
@@ -1428,7 +1477,7 @@ impl Sender {
             let Some((pick, len)) = self.pick() else {
                 break;
             };
-            let wire_len = DATA_HEADER_LEN + len;
+            let wire_len = DATA_HEADER_LEN + len + self.trailer_len();
             if count > 0 && wire_len != segment {
                 break;
             }
@@ -1465,7 +1514,24 @@ impl Sender {
 
     fn write_control(&mut self, buf: &mut Vec<u8>, msg: &Control) {
         wire::write_control(buf, self.config.session, msg);
+        self.seal(buf, 0);
         self.pacer.force_take(buf.len());
+    }
+
+    /// With a key: seals the datagram that starts at `buf[start]`.
+    fn seal(&mut self, buf: &mut Vec<u8>, start: usize) {
+        if let (Some(sealer), Some(auth)) = (&mut self.sealer, &self.config.auth) {
+            sealer.seal(buf, start, auth.unix_us(self.now_hint));
+        }
+    }
+
+    /// Bytes a seal adds to each datagram.
+    fn trailer_len(&self) -> usize {
+        if self.config.auth.is_some() {
+            auth::TRAILER_LEN
+        } else {
+            0
+        }
     }
 
     fn take_acks(&mut self) -> Vec<Ack> {
@@ -1663,7 +1729,9 @@ impl Sender {
             seq: self.data_seq,
         };
         self.data_seq = self.data_seq.wrapping_add(1);
+        let start = buf.len();
         wire::write_data(buf, &header, payload);
+        self.seal(buf, start);
         match pick {
             Pick::Repair(..) => {
                 self.stats.repair_symbols_sent += 1;

@@ -405,7 +405,10 @@ pub fn parse(datagram: &[u8]) -> Result<Packet<'_>, WireError> {
     if datagram[2] != VERSION {
         return Err(WireError::UnsupportedVersion(datagram[2]));
     }
-    let ty = PacketType::from_u8(datagram[3]).ok_or(WireError::UnknownType(datagram[3]))?;
+    // Bit 7 marks a sealed datagram (auth.rs); its trailer was checked and
+    // cut off before this.
+    let ty = datagram[3] & !crate::auth::AUTH_FLAG;
+    let ty = PacketType::from_u8(ty).ok_or(WireError::UnknownType(ty))?;
     let mut sid = [0u8; 8];
     sid.copy_from_slice(&datagram[4..12]);
     let session = SessionId(u64::from_be_bytes(sid));

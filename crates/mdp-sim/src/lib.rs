@@ -92,6 +92,17 @@ pub struct SimConfig {
     /// Per receiver: files (path → bytes) already in its directory before
     /// the push (missing entries: none).
     pub preexisting: Vec<HashMap<String, Vec<u8>>>,
+    /// A shared key: the sender and every receiver authenticate packets.
+    pub key: Option<mdp_proto::auth::Key>,
+    /// The sender's key, when it differs from the receivers' (`None`: the
+    /// same as `key`; `Some(None)`: the sender has none).
+    pub sender_key: Option<Option<mdp_proto::auth::Key>>,
+    /// How far the receivers' wall clocks are ahead of the sender's.
+    pub receiver_clock_ahead: Duration,
+    /// An attacker on the sender's link: with this probability each
+    /// datagram of the sender is also delivered with one byte changed, and
+    /// again (a replay) 50 ms later.
+    pub tamper: f64,
     /// Virtual time after which the run is abandoned.
     pub max_time: Duration,
 }
@@ -118,6 +129,10 @@ impl SimConfig {
             receiver_buffer: 64 << 20,
             fates: Vec::new(),
             preexisting: Vec::new(),
+            key: None,
+            sender_key: None,
+            receiver_clock_ahead: Duration::ZERO,
+            tamper: 0.0,
             max_time: Duration::from_secs(300),
         }
     }
@@ -295,7 +310,13 @@ impl World {
     /// Builds the world; the sender starts at once.
     pub fn new(config: SimConfig, content: Content) -> World {
         let start = Instant::now();
-        let sender = Sender::new(config.sender.clone(), content.manifest.clone(), start)
+        // Wall clocks: an arbitrary Unix time at the start of the world.
+        const UNIX_AT_START_US: u64 = 1_800_000_000_000_000;
+        let mut sender_config = config.sender.clone();
+        let sender_key = config.sender_key.clone().unwrap_or(config.key.clone());
+        sender_config.auth =
+            sender_key.map(|k| mdp_proto::auth::AuthConfig::new(k, start, UNIX_AT_START_US));
+        let sender = Sender::new(sender_config, content.manifest.clone(), start)
             .expect("valid simulation settings");
         let mut rng = SimRng::new(config.seed);
         let receivers = (0..config.receivers)
@@ -306,6 +327,10 @@ impl World {
                     rng.next_u64(),
                 );
                 rc.buffer_bytes = config.receiver_buffer;
+                rc.auth = config.key.clone().map(|k| {
+                    let ahead = config.receiver_clock_ahead.as_micros() as u64;
+                    mdp_proto::auth::AuthConfig::new(k, start, UNIX_AT_START_US + ahead)
+                });
                 let fate = config.fates.get(i).copied().unwrap_or_default();
                 SimReceiver {
                     machine: Receiver::new(rc),
@@ -359,6 +384,12 @@ impl World {
         }
     }
 
+    fn schedule_at(&mut self, at: Instant, to: Node, datagram: Rc<[u8]>) {
+        self.seq += 1;
+        self.in_flight.insert(self.seq, datagram);
+        self.queue.push(Reverse((at, self.seq, to)));
+    }
+
     fn multicast_from_sender(&mut self, datagram: &[u8]) {
         let first_tx = match wire::parse(datagram) {
             Ok(Packet::Data { header, .. }) if header.flags & wire::FLAG_REPAIR == 0 => {
@@ -371,6 +402,22 @@ impl World {
                 self.lost_blocks.insert(key);
             }
             return;
+        }
+        if self.config.tamper > 0.0 && self.rng.chance(self.config.tamper) {
+            // A forged copy (one byte changed) now, a replay later.
+            let mut forged = datagram.to_vec();
+            let at = 12 + (self.rng.next_u64() as usize) % (forged.len() - 12);
+            forged[at] ^= 1 << (self.rng.next_u64() % 8);
+            let forged: Rc<[u8]> = forged.into();
+            let replay: Rc<[u8]> = datagram.into();
+            for i in 0..self.receivers.len() {
+                self.schedule(Node::Receiver(i), forged.clone());
+                self.schedule_at(
+                    self.now + Duration::from_millis(50),
+                    Node::Receiver(i),
+                    replay.clone(),
+                );
+            }
         }
         let d: Rc<[u8]> = datagram.into();
         for i in 0..self.receivers.len() {
