@@ -605,6 +605,65 @@ fn a_sender_killed_with_sigkill_then_rerun_completes_sending_only_what_is_missin
 }
 
 #[test]
+fn delete_removes_what_the_sender_no_longer_has_and_only_below_pushed_directories() {
+    let Some(_net) = network(
+        "delete_removes_what_the_sender_no_longer_has_and_only_below_pushed_directories",
+        false,
+    ) else {
+        return;
+    };
+    let base = temp_dir("delete");
+    let src = base.join("src");
+    make_source(&src, 1 << 20);
+    let dir = base.join("r0");
+    // What the receiver holds beyond the push: an old file and directory
+    // in the pushed tree, a symbolic link pointing outside, and files
+    // outside the pushed tree that must stay.
+    fs::create_dir_all(dir.join("tree/old/deeper")).unwrap();
+    fs::write(dir.join("tree/stale.txt"), b"old").unwrap();
+    fs::write(dir.join("tree/old/deeper/x"), b"old").unwrap();
+    let outside = base.join("outside.txt");
+    fs::write(&outside, b"keep me").unwrap();
+    std::os::unix::fs::symlink(&outside, dir.join("tree/link")).unwrap();
+    fs::write(dir.join("unrelated.txt"), b"keep me too").unwrap();
+    let rx = start_receivers(&base, &["r0"]);
+    let out = sender(
+        &["--receivers", "1", "--delete", "--timeout", "60s"],
+        &[src.join("tree"), src.join("big.bin")],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", json(&out));
+    let got = wait_output(rx.into_iter().next().unwrap(), Duration::from_secs(30));
+    let line = json(&got);
+    let mut deleted: Vec<String> = line["deleted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    deleted.sort();
+    assert_eq!(
+        deleted,
+        ["tree/link", "tree/old", "tree/stale.txt"],
+        "{line}"
+    );
+    assert_same_tree(&src.join("tree"), &dir.join("tree"));
+    assert!(!dir.join("tree/old").exists() && !dir.join("tree/stale.txt").exists());
+    assert_eq!(
+        fs::read(&outside).unwrap(),
+        b"keep me",
+        "a link's target is never touched"
+    );
+    assert!(
+        dir.join("unrelated.txt").exists(),
+        "outside the pushed directories"
+    );
+    assert!(dir.join("big.bin").exists());
+    fs::remove_dir_all(&base).unwrap();
+}
+
+#[test]
 fn a_push_through_5_percent_loss_arrives_intact_everywhere() {
     let Some(_net) = network(
         "a_push_through_5_percent_loss_arrives_intact_everywhere",
@@ -788,6 +847,7 @@ fn announce(session: SessionId, manifest_bytes: &[u8], object_count: u32) -> Vec
             object_count,
             data_pos: (0, 0),
             acked: vec![],
+            delete: false,
         }),
     );
     buf

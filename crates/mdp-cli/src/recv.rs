@@ -183,7 +183,7 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
             }
         }
         RecvNotice::Failed(msg) => tracing::warn!("{msg}"),
-        RecvNotice::Finished(outcome, stats) => {
+        RecvNotice::Finished(outcome, stats, removed) => {
             if let Some(b) = bar.take() {
                 b.finish_and_clear();
             }
@@ -206,6 +206,7 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
                     if json {
                         let mut j = RecvJson::new(&outcome, &stats);
                         j.sender = sender;
+                        j.deleted = removed;
                         j.hook = hook;
                         println!("{}", serde_json::to_string(&j).expect("serializable"));
                     } else if outcome.complete {

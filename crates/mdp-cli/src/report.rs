@@ -313,6 +313,8 @@ pub struct RecvJson {
     pub sender: Option<String>,
     /// How the `--exec` hook ended (null: none ran).
     pub hook: Option<crate::hook::HookResult>,
+    /// What the sender's `--delete` removed, relative to the directory.
+    pub deleted: Vec<String>,
 }
 
 impl RecvJson {
@@ -340,6 +342,7 @@ impl RecvJson {
             replayed: s.replayed,
             sender: None,
             hook: None,
+            deleted: Vec::new(),
         }
     }
 }

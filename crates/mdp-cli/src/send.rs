@@ -108,6 +108,13 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 128)]
     parity: u16,
 
+    /// After a complete push, receivers remove what the pushed directories
+    /// hold beyond what was pushed (like rsync's --delete). Only below the
+    /// directories named on the command line; files pushed by name and the
+    /// rest of the receivers' directories are never touched.
+    #[arg(long)]
+    delete: bool,
+
     /// Parity symbols sent with every block before any loss is reported.
     #[arg(long, value_name = "N", default_value_t = 0)]
     proactive: u16,
@@ -153,6 +160,7 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
     config.timeout = args.timeout;
     config.drop_after = args.drop_after;
     config.auth = args.net.auth()?;
+    config.delete = args.delete;
     // Larger blocks need a larger cache for the read-ahead window.
     config.cache_bytes = config.cache_bytes.max(config.min_cache_bytes());
     config.validate().map_err(anyhow::Error::msg)?;

@@ -69,7 +69,8 @@ pub enum RecvNotice {
     /// A file failed.
     Failed(String),
     /// A session ended.
-    Finished(SessionOutcome, ReceiverStats),
+    /// A session ended; the last field lists what `--delete` removed.
+    Finished(SessionOutcome, ReceiverStats, Vec<String>),
 }
 
 /// Settings of the receiver driver.
@@ -98,7 +99,11 @@ enum WriterCmd {
     Placed(String, [u8; 32]),
     Write(ObjectId, u64, CompleteBlock),
     Complete(ObjectId),
-    Finish,
+    /// The session ended; with `prune`, remove what the pushed directories
+    /// hold beyond the manifest.
+    Finish {
+        prune: bool,
+    },
 }
 
 enum WriterReply {
@@ -110,7 +115,7 @@ enum WriterReply {
         (String, [u8; 32]),
     ),
     BeginFailed(String),
-    Finished,
+    Finished(Vec<String>),
 }
 
 /// Owns the store: rebuilds blocks (the Reed-Solomon decodes run here, not
@@ -167,9 +172,10 @@ fn writer(
                 }
                 (Err(e), _) => WriterReply::Verified(object, Err(e), (String::new(), [0; 32])),
             },
-            WriterCmd::Finish => {
+            WriterCmd::Finish { prune } => {
+                let removed = if prune { store.prune() } else { Vec::new() };
                 store.finish();
-                WriterReply::Finished
+                WriterReply::Finished(removed)
             }
         };
         if replies.send(reply).is_err() {
@@ -242,6 +248,7 @@ pub async fn run(
     let mut auth_warnings = AuthWarnings::default();
     // The source address of the ANNOUNCE the current session began with.
     let mut session_sender: Option<std::net::SocketAddr> = None;
+    let mut session_delete = false;
     let result = 'run: loop {
         let now = Instant::now();
         while let Some(t) = receiver.poll_transmit(now, &mut buf) {
@@ -251,7 +258,12 @@ pub async fn run(
         }
         while let Some(ev) = receiver.poll_event() {
             match ev {
-                ReceiverEvent::SessionStarted { session, manifest } => {
+                ReceiverEvent::SessionStarted {
+                    session,
+                    manifest,
+                    delete,
+                } => {
+                    session_delete = delete;
                     if !buffer_checked {
                         buffer_checked = true;
                         if let Some(msg) = buffer_warning(granted, receiver.session_rate()) {
@@ -276,7 +288,10 @@ pub async fn run(
                     let _ = cmd_tx.send(WriterCmd::Complete(object));
                 }
                 ReceiverEvent::Finished(outcome) => {
-                    let _ = cmd_tx.send(WriterCmd::Finish);
+                    // --delete only after a push that placed everything.
+                    let prune = session_delete && outcome.complete;
+                    session_delete = false;
+                    let _ = cmd_tx.send(WriterCmd::Finish { prune });
                     pending_finish = Some(outcome);
                 }
             }
@@ -356,9 +371,15 @@ pub async fn run(
                 WriterReply::BeginFailed(msg) => {
                     notice(RecvNotice::Failed(format!("cannot prepare the session: {msg}")));
                 }
-                WriterReply::Finished => {
+                WriterReply::Finished(removed) => {
                     let Some(outcome) = pending_finish.take() else { continue };
-                    notice(RecvNotice::Finished(outcome.clone(), receiver.stats()));
+                    if !removed.is_empty() {
+                        tracing::info!(
+                            "--delete: removed {} entries the sender no longer has",
+                            removed.len()
+                        );
+                    }
+                    notice(RecvNotice::Finished(outcome.clone(), receiver.stats(), removed));
                     // Late datagrams of finished sessions must not start them
                     // again; the most recent ones are enough to remember.
                     config.ignore_sessions.push(outcome.session);

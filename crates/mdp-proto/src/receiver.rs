@@ -82,6 +82,9 @@ pub enum ReceiverEvent {
         session: SessionId,
         /// The validated manifest.
         manifest: Arc<Manifest>,
+        /// After a complete push, remove what the pushed directories hold
+        /// beyond the manifest (the sender's `--delete`).
+        delete: bool,
     },
     /// A block with enough symbols: rebuild it with
     /// [`CompleteBlock::into_bytes`] (a Reed-Solomon decode when a source
@@ -312,6 +315,8 @@ struct Session {
     failed: Vec<(ObjectId, FailReason)>,
     loss: LossMeter,
     congestion: CongestionMeter,
+    /// The sender asked for `--delete`.
+    delete: bool,
     /// With a key: counters seen from the sender and from other receivers.
     sender_replay: ReplayWindow,
     peer_replay: HashMap<NodeId, ReplayWindow>,
@@ -627,6 +632,7 @@ impl Receiver {
             congestion: CongestionMeter::default(),
             sender_replay: ReplayWindow::default(),
             peer_replay: HashMap::new(),
+            delete: a.delete,
         });
     }
 
@@ -981,6 +987,7 @@ impl Receiver {
         self.events.push_back(ReceiverEvent::SessionStarted {
             session: s.id,
             manifest: Arc::new(manifest),
+            delete: s.delete,
         });
         // Registration and empty files wait for handle_present.
         self.maybe_register(now);

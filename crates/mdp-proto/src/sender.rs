@@ -88,6 +88,9 @@ pub struct SenderConfig {
     pub max_batch: usize,
     /// With a key: seal every datagram and accept only sealed feedback.
     pub auth: Option<AuthConfig>,
+    /// Ask receivers to remove what the pushed directories hold beyond
+    /// the manifest, after a complete push (`--delete`).
+    pub delete: bool,
 }
 
 impl SenderConfig {
@@ -114,6 +117,7 @@ impl SenderConfig {
             readahead_blocks: 8,
             max_batch: 1,
             auth: None,
+            delete: false,
         }
     }
 
@@ -1560,6 +1564,7 @@ impl Sender {
             object_count: (self.sizes.len() - 1) as u32,
             data_pos: (self.cursor.object, self.cursor.block),
             acked: self.take_acks(),
+            delete: self.config.delete,
         })
     }
 

@@ -195,6 +195,9 @@ pub struct Announce {
     pub data_pos: (u32, u32),
     /// Recently acknowledged registrations.
     pub acked: Vec<Ack>,
+    /// After a complete push, receivers remove what the pushed directories
+    /// hold beyond the manifest (`mdp-send --delete`).
+    pub delete: bool,
 }
 
 /// FLUSH: the sender has sent all data; listed receivers must answer.

@@ -212,6 +212,7 @@ fn a_receiver_refuses_a_manifest_that_would_need_huge_block_maps() {
             object_count: 1,
             data_pos: (0, 0),
             acked: vec![],
+            delete: false,
         }),
     );
     r.handle_datagram(now, &d);
