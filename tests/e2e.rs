@@ -572,6 +572,10 @@ fn a_sender_killed_with_sigkill_then_rerun_completes_sending_only_what_is_missin
         "the kill came too early to show a resume"
     );
     assert_eq!(report["stats"]["skipped_files"], placed_before as u64);
+    println!(
+        "rerun: {} blocks of the interrupted file kept",
+        report["stats"]["skipped_blocks"]
+    );
     let sent = report["stats"]["bytes_sent"].as_u64().unwrap();
     assert!(
         sent < (8 - placed_before as u64) * (4 << 20) * 12 / 10,

@@ -178,7 +178,7 @@ pub fn parse_rate(s: &str) -> Result<u64, String> {
     Ok(bps as u64)
 }
 
-/// Parses a duration: `500ms`, `30s`, `5m`, `1h`, or plain seconds.
+/// Parses a duration: `500ms`, `30s`, `5m`, `1h`, `1d`, or plain seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len());
@@ -191,7 +191,12 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "ms" => v / 1000.0,
         "m" => v * 60.0,
         "h" => v * 3600.0,
-        _ => return Err(format!("unknown duration unit {unit:?}: use ms, s, m or h")),
+        "d" => v * 86400.0,
+        _ => {
+            return Err(format!(
+                "unknown duration unit {unit:?}: use ms, s, m, h or d"
+            ))
+        }
     };
     if !(0.0..=30.0 * 86400.0).contains(&secs) {
         return Err(format!("duration {s} is out of range"));

@@ -82,6 +82,12 @@ pub struct Args {
     #[arg(long, value_name = "CMD")]
     exec_file: Option<String>,
 
+    /// Keep the files of an interrupted push (sender killed, host down)
+    /// this long, so that the same push started again sends only the
+    /// missing blocks (0: remove them at once).
+    #[arg(long, value_name = "DURATION", default_value = "1d", value_parser = parse_duration)]
+    keep_partial: Duration,
+
     /// Kill a hook that runs longer than this.
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
     exec_timeout: Duration,
@@ -116,6 +122,7 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
         once: args.once,
         timeout: args.timeout,
         socket_buffer: args.socket_buffer.clamp(1, 1024) << 20,
+        keep_partial: args.keep_partial,
     };
     tracing::info!(
         "{name} waiting for pushes on {} via {} into {}",

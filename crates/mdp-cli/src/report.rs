@@ -108,7 +108,10 @@ pub struct SendStatsJson {
     pub nacks_received: u64,
     /// Files not sent because every receiver already had them.
     pub skipped_files: u64,
-    /// Their bytes.
+    /// Blocks of other files not sent because every receiver had them
+    /// from an interrupted push.
+    pub skipped_blocks: u64,
+    /// Bytes of the skipped files and blocks.
     pub skipped_bytes: u64,
     /// Feedback that failed authentication.
     pub auth_failed: u64,
@@ -193,6 +196,7 @@ impl SendJson {
                 repair_symbols: r.stats.repair_symbols_sent,
                 nacks_received: r.stats.nacks_received,
                 skipped_files: r.stats.files_skipped,
+                skipped_blocks: r.stats.blocks_skipped,
                 skipped_bytes: r.stats.bytes_skipped,
                 auth_failed: r.stats.auth_failed,
                 replayed: r.stats.replayed,

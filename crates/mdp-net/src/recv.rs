@@ -88,13 +88,16 @@ pub struct RecvOptions {
     pub timeout: Option<Duration>,
     /// Receive buffer to ask the kernel for, in bytes.
     pub socket_buffer: usize,
+    /// How long files of an interrupted push are kept for a resume.
+    pub keep_partial: Duration,
 }
 
 /// Commands (mostly finished blocks) queued for the writer thread at most.
 const WRITE_QUEUE: usize = 16;
 
 enum WriterCmd {
-    Begin(SessionId, Arc<Manifest>),
+    /// A session: its manifest and bytes per full block.
+    Begin(SessionId, Arc<Manifest>, u64),
     /// A file was verified and placed: remember it in the store's index.
     Placed(String, [u8; 32]),
     Write(ObjectId, u64, CompleteBlock),
@@ -107,8 +110,9 @@ enum WriterCmd {
 }
 
 enum WriterReply {
-    /// The files of the session that are already in place.
-    Present(SessionId, Vec<ObjectId>),
+    /// The files of the session that are already in place, and the blocks
+    /// of others an interrupted push left.
+    Present(SessionId, Vec<ObjectId>, Vec<crate::store::HeldBlocks>),
     Verified(
         ObjectId,
         Result<PathBuf, (FailReason, String)>,
@@ -145,10 +149,12 @@ fn writer(
         });
     for cmd in cmds {
         let reply = match cmd {
-            WriterCmd::Begin(session, manifest) => match store.begin(session, manifest.clone()) {
-                Ok(()) => WriterReply::Present(session, store.present(&manifest)),
-                Err(e) => WriterReply::BeginFailed(e.to_string()),
-            },
+            WriterCmd::Begin(session, manifest, block_bytes) => {
+                match store.begin(session, manifest.clone(), block_bytes) {
+                    Ok(partial) => WriterReply::Present(session, store.present(&manifest), partial),
+                    Err(e) => WriterReply::BeginFailed(e.to_string()),
+                }
+            }
             WriterCmd::Placed(path, hash) => {
                 store.placed(&path, hash);
                 continue;
@@ -223,10 +229,11 @@ pub async fn run(
     let feedback_addr = ep.feedback();
     let feedback =
         UdpSocket::from_std(socket::joined(&ep, feedback_addr.port()).map_err(explain)?)?;
-    let store = Store::open(&opts.dir).map_err(|source| RecvError::Dir {
+    let mut store = Store::open(&opts.dir).map_err(|source| RecvError::Dir {
         path: opts.dir.clone(),
         source,
     })?;
+    store.set_keep_partial(opts.keep_partial);
     // Bounded: when the disk is slower than the network, the protocol task
     // waits here (and the kernel drops what overflows the socket buffer,
     // which NACKs repair) instead of queueing blocks in memory without end.
@@ -262,6 +269,7 @@ pub async fn run(
                     session,
                     manifest,
                     delete,
+                    block_bytes,
                 } => {
                     session_delete = delete;
                     if !buffer_checked {
@@ -275,7 +283,7 @@ pub async fn run(
                         sender: session_sender,
                         manifest: manifest.clone(),
                     });
-                    let _ = cmd_tx.send(WriterCmd::Begin(session, manifest));
+                    let _ = cmd_tx.send(WriterCmd::Begin(session, manifest, block_bytes));
                 }
                 ReceiverEvent::Block {
                     object,
@@ -346,12 +354,24 @@ pub async fn run(
                 receiver.handle_datagram(Instant::now(), &fbuf[..n]);
             }
             Some(reply) = reply_rx.recv() => match reply {
-                WriterReply::Present(session, present) => {
+                WriterReply::Present(session, present, partial) => {
                     if receiver.session_id() == Some(session) {
                         if !present.is_empty() {
                             tracing::info!("{} files already in place", present.len());
                         }
-                        receiver.handle_present(Instant::now(), &present);
+                        let now = Instant::now();
+                        for (object, blocks) in &partial {
+                            receiver.handle_partial(now, *object, blocks);
+                        }
+                        if !partial.is_empty() {
+                            let blocks: u32 =
+                                partial.iter().flat_map(|(_, r)| r.iter().map(|(_, c)| c)).sum();
+                            tracing::info!(
+                                "resuming {} files: {blocks} blocks kept from an interrupted push",
+                                partial.len()
+                            );
+                        }
+                        receiver.handle_present(now, &present);
                     }
                 }
                 WriterReply::Verified(object, res, (path, hash)) => {

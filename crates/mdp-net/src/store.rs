@@ -1,8 +1,12 @@
 //! The receiver's cache directory.
 //!
-//! Each file of a session is written to `DIR/.mdp-tmp/<session>-<object>.part`
+//! Each file of a session is written to `DIR/.mdp-tmp/<hash>-<block bytes>.part`
 //! (sparse, block by block, created on its first block; at most 64 are open
-//! at once, whatever the number of files). When all its blocks are in, the file is hashed;
+//! at once, whatever the number of files). When the session ends before the
+//! file is complete, the file stays, synced, with `<…>.blocks` beside it (a
+//! bitmap of the blocks written), so that the next push of the same content
+//! resumes ([`Store::begin`] returns the blocks held); they are removed
+//! after [`Store::set_keep_partial`]'s age. When all its blocks are in, the file is hashed;
 //! only a match gives it its mode and mtime and renames it to its final name
 //! under `DIR`. Since the temporary directory is inside `DIR`, the rename is
 //! atomic: a partial or corrupt file is never visible under its final name.
@@ -33,6 +37,32 @@ use std::time::{Duration, UNIX_EPOCH};
 
 /// Name of the temporary directory inside the cache directory.
 pub const TMP_DIR: &str = ".mdp-tmp";
+
+/// Blocks of a file kept from an interrupted push: the file object and
+/// ascending `(first block, count)` ranges.
+pub type HeldBlocks = (ObjectId, Vec<(u32, u32)>);
+
+/// How long the blocks of an interrupted push are kept by default.
+pub const DEFAULT_KEEP_PARTIAL: Duration = Duration::from_secs(24 * 3600);
+
+/// Lowercase hexadecimal.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The set bits of `bits` below `n` as ascending `(first, count)` ranges.
+fn bit_ranges(bits: &[u64], n: u32) -> Vec<(u32, u32)> {
+    let mut out: Vec<(u32, u32)> = Vec::new();
+    for b in 0..n {
+        if bits[(b / 64) as usize] & (1 << (b % 64)) != 0 {
+            match out.last_mut() {
+                Some((f, c)) if *f + *c == b => *c += 1,
+                _ => out.push((b, 1)),
+            }
+        }
+    }
+    out
+}
 
 /// Name of the index of checked files, inside [`TMP_DIR`].
 const INDEX_FILE: &str = "index";
@@ -80,6 +110,11 @@ struct TempFile {
     size: u64,
     created: bool,
     error: Option<io::Error>,
+    /// Blocks written (bit per block), kept for resume.
+    blocks: Vec<u64>,
+    /// The sidecar that records `blocks` when the push is interrupted
+    /// (`None`: not resumable, e.g. a second file with the same content).
+    sidecar: Option<PathBuf>,
 }
 
 /// The open handle of `object`'s temporary file, creating the file (sparse,
@@ -123,6 +158,11 @@ pub struct Store {
     /// Path → stamp of files placed or checked (see the module docs).
     index: HashMap<String, Stamp>,
     index_dirty: bool,
+    /// Bytes per full block of the current session (block numbers of
+    /// writes are `offset / block_bytes`).
+    block_bytes: u64,
+    /// How long interrupted files are kept for resume (zero: not kept).
+    keep_partial: Duration,
 }
 
 impl std::fmt::Debug for Store {
@@ -197,7 +237,50 @@ impl Store {
             handles: HashMap::new(),
             index,
             index_dirty: false,
+            block_bytes: 0,
+            keep_partial: DEFAULT_KEEP_PARTIAL,
         })
+    }
+
+    /// How long the blocks of an interrupted push are kept for a resume
+    /// (zero: removed at once); removes what is older now.
+    pub fn set_keep_partial(&mut self, keep: Duration) {
+        self.keep_partial = keep;
+        self.remove_stale_partials();
+    }
+
+    /// Removes temporary files older than `keep_partial`, and temporary
+    /// files without a sidecar (left by a receiver that was killed: what
+    /// they hold is not known).
+    fn remove_stale_partials(&self) {
+        let Ok(entries) = fs::read_dir(&self.tmp) else {
+            return;
+        };
+        let now = std::time::SystemTime::now();
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let (stem, is_part) = if let Some(stem) = name.strip_suffix(".part") {
+                (stem.to_string(), true)
+            } else if let Some(stem) = name.strip_suffix(".blocks") {
+                (stem.to_string(), false)
+            } else {
+                continue;
+            };
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| now.duration_since(t).ok())
+                .is_none_or(|age| age >= self.keep_partial);
+            let orphan = if is_part {
+                !self.tmp.join(format!("{stem}.blocks")).exists()
+            } else {
+                !self.tmp.join(format!("{stem}.part")).exists()
+            };
+            if old || orphan {
+                let _ = fs::remove_file(e.path());
+            }
+        }
     }
 
     /// The final path of `path` when every directory on the way is a real
@@ -308,9 +391,19 @@ impl Store {
     }
 
     /// Prepares a session: creates its directories; temporary files are
-    /// created as their blocks arrive.
-    pub fn begin(&mut self, session: SessionId, manifest: Arc<Manifest>) -> io::Result<()> {
+    /// created as their blocks arrive. `block_bytes` is the session's
+    /// bytes per full block. Returns, per file, the blocks an interrupted
+    /// earlier push of the same content (same hash, same block size) left
+    /// in the temporary area: they are kept and need not be received again.
+    pub fn begin(
+        &mut self,
+        session: SessionId,
+        manifest: Arc<Manifest>,
+        block_bytes: u64,
+    ) -> io::Result<Vec<HeldBlocks>> {
         self.abort();
+        self.remove_stale_partials();
+        self.block_bytes = block_bytes;
         for e in &manifest.entries {
             if e.path == TMP_DIR || e.path.starts_with(&format!("{TMP_DIR}/")) {
                 return Err(refuse(format!(
@@ -326,23 +419,58 @@ impl Store {
             }
         }
         let mut object = 0u32;
+        let mut resumed = Vec::new();
+        let mut stems = std::collections::HashSet::new();
         for (i, e) in manifest.entries.iter().enumerate() {
-            let EntryKind::File { size, .. } = e.kind else {
+            let EntryKind::File { size, hash } = e.kind else {
                 continue;
             };
             object += 1;
-            self.files.insert(
-                ObjectId(object),
-                TempFile {
-                    temp: self.tmp.join(format!("{session}-{object}.part")),
-                    entry: i,
-                    size,
-                    created: false,
-                    error: None,
-                },
-            );
+            let nblocks = if block_bytes == 0 {
+                0
+            } else {
+                size.div_ceil(block_bytes)
+            };
+            let words = nblocks.div_ceil(64) as usize;
+            // Named by content, so that a later push of the same file finds
+            // it; a second file with the same content in this push gets a
+            // name of its own (and no resume).
+            let stem = format!("{}-{block_bytes}", hex(&hash));
+            let mut t = TempFile {
+                temp: self.tmp.join(format!("{stem}.part")),
+                entry: i,
+                size,
+                created: false,
+                error: None,
+                blocks: vec![0; words],
+                sidecar: Some(self.tmp.join(format!("{stem}.blocks"))),
+            };
+            if block_bytes == 0 || size == 0 || !stems.insert(stem) {
+                t.temp = self.tmp.join(format!("{session}-{object}.part"));
+                t.sidecar = None;
+            } else if let Some(blocks) = self.load_partial(&t, words) {
+                t.created = true;
+                t.blocks = blocks;
+                resumed.push((ObjectId(object), bit_ranges(&t.blocks, nblocks as u32)));
+            }
+            self.files.insert(ObjectId(object), t);
         }
-        Ok(())
+        Ok(resumed)
+    }
+
+    /// The block bitmap of an interrupted push of `t`'s content, if its
+    /// temporary file and sidecar are there and agree.
+    fn load_partial(&self, t: &TempFile, words: usize) -> Option<Vec<u64>> {
+        let sidecar = t.sidecar.as_ref()?;
+        let md = fs::symlink_metadata(&t.temp).ok()?;
+        if !md.is_file() || md.len() != t.size {
+            return None;
+        }
+        let blocks: Vec<u64> = postcard::from_bytes(&fs::read(sidecar).ok()?).ok()?;
+        // The sidecar is consumed: it is written again if this push is
+        // interrupted too.
+        let _ = fs::remove_file(sidecar);
+        (blocks.len() == words && blocks.iter().any(|w| *w != 0)).then_some(blocks)
     }
 
     /// Writes a block of a file. An error is kept and reported when the file
@@ -354,8 +482,15 @@ impl Store {
         if t.error.is_none() {
             let written = open_handle(&mut self.handles, t, object)
                 .and_then(|f| f.write_all_at(data, offset));
-            if let Err(e) = written {
-                t.error = Some(e);
+            match written {
+                Ok(()) if self.block_bytes > 0 => {
+                    let b = (offset / self.block_bytes) as usize;
+                    if let Some(w) = t.blocks.get_mut(b / 64) {
+                        *w |= 1 << (b % 64);
+                    }
+                }
+                Ok(()) => {}
+                Err(e) => t.error = Some(e),
             }
         }
     }
@@ -474,13 +609,34 @@ impl Store {
         self.abort();
     }
 
+    /// Ends the session's unfinished files: with `keep_partial`, a file
+    /// with written blocks is kept for a resume (its data synced to disk
+    /// first, then its block bitmap written beside it); others are removed.
     fn abort(&mut self) {
-        self.handles.clear();
-        for (_, t) in self.files.drain() {
-            if t.created {
+        for (object, t) in self.files.drain() {
+            if !t.created {
+                continue;
+            }
+            let keep = !self.keep_partial.is_zero()
+                && t.error.is_none()
+                && t.blocks.iter().any(|w| *w != 0)
+                && t.sidecar.is_some();
+            let kept = keep
+                && self
+                    .handles
+                    .get(&object)
+                    .map_or(Ok(()), |f| f.sync_data())
+                    .is_ok()
+                && postcard::to_stdvec(&t.blocks).is_ok_and(|bytes| {
+                    let sidecar = t.sidecar.as_ref().expect("checked");
+                    let tmp = sidecar.with_extension("blocks.new");
+                    fs::write(&tmp, bytes).is_ok() && fs::rename(&tmp, sidecar).is_ok()
+                });
+            if !kept {
                 let _ = fs::remove_file(&t.temp);
             }
         }
+        self.handles.clear();
         self.session = None;
     }
 }
@@ -599,7 +755,7 @@ mod tests {
                 file_entry("y", b"abc"),
             ],
         });
-        store.begin(SessionId(1), m).unwrap();
+        store.begin(SessionId(1), m, 4096).unwrap();
         store.write(ObjectId(1), 0, b"hello ");
         assert!(!root.join("d/x.bin").exists());
         store.write(ObjectId(1), 6, b"world");
@@ -638,7 +794,7 @@ mod tests {
         });
         let fds = || fs::read_dir("/proc/self/fd").unwrap().count();
         let before = fds();
-        store.begin(SessionId(3), m).unwrap();
+        store.begin(SessionId(3), m, 4096).unwrap();
         // First halves of every file, then second halves: each handle is
         // closed and reopened along the way.
         for (i, d) in data.iter().enumerate() {
@@ -667,11 +823,59 @@ mod tests {
         let m = Arc::new(Manifest {
             entries: vec![file_entry("d/evil", b"x")],
         });
-        store.begin(SessionId(2), m).unwrap();
+        store.begin(SessionId(2), m, 4096).unwrap();
         store.write(ObjectId(1), 0, b"x");
         assert_eq!(store.complete(ObjectId(1)).unwrap_err().0, FailReason::Io);
         assert_eq!(fs::read_dir(&outside).unwrap().count(), 0);
         fs::remove_dir_all(&root).unwrap();
         fs::remove_dir_all(&outside).unwrap();
+    }
+
+    #[test]
+    fn an_interrupted_file_keeps_its_blocks_for_the_next_push_of_the_same_content() {
+        let root = crate::test_dir("resume");
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7) as u8).collect();
+        let m = Arc::new(Manifest {
+            entries: vec![file_entry("f", &data)],
+        });
+        let block = 4096u64;
+        {
+            let mut store = Store::open(&root).unwrap();
+            assert!(store
+                .begin(SessionId(1), m.clone(), block)
+                .unwrap()
+                .is_empty());
+            // Blocks 0 and 2 of 3 arrive, then the push is interrupted.
+            store.write(ObjectId(1), 0, &data[..4096]);
+            store.write(ObjectId(1), 8192, &data[8192..]);
+            store.finish();
+        }
+        let mut store = Store::open(&root).unwrap();
+        let held = store.begin(SessionId(2), m.clone(), block).unwrap();
+        assert_eq!(held, vec![(ObjectId(1), vec![(0, 1), (2, 1)])]);
+        store.write(ObjectId(1), 4096, &data[4096..8192]);
+        let placed = store.complete(ObjectId(1)).unwrap();
+        assert_eq!(fs::read(placed).unwrap(), data);
+        store.finish();
+        // Another block size: nothing to resume from.
+        let mut store = Store::open(&root).unwrap();
+        assert!(store
+            .begin(SessionId(3), m.clone(), 8192)
+            .unwrap()
+            .is_empty());
+        store.write(ObjectId(1), 0, &data[..8192]);
+        store.finish();
+        // With --keep-partial 0, interrupted files are removed.
+        store.set_keep_partial(Duration::ZERO);
+        let parts = fs::read_dir(root.join(TMP_DIR))
+            .unwrap()
+            .filter(|e| {
+                let n = e.as_ref().unwrap().file_name();
+                let n = n.to_string_lossy();
+                n.ends_with(".part") || n.ends_with(".blocks")
+            })
+            .count();
+        assert_eq!(parts, 0);
+        fs::remove_dir_all(&root).unwrap();
     }
 }

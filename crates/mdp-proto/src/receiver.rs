@@ -85,6 +85,9 @@ pub enum ReceiverEvent {
         /// After a complete push, remove what the pushed directories hold
         /// beyond the manifest (the sender's `--delete`).
         delete: bool,
+        /// Bytes per full block (file block `b` starts at `b * block_bytes`):
+        /// what a store needs to keep interrupted files for resume.
+        block_bytes: u64,
     },
     /// A block with enough symbols: rebuild it with
     /// [`CompleteBlock::into_bytes`] (a Reed-Solomon decode when a source
@@ -297,6 +300,7 @@ struct Session {
     flushed: bool,
     timing: Timing,
     last_ts: Option<(u64, Instant)>,
+    /// When the sender was last heard (its datagrams only).
     last_heard: Instant,
     holdoff: HashMap<BlockKey, Instant>,
     nack_at: Option<Instant>,
@@ -306,6 +310,9 @@ struct Session {
     present_known: bool,
     /// Those files, as ranges `(first object, count)` for REGISTER.
     have: Vec<(u32, u32)>,
+    /// Blocks of files held in part ([`Receiver::handle_partial`]), as
+    /// `(object, first block, count)` for REGISTER.
+    have_blocks: Vec<(u32, u32, u32)>,
     registered_acked: bool,
     register_sent: Option<Instant>,
     complete: bool,
@@ -521,7 +528,21 @@ impl Receiver {
             }
             return;
         }
-        s.last_heard = now;
+        // Only the sender's datagrams show that the push is alive: receivers
+        // NACKing each other must not keep a session whose sender died.
+        let from_sender = !matches!(
+            packet,
+            Packet::Control {
+                message: Control::Nack(_)
+                    | Control::Register(_)
+                    | Control::Status(_)
+                    | Control::Congestion(_),
+                ..
+            }
+        );
+        if from_sender {
+            s.last_heard = now;
+        }
         match packet {
             Packet::Data { header, payload } => self.handle_data(now, &header, payload),
             Packet::Control { message, .. } => match message {
@@ -621,6 +642,7 @@ impl Receiver {
             recheck_at: None,
             present_known: false,
             have: Vec::new(),
+            have_blocks: Vec::new(),
             registered_acked: false,
             register_sent: None,
             complete: false,
@@ -667,22 +689,22 @@ impl Receiver {
             let echo = Self::echo(s, now);
             // All chunks of the have-list, each time: the sender counts us
             // as registered at the last one (`more == false`).
-            let chunks: Vec<&[(u32, u32)]> = if s.have.is_empty() {
-                vec![&[]]
-            } else {
-                s.have
-                    .chunks(wire::MAX_HAVE_RANGES)
-                    .take(MAX_HAVE_CHUNKS)
-                    .collect()
-            };
-            let last = chunks.len() - 1;
-            for (i, chunk) in chunks.into_iter().enumerate() {
+            let m = wire::MAX_HAVE_RANGES;
+            let chunks = s
+                .have
+                .len()
+                .div_ceil(m)
+                .max(s.have_blocks.len().div_ceil(m))
+                .clamp(1, MAX_HAVE_CHUNKS);
+            for i in 0..chunks {
+                let part = |len: usize| (i * m).min(len)..((i + 1) * m).min(len);
                 self.transmits.push_back(Control::Register(Register {
                     node: self.config.node,
                     name: self.config.name.clone(),
                     echo,
-                    have: chunk.to_vec(),
-                    more: i < last,
+                    have: s.have[part(s.have.len())].to_vec(),
+                    have_blocks: s.have_blocks[part(s.have_blocks.len())].to_vec(),
+                    more: i + 1 < chunks,
                 }));
             }
         }
@@ -988,9 +1010,63 @@ impl Receiver {
             session: s.id,
             manifest: Arc::new(manifest),
             delete: s.delete,
+            block_bytes: s.coding.block_k as u64 * s.coding.symbol_size as u64,
         });
         // Registration and empty files wait for handle_present.
         self.maybe_register(now);
+    }
+
+    /// Before [`Receiver::handle_present`]: the caller holds, from an
+    /// earlier push that was interrupted, these blocks of `object` already
+    /// written to its temporary file (`(first block, count)` ranges). They
+    /// are not received again, the registration tells the sender (which
+    /// skips blocks every receiver has), and a file whose blocks are all
+    /// held is complete at once ([`ReceiverEvent::ObjectComplete`]).
+    pub fn handle_partial(&mut self, now: Instant, object: ObjectId, blocks: &[(u32, u32)]) {
+        let Some(s) = &mut self.session else { return };
+        if !s.manifest_known || s.present_known || object.0 == 0 {
+            return;
+        }
+        let Some(obj) = s.objects.get_mut(object.0 as usize) else {
+            return;
+        };
+        if obj.state != ObjState::Receiving {
+            return;
+        }
+        let mut ranges: Vec<(u32, u32)> = blocks
+            .iter()
+            .filter(|(_, c)| *c > 0)
+            .map(|&(f, c)| (f.min(obj.blocks), f.saturating_add(c).min(obj.blocks)))
+            .filter(|(f, e)| f < e)
+            .collect();
+        ranges.sort_unstable();
+        let mut merged: Vec<(u32, u32)> = Vec::new();
+        for (f, e) in ranges {
+            match merged.last_mut() {
+                Some((_, end)) if f <= *end => *end = (*end).max(e),
+                _ => merged.push((f, e)),
+            }
+        }
+        for &(f, e) in &merged {
+            for b in f..e {
+                if !obj.is_done(b) {
+                    obj.set_done(b);
+                }
+            }
+        }
+        if s.have_blocks.last().is_some_and(|&(o, _, _)| o >= object.0) {
+            // Out of order: not reported (the blocks still count here).
+        } else {
+            s.have_blocks
+                .extend(merged.iter().map(|&(f, e)| (object.0, f, e - f)));
+        }
+        if obj.done_count == obj.blocks {
+            obj.state = ObjState::Delivered;
+            s.skip_finished_objects();
+            self.events
+                .push_back(ReceiverEvent::ObjectComplete { object });
+        }
+        self.maybe_arm_nack(now);
     }
 
     /// Answers [`ReceiverEvent::SessionStarted`]: `present` lists the files

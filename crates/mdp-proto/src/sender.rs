@@ -345,7 +345,10 @@ pub struct SenderStats {
     pub bytes_read: u64,
     /// Files not sent because every receiver already had them.
     pub files_skipped: u64,
-    /// Their bytes.
+    /// Blocks of other files not sent because every receiver already had
+    /// them (from an interrupted push).
+    pub blocks_skipped: u64,
+    /// Bytes of the skipped files and blocks.
     pub bytes_skipped: u64,
     /// Feedback dropped by authentication (bad tag, unsealed with a key,
     /// sealed without one).
@@ -382,6 +385,9 @@ struct Peer {
     /// Files it already holds, as ascending disjoint ranges
     /// `(first object, count)` (at most [`MAX_PEER_HAVE_RANGES`]).
     have: Vec<(u32, u32)>,
+    /// Blocks of files it holds in part: `(object, first block, count)`
+    /// (at most [`MAX_PEER_HAVE_RANGES`]).
+    have_blocks: Vec<(u32, u32, u32)>,
     state: PeerState,
     last_heard: Instant,
     verified: u32,
@@ -473,6 +479,9 @@ pub struct Sender {
     aborted: Option<String>,
     /// Per object: not sent, every receiver has it (index 0 unused).
     skip: Vec<bool>,
+    /// Per object held in part by every receiver: blocks not sent, as
+    /// ascending `(first, count)` ranges.
+    skip_blocks: HashMap<u32, Vec<(u32, u32)>>,
     /// With a key: the sealer, the counters seen per receiver, and the
     /// latest `now` (for the sealer's clock).
     sealer: Option<Sealer>,
@@ -550,6 +559,7 @@ impl Sender {
             manifest_bytes,
             manifest_hash,
             skip: vec![false; sizes.len()],
+            skip_blocks: HashMap::new(),
             sealer: config.auth.as_ref().map(|a| Sealer::new(a.key.clone())),
             replay: HashMap::new(),
             now_hint: now,
@@ -696,6 +706,13 @@ impl Sender {
                     if self.phase == Phase::Announcing {
                         p.have = union_ranges(&p.have, &r.have);
                         p.have.truncate(MAX_PEER_HAVE_RANGES);
+                        for b in r.have_blocks {
+                            if p.have_blocks.len() < MAX_PEER_HAVE_RANGES
+                                && !p.have_blocks.contains(&b)
+                            {
+                                p.have_blocks.push(b);
+                            }
+                        }
                     }
                 }
             }
@@ -843,6 +860,7 @@ impl Sender {
                 name: name.to_string(),
                 registered: registers,
                 have: Vec::new(),
+                have_blocks: Vec::new(),
                 state: PeerState::Active,
                 last_heard: now,
                 verified: 0,
@@ -996,6 +1014,7 @@ impl Sender {
             if enough || now >= self.data_start_deadline {
                 self.phase = Phase::Sending;
                 self.plan_skips();
+                self.plan_block_skips();
                 // Announce at once: receivers learn the final group size.
                 self.next_announce = now;
                 self.events.push_back(SenderEvent::DataStarted);
@@ -1299,6 +1318,7 @@ impl Sender {
             self.sizes.len()
         };
         while wanted.len() < self.config.readahead_blocks && (o as usize) < end {
+            b = self.unskipped_from(o, b);
             if b >= self.blocks_to_send(o) {
                 o += 1;
                 b = 0;
@@ -1633,9 +1653,84 @@ impl Sender {
         }
     }
 
+    /// The first block of `o` at or after `b` that is not skipped.
+    fn unskipped_from(&self, o: u32, b: u32) -> u32 {
+        let Some(ranges) = self.skip_blocks.get(&o) else {
+            return b;
+        };
+        let mut b = b;
+        for &(first, count) in ranges {
+            if b >= first && b < first + count {
+                b = first + count;
+            }
+        }
+        b
+    }
+
+    /// Block-level skips: the blocks of files that every registered
+    /// receiver holds in part (from an interrupted push) are not sent.
+    fn plan_block_skips(&mut self) {
+        let held = |p: &Peer, o: u32, blocks: u32| -> Vec<(u32, u32)> {
+            if p.state == PeerState::Confirmed || in_ranges(&p.have, o) {
+                return vec![(0, blocks)];
+            }
+            p.have_blocks
+                .iter()
+                .filter(|(obj, _, _)| *obj == o)
+                .map(|&(_, f, c)| (f, c))
+                .collect()
+        };
+        let peers: Vec<&Peer> = self
+            .peers
+            .values()
+            .filter(|p| p.registered && matches!(p.state, PeerState::Active | PeerState::Confirmed))
+            .collect();
+        if peers.is_empty() || peers.len() != self.peers.len() {
+            return;
+        }
+        let mut candidates: Vec<u32> = peers
+            .iter()
+            .flat_map(|p| p.have_blocks.iter().map(|&(o, _, _)| o))
+            .filter(|&o| (o as usize) < self.sizes.len() && !self.skip[o as usize])
+            .collect();
+        candidates.sort_unstable();
+        candidates.dedup();
+        for o in candidates {
+            let blocks = self.coding.block_count(self.sizes[o as usize]);
+            let mut common = union_ranges(&held(peers[0], o, blocks), &[]);
+            for p in &peers[1..] {
+                common = intersect_ranges(&common, &union_ranges(&held(p, o, blocks), &[]));
+            }
+            let common: Vec<(u32, u32)> = common
+                .into_iter()
+                .filter(|&(f, _)| f < blocks)
+                .map(|(f, c)| (f, c.min(blocks - f)))
+                .collect();
+            if common.is_empty() {
+                continue;
+            }
+            for &(f, c) in &common {
+                self.stats.blocks_skipped += c as u64;
+                for b in f..f + c {
+                    self.stats.bytes_skipped += self
+                        .coding
+                        .block_len(self.sizes[o as usize], BlockNumber(b))
+                        as u64;
+                }
+            }
+            self.skip_blocks.insert(o, common);
+        }
+    }
+
     fn skip_empty_objects(&mut self) {
         while self.phase == Phase::Sending && (self.cursor.object as usize) < self.sizes.len() {
-            if self.cursor.block < self.blocks_to_send(self.cursor.object) {
+            let o = self.cursor.object;
+            let b = self.unskipped_from(o, self.cursor.block);
+            if b != self.cursor.block {
+                self.cursor.block = b;
+                self.cursor.esi = 0;
+            }
+            if self.cursor.block < self.blocks_to_send(o) {
                 return;
             }
             self.cursor = Cursor {
@@ -1809,6 +1904,15 @@ fn union_ranges(a: &[(u32, u32)], b: &[(u32, u32)]) -> Vec<(u32, u32)> {
     out.into_iter()
         .map(|(s, e)| (s as u32, (e - s).min(u32::MAX as u64) as u32))
         .collect()
+}
+
+/// True when `o` lies in one of the ascending disjoint ranges.
+fn in_ranges(ranges: &[(u32, u32)], o: u32) -> bool {
+    let i = ranges.partition_point(|&(f, _)| f <= o);
+    i > 0 && {
+        let (f, c) = ranges[i - 1];
+        (o as u64) < f as u64 + c as u64
+    }
 }
 
 /// The intersection of two lists of ascending disjoint ranges.

@@ -231,6 +231,10 @@ pub struct Register {
     /// BLAKE3 hash): ranges `(first object, count)`, ascending and
     /// disjoint. A receiver with more ranges sends several REGISTERs.
     pub have: Vec<(u32, u32)>,
+    /// Blocks of files the receiver holds in part (from an earlier,
+    /// interrupted push of the same file): `(object, first block, count)`,
+    /// ascending and disjoint.
+    pub have_blocks: Vec<(u32, u32, u32)>,
     /// True when more REGISTERs with further `have` ranges follow: the
     /// sender counts the receiver as registered at the one without it.
     pub more: bool,
@@ -506,6 +510,15 @@ fn validate(message: &Control) -> Result<(), WireError> {
                     "have ranges must be ascending and disjoint",
                 )?;
                 next = first as u64 + count as u64;
+            }
+            check(r.have_blocks.len() <= MAX_HAVE_RANGES, "have_blocks")?;
+            let mut next = (1u64, 0u64);
+            for &(object, first, count) in &r.have_blocks {
+                check(
+                    (object as u64, first as u64) >= next && count > 0 && object > 0,
+                    "have_blocks ranges must be ascending and disjoint",
+                )?;
+                next = (object as u64, first as u64 + count as u64);
             }
             Ok(())
         }

@@ -103,6 +103,12 @@ pub struct SimConfig {
     /// datagram of the sender is also delivered with one byte changed, and
     /// again (a replay) 50 ms later.
     pub tamper: f64,
+    /// The sender is killed (stops dead, says nothing) at the first time
+    /// and the same push is started again, as a new session, at the
+    /// second. Receivers then run as services: a finished session is
+    /// followed by a fresh state machine that keeps the files placed and
+    /// the blocks written so far (as the store keeps them for resume).
+    pub sender_crash: Option<(Duration, Duration)>,
     /// Virtual time after which the run is abandoned.
     pub max_time: Duration,
 }
@@ -133,6 +139,7 @@ impl SimConfig {
             sender_key: None,
             receiver_clock_ahead: Duration::ZERO,
             tamper: 0.0,
+            sender_crash: None,
             max_time: Duration::from_secs(300),
         }
     }
@@ -224,6 +231,8 @@ pub struct ReceiverResult {
     pub stats: ReceiverStats,
     /// Its fate.
     pub fate: Fate,
+    /// Every session's outcome, in order (several with `sender_crash`).
+    pub outcomes: Vec<SessionOutcome>,
     /// Its node id.
     pub node: mdp_proto::NodeId,
 }
@@ -277,6 +286,13 @@ struct SimReceiver {
     objects: HashMap<ObjectId, (String, [u8; 32])>,
     buffers: HashMap<ObjectId, Vec<u8>>,
     verified: HashMap<String, Vec<u8>>,
+    /// Blocks written this session, per file object.
+    written: HashMap<ObjectId, std::collections::BTreeSet<u32>>,
+    /// Incomplete files of earlier sessions, by content hash: their bytes
+    /// and the blocks written (what the store keeps for resume).
+    partials: HashMap<[u8; 32], (Vec<u8>, std::collections::BTreeSet<u32>)>,
+    /// Every session's outcome, in order.
+    outcomes: Vec<SessionOutcome>,
     outcome: Option<SessionOutcome>,
     timeout: Option<Instant>,
 }
@@ -295,6 +311,13 @@ pub struct World {
     sender_timeout: Option<Instant>,
     sender_end: Option<Instant>,
     receivers: Vec<SimReceiver>,
+    /// The settings each receiver's state machine was made with.
+    receiver_configs: Vec<ReceiverConfig>,
+    /// The sender's settings (for a restart after `sender_crash`).
+    sender_config: mdp_proto::SenderConfig,
+    sender_alive: bool,
+    /// 0: no crash yet, 1: crashed, 2: restarted.
+    crash_stage: u8,
     lost_blocks: HashSet<(u32, u32)>,
     buf: Vec<u8>,
     codec: Codec,
@@ -316,8 +339,9 @@ impl World {
         let sender_key = config.sender_key.clone().unwrap_or(config.key.clone());
         sender_config.auth =
             sender_key.map(|k| mdp_proto::auth::AuthConfig::new(k, start, UNIX_AT_START_US));
-        let sender = Sender::new(sender_config, content.manifest.clone(), start)
+        let sender = Sender::new(sender_config.clone(), content.manifest.clone(), start)
             .expect("valid simulation settings");
+        let mut receiver_configs = Vec::new();
         let mut rng = SimRng::new(config.seed);
         let receivers = (0..config.receivers)
             .map(|i| {
@@ -332,6 +356,7 @@ impl World {
                     mdp_proto::auth::AuthConfig::new(k, start, UNIX_AT_START_US + ahead)
                 });
                 let fate = config.fates.get(i).copied().unwrap_or_default();
+                receiver_configs.push(rc.clone());
                 SimReceiver {
                     machine: Receiver::new(rc),
                     fate,
@@ -340,12 +365,19 @@ impl World {
                     objects: HashMap::new(),
                     buffers: HashMap::new(),
                     verified: config.preexisting.get(i).cloned().unwrap_or_default(),
+                    written: HashMap::new(),
+                    partials: HashMap::new(),
+                    outcomes: Vec::new(),
                     outcome: None,
                     timeout: None,
                 }
             })
             .collect();
         World {
+            sender_config,
+            sender_alive: true,
+            crash_stage: 0,
+            receiver_configs,
             config,
             content,
             rng,
@@ -508,8 +540,19 @@ impl World {
                             present.push(id);
                             continue;
                         }
-                        r.buffers.insert(id, vec![0; size as usize]);
                         r.objects.insert(id, (e.path.clone(), hash));
+                        // An earlier, interrupted push of the same file.
+                        match r.partials.remove(&hash) {
+                            Some((data, blocks)) if data.len() == size as usize => {
+                                let ranges = to_ranges(&blocks);
+                                r.buffers.insert(id, data);
+                                r.written.insert(id, blocks);
+                                r.machine.handle_partial(now, id, &ranges);
+                            }
+                            _ => {
+                                r.buffers.insert(id, vec![0; size as usize]);
+                            }
+                        }
                     }
                 }
                 r.machine.handle_present(now, &present);
@@ -522,13 +565,20 @@ impl World {
                 let data = block
                     .into_bytes(&mut self.codec)
                     .expect("k distinct symbols decode");
+                let block_bytes =
+                    self.config.sender.block_k as u64 * self.config.sender.symbol_size as u64;
                 let r = &mut self.receivers[i];
                 let f = r.buffers.get_mut(&object).expect("object of the manifest");
                 f[offset as usize..offset as usize + data.len()].copy_from_slice(&data);
+                r.written
+                    .entry(object)
+                    .or_default()
+                    .insert((offset / block_bytes) as u32);
             }
             ReceiverEvent::ObjectComplete { object } => {
                 let (path, hash) = r.objects[&object].clone();
                 let data = r.buffers.remove(&object).unwrap_or_default();
+                r.written.remove(&object);
                 let ok = *blake3::hash(&data).as_bytes() == hash;
                 if ok {
                     r.verified.insert(path, data);
@@ -540,8 +590,36 @@ impl World {
                 };
                 r.machine.handle_object_verified(now, object, result);
             }
-            ReceiverEvent::Finished(outcome) => r.outcome = Some(outcome),
+            ReceiverEvent::Finished(outcome) => {
+                r.outcomes.push(outcome.clone());
+                r.outcome = Some(outcome);
+                if self.config.sender_crash.is_some() {
+                    self.restart_receiver(i);
+                }
+            }
         }
+    }
+
+    /// Service mode: keeps what the finished session left (placed files,
+    /// written blocks of the others) and starts a fresh state machine.
+    fn restart_receiver(&mut self, i: usize) {
+        let r = &mut self.receivers[i];
+        for (id, data) in std::mem::take(&mut r.buffers) {
+            let blocks = r.written.remove(&id).unwrap_or_default();
+            if let Some((_, hash)) = r.objects.get(&id) {
+                if !blocks.is_empty() {
+                    r.partials.insert(*hash, (data, blocks));
+                }
+            }
+        }
+        r.written.clear();
+        r.objects.clear();
+        let mut config = self.receiver_configs[i].clone();
+        if let Some(o) = &r.outcome {
+            config.ignore_sessions.push(o.session);
+        }
+        self.receiver_configs[i] = config.clone();
+        r.machine = Receiver::new(config);
     }
 
     fn next_time(&self) -> Option<Instant> {
@@ -551,7 +629,16 @@ impl World {
                 t = Some(t.map_or(x, |t: Instant| t.min(x)));
             }
         };
-        consider(self.sender_timeout);
+        if self.sender_alive {
+            consider(self.sender_timeout);
+        }
+        if let Some((crash, restart)) = self.config.sender_crash {
+            match self.crash_stage {
+                0 => consider(Some(self.start + crash)),
+                1 => consider(Some(self.start + restart)),
+                _ => {}
+            }
+        }
         for r in &self.receivers {
             if !r.alive {
                 continue;
@@ -596,6 +683,22 @@ impl World {
             );
             self.now = self.now.max(next);
             let now = self.now;
+            // The sender's crash and restart.
+            if let Some((crash, restart)) = self.config.sender_crash {
+                if self.crash_stage == 0 && now >= self.start + crash {
+                    self.crash_stage = 1;
+                    self.sender_alive = false;
+                } else if self.crash_stage == 1 && now >= self.start + restart {
+                    self.crash_stage = 2;
+                    let mut c = self.sender_config.clone();
+                    c.session = mdp_proto::SessionId(c.session.0 + 1);
+                    self.sender = Sender::new(c, self.content.manifest.clone(), now)
+                        .expect("valid simulation settings");
+                    self.sender_alive = true;
+                    self.sender_end = None;
+                    self.drain_sender();
+                }
+            }
             // Fates first.
             for i in 0..self.receivers.len() {
                 let r = &mut self.receivers[i];
@@ -614,8 +717,10 @@ impl World {
                 let d = self.in_flight.remove(&seq).expect("queued datagram");
                 match to {
                     Node::Sender => {
-                        self.sender.handle_datagram(now, &d);
-                        self.drain_sender();
+                        if self.sender_alive {
+                            self.sender.handle_datagram(now, &d);
+                            self.drain_sender();
+                        }
                     }
                     Node::Receiver(i) => {
                         let r = &mut self.receivers[i];
@@ -627,7 +732,7 @@ impl World {
                 }
             }
             // Timers due now.
-            if self.sender_timeout.is_some_and(|t| t <= now) {
+            if self.sender_alive && self.sender_timeout.is_some_and(|t| t <= now) {
                 self.sender.handle_timeout(now);
                 self.drain_sender();
             }
@@ -661,8 +766,21 @@ impl World {
                     outcome: r.outcome,
                     stats: r.machine.stats(),
                     fate: r.fate,
+                    outcomes: r.outcomes,
                 })
                 .collect(),
         }
     }
+}
+
+/// Ascending block numbers as `(first, count)` ranges.
+fn to_ranges(blocks: &std::collections::BTreeSet<u32>) -> Vec<(u32, u32)> {
+    let mut out: Vec<(u32, u32)> = Vec::new();
+    for &b in blocks {
+        match out.last_mut() {
+            Some((f, c)) if *f + *c == b => *c += 1,
+            _ => out.push((b, 1)),
+        }
+    }
+    out
 }

@@ -355,3 +355,61 @@ fn a_sender_with_another_key_is_refused() {
         assert!(rx.stats.auth_failed > 0);
     }
 }
+
+#[test]
+fn a_sender_killed_mid_push_then_rerun_sends_only_the_missing_blocks() {
+    let mut all = HashMap::new();
+    all.insert("big.bin".to_string(), Content::random_bytes(8 << 20, 14));
+    all.insert("etc/a.conf".to_string(), Content::random_bytes(2000, 15));
+    let content = Content::new(
+        &["etc"],
+        vec![
+            ("big.bin".into(), all["big.bin"].clone()),
+            ("etc/a.conf".into(), all["etc/a.conf"].clone()),
+        ],
+    );
+    let mut c = SimConfig::new(3, 514);
+    c.loss_independent = 0.01;
+    // 8 MiB at 200 Mbit/s take ~340 ms: killed at 150 ms, so about 40 % of
+    // big.bin is in the receivers' temporary files. Rerun at 2.5 s (the
+    // receivers give the silent push up when the new one is announced).
+    c.sender_crash = Some((Duration::from_millis(150), Duration::from_millis(2500)));
+    let r = World::new(c, content.clone()).run();
+    let report = r.report.expect("the rerun finished");
+    assert!(report.success, "{:?}", report.problem);
+    let s = report.stats;
+    println!(
+        "rerun: {} blocks skipped, {} of {} bytes read",
+        s.blocks_skipped,
+        s.bytes_read,
+        content.total_bytes()
+    );
+    assert!(
+        s.blocks_skipped >= 5,
+        "blocks every receiver had were not sent again: {s:?}"
+    );
+    assert!(
+        s.bytes_read < 6 << 20,
+        "the rerun read {} of 8 MiB",
+        s.bytes_read
+    );
+    for (i, rx) in r.receivers.iter().enumerate() {
+        assert_holds(&rx.files, &all, &format!("r{i}"));
+        assert_eq!(rx.outcomes.len(), 2, "r{i}: two sessions");
+        assert!(!rx.outcomes[0].complete);
+        assert!(
+            rx.outcomes[0]
+                .problem
+                .as_deref()
+                .unwrap()
+                .contains("another push began"),
+            "{:?}",
+            rx.outcomes[0].problem
+        );
+        assert!(
+            rx.outcomes[1].complete,
+            "r{i}: {:?}",
+            rx.outcomes[1].problem
+        );
+    }
+}
