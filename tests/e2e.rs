@@ -165,6 +165,8 @@ fn start_receivers(base: &Path, names: &[&str]) -> Vec<Child> {
 fn sender(args: &[&str], paths: &[PathBuf]) -> Command {
     let mut c = Command::new(SEND);
     c.arg("--json").args(args).args(paths);
+    // Its hash cache goes to the test's temporary area, not ~/.cache.
+    c.env("XDG_CACHE_HOME", std::env::temp_dir().join("mdp-e2e-cache"));
     c
 }
 

@@ -46,6 +46,12 @@ pub struct Args {
     #[arg(required_unless_present = "gen_key", value_name = "PATH")]
     paths: Vec<PathBuf>,
 
+    /// Hash every file again instead of trusting the hashes remembered
+    /// for files unchanged since the last push (device, inode, size, mtime
+    /// and ctime equal; kept in ~/.cache/mdp/send-hashes).
+    #[arg(long)]
+    no_hash_cache: bool,
+
     /// Write a new random key to FILE (mode 0600) for --key-file, and exit.
     #[arg(long, value_name = "FILE", exclusive = true)]
     gen_key: Option<PathBuf>,
@@ -167,7 +173,11 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
 
     let started = Instant::now();
     tracing::info!("reading and hashing what to push");
-    let source = mdp_net::scan::scan(&args.paths)?;
+    let mut cache = match (args.no_hash_cache, hash_cache_file()) {
+        (false, Some(f)) => mdp_net::stamp::HashCache::load(f, Duration::from_secs(2)),
+        _ => mdp_net::stamp::HashCache::disabled(),
+    };
+    let source = mdp_net::scan::scan_cached(&args.paths, &mut cache)?;
     for (p, why) in &source.skipped {
         tracing::warn!("skipping {}: {why}", p.display());
     }
@@ -222,6 +232,16 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
         print!("{}", json.text());
     }
     Ok(code)
+}
+
+/// Where the sender remembers file hashes: `$XDG_CACHE_HOME/mdp` or
+/// `~/.cache/mdp`.
+fn hash_cache_file() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("mdp").join("send-hashes"))
 }
 
 /// The names of `--expect` and `--expect-file`, without duplicates.

@@ -18,6 +18,7 @@ pub mod recv;
 pub mod scan;
 pub mod send;
 pub mod socket;
+pub mod stamp;
 pub mod store;
 #[allow(unsafe_code)]
 pub mod udp;

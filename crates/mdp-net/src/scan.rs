@@ -5,6 +5,7 @@
 //! special files are skipped and reported. Each file is hashed (BLAKE3) here,
 //! before anything is sent.
 
+use crate::stamp::HashCache;
 use mdp_proto::{Entry, EntryKind, Manifest};
 use std::fs;
 use std::io::{self, Read};
@@ -90,6 +91,12 @@ pub fn hash_file(path: &Path) -> io::Result<([u8; 32], u64)> {
 
 /// Walks `paths` and hashes every file.
 pub fn scan(paths: &[PathBuf]) -> Result<Source, ScanError> {
+    scan_cached(paths, &mut HashCache::disabled())
+}
+
+/// [`scan`], taking the hash of a file unchanged since it was last hashed
+/// from `cache` (and remembering the others there).
+pub fn scan_cached(paths: &[PathBuf], cache: &mut HashCache) -> Result<Source, ScanError> {
     let mut src = Source {
         manifest: Manifest::default(),
         files: Vec::new(),
@@ -107,18 +114,34 @@ pub fn scan(paths: &[PathBuf]) -> Result<Source, ScanError> {
         if !top.insert(name.clone()) {
             return Err(ScanError::Duplicate(name));
         }
-        add(&mut src, &abs, name)?;
+        add(&mut src, cache, &abs, name)?;
     }
+    cache.save();
     Ok(src)
 }
 
-fn add(src: &mut Source, path: &Path, rel: String) -> Result<(), ScanError> {
+fn add(src: &mut Source, cache: &mut HashCache, path: &Path, rel: String) -> Result<(), ScanError> {
     let md = fs::symlink_metadata(path).map_err(io_err(path))?;
     let ft = md.file_type();
     if ft.is_symlink() {
         src.skipped.push((path.to_path_buf(), "symbolic link"));
     } else if ft.is_file() {
-        let (hash, size) = hash_file(path).map_err(io_err(path))?;
+        let key = path.to_string_lossy();
+        let (hash, size) = match cache.hash_of(&key, &md) {
+            Some(h) => (h, md.len()),
+            None => {
+                let (h, size) = hash_file(path).map_err(io_err(path))?;
+                // Only when nothing changed while it was read.
+                if fs::symlink_metadata(path).is_ok_and(|now| {
+                    now.len() == size
+                        && now.ctime() == md.ctime()
+                        && now.ctime_nsec() == md.ctime_nsec()
+                }) {
+                    cache.remember(&key, &md, h);
+                }
+                (h, size)
+            }
+        };
         src.manifest
             .entries
             .push(entry(rel, EntryKind::File { size, hash }, &md));
@@ -138,7 +161,7 @@ fn add(src: &mut Source, path: &Path, rel: String) -> Result<(), ScanError> {
                 src.skipped.push((cp, "name is not UTF-8"));
                 continue;
             };
-            add(src, &cp, format!("{rel}/{name}"))?;
+            add(src, cache, &cp, format!("{rel}/{name}"))?;
         }
     } else {
         src.skipped

@@ -25,6 +25,7 @@
 //! is a symbolic link or not a directory stops the write, so nothing lands
 //! outside `DIR`. Set-user-id, set-group-id and sticky bits are never applied.
 
+use crate::stamp::HashCache;
 use mdp_proto::wire::FailReason;
 use mdp_proto::{Entry, EntryKind, Manifest, ObjectId, SessionId};
 use std::collections::HashMap;
@@ -66,37 +67,6 @@ fn bit_ranges(bits: &[u64], n: u32) -> Vec<(u32, u32)> {
 
 /// Name of the index of checked files, inside [`TMP_DIR`].
 const INDEX_FILE: &str = "index";
-
-/// Most entries the index keeps (the oldest are forgotten first).
-const MAX_INDEX_ENTRIES: usize = 4_000_000;
-
-/// What the index remembers of a file in place.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-struct Stamp {
-    size: u64,
-    ino: u64,
-    mtime: (i64, i64),
-    ctime: (i64, i64),
-    hash: [u8; 32],
-}
-
-impl Stamp {
-    fn of(md: &fs::Metadata, hash: [u8; 32]) -> Stamp {
-        use std::os::unix::fs::MetadataExt;
-        Stamp {
-            size: md.len(),
-            ino: md.ino(),
-            mtime: (md.mtime(), md.mtime_nsec()),
-            ctime: (md.ctime(), md.ctime_nsec()),
-            hash,
-        }
-    }
-
-    /// True when `md` describes the same, unchanged file.
-    fn matches(&self, md: &fs::Metadata) -> bool {
-        Stamp::of(md, self.hash) == *self
-    }
-}
 
 /// Most temporary files a store keeps open at once. Files are created on
 /// their first write and reopened (never truncated again) when needed, so a
@@ -156,8 +126,7 @@ pub struct Store {
     files: HashMap<ObjectId, TempFile>,
     handles: HashMap<ObjectId, File>,
     /// Path → stamp of files placed or checked (see the module docs).
-    index: HashMap<String, Stamp>,
-    index_dirty: bool,
+    index: HashCache,
     /// Bytes per full block of the current session (block numbers of
     /// writes are `offset / block_bytes`).
     block_bytes: u64,
@@ -222,12 +191,9 @@ impl Store {
         fs::create_dir_all(root)?;
         let root = fs::canonicalize(root)?;
         let tmp = safe_dirs(&root, std::iter::once(TMP_DIR))?;
-        // A missing or unreadable index only costs hashing again.
-        let index = fs::read(tmp.join(INDEX_FILE))
-            .ok()
-            .and_then(|b| postcard::from_bytes::<Vec<(String, Stamp)>>(&b).ok())
-            .map(|v| v.into_iter().collect())
-            .unwrap_or_default();
+        // A missing or unreadable index only costs hashing again. The files
+        // it describes were written by this store: no settling time needed.
+        let index = HashCache::load(tmp.join(INDEX_FILE), Duration::ZERO);
         Ok(Store {
             root,
             tmp,
@@ -236,7 +202,6 @@ impl Store {
             files: HashMap::new(),
             handles: HashMap::new(),
             index,
-            index_dirty: false,
             block_bytes: 0,
             keep_partial: DEFAULT_KEEP_PARTIAL,
         })
@@ -321,11 +286,7 @@ impl Store {
             if md.len() != size {
                 continue;
             }
-            let known = self
-                .index
-                .get(&e.path)
-                .filter(|st| st.matches(&md))
-                .map(|st| st.hash);
+            let known = self.index.hash_of(&e.path, &md);
             let got = match known {
                 Some(h) => h,
                 None => match File::open(&p).and_then(|f| hash_open(&f)) {
@@ -349,44 +310,19 @@ impl Store {
                 }
             }
             if let Ok(md) = fs::symlink_metadata(&p) {
-                self.remember(&e.path, Stamp::of(&md, hash));
+                self.index.remember(&e.path, &md, hash);
             }
             out.push(id);
         }
-        self.save_index();
+        self.index.save();
         out
-    }
-
-    fn remember(&mut self, path: &str, stamp: Stamp) {
-        if self.index.get(path) != Some(&stamp) {
-            if self.index.len() >= MAX_INDEX_ENTRIES {
-                self.index.clear();
-            }
-            self.index.insert(path.to_string(), stamp);
-            self.index_dirty = true;
-        }
-    }
-
-    /// Writes the index (atomically) when it changed.
-    fn save_index(&mut self) {
-        if !self.index_dirty {
-            return;
-        }
-        let entries: Vec<(&String, &Stamp)> = self.index.iter().collect();
-        let Ok(bytes) = postcard::to_stdvec(&entries) else {
-            return;
-        };
-        let tmp = self.tmp.join(format!("{INDEX_FILE}.new"));
-        if fs::write(&tmp, bytes).is_ok() && fs::rename(&tmp, self.tmp.join(INDEX_FILE)).is_ok() {
-            self.index_dirty = false;
-        }
     }
 
     /// Records a file [`Written::verify_and_place`] placed, so that the next
     /// push finds it without hashing it again.
     pub fn placed(&mut self, path: &str, hash: [u8; 32]) {
         if let Some((_, md)) = self.existing_file(path) {
-            self.remember(path, Stamp::of(&md, hash));
+            self.index.remember(path, &md, hash);
         }
     }
 
@@ -589,7 +525,7 @@ impl Store {
     /// Ends the session: applies directory modes and mtimes (deepest
     /// first) and removes what is left of the temporary files.
     pub fn finish(&mut self) {
-        self.save_index();
+        self.index.save();
         let mut dirs: Vec<_> = self
             .manifest
             .entries
