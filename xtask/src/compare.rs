@@ -17,16 +17,16 @@ const HUB: &str = "mdpb-hub";
 /// Longest a single run may take before it is killed and marked failed.
 const RUN_LIMIT: Duration = Duration::from_secs(90);
 
-fn host(i: usize) -> String {
+pub fn host(i: usize) -> String {
     // 0 is the sender, 1.. the receivers.
     format!("mdpb-h{i}")
 }
 
-fn ip(i: usize) -> String {
+pub fn ip(i: usize) -> String {
     format!("10.77.0.{}", i + 1)
 }
 
-fn sh(args: &[&str]) -> Result<()> {
+pub fn sh(args: &[&str]) -> Result<()> {
     let out = Command::new(args[0]).args(&args[1..]).output()?;
     if !out.status.success() {
         bail!(
@@ -38,7 +38,7 @@ fn sh(args: &[&str]) -> Result<()> {
     Ok(())
 }
 
-fn in_ns(ns: &str, args: &[&str]) -> Result<()> {
+pub fn in_ns(ns: &str, args: &[&str]) -> Result<()> {
     let mut v = vec!["ip", "netns", "exec", ns];
     v.extend_from_slice(args);
     sh(&v)
@@ -126,6 +126,20 @@ impl Net {
             return Ok(());
         }
         in_ns(&h, &["nft", "add", "table", "inet", "mdpb"])?;
+        // numgen cannot express "all": 100 % is a plain drop rule.
+        let rule: Vec<String> = if percent >= 100 {
+            ["meta", "l4proto", "udp", "drop"]
+                .map(String::from)
+                .to_vec()
+        } else {
+            let threshold = (percent * 10).to_string();
+            [
+                "meta", "l4proto", "udp", "numgen", "random", "mod", "1000", "<", &threshold,
+                "drop",
+            ]
+            .map(String::from)
+            .to_vec()
+        };
         in_ns(
             &h,
             &[
@@ -138,27 +152,9 @@ impl Net {
                 "{ type filter hook input priority 0 ; }",
             ],
         )?;
-        in_ns(
-            &h,
-            &[
-                "nft",
-                "add",
-                "rule",
-                "inet",
-                "mdpb",
-                "input",
-                "meta",
-                "l4proto",
-                "udp",
-                "numgen",
-                "random",
-                "mod",
-                "1000",
-                "<",
-                &(percent * 10).to_string(),
-                "drop",
-            ],
-        )
+        let mut args = vec!["nft", "add", "rule", "inet", "mdpb", "input"];
+        args.extend(rule.iter().map(String::as_str));
+        in_ns(&h, &args)
     }
 
     /// Limits the bridge port towards receiver `i` to `mbit` (0: no limit).
@@ -277,7 +273,7 @@ fn argv(words: &[&str]) -> Vec<String> {
     words.iter().map(|w| w.to_string()).collect()
 }
 
-fn wait_limit(c: &mut Child, until: Instant) -> bool {
+pub fn wait_limit(c: &mut Child, until: Instant) -> bool {
     loop {
         match c.try_wait() {
             Ok(Some(s)) => return s.success(),
@@ -556,24 +552,38 @@ pub fn render(rows: &[Row]) -> (String, serde_json::Value) {
 
 /// Installs what the comparison needs from Debian's packages.
 pub fn ensure_tools() -> Result<()> {
-    let missing: Vec<&str> = [
+    install_missing(&[
         ("udp-sender", "udpcast"),
         ("uftp", "uftp"),
         ("ethtool", "ethtool"),
         ("nft", "nftables"),
         ("tc", "iproute2"),
-    ]
-    .iter()
-    .filter(|(bin, _)| {
-        !Command::new("sh")
-            .args(["-c", &format!("command -v {bin}")])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    })
-    .map(|(_, pkg)| *pkg)
-    .chain((!Path::new("/usr/bin/time").exists()).then_some("time"))
-    .collect();
+    ])
+}
+
+/// Installs what the namespaced network needs (the fault suite).
+pub fn ensure_netns_tools() -> Result<()> {
+    install_missing(&[
+        ("ethtool", "ethtool"),
+        ("nft", "nftables"),
+        ("tc", "iproute2"),
+    ])
+}
+
+/// Installs the Debian packages of the commands that are missing.
+fn install_missing(tools: &[(&str, &str)]) -> Result<()> {
+    let missing: Vec<&str> = tools
+        .iter()
+        .filter(|(bin, _)| {
+            !Command::new("sh")
+                .args(["-c", &format!("command -v {bin}")])
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+        .map(|(_, pkg)| *pkg)
+        .chain((!Path::new("/usr/bin/time").exists()).then_some("time"))
+        .collect();
     if missing.is_empty() {
         return Ok(());
     }

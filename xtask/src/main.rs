@@ -1,17 +1,21 @@
 //! Project tasks.
 //!
-//! - `cargo xtask ci`: every gate CI runs: fmt, clippy, tests, docs, benches compile.
+//! - `cargo xtask ci`: every gate CI runs: fmt, clippy, tests, a seed sweep,
+//!   the fault suite (as root), docs, benches compile.
 //! - `cargo xtask demo`: builds the binaries and pushes a generated tree to
 //!   four receivers over loopback multicast, then checks their copies.
 //! - `cargo xtask bench`: FEC throughput and end-to-end loopback goodput.
 //! - `cargo xtask sim [--seeds N]`: a long seed sweep of simulated pushes.
 //! - `cargo xtask dist`: release binaries, man pages and shell completions.
+//! - `cargo xtask netns`: the fault suite (loss, outage, slow link, killed
+//!   and restarted processes, a full disk) between network namespaces.
 //!
 //! The demo and the benchmark run inside a private network namespace when
 //! they can (root and `unshare -n`), so no datagram can leave the machine;
 //! otherwise on the host's loopback interface, pinned to 127.0.0.1.
 
 mod compare;
+mod faults;
 
 use anyhow::{bail, Context, Result};
 use mdp_sim::{netns, Content};
@@ -30,8 +34,9 @@ fn main() {
         Some("bench") => bench(&args[1..]),
         Some("sim") => sim(&args[1..]),
         Some("dist") => dist(),
+        Some("netns") => netns_suite(),
         _ => {
-            eprintln!("usage: cargo xtask <ci|demo|bench|sim>\n  ci                fmt, clippy, tests, a short seed sweep, docs (what CI runs)\n  demo              a real push over loopback multicast to four receivers\n  bench             FEC throughput and loopback goodput, as a table\n  sim [--seeds N]   simulate N pushes with random settings (default 1000)\n  dist              release binaries, man pages and shell completions in target/dist");
+            eprintln!("usage: cargo xtask <ci|demo|bench|sim>\n  ci                fmt, clippy, tests, a short seed sweep, docs (what CI runs)\n  demo              a real push over loopback multicast to four receivers\n  bench             FEC throughput and loopback goodput, as a table\n  sim [--seeds N]   simulate N pushes with random settings (default 1000)\n  netns             the fault suite: real binaries between network namespaces (root)\n  dist              release binaries, man pages and shell completions in target/dist");
             std::process::exit(2);
         }
     };
@@ -85,6 +90,8 @@ fn ci() -> Result<()> {
     )?;
     let (passed, failed) = run_tests()?;
     sweep("60", false)?;
+    // The fault suite needs root (namespaces, nftables, a tmpfs mount).
+    netns_suite()?;
     run(
         "cargo doc",
         cargo()
@@ -331,6 +338,17 @@ fn dist() -> Result<()> {
 }
 
 /// mdp, udpcast and UFTP side by side between network namespaces.
+/// `cargo xtask netns`: skipped, with a message, without root.
+fn netns_suite() -> Result<()> {
+    if !netns::available() {
+        eprintln!("skipping the fault suite: it needs root (network namespaces, nftables, tc, a tmpfs mount)");
+        return Ok(());
+    }
+    compare::ensure_netns_tools()?;
+    let bin = build_release()?;
+    faults::run(&bin)
+}
+
 fn peers(bin: &Path, runs: usize) -> Result<()> {
     if !netns::available() {
         eprintln!("note: skipping the comparison with udpcast and UFTP: it needs root (network namespaces, nftables, tc)");
