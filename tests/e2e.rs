@@ -670,6 +670,114 @@ fn delete_removes_what_the_sender_no_longer_has_and_only_below_pushed_directorie
 }
 
 #[test]
+fn a_file_changed_while_it_is_pushed_fails_clearly_and_is_never_placed() {
+    let Some(_net) = network(
+        "a_file_changed_while_it_is_pushed_fails_clearly_and_is_never_placed",
+        false,
+    ) else {
+        return;
+    };
+    let base = temp_dir("changing");
+    let src = base.join("src");
+    fs::create_dir_all(&src).unwrap();
+    let file = src.join("growing.log");
+    fs::write(&file, bytes(32 << 20, 5)).unwrap();
+    let rx = start_receivers(&base, &["r0"]);
+    // 32 MiB at 50 Mbit/s take over 5 s: the change lands mid-push.
+    let send = sender(
+        &["--receivers", "1", "--rate", "50M"],
+        std::slice::from_ref(&file),
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    {
+        use std::io::Write;
+        let mut f = fs::OpenOptions::new().append(true).open(&file).unwrap();
+        f.write_all(b"one more line\n").unwrap();
+    }
+    let out = wait_output(send, Duration::from_secs(30));
+    let report = json(&out);
+    println!("sender: {report}");
+    assert_eq!(out.status.code(), Some(1));
+    let problem = report["problem"].as_str().unwrap();
+    assert!(
+        problem.contains("growing.log") && problem.contains("changed while it was being pushed"),
+        "{problem}"
+    );
+    // The receiver was told at once (DONE) and placed nothing.
+    let got = wait_output(rx.into_iter().next().unwrap(), Duration::from_secs(10));
+    assert_eq!(got.status.code(), Some(1));
+    assert!(!base.join("r0/growing.log").exists());
+    fs::remove_dir_all(&base).unwrap();
+}
+
+#[test]
+fn a_receiver_refuses_a_push_beyond_its_limits_and_the_sender_names_why() {
+    let Some(_net) = network(
+        "a_receiver_refuses_a_push_beyond_its_limits_and_the_sender_names_why",
+        false,
+    ) else {
+        return;
+    };
+    let base = temp_dir("limits");
+    let src = base.join("src");
+    make_source(&src, 2 << 20);
+    let strict = receiver(
+        &base.join("strict"),
+        "strict",
+        &["--once", "--timeout", "60s", "--max-file-size", "1M"],
+    );
+    let fine = receiver(&base.join("fine"), "fine", &["--once", "--timeout", "60s"]);
+    let started = Instant::now();
+    let out = sender(
+        &["--receivers", "2", "--timeout", "60s"],
+        &[src.join("big.bin"), src.join("tree")],
+    )
+    .output()
+    .unwrap();
+    let report = json(&out);
+    println!("sender: {report}");
+    assert_eq!(out.status.code(), Some(1));
+    let r = report["receivers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "strict")
+        .unwrap()
+        .clone();
+    assert_eq!(r["verdict"], "failed", "{r}");
+    assert!(r["failed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|f| f["reason"] == "refused"));
+    // Refused at once, not dropped after --drop-after.
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    let got = wait_output(strict, Duration::from_secs(10));
+    let line = json(&got);
+    assert_eq!(got.status.code(), Some(1));
+    assert!(
+        line["problem"]
+            .as_str()
+            .unwrap()
+            .contains("--max-file-size"),
+        "{line}"
+    );
+    assert!(!base.join("strict/big.bin").exists());
+    let ok = wait_output(fine, Duration::from_secs(10));
+    assert_eq!(ok.status.code(), Some(0));
+    assert_same_tree(&src.join("tree"), &base.join("fine/tree"));
+    fs::remove_dir_all(&base).unwrap();
+}
+
+#[test]
 fn a_push_through_5_percent_loss_arrives_intact_everywhere() {
     let Some(_net) = network(
         "a_push_through_5_percent_loss_arrives_intact_everywhere",

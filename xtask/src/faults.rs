@@ -539,8 +539,15 @@ fn full_disk(ctx: &Ctx) -> Result<Row> {
             .and_then(|a| a.iter().find(|r| r["name"] == "h4"))
             .and_then(|r| r["failed"].as_array())
             .map(|f| {
-                let io = f.iter().filter(|x| x["reason"] == "io").count();
-                format!("{} files failed ({io} io)", f.len())
+                let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+                for x in f {
+                    *reasons
+                        .entry(x["reason"].as_str().unwrap_or("?").to_string())
+                        .or_default() += 1;
+                }
+                let reasons: Vec<String> =
+                    reasons.iter().map(|(r, n)| format!("{n} {r}")).collect();
+                format!("{} files failed ({})", f.len(), reasons.join(", "))
             })
             .unwrap_or_default();
         let h4_line = outs

@@ -178,6 +178,33 @@ pub fn parse_rate(s: &str) -> Result<u64, String> {
     Ok(bps as u64)
 }
 
+/// Parses a size in bytes: `4096`, `64K`, `500M`, `2G`, `1T` (powers of 1024).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size: write e.g. 500M, 2G or 4096"))?;
+    let mult: f64 = match unit
+        .trim_end_matches(['i', 'B'])
+        .to_ascii_uppercase()
+        .as_str()
+    {
+        "" => 1.0,
+        "K" => 1024.0,
+        "M" => 1024.0 * 1024.0,
+        "G" => 1024.0 * 1024.0 * 1024.0,
+        "T" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        _ => return Err(format!("unknown size unit {unit:?}: use K, M, G or T")),
+    };
+    let bytes = v * mult;
+    if !(0.0..=1.8e19).contains(&bytes) {
+        return Err(format!("size {s} is out of range"));
+    }
+    Ok(bytes as u64)
+}
+
 /// Parses a duration: `500ms`, `30s`, `5m`, `1h`, `1d`, or plain seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
@@ -306,6 +333,16 @@ pub fn human_bytes(b: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn sizes_parse_with_binary_units() {
+        assert_eq!(super::parse_size("4096").unwrap(), 4096);
+        assert_eq!(super::parse_size("64K").unwrap(), 64 << 10);
+        assert_eq!(super::parse_size("1.5G").unwrap(), 3 << 29);
+        assert_eq!(super::parse_size("2TiB").unwrap(), 2 << 40);
+        assert!(super::parse_size("5 apples").is_err());
+        assert!(super::parse_size("-1M").is_err());
+    }
+
     use super::*;
 
     #[test]

@@ -2,7 +2,7 @@
 
 use crate::hook::{Hooks, PushInfo};
 use crate::report::RecvJson;
-use crate::{parse_duration, NetArgs, OutputArgs, EXIT_INCOMPLETE, EXIT_OK};
+use crate::{parse_duration, parse_size, NetArgs, OutputArgs, EXIT_INCOMPLETE, EXIT_OK};
 use mdp_net::recv::{RecvNotice, RecvOptions};
 use mdp_proto::{NodeId, ReceiverConfig};
 use std::path::PathBuf;
@@ -82,6 +82,26 @@ pub struct Args {
     #[arg(long, value_name = "CMD")]
     exec_file: Option<String>,
 
+    /// Refuse a push larger than this in all (K, M, G, T: powers of 1024).
+    #[arg(long, value_name = "SIZE", default_value = "4T", value_parser = parse_size)]
+    max_push_size: u64,
+
+    /// Refuse a push with a file larger than this.
+    #[arg(long, value_name = "SIZE", default_value = "1T", value_parser = parse_size)]
+    max_file_size: u64,
+
+    /// Refuse a push of more files than this.
+    #[arg(long, value_name = "N", default_value_t = 1_000_000)]
+    max_files: u32,
+
+    /// Refuse a push with a path deeper than this (`a/b/c` is 3).
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    max_path_depth: usize,
+
+    /// Refuse a push with a path longer than this, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 1024)]
+    max_path_len: usize,
+
     /// Keep the files of an interrupted push (sender killed, host down)
     /// this long, so that the same push started again sends only the
     /// missing blocks (0: remove them at once).
@@ -114,6 +134,11 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
         ReceiverConfig::new(NodeId(mdp_net::random_u64()), &name, mdp_net::random_u64());
     config.idle_timeout = args.idle_timeout;
     config.auth = args.net.auth()?;
+    config.max_push_bytes = args.max_push_size;
+    config.max_file_bytes = args.max_file_size;
+    config.max_files = args.max_files;
+    config.max_path_depth = args.max_path_depth;
+    config.max_path_len = args.max_path_len;
     config.buffer_bytes = args.buffer.max(1) << 20;
     let opts = RecvOptions {
         endpoint,

@@ -123,6 +123,7 @@ fn reason(r: FailReason) -> &'static str {
     match r {
         FailReason::HashMismatch => "hash_mismatch",
         FailReason::Io => "io",
+        FailReason::Refused => "refused",
     }
 }
 

@@ -6,7 +6,8 @@
 //! - [`store`]: the receiver's cache directory: temporary files, hash check,
 //!   atomic placement, and the path rules that keep writes inside it.
 //! - [`udp`]: batched UDP (GSO or `sendmmsg` out, `recvmmsg` and GRO in);
-//!   the only module with `unsafe` code, each block with its reason.
+//!   with [`sys`] (free disk space), the only modules with `unsafe` code,
+//!   each block with its reason.
 //! - [`send`] and [`recv`]: the tokio drivers.
 //!
 //! File reads and writes run on dedicated threads, off the protocol task, in
@@ -20,6 +21,8 @@ pub mod send;
 pub mod socket;
 pub mod stamp;
 pub mod store;
+#[allow(unsafe_code)]
+pub mod sys;
 #[allow(unsafe_code)]
 pub mod udp;
 

@@ -113,6 +113,8 @@ enum WriterReply {
     /// The files of the session that are already in place, and the blocks
     /// of others an interrupted push left.
     Present(SessionId, Vec<ObjectId>, Vec<crate::store::HeldBlocks>),
+    /// The session cannot be taken (not enough disk space): why.
+    Refuse(SessionId, String),
     Verified(
         ObjectId,
         Result<PathBuf, (FailReason, String)>,
@@ -131,6 +133,7 @@ fn writer(
     replies: tokio::sync::mpsc::UnboundedSender<WriterReply>,
 ) {
     let mut codec = Codec::default();
+    let dir = store.root().to_path_buf();
     let (verify_tx, verify_rx) = mpsc::channel::<(ObjectId, Written)>();
     let verify_replies = replies.clone();
     let verifier = std::thread::Builder::new()
@@ -151,7 +154,20 @@ fn writer(
         let reply = match cmd {
             WriterCmd::Begin(session, manifest, block_bytes) => {
                 match store.begin(session, manifest.clone(), block_bytes) {
-                    Ok(partial) => WriterReply::Present(session, store.present(&manifest), partial),
+                    Ok(partial) => {
+                        let present = store.present(&manifest);
+                        let needed = store.bytes_needed(&present, &partial);
+                        match store.free_bytes() {
+                        Some(free) if needed > free => WriterReply::Refuse(
+                            session,
+                            format!(
+                                "refused the push: it needs {needed} bytes in {} and only {free} are free; free some space or use another --dir",
+                                dir.display()
+                            ),
+                        ),
+                        _ => WriterReply::Present(session, present, partial),
+                    }
+                    }
                     Err(e) => WriterReply::BeginFailed(e.to_string()),
                 }
             }
@@ -354,6 +370,12 @@ pub async fn run(
                 receiver.handle_datagram(Instant::now(), &fbuf[..n]);
             }
             Some(reply) = reply_rx.recv() => match reply {
+                WriterReply::Refuse(session, why) => {
+                    if receiver.session_id() == Some(session) {
+                        notice(RecvNotice::Failed(why.clone()));
+                        receiver.refuse(Instant::now(), why);
+                    }
+                }
                 WriterReply::Present(session, present, partial) => {
                     if receiver.session_id() == Some(session) {
                         if !present.is_empty() {

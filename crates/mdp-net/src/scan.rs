@@ -21,6 +21,10 @@ pub struct Source {
     pub manifest: Manifest,
     /// Local path of each file object: `files[i]` is object `i + 1`.
     pub files: Vec<PathBuf>,
+    /// What each file looked like when it was hashed: the reader checks
+    /// every block it reads against it, so that a file changed during the
+    /// push fails clearly instead of sending a mix of two versions.
+    pub seen: Vec<Seen>,
     /// Paths left out, with the reason.
     pub skipped: Vec<(PathBuf, &'static str)>,
 }
@@ -45,6 +49,34 @@ pub enum ScanError {
     /// A name is not UTF-8.
     #[error("cannot push {0}: its name is not valid UTF-8")]
     NotUtf8(PathBuf),
+    /// A file kept changing while it was hashed.
+    #[error(
+        "{0} changed while it was being hashed (twice): push it when it is no longer being written"
+    )]
+    Changing(PathBuf),
+}
+
+/// A file's identity and change times when it was hashed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Seen {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Seen {
+    /// The stamp of `md`.
+    pub fn of(md: &fs::Metadata) -> Seen {
+        Seen {
+            dev: md.dev(),
+            ino: md.ino(),
+            size: md.len(),
+            mtime: (md.mtime(), md.mtime_nsec()),
+            ctime: (md.ctime(), md.ctime_nsec()),
+        }
+    }
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ScanError + '_ {
@@ -100,6 +132,7 @@ pub fn scan_cached(paths: &[PathBuf], cache: &mut HashCache) -> Result<Source, S
     let mut src = Source {
         manifest: Manifest::default(),
         files: Vec::new(),
+        seen: Vec::new(),
         skipped: Vec::new(),
     };
     let mut top = std::collections::HashSet::new();
@@ -127,25 +160,33 @@ fn add(src: &mut Source, cache: &mut HashCache, path: &Path, rel: String) -> Res
         src.skipped.push((path.to_path_buf(), "symbolic link"));
     } else if ft.is_file() {
         let key = path.to_string_lossy();
+        let mut md = md;
         let (hash, size) = match cache.hash_of(&key, &md) {
             Some(h) => (h, md.len()),
             None => {
-                let (h, size) = hash_file(path).map_err(io_err(path))?;
-                // Only when nothing changed while it was read.
-                if fs::symlink_metadata(path).is_ok_and(|now| {
-                    now.len() == size
-                        && now.ctime() == md.ctime()
-                        && now.ctime_nsec() == md.ctime_nsec()
-                }) {
-                    cache.remember(&key, &md, h);
+                // Hash, and make sure nothing changed meanwhile (once more
+                // if it did: a file being written cannot be pushed).
+                let mut attempt = 0;
+                loop {
+                    let (h, size) = hash_file(path).map_err(io_err(path))?;
+                    let after = fs::symlink_metadata(path).map_err(io_err(path))?;
+                    if Seen::of(&after) == Seen::of(&md) && size == md.len() {
+                        cache.remember(&key, &md, h);
+                        break (h, size);
+                    }
+                    attempt += 1;
+                    if attempt == 2 {
+                        return Err(ScanError::Changing(path.to_path_buf()));
+                    }
+                    md = after;
                 }
-                (h, size)
             }
         };
         src.manifest
             .entries
             .push(entry(rel, EntryKind::File { size, hash }, &md));
         src.files.push(path.to_path_buf());
+        src.seen.push(Seen::of(&md));
     } else if ft.is_dir() {
         src.manifest
             .entries

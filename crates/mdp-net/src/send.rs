@@ -2,7 +2,7 @@
 //! against the data and feedback sockets and a timer; a reader thread reads
 //! whole blocks from the files on request.
 
-use crate::scan::Source;
+use crate::scan::{Seen, Source};
 use crate::socket::{self, Endpoint};
 use crate::udp::{self, BatchSender};
 use mdp_proto::{BlockNumber, ObjectId, Sender, SenderConfig, SenderEvent, SenderReport};
@@ -26,14 +26,6 @@ pub enum SendError {
     /// The sockets could not be set up.
     #[error("{0}")]
     Socket(String),
-    /// A file could not be read mid-push.
-    #[error("cannot read {path}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The error.
-        source: io::Error,
-    },
     /// Another IO error.
     #[error("{0}")]
     Io(#[from] io::Error),
@@ -65,15 +57,27 @@ struct ReadRequest {
 
 type ReadDone = (ObjectId, BlockNumber, Result<Vec<u8>, (PathBuf, io::Error)>);
 
-/// Reads blocks on its own thread; keeps the current file open.
+/// The error a block read returns when its file is no longer the one that
+/// was hashed.
+fn changed() -> io::Error {
+    io::Error::other(CHANGED)
+}
+
+const CHANGED: &str = "it changed while it was being pushed (size, mtime or ctime moved)";
+
+/// Reads blocks on its own thread; keeps the current file open. Each block
+/// is checked against what the file looked like when it was hashed: a block
+/// of a changed file is never sent.
 fn reader(
     files: Vec<PathBuf>,
+    seen: Vec<Seen>,
     requests: mpsc::Receiver<ReadRequest>,
     done: tokio::sync::mpsc::UnboundedSender<ReadDone>,
 ) {
     let mut open: Option<(ObjectId, File)> = None;
     for r in requests {
-        let path = &files[r.object.0 as usize - 1];
+        let i = r.object.0 as usize - 1;
+        let path = &files[i];
         let result = (|| {
             if open.as_ref().is_none_or(|(o, _)| *o != r.object) {
                 open = Some((r.object, File::open(path)?));
@@ -81,6 +85,11 @@ fn reader(
             let (_, f) = open.as_ref().expect("opened above");
             let mut buf = vec![0u8; r.len];
             f.read_exact_at(&mut buf, r.offset)?;
+            // After the read: a change during it shows too.
+            let now = Seen::of(&f.metadata()?);
+            if seen.get(i).is_some_and(|s| now != *s) {
+                return Err(changed());
+            }
             Ok(buf)
         })();
         let result = result.map_err(|e: io::Error| (path.clone(), e));
@@ -128,9 +137,10 @@ pub async fn run(
     let (req_tx, req_rx) = mpsc::channel();
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
     let files = source.files;
+    let seen = source.seen;
     let reader_thread = std::thread::Builder::new()
         .name("mdp-reader".into())
-        .spawn(move || reader(files, req_rx, done_tx))?;
+        .spawn(move || reader(files, seen, req_rx, done_tx))?;
 
     let group = endpoint.group;
     let to = socket2::SockAddr::from(group);
@@ -145,6 +155,7 @@ pub async fn run(
     let mut send_errors = 0u64;
     let mut interrupt = Box::pin(crate::recv::shutdown_signal());
     let mut interrupted = false;
+    let mut aborted_for_read = false;
     let result = loop {
         // Feedback first, read straight from the (non-blocking) socket.
         // While the pacer always has tokens (the sender is CPU-bound), this
@@ -242,7 +253,19 @@ pub async fn run(
             Some((object, block, result)) = done_rx.recv() => {
                 match result {
                     Ok(data) => sender.handle_block(Instant::now(), object, block, data),
-                    Err((path, source)) => break Err(SendError::Read { path, source }),
+                    // The push cannot deliver this file: end it, telling
+                    // the receivers (DONE) and reporting why.
+                    Err((path, e)) if !aborted_for_read => {
+                        aborted_for_read = true;
+                        let why = if e.to_string() == CHANGED {
+                            format!("{}: {CHANGED}; receivers keep no part of it that does not match its hash; push again once it is complete", path.display())
+                        } else {
+                            format!("cannot read {}: {e}", path.display())
+                        };
+                        tracing::error!("{why}");
+                        sender.abort(Instant::now(), &why);
+                    }
+                    Err(_) => {}
                 }
             }
             _ = tokio::time::sleep_until(deadline.into()) => {

@@ -248,6 +248,33 @@ impl Store {
         }
     }
 
+    /// The cache directory (canonical).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Bytes the cache directory's file system has free for this user.
+    pub fn free_bytes(&self) -> Option<u64> {
+        crate::sys::free_bytes(&self.root)
+    }
+
+    /// Bytes the session still has to write: the files not `present`,
+    /// less the blocks kept from an interrupted push.
+    pub fn bytes_needed(&self, present: &[ObjectId], held: &[HeldBlocks]) -> u64 {
+        let held_bytes: u64 = held
+            .iter()
+            .flat_map(|(_, r)| r.iter().map(|(_, c)| *c as u64))
+            .sum::<u64>()
+            * self.block_bytes;
+        let needed: u64 = self
+            .files
+            .iter()
+            .filter(|(o, _)| !present.contains(o))
+            .map(|(_, t)| t.size)
+            .sum();
+        needed.saturating_sub(held_bytes)
+    }
+
     /// The final path of `path` when every directory on the way is a real
     /// directory (no symbolic link) and the file itself is a regular file.
     fn existing_file(&self, path: &str) -> Option<(PathBuf, fs::Metadata)> {

@@ -52,6 +52,14 @@ pub struct ReceiverConfig {
     pub backoff_factor: u32,
     /// Largest push (sum of file sizes) this receiver accepts.
     pub max_push_bytes: u64,
+    /// Largest file it accepts.
+    pub max_file_bytes: u64,
+    /// Most files in one push.
+    pub max_files: u32,
+    /// Most components in a path (`a/b/c` has 3).
+    pub max_path_depth: usize,
+    /// Longest path, in bytes.
+    pub max_path_len: usize,
     /// With a key: accept only sealed datagrams (auth.rs) and seal ours.
     pub auth: Option<AuthConfig>,
 }
@@ -68,6 +76,10 @@ impl ReceiverConfig {
             ignore_sessions: Vec::new(),
             backoff_factor: 6,
             max_push_bytes: 4 << 40,
+            max_file_bytes: 1 << 40,
+            max_files: 1_000_000,
+            max_path_depth: 32,
+            max_path_len: 1024,
             auth: None,
         }
     }
@@ -324,6 +336,8 @@ struct Session {
     congestion: CongestionMeter,
     /// The sender asked for `--delete`.
     delete: bool,
+    /// Why this receiver refused the push, if it did.
+    refused: Option<String>,
     /// With a key: counters seen from the sender and from other receivers.
     sender_replay: ReplayWindow,
     peer_replay: HashMap<NodeId, ReplayWindow>,
@@ -655,6 +669,7 @@ impl Receiver {
             sender_replay: ReplayWindow::default(),
             peer_replay: HashMap::new(),
             delete: a.delete,
+            refused: None,
         });
     }
 
@@ -989,14 +1004,7 @@ impl Receiver {
             )));
             return;
         }
-        if manifest.total_bytes() > self.config.max_push_bytes {
-            self.finish(Some(format!(
-                "refused the push: {} bytes is more than this receiver accepts ({})",
-                manifest.total_bytes(),
-                self.config.max_push_bytes
-            )));
-            return;
-        }
+        let refusal = self.check_limits(&manifest);
         let s = self.session.as_mut().expect("caller checked");
         let coding = s.coding;
         for (_, e) in manifest.files() {
@@ -1006,6 +1014,13 @@ impl Receiver {
         }
         s.objects[0].state = ObjState::Verified;
         s.manifest_known = true;
+        if let Some(why) = refusal {
+            // Registered, and every file failed as refused: the sender
+            // learns why at once instead of waiting for a silent receiver.
+            self.refuse(now, why);
+            return;
+        }
+        let s = self.session.as_mut().expect("caller checked");
         self.events.push_back(ReceiverEvent::SessionStarted {
             session: s.id,
             manifest: Arc::new(manifest),
@@ -1014,6 +1029,76 @@ impl Receiver {
         });
         // Registration and empty files wait for handle_present.
         self.maybe_register(now);
+    }
+
+    /// Why this receiver's limits refuse `manifest`, if they do.
+    fn check_limits(&self, manifest: &Manifest) -> Option<String> {
+        let c = &self.config;
+        let total = manifest.total_bytes();
+        if total > c.max_push_bytes {
+            return Some(format!(
+                "refused the push: its {total} bytes are more than this receiver accepts (--max-push-size {})",
+                c.max_push_bytes
+            ));
+        }
+        if manifest.file_count() > c.max_files {
+            return Some(format!(
+                "refused the push: its {} files are more than this receiver accepts (--max-files {})",
+                manifest.file_count(),
+                c.max_files
+            ));
+        }
+        for e in &manifest.entries {
+            if let EntryKind::File { size, .. } = e.kind {
+                if size > c.max_file_bytes {
+                    return Some(format!(
+                        "refused the push: {} is {size} bytes, more than this receiver accepts (--max-file-size {})",
+                        e.path, c.max_file_bytes
+                    ));
+                }
+            }
+            let depth = e.path.split('/').count();
+            if depth > c.max_path_depth {
+                return Some(format!(
+                    "refused the push: {} is {depth} levels deep, more than this receiver accepts (--max-path-depth {})",
+                    e.path, c.max_path_depth
+                ));
+            }
+            if e.path.len() > c.max_path_len {
+                return Some(format!(
+                    "refused the push: a path of {} bytes is longer than this receiver accepts (--max-path-len {})",
+                    e.path.len(),
+                    c.max_path_len
+                ));
+            }
+        }
+        None
+    }
+
+    /// Refuses the current push (a limit, or not enough disk space, found by
+    /// the caller after [`ReceiverEvent::SessionStarted`]): every file not
+    /// yet final fails as [`FailReason::Refused`], the receiver registers
+    /// and reports that at once, and `problem` becomes its outcome's
+    /// problem.
+    pub fn refuse(&mut self, now: Instant, problem: String) {
+        let Some(s) = &mut self.session else { return };
+        if !s.manifest_known || self.finished {
+            return;
+        }
+        for (o, obj) in s.objects.iter_mut().enumerate().skip(1) {
+            if matches!(obj.state, ObjState::Receiving | ObjState::Delivered) {
+                obj.state = ObjState::Failed(FailReason::Refused);
+                s.failed.push((ObjectId(o as u32), FailReason::Refused));
+            }
+        }
+        s.partial.clear();
+        s.buffered = 0;
+        s.refused = Some(problem);
+        s.present_known = true;
+        s.skip_finished_objects();
+        self.check_complete();
+        self.maybe_register(now);
+        self.after_input(now);
     }
 
     /// Before [`Receiver::handle_present`]: the caller holds, from an
@@ -1290,7 +1375,7 @@ impl Receiver {
             s.object_count
         };
         let complete = s.complete && s.failed.is_empty();
-        let problem = match problem {
+        let problem = match problem.or_else(|| s.refused.clone()) {
             Some(p) => Some(p),
             None if !s.complete => Some(format!(
                 "the sender ended the session with {} of {} files delivered",

@@ -271,6 +271,9 @@ pub enum FailReason {
     HashMismatch,
     /// The receiver could not write or place the file.
     Io,
+    /// The receiver refused the push (a limit, or not enough disk space);
+    /// the receiver's log and report say which.
+    Refused,
 }
 
 /// STATUS: a receiver's progress, or its confirmation when `complete`.

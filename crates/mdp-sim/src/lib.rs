@@ -109,6 +109,8 @@ pub struct SimConfig {
     /// followed by a fresh state machine that keeps the files placed and
     /// the blocks written so far (as the store keeps them for resume).
     pub sender_crash: Option<(Duration, Duration)>,
+    /// Changes receiver `i`'s settings before it starts (limits, …).
+    pub receiver_setup: Option<fn(usize, &mut ReceiverConfig)>,
     /// Virtual time after which the run is abandoned.
     pub max_time: Duration,
 }
@@ -140,6 +142,7 @@ impl SimConfig {
             receiver_clock_ahead: Duration::ZERO,
             tamper: 0.0,
             sender_crash: None,
+            receiver_setup: None,
             max_time: Duration::from_secs(300),
         }
     }
@@ -355,6 +358,9 @@ impl World {
                     let ahead = config.receiver_clock_ahead.as_micros() as u64;
                     mdp_proto::auth::AuthConfig::new(k, start, UNIX_AT_START_US + ahead)
                 });
+                if let Some(setup) = config.receiver_setup {
+                    setup(i, &mut rc);
+                }
                 let fate = config.fates.get(i).copied().unwrap_or_default();
                 receiver_configs.push(rc.clone());
                 SimReceiver {

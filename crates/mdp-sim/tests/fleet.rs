@@ -413,3 +413,37 @@ fn a_sender_killed_mid_push_then_rerun_sends_only_the_missing_blocks() {
         );
     }
 }
+
+#[test]
+fn a_receiver_whose_limits_refuse_a_push_says_so_and_the_others_complete() {
+    let content = files(15);
+    let mut c = SimConfig::new(3, 515);
+    // r1 accepts no file over 100 kB: a.conf is 300 kB.
+    c.receiver_setup = Some(|i, rc| {
+        if i == 1 {
+            rc.max_file_bytes = 100_000;
+        }
+    });
+    let r = World::new(c, content.clone()).run();
+    let report = r.report.expect("finished");
+    assert!(!report.success);
+    let refused = report.receivers.iter().find(|x| x.name == "r1").unwrap();
+    assert_eq!(refused.verdict, Verdict::Failed);
+    assert!(refused
+        .failed
+        .iter()
+        .all(|(_, why)| *why == mdp_proto::wire::FailReason::Refused));
+    assert_eq!(refused.failed.len(), 2);
+    let o = r.receivers[1].outcome.as_ref().unwrap();
+    assert!(
+        o.problem.as_deref().unwrap().contains("--max-file-size"),
+        "{:?}",
+        o.problem
+    );
+    assert!(r.receivers[1].files.is_empty());
+    for i in [0, 2] {
+        assert_holds(&r.receivers[i].files, &held(&content), &format!("r{i}"));
+    }
+    // Refused at once, not dropped after a silence.
+    assert!(r.elapsed < Duration::from_secs(2), "took {:?}", r.elapsed);
+}
