@@ -1,7 +1,8 @@
 //! Project tasks.
 //!
 //! - `cargo xtask ci`: every gate CI runs: fmt, clippy, tests, a seed sweep,
-//!   the fault suite (as root), docs, benches compile.
+//!   the fault suite (as root), short fuzz runs (with nightly and
+//!   cargo-fuzz), docs, benches compile.
 //! - `cargo xtask demo`: builds the binaries and pushes a generated tree to
 //!   four receivers over loopback multicast, then checks their copies.
 //! - `cargo xtask bench`: FEC throughput and end-to-end loopback goodput.
@@ -92,6 +93,7 @@ fn ci() -> Result<()> {
     sweep("60", false)?;
     // The fault suite needs root (namespaces, nftables, a tmpfs mount).
     netns_suite()?;
+    fuzz_short()?;
     run(
         "cargo doc",
         cargo()
@@ -338,6 +340,45 @@ fn dist() -> Result<()> {
 }
 
 /// mdp, udpcast and UFTP side by side between network namespaces.
+/// Seconds each fuzz target runs in `cargo xtask ci`.
+const FUZZ_CI_SECS: u32 = 10;
+
+/// A short coverage-guided run of every fuzz target (`fuzz/`, cargo-fuzz
+/// on nightly), when the machine has both; the stable corpus test
+/// (`crates/mdp-sim/tests/fuzz_corpus.rs`) has run in `cargo test` anyway.
+fn fuzz_short() -> Result<()> {
+    let has = |args: &[&str]| {
+        Command::new("cargo")
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !has(&["+nightly", "--version"]) || !has(&["fuzz", "--version"]) {
+        eprintln!("note: skipping the short cargo-fuzz runs: they need a nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`); the corpus test ran on stable");
+        return Ok(());
+    }
+    for target in ["wire", "manifest", "receiver", "sender"] {
+        let fresh = root().join("fuzz/corpus-new").join(target);
+        fs::create_dir_all(&fresh)?;
+        run(
+            &format!("cargo fuzz run {target} ({FUZZ_CI_SECS} s)"),
+            Command::new("cargo")
+                .current_dir(root().join("fuzz"))
+                .args(["+nightly", "fuzz", "run", "-O", target])
+                .arg(&fresh)
+                .arg(root().join("fuzz/corpus").join(target))
+                .args([
+                    "--",
+                    &format!("-max_total_time={FUZZ_CI_SECS}"),
+                    "-rss_limit_mb=2048",
+                ]),
+        )?;
+    }
+    Ok(())
+}
+
 /// `cargo xtask netns`: skipped, with a message, without root.
 fn netns_suite() -> Result<()> {
     if !netns::available() {

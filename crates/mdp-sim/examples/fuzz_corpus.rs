@@ -1,0 +1,168 @@
+//! Writes the seed corpora of the fuzz targets (`fuzz/corpus/<target>/`):
+//! real sessions between a sender and a receiver, recorded as the scripts
+//! the state-machine targets read, plus single datagrams and manifests.
+//! `cargo run -p mdp-sim --example fuzz_corpus`; the output is checked in.
+
+use mdp_proto::auth::{AuthConfig, Key};
+use mdp_proto::{
+    Entry, EntryKind, Manifest, NodeId, Receiver, ReceiverConfig, ReceiverEvent, Sender,
+    SenderConfig, SenderEvent, SessionId,
+};
+use mdp_sim::fuzz::{script, Step};
+use std::fs;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+fn manifest(sizes: &[u64]) -> (Manifest, Vec<Vec<u8>>) {
+    let mut entries = vec![Entry {
+        path: "d".into(),
+        kind: EntryKind::Dir,
+        mode: 0o755,
+        mtime_secs: 1,
+        mtime_nanos: 2,
+    }];
+    let mut data = Vec::new();
+    for (i, &size) in sizes.iter().enumerate() {
+        let bytes = mdp_sim::Content::random_bytes(size as usize, i as u64);
+        entries.push(Entry {
+            path: format!("d/f{i}"),
+            kind: EntryKind::File {
+                size,
+                hash: *blake3::hash(&bytes).as_bytes(),
+            },
+            mode: 0o644,
+            mtime_secs: 3,
+            mtime_nanos: 4,
+        });
+        data.push(bytes);
+    }
+    (Manifest { entries }, data)
+}
+
+/// One session, lossy in both directions by a fixed pattern; returns what
+/// the receiver and the sender were fed, as scripts, and every datagram.
+fn session(sizes: &[u64], drop_every: usize, keyed: bool) -> (Vec<u8>, Vec<u8>, Vec<Vec<u8>>) {
+    let t0 = Instant::now();
+    let (m, data) = manifest(sizes);
+    let mut sc = SenderConfig::new(SessionId(0x5e55 + sizes.len() as u64));
+    sc.rate = mdp_proto::RateMode::Fixed(100_000_000);
+    sc.expected_receivers = 1;
+    sc.symbol_size = 256;
+    sc.block_k = 16;
+    sc.parity = 8;
+    let mut rc = ReceiverConfig::new(NodeId(9), "seed", 9);
+    if keyed {
+        let key = Key::from_bytes([0x42; 32]);
+        sc.auth = Some(AuthConfig::new(key.clone(), t0, 1_800_000_000_000_000));
+        rc.auth = Some(AuthConfig::new(key, t0, 1_800_000_000_000_000));
+    }
+    let mut s = Sender::new(sc, m, t0).unwrap();
+    let mut r = Receiver::new(rc);
+    let (mut to_r, mut to_s, mut all) = (Vec::new(), Vec::new(), Vec::new());
+    let mut buf = Vec::new();
+    let mut now = t0;
+    let mut n = 0usize;
+    for _ in 0..3000 {
+        while let Some(t) = s.poll_transmit(now, &mut buf) {
+            for seg in buf[..t.size].chunks(t.segment_size) {
+                n += 1;
+                all.push(seg.to_vec());
+                if drop_every == 0 || n % drop_every != 0 {
+                    to_r.push(seg.to_vec());
+                    r.handle_datagram(now, seg);
+                }
+            }
+        }
+        while let Some(ev) = s.poll_event() {
+            if let SenderEvent::ReadBlock {
+                object,
+                block,
+                offset,
+                len,
+            } = ev
+            {
+                let f = &data[object.0 as usize - 1];
+                let chunk = f[offset as usize..offset as usize + len].to_vec();
+                s.handle_block(now, object, block, chunk);
+            }
+        }
+        while let Some(t) = r.poll_transmit(now, &mut buf) {
+            all.push(buf[..t.size].to_vec());
+            to_s.push(buf[..t.size].to_vec());
+            s.handle_datagram(now, &buf[..t.size]);
+        }
+        while let Some(ev) = r.poll_event() {
+            match ev {
+                ReceiverEvent::SessionStarted { .. } => r.handle_present(now, &[]),
+                ReceiverEvent::ObjectComplete { object } => {
+                    r.handle_object_verified(now, object, Ok(()))
+                }
+                _ => {}
+            }
+        }
+        if s.is_finished() {
+            break;
+        }
+        now += Duration::from_millis(1);
+        s.handle_timeout(now);
+        r.handle_timeout(now);
+    }
+    let steps = |v: &[Vec<u8>]| -> Vec<u8> {
+        let mut out = Vec::new();
+        for d in v {
+            out.extend(script(&[
+                Step::Datagram(d),
+                Step::Advance(Duration::from_millis(1)),
+            ]));
+        }
+        out.extend(script(&[Step::Timer]));
+        out
+    };
+    let mut rx = steps(&to_r);
+    let mut sx = steps(&to_s);
+    // The targets read bit 7 of the first byte as "with a key".
+    if keyed {
+        rx.insert(0, 0x80);
+        sx.insert(0, 0x80);
+    } else {
+        rx.insert(0, 0);
+        sx.insert(0, 0);
+    }
+    (rx, sx, all)
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) {
+    fs::create_dir_all(dir).unwrap();
+    fs::write(dir.join(name), bytes).unwrap();
+}
+
+fn main() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus");
+    let cases: [(&[u64], usize, bool); 4] = [
+        (&[1000, 0], 0, false),
+        (&[9000, 300], 7, false),
+        (&[5000], 0, true),
+        (&[20_000, 10], 5, true),
+    ];
+    for (i, (sizes, drop, keyed)) in cases.iter().enumerate() {
+        let (rx, sx, all) = session(sizes, *drop, *keyed);
+        write(&root.join("receiver"), &format!("session-{i}"), &rx);
+        write(&root.join("sender"), &format!("session-{i}"), &sx);
+        // A handful of single datagrams of every kind.
+        let mut kinds = std::collections::BTreeMap::new();
+        for d in &all {
+            kinds
+                .entry((d[3], d.len() > 300))
+                .or_insert_with(|| d.clone());
+        }
+        for ((ty, big), d) in kinds {
+            write(&root.join("wire"), &format!("s{i}-type{ty:02x}-{big}"), &d);
+        }
+        write(
+            &root.join("manifest"),
+            &format!("m{i}"),
+            &manifest(sizes).0.encode(),
+        );
+    }
+    println!("corpora written to {}", root.display());
+}

@@ -1,0 +1,3 @@
+#![no_main]
+//! See mdp_sim::fuzz::wire_target.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| mdp_sim::fuzz::wire_target(data));
