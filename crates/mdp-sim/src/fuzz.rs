@@ -123,9 +123,7 @@ pub fn receiver_target(data: &[u8]) -> Option<mdp_proto::SessionOutcome> {
     let t0 = Instant::now();
     let mut config = ReceiverConfig::new(NodeId(7), "fuzz", 7);
     config.buffer_bytes = 4 << 20;
-    let Some((&flags, data)) = data.split_first() else {
-        return None;
-    };
+    let (&flags, data) = data.split_first()?;
     if flags & 0x80 != 0 {
         config.auth = Some(AuthConfig::new(key(), t0, 1_800_000_000_000_000));
     }
@@ -161,7 +159,7 @@ pub fn receiver_target(data: &[u8]) -> Option<mdp_proto::SessionOutcome> {
                     // Mostly accepted; one in four refused, to walk the
                     // failure paths too.
                     verdict = verdict.wrapping_add(1);
-                    let result = if verdict % 4 != 0 {
+                    let result = if !verdict.is_multiple_of(4) {
                         Ok(())
                     } else {
                         Err(FailReason::HashMismatch)
