@@ -67,7 +67,7 @@ fn session(sizes: &[u64], drop_every: usize, keyed: bool) -> (Vec<u8>, Vec<u8>, 
             for seg in buf[..t.size].chunks(t.segment_size) {
                 n += 1;
                 all.push(seg.to_vec());
-                if drop_every == 0 || n % drop_every != 0 {
+                if drop_every == 0 || !n.is_multiple_of(drop_every) {
                     to_r.push(seg.to_vec());
                     r.handle_datagram(now, seg);
                 }
