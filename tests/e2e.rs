@@ -941,6 +941,75 @@ fn pushes_over_ipv6_loopback_multicast() {
     fs::remove_dir_all(&base).unwrap();
 }
 
+#[test]
+fn interfaces_by_name_and_dscp_marks_reach_the_wire() {
+    let Some(_net) = network("interfaces_by_name_and_dscp_marks_reach_the_wire", true) else {
+        return;
+    };
+    // Count, in the kernel, the pushes' packets that carry DSCP AF11 (10).
+    let nft = |args: &str| {
+        let ok = Command::new("sh")
+            .args(["-c", &format!("nft {args}")])
+            .status()
+            .unwrap();
+        assert!(ok.success(), "nft {args}");
+    };
+    nft("add table inet mdpdscp");
+    nft("'add chain inet mdpdscp out { type filter hook output priority 0 ; }'");
+    nft("add rule inet mdpdscp out ip dscp af11 udp dport 7400 counter");
+    let base = temp_dir("dscp");
+    let src = base.join("src");
+    make_source(&src, 1 << 20);
+    let rx = receiver(
+        &base.join("r0"),
+        "r0",
+        &["--once", "--timeout", "60s", "--interface", "lo"],
+    );
+    let send = sender(
+        &["--receivers", "1", "--interface", "lo", "--dscp", "10"],
+        &[src.join("tree")],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(send.status.code(), Some(0), "{}", json(&send));
+    assert_eq!(
+        wait_output(rx, Duration::from_secs(20)).status.code(),
+        Some(0)
+    );
+    assert_same_tree(&src.join("tree"), &base.join("r0/tree"));
+    let listed = Command::new("nft")
+        .args(["list", "chain", "inet", "mdpdscp", "out"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&listed.stdout);
+    let packets: u64 = text
+        .split("counter packets ")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        packets > 10,
+        "DSCP-marked data packets seen: {packets}\n{text}"
+    );
+    // A name that is not an interface, or an address the host lacks, is
+    // refused in one line before anything is sent.
+    for (bad, says) in [
+        ("eth99", "no interface named"),
+        ("10.9.9.9", "no interface of this host"),
+    ] {
+        let out = Command::new(SEND)
+            .args(["--interface", bad])
+            .arg(src.join("tree"))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says) && err.lines().count() == 1, "{err}");
+    }
+    fs::remove_dir_all(&base).unwrap();
+}
+
 fn announce(session: SessionId, manifest_bytes: &[u8], object_count: u32) -> Vec<u8> {
     let mut buf = Vec::new();
     wire::write_control(
@@ -1021,6 +1090,8 @@ fn hostile_datagrams_never_crash_a_receiver_nor_write_outside_its_directory() {
         group,
         interface: "127.0.0.1".parse().unwrap(),
         ttl: 1,
+        index: 0,
+        dscp: 0,
     };
     let sock = mdp_net::socket::sender(&ep).unwrap();
     let send = |d: &[u8]| {
@@ -1225,6 +1296,8 @@ fn with_a_key_forged_and_unauthenticated_pushes_change_nothing_on_disk() {
         group,
         interface: "127.0.0.1".parse().unwrap(),
         ttl: 1,
+        index: 0,
+        dscp: 0,
     };
     let sock = mdp_net::socket::sender(&ep).unwrap();
     let session = SessionId(0xf00d);

@@ -20,14 +20,20 @@ pub struct NetArgs {
     #[arg(long, value_name = "ADDR:PORT", default_value = "239.255.77.1:7400", value_parser = parse_group)]
     pub group: SocketAddr,
 
-    /// Local address of the interface to send and join on (loopback by
-    /// default: give this host's LAN address to reach other hosts).
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1", value_parser = parse_interface)]
-    pub interface: IpAddr,
+    /// The interface to send and join on, by name (`eth0`) or by one of its
+    /// addresses (loopback by default: give this host's LAN interface to
+    /// reach other hosts).
+    #[arg(long, value_name = "NAME|ADDR", default_value = "127.0.0.1", value_parser = parse_interface)]
+    pub interface: String,
 
     /// Multicast TTL (1 keeps packets on the local network).
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub ttl: u32,
+
+    /// DSCP code point (0-63) for every packet sent, e.g. 10 (AF11) to
+    /// let a congested network drop pushes before interactive traffic.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub dscp: u8,
 
     /// Authenticate every packet with this shared key (64 hex digits; make
     /// one with `mdp-send --gen-key FILE`). Sender and receivers need the
@@ -39,10 +45,14 @@ pub struct NetArgs {
 impl NetArgs {
     /// The checked endpoint.
     pub fn endpoint(&self) -> anyhow::Result<mdp_net::socket::Endpoint> {
+        let (interface, index) = mdp_net::socket::resolve_interface(&self.interface, self.group)
+            .map_err(anyhow::Error::msg)?;
         let ep = mdp_net::socket::Endpoint {
             group: self.group,
-            interface: self.interface,
+            interface,
             ttl: self.ttl,
+            index,
+            dscp: self.dscp,
         };
         ep.validate().map_err(anyhow::Error::msg)?;
         Ok(ep)
@@ -246,12 +256,19 @@ pub fn parse_group(s: &str) -> Result<SocketAddr, String> {
 }
 
 /// Parses an interface address.
-pub fn parse_interface(s: &str) -> Result<IpAddr, String> {
-    s.parse().map_err(|_| {
-        format!(
-            "{s:?} is not an IP address: give the local address of the interface, e.g. 127.0.0.1"
-        )
-    })
+pub fn parse_interface(s: &str) -> Result<String, String> {
+    let ok = s.parse::<IpAddr>().is_ok()
+        || (!s.is_empty()
+            && s.len() < 16
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c)));
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "{s:?} is neither an IP address nor an interface name: give e.g. eth0 or 192.168.1.10"
+        ))
+    }
 }
 
 /// Logs to stderr: `info` by default, `warn` with `quiet`; `RUST_LOG` overrides.

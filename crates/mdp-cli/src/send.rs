@@ -141,6 +141,7 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
         return Ok(EXIT_OK);
     }
     let endpoint = args.net.endpoint()?;
+    let endpoint_is_loopback = endpoint.interface.is_loopback();
     let mut config = SenderConfig::new(SessionId(mdp_net::random_u64()));
     config.symbol_size = args.symbol_size;
     config.block_k = args.block_size;
@@ -222,7 +223,7 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
     };
     let mut json = SendJson::new(&report, files, bytes, started.elapsed(), code);
     if let Some(p) = &mut json.problem {
-        if report.receivers.is_empty() && args.net.interface.is_loopback() {
+        if report.receivers.is_empty() && endpoint_is_loopback {
             p.push_str(" (mdp-send uses loopback unless you give --interface)");
         }
     }

@@ -24,6 +24,11 @@ pub struct Endpoint {
     pub interface: IpAddr,
     /// Multicast TTL / hop limit.
     pub ttl: u32,
+    /// The interface's index (0: unknown; the kernel picks by address for
+    /// IPv4, loopback for `::1`). See [`resolve_interface`].
+    pub index: u32,
+    /// DSCP code point (0-63) for every packet sent (0: none).
+    pub dscp: u8,
 }
 
 impl Endpoint {
@@ -45,6 +50,11 @@ impl Endpoint {
         if self.group.is_ipv4() != self.interface.is_ipv4() {
             return Err("--group and --interface must both be IPv4 or both IPv6".into());
         }
+        if self.dscp > 63 {
+            return Err(
+                "--dscp is a 6-bit code point: 0 to 63 (e.g. 10 for AF11, 46 for EF)".into(),
+            );
+        }
         if self.group.port() == 0 || self.group.port() == u16::MAX {
             return Err(
                 "the group port must be 1 to 65534 (the next port carries feedback)".into(),
@@ -54,12 +64,71 @@ impl Endpoint {
     }
 }
 
-fn ipv6_index(interface: IpAddr) -> u32 {
-    // Index 0 lets the kernel pick; loopback ::1 is interface 1 on Linux.
-    match interface {
+fn ipv6_index(ep: &Endpoint) -> u32 {
+    if ep.index != 0 {
+        return ep.index;
+    }
+    // Unknown: loopback ::1 is interface 1 on Linux; 0 lets the kernel pick.
+    match ep.interface {
         IpAddr::V6(a) if a.is_loopback() => 1,
         _ => 0,
     }
+}
+
+/// Resolves `--interface`: an address of this host, or an interface name.
+/// Returns the address to send and join on (of the group's family) and the
+/// interface's index; or one line that names what is wrong and the fix.
+pub fn resolve_interface(spec: &str, group: SocketAddr) -> Result<(IpAddr, u32), String> {
+    let all = crate::sys::interfaces();
+    let family = |a: &IpAddr| a.is_ipv4() == group.is_ipv4();
+    let (iface, addr) = match spec.parse::<IpAddr>() {
+        Ok(addr) => {
+            let Some(i) = all.iter().find(|i| i.addrs.contains(&addr)) else {
+                return Err(format!(
+                    "no interface of this host has the address {addr}: give one of its addresses or an interface name (`ip -br addr` lists them)"
+                ));
+            };
+            (i, addr)
+        }
+        Err(_) => {
+            let Some(i) = all.iter().find(|i| i.name == spec) else {
+                return Err(format!(
+                    "there is no interface named {spec:?}: give an interface name or address (`ip -br addr` lists them)"
+                ));
+            };
+            // For IPv6 any address will do (the index pins the interface);
+            // a global one reads better in logs than a link-local one.
+            let mut candidates: Vec<&IpAddr> = i.addrs.iter().filter(|a| family(a)).collect();
+            candidates.sort_by_key(
+                |a| matches!(a, IpAddr::V6(v) if (v.segments()[0] & 0xffc0) == 0xfe80),
+            );
+            let Some(&&addr) = candidates.first() else {
+                return Err(format!(
+                    "interface {spec} has no {} address: give it one, or use a {} group",
+                    if group.is_ipv4() { "IPv4" } else { "IPv6" },
+                    if group.is_ipv4() {
+                        "IPv6 (ff15::/16)"
+                    } else {
+                        "IPv4 (239.0.0.0/8)"
+                    }
+                ));
+            };
+            (i, addr)
+        }
+    };
+    if !iface.up {
+        return Err(format!(
+            "interface {} is down: bring it up with `ip link set {} up`",
+            iface.name, iface.name
+        ));
+    }
+    if !iface.multicast {
+        return Err(format!(
+            "interface {} does not do multicast (no MULTICAST flag): `ip link set {} multicast on`, or pick another --interface",
+            iface.name, iface.name
+        ));
+    }
+    Ok((addr, iface.index))
 }
 
 fn new_socket(ep: &Endpoint) -> io::Result<Socket> {
@@ -78,11 +147,17 @@ fn new_socket(ep: &Endpoint) -> io::Result<Socket> {
             s.set_multicast_if_v4(&a)?;
             s.set_multicast_ttl_v4(ep.ttl)?;
             s.set_multicast_loop_v4(true)?;
+            if ep.dscp != 0 {
+                s.set_tos_v4((ep.dscp as u32) << 2)?;
+            }
         }
-        IpAddr::V6(a) => {
-            s.set_multicast_if_v6(ipv6_index(IpAddr::V6(a)))?;
+        IpAddr::V6(_) => {
+            s.set_multicast_if_v6(ipv6_index(ep))?;
             s.set_multicast_hops_v6(ep.ttl)?;
             s.set_multicast_loop_v6(true)?;
+            if ep.dscp != 0 {
+                s.set_tclass_v6((ep.dscp as u32) << 2)?;
+            }
         }
     }
     Ok(s)
@@ -100,9 +175,9 @@ pub fn joined(ep: &Endpoint, port: u16) -> io::Result<std::net::UdpSocket> {
             s.bind(&SocketAddr::V4(SocketAddrV4::new(g, port)).into())?;
             s.join_multicast_v4(&g, &i)?;
         }
-        (IpAddr::V6(g), i) => {
+        (IpAddr::V6(g), _) => {
             s.bind(&SocketAddr::V6(SocketAddrV6::new(g, port, 0, 0)).into())?;
-            s.join_multicast_v6(&g, ipv6_index(i))?;
+            s.join_multicast_v6(&g, ipv6_index(ep))?;
         }
         _ => {
             return Err(io::Error::new(
@@ -151,3 +226,44 @@ pub fn explain(err: &io::Error, ep: &Endpoint) -> String {
 /// The default group: an administratively scoped IPv4 group.
 pub const DEFAULT_GROUP: SocketAddr =
     SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(239, 255, 77, 1), 7400));
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interfaces_resolve_by_name_or_address_or_say_why_not() {
+        let group = DEFAULT_GROUP;
+        let (addr, index) = resolve_interface("lo", group).expect("lo");
+        assert_eq!(addr, IpAddr::from([127, 0, 0, 1]));
+        assert!(index > 0);
+        assert_eq!(
+            resolve_interface("127.0.0.1", group).unwrap(),
+            (addr, index)
+        );
+        let e = resolve_interface("no-such-if0", group).unwrap_err();
+        assert!(
+            e.contains("no interface named") && e.contains("ip -br addr"),
+            "{e}"
+        );
+        let e = resolve_interface("203.0.113.7", group).unwrap_err();
+        assert!(
+            e.contains("no interface of this host has the address"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn dscp_is_six_bits() {
+        let mut ep = Endpoint {
+            group: DEFAULT_GROUP,
+            interface: IpAddr::from([127, 0, 0, 1]),
+            ttl: 1,
+            index: 0,
+            dscp: 46,
+        };
+        assert!(ep.validate().is_ok());
+        ep.dscp = 64;
+        assert!(ep.validate().unwrap_err().contains("0 to 63"));
+    }
+}

@@ -1,7 +1,83 @@
 //! System calls that std does not wrap (besides the socket ones in
-//! `udp.rs`): free disk space.
+//! `udp.rs`): free disk space, and the host's network interfaces.
 
+use std::net::IpAddr;
 use std::path::Path;
+
+/// A network interface of this host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Interface {
+    /// Its name (`eth0`).
+    pub name: String,
+    /// Its index (`if_nametoindex`).
+    pub index: u32,
+    /// It is up (`IFF_UP`).
+    pub up: bool,
+    /// It does multicast (`IFF_MULTICAST`; loopback counts: Linux loops
+    /// multicast back on it).
+    pub multicast: bool,
+    /// Its addresses.
+    pub addrs: Vec<IpAddr>,
+}
+
+/// The host's interfaces (`getifaddrs`), in the kernel's order.
+pub fn interfaces() -> Vec<Interface> {
+    let mut out: Vec<Interface> = Vec::new();
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs allocates a list we walk read-only and free once.
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        return out;
+    }
+    let mut cur = head;
+    while !cur.is_null() {
+        // SAFETY: `cur` is a node of the list getifaddrs returned; its name
+        // is a NUL-terminated string and its address, when not null, a
+        // sockaddr of the family it names.
+        unsafe {
+            let ifa = &*cur;
+            let name = std::ffi::CStr::from_ptr(ifa.ifa_name)
+                .to_string_lossy()
+                .into_owned();
+            let flags = ifa.ifa_flags;
+            let addr = if ifa.ifa_addr.is_null() {
+                None
+            } else {
+                match (*ifa.ifa_addr).sa_family as libc::c_int {
+                    libc::AF_INET => {
+                        let a = &*(ifa.ifa_addr as *const libc::sockaddr_in);
+                        Some(IpAddr::from(u32::from_be(a.sin_addr.s_addr).to_be_bytes()))
+                    }
+                    libc::AF_INET6 => {
+                        let a = &*(ifa.ifa_addr as *const libc::sockaddr_in6);
+                        Some(IpAddr::from(a.sin6_addr.s6_addr))
+                    }
+                    _ => None,
+                }
+            };
+            let i = match out.iter().position(|x| x.name == name) {
+                Some(i) => i,
+                None => {
+                    let index = libc::if_nametoindex(ifa.ifa_name);
+                    out.push(Interface {
+                        name,
+                        index,
+                        up: flags & libc::IFF_UP as u32 != 0,
+                        multicast: flags & (libc::IFF_MULTICAST | libc::IFF_LOOPBACK) as u32 != 0,
+                        addrs: Vec::new(),
+                    });
+                    out.len() - 1
+                }
+            };
+            if let Some(a) = addr {
+                out[i].addrs.push(a);
+            }
+            cur = ifa.ifa_next;
+        }
+    }
+    // SAFETY: the list came from getifaddrs and is freed once.
+    unsafe { libc::freeifaddrs(head) };
+    out
+}
 
 /// Bytes free for unprivileged users on the file system of `path`.
 pub fn free_bytes(path: &Path) -> Option<u64> {
@@ -16,6 +92,14 @@ pub fn free_bytes(path: &Path) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn loopback_is_listed_with_its_addresses() {
+        let all = super::interfaces();
+        let lo = all.iter().find(|i| i.name == "lo").expect("lo exists");
+        assert!(lo.index > 0 && lo.multicast);
+        assert!(lo.addrs.contains(&"127.0.0.1".parse().unwrap()), "{lo:?}");
+    }
+
     #[test]
     fn the_temporary_directory_has_some_free_space() {
         let free = super::free_bytes(&std::env::temp_dir()).expect("statvfs works");
