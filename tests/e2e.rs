@@ -1010,6 +1010,88 @@ fn interfaces_by_name_and_dscp_marks_reach_the_wire() {
     fs::remove_dir_all(&base).unwrap();
 }
 
+#[test]
+fn unicast_mode_pushes_to_each_receiver_over_ipv4_and_ipv6() {
+    let Some(_net) = network(
+        "unicast_mode_pushes_to_each_receiver_over_ipv4_and_ipv6",
+        false,
+    ) else {
+        return;
+    };
+    let base = temp_dir("unicast");
+    let src = base.join("src");
+    make_source(&src, 4 << 20);
+    for (family, local) in [("v4", "127.0.0.1"), ("v6", "::1")] {
+        let dest = |port: u16| {
+            if family == "v4" {
+                format!("127.0.0.1:{port}")
+            } else {
+                format!("[::1]:{port}")
+            }
+        };
+        let names = [format!("{family}-a"), format!("{family}-b")];
+        let rx: Vec<Child> = names
+            .iter()
+            .zip([7500u16, 7600])
+            .map(|(n, port)| {
+                let group = if family == "v4" {
+                    format!("239.255.77.1:{port}")
+                } else {
+                    format!("[ff15::77]:{port}")
+                };
+                receiver(
+                    &base.join(n),
+                    n,
+                    &[
+                        "--once",
+                        "--timeout",
+                        "60s",
+                        "--unicast",
+                        "--interface",
+                        local,
+                        "--group",
+                        &group,
+                    ],
+                )
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(200));
+        let group = if family == "v4" {
+            "239.255.77.1:7400"
+        } else {
+            "[ff15::77]:7400"
+        };
+        let out = sender(
+            &[
+                "--receivers",
+                "2",
+                "--interface",
+                local,
+                "--group",
+                group,
+                "--to",
+                &dest(7500),
+                "--to",
+                &dest(7600),
+            ],
+            &[src.join("big.bin"), src.join("tree")],
+        )
+        .output()
+        .unwrap();
+        let report = json(&out);
+        println!("{family}: {report}");
+        assert_eq!(out.status.code(), Some(0), "{family}: {report}");
+        // Two copies of the data, one per receiver.
+        let wire = report["stats"]["wire_bytes_per_file_byte"]
+            .as_f64()
+            .unwrap();
+        assert!((2.0..2.3).contains(&wire), "{family}: {wire}");
+        let n: Vec<&str> = names.iter().map(String::as_str).collect();
+        assert_receivers_complete(rx, &base, &n, &src);
+    }
+    fs::remove_dir_all(&base).unwrap();
+}
+
 fn announce(session: SessionId, manifest_bytes: &[u8], object_count: u32) -> Vec<u8> {
     let mut buf = Vec::new();
     wire::write_control(
@@ -1092,6 +1174,7 @@ fn hostile_datagrams_never_crash_a_receiver_nor_write_outside_its_directory() {
         ttl: 1,
         index: 0,
         dscp: 0,
+        unicast: false,
     };
     let sock = mdp_net::socket::sender(&ep).unwrap();
     let send = |d: &[u8]| {
@@ -1298,6 +1381,7 @@ fn with_a_key_forged_and_unauthenticated_pushes_change_nothing_on_disk() {
         ttl: 1,
         index: 0,
         dscp: 0,
+        unicast: false,
     };
     let sock = mdp_net::socket::sender(&ep).unwrap();
     let session = SessionId(0xf00d);

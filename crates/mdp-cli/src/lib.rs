@@ -53,6 +53,7 @@ impl NetArgs {
             ttl: self.ttl,
             index,
             dscp: self.dscp,
+            unicast: false,
         };
         ep.validate().map_err(anyhow::Error::msg)?;
         Ok(ep)

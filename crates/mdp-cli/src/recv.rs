@@ -102,6 +102,12 @@ pub struct Args {
     #[arg(long, value_name = "BYTES", default_value_t = 1024)]
     max_path_len: usize,
 
+    /// Unicast mode, for networks without multicast: take pushes sent to
+    /// this host's --interface address and --group port (`mdp-send --to`),
+    /// and answer the sender directly.
+    #[arg(long)]
+    unicast: bool,
+
     /// Keep the files of an interrupted push (sender killed, host down)
     /// this long, so that the same push started again sends only the
     /// missing blocks (0: remove them at once).
@@ -119,7 +125,8 @@ pub struct Args {
 
 /// Runs the program; returns its exit code.
 pub fn run(args: &Args) -> anyhow::Result<i32> {
-    let endpoint = args.net.endpoint()?;
+    let mut endpoint = args.net.endpoint()?;
+    endpoint.unicast = args.unicast;
     mdp_net::recv::check_dir(&args.dir)
         .map_err(|e| anyhow::anyhow!("cannot write to {}: {e}", args.dir.display()))?;
     let name = args.name.clone().unwrap_or_else(mdp_net::recv::host_name);

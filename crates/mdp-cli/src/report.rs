@@ -212,6 +212,14 @@ impl SendJson {
         }
     }
 
+    /// Unicast mode: each datagram went out `copies` times (once per
+    /// `--to`); the byte and packet counts say so.
+    pub fn count_copies(&mut self, copies: u64) {
+        self.stats.packets_sent *= copies;
+        self.stats.bytes_sent *= copies;
+        self.stats.wire_bytes_per_file_byte *= copies as f64;
+    }
+
     /// The report for people, several lines.
     pub fn text(&self) -> String {
         let mut out = String::new();

@@ -52,6 +52,13 @@ pub struct Args {
     #[arg(long)]
     no_hash_cache: bool,
 
+    /// Unicast mode, for networks without multicast: send to this
+    /// receiver (its --interface address and --group port; repeat for
+    /// each receiver, which runs with --unicast). Same FEC, NACK and
+    /// handshake; every datagram goes out once per receiver.
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_destination)]
+    to: Vec<std::net::SocketAddr>,
+
     /// Write a new random key to FILE (mode 0600) for --key-file, and exit.
     #[arg(long, value_name = "FILE", exclusive = true)]
     gen_key: Option<PathBuf>,
@@ -140,7 +147,20 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
         );
         return Ok(EXIT_OK);
     }
-    let endpoint = args.net.endpoint()?;
+    let mut endpoint = args.net.endpoint()?;
+    if !args.to.is_empty() {
+        endpoint.unicast = true;
+        if let Some(d) = args
+            .to
+            .iter()
+            .find(|d| d.is_ipv4() != endpoint.interface.is_ipv4())
+        {
+            anyhow::bail!(
+                "--to {d} and --interface {} are not both IPv4 or both IPv6",
+                endpoint.interface
+            );
+        }
+    }
     let endpoint_is_loopback = endpoint.interface.is_loopback();
     let mut config = SenderConfig::new(SessionId(mdp_net::random_u64()));
     config.symbol_size = args.symbol_size;
@@ -196,22 +216,28 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
         .enable_all()
         .build()?;
     let mut log = crate::ProgressLog::new(!args.out.quiet && bar.is_none());
-    let report = runtime.block_on(mdp_net::send::run(endpoint, config, source, |p| {
-        if let Some(bar) = &bar {
-            bar.set_position(p.bytes_sent);
-            if p.flushing {
-                bar.set_message(format!("{}/{} ok", p.confirmed, p.receivers));
+    let report = runtime.block_on(mdp_net::send::run(
+        endpoint,
+        &args.to,
+        config,
+        source,
+        |p| {
+            if let Some(bar) = &bar {
+                bar.set_position(p.bytes_sent);
+                if p.flushing {
+                    bar.set_message(format!("{}/{} ok", p.confirmed, p.receivers));
+                }
+            } else if p.started && log.due() {
+                tracing::info!(
+                    "sent {} of {}, {} receivers, {} confirmed",
+                    crate::human_bytes(p.bytes_sent),
+                    crate::human_bytes(p.bytes_total),
+                    p.receivers,
+                    p.confirmed
+                );
             }
-        } else if p.started && log.due() {
-            tracing::info!(
-                "sent {} of {}, {} receivers, {} confirmed",
-                crate::human_bytes(p.bytes_sent),
-                crate::human_bytes(p.bytes_total),
-                p.receivers,
-                p.confirmed
-            );
-        }
-    }));
+        },
+    ));
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
@@ -222,6 +248,10 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
         EXIT_INCOMPLETE
     };
     let mut json = SendJson::new(&report, files, bytes, started.elapsed(), code);
+    if !args.to.is_empty() {
+        // Unicast: every datagram went to each destination.
+        json.count_copies(args.to.len() as u64);
+    }
     if let Some(p) = &mut json.problem {
         if report.receivers.is_empty() && endpoint_is_loopback {
             p.push_str(" (mdp-send uses loopback unless you give --interface)");
@@ -233,6 +263,15 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
         print!("{}", json.text());
     }
     Ok(code)
+}
+
+/// A `--to` destination: `HOST:PORT` (a name is resolved now).
+fn parse_destination(s: &str) -> Result<std::net::SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    s.to_socket_addrs()
+        .map_err(|e| format!("{s:?} is not HOST:PORT ({e})"))?
+        .next()
+        .ok_or_else(|| format!("{s:?} resolves to no address"))
 }
 
 /// Where the sender remembers file hashes: `$XDG_CACHE_HOME/mdp` or

@@ -236,15 +236,30 @@ pub async fn run(
     let ep = opts.endpoint;
     ep.validate().map_err(RecvError::Config)?;
     let explain = |e: io::Error| RecvError::Socket(socket::explain(&e, &ep));
-    let data = socket::joined(&ep, ep.group.port()).map_err(explain)?;
+    let data = if ep.unicast {
+        socket::unicast(&ep, ep.group.port()).map_err(explain)?
+    } else {
+        socket::joined(&ep, ep.group.port()).map_err(explain)?
+    };
+    // Unicast: feedback goes back from the data socket to the sender.
+    let reply = if ep.unicast {
+        Some(UdpSocket::from_std(data.try_clone()?)?)
+    } else {
+        None
+    };
     let granted = udp::grow_recv_buffer(&data, opts.socket_buffer);
     let mut batch = BatchReceiver::new(&data);
     let data = UdpSocket::from_std(data)?;
     let data_fd = data.as_raw_fd();
     let mut buffer_checked = false;
     let feedback_addr = ep.feedback();
-    let feedback =
-        UdpSocket::from_std(socket::joined(&ep, feedback_addr.port()).map_err(explain)?)?;
+    // Unicast has no group to overhear other receivers on: a socket that
+    // never receives anything keeps the loop the same.
+    let feedback = UdpSocket::from_std(if ep.unicast {
+        socket::unicast(&ep, 0).map_err(explain)?
+    } else {
+        socket::joined(&ep, feedback_addr.port()).map_err(explain)?
+    })?;
     let mut store = Store::open(&opts.dir).map_err(|source| RecvError::Dir {
         path: opts.dir.clone(),
         source,
@@ -275,7 +290,12 @@ pub async fn run(
     let result = 'run: loop {
         let now = Instant::now();
         while let Some(t) = receiver.poll_transmit(now, &mut buf) {
-            if let Err(e) = feedback.send_to(&buf[..t.size], feedback_addr).await {
+            let sent = match (&reply, session_sender) {
+                (Some(r), Some(to)) => r.send_to(&buf[..t.size], to).await,
+                (Some(_), None) => continue,
+                (None, _) => feedback.send_to(&buf[..t.size], feedback_addr).await,
+            };
+            if let Err(e) = sent {
                 tracing::debug!("feedback send failed: {e}");
             }
         }

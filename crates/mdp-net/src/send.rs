@@ -8,6 +8,7 @@ use crate::udp::{self, BatchSender};
 use mdp_proto::{BlockNumber, ObjectId, Sender, SenderConfig, SenderEvent, SenderReport};
 use std::fs::File;
 use std::io;
+use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
@@ -102,13 +103,26 @@ fn reader(
 /// Runs one push to its end. `progress` is called about ten times a second.
 pub async fn run(
     endpoint: Endpoint,
+    destinations: &[SocketAddr],
     mut config: SenderConfig,
     source: Source,
     mut progress: impl FnMut(&SendProgress),
 ) -> Result<Arc<SenderReport>, SendError> {
     endpoint.validate().map_err(SendError::Config)?;
+    if endpoint.unicast && destinations.is_empty() {
+        return Err(SendError::Config(
+            "unicast mode needs at least one --to HOST:PORT".into(),
+        ));
+    }
     let explain = |e: io::Error| SendError::Socket(socket::explain(&e, &endpoint));
-    let data = socket::sender(&endpoint).map_err(explain)?;
+    let feedback_port = endpoint.feedback().port();
+    // Unicast: one socket, on the feedback port, sends the data and takes
+    // the feedback (receivers answer to where the data came from).
+    let data = if endpoint.unicast {
+        socket::unicast(&endpoint, feedback_port).map_err(explain)?
+    } else {
+        socket::sender(&endpoint).map_err(explain)?
+    };
     // A full send buffer makes the pacer's bursts wait in the kernel rather
     // than fail; a few milliseconds at the configured rate are plenty.
     let top = match config.rate {
@@ -117,6 +131,11 @@ pub async fn run(
     };
     let want = ((top / 8) as usize / 50).clamp(1 << 20, 64 << 20);
     udp::grow_send_buffer(&data, want);
+    let unicast_feedback = if endpoint.unicast {
+        Some(data.try_clone()?)
+    } else {
+        None
+    };
     let data = UdpSocket::from_std(data)?;
     let trailer = if config.auth.is_some() {
         mdp_proto::auth::TRAILER_LEN
@@ -125,8 +144,10 @@ pub async fn run(
     };
     config.max_batch =
         udp::batch_limit(config.symbol_size as usize + mdp_proto::wire::DATA_HEADER_LEN + trailer);
-    let feedback_port = endpoint.feedback().port();
-    let feedback = socket::joined(&endpoint, feedback_port).map_err(explain)?;
+    let feedback = match unicast_feedback {
+        Some(f) => f,
+        None => socket::joined(&endpoint, feedback_port).map_err(explain)?,
+    };
     // The same socket, read directly: see the top of the loop.
     let feedback_now = feedback.try_clone()?;
     let feedback = UdpSocket::from_std(feedback)?;
@@ -143,7 +164,11 @@ pub async fn run(
         .spawn(move || reader(files, seen, req_rx, done_tx))?;
 
     let group = endpoint.group;
-    let to = socket2::SockAddr::from(group);
+    let targets: Vec<socket2::SockAddr> = if endpoint.unicast {
+        destinations.iter().map(|&d| d.into()).collect()
+    } else {
+        vec![group.into()]
+    };
     let mut batch = BatchSender::default();
     let mut buf = Vec::with_capacity(65536);
     let mut rbuf = vec![0u8; 65536];
@@ -170,12 +195,16 @@ pub async fn run(
         }
         let now = Instant::now();
         while let Some(t) = sender.poll_transmit(now, &mut buf) {
-            if let Err(e) = send_batch(&data, &mut batch, &to, &buf[..t.size], t.segment_size).await
-            {
-                // A failed send is loss: the protocol repairs it.
-                send_errors += 1;
-                if send_errors == 1 {
-                    tracing::warn!("send to {group} failed: {e} (treated as loss)");
+            for to in &targets {
+                if let Err(e) =
+                    send_batch(&data, &mut batch, to, &buf[..t.size], t.segment_size).await
+                {
+                    // A failed send is loss: the protocol repairs it.
+                    send_errors += 1;
+                    if send_errors == 1 {
+                        let dest = to.as_socket().map_or(group, |a| a);
+                        tracing::warn!("send to {dest} failed: {e} (treated as loss)");
+                    }
                 }
             }
         }

@@ -29,6 +29,11 @@ pub struct Endpoint {
     pub index: u32,
     /// DSCP code point (0-63) for every packet sent (0: none).
     pub dscp: u8,
+    /// Unicast mode, for networks without multicast: the sender sends to
+    /// each receiver's address (`--to`) from its feedback port, and
+    /// receivers answer to where the data came from. `group` then only
+    /// gives the ports.
+    pub unicast: bool,
 }
 
 impl Endpoint {
@@ -41,7 +46,7 @@ impl Endpoint {
 
     /// Checks that the group is multicast and the interface matches its family.
     pub fn validate(&self) -> Result<(), String> {
-        if !self.group.ip().is_multicast() {
+        if !self.unicast && !self.group.ip().is_multicast() {
             return Err(format!(
                 "{} is not a multicast address: use one in 239.0.0.0/8 (IPv4) or ff15::/16 (IPv6)",
                 self.group.ip()
@@ -202,6 +207,28 @@ pub fn sender(ep: &Endpoint) -> io::Result<std::net::UdpSocket> {
     Ok(s.into())
 }
 
+/// Unicast mode: a plain socket bound to `port` of the interface's address
+/// (the sender's feedback port, or a receiver's data port).
+pub fn unicast(ep: &Endpoint, port: u16) -> io::Result<std::net::UdpSocket> {
+    let domain = if ep.interface.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_nonblocking(true)?;
+    let _ = s.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = s.set_send_buffer_size(SOCKET_BUFFER);
+    if ep.dscp != 0 {
+        match ep.interface {
+            IpAddr::V4(_) => s.set_tos_v4((ep.dscp as u32) << 2)?,
+            IpAddr::V6(_) => s.set_tclass_v6((ep.dscp as u32) << 2)?,
+        }
+    }
+    s.bind(&SocketAddr::new(ep.interface, port).into())?;
+    Ok(s.into())
+}
+
 /// The receive buffer the kernel granted, in bytes.
 pub fn recv_buffer(sock: &std::net::UdpSocket) -> usize {
     socket2::SockRef::from(sock).recv_buffer_size().unwrap_or(0)
@@ -261,6 +288,7 @@ mod tests {
             ttl: 1,
             index: 0,
             dscp: 46,
+            unicast: false,
         };
         assert!(ep.validate().is_ok());
         ep.dscp = 64;
