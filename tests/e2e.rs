@@ -1092,6 +1092,87 @@ fn unicast_mode_pushes_to_each_receiver_over_ipv4_and_ipv6() {
     fs::remove_dir_all(&base).unwrap();
 }
 
+/// Runs `sh -c cmd` and asserts it worked.
+fn sh(cmd: &str) {
+    let ok = Command::new("sh").args(["-c", cmd]).status().unwrap();
+    assert!(ok.success(), "{cmd}");
+}
+
+#[test]
+fn a_sender_on_two_networks_reaches_receivers_on_either_and_survives_one_failing() {
+    let Some(_net) = network(
+        "a_sender_on_two_networks_reaches_receivers_on_either_and_survives_one_failing",
+        true,
+    ) else {
+        return;
+    };
+    // Two networks inside this namespace: veth pairs va0-va1 and vb0-vb1.
+    for (n, net) in [("a", 1), ("b", 2)] {
+        sh(&format!("ip link add v{n}0 type veth peer name v{n}1"));
+        sh(&format!("ip addr add 10.91.{net}.1/24 dev v{n}0"));
+        sh(&format!("ip addr add 10.91.{net}.2/24 dev v{n}1"));
+        sh(&format!("ip link set v{n}0 up && ip link set v{n}1 up"));
+    }
+    // Both ends are this host: accept its own addresses as sources.
+    sh("for f in /proc/sys/net/ipv4/conf/*/accept_local; do echo 1 > $f; done");
+    sh("for f in /proc/sys/net/ipv4/conf/*/rp_filter; do echo 0 > $f; done");
+    let base = temp_dir("multi");
+    let src = base.join("src");
+    make_source(&src, 4 << 20);
+    let push = |names: &[(&str, &[&str])]| {
+        let rx: Vec<Child> = names
+            .iter()
+            .map(|(n, ifaces)| {
+                let mut extra = vec!["--once", "--timeout", "60s"];
+                for i in *ifaces {
+                    extra.extend(["--interface", i]);
+                }
+                receiver(&base.join(n), n, &extra)
+            })
+            .collect();
+        let count = names.len().to_string();
+        let out = sender(
+            &[
+                "--receivers",
+                &count,
+                "--interface",
+                "va0",
+                "--interface",
+                "vb0",
+                "--timeout",
+                "60s",
+            ],
+            &[src.join("big.bin"), src.join("tree")],
+        )
+        .output()
+        .unwrap();
+        let n: Vec<String> = names.iter().map(|(n, _)| n.to_string()).collect();
+        (out, rx, n)
+    };
+    // Receivers on network A, on network B, and on both.
+    let (out, rx, n) = push(&[
+        ("on-a", &["va1"]),
+        ("on-b", &["vb1"]),
+        ("on-both", &["va1", "vb1"]),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", json(&out));
+    let n: Vec<&str> = n.iter().map(String::as_str).collect();
+    assert_receivers_complete(rx, &base, &n, &src);
+    for d in ["on-a", "on-b", "on-both"] {
+        fs::remove_dir_all(base.join(d)).unwrap();
+    }
+    // Network A fails (everything arriving on va1 dropped): the receiver
+    // on both networks completes through B.
+    sh("nft add table inet mdpnet");
+    sh("nft 'add chain inet mdpnet in { type filter hook input priority 0 ; }'");
+    sh("nft add rule inet mdpnet in iifname va1 udp dport 7400 drop");
+    let (out, rx, n) = push(&[("on-b", &["vb1"]), ("on-both", &["va1", "vb1"])]);
+    assert_eq!(out.status.code(), Some(0), "{}", json(&out));
+    let n: Vec<&str> = n.iter().map(String::as_str).collect();
+    assert_receivers_complete(rx, &base, &n, &src);
+    fs::remove_dir_all(&base).unwrap();
+}
+
 fn announce(session: SessionId, manifest_bytes: &[u8], object_count: u32) -> Vec<u8> {
     let mut buf = Vec::new();
     wire::write_control(

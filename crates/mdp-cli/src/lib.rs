@@ -22,9 +22,11 @@ pub struct NetArgs {
 
     /// The interface to send and join on, by name (`eth0`) or by one of its
     /// addresses (loopback by default: give this host's LAN interface to
-    /// reach other hosts).
+    /// reach other hosts). Repeat it to use several networks at once: the
+    /// sender sends every packet on each, a receiver takes the session from
+    /// any of them (redundancy against one network failing).
     #[arg(long, value_name = "NAME|ADDR", default_value = "127.0.0.1", value_parser = parse_interface)]
-    pub interface: String,
+    pub interface: Vec<String>,
 
     /// Multicast TTL (1 keeps packets on the local network).
     #[arg(long, value_name = "N", default_value_t = 1)]
@@ -43,20 +45,35 @@ pub struct NetArgs {
 }
 
 impl NetArgs {
-    /// The checked endpoint.
+    /// The checked endpoint of the first `--interface`.
     pub fn endpoint(&self) -> anyhow::Result<mdp_net::socket::Endpoint> {
-        let (interface, index) = mdp_net::socket::resolve_interface(&self.interface, self.group)
-            .map_err(anyhow::Error::msg)?;
-        let ep = mdp_net::socket::Endpoint {
-            group: self.group,
-            interface,
-            ttl: self.ttl,
-            index,
-            dscp: self.dscp,
-            unicast: false,
-        };
-        ep.validate().map_err(anyhow::Error::msg)?;
-        Ok(ep)
+        Ok(self.endpoints()?.remove(0))
+    }
+
+    /// The checked endpoints, one per `--interface`.
+    pub fn endpoints(&self) -> anyhow::Result<Vec<mdp_net::socket::Endpoint>> {
+        let mut out = Vec::new();
+        for spec in &self.interface {
+            let (interface, index) =
+                mdp_net::socket::resolve_interface(spec, self.group).map_err(anyhow::Error::msg)?;
+            let ep = mdp_net::socket::Endpoint {
+                group: self.group,
+                interface,
+                ttl: self.ttl,
+                index,
+                dscp: self.dscp,
+                unicast: false,
+            };
+            ep.validate().map_err(anyhow::Error::msg)?;
+            if out
+                .iter()
+                .any(|e: &mdp_net::socket::Endpoint| e.index == index && index != 0)
+            {
+                anyhow::bail!("--interface {spec} names an interface given twice");
+            }
+            out.push(ep);
+        }
+        Ok(out)
     }
 
     /// The authentication settings of `--key-file`, if given.

@@ -125,7 +125,8 @@ pub struct Args {
 
 /// Runs the program; returns its exit code.
 pub fn run(args: &Args) -> anyhow::Result<i32> {
-    let mut endpoint = args.net.endpoint()?;
+    let mut endpoints = args.net.endpoints()?;
+    let mut endpoint = endpoints.remove(0);
     endpoint.unicast = args.unicast;
     mdp_net::recv::check_dir(&args.dir)
         .map_err(|e| anyhow::anyhow!("cannot write to {}: {e}", args.dir.display()))?;
@@ -149,6 +150,7 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
     config.buffer_bytes = args.buffer.max(1) << 20;
     let opts = RecvOptions {
         endpoint,
+        also: endpoints,
         config,
         dir: args.dir.clone(),
         once: args.once,
@@ -159,7 +161,7 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
     tracing::info!(
         "{name} waiting for pushes on {} via {} into {}",
         args.net.group,
-        args.net.interface,
+        args.net.interface.join(", "),
         args.dir.display()
     );
     let show_bar = args.out.bar();

@@ -147,7 +147,8 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
         );
         return Ok(EXIT_OK);
     }
-    let mut endpoint = args.net.endpoint()?;
+    let mut endpoints = args.net.endpoints()?;
+    let mut endpoint = endpoints[0];
     if !args.to.is_empty() {
         endpoint.unicast = true;
         if let Some(d) = args
@@ -162,6 +163,7 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
         }
     }
     let endpoint_is_loopback = endpoint.interface.is_loopback();
+    endpoints[0] = endpoint;
     let mut config = SenderConfig::new(SessionId(mdp_net::random_u64()));
     config.symbol_size = args.symbol_size;
     config.block_k = args.block_size;
@@ -208,7 +210,7 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
         "pushing {files} files ({}) to {} via {}, session {}",
         crate::human_bytes(bytes),
         args.net.group,
-        args.net.interface,
+        args.net.interface.join(", "),
         config.session
     );
     let bar = crate::progress_bar(args.out.bar(), bytes, "sending");
@@ -217,7 +219,7 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
         .build()?;
     let mut log = crate::ProgressLog::new(!args.out.quiet && bar.is_none());
     let report = runtime.block_on(mdp_net::send::run(
-        endpoint,
+        &endpoints,
         &args.to,
         config,
         source,

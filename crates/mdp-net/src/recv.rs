@@ -78,6 +78,9 @@ pub enum RecvNotice {
 pub struct RecvOptions {
     /// Group, port and interface.
     pub endpoint: Endpoint,
+    /// More interfaces (same group) to take the session from: duplicates
+    /// from several networks are discarded, and feedback goes out on each.
+    pub also: Vec<Endpoint>,
     /// State machine settings.
     pub config: ReceiverConfig,
     /// Cache directory.
@@ -236,11 +239,28 @@ pub async fn run(
     let ep = opts.endpoint;
     ep.validate().map_err(RecvError::Config)?;
     let explain = |e: io::Error| RecvError::Socket(socket::explain(&e, &ep));
+    if ep.unicast && !opts.also.is_empty() {
+        return Err(RecvError::Config(
+            "unicast mode takes pushes on one --interface".into(),
+        ));
+    }
     let data = if ep.unicast {
         socket::unicast(&ep, ep.group.port()).map_err(explain)?
     } else {
         socket::joined(&ep, ep.group.port()).map_err(explain)?
     };
+    // The same group on the other interfaces: joined by the same sockets
+    // (the state machine discards the duplicates), and a sending socket
+    // each for feedback.
+    let mut feedback_out = Vec::new();
+    for other in &opts.also {
+        other.validate().map_err(RecvError::Config)?;
+        let explain = |e: io::Error| RecvError::Socket(socket::explain(&e, other));
+        socket::join_also(&data, other).map_err(explain)?;
+        feedback_out.push(UdpSocket::from_std(
+            socket::sender(other).map_err(explain)?,
+        )?);
+    }
     // Unicast: feedback goes back from the data socket to the sender.
     let reply = if ep.unicast {
         Some(UdpSocket::from_std(data.try_clone()?)?)
@@ -255,11 +275,16 @@ pub async fn run(
     let feedback_addr = ep.feedback();
     // Unicast has no group to overhear other receivers on: a socket that
     // never receives anything keeps the loop the same.
-    let feedback = UdpSocket::from_std(if ep.unicast {
+    let feedback = if ep.unicast {
         socket::unicast(&ep, 0).map_err(explain)?
     } else {
         socket::joined(&ep, feedback_addr.port()).map_err(explain)?
-    })?;
+    };
+    for other in &opts.also {
+        socket::join_also(&feedback, other)
+            .map_err(|e| RecvError::Socket(socket::explain(&e, other)))?;
+    }
+    let feedback = UdpSocket::from_std(feedback)?;
     let mut store = Store::open(&opts.dir).map_err(|source| RecvError::Dir {
         path: opts.dir.clone(),
         source,
@@ -297,6 +322,11 @@ pub async fn run(
             };
             if let Err(e) = sent {
                 tracing::debug!("feedback send failed: {e}");
+            }
+            for out in &feedback_out {
+                if let Err(e) = out.send_to(&buf[..t.size], feedback_addr).await {
+                    tracing::debug!("feedback send failed: {e}");
+                }
             }
         }
         while let Some(ev) = receiver.poll_event() {

@@ -101,14 +101,28 @@ fn reader(
 }
 
 /// Runs one push to its end. `progress` is called about ten times a second.
+/// With several `endpoints` (one per interface, same group), every datagram
+/// goes out on each interface, and feedback is taken from all of them:
+/// receivers on any of the networks are served, and one network failing
+/// does not stop a receiver that is on another one too.
 pub async fn run(
-    endpoint: Endpoint,
+    endpoints: &[Endpoint],
     destinations: &[SocketAddr],
     mut config: SenderConfig,
     source: Source,
     mut progress: impl FnMut(&SendProgress),
 ) -> Result<Arc<SenderReport>, SendError> {
-    endpoint.validate().map_err(SendError::Config)?;
+    let Some(&endpoint) = endpoints.first() else {
+        return Err(SendError::Config("no --interface to send on".into()));
+    };
+    for ep in endpoints {
+        ep.validate().map_err(SendError::Config)?;
+    }
+    if endpoint.unicast && endpoints.len() > 1 {
+        return Err(SendError::Config(
+            "unicast mode (--to) sends on one --interface".into(),
+        ));
+    }
     if endpoint.unicast && destinations.is_empty() {
         return Err(SendError::Config(
             "unicast mode needs at least one --to HOST:PORT".into(),
@@ -148,9 +162,25 @@ pub async fn run(
         Some(f) => f,
         None => socket::joined(&endpoint, feedback_port).map_err(explain)?,
     };
-    // The same socket, read directly: see the top of the loop.
-    let feedback_now = feedback.try_clone()?;
-    let feedback = UdpSocket::from_std(feedback)?;
+    // The other networks: a sending and a feedback socket each.
+    let mut datas = vec![data];
+    let mut feedbacks = vec![feedback];
+    for ep in &endpoints[1..] {
+        let explain = |e: io::Error| SendError::Socket(socket::explain(&e, ep));
+        let d = socket::sender(ep).map_err(explain)?;
+        udp::grow_send_buffer(&d, want);
+        datas.push(UdpSocket::from_std(d)?);
+        feedbacks.push(socket::joined(ep, feedback_port).map_err(explain)?);
+    }
+    // The same sockets, read directly: see the top of the loop.
+    let feedback_now: Vec<std::net::UdpSocket> = feedbacks
+        .iter()
+        .map(|f| f.try_clone())
+        .collect::<io::Result<_>>()?;
+    let feedbacks: Vec<UdpSocket> = feedbacks
+        .into_iter()
+        .map(UdpSocket::from_std)
+        .collect::<io::Result<_>>()?;
     let total = source.manifest.total_bytes();
     let mut sender =
         Sender::new(config, source.manifest, Instant::now()).map_err(SendError::Config)?;
@@ -187,17 +217,22 @@ pub async fn run(
         // task never waits, so the runtime's reactor, which only looks at
         // readiness when tasks yield, would report NACKs tens of
         // milliseconds late; repairs and the round-trip estimate with them.
-        for _ in 0..FEEDBACK_BATCH {
-            match feedback_now.recv_from(&mut rbuf) {
-                Ok((n, _)) => sender.handle_datagram(Instant::now(), &rbuf[..n]),
-                Err(_) => break,
+        for f in &feedback_now {
+            for _ in 0..FEEDBACK_BATCH {
+                match f.recv_from(&mut rbuf) {
+                    Ok((n, _)) => sender.handle_datagram(Instant::now(), &rbuf[..n]),
+                    Err(_) => break,
+                }
             }
         }
         let now = Instant::now();
         while let Some(t) = sender.poll_transmit(now, &mut buf) {
-            for to in &targets {
+            for (data, to) in datas
+                .iter()
+                .flat_map(|d| targets.iter().map(move |t| (d, t)))
+            {
                 if let Err(e) =
-                    send_batch(&data, &mut batch, to, &buf[..t.size], t.segment_size).await
+                    send_batch(data, &mut batch, to, &buf[..t.size], t.segment_size).await
                 {
                     // A failed send is loss: the protocol repairs it.
                     send_errors += 1;
@@ -267,15 +302,14 @@ pub async fn run(
             .unwrap_or(now + Duration::from_secs(1))
             .min(next_progress);
         tokio::select! {
-            r = feedback.recv_from(&mut rbuf) => {
-                let (n, _) = r?;
+            i = readable(&feedbacks) => {
+                // Take what is queued there before sending again.
                 let now = Instant::now();
-                sender.handle_datagram(now, &rbuf[..n]);
-                // Take whatever else is queued before sending again.
                 for _ in 0..FEEDBACK_BATCH {
-                    match feedback.try_recv_from(&mut rbuf) {
+                    match feedbacks[i].try_recv_from(&mut rbuf) {
                         Ok((n, _)) => sender.handle_datagram(now, &rbuf[..n]),
-                        Err(_) => break,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) => return Err(e.into()),
                     }
                 }
             }
@@ -314,6 +348,19 @@ pub async fn run(
         tracing::warn!("{send_errors} sends failed during the push");
     }
     result
+}
+
+/// Resolves with the index of a socket that has something to read.
+async fn readable(socks: &[UdpSocket]) -> usize {
+    std::future::poll_fn(|cx| {
+        for (i, s) in socks.iter().enumerate() {
+            if s.poll_recv_ready(cx).is_ready() {
+                return std::task::Poll::Ready(i);
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
 }
 
 /// Feedback datagrams read at most between two sends.

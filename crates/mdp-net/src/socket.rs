@@ -194,6 +194,20 @@ pub fn joined(ep: &Endpoint, port: u16) -> io::Result<std::net::UdpSocket> {
     Ok(s.into())
 }
 
+/// Joins `sock` (bound by [`joined`]) to the group on one more interface,
+/// so that it takes the session's packets from several networks.
+pub fn join_also(sock: &std::net::UdpSocket, ep: &Endpoint) -> io::Result<()> {
+    let s = socket2::SockRef::from(sock);
+    match (ep.group.ip(), ep.interface) {
+        (IpAddr::V4(g), IpAddr::V4(i)) => s.join_multicast_v4(&g, &i),
+        (IpAddr::V6(g), _) => s.join_multicast_v6(&g, ipv6_index(ep)),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "group and interface families differ",
+        )),
+    }
+}
+
 /// A socket that only sends to the group, through the interface.
 pub fn sender(ep: &Endpoint) -> io::Result<std::net::UdpSocket> {
     let s = new_socket(ep)?;
