@@ -119,12 +119,26 @@ impl Ctx<'_> {
         c
     }
 
-    /// Runs the sender to its end: its report, wall time, and wire bytes
-    /// per file byte (the sender interface's counter).
+    /// Runs the sender to its end: its report, wall time, wire bytes per
+    /// file byte (the sender interface's counter) and exit code.
     fn push(&self, args: &[&str]) -> Result<(serde_json::Value, f64, f64, i32)> {
+        self.push_during(args, Duration::ZERO, || Ok(()))
+    }
+
+    /// [`Ctx::push`], doing `fault` `after` the sender started.
+    fn push_during(
+        &self,
+        args: &[&str],
+        after: Duration,
+        fault: impl FnOnce() -> Result<()>,
+    ) -> Result<(serde_json::Value, f64, f64, i32)> {
         let tx0 = self.net.sender_tx_bytes()?;
         let start = Instant::now();
         let child = self.started(self.sender(args).spawn()?)?;
+        if !after.is_zero() {
+            std::thread::sleep(after);
+            fault()?;
+        }
         let out = wait_output(child, SEND_LIMIT)?;
         let secs = start.elapsed().as_secs_f64();
         let tx = self.net.sender_tx_bytes()? - tx0;
@@ -297,29 +311,15 @@ fn outage(ctx: &Ctx) -> Result<Row> {
     let rx = ctx.receivers(false)?;
     std::thread::sleep(Duration::from_millis(300));
     // A slower push, so that the outage lands in the middle of it.
-    let child = ctx.sender(&["--receivers", "4", "--max-rate", "200M"]);
-    let tx0 = ctx.net.sender_tx_bytes()?;
-    let start = Instant::now();
-    let mut child = ctx.started({ child }.spawn()?)?;
-    std::thread::sleep(Duration::from_millis(600));
-    ctx.net.loss(2, 100)?;
-    std::thread::sleep(Duration::from_secs(2));
-    ctx.net.loss(2, 0)?;
-    let out = loop {
-        if child.try_wait()?.is_some() {
-            break child.wait_with_output()?;
-        }
-        if start.elapsed() > SEND_LIMIT {
-            let _ = child.kill();
-            bail!("the sender ran over {SEND_LIMIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let secs = start.elapsed().as_secs_f64();
-    let tx = ctx.net.sender_tx_bytes()? - tx0;
-    let report = last_json(&out).context("no report")?;
-    let wire = tx as f64 / report["bytes"].as_f64().unwrap_or(1.0);
-    let code = out.status.code().unwrap_or(-1);
+    let (report, secs, wire, code) = ctx.push_during(
+        &["--receivers", "4", "--max-rate", "200M"],
+        Duration::from_millis(600),
+        || {
+            ctx.net.loss(2, 100)?;
+            std::thread::sleep(Duration::from_secs(2));
+            ctx.net.loss(2, 0)
+        },
+    )?;
     let result = expect_all_confirmed(ctx, &report, code, rx);
     Ok(Row {
         scenario: "outage",
@@ -368,32 +368,27 @@ fn receiver_killed(ctx: &Ctx) -> Result<Row> {
     ctx.fresh_dirs()?;
     let mut rx = ctx.receivers(false)?;
     std::thread::sleep(Duration::from_millis(300));
-    let tx0 = ctx.net.sender_tx_bytes()?;
-    let start = Instant::now();
-    let child = ctx.started(
-        ctx.sender(&[
+    let mut victim = rx.remove(1); // h2
+    let (report, secs, wire, code) = ctx.push_during(
+        &[
             "--receivers",
             "4",
             "--max-rate",
             "200M",
             "--drop-after",
             "2s",
-        ])
-        .spawn()?,
+        ],
+        Duration::from_millis(800),
+        || {
+            let _ = victim.kill();
+            let _ = victim.wait();
+            Ok(())
+        },
     )?;
-    std::thread::sleep(Duration::from_millis(800));
-    let mut victim = rx.remove(1); // h2
-    let _ = victim.kill();
-    let _ = victim.wait();
-    let out = wait_output(child, SEND_LIMIT)?;
-    let secs = start.elapsed().as_secs_f64();
-    let tx = ctx.net.sender_tx_bytes()? - tx0;
-    let report = last_json(&out).context("no report")?;
-    let wire = tx as f64 / report["bytes"].as_f64().unwrap_or(1.0);
     let v = verdicts(&report);
     let mut result = Ok(());
-    if out.status.code() != Some(1) {
-        result = Err(format!("sender exited {:?}, not 1", out.status.code()));
+    if code != 1 {
+        result = Err(format!("sender exited {code}, not 1"));
     } else if v.get("h2").map(String::as_str) != Some("dropped (silent)") {
         result = Err(format!("h2's verdict: {:?}", v.get("h2")));
     }
@@ -420,31 +415,25 @@ fn receiver_restarted(ctx: &Ctx) -> Result<Row> {
     ctx.fresh_dirs()?;
     let mut rx = ctx.receivers(false)?;
     std::thread::sleep(Duration::from_millis(300));
-    let tx0 = ctx.net.sender_tx_bytes()?;
-    let start = Instant::now();
-    let child = ctx.started(
-        ctx.sender(&[
+    let mut victim = rx.remove(2); // h3
+    let (report, secs, wire, code) = ctx.push_during(
+        &[
             "--expect",
             "h1,h2,h3,h4",
             "--max-rate",
             "200M",
             "--drop-after",
             "2s",
-        ])
-        .spawn()?,
+        ],
+        Duration::from_millis(800),
+        || {
+            let _ = victim.kill();
+            let _ = victim.wait();
+            std::thread::sleep(Duration::from_millis(300));
+            rx.insert(2, ctx.receiver(3, false)?);
+            Ok(())
+        },
     )?;
-    std::thread::sleep(Duration::from_millis(800));
-    let mut victim = rx.remove(2); // h3
-    let _ = victim.kill();
-    let _ = victim.wait();
-    std::thread::sleep(Duration::from_millis(300));
-    rx.insert(2, ctx.receiver(3, false)?);
-    let out = wait_output(child, SEND_LIMIT)?;
-    let secs = start.elapsed().as_secs_f64();
-    let tx = ctx.net.sender_tx_bytes()? - tx0;
-    let report = last_json(&out).context("no report")?;
-    let wire = tx as f64 / report["bytes"].as_f64().unwrap_or(1.0);
-    let code = out.status.code().unwrap_or(-1);
     // The killed process is dropped, the new one (same name) confirms:
     // the closed group is complete.
     let result = expect_all_confirmed(ctx, &report, code, rx);

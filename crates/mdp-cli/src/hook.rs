@@ -62,6 +62,20 @@ pub struct Hooks {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+impl PushInfo {
+    /// Nothing known yet about a push into `dir`.
+    pub fn empty(dir: PathBuf) -> PushInfo {
+        PushInfo {
+            session: String::new(),
+            sender: None,
+            dir,
+            files: Vec::new(),
+            changed: Vec::new(),
+            complete: false,
+        }
+    }
+}
+
 impl std::fmt::Debug for Hooks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Hooks")

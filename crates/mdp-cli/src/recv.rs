@@ -171,14 +171,7 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
     let hooks = Hooks::new(args.exec.clone(), args.exec_file.clone(), args.exec_timeout);
     let dir = std::fs::canonicalize(&args.dir).unwrap_or_else(|_| args.dir.clone());
     // The push in progress, for the hooks.
-    let mut push = PushInfo {
-        session: String::new(),
-        sender: None,
-        dir: dir.clone(),
-        files: Vec::new(),
-        changed: Vec::new(),
-        complete: false,
-    };
+    let mut push = PushInfo::empty(dir.clone());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -232,17 +225,7 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
             let sender = push.sender.clone();
             // Printed once the push hook (if any) ended, in order.
             hooks.push_done(
-                std::mem::replace(
-                    &mut push,
-                    PushInfo {
-                        session: String::new(),
-                        sender: None,
-                        dir: dir.clone(),
-                        files: Vec::new(),
-                        changed: Vec::new(),
-                        complete: false,
-                    },
-                ),
+                std::mem::replace(&mut push, PushInfo::empty(dir.clone())),
                 move |hook| {
                     if json {
                         let mut j = RecvJson::new(&outcome, &stats);

@@ -152,19 +152,14 @@ fn new_socket(ep: &Endpoint) -> io::Result<Socket> {
             s.set_multicast_if_v4(&a)?;
             s.set_multicast_ttl_v4(ep.ttl)?;
             s.set_multicast_loop_v4(true)?;
-            if ep.dscp != 0 {
-                s.set_tos_v4((ep.dscp as u32) << 2)?;
-            }
         }
         IpAddr::V6(_) => {
             s.set_multicast_if_v6(ipv6_index(ep))?;
             s.set_multicast_hops_v6(ep.ttl)?;
             s.set_multicast_loop_v6(true)?;
-            if ep.dscp != 0 {
-                s.set_tclass_v6((ep.dscp as u32) << 2)?;
-            }
         }
     }
+    set_dscp(&s, ep)?;
     Ok(s)
 }
 
@@ -221,6 +216,16 @@ pub fn sender(ep: &Endpoint) -> io::Result<std::net::UdpSocket> {
     Ok(s.into())
 }
 
+/// Marks what `s` sends with the endpoint's DSCP code point, if any.
+fn set_dscp(s: &Socket, ep: &Endpoint) -> io::Result<()> {
+    let tos = (ep.dscp as u32) << 2;
+    match ep.interface {
+        _ if ep.dscp == 0 => Ok(()),
+        IpAddr::V4(_) => s.set_tos_v4(tos),
+        IpAddr::V6(_) => s.set_tclass_v6(tos),
+    }
+}
+
 /// Unicast mode: a plain socket bound to `port` of the interface's address
 /// (the sender's feedback port, or a receiver's data port).
 pub fn unicast(ep: &Endpoint, port: u16) -> io::Result<std::net::UdpSocket> {
@@ -233,12 +238,7 @@ pub fn unicast(ep: &Endpoint, port: u16) -> io::Result<std::net::UdpSocket> {
     s.set_nonblocking(true)?;
     let _ = s.set_recv_buffer_size(SOCKET_BUFFER);
     let _ = s.set_send_buffer_size(SOCKET_BUFFER);
-    if ep.dscp != 0 {
-        match ep.interface {
-            IpAddr::V4(_) => s.set_tos_v4((ep.dscp as u32) << 2)?,
-            IpAddr::V6(_) => s.set_tclass_v6((ep.dscp as u32) << 2)?,
-        }
-    }
+    set_dscp(&s, ep)?;
     s.bind(&SocketAddr::new(ep.interface, port).into())?;
     Ok(s.into())
 }
