@@ -24,6 +24,10 @@ const SEND_LIMIT: Duration = Duration::from_secs(90);
 /// A scenario: sets up its faults, pushes, checks, and says how it went.
 type Scenario = Box<dyn Fn(&Ctx) -> Result<Row>>;
 
+/// What a push measured: the sender's report, wall time, wire bytes per
+/// file byte, exit code.
+type Pushed = (serde_json::Value, f64, f64, i32);
+
 /// One row of the table.
 struct Row {
     scenario: &'static str,
@@ -121,7 +125,7 @@ impl Ctx<'_> {
 
     /// Runs the sender to its end: its report, wall time, wire bytes per
     /// file byte (the sender interface's counter) and exit code.
-    fn push(&self, args: &[&str]) -> Result<(serde_json::Value, f64, f64, i32)> {
+    fn push(&self, args: &[&str]) -> Result<Pushed> {
         self.push_during(args, Duration::ZERO, || Ok(()))
     }
 
@@ -131,7 +135,7 @@ impl Ctx<'_> {
         args: &[&str],
         after: Duration,
         fault: impl FnOnce() -> Result<()>,
-    ) -> Result<(serde_json::Value, f64, f64, i32)> {
+    ) -> Result<Pushed> {
         let tx0 = self.net.sender_tx_bytes()?;
         let start = Instant::now();
         let child = self.started(self.sender(args).spawn()?)?;
@@ -364,12 +368,38 @@ fn slow_host(ctx: &Ctx) -> Result<Row> {
     })
 }
 
-fn receiver_killed(ctx: &Ctx) -> Result<Row> {
+/// Receivers on every host; host `victim` is killed (SIGKILL) 0.8 s into
+/// the push and, with `restart`, started again 0.3 s later. Returns the
+/// push's measures and the receivers still to wait for, by host.
+fn kill_mid_push(
+    ctx: &Ctx,
+    args: &[&str],
+    victim: usize,
+    restart: bool,
+) -> Result<(Pushed, Vec<(usize, Child)>)> {
     ctx.fresh_dirs()?;
-    let mut rx = ctx.receivers(false)?;
+    let mut rx: Vec<(usize, Child)> = (1..=RECEIVERS).zip(ctx.receivers(false)?).collect();
     std::thread::sleep(Duration::from_millis(300));
-    let mut victim = rx.remove(1); // h2
-    let (report, secs, wire, code) = ctx.push_during(
+    let at = rx
+        .iter()
+        .position(|(i, _)| *i == victim)
+        .expect("a receiver host");
+    let (_, mut killed) = rx.remove(at);
+    let pushed = ctx.push_during(args, Duration::from_millis(800), || {
+        let _ = killed.kill();
+        let _ = killed.wait();
+        if restart {
+            std::thread::sleep(Duration::from_millis(300));
+            rx.insert(at, (victim, ctx.receiver(victim, false)?));
+        }
+        Ok(())
+    })?;
+    Ok((pushed, rx))
+}
+
+fn receiver_killed(ctx: &Ctx) -> Result<Row> {
+    let ((report, secs, wire, code), rx) = kill_mid_push(
+        ctx,
         &[
             "--receivers",
             "4",
@@ -378,12 +408,8 @@ fn receiver_killed(ctx: &Ctx) -> Result<Row> {
             "--drop-after",
             "2s",
         ],
-        Duration::from_millis(800),
-        || {
-            let _ = victim.kill();
-            let _ = victim.wait();
-            Ok(())
-        },
+        2,
+        false,
     )?;
     let v = verdicts(&report);
     let mut result = Ok(());
@@ -392,7 +418,7 @@ fn receiver_killed(ctx: &Ctx) -> Result<Row> {
     } else if v.get("h2").map(String::as_str) != Some("dropped (silent)") {
         result = Err(format!("h2's verdict: {:?}", v.get("h2")));
     }
-    for (i, c) in [1, 3, 4].into_iter().zip(rx) {
+    for (i, c) in rx {
         let o = wait_output(c, Duration::from_secs(30));
         if result.is_ok() {
             result = match o {
@@ -412,11 +438,8 @@ fn receiver_killed(ctx: &Ctx) -> Result<Row> {
 }
 
 fn receiver_restarted(ctx: &Ctx) -> Result<Row> {
-    ctx.fresh_dirs()?;
-    let mut rx = ctx.receivers(false)?;
-    std::thread::sleep(Duration::from_millis(300));
-    let mut victim = rx.remove(2); // h3
-    let (report, secs, wire, code) = ctx.push_during(
+    let ((report, secs, wire, code), rx) = kill_mid_push(
+        ctx,
         &[
             "--expect",
             "h1,h2,h3,h4",
@@ -425,17 +448,12 @@ fn receiver_restarted(ctx: &Ctx) -> Result<Row> {
             "--drop-after",
             "2s",
         ],
-        Duration::from_millis(800),
-        || {
-            let _ = victim.kill();
-            let _ = victim.wait();
-            std::thread::sleep(Duration::from_millis(300));
-            rx.insert(2, ctx.receiver(3, false)?);
-            Ok(())
-        },
+        3,
+        true,
     )?;
     // The killed process is dropped, the new one (same name) confirms:
     // the closed group is complete.
+    let rx = rx.into_iter().map(|(_, c)| c).collect();
     let result = expect_all_confirmed(ctx, &report, code, rx);
     let n = report["receivers"].as_array().map_or(0, Vec::len);
     Ok(Row {

@@ -136,17 +136,19 @@ pub fn resolve_interface(spec: &str, group: SocketAddr) -> Result<(IpAddr, u32),
     Ok((addr, iface.index))
 }
 
-fn new_socket(ep: &Endpoint) -> io::Result<Socket> {
-    let domain = if ep.group.is_ipv4() {
-        Domain::IPV4
-    } else {
-        Domain::IPV6
-    };
+/// A non-blocking UDP socket of `ipv4`'s family with large buffers (a
+/// receiver must absorb bursts while it writes blocks).
+fn udp_socket(ipv4: bool) -> io::Result<Socket> {
+    let domain = if ipv4 { Domain::IPV4 } else { Domain::IPV6 };
     let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
     s.set_nonblocking(true)?;
-    // Large buffers: a receiver must absorb bursts while it writes blocks.
     let _ = s.set_recv_buffer_size(SOCKET_BUFFER);
     let _ = s.set_send_buffer_size(SOCKET_BUFFER);
+    Ok(s)
+}
+
+fn new_socket(ep: &Endpoint) -> io::Result<Socket> {
+    let s = udp_socket(ep.group.is_ipv4())?;
     match ep.interface {
         IpAddr::V4(a) => {
             s.set_multicast_if_v4(&a)?;
@@ -229,15 +231,7 @@ fn set_dscp(s: &Socket, ep: &Endpoint) -> io::Result<()> {
 /// Unicast mode: a plain socket bound to `port` of the interface's address
 /// (the sender's feedback port, or a receiver's data port).
 pub fn unicast(ep: &Endpoint, port: u16) -> io::Result<std::net::UdpSocket> {
-    let domain = if ep.interface.is_ipv4() {
-        Domain::IPV4
-    } else {
-        Domain::IPV6
-    };
-    let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
-    s.set_nonblocking(true)?;
-    let _ = s.set_recv_buffer_size(SOCKET_BUFFER);
-    let _ = s.set_send_buffer_size(SOCKET_BUFFER);
+    let s = udp_socket(ep.interface.is_ipv4())?;
     set_dscp(&s, ep)?;
     s.bind(&SocketAddr::new(ep.interface, port).into())?;
     Ok(s.into())

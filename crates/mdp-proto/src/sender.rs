@@ -49,6 +49,10 @@ pub const MAX_PEERS: usize = 65_536;
 /// Most ranges of already-held files kept per receiver.
 const MAX_PEER_HAVE_RANGES: usize = 1024;
 
+/// Most receivers for which blocks held from an interrupted push are
+/// matched up (the work grows with receivers × ranges).
+const MAX_BLOCK_SKIP_PEERS: usize = 1024;
+
 /// Sender settings. [`SenderConfig::new`] gives the defaults.
 #[derive(Clone, Debug)]
 pub struct SenderConfig {
@@ -1685,7 +1689,10 @@ impl Sender {
             .values()
             .filter(|p| p.registered && matches!(p.state, PeerState::Active | PeerState::Confirmed))
             .collect();
-        if peers.is_empty() || peers.len() != self.peers.len() {
+        // Bounded work whatever the feedback claimed: with more receivers
+        // (or forged registrations) blocks are simply sent.
+        if peers.is_empty() || peers.len() != self.peers.len() || peers.len() > MAX_BLOCK_SKIP_PEERS
+        {
             return;
         }
         let mut candidates: Vec<u32> = peers
@@ -1695,6 +1702,7 @@ impl Sender {
             .collect();
         candidates.sort_unstable();
         candidates.dedup();
+        candidates.truncate(MAX_PEER_HAVE_RANGES);
         for o in candidates {
             let blocks = self.coding.block_count(self.sizes[o as usize]);
             let mut common = union_ranges(&held(peers[0], o, blocks), &[]);
