@@ -778,6 +778,47 @@ fn a_receiver_refuses_a_push_beyond_its_limits_and_the_sender_names_why() {
 }
 
 #[test]
+fn a_push_that_cannot_be_placed_is_refused_at_once_with_the_reason() {
+    let Some(_net) = network(
+        "a_push_that_cannot_be_placed_is_refused_at_once_with_the_reason",
+        false,
+    ) else {
+        return;
+    };
+    let base = temp_dir("blocked");
+    let src = base.join("src");
+    make_source(&src, 1 << 20);
+    // A regular file where the push needs its directory.
+    fs::create_dir_all(base.join("r0")).unwrap();
+    fs::write(base.join("r0/tree"), b"in the way").unwrap();
+    let rx = start_receivers(&base, &["r0"]);
+    let started = Instant::now();
+    let out = sender(&["--receivers", "1"], &[src.join("tree")])
+        .output()
+        .unwrap();
+    let report = json(&out);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert_eq!(report["receivers"][0]["verdict"], "failed", "{report}");
+    assert_eq!(report["receivers"][0]["failed"][0]["reason"], "refused");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    let got = wait_output(rx.into_iter().next().unwrap(), Duration::from_secs(10));
+    let line = json(&got);
+    assert!(
+        line["problem"]
+            .as_str()
+            .unwrap()
+            .contains("is not a directory"),
+        "{line}"
+    );
+    assert_eq!(fs::read(base.join("r0/tree")).unwrap(), b"in the way");
+    fs::remove_dir_all(&base).unwrap();
+}
+
+#[test]
 fn a_push_through_5_percent_loss_arrives_intact_everywhere() {
     let Some(_net) = network(
         "a_push_through_5_percent_loss_arrives_intact_everywhere",

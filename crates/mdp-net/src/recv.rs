@@ -461,7 +461,13 @@ pub async fn run(
                     receiver.handle_object_verified(Instant::now(), object, res);
                 }
                 WriterReply::BeginFailed(msg) => {
-                    notice(RecvNotice::Failed(format!("cannot prepare the session: {msg}")));
+                    // The push cannot be placed here (a directory in the
+                    // way, a permission): refuse it, so that the sender
+                    // hears why at once instead of waiting for a receiver
+                    // that never registers.
+                    let why = format!("cannot prepare the push in {}: {msg}", opts.dir.display());
+                    notice(RecvNotice::Failed(why.clone()));
+                    receiver.refuse(Instant::now(), why);
                 }
                 WriterReply::Finished(removed) => {
                     let Some(outcome) = pending_finish.take() else { continue };
