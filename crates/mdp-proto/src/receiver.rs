@@ -378,6 +378,11 @@ const MIN_GROUP_ESTIMATE: u32 = 32;
 const REGISTER_INTERVAL: Duration = Duration::from_millis(50);
 /// Most other receivers whose counters a receiver tracks.
 const MAX_PEER_WINDOWS: usize = 4096;
+/// A sender silent this long (plus four round trips) is not NACKed until
+/// it is heard again: it sends an ANNOUNCE or FLUSH at least every 500 ms
+/// while it runs.
+pub const SENDER_GONE: Duration = Duration::from_secs(1);
+
 /// A session silent this long is given up when another one is announced.
 pub const SESSION_SWITCH_SILENCE: Duration = Duration::from_secs(2);
 /// Most REGISTERs one registration sends (each with up to
@@ -1458,7 +1463,7 @@ impl Receiver {
 
     fn maybe_arm_nack(&mut self, now: Instant) {
         let Some(s) = &self.session else { return };
-        if s.nack_at.is_some() || self.finished {
+        if s.nack_at.is_some() || self.finished || Self::sender_gone(s, now) {
             return;
         }
         let (candidates, hold) = self.nack_candidates(now, 1);
@@ -1477,7 +1482,23 @@ impl Receiver {
         s.nack_at = Some(now + delay);
     }
 
+    /// True when the sender has said nothing for [`SENDER_GONE`] (and some
+    /// round trips): NACKs would go nowhere. A whole group of receivers
+    /// NACKing a dead sender until their idle timeout would flood the
+    /// network; they wait quietly instead, and NACK again as soon as the
+    /// sender is heard (any of its datagrams re-arms the timer).
+    fn sender_gone(s: &Session, now: Instant) -> bool {
+        now.saturating_duration_since(s.last_heard) >= SENDER_GONE + Self::grtt(s) * 4
+    }
+
     fn send_nack(&mut self, now: Instant) {
+        if self
+            .session
+            .as_ref()
+            .is_some_and(|s| Self::sender_gone(s, now))
+        {
+            return;
+        }
         let (entries, _) = self.nack_candidates(now, MAX_NACK_ENTRIES);
         if !entries.is_empty() {
             let s = self.session.as_ref().expect("caller checked");

@@ -237,6 +237,8 @@ pub struct ReceiverResult {
     pub fate: Fate,
     /// Every session's outcome, in order (several with `sender_crash`).
     pub outcomes: Vec<SessionOutcome>,
+    /// The counters of each finished session, in the same order.
+    pub session_stats: Vec<ReceiverStats>,
     /// Its node id.
     pub node: mdp_proto::NodeId,
 }
@@ -297,6 +299,8 @@ struct SimReceiver {
     partials: HashMap<[u8; 32], (Vec<u8>, std::collections::BTreeSet<u32>)>,
     /// Every session's outcome, in order.
     outcomes: Vec<SessionOutcome>,
+    /// The counters of each finished session's state machine.
+    session_stats: Vec<ReceiverStats>,
     outcome: Option<SessionOutcome>,
     timeout: Option<Instant>,
 }
@@ -375,6 +379,7 @@ impl World {
                     written: HashMap::new(),
                     partials: HashMap::new(),
                     outcomes: Vec::new(),
+                    session_stats: Vec::new(),
                     outcome: None,
                     timeout: None,
                 }
@@ -598,6 +603,7 @@ impl World {
                 r.machine.handle_object_verified(now, object, result);
             }
             ReceiverEvent::Finished(outcome) => {
+                r.session_stats.push(r.machine.stats());
                 r.outcomes.push(outcome.clone());
                 r.outcome = Some(outcome);
                 if self.config.sender_crash.is_some() {
@@ -774,6 +780,7 @@ impl World {
                     stats: r.machine.stats(),
                     fate: r.fate,
                     outcomes: r.outcomes,
+                    session_stats: r.session_stats,
                 })
                 .collect(),
         }

@@ -411,6 +411,11 @@ fn a_sender_killed_mid_push_then_rerun_sends_only_the_missing_blocks() {
             "r{i}: {:?}",
             rx.outcomes[1].problem
         );
+        // While the sender was dead (2.35 s) the receivers did not flood
+        // the network with NACKs: they stop once it has been silent for
+        // about a second.
+        let nacks = rx.session_stats[0].nacks_sent;
+        assert!(nacks < 60, "r{i} sent {nacks} NACKs in the first session");
     }
 }
 
@@ -446,4 +451,30 @@ fn a_receiver_whose_limits_refuse_a_push_says_so_and_the_others_complete() {
     }
     // Refused at once, not dropped after a silence.
     assert!(r.elapsed < Duration::from_secs(2), "took {:?}", r.elapsed);
+}
+
+#[test]
+fn receivers_fall_quiet_when_the_sender_dies_instead_of_flooding_the_network() {
+    let content = Content::new(
+        &[],
+        vec![("big.bin".into(), Content::random_bytes(8 << 20, 16))],
+    );
+    let mut c = SimConfig::new(3, 516);
+    c.loss_independent = 0.01;
+    // Killed at 150 ms and never back: the receivers wait for their idle
+    // timeout (30 s).
+    c.sender_crash = Some((Duration::from_millis(150), Duration::from_secs(3600)));
+    c.max_time = Duration::from_secs(40);
+    let r = World::new(c, content).run();
+    for (i, rx) in r.receivers.iter().enumerate() {
+        let o = rx
+            .outcomes
+            .first()
+            .expect("the session ended by idle timeout");
+        assert!(!o.complete);
+        // NACKing a dead sender for 30 s would be thousands of datagrams
+        // per receiver (hundreds a second); they stop after about a second.
+        let nacks = rx.session_stats[0].nacks_sent;
+        assert!(nacks < 60, "r{i} sent {nacks} NACKs to a dead sender");
+    }
 }
