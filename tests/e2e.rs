@@ -240,6 +240,24 @@ fn wait_output(child: Child, limit: Duration) -> Output {
     }
 }
 
+/// Ends a receiver service with SIGTERM, checks that it exits 0, and
+/// returns the JSON line of each push it took, and its stderr.
+fn stop_service(service: Child) -> (Vec<serde_json::Value>, String) {
+    let term = Command::new("kill")
+        .args(["-TERM", &service.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let out = wait_output(service, Duration::from_secs(30));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "the service: {stderr}");
+    let lines = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (lines, stderr)
+}
+
 fn json(out: &Output) -> serde_json::Value {
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text.lines().last().unwrap_or_else(|| {
@@ -467,23 +485,7 @@ fn a_receiver_service_takes_three_pushes_and_runs_its_hooks_each_time() {
     }
     // SIGTERM ends the service cleanly.
     std::thread::sleep(Duration::from_millis(300));
-    let pid = service.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let out = wait_output(service, Duration::from_secs(20));
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let (lines, _) = stop_service(service);
     assert_eq!(lines.len(), 3, "one JSON line per push");
     for (line, session) in lines.iter().zip(&sessions) {
         assert_eq!(line["session"], session.as_str());
@@ -585,17 +587,7 @@ fn a_sender_killed_with_sigkill_then_rerun_completes_sending_only_what_is_missin
         8 - placed_before
     );
     assert_same_tree(&src, &dir.join("parts"));
-    let pid = service.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let out = wait_output(service, Duration::from_secs(20));
-    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let (lines, _) = stop_service(service);
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert_eq!(lines[0]["complete"], false, "the killed push");
     assert!(
@@ -1359,25 +1351,10 @@ fn hostile_datagrams_never_crash_a_receiver_nor_write_outside_its_directory() {
     );
     assert_same_tree(&src.join("tree"), &dir.join("tree"));
     // SIGTERM ends the service cleanly.
-    let term = Command::new("kill")
-        .args(["-TERM", &rx.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(term.success());
-    let out = wait_output(rx, Duration::from_secs(10));
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "receiver died: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     // The forged sessions really reached manifest validation and were
     // refused there (so the checks below are not vacuous), and the real push
     // arrived complete.
-    let sessions: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let (sessions, _) = stop_service(rx);
     let problems: Vec<&str> = sessions
         .iter()
         .filter_map(|v| v["problem"].as_str())
@@ -1547,24 +1524,14 @@ fn with_a_key_forged_and_unauthenticated_pushes_change_nothing_on_disk() {
     .unwrap();
     assert_eq!(good.status.code(), Some(0), "{}", json(&good));
     std::thread::sleep(Duration::from_millis(200));
-    let pid = rx.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let out = wait_output(rx, Duration::from_secs(30));
-    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let (lines, stderr) = stop_service(rx);
     let done = lines.last().expect("the real push reported");
     assert_eq!(done["complete"], true, "{done}");
     assert!(done["auth_failed"].as_u64().unwrap() > 0, "{lines:?}");
     assert_same_tree(&src.join("tree"), &dir.join("tree"));
     assert!(!dir.join("planted").exists());
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("fail authentication"),
+        stderr.contains("fail authentication"),
         "the operator is told why packets are dropped"
     );
     fs::remove_dir_all(&base).unwrap();

@@ -273,6 +273,22 @@ fn argv(words: &[&str]) -> Vec<String> {
     words.iter().map(|w| w.to_string()).collect()
 }
 
+/// A udpcast command on the hosts' `eth0`, without keyboard or progress
+/// output, with `rest` after the common options.
+fn udpcast(program: &str, rest: &[&str]) -> Vec<String> {
+    let mut v = argv(&[
+        program,
+        "--nokbd",
+        "--no-progress",
+        "--interface",
+        "eth0",
+        "--portbase",
+        "9000",
+    ]);
+    v.extend(rest.iter().map(|s| s.to_string()));
+    v
+}
+
 pub fn wait_limit(c: &mut Child, until: Instant) -> bool {
     loop {
         match c.try_wait() {
@@ -320,17 +336,10 @@ pub fn run_once(
                 "--name".into(),
                 format!("h{i}"),
             ],
-            "udpcast" => argv(&[
+            "udpcast" => udpcast(
                 "udp-receiver",
-                "--nokbd",
-                "--no-progress",
-                "--interface",
-                "eth0",
-                "--portbase",
-                "9000",
-                "--file",
-                &dir.join(name).display().to_string(),
-            ]),
+                &["--file", &dir.join(name).display().to_string()],
+            ),
             "uftp" => argv(&[
                 "uftpd",
                 "-d",
@@ -360,19 +369,10 @@ pub fn run_once(
             "--timeout".into(),
             "80s".into(),
         ],
-        "udpcast" => argv(&[
+        "udpcast" => udpcast(
             "udp-sender",
-            "--nokbd",
-            "--no-progress",
-            "--interface",
-            "eth0",
-            "--portbase",
-            "9000",
-            "--min-receivers",
-            &n.to_string(),
-            "--file",
-            &file_s,
-        ]),
+            &["--min-receivers", &n.to_string(), "--file", &file_s],
+        ),
         "uftp" => argv(&[
             "uftp",
             "-I",

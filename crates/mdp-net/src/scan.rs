@@ -5,7 +5,7 @@
 //! special files are skipped and reported. Each file is hashed (BLAKE3) here,
 //! before anything is sent.
 
-use crate::stamp::HashCache;
+use crate::stamp::{FileId, HashCache};
 use mdp_proto::{Entry, EntryKind, Manifest};
 use std::fs;
 use std::io::{self, Read};
@@ -24,7 +24,7 @@ pub struct Source {
     /// What each file looked like when it was hashed: the reader checks
     /// every block it reads against it, so that a file changed during the
     /// push fails clearly instead of sending a mix of two versions.
-    pub seen: Vec<Seen>,
+    pub seen: Vec<FileId>,
     /// Paths left out, with the reason.
     pub skipped: Vec<(PathBuf, &'static str)>,
 }
@@ -54,29 +54,6 @@ pub enum ScanError {
         "{0} changed while it was being hashed (twice): push it when it is no longer being written"
     )]
     Changing(PathBuf),
-}
-
-/// A file's identity and change times when it was hashed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Seen {
-    dev: u64,
-    ino: u64,
-    size: u64,
-    mtime: (i64, i64),
-    ctime: (i64, i64),
-}
-
-impl Seen {
-    /// The stamp of `md`.
-    pub fn of(md: &fs::Metadata) -> Seen {
-        Seen {
-            dev: md.dev(),
-            ino: md.ino(),
-            size: md.len(),
-            mtime: (md.mtime(), md.mtime_nsec()),
-            ctime: (md.ctime(), md.ctime_nsec()),
-        }
-    }
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ScanError + '_ {
@@ -170,7 +147,7 @@ fn add(src: &mut Source, cache: &mut HashCache, path: &Path, rel: String) -> Res
                 loop {
                     let (h, size) = hash_file(path).map_err(io_err(path))?;
                     let after = fs::symlink_metadata(path).map_err(io_err(path))?;
-                    if Seen::of(&after) == Seen::of(&md) && size == md.len() {
+                    if FileId::of(&after) == FileId::of(&md) && size == md.len() {
                         cache.remember(&key, &md, h);
                         break (h, size);
                     }
@@ -186,7 +163,7 @@ fn add(src: &mut Source, cache: &mut HashCache, path: &Path, rel: String) -> Res
             .entries
             .push(entry(rel, EntryKind::File { size, hash }, &md));
         src.files.push(path.to_path_buf());
-        src.seen.push(Seen::of(&md));
+        src.seen.push(FileId::of(&md));
     } else if ft.is_dir() {
         src.manifest
             .entries

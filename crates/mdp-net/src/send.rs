@@ -2,8 +2,9 @@
 //! against the data and feedback sockets and a timer; a reader thread reads
 //! whole blocks from the files on request.
 
-use crate::scan::{Seen, Source};
+use crate::scan::Source;
 use crate::socket::{self, Endpoint};
+use crate::stamp::FileId;
 use crate::udp::{self, BatchSender};
 use mdp_proto::{BlockNumber, ObjectId, Sender, SenderConfig, SenderEvent, SenderReport};
 use std::fs::File;
@@ -71,7 +72,7 @@ const CHANGED: &str = "it changed while it was being pushed (size, mtime or ctim
 /// of a changed file is never sent.
 fn reader(
     files: Vec<PathBuf>,
-    seen: Vec<Seen>,
+    seen: Vec<FileId>,
     requests: mpsc::Receiver<ReadRequest>,
     done: tokio::sync::mpsc::UnboundedSender<ReadDone>,
 ) {
@@ -87,7 +88,7 @@ fn reader(
             let mut buf = vec![0u8; r.len];
             f.read_exact_at(&mut buf, r.offset)?;
             // After the read: a change during it shows too.
-            let now = Seen::of(&f.metadata()?);
+            let now = FileId::of(&f.metadata()?);
             if seen.get(i).is_some_and(|s| now != *s) {
                 return Err(changed());
             }

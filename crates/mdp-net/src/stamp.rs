@@ -14,25 +14,42 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// Most entries a cache keeps; past that it starts again empty.
 const MAX_ENTRIES: usize = 4_000_000;
 
-/// What a cache remembers of a file.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-struct Stamp {
+/// A file's identity and change times: equal while nobody wrote, touched,
+/// chmodded or replaced the file. The sender also checks every block it
+/// reads against the one taken when the file was hashed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileId {
     dev: u64,
     ino: u64,
     size: u64,
     mtime: (i64, i64),
     ctime: (i64, i64),
+}
+
+impl FileId {
+    /// The identity of the file `md` describes.
+    pub fn of(md: &fs::Metadata) -> FileId {
+        FileId {
+            dev: md.dev(),
+            ino: md.ino(),
+            size: md.len(),
+            mtime: (md.mtime(), md.mtime_nsec()),
+            ctime: (md.ctime(), md.ctime_nsec()),
+        }
+    }
+}
+
+/// What a cache remembers of a file.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Stamp {
+    id: FileId,
     hash: [u8; 32],
 }
 
 impl Stamp {
     fn of(md: &fs::Metadata, hash: [u8; 32]) -> Stamp {
         Stamp {
-            dev: md.dev(),
-            ino: md.ino(),
-            size: md.len(),
-            mtime: (md.mtime(), md.mtime_nsec()),
-            ctime: (md.ctime(), md.ctime_nsec()),
+            id: FileId::of(md),
             hash,
         }
     }
@@ -130,15 +147,14 @@ mod tests {
     fn a_remembered_hash_holds_until_the_file_changes() {
         let dir = crate::test_dir("stamp");
         let f = dir.join("f");
-        fs::write(&f, b"one").unwrap();
-        // Make the file look old enough to be remembered.
-        let old = SystemTime::now() - Duration::from_secs(3600);
-        fs::File::options()
-            .write(true)
-            .open(&f)
-            .unwrap()
-            .set_modified(old)
-            .unwrap();
+        // Writes `bytes` and sets the mtime an hour back.
+        let write_old = |bytes: &[u8]| {
+            fs::write(&f, bytes).unwrap();
+            let old = SystemTime::now() - Duration::from_secs(3600);
+            let file = fs::File::options().write(true).open(&f).unwrap();
+            file.set_modified(old).unwrap();
+        };
+        write_old(b"one");
         let cache_file = dir.join("cache");
         let mut c = HashCache::load(cache_file.clone(), Duration::ZERO);
         let md = fs::metadata(&f).unwrap();
@@ -147,13 +163,7 @@ mod tests {
         let c = HashCache::load(cache_file.clone(), Duration::ZERO);
         assert_eq!(c.hash_of("f", &fs::metadata(&f).unwrap()), Some([1; 32]));
         // Same size, mtime set back: ctime moved, so the hash is not trusted.
-        fs::write(&f, b"two").unwrap();
-        fs::File::options()
-            .write(true)
-            .open(&f)
-            .unwrap()
-            .set_modified(old)
-            .unwrap();
+        write_old(b"two");
         assert_eq!(c.hash_of("f", &fs::metadata(&f).unwrap()), None);
         // A file changed just now is not remembered at all.
         let mut c = HashCache::load(cache_file, Duration::from_secs(2));

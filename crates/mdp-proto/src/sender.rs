@@ -710,12 +710,14 @@ impl Sender {
                     if self.phase == Phase::Announcing {
                         p.have = union_ranges(&p.have, &r.have);
                         p.have.truncate(MAX_PEER_HAVE_RANGES);
-                        for b in r.have_blocks {
-                            if p.have_blocks.len() < MAX_PEER_HAVE_RANGES
-                                && !p.have_blocks.contains(&b)
-                            {
-                                p.have_blocks.push(b);
-                            }
+                        // Receivers repeat their chunks until acknowledged:
+                        // duplicates are removed when the list is full,
+                        // not searched for on every datagram.
+                        p.have_blocks.extend(r.have_blocks);
+                        if p.have_blocks.len() > MAX_PEER_HAVE_RANGES {
+                            p.have_blocks.sort_unstable();
+                            p.have_blocks.dedup();
+                            p.have_blocks.truncate(MAX_PEER_HAVE_RANGES);
                         }
                     }
                 }
@@ -1659,6 +1661,10 @@ impl Sender {
 
     /// The first block of `o` at or after `b` that is not skipped.
     fn unskipped_from(&self, o: u32, b: u32) -> u32 {
+        // Called per datagram: no hashing when nothing is skipped.
+        if self.skip_blocks.is_empty() {
+            return b;
+        }
         let Some(ranges) = self.skip_blocks.get(&o) else {
             return b;
         };
