@@ -25,39 +25,53 @@ fn measure(mut f: impl FnMut()) -> Duration {
 fn main() {
     // `cargo test --benches` passes --bench too; a quick smoke run then.
     let quick = std::env::args().any(|a| a == "--quick");
-    let (k, r, t) = (256usize, 128usize, 1400usize);
-    let source: Vec<u8> = (0..k * t).map(|i| (i * 31 % 251) as u8).collect();
+    let t = 1400usize;
     let mut codec = Codec::default();
-    let mut parity = Vec::new();
-    codec.encode(k, r, t, &source, &mut parity).unwrap();
     if quick {
+        let (k, r) = (256usize, 128usize);
+        let source: Vec<u8> = (0..k * t).map(|i| (i * 31 % 251) as u8).collect();
+        let mut parity = Vec::new();
+        codec.encode(k, r, t, &source, &mut parity).unwrap();
         return;
     }
-    let block_mb = (k * t) as f64 / 1e6;
     println!("| operation | shape | time per block | MB/s of source data |");
     println!("|---|---|---|---|");
-    let enc = measure(|| codec.encode(k, r, t, &source, &mut parity).unwrap());
-    println!(
-        "| encode all parity | k={k} r={r} T={t} | {:.0} µs | {:.0} |",
-        enc.as_secs_f64() * 1e6,
-        block_mb / enc.as_secs_f64()
-    );
-    for lost in [1usize, 13, 64] {
-        // Lose `lost` source symbols, rebuild them from as many parity symbols.
-        let mut have = vec![true; k];
-        for i in 0..lost {
-            have[i * (k / lost)] = false;
-        }
-        let mut block = source.clone();
-        let dec = measure(|| {
-            let rec = (0..lost).map(|i| (i, &parity[i * t..(i + 1) * t]));
-            codec.decode(k, r, t, &mut block, &have, rec).unwrap();
-        });
-        assert!(block == source);
+    // The default shape first, then larger blocks: the decoder's cost has
+    // a fixed part per block (the erasure locator over the whole field),
+    // which larger blocks spread over more bytes.
+    for (k, r) in [
+        (256usize, 128usize),
+        (256, 32),
+        (1024, 128),
+        (2048, 256),
+        (4096, 512),
+    ] {
+        let source: Vec<u8> = (0..k * t).map(|i| (i * 31 % 251) as u8).collect();
+        let mut parity = Vec::new();
+        let block_mb = (k * t) as f64 / 1e6;
+        let enc = measure(|| codec.encode(k, r, t, &source, &mut parity).unwrap());
         println!(
-            "| decode, {lost} lost | k={k} r={r} T={t} | {:.0} µs | {:.0} |",
-            dec.as_secs_f64() * 1e6,
-            block_mb / dec.as_secs_f64()
+            "| encode all parity | k={k} r={r} T={t} | {:.0} µs | {:.0} |",
+            enc.as_secs_f64() * 1e6,
+            block_mb / enc.as_secs_f64()
         );
+        for lost in [1usize, k / 20, r] {
+            // Lose `lost` source symbols, rebuild them from as many parity symbols.
+            let mut have = vec![true; k];
+            for i in 0..lost {
+                have[i * (k / lost)] = false;
+            }
+            let mut block = source.clone();
+            let dec = measure(|| {
+                let rec = (0..lost).map(|i| (i, &parity[i * t..(i + 1) * t]));
+                codec.decode(k, r, t, &mut block, &have, rec).unwrap();
+            });
+            assert!(block == source);
+            println!(
+                "| decode, {lost} lost | k={k} r={r} T={t} | {:.0} µs | {:.0} |",
+                dec.as_secs_f64() * 1e6,
+                block_mb / dec.as_secs_f64()
+            );
+        }
     }
 }
