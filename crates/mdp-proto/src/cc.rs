@@ -14,11 +14,13 @@
 //! also hands in how long each batch of datagrams waited in the socket's
 //! queue (kernel timestamps). As in CoDel (RFC 8289), a queue is a problem
 //! only when it stands: when every batch for [`QUEUE_INTERVAL`] waited
-//! more than [`QUEUE_LIMIT`], the window is congested too. That signal
-//! comes before any loss, while the socket buffer still absorbs the excess,
-//! which on a host-limited receiver (CPU, disk) is where loss would start.
-//! A receiver that was merely not scheduled for a while (a busy host) finds
-//! an old backlog and drains it within the interval: no congestion.
+//! more than [`QUEUE_LIMIT`], and the queue did not shrink since the last
+//! window, the window is congested too. That signal comes before any loss,
+//! while the socket buffer still absorbs the excess, which on a
+//! host-limited receiver (CPU, disk) is where loss would start. A receiver
+//! that was merely not scheduled for a while (a busy host) finds an old
+//! backlog and drains it: no congestion; nor is the backlog that remains
+//! after the sender slowed down, while it shrinks.
 //!
 //! **The sender** starts at its start rate and doubles it every window
 //! until the first report (a LAN is reached in tens of milliseconds, not
@@ -44,8 +46,13 @@ pub const WINDOW_MIN_PACKETS: u32 = 64;
 /// counts towards a standing queue (CoDel's target).
 pub const QUEUE_LIMIT: Duration = Duration::from_millis(5);
 /// Every batch waiting longer than [`QUEUE_LIMIT`] for this long is a
-/// standing queue: the receiver falls behind (CoDel's interval).
-pub const QUEUE_INTERVAL: Duration = Duration::from_millis(100);
+/// standing queue: the receiver falls behind. (CoDel's interval is 100 ms,
+/// for Internet round trips; a LAN receiver's socket buffer holds about that
+/// much at full rate, so it would overflow first.)
+pub const QUEUE_INTERVAL: Duration = Duration::from_millis(40);
+/// A standing queue whose shortest delay in a window is below this fraction
+/// of the last window's is draining, not congested.
+const DRAINING: f64 = 0.95;
 /// A window this long without enough packets is discarded.
 const WINDOW_MAX: Duration = Duration::from_millis(500);
 /// Rate growth per window without congestion, after the first report.
@@ -95,6 +102,9 @@ pub struct CongestionMeter {
     windows: u64,
     /// Since when every batch waited longer than [`QUEUE_LIMIT`].
     queue_above_since: Option<Instant>,
+    /// Shortest queue delay of a batch in this window, and in the last.
+    min_queue: Option<Duration>,
+    prev_min_queue: Option<Duration>,
 }
 
 impl CongestionMeter {
@@ -126,9 +136,17 @@ impl CongestionMeter {
         let loss = 1.0 - (self.received as f64 / span as f64).min(1.0);
         let delivered_bps = (self.bytes as f64 * 8.0 / elapsed.as_secs_f64()) as u64;
         self.windows += 1;
-        let standing_queue = self
-            .queue_above_since
-            .is_some_and(|t| now.saturating_duration_since(t) >= QUEUE_INTERVAL);
+        // A queue that stands but shrank since the last window is being
+        // drained: the rate already is below what this receiver takes.
+        let draining = match (self.min_queue, self.prev_min_queue) {
+            (Some(q), Some(prev)) => q < prev.mul_f64(DRAINING),
+            _ => false,
+        };
+        let standing_queue = !draining
+            && self
+                .queue_above_since
+                .is_some_and(|t| now.saturating_duration_since(t) >= QUEUE_INTERVAL);
+        self.prev_min_queue = self.min_queue.take();
         let congested = self.windows > 1 && (loss > threshold(self.floor) || standing_queue);
         let sample = congested.then(|| CongestionSample {
             delivered_bps,
@@ -153,6 +171,7 @@ impl CongestionMeter {
     /// The oldest datagram of a batch read at `now` waited `waited` in the
     /// socket queue.
     pub fn on_queue_delay(&mut self, now: Instant, waited: Duration) {
+        self.min_queue = Some(self.min_queue.map_or(waited, |q| q.min(waited)));
         if waited <= QUEUE_LIMIT {
             self.queue_above_since = None;
         } else if self.queue_above_since.is_none() {
@@ -441,6 +460,39 @@ mod tests {
         assert!(slow > 0, "a growing queue is reported");
         let fast = queue_model(400, Duration::from_micros(300), |_| false);
         assert_eq!(fast, 0, "a receiver that keeps up is not");
+    }
+
+    #[test]
+    fn a_backlog_that_shrinks_after_the_sender_slowed_down_is_not_reported_again() {
+        // 200 ms too slow (the queue grows to ~20 ms), then the sender
+        // slows down to 10 % below what the receiver takes: the backlog
+        // drains, slowly (for about 150 ms).
+        let mut m = CongestionMeter::default();
+        let t0 = Instant::now();
+        let (mut free_at, mut sent) = (Duration::ZERO, Duration::ZERO);
+        let (mut before, mut after) = (0, 0);
+        let service = Duration::from_micros(700);
+        for batch in 0..1_000u32 {
+            sent += if sent < Duration::from_millis(200) {
+                Duration::from_micros(640)
+            } else {
+                service.mul_f64(1.1)
+            };
+            let read_at = free_at.max(sent);
+            free_at = read_at + service;
+            m.on_queue_delay(t0 + read_at, read_at - sent);
+            for i in 0..64 {
+                if m.on_data(t0 + read_at, batch * 64 + i, 1400).is_some() {
+                    if sent < Duration::from_millis(220) {
+                        before += 1;
+                    } else {
+                        after += 1;
+                    }
+                }
+            }
+        }
+        assert!(before > 0, "the growing queue is reported");
+        assert_eq!(after, 0, "the draining one is not");
     }
 
     #[test]
