@@ -188,16 +188,7 @@ impl Net {
 
     /// Bytes sent by the sender's interface so far.
     pub fn sender_tx_bytes(&self) -> Result<u64> {
-        let out = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &host(0),
-                "cat",
-                "/sys/class/net/eth0/statistics/tx_bytes",
-            ])
-            .output()?;
-        Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
+        tx_bytes(&host(0), "eth0")
     }
 }
 
@@ -205,6 +196,165 @@ impl Drop for Net {
     fn drop(&mut self) {
         Net::cleanup(self.hosts);
     }
+}
+
+/// One host's namespace with multicast on its loopback interface: the
+/// "plain loopback" cases, where sender and receivers share a host.
+pub struct Loopback {
+    ns: &'static str,
+}
+
+/// The loopback namespace's name.
+const LOOPBACK_NS: &str = "mdpb-lo";
+
+impl Loopback {
+    pub fn new() -> Result<Loopback> {
+        let _ = sh(&["ip", "netns", "del", LOOPBACK_NS]);
+        sh(&["ip", "netns", "add", LOOPBACK_NS])?;
+        // udpcast and UFTP want an interface flagged MULTICAST.
+        sh(&[
+            "ip",
+            "-n",
+            LOOPBACK_NS,
+            "link",
+            "set",
+            "lo",
+            "up",
+            "multicast",
+            "on",
+        ])?;
+        sh(&[
+            "ip",
+            "-n",
+            LOOPBACK_NS,
+            "route",
+            "add",
+            "224.0.0.0/4",
+            "dev",
+            "lo",
+            "src",
+            "127.0.0.1",
+        ])?;
+        Ok(Loopback { ns: LOOPBACK_NS })
+    }
+}
+
+impl Drop for Loopback {
+    fn drop(&mut self) {
+        let _ = sh(&["ip", "netns", "del", self.ns]);
+    }
+}
+
+/// Where a push runs: hosts on the bridge, or one host's loopback.
+#[derive(Clone, Copy)]
+pub enum Place<'a> {
+    Bridge(&'a Net),
+    Loopback(&'a Loopback),
+}
+
+impl Place<'_> {
+    /// The namespace of host `i` (0 is the sender).
+    fn ns(&self, i: usize) -> String {
+        match self {
+            Place::Bridge(_) => host(i),
+            Place::Loopback(lo) => lo.ns.into(),
+        }
+    }
+
+    /// The address host `i` sends and joins on.
+    fn addr(&self, i: usize) -> String {
+        match self {
+            Place::Bridge(_) => ip(i),
+            Place::Loopback(_) => "127.0.0.1".into(),
+        }
+    }
+
+    fn ifname(&self) -> &'static str {
+        match self {
+            Place::Bridge(_) => "eth0",
+            Place::Loopback(_) => "lo",
+        }
+    }
+
+    /// Bytes the sender's interface transmitted so far. On loopback that
+    /// is everything the host sent, feedback included.
+    fn tx_bytes(&self) -> Result<u64> {
+        match self {
+            Place::Bridge(net) => net.sender_tx_bytes(),
+            Place::Loopback(lo) => tx_bytes(lo.ns, "lo"),
+        }
+    }
+}
+
+fn tx_bytes(ns: &str, ifname: &str) -> Result<u64> {
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns,
+            "cat",
+            &format!("/sys/class/net/{ifname}/statistics/tx_bytes"),
+        ])
+        .output()?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
+}
+
+/// The testbed's own limit: how long the sender's kernel and the bridge take
+/// to carry `bytes` in datagrams of mdp's size (1428 bytes) from host 0 to
+/// a group nobody reads, sent in GSO batches as fast as they go (`cargo
+/// xtask blast` in host 0's namespace). No tool that delivers the data
+/// can be faster.
+pub fn floor(_hosts: &Net, bytes: u64) -> Result<f64> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", &host(0)])
+        .arg(std::env::current_exe()?)
+        .args(["blast", &ip(0), &bytes.to_string()])
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "blast failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
+}
+
+/// `cargo xtask blast ADDR BYTES`: sends BYTES in 1428-byte datagrams to
+/// 239.255.77.99:7999 out of the interface with ADDR, TTL 1, in GSO
+/// batches; prints the seconds it took.
+pub fn blast(args: &[String]) -> Result<()> {
+    use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+    use std::os::fd::AsRawFd;
+    let [addr, bytes] = args else {
+        bail!("usage: cargo xtask blast ADDR BYTES");
+    };
+    let addr: std::net::Ipv4Addr = addr.parse().context("ADDR")?;
+    let bytes: u64 = bytes.parse().context("BYTES")?;
+    let sock = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    sock.set_multicast_if_v4(&addr)?;
+    sock.set_multicast_ttl_v4(1)?;
+    mdp_net::udp::grow_send_buffer(&sock, 32 << 20);
+    let to = SockAddr::from(std::net::SocketAddrV4::new(
+        std::net::Ipv4Addr::new(239, 255, 77, 99),
+        7999,
+    ));
+    const SEGMENT: usize = 1428;
+    let batch = vec![0x5au8; SEGMENT * mdp_net::udp::batch_limit(SEGMENT)];
+    let mut sender = mdp_net::udp::BatchSender::new(true);
+    let start = Instant::now();
+    let mut sent = 0u64;
+    while sent < bytes {
+        let n = ((bytes - sent) as usize).min(batch.len());
+        match sender.send(sock.as_raw_fd(), &to, &batch[..n], SEGMENT) {
+            Ok(n) => sent += n as u64,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            // A full device queue: try again, as the tools under test do.
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    println!("{:.4}", start.elapsed().as_secs_f64());
+    Ok(())
 }
 
 /// A tool under test, with one setting.
@@ -275,13 +425,13 @@ fn argv(words: &[&str]) -> Vec<String> {
 
 /// A udpcast command on the hosts' `eth0`, without keyboard or progress
 /// output, with `rest` after the common options.
-fn udpcast(program: &str, rest: &[&str]) -> Vec<String> {
+fn udpcast(program: &str, ifname: &str, rest: &[&str]) -> Vec<String> {
     let mut v = argv(&[
         program,
         "--nokbd",
         "--no-progress",
         "--interface",
-        "eth0",
+        ifname,
         "--portbase",
         "9000",
     ]);
@@ -305,7 +455,7 @@ pub fn wait_limit(c: &mut Child, until: Instant) -> bool {
 
 /// Runs one push of `file` to `n` receivers with `tool`.
 pub fn run_once(
-    net: &Net,
+    place: Place,
     bin: &Path,
     work: &Path,
     tool: &Tool,
@@ -332,12 +482,13 @@ pub fn run_once(
                 "--timeout".into(),
                 "100s".into(),
                 "--interface".into(),
-                ip(i),
+                place.addr(i),
                 "--name".into(),
                 format!("h{i}"),
             ],
             "udpcast" => udpcast(
                 "udp-receiver",
+                place.ifname(),
                 &["--file", &dir.join(name).display().to_string()],
             ),
             "uftp" => argv(&[
@@ -345,13 +496,13 @@ pub fn run_once(
                 "-d",
                 "-q",
                 "-I",
-                "eth0",
+                place.ifname(),
                 "-D",
                 &dir.display().to_string(),
             ]),
             _ => unreachable!(),
         };
-        receivers.push((timed(&host(i), &st, &args).spawn()?, st));
+        receivers.push((timed(&place.ns(i), &st, &args).spawn()?, st));
         dirs.push(dir);
     }
     std::thread::sleep(Duration::from_millis(400));
@@ -362,34 +513,42 @@ pub fn run_once(
         "mdp" => vec![
             bin.join("mdp-send").display().to_string(),
             "--interface".into(),
-            ip(0),
+            place.addr(0),
             "--receivers".into(),
             n.to_string(),
+            // Every run hashes the file, as a push of new content does.
+            "--no-hash-cache".into(),
             "--quiet".into(),
             "--timeout".into(),
             "80s".into(),
         ],
         "udpcast" => udpcast(
             "udp-sender",
+            place.ifname(),
             &["--min-receivers", &n.to_string(), "--file", &file_s],
         ),
-        "uftp" => argv(&[
-            "uftp",
-            "-I",
-            "eth0",
-            "-H",
-            &(1..=n).map(ip).collect::<Vec<_>>().join(","),
-        ]),
+        // On the bridge the receivers are named (a closed group); on
+        // loopback they share the sender's address, so the group is open.
+        "uftp" => match place {
+            Place::Bridge(_) => argv(&[
+                "uftp",
+                "-I",
+                "eth0",
+                "-H",
+                &(1..=n).map(ip).collect::<Vec<_>>().join(","),
+            ]),
+            Place::Loopback(_) => argv(&["uftp", "-I", "lo"]),
+        },
         _ => unreachable!(),
     };
     args.extend(tool.extra.iter().cloned());
     if tool.name != "udpcast" {
         args.push(file_s);
     }
-    let tx0 = net.sender_tx_bytes()?;
+    let tx0 = place.tx_bytes()?;
     let start = Instant::now();
     let until = start + RUN_LIMIT;
-    let mut sender = timed(&host(0), &st, &args).spawn()?;
+    let mut sender = timed(&place.ns(0), &st, &args).spawn()?;
     let sender_ok = wait_limit(&mut sender, until);
     let mut sample = Sample::default();
     // Receivers that end by themselves get a moment; uftpd never does.
@@ -408,7 +567,7 @@ pub fn run_once(
         }
     }
     sample.secs = start.elapsed().as_secs_f64();
-    let tx = net.sender_tx_bytes()? - tx0;
+    let tx = place.tx_bytes()? - tx0;
     // Multicast: every byte leaves the sender once for all receivers.
     sample.wire = tx as f64 / size.max(1) as f64;
     let (cpu, rss) = read_stats(&st);
@@ -610,7 +769,7 @@ fn install_missing(tools: &[(&str, &str)]) -> Result<()> {
 
 /// Picks the fastest setting of a peer: one run of `file` to one receiver each.
 pub fn sweep(
-    net: &Net,
+    place: Place,
     bin: &Path,
     work: &Path,
     settings: Vec<Tool>,
@@ -619,7 +778,7 @@ pub fn sweep(
     let mut best: Option<(Tool, f64)> = None;
     let mut seen = Vec::new();
     for t in settings {
-        let s = run_once(net, bin, work, &t, file, 1)?;
+        let s = run_once(place, bin, work, &t, file, 1)?;
         eprintln!(
             "    sweep {}: {}",
             t.label(),

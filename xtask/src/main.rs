@@ -36,6 +36,8 @@ fn main() {
         Some("sim") => sim(&args[1..]),
         Some("dist") => dist(),
         Some("netns") => netns_suite(),
+        // Internal: the testbed floor of `bench`, run in a namespace.
+        Some("blast") => compare::blast(&args[1..]),
         _ => {
             eprintln!("usage: cargo xtask <ci|demo|bench|sim>\n  ci                fmt, clippy, tests, a short seed sweep, docs (what CI runs)\n  demo              a real push over loopback multicast to four receivers\n  bench             FEC throughput and loopback goodput, as a table\n  sim [--seeds N]   simulate N pushes with random settings (default 1000)\n  netns             the fault suite: real binaries between network namespaces (root)\n  dist              release binaries, man pages and shell completions in target/dist");
             std::process::exit(2);
@@ -390,11 +392,10 @@ fn netns_suite() -> Result<()> {
     faults::run(&bin)
 }
 
-fn peers(bin: &Path, runs: usize) -> Result<()> {
-    if !netns::available() {
-        eprintln!("note: skipping the comparison with udpcast and UFTP: it needs root (network namespaces, nftables, tc)");
-        return Ok(());
-    }
+/// The comparison with udpcast and UFTP; with `only`, just the cases whose
+/// name contains it (the peers' sweeps and the floor always run).
+fn peers(bin: &Path, runs: usize, only: Option<&str>) -> Result<()> {
+    let wanted = |case: &str| only.is_none_or(|o| case.contains(o));
     compare::ensure_tools()?;
     let work = root().join("target/bench/peers");
     fs::create_dir_all(&work)?;
@@ -407,8 +408,9 @@ fn peers(bin: &Path, runs: usize) -> Result<()> {
         extra: extra.iter().map(|s| s.to_string()).collect(),
     };
     eprintln!("==> fastest settings of the peers (256 MiB to 1 receiver, one run each)");
+    let bridge = compare::Place::Bridge(&net);
     let (udpcast, _) = compare::sweep(
-        &net,
+        bridge,
         bin,
         &work,
         vec![
@@ -419,7 +421,7 @@ fn peers(bin: &Path, runs: usize) -> Result<()> {
         &big,
     )?;
     let (uftp, _) = compare::sweep(
-        &net,
+        bridge,
         bin,
         &work,
         vec![
@@ -432,6 +434,8 @@ fn peers(bin: &Path, runs: usize) -> Result<()> {
     let mdp = tool("mdp", "", &[]);
     let mdp_floor = tool("mdp", "--min-rate 1G", &["--min-rate", "1G"]);
     let tools = [mdp.clone(), udpcast, uftp];
+    let floor = compare::floor(&net, 256 << 20)?;
+    eprintln!("==> testbed floor: 256 MiB of datagrams from h0 to nobody: {floor:.2} s");
     struct Case {
         name: String,
         file: PathBuf,
@@ -467,7 +471,7 @@ fn peers(bin: &Path, runs: usize) -> Result<()> {
         ),
     ];
     let mut rows = Vec::new();
-    for c in &cases {
+    for c in cases.iter().filter(|c| wanted(&c.name)) {
         for i in 1..=4 {
             net.loss(i, if i <= c.n { c.loss } else { 0 })?;
             net.limit(
@@ -487,7 +491,7 @@ fn peers(bin: &Path, runs: usize) -> Result<()> {
             eprintln!("==> {}: {}", c.name, t.label());
             let mut samples = Vec::new();
             for _ in 0..runs {
-                samples.push(compare::run_once(&net, bin, &work, &t, &c.file, c.n)?);
+                samples.push(compare::run_once(bridge, bin, &work, &t, &c.file, c.n)?);
             }
             rows.push(compare::Row {
                 case: c.name.clone(),
@@ -501,29 +505,104 @@ fn peers(bin: &Path, runs: usize) -> Result<()> {
         net.loss(i, 0)?;
         net.limit(i, 0)?;
     }
-    let (md, json) = compare::render(&rows);
+    drop(net);
+    // Plain loopback: sender and receivers on one host. udpcast and UFTP
+    // cannot run several receivers on one host (uftpd: "Address already in
+    // use"; udp-receivers on one port hang), so the 4-receiver case is
+    // mdp's alone.
+    let lo = compare::Loopback::new()?;
+    let place = compare::Place::Loopback(&lo);
+    eprintln!(
+        "==> fastest settings of the peers on loopback (256 MiB to 1 receiver, one run each)"
+    );
+    let (udpcast_lo, _) = compare::sweep(
+        place,
+        bin,
+        &work,
+        vec![
+            tool("udpcast", "", &[]),
+            tool("udpcast", "--full-duplex", &["--full-duplex"]),
+        ],
+        &big,
+    )?;
+    let (uftp_lo, _) = compare::sweep(
+        place,
+        bin,
+        &work,
+        vec![
+            tool("uftp", "-R -1", &["-R", "-1"]),
+            tool("uftp", "-R -1 -b 8800", &["-R", "-1", "-b", "8800"]),
+        ],
+        &big,
+    )?;
+    let lo_cases: [(&str, &Path, usize, Vec<compare::Tool>); 3] = [
+        (
+            "loopback: 4.5 MiB to 1",
+            &small,
+            1,
+            vec![mdp.clone(), udpcast_lo.clone(), uftp_lo.clone()],
+        ),
+        (
+            "loopback: 256 MiB to 1",
+            &big,
+            1,
+            vec![mdp.clone(), udpcast_lo, uftp_lo],
+        ),
+        ("loopback: 256 MiB to 4", &big, 4, vec![mdp.clone()]),
+    ];
+    for (name, file, n, these) in lo_cases.into_iter().filter(|c| wanted(c.0)) {
+        for t in these {
+            eprintln!("==> {name}: {}", t.label());
+            let mut samples = Vec::new();
+            for _ in 0..runs {
+                samples.push(compare::run_once(place, bin, &work, &t, file, n)?);
+            }
+            rows.push(compare::Row {
+                case: name.to_string(),
+                tool: t.label(),
+                runs: samples,
+                bytes: fs::metadata(file)?.len(),
+            });
+        }
+    }
+    drop(lo);
+    let (md, rows_json) = compare::render(&rows);
+    let json = serde_json::json!({
+        "testbed_floor_secs_256MiB": floor,
+        "rows": rows_json,
+    });
     let out = root().join("target/bench");
     fs::write(out.join("peers.md"), &md)?;
     fs::write(out.join("peers.json"), serde_json::to_string_pretty(&json)?)?;
-    println!("\nmdp, udpcast and UFTP between network namespaces on a bridge (median of {runs} runs; target/bench/peers.md and peers.json):\n");
+    println!("\nmdp, udpcast and UFTP between network namespaces on a bridge and on one host's loopback (median of {runs} runs; target/bench/peers.md and peers.json):\n");
+    println!(
+        "Testbed floor: 256 MiB of 1428-byte datagrams from the sender's namespace to nobody, in GSO batches as fast as the kernel and the bridge take them: {floor:.2} s ({:.0} Mbit/s).\n",
+        (256u64 << 20) as f64 * 8.0 / floor / 1e6
+    );
     println!("{md}");
     Ok(())
 }
 
 fn bench(args: &[String]) -> Result<()> {
-    let runs: usize = match args {
-        [flag, n] if flag == "--runs" => n.parse().context("--runs N")?,
-        [] => 3,
-        _ => bail!("usage: cargo xtask bench [--runs N]"),
-    };
-    if std::env::var(INNER).is_err() {
+    let mut runs = 3usize;
+    let mut only = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match (a.as_str(), it.next()) {
+            ("--runs", Some(n)) => runs = n.parse().context("--runs N")?,
+            ("--only", Some(text)) => only = Some(text.clone()),
+            _ => bail!("usage: cargo xtask bench [--runs N] [--only TEXT]"),
+        }
+    }
+    let only = only.as_deref();
+    if std::env::var(INNER).is_err() && only.is_none() {
         eprintln!("==> FEC throughput (benches/benches/fec.rs)");
         run(
             "cargo bench -p mdp-benches --bench fec",
             cargo().args(["bench", "-q", "-p", "mdp-benches", "--bench", "fec"]),
         )?;
     }
-    if std::env::var(INNER).is_err() {
+    if std::env::var(INNER).is_err() && only.is_none() {
         eprintln!(
             "==> many small files: both state machines in the simulator (CPU time per file count)"
         );
@@ -545,8 +624,12 @@ fn bench(args: &[String]) -> Result<()> {
         }
     }
     let bin = build_release()?;
+    if std::env::var(INNER).is_err() && netns::available() {
+        // The comparison covers the loopback cases too.
+        return peers(&bin, runs, only);
+    }
     if std::env::var(INNER).is_err() {
-        peers(&bin, runs)?;
+        eprintln!("note: skipping the comparison with udpcast and UFTP: it needs root (network namespaces, nftables, tc); measuring mdp alone over loopback");
     }
     if !enter_private_netns("bench")? {
         return Ok(());
@@ -569,6 +652,7 @@ fn bench(args: &[String]) -> Result<()> {
                 .args([
                     "--receivers",
                     &n.to_string(),
+                    "--no-hash-cache",
                     "--json",
                     "--quiet",
                     "--timeout",
