@@ -94,7 +94,10 @@ impl Net {
             ])?;
             sh(&["ip", "-n", &h, "route", "add", "224.0.0.0/4", "dev", "eth0"])?;
             // Datagrams cross the bridge one by one, as on a real wire:
-            // GSO batches are cut before the device, not carried whole.
+            // GSO batches are cut before the device, not carried whole, and
+            // the switch port passes frames on as they came. The host's
+            // interface receives with GRO, as network cards do by default
+            // (a veth does GRO only when its peer does not offload TSO).
             in_ns(
                 &h,
                 &[
@@ -104,9 +107,10 @@ impl Net {
                     "tx-udp-segmentation",
                     "off",
                     "gro",
-                    "off",
+                    "on",
                 ],
             )?;
+            in_ns(HUB, &["ethtool", "-K", &port, "tso", "off", "gso", "off"])?;
         }
         Ok(Net { hosts })
     }
@@ -118,43 +122,47 @@ impl Net {
         let _ = sh(&["ip", "netns", "del", HUB]);
     }
 
-    /// Drops `percent` of the UDP datagrams arriving at receiver `i`.
+    /// Drops `percent` of the UDP frames the bridge forwards to receiver
+    /// `i`: loss on its link, frame by frame, before its interface's GRO
+    /// (a rule in the receiver's own namespace would drop whole GRO
+    /// batches, a burst of up to 64 datagrams at a time).
     pub fn loss(&self, i: usize, percent: u32) -> Result<()> {
-        let h = host(i);
-        let _ = in_ns(&h, &["nft", "delete", "table", "inet", "mdpb"]);
+        let table = format!("mdpb_p{i}");
+        let port = format!("\"p{i}\"");
+        let _ = in_ns(HUB, &["nft", "delete", "table", "bridge", &table]);
         if percent == 0 {
             return Ok(());
         }
-        in_ns(&h, &["nft", "add", "table", "inet", "mdpb"])?;
+        in_ns(HUB, &["nft", "add", "table", "bridge", &table])?;
         // numgen cannot express "all": 100 % is a plain drop rule.
         let rule: Vec<String> = if percent >= 100 {
-            ["meta", "l4proto", "udp", "drop"]
+            ["oifname", &port, "meta", "l4proto", "udp", "drop"]
                 .map(String::from)
                 .to_vec()
         } else {
             let threshold = (percent * 10).to_string();
             [
-                "meta", "l4proto", "udp", "numgen", "random", "mod", "1000", "<", &threshold,
-                "drop",
+                "oifname", &port, "meta", "l4proto", "udp", "numgen", "random", "mod", "1000", "<",
+                &threshold, "drop",
             ]
             .map(String::from)
             .to_vec()
         };
         in_ns(
-            &h,
+            HUB,
             &[
                 "nft",
                 "add",
                 "chain",
-                "inet",
-                "mdpb",
-                "input",
-                "{ type filter hook input priority 0 ; }",
+                "bridge",
+                &table,
+                "forward",
+                "{ type filter hook forward priority 0 ; }",
             ],
         )?;
-        let mut args = vec!["nft", "add", "rule", "inet", "mdpb", "input"];
+        let mut args = vec!["nft", "add", "rule", "bridge", &table, "forward"];
         args.extend(rule.iter().map(String::as_str));
-        in_ns(&h, &args)
+        in_ns(HUB, &args)
     }
 
     /// Limits the bridge port towards receiver `i` to `mbit` (0: no limit).
