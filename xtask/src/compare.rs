@@ -782,7 +782,7 @@ pub fn sweep(
     work: &Path,
     settings: Vec<Tool>,
     file: &Path,
-) -> Result<(Tool, Vec<(String, Sample)>)> {
+) -> Result<(Tool, Vec<(Tool, Sample)>)> {
     let mut best: Option<(Tool, f64)> = None;
     let mut seen = Vec::new();
     for t in settings {
@@ -799,10 +799,18 @@ pub fn sweep(
         if s.ok && best.as_ref().is_none_or(|(_, b)| s.secs < *b) {
             best = Some((t.clone(), s.secs));
         }
-        seen.push((t.label(), s));
+        seen.push((t, s));
     }
     let (t, _) = best.context("no setting of this peer completed a push")?;
     Ok((t, seen))
+}
+
+/// The fastest setting of a sweep that passes `keep`.
+pub fn fastest(seen: &[(Tool, Sample)], keep: impl Fn(&Tool) -> bool) -> Option<Tool> {
+    seen.iter()
+        .filter(|(t, s)| s.ok && keep(t))
+        .min_by(|a, b| a.1.secs.total_cmp(&b.1.secs))
+        .map(|(t, _)| t.clone())
 }
 
 /// A file of `len` random bytes under `dir`, made once.
