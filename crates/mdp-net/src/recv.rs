@@ -398,7 +398,7 @@ pub async fn run(
                     Ok(_) => {
                         let now = Instant::now();
                                                 if let Some(waited) = batch.queue_delay() {
-                            receiver.handle_queue_delay(now, waited);
+                            receiver.handle_queue_delay(waited);
                         }
                         // Each datagram at its arrival time, so that the
                         // receiver's echoes and hold-offs leave out the time

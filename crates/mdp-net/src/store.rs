@@ -6,9 +6,7 @@
 //! file is complete, the file stays, synced, with `<…>.blocks` beside it (a
 //! bitmap of the blocks written), so that the next push of the same content
 //! resumes ([`Store::begin`] returns the blocks held); they are removed
-//! after [`Store::set_keep_partial`]'s age. The file is hashed as its blocks
-//! are written in order (a block that arrives before the ones in front of it
-//! is read back once they are in), so its hash is ready with its last block;
+//! after [`Store::set_keep_partial`]'s age. When all its blocks are in, the file is hashed;
 //! only a match gives it its mode and mtime and renames it to its final name
 //! under `DIR`. Since the temporary directory is inside `DIR`, the rename is
 //! atomic: a partial or corrupt file is never visible under its final name.
@@ -87,40 +85,6 @@ struct TempFile {
     /// The sidecar that records `blocks` when the push is interrupted
     /// (`None`: not resumable, e.g. a second file with the same content).
     sidecar: Option<PathBuf>,
-    /// BLAKE3 of the file's first `hashed_to` bytes, fed as the blocks are
-    /// written in order (see [`Store::write`]), so that the file's hash is
-    /// ready when its last block is, instead of reading it all again then.
-    hasher: blake3::Hasher,
-    hashed_to: u64,
-    /// A block was written again after it was hashed: the hash is computed
-    /// from the file at the end instead.
-    rehash: bool,
-}
-
-impl TempFile {
-    fn has_block(&self, b: u64) -> bool {
-        self.blocks
-            .get((b / 64) as usize)
-            .is_some_and(|w| w & (1 << (b % 64)) != 0)
-    }
-
-    /// Hashes on from `hashed_to` over blocks already written, reading them
-    /// back from `file` (blocks that arrived before the ones in front of
-    /// them, or that an interrupted push left).
-    fn hash_written(&mut self, file: &File, block_bytes: u64, buf: &mut Vec<u8>) -> io::Result<()> {
-        while block_bytes > 0 && self.hashed_to < self.size {
-            let b = self.hashed_to / block_bytes;
-            if self.hashed_to % block_bytes != 0 || !self.has_block(b) {
-                break;
-            }
-            let len = block_bytes.min(self.size - self.hashed_to) as usize;
-            buf.resize(len, 0);
-            file.read_exact_at(buf, self.hashed_to)?;
-            self.hasher.update(buf);
-            self.hashed_to += len as u64;
-        }
-        Ok(())
-    }
 }
 
 /// The open handle of `object`'s temporary file, creating the file (sparse,
@@ -168,8 +132,6 @@ pub struct Store {
     block_bytes: u64,
     /// How long interrupted files are kept for resume (zero: not kept).
     keep_partial: Duration,
-    /// Reused for blocks read back to be hashed.
-    read_buf: Vec<u8>,
 }
 
 impl std::fmt::Debug for Store {
@@ -242,7 +204,6 @@ impl Store {
             index,
             block_bytes: 0,
             keep_partial: DEFAULT_KEEP_PARTIAL,
-            read_buf: Vec::new(),
         })
     }
 
@@ -446,9 +407,6 @@ impl Store {
                 error: None,
                 blocks: vec![0; words],
                 sidecar: Some(self.tmp.join(format!("{stem}.blocks"))),
-                hasher: blake3::Hasher::new(),
-                hashed_to: 0,
-                rehash: false,
             };
             if block_bytes == 0 || size == 0 || !stems.insert(stem) {
                 t.temp = self.tmp.join(format!("{session}-{object}.part"));
@@ -479,40 +437,23 @@ impl Store {
     }
 
     /// Writes a block of a file. An error is kept and reported when the file
-    /// completes. The block is hashed as it is written when it is the next
-    /// one in the file, and so are the blocks after it that came earlier.
+    /// completes.
     pub fn write(&mut self, object: ObjectId, offset: u64, data: &[u8]) {
         let Some(t) = self.files.get_mut(&object) else {
             return;
         };
-        if t.error.is_some() {
-            return;
-        }
-        let file = match open_handle(&mut self.handles, t, object) {
-            Ok(f) => f,
-            Err(e) => {
-                t.error = Some(e);
-                return;
-            }
-        };
-        if let Err(e) = file.write_all_at(data, offset) {
-            t.error = Some(e);
-            return;
-        }
-        if self.block_bytes == 0 {
-            return;
-        }
-        let b = offset / self.block_bytes;
-        if let Some(w) = t.blocks.get_mut((b / 64) as usize) {
-            *w |= 1 << (b % 64);
-        }
-        if offset < t.hashed_to {
-            t.rehash = true;
-        } else if offset == t.hashed_to && !t.rehash {
-            t.hasher.update(data);
-            t.hashed_to += data.len() as u64;
-            if let Err(e) = t.hash_written(file, self.block_bytes, &mut self.read_buf) {
-                t.error = Some(e);
+        if t.error.is_none() {
+            let written = open_handle(&mut self.handles, t, object)
+                .and_then(|f| f.write_all_at(data, offset));
+            match written {
+                Ok(()) if self.block_bytes > 0 => {
+                    let b = (offset / self.block_bytes) as usize;
+                    if let Some(w) = t.blocks.get_mut(b / 64) {
+                        *w |= 1 << (b % 64);
+                    }
+                }
+                Ok(()) => {}
+                Err(e) => t.error = Some(e),
             }
         }
     }
@@ -537,24 +478,16 @@ impl Store {
         // An empty file has had no write: this creates it. The handle is
         // closed here: finished files may wait for the verifier, and must
         // not hold descriptors while they do.
-        let file = match open_handle(&mut self.handles, &mut t, object) {
-            Ok(f) => f,
-            Err(e) => {
-                let _ = fs::remove_file(&t.temp);
-                return Err((FailReason::Io, format!("{}: {e}", entry.path)));
-            }
-        };
-        // Blocks a resumed push held from before and that nothing written
-        // since came in front of are hashed now.
-        let _ = t.hash_written(file, self.block_bytes, &mut self.read_buf);
+        if let Err(e) = open_handle(&mut self.handles, &mut t, object) {
+            let _ = fs::remove_file(&t.temp);
+            return Err((FailReason::Io, format!("{}: {e}", entry.path)));
+        }
         self.handles.remove(&object);
-        let hash = (!t.rehash && t.hashed_to == t.size).then(|| *t.hasher.finalize().as_bytes());
         Ok(Written {
             entry,
             root: self.root.clone(),
             temp: t.temp,
             error: t.error,
-            hash,
         })
     }
 
@@ -686,9 +619,6 @@ pub struct Written {
     entry: Entry,
     root: PathBuf,
     error: Option<io::Error>,
-    /// The content's hash, when it was computed as the blocks were written
-    /// (otherwise it is read from the file).
-    hash: Option<[u8; 32]>,
 }
 
 impl Written {
@@ -701,9 +631,8 @@ impl Written {
         (self.entry.path.clone(), hash)
     }
 
-    /// Checks the file's hash (computed as it was written, or read from the
-    /// file now); only when it matches gives it its mode and mtime and
-    /// renames it to its final path. A file that fails is removed.
+    /// Checks the file's hash; only when it matches gives it its mode and
+    /// mtime and renames it to its final path. A file that fails is removed.
     pub fn verify_and_place(self) -> Result<PathBuf, (FailReason, String)> {
         let e = &self.entry;
         let fail_io = |err: io::Error| {
@@ -717,10 +646,7 @@ impl Written {
             unreachable!("open files are File entries")
         };
         let file = File::open(&self.temp).map_err(fail_io)?;
-        let got = match self.hash {
-            Some(h) => h,
-            None => hash_open(&file).map_err(fail_io)?,
-        };
+        let got = hash_open(&file).map_err(fail_io)?;
         if got != hash {
             let _ = fs::remove_file(&self.temp);
             return Err((
@@ -813,39 +739,6 @@ mod tests {
         assert!(!root.join("y").exists());
         store.finish();
         assert_eq!(fs::read_dir(root.join(TMP_DIR)).unwrap().count(), 0);
-        fs::remove_dir_all(&root).unwrap();
-    }
-
-    #[test]
-    fn the_hash_is_ready_when_the_last_block_is_written_in_any_order() {
-        let root = crate::test_dir("inorder");
-        let mut store = Store::open(&root).unwrap();
-        let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect();
-        let m = Arc::new(Manifest {
-            entries: vec![file_entry("a", &data), file_entry("b", &data[..5000])],
-        });
-        store.begin(SessionId(4), m, 4096).unwrap();
-        // Blocks 2 and 1 before block 0: they are read back once it is in.
-        store.write(ObjectId(1), 8192, &data[8192..]);
-        store.write(ObjectId(1), 4096, &data[4096..8192]);
-        assert_eq!(store.files[&ObjectId(1)].hashed_to, 0);
-        store.write(ObjectId(1), 0, &data[..4096]);
-        assert_eq!(store.files[&ObjectId(1)].hashed_to, 10_000);
-        let written = store.written(ObjectId(1)).unwrap();
-        assert_eq!(written.hash, Some(*blake3::hash(&data).as_bytes()));
-        assert_eq!(fs::read(written.verify_and_place().unwrap()).unwrap(), data);
-        // A block written twice (the first time wrong) is not trusted to the
-        // running hash: the file is read again, and holds the second write.
-        store.write(ObjectId(2), 0, &[0u8; 4096]);
-        store.write(ObjectId(2), 4096, &data[4096..5000]);
-        store.write(ObjectId(2), 0, &data[..4096]);
-        let written = store.written(ObjectId(2)).unwrap();
-        assert_eq!(written.hash, None);
-        assert_eq!(
-            fs::read(written.verify_and_place().unwrap()).unwrap(),
-            &data[..5000]
-        );
-        store.finish();
         fs::remove_dir_all(&root).unwrap();
     }
 

@@ -467,9 +467,9 @@ impl Receiver {
     /// The oldest datagram of the batch about to be handed in waited this
     /// long in the socket's queue: a standing queue means this receiver
     /// cannot keep up with the sender (see [`crate::cc`]).
-    pub fn handle_queue_delay(&mut self, now: Instant, waited: Duration) {
+    pub fn handle_queue_delay(&mut self, waited: Duration) {
         if let Some(s) = self.session.as_mut() {
-            s.congestion.on_queue_delay(now, waited);
+            s.congestion.on_queue_delay(waited);
         }
     }
 
