@@ -626,6 +626,31 @@ pub struct Row {
     pub bytes: u64,
 }
 
+/// `runs` pushes of `file` to `n` receivers with `tool`: one row of the
+/// table, for `case`.
+#[allow(clippy::too_many_arguments)]
+pub fn row(
+    place: Place,
+    bin: &Path,
+    work: &Path,
+    tool: &Tool,
+    case: &str,
+    file: &Path,
+    n: usize,
+    runs: usize,
+) -> Result<Row> {
+    eprintln!("==> {case}: {}", tool.label());
+    let samples = (0..runs)
+        .map(|_| run_once(place, bin, work, tool, file, n))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Row {
+        case: case.to_string(),
+        tool: tool.label(),
+        runs: samples,
+        bytes: fs::metadata(file)?.len(),
+    })
+}
+
 /// The median (NaN for no values).
 pub fn median(mut v: Vec<f64>) -> f64 {
     if v.is_empty() {

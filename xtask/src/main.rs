@@ -497,17 +497,9 @@ fn peers(bin: &Path, runs: usize, only: Option<&str>) -> Result<()> {
             these.insert(1, mdp_floor.clone());
         }
         for t in these {
-            eprintln!("==> {}: {}", c.name, t.label());
-            let mut samples = Vec::new();
-            for _ in 0..runs {
-                samples.push(compare::run_once(bridge, bin, &work, &t, &c.file, c.n)?);
-            }
-            rows.push(compare::Row {
-                case: c.name.clone(),
-                tool: t.label(),
-                runs: samples,
-                bytes: fs::metadata(&c.file)?.len(),
-            });
+            rows.push(compare::row(
+                bridge, bin, &work, &t, &c.name, &c.file, c.n, runs,
+            )?);
         }
     }
     for i in 1..=4 {
@@ -561,17 +553,7 @@ fn peers(bin: &Path, runs: usize, only: Option<&str>) -> Result<()> {
     ];
     for (name, file, n, these) in lo_cases.into_iter().filter(|c| wanted(c.0)) {
         for t in these {
-            eprintln!("==> {name}: {}", t.label());
-            let mut samples = Vec::new();
-            for _ in 0..runs {
-                samples.push(compare::run_once(place, bin, &work, &t, file, n)?);
-            }
-            rows.push(compare::Row {
-                case: name.to_string(),
-                tool: t.label(),
-                runs: samples,
-                bytes: fs::metadata(file)?.len(),
-            });
+            rows.push(compare::row(place, bin, &work, &t, name, file, n, runs)?);
         }
     }
     drop(lo);
