@@ -352,6 +352,9 @@ pub fn blast(args: &[String]) -> Result<()> {
     let start = Instant::now();
     let mut sent = 0u64;
     while sent < bytes {
+        if start.elapsed() > RUN_LIMIT {
+            bail!("sent only {sent} of {bytes} bytes in {RUN_LIMIT:?}");
+        }
         let n = ((bytes - sent) as usize).min(batch.len());
         match sender.send(sock.as_raw_fd(), &to, &batch[..n], SEGMENT) {
             Ok(n) => sent += n as u64,
