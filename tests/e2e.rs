@@ -14,7 +14,6 @@ use mdp_proto::wire::{self, Announce, Control, DataHeader, Timing};
 use mdp_proto::{BlockNumber, Entry, EntryKind, Manifest, ObjectId, SessionId, SymbolId};
 use mdp_sim::{netns, Content};
 use std::fs;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -1249,6 +1248,20 @@ fn data(session: SessionId, object: u32, esi: u16, payload: &[u8]) -> Vec<u8> {
     buf
 }
 
+/// A socket that sends hand-made datagrams to the default group on
+/// loopback, as a sender would, and the endpoint it sends to.
+fn injector() -> (std::net::UdpSocket, Endpoint) {
+    let ep = Endpoint {
+        group: "239.255.77.1:7400".parse().unwrap(),
+        interface: "127.0.0.1".parse().unwrap(),
+        ttl: 1,
+        index: 0,
+        dscp: 0,
+        unicast: false,
+    };
+    (mdp_net::socket::sender(&ep).unwrap(), ep)
+}
+
 fn evil_manifest(path: &str, size: u64) -> Vec<u8> {
     Manifest {
         entries: vec![Entry {
@@ -1281,16 +1294,8 @@ fn hostile_datagrams_never_crash_a_receiver_nor_write_outside_its_directory() {
         &["--timeout", "60s", "--idle-timeout", "2s"],
     );
     std::thread::sleep(Duration::from_millis(300));
-    let group: SocketAddr = "239.255.77.1:7400".parse().unwrap();
-    let ep = Endpoint {
-        group,
-        interface: "127.0.0.1".parse().unwrap(),
-        ttl: 1,
-        index: 0,
-        dscp: 0,
-        unicast: false,
-    };
-    let sock = mdp_net::socket::sender(&ep).unwrap();
+    let (sock, ep) = injector();
+    let group = ep.group;
     let send = |d: &[u8]| {
         let _ = sock.send_to(d, group);
         let _ = sock.send_to(d, ep.feedback());
@@ -1473,16 +1478,8 @@ fn with_a_key_forged_and_unauthenticated_pushes_change_nothing_on_disk() {
         "nobody took the push with another key"
     );
     // 3. Hand-made datagrams, plain and with a forged seal.
-    let group: SocketAddr = "239.255.77.1:7400".parse().unwrap();
-    let ep = Endpoint {
-        group,
-        interface: "127.0.0.1".parse().unwrap(),
-        ttl: 1,
-        index: 0,
-        dscp: 0,
-        unicast: false,
-    };
-    let sock = mdp_net::socket::sender(&ep).unwrap();
+    let (sock, ep) = injector();
+    let group = ep.group;
     let session = SessionId(0xf00d);
     let m = evil_manifest("planted", 5);
     for d in [

@@ -194,6 +194,26 @@ impl Net {
         )
     }
 
+    /// The testbed's own limit: how long the sender's kernel and the bridge take
+    /// to carry `bytes` in datagrams of mdp's size (1428 bytes) from host 0 to
+    /// a group nobody reads, sent in GSO batches as fast as they go (`cargo
+    /// xtask blast` in host 0's namespace). No tool that delivers the data
+    /// can be faster.
+    pub fn floor(&self, bytes: u64) -> Result<f64> {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &host(0)])
+            .arg(std::env::current_exe()?)
+            .args(["blast", &ip(0), &bytes.to_string()])
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "blast failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
+    }
+
     /// Bytes sent by the sender's interface so far.
     pub fn sender_tx_bytes(&self) -> Result<u64> {
         tx_bytes(&host(0), "eth0")
@@ -304,26 +324,6 @@ fn tx_bytes(ns: &str, ifname: &str) -> Result<u64> {
             &format!("/sys/class/net/{ifname}/statistics/tx_bytes"),
         ])
         .output()?;
-    Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
-}
-
-/// The testbed's own limit: how long the sender's kernel and the bridge take
-/// to carry `bytes` in datagrams of mdp's size (1428 bytes) from host 0 to
-/// a group nobody reads, sent in GSO batches as fast as they go (`cargo
-/// xtask blast` in host 0's namespace). No tool that delivers the data
-/// can be faster.
-pub fn floor(_hosts: &Net, bytes: u64) -> Result<f64> {
-    let out = Command::new("ip")
-        .args(["netns", "exec", &host(0)])
-        .arg(std::env::current_exe()?)
-        .args(["blast", &ip(0), &bytes.to_string()])
-        .output()?;
-    if !out.status.success() {
-        bail!(
-            "blast failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
     Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
 }
 

@@ -440,7 +440,7 @@ fn peers(bin: &Path, runs: usize, only: Option<&str>) -> Result<()> {
     let uftp_lossy =
         compare::fastest(&uftp_seen, |t| !t.setting.contains("-b 8800")).unwrap_or(uftp.clone());
     let tools = [mdp.clone(), udpcast, uftp];
-    let floor = compare::floor(&net, 256 << 20)?;
+    let floor = net.floor(256 << 20)?;
     eprintln!("==> testbed floor: 256 MiB of datagrams from h0 to nobody: {floor:.2} s");
     struct Case {
         name: String,

@@ -107,6 +107,17 @@ fn an_unexpected_receiver_is_served_and_reported_but_does_not_decide_success() {
 }
 
 /// The content `files(seed)` as a receiver's directory would hold it.
+/// A push of the files `paths` (with their bytes in `all`), under `dirs`.
+fn pick(dirs: &[&str], all: &HashMap<String, Vec<u8>>, paths: &[&str]) -> Content {
+    Content::new(
+        dirs,
+        paths
+            .iter()
+            .map(|p| (p.to_string(), all[*p].clone()))
+            .collect(),
+    )
+}
+
 fn held(content: &Content) -> HashMap<String, Vec<u8>> {
     content
         .manifest
@@ -142,13 +153,7 @@ fn a_push_where_one_file_changed_sends_about_that_file_only() {
     let old = files(5);
     let mut new_files = held(&old);
     new_files.insert("etc/b.conf".into(), Content::random_bytes(40_000, 99));
-    let content = Content::new(
-        &["etc"],
-        vec![
-            ("etc/a.conf".into(), new_files["etc/a.conf"].clone()),
-            ("etc/b.conf".into(), new_files["etc/b.conf"].clone()),
-        ],
-    );
+    let content = pick(&["etc"], &new_files, &["etc/a.conf", "etc/b.conf"]);
     let mut c = SimConfig::new(3, 505);
     c.preexisting = vec![held(&old); 3];
     c.loss_independent = 0.02;
@@ -185,14 +190,7 @@ fn a_late_joiner_gets_the_files_the_others_already_had() {
     let old = files(7);
     let mut all = held(&old);
     all.insert("big.bin".into(), Content::random_bytes(8 << 20, 70));
-    let content = Content::new(
-        &["etc"],
-        vec![
-            ("etc/a.conf".into(), all["etc/a.conf"].clone()),
-            ("etc/b.conf".into(), all["etc/b.conf"].clone()),
-            ("big.bin".into(), all["big.bin"].clone()),
-        ],
-    );
+    let content = pick(&["etc"], &all, &["etc/a.conf", "etc/b.conf", "big.bin"]);
     let mut c = SimConfig::new(3, 507);
     c.sender.expected_receivers = 2;
     c.preexisting = vec![held(&old), held(&old)];
@@ -361,13 +359,7 @@ fn a_sender_killed_mid_push_then_rerun_sends_only_the_missing_blocks() {
     let mut all = HashMap::new();
     all.insert("big.bin".to_string(), Content::random_bytes(8 << 20, 14));
     all.insert("etc/a.conf".to_string(), Content::random_bytes(2000, 15));
-    let content = Content::new(
-        &["etc"],
-        vec![
-            ("big.bin".into(), all["big.bin"].clone()),
-            ("etc/a.conf".into(), all["etc/a.conf"].clone()),
-        ],
-    );
+    let content = pick(&["etc"], &all, &["big.bin", "etc/a.conf"]);
     let mut c = SimConfig::new(3, 514);
     c.loss_independent = 0.01;
     // 8 MiB at 200 Mbit/s take ~340 ms: killed at 150 ms, so about 40 % of
