@@ -61,8 +61,10 @@ pub struct Args {
     #[arg(long = "node-id", visible_alias = "name", value_name = "NAME")]
     name: Option<String>,
 
-    /// Memory for incomplete blocks, in MiB.
-    #[arg(long, value_name = "MIB", default_value_t = 64)]
+    /// Memory for blocks, in MiB: incomplete ones, and complete ones until
+    /// they are rebuilt and written. With the rest of the process this
+    /// keeps a receiver under 64 MiB at the default.
+    #[arg(long, value_name = "MIB", default_value_t = 40)]
     buffer: usize,
 
     /// Kernel receive buffer to ask for, in MiB (beyond net.core.rmem_max

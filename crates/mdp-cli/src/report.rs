@@ -316,6 +316,8 @@ pub struct RecvJson {
     pub congestion_sent: u64,
     /// Symbols dropped because the block buffer (`--buffer`) was full.
     pub dropped_no_buffer: u64,
+    /// Most bytes of block memory held at once (bounded by `--buffer`).
+    pub buffer_peak_bytes: u64,
     /// Datagrams that failed authentication (bad tag, or unsealed with a key).
     pub auth_failed: u64,
     /// Authenticated datagrams ignored for lack of a key.
@@ -350,6 +352,7 @@ impl RecvJson {
             nack_entries_suppressed: s.nack_entries_suppressed,
             congestion_sent: s.congestion_sent,
             dropped_no_buffer: s.dropped_no_buffer,
+            buffer_peak_bytes: s.buffer_peak,
             auth_failed: s.auth_failed,
             auth_no_key: s.auth_no_key,
             replayed: s.replayed,

@@ -7,6 +7,8 @@
 //! the block.
 
 use reed_solomon_simd::{ReedSolomonDecoder, ReedSolomonEncoder};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use thiserror::Error;
 
 /// A coding failure. With valid parameters only the decoder's "not enough
@@ -95,12 +97,82 @@ impl Codec {
     }
 }
 
+/// Bytes of block memory that left the receiver's state machine and are
+/// still alive: blocks queued for the writer, being rebuilt, or being
+/// written. The state machine counts them against its buffer budget, so
+/// that the budget bounds all block memory, not only the incomplete blocks;
+/// each [`CompleteBlock`] and [`BlockBytes`] it hands out gives its share
+/// back when dropped, on whatever thread that happens.
+#[derive(Clone, Debug, Default)]
+pub struct BufferGauge(Arc<AtomicUsize>);
+
+impl BufferGauge {
+    /// Bytes held outside the state machine now.
+    pub fn bytes(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn lease(&self, bytes: usize) -> Lease {
+        self.0.fetch_add(bytes, Ordering::Relaxed);
+        Lease {
+            gauge: self.0.clone(),
+            bytes,
+        }
+    }
+}
+
+/// `bytes` counted in a [`BufferGauge`] until dropped.
+#[derive(Debug)]
+struct Lease {
+    gauge: Arc<AtomicUsize>,
+    bytes: usize,
+}
+
+impl Clone for Lease {
+    fn clone(&self) -> Lease {
+        // A copy holds as much memory again.
+        self.gauge.fetch_add(self.bytes, Ordering::Relaxed);
+        Lease {
+            gauge: self.gauge.clone(),
+            bytes: self.bytes,
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.gauge.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
+}
+
+/// A rebuilt block's bytes ([`CompleteBlock::into_bytes`]); still counted
+/// in the receiver's buffer budget until dropped.
+#[derive(Debug)]
+pub struct BlockBytes {
+    data: Vec<u8>,
+    _lease: Option<Lease>,
+}
+
+impl BlockBytes {
+    /// The bytes, no longer counted.
+    pub fn into_vec(self) -> Vec<u8> {
+        self.data
+    }
+}
+
+impl std::ops::Deref for BlockBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.data
+    }
+}
+
 /// A block for which `k` distinct symbols arrived, not yet rebuilt.
 ///
 /// The receiver state machine hands these over instead of decoding them
 /// itself, so that the caller can run the Reed-Solomon decode (the one
 /// costly step of receiving) away from the loop that reads the socket.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct CompleteBlock {
     k: usize,
     r: usize,
@@ -111,7 +183,33 @@ pub struct CompleteBlock {
     have: Vec<bool>,
     /// Parity symbols: (parity index, `t` bytes).
     recovery: Vec<(u16, Vec<u8>)>,
+    lease: Option<Lease>,
 }
+
+/// Equal content (the buffer accounting aside).
+impl PartialEq for CompleteBlock {
+    fn eq(&self, other: &CompleteBlock) -> bool {
+        (
+            self.k,
+            self.r,
+            self.t,
+            self.len,
+            &self.data,
+            &self.have,
+            &self.recovery,
+        ) == (
+            other.k,
+            other.r,
+            other.t,
+            other.len,
+            &other.data,
+            &other.have,
+            &other.recovery,
+        )
+    }
+}
+
+impl Eq for CompleteBlock {}
 
 impl std::fmt::Debug for CompleteBlock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -147,7 +245,21 @@ impl CompleteBlock {
             data,
             have,
             recovery,
+            lease: None,
         }
+    }
+
+    /// Counts this block's memory in `gauge` until it (or the
+    /// [`BlockBytes`] rebuilt from it) is dropped.
+    pub fn counted_in(mut self, gauge: &BufferGauge) -> CompleteBlock {
+        self.lease = Some(gauge.lease(self.held_bytes()));
+        self
+    }
+
+    /// Bytes of memory the block holds: its source buffer and parity
+    /// symbols.
+    pub fn held_bytes(&self) -> usize {
+        self.data.len() + self.recovery.iter().map(|(_, v)| v.len()).sum::<usize>()
     }
 
     /// The block's length in bytes once rebuilt.
@@ -168,7 +280,7 @@ impl CompleteBlock {
 
     /// The block's bytes (exactly [`CompleteBlock::len`] of them), decoding
     /// with `codec` when a source symbol is missing.
-    pub fn into_bytes(mut self, codec: &mut Codec) -> Result<Vec<u8>, FecError> {
+    pub fn into_bytes(mut self, codec: &mut Codec) -> Result<BlockBytes, FecError> {
         if self.needs_decoding() {
             let recovery = self
                 .recovery
@@ -176,8 +288,12 @@ impl CompleteBlock {
                 .map(|(i, v)| (*i as usize, v.as_slice()));
             codec.decode(self.k, self.r, self.t, &mut self.data, &self.have, recovery)?;
         }
-        self.data.truncate(self.len);
-        Ok(self.data)
+        let mut data = std::mem::take(&mut self.data);
+        data.truncate(self.len);
+        Ok(BlockBytes {
+            data,
+            _lease: self.lease.take(),
+        })
     }
 }
 
@@ -216,7 +332,7 @@ mod tests {
         codec.encode(k, r, t, &source, &mut parity).unwrap();
         let whole = CompleteBlock::new(k, r, t, 100, source.clone(), vec![true; k], vec![]);
         assert!(!whole.needs_decoding());
-        assert_eq!(whole.into_bytes(&mut codec).unwrap(), source[..100]);
+        assert_eq!(*whole.into_bytes(&mut codec).unwrap(), source[..100]);
         let mut holed = source.clone();
         holed[t..2 * t].fill(0);
         let block = CompleteBlock::new(
@@ -230,7 +346,25 @@ mod tests {
         );
         assert!(block.needs_decoding());
         assert_eq!(block.len(), k * t);
-        assert_eq!(block.into_bytes(&mut codec).unwrap(), source);
+        assert_eq!(*block.into_bytes(&mut codec).unwrap(), source[..]);
+    }
+
+    #[test]
+    fn a_counted_block_is_counted_until_its_bytes_are_dropped() {
+        let (k, r, t) = (4, 2, 32);
+        let gauge = BufferGauge::default();
+        let block = CompleteBlock::new(k, r, t, 100, vec![1; k * t], vec![true; k], vec![])
+            .counted_in(&gauge);
+        assert_eq!(gauge.bytes(), k * t);
+        let copy = block.clone();
+        assert_eq!(gauge.bytes(), 2 * k * t, "a copy is more memory");
+        drop(copy);
+        let bytes = block.into_bytes(&mut Codec::default()).unwrap();
+        assert_eq!(gauge.bytes(), k * t, "rebuilt, not yet written");
+        assert_eq!(bytes.len(), 100);
+        let plain = bytes.into_vec();
+        assert_eq!(gauge.bytes(), 0);
+        assert_eq!(plain.len(), 100);
     }
 
     #[test]

@@ -16,7 +16,7 @@
 
 use crate::auth::{self, AuthConfig, AuthError, ReplayWindow, Sealer};
 use crate::cc::CongestionMeter;
-use crate::fec::{Codec, CompleteBlock};
+use crate::fec::{BlockBytes, BufferGauge, Codec, CompleteBlock};
 use crate::ids::{BlockNumber, NodeId, ObjectId, SessionId};
 use crate::layout::Coding;
 use crate::manifest::{EntryKind, Manifest};
@@ -39,17 +39,28 @@ pub struct ReceiverConfig {
     pub name: String,
     /// Seed for the NACK back-off randomness.
     pub seed: u64,
-    /// Bytes of incomplete blocks held in memory at most.
+    /// Bytes of block memory at most: incomplete blocks held here, and
+    /// complete ones handed out ([`ReceiverEvent::Block`]) until the
+    /// caller drops them (see [`ReceiverConfig::buffer_gauge`]).
     pub buffer_bytes: usize,
+    /// Where the blocks handed out count their memory until dropped.
+    /// Receivers made from clones of one config share it, so a block of
+    /// the previous session still being written counts for the next one.
+    pub buffer_gauge: BufferGauge,
     /// A session silent this long is abandoned.
     pub idle_timeout: Duration,
     /// Sessions not to join (ones already finished).
     pub ignore_sessions: Vec<SessionId>,
-    /// NACK back-off is `backoff_factor * GRTT` at most (RFC 5740's K).
-    /// 6 rather than NORM's 4: mdp's GRTT is measured, not a conservative
-    /// guess, and the extra spread lets the first NACK suppress more of the
-    /// others (see the simulator's NACK column).
+    /// NACK back-off is `K * GRTT` at most (RFC 5740's K), with `K` this
+    /// factor for groups of 32 receivers or more and less for smaller ones
+    /// ([`backoff_factor_for`]). 6 rather than NORM's 4: mdp's GRTT is
+    /// measured, not a conservative guess, and the extra spread lets the
+    /// first NACK suppress more of the others (see the simulator's NACK
+    /// column).
     pub backoff_factor: u32,
+    /// Group size the back-off assumes at least, whatever the sender
+    /// counts (1: trust the sender's count).
+    pub backoff_group_floor: u32,
     /// Largest push (sum of file sizes) this receiver accepts.
     pub max_push_bytes: u64,
     /// Largest file it accepts.
@@ -71,10 +82,12 @@ impl ReceiverConfig {
             node,
             name: wire::clamp_name(name),
             seed,
-            buffer_bytes: 64 << 20,
+            buffer_bytes: 40 << 20,
+            buffer_gauge: BufferGauge::default(),
             idle_timeout: Duration::from_secs(30),
             ignore_sessions: Vec::new(),
             backoff_factor: 6,
+            backoff_group_floor: 1,
             max_push_bytes: 4 << 40,
             max_file_bytes: 1 << 40,
             max_files: 1_000_000,
@@ -157,6 +170,9 @@ pub struct ReceiverStats {
     pub malformed: u64,
     /// Symbols dropped because the block buffer was full.
     pub dropped_no_buffer: u64,
+    /// Most bytes of block memory held at once (incomplete blocks and
+    /// blocks handed out and not yet dropped).
+    pub buffer_peak: u64,
     /// Blocks completed.
     pub blocks_completed: u64,
     /// Blocks that needed Reed-Solomon decoding.
@@ -393,6 +409,21 @@ const MAX_HAVE_CHUNKS: usize = 16;
 /// Most blocks looked at in one NACK scan.
 const MAX_SCAN: usize = 8192;
 
+/// The back-off factor `K` for a group of `group_size` receivers, at most
+/// `cap`: 1 for a lone receiver, one more per doubling of the group
+/// (2 for 2–3, 3 for 4–7, …, 6 from 32 on).
+///
+/// The back-off exists to suppress duplicate NACKs in large groups. In a
+/// small one there are few NACKs to suppress (with losses independent per
+/// receiver, hardly any: each asks for its own), while every GRTT of wait
+/// keeps incomplete blocks in memory and delays the repair. A lone
+/// receiver still waits up to one GRTT, so that one NACK covers the blocks
+/// of a round trip instead of one NACK going out per block.
+pub fn backoff_factor_for(group_size: u32, cap: u32) -> u32 {
+    let doublings = 31 - group_size.max(1).leading_zeros();
+    (1 + doublings).min(cap)
+}
+
 /// RFC 5401's truncated exponential back-off: most receivers wait close to
 /// `max`, a few much less, so the first NACK usually suppresses the rest.
 ///
@@ -422,9 +453,11 @@ impl Receiver {
         }
     }
 
-    /// Bytes of incomplete blocks held now (at most `buffer_bytes`).
+    /// Bytes of block memory held now: incomplete blocks, and complete ones
+    /// handed out and not yet dropped (at most `buffer_bytes`, give or take
+    /// the block that crossed it).
     pub fn buffered_bytes(&self) -> usize {
-        self.session.as_ref().map_or(0, |s| s.buffered)
+        self.session.as_ref().map_or(0, |s| s.buffered) + self.config.buffer_gauge.bytes()
     }
 
     /// This receiver's node id.
@@ -797,7 +830,8 @@ impl Receiver {
     }
 
     fn backoff_max(&self, s: &Session) -> Duration {
-        Self::grtt(s) * self.config.backoff_factor
+        let group = s.timing.group_size.max(self.config.backoff_group_floor);
+        Self::grtt(s) * backoff_factor_for(group, self.config.backoff_factor)
     }
 
     /// How long to wait for the repair of `cumulative` symbols asked for in
@@ -871,9 +905,10 @@ impl Receiver {
             return;
         }
         let key = (o, b);
+        let outside = self.config.buffer_gauge.bytes();
         if !s.partial.contains_key(&key) {
             let bytes = k as usize * t;
-            if s.buffered + bytes > self.config.buffer_bytes {
+            if s.buffered + outside + bytes > self.config.buffer_bytes {
                 self.stats.dropped_no_buffer += 1;
                 return;
             }
@@ -909,6 +944,8 @@ impl Receiver {
             p.recovery.push((idx, payload.to_vec()));
             s.buffered += t;
         }
+        let held = (s.buffered + outside) as u64;
+        self.stats.buffer_peak = self.stats.buffer_peak.max(held);
         if p.count() >= p.k as usize {
             let p = s.partial.remove(&key).expect("present");
             s.buffered -= p.bytes();
@@ -932,7 +969,7 @@ impl Receiver {
         let (o, b) = key;
         if o == 0 {
             // The manifest is small: rebuild it here.
-            let Ok(data) = block.into_bytes(&mut self.codec) else {
+            let Ok(data) = block.into_bytes(&mut self.codec).map(BlockBytes::into_vec) else {
                 // Cannot happen with k distinct in-range symbols; treat as
                 // loss so that the block is asked for again.
                 self.stats.malformed += 1;
@@ -956,7 +993,7 @@ impl Receiver {
         self.events.push_back(ReceiverEvent::Block {
             object: ObjectId(o),
             offset,
-            block,
+            block: block.counted_in(&self.config.buffer_gauge),
         });
         if all_done {
             s.objects[o as usize].state = ObjState::Delivered;
@@ -1412,7 +1449,10 @@ impl Receiver {
         let mut out = Vec::new();
         let mut earliest_hold: Option<Instant> = None;
         let mut scanned = 0;
-        let mut budget = self.config.buffer_bytes.saturating_sub(s.buffered);
+        let mut budget = self
+            .config
+            .buffer_bytes
+            .saturating_sub(s.buffered + self.config.buffer_gauge.bytes());
         let t = s.coding.symbol_size as usize;
         let first = s.first_receiving as usize;
         'objects: for (o, obj) in s.objects.iter().enumerate().skip(first) {
@@ -1582,6 +1622,18 @@ mod tests {
             }
         }
         assert!((m.estimate - 0.1).abs() < 0.01, "estimate {}", m.estimate);
+    }
+
+    #[test]
+    fn the_backoff_factor_grows_with_the_group_up_to_its_cap() {
+        let k = |g| backoff_factor_for(g, 6);
+        assert_eq!(
+            [k(0), k(1), k(2), k(3), k(4), k(7), k(8)],
+            [1, 1, 2, 2, 3, 3, 4]
+        );
+        assert_eq!([k(31), k(32), k(1000), k(u32::MAX)], [5, 6, 6, 6]);
+        assert_eq!(backoff_factor_for(1000, 4), 4, "never above the cap");
+        assert_eq!(backoff_factor_for(1, 0), 0, "a zero cap means no back-off");
     }
 
     #[test]

@@ -405,9 +405,11 @@ fn a_sender_killed_mid_push_then_rerun_sends_only_the_missing_blocks() {
         );
         // While the sender was dead (2.35 s) the receivers did not flood
         // the network with NACKs: they stop once it has been silent for
-        // about a second.
+        // about a second. In that second a receiver of this group of 3
+        // (back-off 2 GRTT, then a hold-off of 3 more) NACKs about every
+        // 5 GRTT of ~2 ms: under 100, where 2.35 s of it would be ~235.
         let nacks = rx.session_stats[0].nacks_sent;
-        assert!(nacks < 60, "r{i} sent {nacks} NACKs in the first session");
+        assert!(nacks < 120, "r{i} sent {nacks} NACKs in the first session");
     }
 }
 
@@ -465,8 +467,9 @@ fn receivers_fall_quiet_when_the_sender_dies_instead_of_flooding_the_network() {
             .expect("the session ended by idle timeout");
         assert!(!o.complete);
         // NACKing a dead sender for 30 s would be thousands of datagrams
-        // per receiver (hundreds a second); they stop after about a second.
+        // per receiver (about a hundred a second here: a group of 3 backs
+        // off 2 GRTT, then holds off 3 more); they stop after about a second.
         let nacks = rx.session_stats[0].nacks_sent;
-        assert!(nacks < 60, "r{i} sent {nacks} NACKs to a dead sender");
+        assert!(nacks < 120, "r{i} sent {nacks} NACKs to a dead sender");
     }
 }

@@ -267,3 +267,47 @@ fn the_session_timeout_bounds_a_push_that_cannot_finish() {
     assert!(!report.success);
     assert!(r.elapsed <= Duration::from_secs(3) + Duration::from_millis(100));
 }
+
+/// A lone receiver NACKs after about one round trip instead of the six a
+/// large group waits to suppress duplicate NACKs: its lost symbols are
+/// repaired sooner, so it holds fewer incomplete blocks in memory. The same
+/// push to a receiver that assumes a large group (`backoff_group_floor`)
+/// is the comparison.
+#[test]
+fn a_lone_receiver_nacks_sooner_and_holds_fewer_blocks_than_a_large_groups_member() {
+    let content = Content::new(
+        &[],
+        vec![("big.bin".into(), Content::random_bytes(16 << 20, 21))],
+    );
+    let push = |assume_large: bool| {
+        let mut c = SimConfig::new(1, 521);
+        c.loss_independent = 0.05;
+        c.sender.rate = mdp_proto::RateMode::Fixed(2_000_000_000);
+        c.latency = Duration::from_millis(2);
+        if assume_large {
+            c.receiver_setup = Some(|_, rc| rc.backoff_group_floor = 32);
+        }
+        let r = run(c, &content);
+        let label = if assume_large { "large" } else { "lone" };
+        assert_all_delivered(&r, &content, label);
+        r.receivers[0].stats
+    };
+    let lone = push(false);
+    let large = push(true);
+    println!(
+        "lone: peak {} KiB, {} NACKs; assuming a large group: peak {} KiB, {} NACKs",
+        lone.buffer_peak >> 10,
+        lone.nacks_sent,
+        large.buffer_peak >> 10,
+        large.nacks_sent,
+    );
+    assert_eq!(lone.dropped_no_buffer + large.dropped_no_buffer, 0);
+    assert!(
+        lone.buffer_peak < large.buffer_peak * 4 / 5,
+        "lone receiver peaked at {} bytes, one assuming a large group at {}",
+        lone.buffer_peak,
+        large.buffer_peak
+    );
+    // Sooner, so more often: each NACK covers a round trip's blocks.
+    assert!(lone.nacks_sent > 2 * large.nacks_sent, "{lone:?} {large:?}");
+}
