@@ -240,3 +240,63 @@ fn a_receiver_refuses_a_manifest_that_would_need_huge_block_maps() {
     assert!(!o.complete);
     assert!(o.problem.unwrap().contains("refused the push"));
 }
+
+/// Complete blocks handed to a writer that does not keep up stay in the
+/// block budget until dropped: the receiver then stops taking new blocks
+/// (and asks for them later) instead of letting the queue grow without
+/// bound, and takes them again once the writer catches up.
+#[test]
+fn blocks_waiting_for_the_writer_count_against_the_block_budget() {
+    let content = Content::new(&[], vec![("big".into(), Content::random_bytes(3 << 20, 3))]);
+    let traffic = sender_traffic(&content);
+    let budget = 1 << 20;
+    let mut cfg = ReceiverConfig::new(NodeId(9), "slow-writer", 9);
+    cfg.buffer_bytes = budget;
+    let block = 256 * 1400;
+    let mut r = Receiver::new(cfg);
+    let now = Instant::now();
+    let mut buf = Vec::new();
+    let mut queued = Vec::new();
+    let mut feed = |r: &mut Receiver, queued: &mut Vec<_>| {
+        for d in &traffic {
+            r.handle_datagram(now, d);
+            assert!(
+                r.buffered_bytes() <= budget + block,
+                "{} bytes of blocks held",
+                r.buffered_bytes()
+            );
+            while r.poll_transmit(now, &mut buf).is_some() {}
+            while let Some(ev) = r.poll_event() {
+                match ev {
+                    ReceiverEvent::SessionStarted { .. } => r.handle_present(now, &[]),
+                    // The writer is stuck: every block stays queued.
+                    ReceiverEvent::Block { block, .. } => queued.push(block),
+                    _ => {}
+                }
+            }
+        }
+    };
+    feed(&mut r, &mut queued);
+    let stuck = queued.len();
+    assert!(stuck >= 1, "no block completed");
+    assert!(
+        stuck * block <= budget,
+        "{stuck} blocks queued past the budget"
+    );
+    assert!(r.stats().dropped_no_buffer > 0, "nothing was turned away");
+    // The writer catches up: the same traffic again completes more blocks.
+    let held = r.buffered_bytes();
+    let queued_bytes: usize = queued.iter().map(|b| b.held_bytes()).sum();
+    queued.clear();
+    assert_eq!(
+        r.buffered_bytes(),
+        held - queued_bytes,
+        "written blocks give their room back"
+    );
+    let before = r.stats().blocks_completed;
+    feed(&mut r, &mut queued);
+    assert!(
+        r.stats().blocks_completed > before,
+        "no room came back once the queued blocks were written"
+    );
+}
