@@ -194,17 +194,41 @@ impl Net {
         )
     }
 
-    /// The testbed's own limit: how long the sender's kernel and the bridge take
-    /// to carry `bytes` in datagrams of mdp's size (1428 bytes) from host 0 to
-    /// a group nobody reads, sent in GSO batches as fast as they go (`cargo
-    /// xtask blast` in host 0's namespace). No tool that delivers the data
-    /// can be faster.
+    /// Receivers on this network (every host but the sender's).
+    pub fn receivers(&self) -> usize {
+        self.hosts - 1
+    }
+
+    /// The testbed's own limit: how long the sender's kernel, the bridge and
+    /// the receivers' kernels take to carry `bytes` in datagrams of mdp's
+    /// size (1428 bytes) from host 0 to a group every other host joined but
+    /// never reads (`cargo xtask sink`), sent in GSO batches as fast as they
+    /// go (`cargo xtask blast` in host 0's namespace). No tool that
+    /// delivers the data to those hosts can be faster.
     pub fn floor(&self, bytes: u64) -> Result<f64> {
+        let exe = std::env::current_exe()?;
+        let mut sinks = Vec::new();
+        for i in 1..self.hosts {
+            sinks.push(
+                Command::new("ip")
+                    .args(["netns", "exec", &host(i)])
+                    .arg(&exe)
+                    .args(["sink", &ip(i), &RUN_LIMIT.as_secs().to_string()])
+                    .stdout(Stdio::null())
+                    .spawn()?,
+            );
+        }
+        std::thread::sleep(Duration::from_millis(300));
         let out = Command::new("ip")
             .args(["netns", "exec", &host(0)])
-            .arg(std::env::current_exe()?)
+            .arg(&exe)
             .args(["blast", &ip(0), &bytes.to_string()])
-            .output()?;
+            .output();
+        for mut s in sinks {
+            let _ = s.kill();
+            let _ = s.wait();
+        }
+        let out = out?;
         if !out.status.success() {
             bail!(
                 "blast failed: {}",
@@ -327,6 +351,28 @@ fn tx_bytes(ns: &str, ifname: &str) -> Result<u64> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
 }
 
+/// The group `blast` sends to and `sink` joins.
+const BLAST_GROUP: std::net::SocketAddrV4 =
+    std::net::SocketAddrV4::new(std::net::Ipv4Addr::new(239, 255, 77, 99), 7999);
+
+/// `cargo xtask sink ADDR SECS`: joins the `blast` group on the interface
+/// with ADDR and never reads, for SECS seconds: its host's kernel takes
+/// every datagram up to the socket, whose buffer then drops it.
+pub fn sink(args: &[String]) -> Result<()> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let [addr, secs] = args else {
+        bail!("usage: cargo xtask sink ADDR SECS");
+    };
+    let addr: std::net::Ipv4Addr = addr.parse().context("ADDR")?;
+    let secs: u64 = secs.parse().context("SECS")?;
+    let sock = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    sock.set_reuse_address(true)?;
+    sock.bind(&BLAST_GROUP.into())?;
+    sock.join_multicast_v4(BLAST_GROUP.ip(), &addr)?;
+    std::thread::sleep(Duration::from_secs(secs));
+    Ok(())
+}
+
 /// `cargo xtask blast ADDR BYTES`: sends BYTES in 1428-byte datagrams to
 /// 239.255.77.99:7999 out of the interface with ADDR, TTL 1, in GSO
 /// batches; prints the seconds it took.
@@ -342,10 +388,7 @@ pub fn blast(args: &[String]) -> Result<()> {
     sock.set_multicast_if_v4(&addr)?;
     sock.set_multicast_ttl_v4(1)?;
     mdp_net::udp::grow_send_buffer(&sock, 32 << 20);
-    let to = SockAddr::from(std::net::SocketAddrV4::new(
-        std::net::Ipv4Addr::new(239, 255, 77, 99),
-        7999,
-    ));
+    let to = SockAddr::from(BLAST_GROUP);
     const SEGMENT: usize = 1428;
     let batch = vec![0x5au8; SEGMENT * mdp_net::udp::batch_limit(SEGMENT)];
     let mut sender = mdp_net::udp::BatchSender::new(true);
