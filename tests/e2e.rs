@@ -1304,7 +1304,7 @@ fn hostile_datagrams_never_crash_a_receiver_nor_write_outside_its_directory() {
     for i in 0..3000u64 {
         let b = bytes((i % 1500) as usize, i + 100);
         send(&b);
-        let mut h = b"md\x01\x01".to_vec();
+        let mut h = b"md\x02\x01".to_vec();
         h.extend_from_slice(&b[..(i % 30) as usize]);
         send(&h);
     }

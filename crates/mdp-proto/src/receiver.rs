@@ -259,6 +259,18 @@ impl Partial {
     fn count(&self) -> usize {
         self.have_count as usize + self.recovery.len()
     }
+
+    /// The source symbols still missing, when naming them in a NACK lets
+    /// the sender complete the block without a decode: no parity symbol
+    /// is held (else a decode follows anyway) and at most
+    /// [`wire::MAX_NACK_MISSING`] are missing.
+    fn missing_sources(&self) -> Option<Vec<u16>> {
+        let lacking = self.k as usize - self.have_count as usize;
+        if !self.recovery.is_empty() || lacking == 0 || lacking > wire::MAX_NACK_MISSING {
+            return None;
+        }
+        Some((0..self.k).filter(|&i| !self.have[i as usize]).collect())
+    }
     fn bytes(&self) -> usize {
         self.data.len() + self.recovery.iter().map(|(_, v)| v.len()).sum::<usize>()
     }
@@ -1313,14 +1325,21 @@ impl Receiver {
             if key.1 >= obj.blocks || obj.is_done(key.1) || obj.state != ObjState::Receiving {
                 continue;
             }
-            let mine = match s.partial.get(&key) {
+            let partial = s.partial.get(&key);
+            let mine = match partial {
                 Some(p) => (p.k as usize - p.count()) as u16,
                 None => s.coding.block_k(obj.size, e.block),
             };
+            // Theirs names source symbols: the sender may resend just
+            // those, which covers us only if we lack no other.
+            let covered = e.missing.is_empty()
+                || partial
+                    .and_then(Partial::missing_sources)
+                    .is_some_and(|m| m.iter().all(|i| e.missing.contains(i)));
             // A need a little above theirs is suppressed too: with many
             // receivers another round follows anyway (someone loses a repair
             // symbol), and it carries our remainder.
-            if mine <= e.need + e.need / 4 {
+            if covered && mine <= e.need + e.need / 4 {
                 holds.push((key, now + self.repair_wait(s, cumulative)));
             }
         }
@@ -1455,6 +1474,7 @@ impl Receiver {
             .saturating_sub(s.buffered + self.config.buffer_gauge.bytes());
         let t = s.coding.symbol_size as usize;
         let first = s.first_receiving as usize;
+        let mut named_left = wire::MAX_NACK_MISSING_TOTAL;
         'objects: for (o, obj) in s.objects.iter().enumerate().skip(first) {
             if obj.state != ObjState::Receiving {
                 continue;
@@ -1478,8 +1498,20 @@ impl Receiver {
                         continue;
                     }
                 }
+                let mut missing = Vec::new();
                 let need = match s.partial.get(&key) {
-                    Some(p) => (p.k as usize - p.count()) as u16,
+                    Some(p) => {
+                        // The sender resends named sources only to a lone
+                        // receiver.
+                        let lone = s.timing.group_size <= 1;
+                        if let Some(m) = p.missing_sources().filter(|_| lone) {
+                            if m.len() <= named_left {
+                                named_left -= m.len();
+                                missing = m;
+                            }
+                        }
+                        (p.k as usize - p.count()) as u16
+                    }
                     None => {
                         let k = s.coding.block_k(obj.size, BlockNumber(b));
                         // Ask only for blocks we have room to collect.
@@ -1495,6 +1527,7 @@ impl Receiver {
                     object: ObjectId(o),
                     block: BlockNumber(b),
                     need,
+                    missing,
                 });
             }
         }

@@ -420,8 +420,14 @@ impl CachedBlock {
 
 #[derive(Debug)]
 struct RepairState {
-    /// Symbols to send in the current round.
+    /// Symbols to send in the current round (`sources` first).
     queued: u32,
+    /// Source symbols to resend, while one receiver alone asked for the
+    /// block in this round and named what it lacks: resending exactly
+    /// those spares it a decode. Emptied when another receiver asks.
+    sources: VecDeque<u16>,
+    /// The receiver `sources` are for.
+    lone: Option<NodeId>,
     /// Symbols sent in the current round.
     round_sent: u32,
     /// NACKs until this instant belong to the current round.
@@ -732,7 +738,7 @@ impl Sender {
                 let loss = (n.loss as f64 / 65536.0).min(0.5);
                 for e in n.entries {
                     self.stats.nack_entries_received += 1;
-                    self.handle_nack_entry(now, e, loss);
+                    self.handle_nack_entry(now, n.node, e, loss);
                 }
             }
             Control::Congestion(c) => {
@@ -906,7 +912,7 @@ impl Sender {
         }
     }
 
-    fn handle_nack_entry(&mut self, now: Instant, e: NackEntry, loss: f64) {
+    fn handle_nack_entry(&mut self, now: Instant, node: NodeId, e: NackEntry, loss: f64) {
         let Some(&size) = self.sizes.get(e.object.0 as usize) else {
             return;
         };
@@ -924,8 +930,20 @@ impl Sender {
         // every parity symbol, they start over with the source symbols.
         let r = self.coding.block_parity(k as u16) as u32;
         let start_esi = (k + (self.config.proactive as u32).min(r)) % (k + r);
+        // Only for a lone receiver: in a group, a second NACK for the block
+        // usually follows within the round, and sources resent for the
+        // first would have served it alone (in the simulator, 10 receivers
+        // at 5 % loss sent 1.15 wire bytes per byte that way against 1.10
+        // with parity only).
+        let named = if self.peers.len() <= 1 {
+            Self::named_sources(&e, k)
+        } else {
+            None
+        };
         let st = self.repairs.entry(key).or_insert(RepairState {
             queued: 0,
+            sources: VecDeque::new(),
+            lone: None,
             round_sent: 0,
             round_end: now,
             next_esi: start_esi,
@@ -933,20 +951,59 @@ impl Sender {
         // A block is in `repair_queue` exactly while it has symbols queued.
         let was_queued = st.queued > 0;
         let in_round = was_queued || now < st.round_end;
-        if in_round {
+        let same_named = st.lone == Some(node) && named.is_some();
+        if in_round && st.lone.is_some() && !same_named {
+            // Another receiver asks (or this one without naming): parity
+            // serves everyone. What was resent served only the receiver
+            // that named it, so the round starts over.
+            st.sources.clear();
+            st.lone = None;
+            st.round_sent = 0;
+        }
+        if in_round && same_named {
+            // The same receiver again: add what it names and is not queued
+            // (a resent symbol it lost again).
+            for i in named.into_iter().flatten() {
+                if !st.sources.contains(&i) {
+                    st.sources.push_back(i);
+                    st.queued += 1;
+                }
+            }
+        } else if in_round {
             // NACKs sent before the receiver saw this round's repairs: top up
             // to the largest need, do not add a second round.
             let have = st.queued + st.round_sent;
             if need > have {
                 st.queued += need - have;
             }
+        } else if let Some(sources) = named {
+            // No margin: a resent symbol that is lost again is named in the
+            // receiver's next NACK; parity here would mean a decode.
+            st.round_sent = 0;
+            st.queued = sources.len() as u32;
+            st.sources = sources;
+            st.lone = Some(node);
         } else {
             st.round_sent = 0;
             st.queued = need;
+            st.sources.clear();
+            st.lone = None;
         }
         if st.queued > 0 && !was_queued {
             self.repair_queue.push_back(key);
         }
+    }
+
+    /// The source symbols a NACK entry names, when they are usable: all
+    /// below `k`, distinct, and exactly `need` of them.
+    fn named_sources(e: &NackEntry, k: u32) -> Option<VecDeque<u16>> {
+        if e.missing.is_empty() || e.missing.len() != e.need as usize {
+            return None;
+        }
+        let mut v = e.missing.clone();
+        v.sort_unstable();
+        v.dedup();
+        (v.len() == e.missing.len() && v.iter().all(|&i| (i as u32) < k)).then(|| v.into())
     }
 
     /// How many repair symbols to send for a NACKed `need`, so that one round
@@ -1782,7 +1839,8 @@ impl Sender {
             let size = self.sizes[key.0 as usize];
             let block_len = self.coding.block_len(size, BlockNumber(key.1));
             let k = self.coding.block_k(size, BlockNumber(key.1)) as u32;
-            let esi = self.repairs[&key].next_esi;
+            let st = &self.repairs[&key];
+            let esi = st.sources.front().map_or(st.next_esi, |&i| i as u32);
             let len = if esi < k {
                 self.coding.source_symbol_len(block_len, esi as u16)
             } else {
@@ -1853,7 +1911,11 @@ impl Sender {
                 let st = self.repairs.get_mut(&key).expect("pick() checked it");
                 st.queued -= 1;
                 st.round_sent += 1;
-                st.next_esi = (st.next_esi + 1) % (k + r);
+                if st.sources.front() == Some(&(esi as u16)) {
+                    st.sources.pop_front();
+                } else {
+                    st.next_esi = (st.next_esi + 1) % (k + r);
+                }
                 if st.queued == 0 {
                     // NACKs that left receivers before they saw this round's
                     // last symbol arrive within about one round trip.

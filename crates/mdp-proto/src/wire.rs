@@ -12,7 +12,7 @@ use thiserror::Error;
 /// The two magic bytes that open every mdp datagram: ASCII "md".
 pub const MAGIC: [u8; 2] = *b"md";
 /// The protocol version this implementation speaks.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// Length of the common header: magic, version, type, session id.
 pub const COMMON_HEADER_LEN: usize = 12;
 /// Length of the whole DATA header (common header included).
@@ -23,6 +23,10 @@ pub const MAX_DATAGRAM: usize = 65_507;
 pub const MAX_NAME_LEN: usize = 64;
 /// Most entries a NACK may carry.
 pub const MAX_NACK_ENTRIES: usize = 64;
+/// Most source symbols one NACK entry may name as missing.
+pub const MAX_NACK_MISSING: usize = 32;
+/// Most source symbols one NACK may name in all (keeps it one datagram).
+pub const MAX_NACK_MISSING_TOTAL: usize = 256;
 /// Most node ids in one list of a FLUSH or ANNOUNCE.
 pub const MAX_NODE_LIST: usize = 48;
 /// Most object ids a STATUS may list as missing or failed.
@@ -241,7 +245,7 @@ pub struct Register {
 }
 
 /// One request of a NACK: `need` more distinct symbols of a block.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NackEntry {
     /// Object.
     pub object: ObjectId,
@@ -249,6 +253,11 @@ pub struct NackEntry {
     pub block: BlockNumber,
     /// How many more distinct symbols the receiver needs to decode the block.
     pub need: u16,
+    /// The source symbols (ids below `k`) the receiver lacks, when it holds
+    /// no parity symbol of the block and lacks at most
+    /// [`MAX_NACK_MISSING`]: then `need` of them, and resending exactly
+    /// those completes the block without decoding. Empty otherwise.
+    pub missing: Vec<u16>,
 }
 
 /// NACK: a receiver asks for repair symbols.
@@ -525,10 +534,20 @@ fn validate(message: &Control) -> Result<(), WireError> {
             }
             Ok(())
         }
-        Control::Nack(n) => check(
-            !n.entries.is_empty() && n.entries.len() <= MAX_NACK_ENTRIES,
-            "entries",
-        ),
+        Control::Nack(n) => {
+            check(
+                !n.entries.is_empty() && n.entries.len() <= MAX_NACK_ENTRIES,
+                "entries",
+            )?;
+            check(
+                n.entries
+                    .iter()
+                    .all(|e| e.missing.len() <= MAX_NACK_MISSING)
+                    && n.entries.iter().map(|e| e.missing.len()).sum::<usize>()
+                        <= MAX_NACK_MISSING_TOTAL,
+                "missing",
+            )
+        }
         Control::Status(s) => {
             check(s.name.len() <= MAX_NAME_LEN, "name")?;
             check(s.missing.len() <= MAX_STATUS_OBJECTS, "missing")?;
@@ -563,7 +582,7 @@ mod tests {
         let mut buf = Vec::new();
         write_data(&mut buf, &h, b"hello");
         assert_eq!(buf.len(), DATA_HEADER_LEN + 5);
-        assert_eq!(&buf[..4], b"md\x01\x01");
+        assert_eq!(&buf[..4], b"md\x02\x01");
         assert_eq!(&buf[24..28], &[0xde, 0xad, 0xbe, 0xef]);
         match parse(&buf).unwrap() {
             Packet::Data { header, payload } => {
@@ -587,6 +606,7 @@ mod tests {
                 object: ObjectId(1),
                 block: BlockNumber(2),
                 need: 3,
+                missing: vec![4, 9, 200],
             }],
         });
         let mut buf = Vec::new();
@@ -604,7 +624,7 @@ mod tests {
     fn rejects_truncated_and_foreign_datagrams() {
         assert_eq!(parse(b""), Err(WireError::Truncated));
         assert_eq!(
-            parse(b"md\x01\x01\0\0\0\0\0\0\0\0\0"),
+            parse(b"md\x02\x01\0\0\0\0\0\0\0\0\0"),
             Err(WireError::Truncated)
         );
         assert_eq!(
@@ -615,12 +635,17 @@ mod tests {
             parse(b"md\x09\x01\0\0\0\0\0\0\0\0"),
             Err(WireError::UnsupportedVersion(9))
         );
+        // Version 1's NACK entries had no `missing`: not mixed up with ours.
         assert_eq!(
-            parse(b"md\x01\x77\0\0\0\0\0\0\0\0"),
+            parse(b"md\x01\x21\0\0\0\0\0\0\0\0"),
+            Err(WireError::UnsupportedVersion(1))
+        );
+        assert_eq!(
+            parse(b"md\x02\x77\0\0\0\0\0\0\0\0"),
             Err(WireError::UnknownType(0x77))
         );
         // A NACK claiming 2^32 entries in a 20-byte datagram.
-        let mut buf = b"md\x01\x21\0\0\0\0\0\0\0\0".to_vec();
+        let mut buf = b"md\x02\x21\0\0\0\0\0\0\0\0".to_vec();
         buf.extend_from_slice(&[5, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f]);
         assert!(parse(&buf).is_err());
     }

@@ -138,6 +138,9 @@ fn a_sender_survives_forged_feedback() {
                     object: ObjectId(rng.next_u64() as u32 % 4),
                     block: BlockNumber(rng.next_u64() as u32 % 8),
                     need: rng.next_u64() as u16,
+                    missing: (0..rng.next_u64() % 40)
+                        .map(|_| rng.next_u64() as u16)
+                        .collect(),
                 }],
             }),
             1 => Control::Status(Status {

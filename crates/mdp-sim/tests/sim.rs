@@ -311,3 +311,48 @@ fn a_lone_receiver_nacks_sooner_and_holds_fewer_blocks_than_a_large_groups_membe
     // Sooner, so more often: each NACK covers a round trip's blocks.
     assert!(lone.nacks_sent > 2 * large.nacks_sent, "{lone:?} {large:?}");
 }
+
+/// A lone receiver names the source symbols it lacks, and the sender
+/// resends exactly those instead of parity: the same symbols on the wire,
+/// and nothing to decode. In a group the sender keeps to parity, which
+/// heals different losses at different receivers at once.
+#[test]
+fn a_lone_receiver_gets_its_missing_source_symbols_back_and_decodes_nothing() {
+    let content = Content::new(
+        &[],
+        vec![("big.bin".into(), Content::random_bytes(16 << 20, 22))],
+    );
+    let push = |receivers: usize| {
+        let mut c = SimConfig::new(receivers, 522);
+        c.loss_independent = 0.05;
+        c.sender.rate = mdp_proto::RateMode::Fixed(1_000_000_000);
+        let r = run(c, &content);
+        assert_all_delivered(&r, &content, &format!("{receivers} receivers"));
+        r
+    };
+    let lone = push(1);
+    let group = push(3);
+    let blocks = lone.receivers[0].stats.blocks_completed;
+    let decoded = lone.receivers[0].stats.blocks_decoded;
+    println!(
+        "lone: {decoded} of {blocks} blocks decoded, {:.3} wire bytes per byte; group of 3: {} decoded",
+        lone.wire_per_byte(),
+        group.receivers[0].stats.blocks_decoded
+    );
+    assert!(
+        lone.blocks_with_loss > blocks as usize / 2,
+        "too little loss to tell"
+    );
+    assert!(
+        decoded * 50 <= blocks,
+        "{decoded} of {blocks} blocks decoded"
+    );
+    assert!(lone.wire_per_byte() < 1.08, "{}", lone.wire_per_byte());
+    for (i, rx) in group.receivers.iter().enumerate() {
+        assert!(
+            rx.stats.blocks_decoded * 2 > rx.stats.blocks_completed,
+            "r{i} of a group decoded only {} blocks: not repaired with parity",
+            rx.stats.blocks_decoded
+        );
+    }
+}
