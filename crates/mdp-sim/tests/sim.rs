@@ -24,6 +24,14 @@ fn tree(seed: u64) -> Content {
     Content::new(&["tree", "tree/sub0", "tree/sub1", "tree/emptydir"], files)
 }
 
+/// One file of `len` random bytes.
+fn one_file(len: usize, seed: u64) -> Content {
+    Content::new(
+        &[],
+        vec![("big.bin".into(), Content::random_bytes(len, seed))],
+    )
+}
+
 fn run(config: SimConfig, content: &Content) -> SimResult {
     World::new(config, content.clone()).run()
 }
@@ -275,10 +283,7 @@ fn the_session_timeout_bounds_a_push_that_cannot_finish() {
 /// is the comparison.
 #[test]
 fn a_lone_receiver_nacks_sooner_and_holds_fewer_blocks_than_a_large_groups_member() {
-    let content = Content::new(
-        &[],
-        vec![("big.bin".into(), Content::random_bytes(16 << 20, 21))],
-    );
+    let content = one_file(16 << 20, 21);
     let push = |assume_large: bool| {
         let mut c = SimConfig::new(1, 521);
         c.loss_independent = 0.05;
@@ -318,10 +323,7 @@ fn a_lone_receiver_nacks_sooner_and_holds_fewer_blocks_than_a_large_groups_membe
 /// heals different losses at different receivers at once.
 #[test]
 fn a_lone_receiver_gets_its_missing_source_symbols_back_and_decodes_nothing() {
-    let content = Content::new(
-        &[],
-        vec![("big.bin".into(), Content::random_bytes(16 << 20, 22))],
-    );
+    let content = one_file(16 << 20, 22);
     let push = |receivers: usize| {
         let mut c = SimConfig::new(receivers, 522);
         c.loss_independent = 0.05;
