@@ -651,6 +651,30 @@ mod tests {
     }
 
     #[test]
+    fn a_nack_names_at_most_32_source_symbols_an_entry_and_256_in_all() {
+        let nack = |entries: usize, named: usize| {
+            let entry = |b| NackEntry {
+                object: ObjectId(1),
+                block: BlockNumber(b),
+                need: named as u16,
+                missing: (0..named as u16).collect(),
+            };
+            let msg = Control::Nack(Nack {
+                node: NodeId(5),
+                echo: Echo::default(),
+                loss: 0,
+                entries: (0..entries as u32).map(entry).collect(),
+            });
+            let mut buf = Vec::new();
+            write_control(&mut buf, SessionId(1), &msg);
+            parse(&buf).is_ok()
+        };
+        assert!(nack(8, MAX_NACK_MISSING), "256 named in all");
+        assert!(!nack(1, MAX_NACK_MISSING + 1), "33 in one entry");
+        assert!(!nack(9, MAX_NACK_MISSING), "288 in all");
+    }
+
+    #[test]
     fn every_prefix_of_a_valid_control_message_is_rejected_without_panic() {
         let msg = Control::Status(Status {
             node: NodeId(1),
