@@ -355,17 +355,26 @@ fn tx_bytes(ns: &str, ifname: &str) -> Result<u64> {
 const BLAST_GROUP: std::net::SocketAddrV4 =
     std::net::SocketAddrV4::new(std::net::Ipv4Addr::new(239, 255, 77, 99), 7999);
 
+/// The `ADDR N` arguments of `sink` and `blast`, and a UDP socket.
+fn addr_and_count(
+    args: &[String],
+    usage: &str,
+) -> Result<(std::net::Ipv4Addr, u64, socket2::Socket)> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let [addr, n] = args else {
+        bail!("usage: {usage}");
+    };
+    let addr = addr.parse().context("ADDR")?;
+    let n = n.parse().with_context(|| usage.to_string())?;
+    let sock = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    Ok((addr, n, sock))
+}
+
 /// `cargo xtask sink ADDR SECS`: joins the `blast` group on the interface
 /// with ADDR and never reads, for SECS seconds: its host's kernel takes
 /// every datagram up to the socket, whose buffer then drops it.
 pub fn sink(args: &[String]) -> Result<()> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let [addr, secs] = args else {
-        bail!("usage: cargo xtask sink ADDR SECS");
-    };
-    let addr: std::net::Ipv4Addr = addr.parse().context("ADDR")?;
-    let secs: u64 = secs.parse().context("SECS")?;
-    let sock = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    let (addr, secs, sock) = addr_and_count(args, "cargo xtask sink ADDR SECS")?;
     sock.set_reuse_address(true)?;
     sock.bind(&BLAST_GROUP.into())?;
     sock.join_multicast_v4(BLAST_GROUP.ip(), &addr)?;
@@ -377,14 +386,9 @@ pub fn sink(args: &[String]) -> Result<()> {
 /// 239.255.77.99:7999 out of the interface with ADDR, TTL 1, in GSO
 /// batches; prints the seconds it took.
 pub fn blast(args: &[String]) -> Result<()> {
-    use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+    use socket2::SockAddr;
     use std::os::fd::AsRawFd;
-    let [addr, bytes] = args else {
-        bail!("usage: cargo xtask blast ADDR BYTES");
-    };
-    let addr: std::net::Ipv4Addr = addr.parse().context("ADDR")?;
-    let bytes: u64 = bytes.parse().context("BYTES")?;
-    let sock = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    let (addr, bytes, sock) = addr_and_count(args, "cargo xtask blast ADDR BYTES")?;
     sock.set_multicast_if_v4(&addr)?;
     sock.set_multicast_ttl_v4(1)?;
     mdp_net::udp::grow_send_buffer(&sock, 32 << 20);

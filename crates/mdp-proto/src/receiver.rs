@@ -1475,6 +1475,8 @@ impl Receiver {
         let t = s.coding.symbol_size as usize;
         let first = s.first_receiving as usize;
         let mut named_left = wire::MAX_NACK_MISSING_TOTAL;
+        // The sender resends named sources only to a lone receiver.
+        let lone = s.timing.group_size <= 1;
         'objects: for (o, obj) in s.objects.iter().enumerate().skip(first) {
             if obj.state != ObjState::Receiving {
                 continue;
@@ -1501,10 +1503,7 @@ impl Receiver {
                 let mut missing = Vec::new();
                 let need = match s.partial.get(&key) {
                     Some(p) => {
-                        // The sender resends named sources only to a lone
-                        // receiver.
-                        let lone = s.timing.group_size <= 1;
-                        if let Some(m) = p.missing_sources().filter(|_| lone) {
+                        if let Some(m) = lone.then(|| p.missing_sources()).flatten() {
                             if m.len() <= named_left {
                                 named_left -= m.len();
                                 missing = m;

@@ -663,12 +663,17 @@ impl Sender {
             ts_us: self.ts_us(now),
             grtt_us: self.grtt.as_micros() as u32,
             rate_bps: self.cc.rate_bps(),
-            group_size: self
-                .peers
-                .len()
-                .max(self.config.expected_receivers as usize)
-                .max(1) as u32,
+            group_size: self.group_size(),
         }
+    }
+
+    /// The group size receivers are told (and time their NACKs by): the
+    /// receivers known or expected, at least 1.
+    fn group_size(&self) -> u32 {
+        self.peers
+            .len()
+            .max(self.config.expected_receivers as usize)
+            .max(1) as u32
     }
 
     // ---------------------------------------------------------------- input
@@ -935,8 +940,9 @@ impl Sender {
         // first would have served it alone (in the simulator, 10 receivers
         // at 5 % loss sent 1.15 wire bytes per byte that way against 1.10
         // with parity only).
-        let named = if self.peers.len() <= 1 {
-            Self::named_sources(&e, k)
+        // The same test as the receivers', which name sources only then.
+        let named = if self.group_size() <= 1 {
+            Self::named_sources(e.need, e.missing, k)
         } else {
             None
         };
@@ -994,16 +1000,16 @@ impl Sender {
         }
     }
 
-    /// The source symbols a NACK entry names, when they are usable: all
-    /// below `k`, distinct, and exactly `need` of them.
-    fn named_sources(e: &NackEntry, k: u32) -> Option<VecDeque<u16>> {
-        if e.missing.is_empty() || e.missing.len() != e.need as usize {
+    /// The source symbols a NACK entry names (`missing`), when they are
+    /// usable: all below `k`, distinct, and exactly `need` of them.
+    fn named_sources(need: u16, mut missing: Vec<u16>, k: u32) -> Option<VecDeque<u16>> {
+        let named = missing.len();
+        if named == 0 || named != need as usize {
             return None;
         }
-        let mut v = e.missing.clone();
-        v.sort_unstable();
-        v.dedup();
-        (v.len() == e.missing.len() && v.iter().all(|&i| (i as u32) < k)).then(|| v.into())
+        missing.sort_unstable();
+        missing.dedup();
+        (missing.len() == named && missing.iter().all(|&i| (i as u32) < k)).then(|| missing.into())
     }
 
     /// How many repair symbols to send for a NACKed `need`, so that one round
