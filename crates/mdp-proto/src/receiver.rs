@@ -344,6 +344,9 @@ struct Session {
     last_heard: Instant,
     holdoff: HashMap<BlockKey, Instant>,
     nack_at: Option<Instant>,
+    /// What the armed NACK may carry: the blocks that were candidates when
+    /// its back-off began ([`NackView`]).
+    nack_view: NackView,
     recheck_at: Option<Instant>,
     /// The caller said which files are already here
     /// ([`Receiver::handle_present`]); registration waits for it.
@@ -441,6 +444,14 @@ pub fn backoff_factor_for(group_size: u32, cap: u32) -> u32 {
 ///
 /// The group size is floored at [`MIN_GROUP_ESTIMATE`]: overestimating it
 /// only delays NACKs a little, underestimating it floods the sender.
+/// The blocks a NACK may ask for: those behind `horizon` (the sender's
+/// position; `None` once it flushed: all) and out of any hold-off at `at`.
+#[derive(Clone, Copy, Debug)]
+struct NackView {
+    at: Instant,
+    horizon: Option<(u32, u32)>,
+}
+
 fn random_backoff(rng: &mut Rng, max: Duration, group_size: u32) -> Duration {
     let lambda = (group_size.max(MIN_GROUP_ESTIMATE) as f64).ln() + 1.0;
     let u = rng.unit();
@@ -703,6 +714,10 @@ impl Receiver {
             last_heard: now,
             holdoff: HashMap::new(),
             nack_at: None,
+            nack_view: NackView {
+                at: now,
+                horizon: None,
+            },
             recheck_at: None,
             present_known: false,
             have: Vec::new(),
@@ -1461,9 +1476,17 @@ impl Receiver {
 
     // ------------------------------------------------------------------ NACK
 
-    /// Blocks to ask for now, with how many symbols each needs. Also returns
-    /// the earliest hold-off that kept a block out.
-    fn nack_candidates(&self, now: Instant, max: usize) -> (Vec<NackEntry>, Option<Instant>) {
+    /// What NACKing would ask for now.
+    fn view_now(s: &Session, now: Instant) -> NackView {
+        NackView {
+            at: now,
+            horizon: (!s.flushed).then_some(s.sender_pos),
+        }
+    }
+
+    /// Blocks to ask for as of `view`, with how many symbols each needs.
+    /// Also returns the earliest hold-off that kept a block out.
+    fn nack_candidates(&self, view: NackView, max: usize) -> (Vec<NackEntry>, Option<Instant>) {
         let s = self.session.as_ref().expect("caller checked");
         let mut out = Vec::new();
         let mut earliest_hold: Option<Instant> = None;
@@ -1483,7 +1506,7 @@ impl Receiver {
             }
             let o = o as u32;
             for b in obj.first_missing..obj.blocks {
-                if !s.flushed && (o, b) >= s.sender_pos {
+                if view.horizon.is_some_and(|h| (o, b) >= h) {
                     break 'objects;
                 }
                 scanned += 1;
@@ -1495,7 +1518,7 @@ impl Receiver {
                 }
                 let key = (o, b);
                 if let Some(&until) = s.holdoff.get(&key) {
-                    if until > now {
+                    if until > view.at {
                         earliest_hold = Some(earliest_hold.map_or(until, |e| e.min(until)));
                         continue;
                     }
@@ -1538,7 +1561,8 @@ impl Receiver {
         if s.nack_at.is_some() || self.finished || Self::sender_gone(s, now) {
             return;
         }
-        let (candidates, hold) = self.nack_candidates(now, 1);
+        let view = Self::view_now(s, now);
+        let (candidates, hold) = self.nack_candidates(view, 1);
         let s = self.session.as_ref().expect("checked above");
         let max = self.backoff_max(s);
         let group = s.timing.group_size;
@@ -1552,6 +1576,7 @@ impl Receiver {
         let delay = random_backoff(&mut self.rng, max, group);
         let s = self.session.as_mut().expect("checked above");
         s.nack_at = Some(now + delay);
+        s.nack_view = view;
     }
 
     /// True when the sender has said nothing for [`SENDER_GONE`] (and some
@@ -1571,7 +1596,13 @@ impl Receiver {
         {
             return;
         }
-        let (entries, _) = self.nack_candidates(now, MAX_NACK_ENTRIES);
+        // Only blocks that waited out this back-off: one that became a
+        // candidate since (the sender moved on, or a hold-off ran out) gets
+        // a back-off of its own below. Otherwise every receiver whose timer
+        // happened to be running would ask for it at once, before anyone
+        // could hear another's NACK and stay quiet.
+        let view = self.session.as_ref().expect("caller checked").nack_view;
+        let (entries, _) = self.nack_candidates(view, MAX_NACK_ENTRIES);
         if !entries.is_empty() {
             let s = self.session.as_ref().expect("caller checked");
             let mut cumulative = 0;
