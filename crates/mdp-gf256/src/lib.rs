@@ -194,7 +194,8 @@ impl Coder {
         for (index, _) in &rows {
             m.extend(missing.iter().map(|&j| coefficient(*index, j)));
         }
-        let m_inv = invert(&mut m, e).expect("a square submatrix of a Cauchy matrix is invertible");
+        let m_inv = invert(self.kernel, &m, e)
+            .expect("a square submatrix of a Cauchy matrix is invertible");
         for (b, &j) in missing.iter().enumerate() {
             let target = &mut block[j * t..(j + 1) * t];
             target.fill(0);
@@ -206,36 +207,39 @@ impl Coder {
     }
 }
 
-/// Inverts the `n × n` row-major matrix `m` (destroying it) by Gauss-Jordan
-/// elimination; `None` if it is singular.
-fn invert(m: &mut [u8], n: usize) -> Option<Vec<u8>> {
-    let mut out = vec![0u8; n * n];
-    for i in 0..n {
-        out[i * n + i] = 1;
+/// Inverts the `n × n` row-major matrix `m` by Gauss-Jordan elimination;
+/// `None` if it is singular. Row operations run in `kernel`, so that the
+/// `O(n³)` work of heavy losses stays small next to the symbols' `O(n·k·t)`.
+fn invert(kernel: Kernel, m: &[u8], n: usize) -> Option<Vec<u8>> {
+    // Each row of `aug` is a row of `m` followed by a row of the identity.
+    let w = 2 * n;
+    let mut aug = vec![0u8; n * w];
+    for (r, row) in aug.chunks_exact_mut(w).enumerate() {
+        row[..n].copy_from_slice(&m[r * n..(r + 1) * n]);
+        row[n + r] = 1;
     }
+    let mut pivot_row = vec![0u8; w];
     for col in 0..n {
-        let pivot = (col..n).find(|&r| m[r * n + col] != 0)?;
+        let pivot = (col..n).find(|&r| aug[r * w + col] != 0)?;
         if pivot != col {
-            for c in 0..n {
-                m.swap(pivot * n + c, col * n + c);
-                out.swap(pivot * n + c, col * n + c);
+            for c in 0..w {
+                aug.swap(pivot * w + c, col * w + c);
             }
         }
-        let scale = inv(m[col * n + col])?;
-        for c in 0..n {
-            m[col * n + c] = mul(m[col * n + c], scale);
-            out[col * n + c] = mul(out[col * n + c], scale);
-        }
-        for r in 0..n {
-            let f = m[r * n + col];
-            if r == col || f == 0 {
-                continue;
-            }
-            for c in 0..n {
-                m[r * n + c] ^= mul(f, m[col * n + c]);
-                out[r * n + c] ^= mul(f, out[col * n + c]);
+        let scale = inv(aug[col * w + col])?;
+        pivot_row.fill(0);
+        kernel.mul_add(&mut pivot_row, &aug[col * w..(col + 1) * w], scale);
+        aug[col * w..(col + 1) * w].copy_from_slice(&pivot_row);
+        for (r, row) in aug.chunks_exact_mut(w).enumerate() {
+            let f = row[col];
+            if r != col && f != 0 {
+                kernel.mul_add(row, &pivot_row, f);
             }
         }
+    }
+    let mut out = Vec::with_capacity(n * n);
+    for row in aug.chunks_exact(w) {
+        out.extend_from_slice(&row[n..]);
     }
     Some(out)
 }
@@ -386,10 +390,20 @@ mod tests {
     }
 
     #[test]
-    fn a_singular_matrix_is_reported() {
-        let mut m = vec![1, 2, 1, 2];
-        assert_eq!(invert(&mut m, 2), None);
-        let mut id = vec![1, 0, 0, 1];
-        assert_eq!(invert(&mut id, 2), Some(vec![1, 0, 0, 1]));
+    fn a_singular_matrix_is_reported_and_an_inverse_is_one() {
+        for kernel in Kernel::available() {
+            assert_eq!(invert(kernel, &[1, 2, 1, 2], 2), None);
+            assert_eq!(invert(kernel, &[1, 0, 0, 1], 2), Some(vec![1, 0, 0, 1]));
+            // A 40 × 40 Cauchy matrix times its inverse is the identity.
+            let n = 40;
+            let m: Vec<u8> = (0..n * n).map(|x| coefficient(x / n, x % n)).collect();
+            let m_inv = invert(kernel, &m, n).unwrap();
+            for r in 0..n {
+                for c in 0..n {
+                    let dot = (0..n).fold(0, |acc, i| acc ^ mul(m[r * n + i], m_inv[i * n + c]));
+                    assert_eq!(dot, u8::from(r == c), "{kernel:?} ({r}, {c})");
+                }
+            }
+        }
     }
 }

@@ -1,27 +1,94 @@
-//! Reed-Solomon coding of one block, over reed-solomon-simd.
+//! Reed-Solomon coding of one block, with one of two codes chosen by the
+//! block's shape ([`Scheme::for_block`]):
 //!
-//! A block of `k` source symbols has `r` parity symbols: parity index `i`
-//! (encoding symbol id `k + i`) is recovery shard `i` of a
-//! `ReedSolomonEncoder::new(k, r, T)`. Both ends must use the same `(k, r, T)`
-//! because the code depends on all three. Any `k` distinct symbols rebuild
-//! the block.
+//! - a block of `k` source and `r` parity symbols with `k + r ≤ 256` uses
+//!   the GF(2^8) Cauchy code of `mdp-gf256`: parity index `i` (encoding
+//!   symbol id `k + i`) is `Σ_j s_j / ((255 − i) XOR j)`. Encoding costs `k`
+//!   multiply-adds per byte of each parity symbol sent, decoding about `k`
+//!   per byte of each lost symbol, so both grow with the losses;
+//! - a larger block uses reed-solomon-simd's GF(2^16) code: parity index `i`
+//!   is recovery shard `i` of a `ReedSolomonEncoder::new(k, r, T)`, which
+//!   depends on all three. Its encoder makes all `r` symbols at once and its
+//!   decoder transforms the whole block, whatever was lost.
+//!
+//! Either way any `k` distinct symbols rebuild the block.
 
 use reed_solomon_simd::{ReedSolomonDecoder, ReedSolomonEncoder};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use thiserror::Error;
 
-/// A coding failure. With valid parameters only the decoder's "not enough
-/// symbols" can happen, and the state machines never call it then.
+/// A coding failure. With valid parameters only "not enough symbols" can
+/// happen, and the state machines never call the decoder then.
 #[derive(Debug, Error)]
-#[error("reed-solomon: {0}")]
-pub struct FecError(#[from] reed_solomon_simd::Error);
+pub enum FecError {
+    /// From the GF(2^16) code.
+    #[error("reed-solomon: {0}")]
+    Fft(#[from] reed_solomon_simd::Error),
+    /// From the GF(2^8) code.
+    #[error("reed-solomon: {0}")]
+    Cauchy(#[from] mdp_gf256::Error),
+}
 
-/// Reusable encoder and decoder (their work buffers are kept between blocks).
+/// The code a block uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scheme {
+    /// GF(2^8) Cauchy (`k + r ≤ 256`).
+    Cauchy,
+    /// reed-solomon-simd's GF(2^16) code (larger blocks).
+    Fft,
+}
+
+impl Scheme {
+    /// The code of a block of `k` source and `r` parity symbols.
+    pub fn for_block(k: usize, r: usize) -> Scheme {
+        if k + r <= mdp_gf256::MAX_SYMBOLS {
+            Scheme::Cauchy
+        } else {
+            Scheme::Fft
+        }
+    }
+}
+
+/// The parity symbols of one block computed so far: all `r` of them at
+/// once for the GF(2^16) code, each one when first asked for with the
+/// GF(2^8) code.
+#[derive(Debug, Default)]
+pub struct BlockParity {
+    /// `r * T` bytes once anything is computed.
+    bytes: Vec<u8>,
+    /// Which symbols of `bytes` hold their value.
+    ready: Vec<bool>,
+}
+
+impl BlockParity {
+    /// Bytes of memory held.
+    pub fn held_bytes(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// True before any symbol is computed.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// Parity symbol `i` (of `t` bytes), if computed.
+    pub fn symbol(&self, i: usize, t: usize) -> Option<&[u8]> {
+        if self.ready.get(i) == Some(&true) {
+            self.bytes.get(i * t..(i + 1) * t)
+        } else {
+            None
+        }
+    }
+}
+
+/// Reusable encoders and decoders (their work buffers are kept between
+/// blocks).
 #[derive(Default)]
 pub struct Codec {
     encoder: Option<ReedSolomonEncoder>,
     decoder: Option<ReedSolomonDecoder>,
+    cauchy: mdp_gf256::Coder,
 }
 
 impl std::fmt::Debug for Codec {
@@ -42,6 +109,14 @@ impl Codec {
         parity: &mut Vec<u8>,
     ) -> Result<(), FecError> {
         debug_assert_eq!(source.len(), k * t);
+        parity.clear();
+        if Scheme::for_block(k, r) == Scheme::Cauchy {
+            parity.resize(r * t, 0);
+            for (i, out) in parity.chunks_exact_mut(t).enumerate() {
+                self.cauchy.encode_parity(k, t, source, i, out)?;
+            }
+            return Ok(());
+        }
         let enc = match &mut self.encoder {
             Some(e) => {
                 e.reset(k, r, t)?;
@@ -53,12 +128,43 @@ impl Codec {
             enc.add_original_shard(shard)?;
         }
         let result = enc.encode()?;
-        parity.clear();
         parity.reserve(r * t);
         for shard in result.recovery_iter() {
             parity.extend_from_slice(shard);
         }
         Ok(())
+    }
+
+    /// Parity symbol `i` of a block (`source` as for [`Codec::encode`]),
+    /// computed into `cache` unless it already holds it.
+    pub fn parity_symbol<'c>(
+        &mut self,
+        k: usize,
+        r: usize,
+        t: usize,
+        source: &[u8],
+        i: usize,
+        cache: &'c mut BlockParity,
+    ) -> Result<&'c [u8], FecError> {
+        debug_assert!(i < r);
+        if cache.symbol(i, t).is_none() {
+            match Scheme::for_block(k, r) {
+                Scheme::Fft => {
+                    self.encode(k, r, t, source, &mut cache.bytes)?;
+                    cache.ready = vec![true; r];
+                }
+                Scheme::Cauchy => {
+                    if cache.bytes.is_empty() {
+                        cache.bytes = vec![0; r * t];
+                        cache.ready = vec![false; r];
+                    }
+                    let out = &mut cache.bytes[i * t..(i + 1) * t];
+                    self.cauchy.encode_parity(k, t, source, i, out)?;
+                    cache.ready[i] = true;
+                }
+            }
+        }
+        Ok(&cache.bytes[i * t..(i + 1) * t])
     }
 
     /// Rebuilds the missing source symbols of a block in place. `block` holds
@@ -74,6 +180,11 @@ impl Codec {
         have: &[bool],
         recovery: impl Iterator<Item = (usize, &'a [u8])>,
     ) -> Result<(), FecError> {
+        if Scheme::for_block(k, r) == Scheme::Cauchy {
+            let recovery: Vec<(usize, &[u8])> = recovery.collect();
+            self.cauchy.decode(k, t, block, have, &recovery)?;
+            return Ok(());
+        }
         let dec = match &mut self.decoder {
             Some(d) => {
                 d.reset(k, r, t)?;

@@ -24,7 +24,7 @@
 use crate::auth::{self, AuthConfig, ReplayWindow, Sealer};
 pub use crate::cc::RateMode;
 use crate::cc::{CongestionSample, RateController};
-use crate::fec::Codec;
+use crate::fec::{BlockParity, Codec};
 use crate::ids::{BlockNumber, NodeId, ObjectId, SessionId, SymbolId};
 use crate::layout::Coding;
 use crate::manifest::{EntryKind, Manifest};
@@ -103,8 +103,8 @@ impl SenderConfig {
         SenderConfig {
             session,
             symbol_size: 1400,
-            block_k: 256,
-            parity: 128,
+            block_k: 192,
+            parity: 64,
             proactive: 0,
             rate: RateMode::Adaptive {
                 min_bps: 10_000_000,
@@ -135,7 +135,8 @@ impl SenderConfig {
 
     /// Checks the settings; the message says what to change.
     pub fn validate(&self) -> Result<(), String> {
-        if self.symbol_size < 16 || self.symbol_size % 2 != 0 || self.symbol_size > 65000 {
+        if self.symbol_size < 16 || !self.symbol_size.is_multiple_of(2) || self.symbol_size > 65000
+        {
             return Err("symbol size must be an even number from 16 to 65000".into());
         }
         if self.block_k == 0 || self.block_k > crate::layout::MAX_BLOCK_K {
@@ -407,14 +408,14 @@ type BlockKey = (u32, u32);
 struct CachedBlock {
     /// `k * T` bytes, zero-padded.
     source: Vec<u8>,
-    /// `r * T` bytes once computed.
-    parity: Option<Vec<u8>>,
+    /// The parity symbols computed so far.
+    parity: BlockParity,
     last_use: u64,
 }
 
 impl CachedBlock {
     fn bytes(&self) -> usize {
-        self.source.len() + self.parity.as_ref().map_or(0, Vec::len)
+        self.source.len() + self.parity.held_bytes()
     }
 }
 
@@ -1331,7 +1332,7 @@ impl Sender {
         self.cache_bytes += source.len();
         let block = CachedBlock {
             source,
-            parity: None,
+            parity: BlockParity::default(),
             last_use: self.use_counter,
         };
         if let Some(old) = self.cache.insert(key, block) {
@@ -1886,7 +1887,7 @@ impl Sender {
         let t = self.coding.symbol_size as usize;
         let block_len = self.coding.block_len(size, block);
         if esi >= k {
-            self.ensure_parity(key, k as usize);
+            self.ensure_parity(key, k as usize, (esi - k) as usize);
         }
         self.touch(key);
         let cached = self.cache.get(&key).expect("pick() checked the cache");
@@ -1895,8 +1896,10 @@ impl Sender {
             &cached.source[esi as usize * t..esi as usize * t + len]
         } else {
             let i = (esi - k) as usize;
-            let parity = cached.parity.as_ref().expect("ensure_parity() computed it");
-            &parity[i * t..(i + 1) * t]
+            cached
+                .parity
+                .symbol(i, t)
+                .expect("ensure_parity() computed it")
         };
         let header = DataHeader {
             session: self.config.session,
@@ -1944,20 +1947,22 @@ impl Sender {
         }
     }
 
-    fn ensure_parity(&mut self, key: BlockKey, k: usize) {
+    /// Computes parity symbol `i` of a cached block unless it is there.
+    fn ensure_parity(&mut self, key: BlockKey, k: usize, i: usize) {
         let r = self.coding.block_parity(k as u16) as usize;
         let t = self.coding.symbol_size as usize;
         let cached = self.cache.get_mut(&key).expect("caller checked the cache");
-        if cached.parity.is_some() {
+        if cached.parity.symbol(i, t).is_some() {
             return;
         }
-        let mut parity = Vec::new();
+        let before = cached.parity.held_bytes();
+        if cached.parity.is_empty() {
+            self.stats.blocks_encoded += 1;
+        }
         self.codec
-            .encode(k, r, t, &cached.source, &mut parity)
+            .parity_symbol(k, r, t, &cached.source, i, &mut cached.parity)
             .expect("coding parameters were validated");
-        self.cache_bytes += parity.len();
-        cached.parity = Some(parity);
-        self.stats.blocks_encoded += 1;
+        self.cache_bytes += cached.parity.held_bytes() - before;
         self.evict();
     }
 }

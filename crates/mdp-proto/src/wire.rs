@@ -12,7 +12,7 @@ use thiserror::Error;
 /// The two magic bytes that open every mdp datagram: ASCII "md".
 pub const MAGIC: [u8; 2] = *b"md";
 /// The protocol version this implementation speaks.
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 3;
 /// Length of the common header: magic, version, type, session id.
 pub const COMMON_HEADER_LEN: usize = 12;
 /// Length of the whole DATA header (common header included).
@@ -582,7 +582,7 @@ mod tests {
         let mut buf = Vec::new();
         write_data(&mut buf, &h, b"hello");
         assert_eq!(buf.len(), DATA_HEADER_LEN + 5);
-        assert_eq!(&buf[..4], b"md\x02\x01");
+        assert_eq!(&buf[..4], b"md\x03\x01");
         assert_eq!(&buf[24..28], &[0xde, 0xad, 0xbe, 0xef]);
         match parse(&buf).unwrap() {
             Packet::Data { header, payload } => {
@@ -624,7 +624,7 @@ mod tests {
     fn rejects_truncated_and_foreign_datagrams() {
         assert_eq!(parse(b""), Err(WireError::Truncated));
         assert_eq!(
-            parse(b"md\x02\x01\0\0\0\0\0\0\0\0\0"),
+            parse(b"md\x03\x01\0\0\0\0\0\0\0\0\0"),
             Err(WireError::Truncated)
         );
         assert_eq!(
@@ -635,17 +635,22 @@ mod tests {
             parse(b"md\x09\x01\0\0\0\0\0\0\0\0"),
             Err(WireError::UnsupportedVersion(9))
         );
-        // Version 1's NACK entries had no `missing`: not mixed up with ours.
+        // Version 1's NACK entries had no `missing`, and version 2 coded
+        // small blocks with another code: neither is mixed up with ours.
         assert_eq!(
             parse(b"md\x01\x21\0\0\0\0\0\0\0\0"),
             Err(WireError::UnsupportedVersion(1))
         );
         assert_eq!(
-            parse(b"md\x02\x77\0\0\0\0\0\0\0\0"),
+            parse(b"md\x02\x01\0\0\0\0\0\0\0\0"),
+            Err(WireError::UnsupportedVersion(2))
+        );
+        assert_eq!(
+            parse(b"md\x03\x77\0\0\0\0\0\0\0\0"),
             Err(WireError::UnknownType(0x77))
         );
         // A NACK claiming 2^32 entries in a 20-byte datagram.
-        let mut buf = b"md\x02\x21\0\0\0\0\0\0\0\0".to_vec();
+        let mut buf = b"md\x03\x21\0\0\0\0\0\0\0\0".to_vec();
         buf.extend_from_slice(&[5, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f]);
         assert!(parse(&buf).is_err());
     }

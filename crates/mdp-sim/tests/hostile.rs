@@ -255,7 +255,8 @@ fn blocks_waiting_for_the_writer_count_against_the_block_budget() {
     let budget = 1 << 20;
     let mut cfg = ReceiverConfig::new(NodeId(9), "slow-writer", 9);
     cfg.buffer_bytes = budget;
-    let block = 256 * 1400;
+    let defaults = SenderConfig::new(SessionId(77));
+    let block = defaults.block_k as usize * defaults.symbol_size as usize;
     let mut r = Receiver::new(cfg);
     let now = Instant::now();
     let mut buf = Vec::new();

@@ -241,7 +241,7 @@ fn a_receiver_with_a_tiny_buffer_still_completes() {
     c.loss_independent = 0.05;
     // Room for one block only: symbols of the next block are dropped while
     // one waits for repair, and asked for later.
-    c.receiver_buffer = 256 * 1400 + 10_000;
+    c.receiver_buffer = c.sender.block_k as usize * c.sender.symbol_size as usize + 10_000;
     let r = run(c, &content);
     assert_all_delivered(&r, &content, "tiny buffer");
     assert!(r.receivers.iter().all(|x| x.stats.dropped_no_buffer > 0));
