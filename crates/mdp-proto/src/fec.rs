@@ -397,25 +397,66 @@ mod tests {
     use super::*;
 
     #[test]
-    fn any_k_symbols_rebuild_the_block() {
-        let (k, r, t) = (8, 4, 64);
-        let source: Vec<u8> = (0..k * t).map(|i| (i * 7 % 251) as u8).collect();
-        let mut codec = Codec::default();
-        let mut parity = Vec::new();
-        codec.encode(k, r, t, &source, &mut parity).unwrap();
-        assert_eq!(parity.len(), r * t);
-        // Lose source symbols 1, 4, 6 and use parity 0, 2, 3.
-        let mut block = source.clone();
-        let mut have = vec![true; k];
-        for i in [1, 4, 6] {
-            have[i] = false;
-            block[i * t..(i + 1) * t].fill(0);
+    fn any_k_symbols_rebuild_the_block_with_either_code() {
+        // (8, 4) and (192, 64) fit in GF(2^8); (256, 128) and (300, 40) do not.
+        for (k, r, scheme) in [
+            (8, 4, Scheme::Cauchy),
+            (192, 64, Scheme::Cauchy),
+            (256, 128, Scheme::Fft),
+            (300, 40, Scheme::Fft),
+        ] {
+            assert_eq!(Scheme::for_block(k, r), scheme);
+            let t = 64;
+            let source: Vec<u8> = (0..k * t).map(|i| (i * 7 % 251) as u8).collect();
+            let mut codec = Codec::default();
+            let mut parity = Vec::new();
+            codec.encode(k, r, t, &source, &mut parity).unwrap();
+            assert_eq!(parity.len(), r * t);
+            // Lose source symbols 1, 4, 6 and use parity 0, 2, 3 (the
+            // decoder may be handed more than it needs).
+            let mut block = source.clone();
+            let mut have = vec![true; k];
+            for i in [1, 4, 6] {
+                have[i] = false;
+                block[i * t..(i + 1) * t].fill(0);
+            }
+            let rec = [0usize, 2, 3, 1].map(|i| (i, &parity[i * t..(i + 1) * t]));
+            codec
+                .decode(k, r, t, &mut block, &have, rec.into_iter())
+                .unwrap();
+            assert!(block == source, "{scheme:?} k={k} r={r}");
         }
-        let rec = [0usize, 2, 3].map(|i| (i, &parity[i * t..(i + 1) * t]));
-        codec
-            .decode(k, r, t, &mut block, &have, rec.into_iter())
-            .unwrap();
-        assert_eq!(block, source);
+    }
+
+    #[test]
+    fn a_sender_computes_gf256_parity_one_symbol_at_a_time() {
+        let t = 32;
+        for (k, r) in [(16usize, 8usize), (256, 16)] {
+            let source: Vec<u8> = (0..k * t).map(|i| (i * 11 % 253) as u8).collect();
+            let mut codec = Codec::default();
+            let mut all = Vec::new();
+            codec.encode(k, r, t, &source, &mut all).unwrap();
+            let mut cache = BlockParity::default();
+            assert!(cache.is_empty());
+            let p5 = codec
+                .parity_symbol(k, r, t, &source, 5, &mut cache)
+                .unwrap();
+            assert_eq!(p5, &all[5 * t..6 * t]);
+            assert_eq!(cache.held_bytes(), r * t);
+            let ready = (0..r).filter(|&i| cache.symbol(i, t).is_some()).count();
+            match Scheme::for_block(k, r) {
+                // Only the symbol asked for was computed.
+                Scheme::Cauchy => assert_eq!(ready, 1),
+                // The FFT code makes them all at once.
+                Scheme::Fft => assert_eq!(ready, r),
+            }
+            for i in 0..r {
+                let p = codec
+                    .parity_symbol(k, r, t, &source, i, &mut cache)
+                    .unwrap();
+                assert_eq!(p, &all[i * t..(i + 1) * t], "k={k} symbol {i}");
+            }
+        }
     }
 
     #[test]

@@ -128,6 +128,10 @@ fn every_receiver_gets_identical_files_across_group_sizes_and_loss() {
                 );
                 if loss == 0.0 {
                     assert_eq!(r.nack_entries, 0, "{label}: NACKs without loss");
+                    assert_eq!(
+                        r.sender_stats.blocks_encoded, 0,
+                        "{label}: parity computed without loss"
+                    );
                     assert!(
                         wpb < 1.03,
                         "{label}: {wpb} wire bytes per byte without loss"

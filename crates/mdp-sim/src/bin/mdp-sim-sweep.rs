@@ -30,8 +30,8 @@ fn config_for(seed: u64) -> (SimConfig, Content) {
     }
     c.sender.rate =
         mdp_proto::RateMode::Fixed([20, 100, 500, 1000][pick(&mut rng, 4) as usize] * 1_000_000);
-    c.sender.block_k = [1, 7, 64, 256, 1024][pick(&mut rng, 5) as usize];
-    c.sender.parity = [1, 16, 128][pick(&mut rng, 3) as usize];
+    c.sender.block_k = [1, 7, 64, 192, 256, 1024][pick(&mut rng, 6) as usize];
+    c.sender.parity = [1, 16, 64, 128][pick(&mut rng, 4) as usize];
     c.sender.proactive = if pick(&mut rng, 4) == 0 {
         c.sender.parity.min(4)
     } else {
