@@ -52,32 +52,35 @@ impl Scheme {
 
 /// The parity symbols of one block computed so far: all `r` of them at
 /// once for the GF(2^16) code, each one when first asked for with the
-/// GF(2^8) code.
+/// GF(2^8) code (and only those are held: a block repaired with 13 parity
+/// symbols holds 13, not `r`).
 #[derive(Debug, Default)]
 pub struct BlockParity {
-    /// `r * T` bytes once anything is computed.
-    bytes: Vec<u8>,
-    /// Which symbols of `bytes` hold their value.
-    ready: Vec<bool>,
+    /// All `r` symbols back to back (GF(2^16) code), once computed.
+    all: Vec<u8>,
+    /// Symbols by index (GF(2^8) code).
+    each: Vec<Option<Box<[u8]>>>,
+    /// Bytes of symbols held.
+    held: usize,
 }
 
 impl BlockParity {
     /// Bytes of memory held.
     pub fn held_bytes(&self) -> usize {
-        self.bytes.len()
+        self.held
     }
 
     /// True before any symbol is computed.
     pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
+        self.held == 0
     }
 
     /// Parity symbol `i` (of `t` bytes), if computed.
     pub fn symbol(&self, i: usize, t: usize) -> Option<&[u8]> {
-        if self.ready.get(i) == Some(&true) {
-            self.bytes.get(i * t..(i + 1) * t)
+        if self.all.is_empty() {
+            self.each.get(i)?.as_deref()
         } else {
-            None
+            self.all.get(i * t..(i + 1) * t)
         }
     }
 }
@@ -150,21 +153,21 @@ impl Codec {
         if cache.symbol(i, t).is_none() {
             match Scheme::for_block(k, r) {
                 Scheme::Fft => {
-                    self.encode(k, r, t, source, &mut cache.bytes)?;
-                    cache.ready = vec![true; r];
+                    self.encode(k, r, t, source, &mut cache.all)?;
+                    cache.held = cache.all.len();
                 }
                 Scheme::Cauchy => {
-                    if cache.bytes.is_empty() {
-                        cache.bytes = vec![0; r * t];
-                        cache.ready = vec![false; r];
+                    let mut out = vec![0; t].into_boxed_slice();
+                    self.cauchy.encode_parity(k, t, source, i, &mut out)?;
+                    if cache.each.len() <= i {
+                        cache.each.resize(i + 1, None);
                     }
-                    let out = &mut cache.bytes[i * t..(i + 1) * t];
-                    self.cauchy.encode_parity(k, t, source, i, out)?;
-                    cache.ready[i] = true;
+                    cache.each[i] = Some(out);
+                    cache.held += t;
                 }
             }
         }
-        Ok(&cache.bytes[i * t..(i + 1) * t])
+        Ok(cache.symbol(i, t).expect("computed above"))
     }
 
     /// Rebuilds the missing source symbols of a block in place. `block` holds
@@ -442,13 +445,18 @@ mod tests {
                 .parity_symbol(k, r, t, &source, 5, &mut cache)
                 .unwrap();
             assert_eq!(p5, &all[5 * t..6 * t]);
-            assert_eq!(cache.held_bytes(), r * t);
             let ready = (0..r).filter(|&i| cache.symbol(i, t).is_some()).count();
             match Scheme::for_block(k, r) {
-                // Only the symbol asked for was computed.
-                Scheme::Cauchy => assert_eq!(ready, 1),
+                // Only the symbol asked for was computed, and only it is held.
+                Scheme::Cauchy => {
+                    assert_eq!(ready, 1);
+                    assert_eq!(cache.held_bytes(), t);
+                }
                 // The FFT code makes them all at once.
-                Scheme::Fft => assert_eq!(ready, r),
+                Scheme::Fft => {
+                    assert_eq!(ready, r);
+                    assert_eq!(cache.held_bytes(), r * t);
+                }
             }
             for i in 0..r {
                 let p = codec
@@ -456,6 +464,8 @@ mod tests {
                     .unwrap();
                 assert_eq!(p, &all[i * t..(i + 1) * t], "k={k} symbol {i}");
             }
+            assert_eq!(cache.held_bytes(), r * t);
+            assert_eq!(cache.held_bytes(), r * t);
         }
     }
 
