@@ -85,6 +85,61 @@ struct TempFile {
     /// The sidecar that records `blocks` when the push is interrupted
     /// (`None`: not resumable, e.g. a second file with the same content).
     sidecar: Option<PathBuf>,
+    /// The file's hash so far, while it can be kept as blocks are written
+    /// (`None`: the file is read back and hashed once complete).
+    running: Option<RunningHash>,
+}
+
+/// The BLAKE3 hash of a file's first `next` bytes, fed from the blocks as
+/// they are written, so that a complete file need not be read back to be
+/// checked: the last block's write is followed by the check at once.
+/// Blocks written past `next` (they complete out of order under loss) are
+/// remembered and read back from the page cache when the gap before them
+/// is filled.
+#[derive(Debug)]
+struct RunningHash {
+    hasher: blake3::Hasher,
+    next: u64,
+    /// Offset → length of blocks written beyond `next`.
+    ahead: std::collections::BTreeMap<u64, usize>,
+}
+
+/// Most blocks a [`RunningHash`] remembers ahead of its position; beyond
+/// that the file is hashed once complete instead.
+const MAX_AHEAD: usize = 4096;
+
+impl RunningHash {
+    fn new() -> RunningHash {
+        RunningHash {
+            hasher: blake3::Hasher::new(),
+            next: 0,
+            ahead: std::collections::BTreeMap::new(),
+        }
+    }
+
+    /// Takes in a block just written at `offset`; `file` holds it and the
+    /// blocks before. `false`: the hash cannot be kept (give it up).
+    fn wrote(&mut self, file: &File, offset: u64, data: &[u8], scratch: &mut Vec<u8>) -> bool {
+        if offset > self.next {
+            self.ahead.insert(offset, data.len());
+            return self.ahead.len() <= MAX_AHEAD;
+        }
+        if offset < self.next {
+            // Written twice: the bytes hashed may not be the bytes there.
+            return false;
+        }
+        self.hasher.update(data);
+        self.next += data.len() as u64;
+        while let Some(len) = self.ahead.remove(&self.next) {
+            scratch.resize(len, 0);
+            if file.read_exact_at(scratch, self.next).is_err() {
+                return false;
+            }
+            self.hasher.update(scratch);
+            self.next += len as u64;
+        }
+        true
+    }
 }
 
 /// The open handle of `object`'s temporary file, creating the file (sparse,
@@ -132,6 +187,8 @@ pub struct Store {
     block_bytes: u64,
     /// How long interrupted files are kept for resume (zero: not kept).
     keep_partial: Duration,
+    /// Read-back buffer of [`RunningHash`] (one block at most).
+    scratch: Vec<u8>,
 }
 
 impl std::fmt::Debug for Store {
@@ -204,6 +261,7 @@ impl Store {
             index,
             block_bytes: 0,
             keep_partial: DEFAULT_KEEP_PARTIAL,
+            scratch: Vec::new(),
         })
     }
 
@@ -407,13 +465,17 @@ impl Store {
                 error: None,
                 blocks: vec![0; words],
                 sidecar: Some(self.tmp.join(format!("{stem}.blocks"))),
+                running: Some(RunningHash::new()),
             };
             if block_bytes == 0 || size == 0 || !stems.insert(stem) {
                 t.temp = self.tmp.join(format!("{session}-{object}.part"));
                 t.sidecar = None;
             } else if let Some(blocks) = self.load_partial(&t, words) {
+                // Blocks from the earlier push are not written again: the
+                // file is hashed once complete.
                 t.created = true;
                 t.blocks = blocks;
+                t.running = None;
                 resumed.push((ObjectId(object), bit_ranges(&t.blocks, nblocks as u32)));
             }
             self.files.insert(ObjectId(object), t);
@@ -442,18 +504,29 @@ impl Store {
         let Some(t) = self.files.get_mut(&object) else {
             return;
         };
-        if t.error.is_none() {
-            let written = open_handle(&mut self.handles, t, object)
-                .and_then(|f| f.write_all_at(data, offset));
-            match written {
-                Ok(()) if self.block_bytes > 0 => {
-                    let b = (offset / self.block_bytes) as usize;
-                    if let Some(w) = t.blocks.get_mut(b / 64) {
-                        *w |= 1 << (b % 64);
-                    }
-                }
-                Ok(()) => {}
-                Err(e) => t.error = Some(e),
+        if t.error.is_some() {
+            return;
+        }
+        let file = match open_handle(&mut self.handles, t, object) {
+            Ok(f) => f,
+            Err(e) => {
+                t.error = Some(e);
+                return;
+            }
+        };
+        if let Err(e) = file.write_all_at(data, offset) {
+            t.error = Some(e);
+            return;
+        }
+        if let Some(b) = offset.checked_div(self.block_bytes) {
+            let b = b as usize;
+            if let Some(w) = t.blocks.get_mut(b / 64) {
+                *w |= 1 << (b % 64);
+            }
+        }
+        if let Some(running) = &mut t.running {
+            if !running.wrote(file, offset, data, &mut self.scratch) {
+                t.running = None;
             }
         }
     }
@@ -483,11 +556,16 @@ impl Store {
             return Err((FailReason::Io, format!("{}: {e}", entry.path)));
         }
         self.handles.remove(&object);
+        let hashed = t
+            .running
+            .filter(|r| r.next == t.size)
+            .map(|r| *r.hasher.finalize().as_bytes());
         Ok(Written {
             entry,
             root: self.root.clone(),
             temp: t.temp,
             error: t.error,
+            hashed,
         })
     }
 
@@ -619,6 +697,8 @@ pub struct Written {
     entry: Entry,
     root: PathBuf,
     error: Option<io::Error>,
+    /// The hash of the whole file if it was kept as it was written.
+    hashed: Option<[u8; 32]>,
 }
 
 impl Written {
@@ -646,7 +726,10 @@ impl Written {
             unreachable!("open files are File entries")
         };
         let file = File::open(&self.temp).map_err(fail_io)?;
-        let got = hash_open(&file).map_err(fail_io)?;
+        let got = match self.hashed {
+            Some(h) => h,
+            None => hash_open(&file).map_err(fail_io)?,
+        };
         if got != hash {
             let _ = fs::remove_file(&self.temp);
             return Err((
@@ -739,6 +822,62 @@ mod tests {
         assert!(!root.join("y").exists());
         store.finish();
         assert_eq!(fs::read_dir(root.join(TMP_DIR)).unwrap().count(), 0);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn the_hash_is_kept_as_blocks_are_written_in_any_order() {
+        let root = crate::test_dir("running");
+        let mut store = Store::open(&root).unwrap();
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let blocks = data.len() as u64 / 1000;
+        let m = Arc::new(Manifest {
+            entries: vec![file_entry("a", &data), file_entry("b", &data[..5000])],
+        });
+        store.begin(SessionId(4), m, 1000).unwrap();
+        // a: blocks 3, 1, 0, 2, then the rest in order; the gap is read
+        // back once it closes, and no read-back is needed at the end.
+        for b in [3, 1, 0, 2].into_iter().chain(4..blocks) {
+            let at = (b * 1000) as usize;
+            store.write(ObjectId(1), b * 1000, &data[at..at + 1000]);
+        }
+        let a = store.written(ObjectId(1)).unwrap();
+        assert_eq!(a.hashed, Some(*blake3::hash(&data).as_bytes()));
+        assert_eq!(fs::read(a.verify_and_place().unwrap()).unwrap(), data);
+        // b: a block that differs from what was announced fails the check
+        // whichever way the hash was made.
+        let mut bad = data[..5000].to_vec();
+        bad[4321] ^= 1;
+        for b in (0..5).rev() {
+            store.write(ObjectId(2), b * 1000, &bad[b as usize * 1000..][..1000]);
+        }
+        let b = store.written(ObjectId(2)).unwrap();
+        assert!(b.hashed.is_some());
+        assert_eq!(
+            b.verify_and_place().unwrap_err().0,
+            FailReason::HashMismatch
+        );
+        store.finish();
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn too_many_blocks_out_of_order_fall_back_to_reading_the_file_back() {
+        let root = crate::test_dir("fallback");
+        let mut store = Store::open(&root).unwrap();
+        let data: Vec<u8> = (0..MAX_AHEAD as u32 + 2).map(|i| i as u8).collect();
+        let m = Arc::new(Manifest {
+            entries: vec![file_entry("c", &data)],
+        });
+        // One-byte blocks, written last to first.
+        store.begin(SessionId(5), m, 1).unwrap();
+        for (i, byte) in data.iter().enumerate().rev() {
+            store.write(ObjectId(1), i as u64, &[*byte]);
+        }
+        let c = store.written(ObjectId(1)).unwrap();
+        assert_eq!(c.hashed, None, "gave up keeping the hash");
+        assert_eq!(fs::read(c.verify_and_place().unwrap()).unwrap(), data);
+        store.finish();
         fs::remove_dir_all(&root).unwrap();
     }
 
