@@ -439,11 +439,6 @@ pub fn backoff_factor_for(group_size: u32, cap: u32) -> u32 {
     (1 + doublings).min(cap)
 }
 
-/// RFC 5401's truncated exponential back-off: most receivers wait close to
-/// `max`, a few much less, so the first NACK usually suppresses the rest.
-///
-/// The group size is floored at [`MIN_GROUP_ESTIMATE`]: overestimating it
-/// only delays NACKs a little, underestimating it floods the sender.
 /// The blocks a NACK may ask for: those behind `horizon` (the sender's
 /// position; `None` once it flushed: all) and out of any hold-off at `at`.
 #[derive(Clone, Copy, Debug)]
@@ -452,6 +447,11 @@ struct NackView {
     horizon: Option<(u32, u32)>,
 }
 
+/// RFC 5401's truncated exponential back-off: most receivers wait close to
+/// `max`, a few much less, so the first NACK usually suppresses the rest.
+///
+/// The group size is floored at [`MIN_GROUP_ESTIMATE`]: overestimating it
+/// only delays NACKs a little, underestimating it floods the sender.
 fn random_backoff(rng: &mut Rng, max: Duration, group_size: u32) -> Duration {
     let lambda = (group_size.max(MIN_GROUP_ESTIMATE) as f64).ln() + 1.0;
     let u = rng.unit();
