@@ -108,6 +108,9 @@ struct RunningHash {
 /// that the file is hashed once complete instead.
 const MAX_AHEAD: usize = 4096;
 
+/// Bytes a [`RunningHash`] reads back at a time (its buffer's size).
+const READ_BACK_CHUNK: usize = 1 << 20;
+
 impl RunningHash {
     fn new() -> RunningHash {
         RunningHash {
@@ -131,12 +134,16 @@ impl RunningHash {
         self.hasher.update(data);
         self.next += data.len() as u64;
         while let Some(len) = self.ahead.remove(&self.next) {
-            scratch.resize(len, 0);
-            if file.read_exact_at(scratch, self.next).is_err() {
-                return false;
+            let end = self.next + len as u64;
+            while self.next < end {
+                let piece = ((end - self.next) as usize).min(READ_BACK_CHUNK);
+                scratch.resize(piece, 0);
+                if file.read_exact_at(scratch, self.next).is_err() {
+                    return false;
+                }
+                self.hasher.update(scratch);
+                self.next += piece as u64;
             }
-            self.hasher.update(scratch);
-            self.next += len as u64;
         }
         true
     }
@@ -187,7 +194,7 @@ pub struct Store {
     block_bytes: u64,
     /// How long interrupted files are kept for resume (zero: not kept).
     keep_partial: Duration,
-    /// Read-back buffer of [`RunningHash`] (one block at most).
+    /// Read-back buffer of [`RunningHash`] ([`READ_BACK_CHUNK`] at most).
     scratch: Vec<u8>,
 }
 
