@@ -869,6 +869,26 @@ mod tests {
     }
 
     #[test]
+    fn a_block_larger_than_the_read_back_buffer_is_read_back_in_pieces() {
+        let root = crate::test_dir("pieces");
+        let mut store = Store::open(&root).unwrap();
+        let block = READ_BACK_CHUNK + READ_BACK_CHUNK / 2;
+        let data: Vec<u8> = (0..2 * block as u32).map(|i| (i % 241) as u8).collect();
+        let m = Arc::new(Manifest {
+            entries: vec![file_entry("big", &data)],
+        });
+        store.begin(SessionId(6), m, block as u64).unwrap();
+        store.write(ObjectId(1), block as u64, &data[block..]);
+        store.write(ObjectId(1), 0, &data[..block]);
+        assert!(store.scratch.len() <= READ_BACK_CHUNK);
+        let w = store.written(ObjectId(1)).unwrap();
+        assert_eq!(w.hashed, Some(*blake3::hash(&data).as_bytes()));
+        assert!(w.verify_and_place().is_ok());
+        store.finish();
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
     fn too_many_blocks_out_of_order_fall_back_to_reading_the_file_back() {
         let root = crate::test_dir("fallback");
         let mut store = Store::open(&root).unwrap();
