@@ -343,10 +343,9 @@ struct Session {
     /// When the sender was last heard (its datagrams only).
     last_heard: Instant,
     holdoff: HashMap<BlockKey, Instant>,
-    nack_at: Option<Instant>,
-    /// What the armed NACK may carry: the blocks that were candidates when
-    /// its back-off began ([`NackView`]).
-    nack_view: NackView,
+    /// When the armed NACK goes out, and what it may carry: the blocks
+    /// that were candidates when its back-off began ([`NackView`]).
+    nack_at: Option<(Instant, NackView)>,
     recheck_at: Option<Instant>,
     /// The caller said which files are already here
     /// ([`Receiver::handle_present`]); registration waits for it.
@@ -714,10 +713,6 @@ impl Receiver {
             last_heard: now,
             holdoff: HashMap::new(),
             nack_at: None,
-            nack_view: NackView {
-                at: now,
-                horizon: None,
-            },
             recheck_at: None,
             present_known: false,
             have: Vec::new(),
@@ -1391,9 +1386,9 @@ impl Receiver {
             self.maybe_arm_nack(now);
         }
         let s = self.session.as_mut().expect("checked above");
-        if s.nack_at.is_some_and(|t| now >= t) {
+        if let Some((_, view)) = s.nack_at.filter(|(t, _)| now >= *t) {
             s.nack_at = None;
-            self.send_nack(now);
+            self.send_nack(now, view);
         }
         self.after_input(now);
     }
@@ -1575,8 +1570,7 @@ impl Receiver {
         }
         let delay = random_backoff(&mut self.rng, max, group);
         let s = self.session.as_mut().expect("checked above");
-        s.nack_at = Some(now + delay);
-        s.nack_view = view;
+        s.nack_at = Some((now + delay, view));
     }
 
     /// True when the sender has said nothing for [`SENDER_GONE`] (and some
@@ -1588,7 +1582,8 @@ impl Receiver {
         now.saturating_duration_since(s.last_heard) >= SENDER_GONE + Self::grtt(s) * 4
     }
 
-    fn send_nack(&mut self, now: Instant) {
+    /// Sends a NACK for the blocks `view` allows, then arms the next.
+    fn send_nack(&mut self, now: Instant, view: NackView) {
         if self
             .session
             .as_ref()
@@ -1601,7 +1596,6 @@ impl Receiver {
         // a back-off of its own below. Otherwise every receiver whose timer
         // happened to be running would ask for it at once, before anyone
         // could hear another's NACK and stay quiet.
-        let view = self.session.as_ref().expect("caller checked").nack_view;
         let (entries, _) = self.nack_candidates(view, MAX_NACK_ENTRIES);
         if !entries.is_empty() {
             let s = self.session.as_ref().expect("caller checked");
@@ -1661,7 +1655,7 @@ impl Receiver {
             return None;
         }
         let mut t = s.last_heard + self.config.idle_timeout;
-        if let Some(n) = s.nack_at {
+        if let Some((n, _)) = s.nack_at {
             t = t.min(n);
         }
         if let Some(r) = s.recheck_at {
