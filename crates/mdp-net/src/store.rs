@@ -832,16 +832,22 @@ mod tests {
         fs::remove_dir_all(&root).unwrap();
     }
 
+    /// A store in a fresh test directory, with a session of `entries`
+    /// begun in blocks of `block_bytes`.
+    fn store_with(name: &str, entries: Vec<Entry>, block_bytes: u64) -> (PathBuf, Store) {
+        let root = crate::test_dir(name);
+        let mut store = Store::open(&root).unwrap();
+        let m = Arc::new(Manifest { entries });
+        store.begin(SessionId(4), m, block_bytes).unwrap();
+        (root, store)
+    }
+
     #[test]
     fn the_hash_is_kept_as_blocks_are_written_in_any_order() {
-        let root = crate::test_dir("running");
-        let mut store = Store::open(&root).unwrap();
         let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect();
         let blocks = data.len() as u64 / 1000;
-        let m = Arc::new(Manifest {
-            entries: vec![file_entry("a", &data), file_entry("b", &data[..5000])],
-        });
-        store.begin(SessionId(4), m, 1000).unwrap();
+        let entries = vec![file_entry("a", &data), file_entry("b", &data[..5000])];
+        let (root, mut store) = store_with("running", entries, 1000);
         // a: blocks 3, 1, 0, 2, then the rest in order; the gap is read
         // back once it closes, and no read-back is needed at the end.
         for b in [3, 1, 0, 2].into_iter().chain(4..blocks) {
@@ -870,14 +876,9 @@ mod tests {
 
     #[test]
     fn a_block_larger_than_the_read_back_buffer_is_read_back_in_pieces() {
-        let root = crate::test_dir("pieces");
-        let mut store = Store::open(&root).unwrap();
         let block = READ_BACK_CHUNK + READ_BACK_CHUNK / 2;
         let data: Vec<u8> = (0..2 * block as u32).map(|i| (i % 241) as u8).collect();
-        let m = Arc::new(Manifest {
-            entries: vec![file_entry("big", &data)],
-        });
-        store.begin(SessionId(6), m, block as u64).unwrap();
+        let (root, mut store) = store_with("pieces", vec![file_entry("big", &data)], block as u64);
         store.write(ObjectId(1), block as u64, &data[block..]);
         store.write(ObjectId(1), 0, &data[..block]);
         assert!(store.scratch.len() <= READ_BACK_CHUNK);
@@ -890,14 +891,9 @@ mod tests {
 
     #[test]
     fn too_many_blocks_out_of_order_fall_back_to_reading_the_file_back() {
-        let root = crate::test_dir("fallback");
-        let mut store = Store::open(&root).unwrap();
         let data: Vec<u8> = (0..MAX_AHEAD as u32 + 2).map(|i| i as u8).collect();
-        let m = Arc::new(Manifest {
-            entries: vec![file_entry("c", &data)],
-        });
         // One-byte blocks, written last to first.
-        store.begin(SessionId(5), m, 1).unwrap();
+        let (root, mut store) = store_with("fallback", vec![file_entry("c", &data)], 1);
         for (i, byte) in data.iter().enumerate().rev() {
             store.write(ObjectId(1), i as u64, &[*byte]);
         }
