@@ -12,7 +12,7 @@
 
 use crate::field::MUL;
 
-/// One implementation of [`mul_add`].
+/// One implementation of [`Kernel::mul_add`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kernel {
     /// One table lookup per byte; runs anywhere.
@@ -97,11 +97,6 @@ impl Kernel {
             _ => portable(dst, src, c),
         }
     }
-}
-
-/// [`Kernel::mul_add`] with the fastest kernel.
-pub fn mul_add(dst: &mut [u8], src: &[u8], c: u8) {
-    Kernel::best().mul_add(dst, src, c)
 }
 
 fn portable(dst: &mut [u8], src: &[u8], c: u8) {

@@ -30,7 +30,7 @@ mod field;
 mod kernel;
 
 pub use field::{inv, mul};
-pub use kernel::{mul_add, Kernel};
+pub use kernel::Kernel;
 use thiserror::Error;
 
 /// Most symbols (source and parity) a block can have.
