@@ -21,8 +21,9 @@
 //! the whole block whatever was lost. Multiply-adds run in the CPU's vector
 //! unit ([`Kernel`]).
 //!
-//! No `unsafe` outside the vector kernels; no allocation beyond the
-//! [`Coder`]'s scratch space, which grows to `e · t` bytes.
+//! No `unsafe` outside the vector kernels. Memory: the [`Coder`]'s scratch
+//! space, which grows to `e · t + k` bytes, and per decode a few lists and
+//! matrices of `O(e²)` bytes.
 
 #![warn(missing_docs)]
 
@@ -97,6 +98,8 @@ fn check_len(expected: usize, got: usize) -> Result<(), Error> {
 pub struct Coder {
     kernel: Kernel,
     scratch: Vec<u8>,
+    /// One row of coefficients for [`Kernel::mul_add_rows`].
+    coeffs: Vec<u8>,
 }
 
 impl Default for Coder {
@@ -111,6 +114,7 @@ impl Coder {
         Coder {
             kernel,
             scratch: Vec::new(),
+            coeffs: Vec::new(),
         }
     }
 
@@ -128,9 +132,9 @@ impl Coder {
         check_len(k * t, source.len())?;
         check_len(t, out.len())?;
         out.fill(0);
-        for (j, symbol) in source.chunks_exact(t).enumerate() {
-            self.kernel.mul_add(out, symbol, coefficient(index, j));
-        }
+        self.coeffs.clear();
+        self.coeffs.extend((0..k).map(|j| coefficient(index, j)));
+        self.kernel.mul_add_rows(out, source, t, &self.coeffs);
         Ok(())
     }
 
@@ -176,17 +180,13 @@ impl Coder {
         // put in it leaves the missing sources' share, M · missing.
         self.scratch.clear();
         self.scratch.resize(e * t, 0);
-        for ((_, symbol), syndrome) in rows.iter().zip(self.scratch.chunks_exact_mut(t)) {
+        for ((index, symbol), syndrome) in rows.iter().zip(self.scratch.chunks_exact_mut(t)) {
             syndrome.copy_from_slice(symbol);
-        }
-        for (j, source) in block.chunks_exact(t).enumerate() {
-            if !have[j] {
-                continue;
-            }
-            for ((index, _), syndrome) in rows.iter().zip(self.scratch.chunks_exact_mut(t)) {
-                self.kernel
-                    .mul_add(syndrome, source, coefficient(*index, j));
-            }
+            // A missing source's coefficient is zero: its row is skipped.
+            self.coeffs.clear();
+            self.coeffs
+                .extend((0..k).map(|j| if have[j] { coefficient(*index, j) } else { 0 }));
+            self.kernel.mul_add_rows(syndrome, block, t, &self.coeffs);
         }
 
         // missing = M⁻¹ · syndromes, with M[a][b] = C(row a, missing b).
@@ -199,9 +199,8 @@ impl Coder {
         for (b, &j) in missing.iter().enumerate() {
             let target = &mut block[j * t..(j + 1) * t];
             target.fill(0);
-            for (a, syndrome) in self.scratch.chunks_exact(t).enumerate() {
-                self.kernel.mul_add(target, syndrome, m_inv[b * e + a]);
-            }
+            self.kernel
+                .mul_add_rows(target, &self.scratch, t, &m_inv[b * e..(b + 1) * e]);
         }
         Ok(e)
     }
