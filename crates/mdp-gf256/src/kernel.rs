@@ -363,8 +363,26 @@ mod x86 {
             };
             off += 32;
         }
-        for (j, &c) in coeffs.iter().enumerate() {
-            portable(&mut dst[off..], &src[j * stride + off..j * stride + n], c);
+        if off < n {
+            // The last piece, under 32 bytes: each row's through a
+            // zero-padded copy, so that it too takes one product.
+            let tail = n - off;
+            let mut acc = _mm256_setzero_si256();
+            let mut buf = [0u8; 32];
+            for (j, &c) in coeffs.iter().enumerate() {
+                if c == 0 {
+                    continue;
+                }
+                buf[..tail].copy_from_slice(&src[j * stride + off..j * stride + n]);
+                // SAFETY: `buf` is 32 bytes.
+                let s = unsafe { _mm256_loadu_si256(buf.as_ptr().cast()) };
+                acc = _mm256_xor_si256(acc, _mm256_gf2p8mul_epi8(s, _mm256_set1_epi8(c as i8)));
+            }
+            // SAFETY: `buf` is 32 bytes.
+            unsafe { _mm256_storeu_si256(buf.as_mut_ptr().cast(), acc) };
+            for (d, b) in dst[off..].iter_mut().zip(buf) {
+                *d ^= b;
+            }
         }
     }
 
