@@ -3,7 +3,8 @@
 //! A file `a/b/c.txt` is pushed as `c.txt`; a directory `a/b` as `b/...`
 //! (like `scp -r`). Directories are walked in name order; symbolic links and
 //! special files are skipped and reported. Each file is hashed (BLAKE3) here,
-//! before anything is sent.
+//! before anything is sent: after the walk, all at once on every core
+//! ([`crate::hash`]).
 
 use crate::stamp::{FileId, HashCache};
 use mdp_proto::{Entry, EntryKind, Manifest};
@@ -112,6 +113,7 @@ pub fn scan_cached(paths: &[PathBuf], cache: &mut HashCache) -> Result<Source, S
         seen: Vec::new(),
         skipped: Vec::new(),
     };
+    let mut pending = Vec::new();
     let mut top = std::collections::HashSet::new();
     for p in paths {
         let abs = fs::canonicalize(p).map_err(io_err(p))?;
@@ -124,41 +126,85 @@ pub fn scan_cached(paths: &[PathBuf], cache: &mut HashCache) -> Result<Source, S
         if !top.insert(name.clone()) {
             return Err(ScanError::Duplicate(name));
         }
-        add(&mut src, cache, &abs, name)?;
+        add(&mut src, cache, &mut pending, &abs, name)?;
     }
+    hash_pending(&mut src, cache, pending)?;
     cache.save();
     Ok(src)
 }
 
-fn add(src: &mut Source, cache: &mut HashCache, path: &Path, rel: String) -> Result<(), ScanError> {
+/// A file found by the walk whose hash is not known yet.
+struct Pending {
+    /// Its entry in the manifest.
+    entry: usize,
+    /// Its object (`src.files[object]`, `src.seen[object]`).
+    object: usize,
+    path: PathBuf,
+    md: fs::Metadata,
+}
+
+/// Hashes the files the walk left pending, in parallel, and checks that
+/// none changed meanwhile (hashing one that did once more, alone).
+fn hash_pending(
+    src: &mut Source,
+    cache: &mut HashCache,
+    pending: Vec<Pending>,
+) -> Result<(), ScanError> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    let paths: Vec<&Path> = pending.iter().map(|p| p.path.as_path()).collect();
+    let lens: Vec<u64> = pending.iter().map(|p| p.md.len()).collect();
+    let hashes = crate::hash::hash_files(&paths, &lens, threads);
+    for (p, hashed) in pending.into_iter().zip(hashes) {
+        let after = fs::symlink_metadata(&p.path).map_err(io_err(&p.path))?;
+        let (hash, size, md) =
+            if FileId::of(&after) == FileId::of(&p.md) && after.len() == p.md.len() {
+                (hashed.map_err(io_err(&p.path))?, p.md.len(), p.md)
+            } else {
+                // It changed while it was hashed: once more, alone, and it
+                // must hold still this time.
+                let (h, size) = hash_file(&p.path).map_err(io_err(&p.path))?;
+                let again = fs::symlink_metadata(&p.path).map_err(io_err(&p.path))?;
+                if FileId::of(&again) != FileId::of(&after) || size != after.len() {
+                    return Err(ScanError::Changing(p.path));
+                }
+                (h, size, after)
+            };
+        cache.remember(&p.path.to_string_lossy(), &md, hash);
+        let e = &mut src.manifest.entries[p.entry];
+        *e = entry(
+            std::mem::take(&mut e.path),
+            EntryKind::File { size, hash },
+            &md,
+        );
+        src.seen[p.object] = FileId::of(&md);
+    }
+    Ok(())
+}
+
+fn add(
+    src: &mut Source,
+    cache: &mut HashCache,
+    pending: &mut Vec<Pending>,
+    path: &Path,
+    rel: String,
+) -> Result<(), ScanError> {
     let md = fs::symlink_metadata(path).map_err(io_err(path))?;
     let ft = md.file_type();
     if ft.is_symlink() {
         src.skipped.push((path.to_path_buf(), "symbolic link"));
     } else if ft.is_file() {
-        let key = path.to_string_lossy();
-        let mut md = md;
-        let (hash, size) = match cache.hash_of(&key, &md) {
-            Some(h) => (h, md.len()),
-            None => {
-                // Hash, and make sure nothing changed meanwhile (once more
-                // if it did: a file being written cannot be pushed).
-                let mut attempt = 0;
-                loop {
-                    let (h, size) = hash_file(path).map_err(io_err(path))?;
-                    let after = fs::symlink_metadata(path).map_err(io_err(path))?;
-                    if FileId::of(&after) == FileId::of(&md) && size == md.len() {
-                        cache.remember(&key, &md, h);
-                        break (h, size);
-                    }
-                    attempt += 1;
-                    if attempt == 2 {
-                        return Err(ScanError::Changing(path.to_path_buf()));
-                    }
-                    md = after;
-                }
-            }
-        };
+        let size = md.len();
+        // The hash, if the cache vouches for it; else hashed after the walk.
+        let hash = cache.hash_of(&path.to_string_lossy(), &md);
+        if hash.is_none() {
+            pending.push(Pending {
+                entry: src.manifest.entries.len(),
+                object: src.files.len(),
+                path: path.to_path_buf(),
+                md: md.clone(),
+            });
+        }
+        let hash = hash.unwrap_or_default();
         src.manifest
             .entries
             .push(entry(rel, EntryKind::File { size, hash }, &md));
@@ -179,7 +225,7 @@ fn add(src: &mut Source, cache: &mut HashCache, path: &Path, rel: String) -> Res
                 src.skipped.push((cp, "name is not UTF-8"));
                 continue;
             };
-            add(src, cache, &cp, format!("{rel}/{name}"))?;
+            add(src, cache, pending, &cp, format!("{rel}/{name}"))?;
         }
     } else {
         src.skipped
