@@ -3,7 +3,8 @@
 //! GF(2^8) code) and for larger blocks (the GF(2^16) code).
 //! Prints one Markdown table row per case; `cargo xtask bench` runs it.
 
-use mdp_proto::fec::{BlockParity, Codec, Scheme};
+use mdp_proto::fec::{Codec, ParityJob, Scheme};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn measure(mut f: impl FnMut()) -> Duration {
@@ -53,6 +54,7 @@ fn main() {
         };
         let shape = format!("k={k} r={r} T={t} ({code})");
         let source: Vec<u8> = (0..k * t).map(|i| (i * 31 % 251) as u8).collect();
+        let shared = Arc::new(source.clone());
         let mut parity = Vec::new();
         let block_mb = (k * t) as f64 / 1e6;
         let row = |what: &str, d: Duration| {
@@ -70,9 +72,8 @@ fn main() {
         row(
             "encode one parity symbol",
             measure(|| {
-                let mut cache = BlockParity::default();
-                codec
-                    .parity_symbol(k, r, t, &source, 0, &mut cache)
+                ParityJob::new(shared.clone(), k, r, t, 0, 1)
+                    .run(&mut codec)
                     .unwrap();
             }),
         );

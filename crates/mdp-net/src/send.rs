@@ -1,11 +1,13 @@
 //! The sender's driver: one tokio task runs the [`Sender`] state machine
 //! against the data and feedback sockets and a timer; a reader thread reads
-//! whole blocks from the files on request.
+//! whole blocks from the files on request, and an encoder thread computes
+//! the parity symbols the state machine asks for.
 
 use crate::scan::Source;
 use crate::socket::{self, Endpoint};
 use crate::stamp::FileId;
 use crate::udp::{self, BatchSender};
+use mdp_proto::fec::{Codec, ParityJob};
 use mdp_proto::{BlockNumber, ObjectId, Sender, SenderConfig, SenderEvent, SenderReport};
 use std::fs::File;
 use std::io;
@@ -96,6 +98,26 @@ fn reader(
         })();
         let result = result.map_err(|e: io::Error| (path.clone(), e));
         if done.send((r.object, r.block, result)).is_err() {
+            return;
+        }
+    }
+}
+
+/// A parity job and what it computed.
+type ParityDone = (ObjectId, BlockNumber, ParityJob, Vec<u8>);
+
+/// Computes parity symbols on its own thread, so that the loop that sends
+/// never waits for a Reed-Solomon encode.
+fn encoder(
+    jobs: mpsc::Receiver<(ObjectId, BlockNumber, ParityJob)>,
+    done: tokio::sync::mpsc::UnboundedSender<ParityDone>,
+) {
+    let mut codec = Codec::default();
+    for (object, block, job) in jobs {
+        let symbols = job
+            .run(&mut codec)
+            .expect("the sender validated its coding parameters");
+        if done.send((object, block, job, symbols)).is_err() {
             return;
         }
     }
@@ -193,6 +215,11 @@ pub async fn run(
     let reader_thread = std::thread::Builder::new()
         .name("mdp-reader".into())
         .spawn(move || reader(files, seen, req_rx, done_tx))?;
+    let (job_tx, job_rx) = mpsc::channel();
+    let (parity_tx, mut parity_rx) = tokio::sync::mpsc::unbounded_channel();
+    let encoder_thread = std::thread::Builder::new()
+        .name("mdp-encoder".into())
+        .spawn(move || encoder(job_rx, parity_tx))?;
 
     let group = endpoint.group;
     let targets: Vec<socket2::SockAddr> = if endpoint.unicast {
@@ -260,6 +287,9 @@ pub async fn run(
                         len,
                     });
                 }
+                SenderEvent::EncodeParity { object, block, job } => {
+                    let _ = job_tx.send((object, block, job));
+                }
                 SenderEvent::Registered { node, name } => {
                     view.receivers += 1;
                     tracing::info!("receiver {name} ({node}) registered");
@@ -314,6 +344,9 @@ pub async fn run(
                     }
                 }
             }
+            Some((object, block, job, symbols)) = parity_rx.recv() => {
+                sender.handle_parity(Instant::now(), object, block, job, symbols);
+            }
             Some((object, block, result)) = done_rx.recv() => {
                 match result {
                     Ok(data) => sender.handle_block(Instant::now(), object, block, data),
@@ -344,7 +377,9 @@ pub async fn run(
         }
     };
     drop(req_tx);
+    drop(job_tx);
     let _ = reader_thread.join();
+    let _ = encoder_thread.join();
     if send_errors > 0 {
         tracing::warn!("{send_errors} sends failed during the push");
     }

@@ -83,6 +83,113 @@ impl BlockParity {
             self.all.get(i * t..(i + 1) * t)
         }
     }
+
+    /// Takes in what a [`ParityJob`] of this block computed: symbols
+    /// `job.first ..` in `symbols`. Returns the bytes it now holds more.
+    pub fn fill(&mut self, job: &ParityJob, symbols: Vec<u8>) -> usize {
+        let before = self.held;
+        let t = job.t;
+        if job.scheme() == Scheme::Fft {
+            if self.all.is_empty() && symbols.len() == job.r * t {
+                self.all = symbols;
+                self.held = self.all.len();
+            }
+            return self.held - before;
+        }
+        for (n, s) in symbols.chunks_exact(t).enumerate() {
+            let i = job.first + n;
+            if self.each.len() <= i {
+                self.each.resize(i + 1, None);
+            }
+            if self.each[i].is_none() {
+                self.each[i] = Some(s.into());
+                self.held += t;
+            }
+        }
+        self.held - before
+    }
+}
+
+/// Parity symbols that the sender asks its caller to compute off the
+/// protocol loop ([`crate::SenderEvent::EncodeParity`]): symbols `first ..
+/// first + count` of a block (all `r` of them with the GF(2^16) code, which
+/// makes them together).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ParityJob {
+    /// The block's `k · t` source bytes, zero-padded; shared with the
+    /// sender's block cache.
+    pub source: Arc<Vec<u8>>,
+    /// Source symbols.
+    pub k: usize,
+    /// Parity symbols the block has.
+    pub r: usize,
+    /// Symbol size.
+    pub t: usize,
+    /// First parity index to compute.
+    pub first: usize,
+    /// How many.
+    pub count: usize,
+}
+
+impl std::fmt::Debug for ParityJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not the source bytes: a block is hundreds of kilobytes.
+        f.debug_struct("ParityJob")
+            .field("source_len", &self.source.len())
+            .field("k", &self.k)
+            .field("r", &self.r)
+            .field("t", &self.t)
+            .field("first", &self.first)
+            .field("count", &self.count)
+            .finish()
+    }
+}
+
+impl ParityJob {
+    /// A job for parity symbols `first .. first + count` (clipped to `r`;
+    /// widened to all `r` for the GF(2^16) code).
+    pub fn new(
+        source: Arc<Vec<u8>>,
+        k: usize,
+        r: usize,
+        t: usize,
+        first: usize,
+        count: usize,
+    ) -> Self {
+        let (first, count) = match Scheme::for_block(k, r) {
+            Scheme::Fft => (0, r),
+            Scheme::Cauchy => (first.min(r), count.min(r - first.min(r))),
+        };
+        ParityJob {
+            source,
+            k,
+            r,
+            t,
+            first,
+            count,
+        }
+    }
+
+    /// The block's code.
+    pub fn scheme(&self) -> Scheme {
+        Scheme::for_block(self.k, self.r)
+    }
+
+    /// Computes the symbols, `count · t` bytes (for [`BlockParity::fill`]).
+    pub fn run(&self, codec: &mut Codec) -> Result<Vec<u8>, FecError> {
+        let mut out = Vec::new();
+        if self.scheme() == Scheme::Fft {
+            codec.encode(self.k, self.r, self.t, &self.source, &mut out)?;
+            return Ok(out);
+        }
+        out.resize(self.count * self.t, 0);
+        for (n, sym) in out.chunks_exact_mut(self.t).enumerate() {
+            codec
+                .cauchy
+                .encode_parity(self.k, self.t, &self.source, self.first + n, sym)?;
+        }
+        Ok(out)
+    }
 }
 
 /// Reusable encoders and decoders (their work buffers are kept between
@@ -136,38 +243,6 @@ impl Codec {
             parity.extend_from_slice(shard);
         }
         Ok(())
-    }
-
-    /// Parity symbol `i` of a block (`source` as for [`Codec::encode`]),
-    /// computed into `cache` unless it already holds it.
-    pub fn parity_symbol<'c>(
-        &mut self,
-        k: usize,
-        r: usize,
-        t: usize,
-        source: &[u8],
-        i: usize,
-        cache: &'c mut BlockParity,
-    ) -> Result<&'c [u8], FecError> {
-        debug_assert!(i < r);
-        if cache.symbol(i, t).is_none() {
-            match Scheme::for_block(k, r) {
-                Scheme::Fft => {
-                    self.encode(k, r, t, source, &mut cache.all)?;
-                    cache.held = cache.all.len();
-                }
-                Scheme::Cauchy => {
-                    let mut out = vec![0; t].into_boxed_slice();
-                    self.cauchy.encode_parity(k, t, source, i, &mut out)?;
-                    if cache.each.len() <= i {
-                        cache.each.resize(i + 1, None);
-                    }
-                    cache.each[i] = Some(out);
-                    cache.held += t;
-                }
-            }
-        }
-        Ok(cache.symbol(i, t).expect("computed above"))
     }
 
     /// Rebuilds the missing source symbols of a block in place. `block` holds
@@ -432,39 +507,46 @@ mod tests {
     }
 
     #[test]
-    fn a_sender_computes_gf256_parity_one_symbol_at_a_time() {
+    fn parity_jobs_compute_only_what_they_name_and_fill_the_cache() {
         let t = 32;
         for (k, r) in [(16usize, 8usize), (256, 16)] {
             let source: Vec<u8> = (0..k * t).map(|i| (i * 11 % 253) as u8).collect();
             let mut codec = Codec::default();
             let mut all = Vec::new();
             codec.encode(k, r, t, &source, &mut all).unwrap();
+            let source = Arc::new(source);
             let mut cache = BlockParity::default();
             assert!(cache.is_empty());
-            let p5 = codec
-                .parity_symbol(k, r, t, &source, 5, &mut cache)
-                .unwrap();
-            assert_eq!(p5, &all[5 * t..6 * t]);
+            let job = ParityJob::new(source.clone(), k, r, t, 5, 2);
+            let added = cache.fill(&job, job.run(&mut codec).unwrap());
+            assert_eq!(cache.symbol(5, t).unwrap(), &all[5 * t..6 * t]);
             let ready = (0..r).filter(|&i| cache.symbol(i, t).is_some()).count();
             match Scheme::for_block(k, r) {
-                // Only the symbol asked for was computed, and only it is held.
+                // Only the symbols asked for were computed and are held.
                 Scheme::Cauchy => {
-                    assert_eq!(ready, 1);
-                    assert_eq!(cache.held_bytes(), t);
+                    assert_eq!((job.first, job.count), (5, 2));
+                    assert_eq!(ready, 2);
+                    assert_eq!(added, 2 * t);
                 }
                 // The FFT code makes them all at once.
                 Scheme::Fft => {
+                    assert_eq!((job.first, job.count), (0, r));
                     assert_eq!(ready, r);
-                    assert_eq!(cache.held_bytes(), r * t);
+                    assert_eq!(added, r * t);
                 }
             }
+            // A job past the end is clipped; filling twice holds once.
+            let job = ParityJob::new(source.clone(), k, r, t, 4, 100);
+            cache.fill(&job, job.run(&mut codec).unwrap());
+            let job = ParityJob::new(source, k, r, t, 0, 4);
+            cache.fill(&job, job.run(&mut codec).unwrap());
             for i in 0..r {
-                let p = codec
-                    .parity_symbol(k, r, t, &source, i, &mut cache)
-                    .unwrap();
-                assert_eq!(p, &all[i * t..(i + 1) * t], "k={k} symbol {i}");
+                assert_eq!(
+                    cache.symbol(i, t).unwrap(),
+                    &all[i * t..(i + 1) * t],
+                    "k={k} symbol {i}"
+                );
             }
-            assert_eq!(cache.held_bytes(), r * t);
             assert_eq!(cache.held_bytes(), r * t);
         }
     }

@@ -15,16 +15,19 @@
 //!    periodically, naming the receivers whose final STATUS is still missing.
 //!    Repairs go on. Ends when every receiver is final (confirmed, failed or
 //!    dropped for silence), or at the session deadline.
-//! 4. **Done**: DONE five times, 10 ms apart,, then [`SenderEvent::Finished`].
+//! 4. **Done**: DONE five times, 10 ms apart, then [`SenderEvent::Finished`].
 //!
 //! File data enters through [`SenderEvent::ReadBlock`] requests that the
 //! caller answers with [`Sender::handle_block`]; the sender keeps a bounded
-//! cache of blocks for repairs and asks again for a block it evicted.
+//! cache of blocks for repairs and asks again for a block it evicted. Parity
+//! symbols are computed by the caller too, off the loop that sends:
+//! [`SenderEvent::EncodeParity`], answered with [`Sender::handle_parity`].
+//! A repair whose parity is not there yet waits; other symbols go first.
 
 use crate::auth::{self, AuthConfig, ReplayWindow, Sealer};
 pub use crate::cc::RateMode;
 use crate::cc::{CongestionSample, RateController};
-use crate::fec::{BlockParity, Codec};
+use crate::fec::{BlockParity, ParityJob};
 use crate::ids::{BlockNumber, NodeId, ObjectId, SessionId, SymbolId};
 use crate::layout::Coding;
 use crate::manifest::{EntryKind, Manifest};
@@ -202,6 +205,18 @@ pub enum SenderEvent {
         offset: u64,
         /// Bytes to read.
         len: usize,
+    },
+    /// Compute parity symbols with [`ParityJob::run`] and pass them to
+    /// [`Sender::handle_parity`]. A parity symbol costs `k` multiply-adds per
+    /// byte (a whole GF(2^16) block far more), so the caller runs it off
+    /// the loop that sends; meanwhile the sender sends other symbols.
+    EncodeParity {
+        /// File object.
+        object: ObjectId,
+        /// Block.
+        block: BlockNumber,
+        /// What to compute.
+        job: ParityJob,
     },
     /// A receiver could not take the minimum rate and was dropped.
     Dropped {
@@ -406,10 +421,12 @@ type BlockKey = (u32, u32);
 
 #[derive(Debug)]
 struct CachedBlock {
-    /// `k * T` bytes, zero-padded.
-    source: Vec<u8>,
+    /// `k * T` bytes, zero-padded (shared with parity jobs).
+    source: Arc<Vec<u8>>,
     /// The parity symbols computed so far.
     parity: BlockParity,
+    /// A [`SenderEvent::EncodeParity`] for it is out.
+    encoding: bool,
     last_use: u64,
 }
 
@@ -462,7 +479,6 @@ pub struct Sender {
     data_start_deadline: Instant,
     pacer: Pacer,
     cc: RateController,
-    codec: Codec,
     cursor: Cursor,
     data_seq: u32,
     cache: HashMap<BlockKey, CachedBlock>,
@@ -580,7 +596,6 @@ impl Sender {
             epoch: now,
             deadline: now + config.timeout,
             data_start_deadline: now + config.wait,
-            codec: Codec::default(),
             cursor: Cursor {
                 object: 0,
                 block: 0,
@@ -1049,6 +1064,34 @@ impl Sender {
         self.check_progress(now);
     }
 
+    /// The caller computed a [`SenderEvent::EncodeParity`] job: `symbols`
+    /// is what [`ParityJob::run`] returned.
+    pub fn handle_parity(
+        &mut self,
+        now: Instant,
+        object: ObjectId,
+        block: BlockNumber,
+        job: ParityJob,
+        symbols: Vec<u8>,
+    ) {
+        let key = (object.0, block.0);
+        let Some(cached) = self.cache.get_mut(&key) else {
+            return;
+        };
+        // A job for an earlier copy of the block (evicted and read again)
+        // still holds its bytes; the current copy has its own job.
+        if !Arc::ptr_eq(&cached.source, &job.source) {
+            return;
+        }
+        cached.encoding = false;
+        if cached.parity.is_empty() {
+            self.stats.blocks_encoded += 1;
+        }
+        self.cache_bytes += cached.parity.fill(&job, symbols);
+        self.evict();
+        self.check_progress(now);
+    }
+
     /// The timer armed from [`Sender::poll_timeout`] fired.
     pub fn handle_timeout(&mut self, now: Instant) {
         let sending = self.phase == Phase::Sending || !self.repair_queue.is_empty();
@@ -1331,8 +1374,9 @@ impl Sender {
         self.use_counter += 1;
         self.cache_bytes += source.len();
         let block = CachedBlock {
-            source,
+            source: Arc::new(source),
             parity: BlockParity::default(),
+            encoding: false,
             last_use: self.use_counter,
         };
         if let Some(old) = self.cache.insert(key, block) {
@@ -1341,6 +1385,67 @@ impl Sender {
         }
         self.lru.insert(self.use_counter, key);
         self.evict();
+        if self.config.proactive > 0 {
+            // Ready before the cursor reaches it, with luck.
+            self.request_parity(key, 0, self.config.proactive as usize);
+        }
+    }
+
+    /// Asks the caller for parity symbols `first .. first + count` of a
+    /// cached block, unless a request for it is out.
+    fn request_parity(&mut self, key: BlockKey, first: usize, count: usize) {
+        let size = self.sizes[key.0 as usize];
+        let k = self.coding.block_k(size, BlockNumber(key.1)) as usize;
+        let r = self.coding.block_parity(k as u16) as usize;
+        let t = self.coding.symbol_size as usize;
+        let Some(cached) = self.cache.get_mut(&key) else {
+            return;
+        };
+        if cached.encoding {
+            return;
+        }
+        cached.encoding = true;
+        let job = ParityJob::new(cached.source.clone(), k, r, t, first, count.max(1));
+        self.events.push_back(SenderEvent::EncodeParity {
+            object: ObjectId(key.0),
+            block: BlockNumber(key.1),
+            job,
+        });
+    }
+
+    /// The next symbol a queued repair of `key` sends, and whether it can
+    /// go now (its parity is computed); `None` while the block is not
+    /// cached.
+    fn repair_next(&self, key: &BlockKey) -> Option<(u32, bool)> {
+        let cached = self.cache.get(key)?;
+        let st = self.repairs.get(key)?;
+        let k = self
+            .coding
+            .block_k(self.sizes[key.0 as usize], BlockNumber(key.1)) as u32;
+        let esi = st.sources.front().map_or(st.next_esi, |&i| i as u32);
+        let t = self.coding.symbol_size as usize;
+        Some((
+            esi,
+            esi < k || cached.parity.symbol((esi - k) as usize, t).is_some(),
+        ))
+    }
+
+    /// Whether the next new symbol can go now: its block is cached and, for
+    /// proactive parity, the symbol computed.
+    fn new_symbol_ready(&self) -> bool {
+        let key = (self.cursor.object, self.cursor.block);
+        let Some(cached) = self.cache.get(&key) else {
+            return false;
+        };
+        let k = self
+            .coding
+            .block_k(self.sizes[key.0 as usize], BlockNumber(key.1)) as u32;
+        let esi = self.cursor.esi;
+        esi < k
+            || cached
+                .parity
+                .symbol((esi - k) as usize, self.coding.symbol_size as usize)
+                .is_some()
     }
 
     /// Marks a cached block as just used.
@@ -1472,11 +1577,11 @@ impl Sender {
     }
 
     fn has_sendable_data(&self) -> bool {
-        let repair_ready = self.repair_queue.iter().any(|k| self.cache.contains_key(k));
-        let new_ready = self.may_send_new()
-            && self
-                .cache
-                .contains_key(&(self.cursor.object, self.cursor.block));
+        let repair_ready = self
+            .repair_queue
+            .iter()
+            .any(|k| self.repair_next(k).is_some_and(|(_, ready)| ready));
+        let new_ready = self.may_send_new() && self.new_symbol_ready();
         repair_ready || new_ready || self.new_data_at_empty_object()
     }
 
@@ -1824,30 +1929,42 @@ impl Sender {
     fn pick(&mut self) -> Option<(Pick, usize)> {
         let t = self.coding.symbol_size as usize;
         // Repairs: the first queued block whose data is at hand.
+        // Those whose next parity symbol is not computed yet are asked for
+        // it and wait.
         let mut stale = Vec::new();
         let mut found = None;
+        let mut encode = Vec::new();
         for (i, key) in self.repair_queue.iter().enumerate() {
-            match self.repairs.get(key) {
-                Some(st) if st.queued > 0 => {}
+            let queued = match self.repairs.get(key) {
+                Some(st) if st.queued > 0 => st.queued - st.sources.len() as u32,
                 _ => {
                     stale.push(i);
                     continue;
                 }
-            }
-            if self.cache.contains_key(key) {
-                found = Some(*key);
-                break;
+            };
+            match self.repair_next(key) {
+                Some((_, true)) => {
+                    found = Some(*key);
+                    break;
+                }
+                Some((esi, false)) if !self.cache[key].encoding => encode.push((*key, esi, queued)),
+                _ => {}
             }
         }
         for i in stale.into_iter().rev() {
             self.repair_queue.remove(i);
         }
+        for (key, esi, queued) in encode {
+            let k = self
+                .coding
+                .block_k(self.sizes[key.0 as usize], BlockNumber(key.1)) as u32;
+            self.request_parity(key, (esi - k) as usize, queued as usize);
+        }
         if let Some(key) = found {
             let size = self.sizes[key.0 as usize];
             let block_len = self.coding.block_len(size, BlockNumber(key.1));
             let k = self.coding.block_k(size, BlockNumber(key.1)) as u32;
-            let st = &self.repairs[&key];
-            let esi = st.sources.front().map_or(st.next_esi, |&i| i as u32);
+            let (esi, _) = self.repair_next(&key).expect("found above");
             let len = if esi < k {
                 self.coding.source_symbol_len(block_len, esi as u16)
             } else {
@@ -1859,7 +1976,17 @@ impl Sender {
             return None;
         }
         let key = (self.cursor.object, self.cursor.block);
-        if !self.cache.contains_key(&key) {
+        if !self.new_symbol_ready() {
+            if self.cache.contains_key(&key) {
+                // Proactive parity not computed yet (asked for when the
+                // block came in; again, in case that request was lost).
+                let k = self
+                    .coding
+                    .block_k(self.sizes[key.0 as usize], BlockNumber(key.1));
+                let first = (self.cursor.esi - k as u32) as usize;
+                let count = self.config.proactive as usize - first;
+                self.request_parity(key, first, count);
+            }
             return None;
         }
         let size = self.sizes[key.0 as usize];
@@ -1886,9 +2013,6 @@ impl Sender {
         let r = self.coding.block_parity(k as u16) as u32;
         let t = self.coding.symbol_size as usize;
         let block_len = self.coding.block_len(size, block);
-        if esi >= k {
-            self.ensure_parity(key, k as usize, (esi - k) as usize);
-        }
         self.touch(key);
         let cached = self.cache.get(&key).expect("pick() checked the cache");
         let payload = if esi < k {
@@ -1899,7 +2023,7 @@ impl Sender {
             cached
                 .parity
                 .symbol(i, t)
-                .expect("ensure_parity() computed it")
+                .expect("pick() checked it is computed")
         };
         let header = DataHeader {
             session: self.config.session,
@@ -1945,25 +2069,6 @@ impl Sender {
                 }
             }
         }
-    }
-
-    /// Computes parity symbol `i` of a cached block unless it is there.
-    fn ensure_parity(&mut self, key: BlockKey, k: usize, i: usize) {
-        let r = self.coding.block_parity(k as u16) as usize;
-        let t = self.coding.symbol_size as usize;
-        let cached = self.cache.get_mut(&key).expect("caller checked the cache");
-        if cached.parity.symbol(i, t).is_some() {
-            return;
-        }
-        let before = cached.parity.held_bytes();
-        if cached.parity.is_empty() {
-            self.stats.blocks_encoded += 1;
-        }
-        self.codec
-            .parity_symbol(k, r, t, &cached.source, i, &mut cached.parity)
-            .expect("coding parameters were validated");
-        self.cache_bytes += cached.parity.held_bytes() - before;
-        self.evict();
     }
 }
 

@@ -112,6 +112,10 @@ pub struct SimConfig {
     pub sender_crash: Option<(Duration, Duration)>,
     /// Changes receiver `i`'s settings before it starts (limits, …).
     pub receiver_setup: Option<fn(usize, &mut ReceiverConfig)>,
+    /// How long the sender's caller takes to answer a parity job
+    /// ([`SenderEvent::EncodeParity`], the encoder thread of `mdp-send`);
+    /// zero answers at once. Jobs are answered in order.
+    pub encode_delay: Duration,
     /// Virtual time after which the run is abandoned.
     pub max_time: Duration,
 }
@@ -144,6 +148,7 @@ impl SimConfig {
             tamper: 0.0,
             sender_crash: None,
             receiver_setup: None,
+            encode_delay: Duration::ZERO,
             max_time: Duration::from_secs(300),
         }
     }
@@ -202,19 +207,28 @@ impl Content {
         v
     }
 
-    /// Answers a sender's [`SenderEvent::ReadBlock`] from memory (other
-    /// events are ignored).
+    /// Answers a sender's [`SenderEvent::ReadBlock`] from memory and runs
+    /// its [`SenderEvent::EncodeParity`] jobs, both at once (other events
+    /// are ignored).
     pub fn serve(&self, sender: &mut Sender, now: Instant, event: SenderEvent) {
-        if let SenderEvent::ReadBlock {
-            object,
-            block,
-            offset,
-            len,
-        } = event
-        {
-            let file = &self.files[&object];
-            let data = file[offset as usize..offset as usize + len].to_vec();
-            sender.handle_block(now, object, block, data);
+        match event {
+            SenderEvent::ReadBlock {
+                object,
+                block,
+                offset,
+                len,
+            } => {
+                let file = &self.files[&object];
+                let data = file[offset as usize..offset as usize + len].to_vec();
+                sender.handle_block(now, object, block, data);
+            }
+            SenderEvent::EncodeParity { object, block, job } => {
+                let symbols = job
+                    .run(&mut Codec::default())
+                    .expect("the sender validated its coding parameters");
+                sender.handle_parity(now, object, block, job, symbols);
+            }
+            _ => {}
         }
     }
 
@@ -327,6 +341,8 @@ pub struct World {
     /// 0: no crash yet, 1: crashed, 2: restarted.
     crash_stage: u8,
     lost_blocks: HashSet<(u32, u32)>,
+    /// Parity jobs being computed, with when they are answered.
+    encoding: std::collections::VecDeque<(Instant, SenderEvent)>,
     buf: Vec<u8>,
     codec: Codec,
 }
@@ -403,6 +419,7 @@ impl World {
             sender_end: None,
             receivers,
             lost_blocks: HashSet::new(),
+            encoding: std::collections::VecDeque::new(),
             codec: Codec::default(),
             buf: Vec::with_capacity(65536),
         }
@@ -504,6 +521,13 @@ impl World {
             self.buf = buf;
             while let Some(ev) = self.sender.poll_event() {
                 progressed = true;
+                if matches!(ev, SenderEvent::EncodeParity { .. })
+                    && !self.config.encode_delay.is_zero()
+                {
+                    let at = self.now + self.config.encode_delay;
+                    self.encoding.push_back((at, ev));
+                    continue;
+                }
                 self.content.serve(&mut self.sender, self.now, ev);
             }
             if !progressed {
@@ -644,6 +668,7 @@ impl World {
         };
         if self.sender_alive {
             consider(self.sender_timeout);
+            consider(self.encoding.front().map(|(at, _)| *at));
         }
         if let Some((crash, restart)) = self.config.sender_crash {
             match self.crash_stage {
@@ -709,6 +734,7 @@ impl World {
                         .expect("valid simulation settings");
                     self.sender_alive = true;
                     self.sender_end = None;
+                    self.encoding.clear();
                     self.drain_sender();
                 }
             }
@@ -743,6 +769,12 @@ impl World {
                         }
                     }
                 }
+            }
+            // Parity jobs done now.
+            while self.sender_alive && self.encoding.front().is_some_and(|(at, _)| *at <= now) {
+                let (_, ev) = self.encoding.pop_front().expect("checked");
+                self.content.serve(&mut self.sender, now, ev);
+                self.drain_sender();
             }
             // Timers due now.
             if self.sender_alive && self.sender_timeout.is_some_and(|t| t <= now) {

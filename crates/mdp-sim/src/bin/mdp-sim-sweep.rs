@@ -51,6 +51,8 @@ fn config_for(seed: u64) -> (SimConfig, Content) {
         c.sender.cache_bytes.max(c.sender.min_cache_bytes())
     };
     c.receiver_buffer = [1 << 20, 8 << 20, 64 << 20][pick(&mut rng, 3) as usize];
+    // Parity jobs answered at once, or by a busy or slow encoder thread.
+    c.encode_delay = Duration::from_micros([0, 0, 50, 2000][pick(&mut rng, 4) as usize]);
     c.sender.timeout = Duration::from_secs(60);
     c.sender.drop_after = Duration::from_secs(3);
     c.fates = (0..receivers)
