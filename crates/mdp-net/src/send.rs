@@ -10,10 +10,9 @@ use crate::udp::{self, BatchSender};
 use mdp_proto::fec::{Codec, ParityJob};
 use mdp_proto::{BlockNumber, ObjectId, Sender, SenderConfig, SenderEvent, SenderReport};
 use std::fs::File;
-use std::io;
+use std::io::{self, Read, Seek};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -87,8 +86,15 @@ fn reader(
                 open = Some((r.object, File::open(path)?));
             }
             let (_, f) = open.as_ref().expect("opened above");
-            let mut buf = vec![0u8; r.len];
-            f.read_exact_at(&mut buf, r.offset)?;
+            // Read into spare capacity: no zeroing of a buffer that the
+            // read overwrites anyway (a block is hundreds of kilobytes).
+            let mut buf = Vec::with_capacity(r.len);
+            let mut f = f;
+            f.seek(io::SeekFrom::Start(r.offset))?;
+            f.take(r.len as u64).read_to_end(&mut buf)?;
+            if buf.len() < r.len {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
             // After the read: a change during it shows too.
             let now = FileId::of(&f.metadata()?);
             if seen.get(i).is_some_and(|s| now != *s) {
