@@ -180,7 +180,7 @@ fn writer(
             }
             WriterCmd::Write(object, offset, block) => {
                 match block.into_bytes(&mut codec) {
-                    Ok(data) => store.write(object, offset, &data),
+                    Ok(data) => store.write_block(object, offset, data),
                     Err(e) => store.fail(object, io::Error::other(e)),
                 }
                 continue;
@@ -290,6 +290,9 @@ pub async fn run(
         source,
     })?;
     store.set_keep_partial(opts.keep_partial);
+    // Blocks held for the running hash count in the block budget; three
+    // quarters stay for the blocks that close the gaps.
+    store.set_keep_limit(opts.config.buffer_bytes / 4);
     // Bounded: when the disk is slower than the network, the protocol task
     // waits here (and the kernel drops what overflows the socket buffer,
     // which NACKs repair) instead of queueing blocks in memory without end.

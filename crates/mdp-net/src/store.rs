@@ -94,14 +94,89 @@ struct TempFile {
 /// they are written, so that a complete file need not be read back to be
 /// checked: the last block's write is followed by the check at once.
 /// Blocks written past `next` (they complete out of order under loss) are
-/// remembered and read back from the page cache when the gap before them
-/// is filled.
+/// kept in memory while the store's [`KeptBytes`] allow, else remembered by
+/// length and read back from the page cache, and hashed when the gap
+/// before them is filled.
 #[derive(Debug)]
 struct RunningHash {
     hasher: blake3::Hasher,
     next: u64,
-    /// Offset → length of blocks written beyond `next`.
-    ahead: std::collections::BTreeMap<u64, usize>,
+    /// Offset → block written beyond `next`.
+    ahead: std::collections::BTreeMap<u64, Ahead>,
+}
+
+/// A block written ahead of a [`RunningHash`]'s position.
+#[derive(Debug)]
+enum Ahead {
+    /// Its length: read it back from the file.
+    Len(usize),
+    /// Its bytes.
+    Kept(Kept),
+}
+
+/// A block's bytes held for a [`RunningHash`], counted in the store's
+/// [`KeptBytes`] until dropped (on whatever path that happens).
+struct Kept {
+    data: Box<dyn AsRef<[u8]> + Send>,
+    count: KeptBytes,
+}
+
+impl std::fmt::Debug for Kept {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Kept({} bytes)", (*self.data).as_ref().len())
+    }
+}
+
+impl Drop for Kept {
+    fn drop(&mut self) {
+        let len = (*self.data).as_ref().len();
+        self.count
+            .0
+            .fetch_sub(len, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// A block handed to [`Store`] for writing: borrowed, or given over to be
+/// kept.
+enum Bytes<'a> {
+    Borrowed(&'a [u8]),
+    Kept(Kept),
+}
+
+impl Bytes<'_> {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Bytes::Borrowed(d) => d,
+            Bytes::Kept(k) => (*k.data).as_ref(),
+        }
+    }
+}
+
+/// Bytes of blocks the store's running hashes hold in memory.
+#[derive(Clone, Debug, Default)]
+struct KeptBytes(Arc<std::sync::atomic::AtomicUsize>);
+
+impl KeptBytes {
+    /// Holds `data` if `limit` leaves room for it; else gives it back.
+    fn keep(
+        &self,
+        data: Box<dyn AsRef<[u8]> + Send>,
+        limit: usize,
+    ) -> Result<Kept, Box<dyn AsRef<[u8]> + Send>> {
+        let len = (*data).as_ref().len();
+        if self.get() + len > limit {
+            return Err(data);
+        }
+        self.0.fetch_add(len, std::sync::atomic::Ordering::Relaxed);
+        Ok(Kept {
+            data,
+            count: self.clone(),
+        })
+    }
+
+    fn get(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 /// Most blocks a [`RunningHash`] remembers ahead of its position; beyond
@@ -110,6 +185,9 @@ const MAX_AHEAD: usize = 4096;
 
 /// Bytes a [`RunningHash`] reads back at a time (its buffer's size).
 const READ_BACK_CHUNK: usize = 1 << 20;
+
+/// Default of [`Store::set_keep_limit`].
+const DEFAULT_KEEP_LIMIT: usize = 8 << 20;
 
 impl RunningHash {
     fn new() -> RunningHash {
@@ -122,18 +200,32 @@ impl RunningHash {
 
     /// Takes in a block just written at `offset`; `file` holds it and the
     /// blocks before. `false`: the hash cannot be kept (give it up).
-    fn wrote(&mut self, file: &File, offset: u64, data: &[u8], scratch: &mut Vec<u8>) -> bool {
+    fn wrote(&mut self, file: &File, offset: u64, block: Bytes<'_>, scratch: &mut Vec<u8>) -> bool {
+        let len = block.as_slice().len();
         if offset > self.next {
-            self.ahead.insert(offset, data.len());
+            let ahead = match block {
+                Bytes::Kept(k) => Ahead::Kept(k),
+                Bytes::Borrowed(_) => Ahead::Len(len),
+            };
+            self.ahead.insert(offset, ahead);
             return self.ahead.len() <= MAX_AHEAD;
         }
         if offset < self.next {
             // Written twice: the bytes hashed may not be the bytes there.
             return false;
         }
-        self.hasher.update(data);
-        self.next += data.len() as u64;
-        while let Some(len) = self.ahead.remove(&self.next) {
+        self.hasher.update(block.as_slice());
+        self.next += len as u64;
+        while let Some(ahead) = self.ahead.remove(&self.next) {
+            let len = match ahead {
+                Ahead::Kept(k) => {
+                    let bytes = (*k.data).as_ref();
+                    self.hasher.update(bytes);
+                    self.next += bytes.len() as u64;
+                    continue;
+                }
+                Ahead::Len(len) => len,
+            };
             let end = self.next + len as u64;
             while self.next < end {
                 let piece = ((end - self.next) as usize).min(READ_BACK_CHUNK);
@@ -196,6 +288,10 @@ pub struct Store {
     keep_partial: Duration,
     /// Read-back buffer of [`RunningHash`] ([`READ_BACK_CHUNK`] at most).
     scratch: Vec<u8>,
+    /// Bytes of out-of-order blocks the running hashes hold, and the most
+    /// they may.
+    kept: KeptBytes,
+    keep_limit: usize,
 }
 
 impl std::fmt::Debug for Store {
@@ -269,7 +365,18 @@ impl Store {
             block_bytes: 0,
             keep_partial: DEFAULT_KEEP_PARTIAL,
             scratch: Vec::new(),
+            kept: KeptBytes::default(),
+            keep_limit: DEFAULT_KEEP_LIMIT,
         })
+    }
+
+    /// The most bytes of blocks written out of order that the store holds
+    /// in memory to hash them once the gap before them is written (default
+    /// 8 MiB; beyond it they are read back from the page cache). The
+    /// receiver gives a quarter of its block budget: held blocks still
+    /// count in it, and must leave room for the blocks that close the gaps.
+    pub fn set_keep_limit(&mut self, bytes: usize) {
+        self.keep_limit = bytes;
     }
 
     /// How long the blocks of an interrupted push are kept for a resume
@@ -508,6 +615,33 @@ impl Store {
     /// Writes a block of a file. An error is kept and reported when the file
     /// completes.
     pub fn write(&mut self, object: ObjectId, offset: u64, data: &[u8]) {
+        self.write_inner(object, offset, Bytes::Borrowed(data));
+    }
+
+    /// [`Store::write`], handing over the block: if it comes ahead of the
+    /// file's hash position, the store may hold it in memory to hash it
+    /// later instead of reading it back (see [`Store::set_keep_limit`]).
+    pub fn write_block<B: AsRef<[u8]> + Send + 'static>(
+        &mut self,
+        object: ObjectId,
+        offset: u64,
+        block: B,
+    ) {
+        let ahead = self
+            .files
+            .get(&object)
+            .and_then(|t| t.running.as_ref())
+            .is_some_and(|r| offset > r.next);
+        if !ahead {
+            return self.write_inner(object, offset, Bytes::Borrowed(block.as_ref()));
+        }
+        match self.kept.keep(Box::new(block), self.keep_limit) {
+            Ok(kept) => self.write_inner(object, offset, Bytes::Kept(kept)),
+            Err(block) => self.write_inner(object, offset, Bytes::Borrowed((*block).as_ref())),
+        }
+    }
+
+    fn write_inner(&mut self, object: ObjectId, offset: u64, block: Bytes<'_>) {
         let Some(t) = self.files.get_mut(&object) else {
             return;
         };
@@ -521,7 +655,7 @@ impl Store {
                 return;
             }
         };
-        if let Err(e) = file.write_all_at(data, offset) {
+        if let Err(e) = file.write_all_at(block.as_slice(), offset) {
             t.error = Some(e);
             return;
         }
@@ -532,7 +666,7 @@ impl Store {
             }
         }
         if let Some(running) = &mut t.running {
-            if !running.wrote(file, offset, data, &mut self.scratch) {
+            if !running.wrote(file, offset, block, &mut self.scratch) {
                 t.running = None;
             }
         }
@@ -870,6 +1004,44 @@ mod tests {
             b.verify_and_place().unwrap_err().0,
             FailReason::HashMismatch
         );
+        store.finish();
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn blocks_handed_over_ahead_of_the_hash_are_kept_within_the_limit() {
+        let data: Vec<u8> = (0..8_000u32).map(|i| (i * 13 % 251) as u8).collect();
+        let entries = vec![file_entry("a", &data), file_entry("b", &data)];
+        let (root, mut store) = store_with("kept", entries, 1000);
+        // Room for two blocks: of a's blocks 7, 5, 6 ahead of the gap at 0,
+        // 7 and 5 are kept and 6 is read back.
+        store.set_keep_limit(2000);
+        let block = |b: usize| data[b * 1000..(b + 1) * 1000].to_vec();
+        for b in [7, 5, 6] {
+            store.write_block(ObjectId(1), b as u64 * 1000, block(b));
+        }
+        assert_eq!(store.kept.get(), 2000);
+        for b in 0..5 {
+            store.write_block(ObjectId(1), b as u64 * 1000, block(b));
+        }
+        assert_eq!(store.kept.get(), 0, "hashed and let go");
+        assert_eq!(store.scratch.len(), 1000, "only block 6 was read back");
+        let a = store.written(ObjectId(1)).unwrap();
+        assert_eq!(a.hashed, Some(*blake3::hash(&data).as_bytes()));
+        assert!(a.verify_and_place().is_ok());
+        // b: blocks kept, then the hash is given up (a block written twice):
+        // the kept blocks are let go, and the file is read back instead.
+        store.write_block(ObjectId(2), 3000, block(3));
+        assert_eq!(store.kept.get(), 1000);
+        store.write_block(ObjectId(2), 0, block(0));
+        store.write_block(ObjectId(2), 0, block(0));
+        assert_eq!(store.kept.get(), 0);
+        for b in (1..8).filter(|&b| b != 3) {
+            store.write_block(ObjectId(2), b as u64 * 1000, block(b));
+        }
+        let b = store.written(ObjectId(2)).unwrap();
+        assert_eq!(b.hashed, None);
+        assert!(b.verify_and_place().is_ok());
         store.finish();
         fs::remove_dir_all(&root).unwrap();
     }

@@ -358,6 +358,12 @@ impl BlockBytes {
     }
 }
 
+impl AsRef<[u8]> for BlockBytes {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}
+
 impl std::ops::Deref for BlockBytes {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
