@@ -168,76 +168,6 @@ impl Kernel {
             }
         }
     }
-
-    /// [`Kernel::mul_add_rows`] for several outputs at once: `dst` holds
-    /// rows of `len` bytes back to back, and row `a` gets the sum with
-    /// coefficients `coeffs[a · n .. (a + 1) · n]` of the `n` rows of `src`
-    /// (`n = coeffs.len() / rows`). The AVX-512 kernel sums four output
-    /// rows per pass over the sources, loading each source byte once for
-    /// all four.
-    ///
-    /// # Panics
-    /// If `coeffs` does not have `n` coefficients for each row of `dst`, and
-    /// as [`Kernel::mul_add_rows`].
-    pub fn mul_add_matrix(
-        self,
-        dst: &mut [u8],
-        len: usize,
-        src: &[u8],
-        stride: usize,
-        coeffs: &[u8],
-    ) {
-        let rows = dst.len().checked_div(len).unwrap_or(0);
-        assert!(
-            rows * len == dst.len(),
-            "{} bytes are not rows of {len}",
-            dst.len()
-        );
-        if rows == 0 {
-            return;
-        }
-        assert!(
-            coeffs.len().is_multiple_of(rows),
-            "{} coefficients for {rows} rows",
-            coeffs.len()
-        );
-        let n = coeffs.len() / rows;
-        if n == 0 {
-            return;
-        }
-        #[cfg(target_arch = "x86_64")]
-        if self == Kernel::Gfni512 {
-            assert!(len <= stride, "rows overlap: {len} > {stride}");
-            assert!(
-                src.len() >= (n - 1) * stride + len,
-                "{n} rows of {stride} bytes do not fit in {}",
-                src.len()
-            );
-            assert!(has_gfni512());
-            let mut a = 0;
-            while a < rows {
-                let r = (rows - a).min(4);
-                let d = &mut dst[a * len..(a + r) * len];
-                let c = &coeffs[a * n..(a + r) * n];
-                // SAFETY: the CPU has GFNI, AVX-512F and AVX-512BW, and the
-                // rows lie within `src` (checked above); `d` holds `r` rows
-                // of `len` bytes and `c` `r` rows of `n` coefficients.
-                unsafe {
-                    match r {
-                        4 => x86::gfni512_matrix::<4>(d, len, src, stride, c),
-                        3 => x86::gfni512_matrix::<3>(d, len, src, stride, c),
-                        2 => x86::gfni512_matrix::<2>(d, len, src, stride, c),
-                        _ => x86::gfni512_rows(d, src, stride, c),
-                    }
-                }
-                a += r;
-            }
-            return;
-        }
-        for (row, c) in dst.chunks_exact_mut(len).zip(coeffs.chunks_exact(n)) {
-            self.mul_add_rows(row, src, stride, c);
-        }
-    }
 }
 
 fn portable(dst: &mut [u8], src: &[u8], c: u8) {
@@ -386,68 +316,6 @@ mod x86 {
         }
     }
 
-    /// `R` output rows at once, in 128-byte tiles (two registers per row);
-    /// the last piece of each row, under 128 bytes, row by row.
-    ///
-    /// # Safety
-    /// The CPU must have GFNI, AVX-512F and AVX-512BW; `dst` holds `R` rows
-    /// of `len <= stride` bytes, `coeffs` `R` rows of `n` coefficients, and
-    /// `src` holds `(n - 1) · stride + len` bytes.
-    #[target_feature(enable = "avx512f,avx512bw,gfni")]
-    pub(super) unsafe fn gfni512_matrix<const R: usize>(
-        dst: &mut [u8],
-        len: usize,
-        src: &[u8],
-        stride: usize,
-        coeffs: &[u8],
-    ) {
-        let n = coeffs.len() / R;
-        let mut off = 0;
-        // SAFETY (all blocks): every access is at `off + x` with
-        // `off + x < len <= stride`, in a row of `dst` or of `src`.
-        while off + 128 <= len {
-            let mut acc = [[_mm512_setzero_si512(); 2]; R];
-            for j in 0..n {
-                let row = unsafe { src.as_ptr().add(j * stride + off) };
-                let s0 = unsafe { _mm512_loadu_si512(row.cast()) };
-                let s1 = unsafe { _mm512_loadu_si512(row.add(64).cast()) };
-                for (a, acc) in acc.iter_mut().enumerate() {
-                    let c = coeffs[a * n + j];
-                    if c == 0 {
-                        continue;
-                    }
-                    let cv = _mm512_set1_epi8(c as i8);
-                    acc[0] = _mm512_xor_si512(acc[0], _mm512_gf2p8mul_epi8(s0, cv));
-                    acc[1] = _mm512_xor_si512(acc[1], _mm512_gf2p8mul_epi8(s1, cv));
-                }
-            }
-            for (a, acc) in acc.iter().enumerate() {
-                for (w, v) in acc.iter().enumerate() {
-                    let p = unsafe { dst.as_mut_ptr().add(a * len + off + 64 * w) };
-                    unsafe {
-                        _mm512_storeu_si512(
-                            p.cast(),
-                            _mm512_xor_si512(_mm512_loadu_si512(p.cast()), *v),
-                        )
-                    };
-                }
-            }
-            off += 128;
-        }
-        if off < len {
-            for a in 0..R {
-                unsafe {
-                    gfni512_rows(
-                        &mut dst[a * len + off..(a + 1) * len],
-                        &src[off..],
-                        stride,
-                        &coeffs[a * n..(a + 1) * n],
-                    )
-                };
-            }
-        }
-    }
-
     /// # Safety
     /// The CPU must have GFNI, AVX-512F and AVX-512BW; `dst.len() <=
     /// stride` and `src` holds `(coeffs.len() - 1) · stride + dst.len()`
@@ -558,38 +426,6 @@ mod tests {
                     let mut dst = start.clone();
                     kernel.mul_add_rows(&mut dst, &src, stride, &coeffs);
                     assert!(dst == want, "{kernel:?} rows={rows} len={len}");
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn every_kernel_sums_a_matrix_of_products() {
-        for kernel in Kernel::available() {
-            for rows in [1usize, 2, 3, 4, 5, 9] {
-                for n in [0usize, 1, 5, 40] {
-                    for len in [1, 63, 128, 129, 255, 300, 1400] {
-                        let stride = len + 3;
-                        let src: Vec<u8> =
-                            (0..n * stride).map(|i| (i as u32 * 31 + 7) as u8).collect();
-                        let coeffs: Vec<u8> = (0..rows * n)
-                            .map(|i| if i % 7 == 3 { 0 } else { (i * 37 + 1) as u8 })
-                            .collect();
-                        let start: Vec<u8> =
-                            (0..(rows * len) as u32).map(|i| (i * 3) as u8).collect();
-                        let mut want = start.clone();
-                        for a in 0..rows {
-                            for j in 0..n {
-                                for i in 0..len {
-                                    want[a * len + i] ^=
-                                        mul(coeffs[a * n + j], src[j * stride + i]);
-                                }
-                            }
-                        }
-                        let mut dst = start.clone();
-                        kernel.mul_add_matrix(&mut dst, len, &src, stride, &coeffs);
-                        assert!(dst == want, "{kernel:?} rows={rows} n={n} len={len}");
-                    }
                 }
             }
         }

@@ -22,7 +22,7 @@
 //! unit ([`Kernel`]).
 //!
 //! No `unsafe` outside the vector kernels. Memory: the [`Coder`]'s scratch
-//! space, which grows to `e · (t + k)` bytes, and per decode a few lists and
+//! space, which grows to `e · t + k` bytes, and per decode a few lists and
 //! matrices of `O(e²)` bytes.
 
 #![warn(missing_docs)]
@@ -98,8 +98,7 @@ fn check_len(expected: usize, got: usize) -> Result<(), Error> {
 pub struct Coder {
     kernel: Kernel,
     scratch: Vec<u8>,
-    /// Coefficients for [`Kernel::mul_add_rows`] and
-    /// [`Kernel::mul_add_matrix`].
+    /// One row of coefficients for [`Kernel::mul_add_rows`].
     coeffs: Vec<u8>,
 }
 
@@ -181,15 +180,14 @@ impl Coder {
         // put in it leaves the missing sources' share, M · missing.
         self.scratch.clear();
         self.scratch.resize(e * t, 0);
-        // A missing source's coefficient is zero: its row is skipped.
-        self.coeffs.clear();
         for ((index, symbol), syndrome) in rows.iter().zip(self.scratch.chunks_exact_mut(t)) {
             syndrome.copy_from_slice(symbol);
+            // A missing source's coefficient is zero: its row is skipped.
+            self.coeffs.clear();
             self.coeffs
                 .extend((0..k).map(|j| if have[j] { coefficient(*index, j) } else { 0 }));
+            self.kernel.mul_add_rows(syndrome, block, t, &self.coeffs);
         }
-        self.kernel
-            .mul_add_matrix(&mut self.scratch, t, block, t, &self.coeffs);
 
         // missing = M⁻¹ · syndromes, with M[a][b] = C(row a, missing b).
         let mut m: Vec<u8> = Vec::with_capacity(e * e);
