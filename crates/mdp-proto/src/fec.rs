@@ -292,19 +292,57 @@ impl Codec {
 /// that the budget bounds all block memory, not only the incomplete blocks;
 /// each [`CompleteBlock`] and [`BlockBytes`] it hands out gives its share
 /// back when dropped, on whatever thread that happens.
+///
+/// It also keeps a few block buffers that were written and dropped, for
+/// the next blocks ([`BufferGauge::buffer`]): a fresh zeroed buffer per
+/// block cost the receiver a `memset` of every byte it receives.
 #[derive(Clone, Debug, Default)]
-pub struct BufferGauge(Arc<AtomicUsize>);
+pub struct BufferGauge(Arc<Gauge>);
+
+#[derive(Debug, Default)]
+struct Gauge {
+    bytes: AtomicUsize,
+    spare: std::sync::Mutex<Vec<Vec<u8>>>,
+}
+
+/// Most dropped block buffers a [`BufferGauge`] keeps for reuse.
+const SPARE_BUFFERS: usize = 4;
 
 impl BufferGauge {
     /// Bytes held outside the state machine now.
     pub fn bytes(&self) -> usize {
-        self.0.load(Ordering::Relaxed)
+        self.0.bytes.load(Ordering::Relaxed)
+    }
+
+    /// A buffer of `len` bytes for a block: one that held an earlier block
+    /// if one is spare, **with that block's bytes still in it** (the caller
+    /// writes every byte before reading it), else a zeroed one.
+    pub fn buffer(&self, len: usize) -> Vec<u8> {
+        let spare = self.0.spare.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        match spare {
+            Some(mut v) => {
+                v.truncate(len);
+                v.resize(len, 0);
+                v
+            }
+            None => vec![0; len],
+        }
+    }
+
+    fn recycle(&self, v: Vec<u8>) {
+        if v.capacity() == 0 {
+            return;
+        }
+        let mut spare = self.0.spare.lock().unwrap_or_else(|e| e.into_inner());
+        if spare.len() < SPARE_BUFFERS {
+            spare.push(v);
+        }
     }
 
     fn lease(&self, bytes: usize) -> Lease {
-        self.0.fetch_add(bytes, Ordering::Relaxed);
+        self.0.bytes.fetch_add(bytes, Ordering::Relaxed);
         Lease {
-            gauge: self.0.clone(),
+            gauge: self.clone(),
             bytes,
         }
     }
@@ -313,14 +351,14 @@ impl BufferGauge {
 /// `bytes` counted in a [`BufferGauge`] until dropped.
 #[derive(Debug)]
 struct Lease {
-    gauge: Arc<AtomicUsize>,
+    gauge: BufferGauge,
     bytes: usize,
 }
 
 impl Clone for Lease {
     fn clone(&self) -> Lease {
         // A copy holds as much memory again.
-        self.gauge.fetch_add(self.bytes, Ordering::Relaxed);
+        self.gauge.0.bytes.fetch_add(self.bytes, Ordering::Relaxed);
         Lease {
             gauge: self.gauge.clone(),
             bytes: self.bytes,
@@ -339,7 +377,7 @@ impl Eq for Lease {}
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        self.gauge.fetch_sub(self.bytes, Ordering::Relaxed);
+        self.gauge.0.bytes.fetch_sub(self.bytes, Ordering::Relaxed);
     }
 }
 
@@ -353,8 +391,17 @@ pub struct BlockBytes {
 
 impl BlockBytes {
     /// The bytes, no longer counted.
-    pub fn into_vec(self) -> Vec<u8> {
-        self.data
+    pub fn into_vec(mut self) -> Vec<u8> {
+        std::mem::take(&mut self.data)
+    }
+}
+
+impl Drop for BlockBytes {
+    /// The buffer goes back to the gauge, for the next block.
+    fn drop(&mut self) {
+        if let Some(lease) = &self._lease {
+            lease.gauge.recycle(std::mem::take(&mut self.data));
+        }
     }
 }
 
@@ -599,6 +646,29 @@ mod tests {
         let plain = bytes.into_vec();
         assert_eq!(gauge.bytes(), 0);
         assert_eq!(plain.len(), 100);
+    }
+
+    #[test]
+    fn written_block_buffers_are_used_again_as_they_were() {
+        let (k, t) = (4, 32);
+        let gauge = BufferGauge::default();
+        assert_eq!(gauge.buffer(k * t), vec![0; k * t], "none spare: zeroed");
+        let block = CompleteBlock::new(k, 2, t, 100, vec![7; k * t], vec![true; k], vec![])
+            .counted_in(&gauge);
+        drop(block.into_bytes(&mut Codec::default()).unwrap());
+        // The written block's buffer comes back, its bytes in it, at the
+        // length asked for (the 100 bytes it had, then zeros).
+        let again = gauge.buffer(k * t);
+        assert_eq!(&again[..100], &[7; 100][..]);
+        assert_eq!(&again[100..], &[0; 28][..]);
+        assert_eq!(gauge.buffer(10).len(), 10);
+        // Only a few are kept.
+        for _ in 0..10 {
+            let b =
+                CompleteBlock::new(1, 1, t, t, vec![1; t], vec![true], vec![]).counted_in(&gauge);
+            drop(b.into_bytes(&mut Codec::default()).unwrap());
+        }
+        assert_eq!(gauge.0.spare.lock().unwrap().len(), SPARE_BUFFERS);
     }
 
     #[test]

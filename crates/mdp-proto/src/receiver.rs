@@ -939,7 +939,11 @@ impl Receiver {
                 key,
                 Partial {
                     k,
-                    data: vec![0; bytes],
+                    // Perhaps an earlier block's buffer, not zeroed: every
+                    // byte of it is written before it is read (symbols as
+                    // they come, the short last one padded here, the
+                    // missing ones by the decoder).
+                    data: self.config.buffer_gauge.buffer(bytes),
                     have: vec![false; k as usize],
                     have_count: 0,
                     recovery: Vec::new(),
@@ -955,6 +959,7 @@ impl Receiver {
             }
             let at = esi as usize * t;
             p.data[at..at + payload.len()].copy_from_slice(payload);
+            p.data[at + payload.len()..at + t].fill(0);
             p.have[esi as usize] = true;
             p.have_count += 1;
         } else {
