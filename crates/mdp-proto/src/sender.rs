@@ -1929,8 +1929,8 @@ impl Sender {
     fn pick(&mut self) -> Option<(Pick, usize)> {
         let t = self.coding.symbol_size as usize;
         // Repairs: the first queued block whose data is at hand.
-        // Those whose next parity symbol is not computed yet are asked for
-        // it and wait.
+        // Those whose next parity symbol is not computed yet ask for it (once:
+        // `request_parity` sends no second job while one is out) and wait.
         let mut stale = Vec::new();
         let mut found = None;
         let mut encode = Vec::new();
@@ -1947,8 +1947,8 @@ impl Sender {
                     found = Some(*key);
                     break;
                 }
-                Some((esi, false)) if !self.cache[key].encoding => encode.push((*key, esi, queued)),
-                _ => {}
+                Some((esi, false)) => encode.push((*key, esi, queued)),
+                None => {}
             }
         }
         for i in stale.into_iter().rev() {
@@ -1978,8 +1978,8 @@ impl Sender {
         let key = (self.cursor.object, self.cursor.block);
         if !self.new_symbol_ready() {
             if self.cache.contains_key(&key) {
-                // Proactive parity not computed yet (asked for when the
-                // block came in; again, in case that request was lost).
+                // Proactive parity not computed yet: asked for when the
+                // block came in (no second job while that one is out).
                 let k = self
                     .coding
                     .block_k(self.sizes[key.0 as usize], BlockNumber(key.1));
