@@ -291,6 +291,35 @@ mod tests {
     }
 
     #[test]
+    fn a_file_that_changed_after_the_walk_is_hashed_again() {
+        let d = crate::test_dir("changed");
+        fs::create_dir_all(&d).unwrap();
+        let f = d.join("grow.txt");
+        fs::write(&f, b"one").unwrap();
+        let mut src = Source {
+            manifest: Manifest::default(),
+            files: Vec::new(),
+            seen: Vec::new(),
+            skipped: Vec::new(),
+        };
+        let mut cache = HashCache::disabled();
+        let mut pending = Vec::new();
+        add(&mut src, &mut cache, &mut pending, &f, "grow.txt".into()).unwrap();
+        // Written between the walk and the hash: its size moved.
+        fs::write(&f, b"one two").unwrap();
+        hash_pending(&mut src, &mut cache, pending).unwrap();
+        assert_eq!(
+            src.manifest.entries[0].kind,
+            EntryKind::File {
+                size: 7,
+                hash: *blake3::hash(b"one two").as_bytes()
+            }
+        );
+        assert!(src.seen[0] == FileId::of(&fs::symlink_metadata(&f).unwrap()));
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
     fn two_paths_with_the_same_name_are_refused() {
         let d = crate::test_dir("dup");
         fs::create_dir_all(d.join("x/data")).unwrap();
