@@ -15,7 +15,8 @@
 //!    periodically, naming the receivers whose final STATUS is still missing.
 //!    Repairs go on. Ends when every receiver is final (confirmed, failed or
 //!    dropped for silence), or at the session deadline.
-//! 4. **Done**: DONE five times, 10 ms apart, then [`SenderEvent::Finished`].
+//! 4. **Done**: DONE five times, half a GRTT apart (1–10 ms), then
+//!    [`SenderEvent::Finished`].
 //!
 //! File data enters through [`SenderEvent::ReadBlock`] requests that the
 //! caller answers with [`Sender::handle_block`]; the sender keeps a bounded
@@ -529,7 +530,12 @@ fn pacing_burst(rate_bps: u64, max_batch: usize, datagram: usize) -> usize {
 }
 const ANNOUNCE_INTERVAL: Duration = Duration::from_millis(100);
 const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(100);
-const DONE_INTERVAL: Duration = Duration::from_millis(10);
+/// DONE goes out [`DONE_REPEATS`] times, half a GRTT apart within these
+/// bounds: spread over more than a burst of loss on the group's network,
+/// but not holding the sender's exit up by more than the round trips of
+/// that network.
+const DONE_INTERVAL_MIN: Duration = Duration::from_millis(1);
+const DONE_INTERVAL_MAX: Duration = Duration::from_millis(10);
 const DONE_REPEATS: u8 = 5;
 const ACK_REPEATS: u8 = 3;
 const MIN_GRTT: Duration = Duration::from_millis(1);
@@ -1626,7 +1632,8 @@ impl Sender {
                     self.events.push_back(SenderEvent::Finished(report));
                 } else {
                     self.phase = Phase::Done { sent };
-                    self.next_done = now + DONE_INTERVAL;
+                    self.next_done =
+                        now + (self.grtt / 2).clamp(DONE_INTERVAL_MIN, DONE_INTERVAL_MAX);
                 }
                 return Some(self.single(buf));
             }
