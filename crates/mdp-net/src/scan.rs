@@ -16,7 +16,7 @@ use std::time::UNIX_EPOCH;
 use thiserror::Error;
 
 /// What a push consists of.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Source {
     /// The manifest to announce.
     pub manifest: Manifest,
@@ -107,12 +107,7 @@ pub fn scan(paths: &[PathBuf]) -> Result<Source, ScanError> {
 /// [`scan`], taking the hash of a file unchanged since it was last hashed
 /// from `cache` (and remembering the others there).
 pub fn scan_cached(paths: &[PathBuf], cache: &mut HashCache) -> Result<Source, ScanError> {
-    let mut src = Source {
-        manifest: Manifest::default(),
-        files: Vec::new(),
-        seen: Vec::new(),
-        skipped: Vec::new(),
-    };
+    let mut src = Source::default();
     let mut pending = Vec::new();
     let mut top = std::collections::HashSet::new();
     for p in paths {
@@ -296,12 +291,7 @@ mod tests {
         fs::create_dir_all(&d).unwrap();
         let f = d.join("grow.txt");
         fs::write(&f, b"one").unwrap();
-        let mut src = Source {
-            manifest: Manifest::default(),
-            files: Vec::new(),
-            seen: Vec::new(),
-            skipped: Vec::new(),
-        };
+        let mut src = Source::default();
         let mut cache = HashCache::disabled();
         let mut pending = Vec::new();
         add(&mut src, &mut cache, &mut pending, &f, "grow.txt".into()).unwrap();
