@@ -317,6 +317,12 @@ pub async fn run(
     let mut session_delete = false;
     let result = 'run: loop {
         let now = Instant::now();
+        // A timer that fell due fires here, not only when the select below
+        // sleeps: while datagrams keep arriving, `readable` always wins it,
+        // and NACKs and congestion reports would wait for the stream to end.
+        if receiver.poll_timeout().is_some_and(|t| t <= now) {
+            receiver.handle_timeout(now);
+        }
         while let Some(t) = receiver.poll_transmit(now, &mut buf) {
             let sent = match (&reply, session_sender) {
                 (Some(r), Some(to)) => r.send_to(&buf[..t.size], to).await,

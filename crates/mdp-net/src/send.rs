@@ -260,6 +260,12 @@ pub async fn run(
             }
         }
         let now = Instant::now();
+        // A timer that fell due fires here, not only when the select below
+        // sleeps: on a busy push a block read or feedback is nearly always
+        // ready and wins it, and the rate would stop growing (20 ms steps).
+        if sender.poll_timeout().is_some_and(|t| t <= now) {
+            sender.handle_timeout(now);
+        }
         while let Some(t) = sender.poll_transmit(now, &mut buf) {
             for (data, to) in datas
                 .iter()

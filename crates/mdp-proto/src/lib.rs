@@ -14,7 +14,10 @@
 //! returns `None`, then `poll_event` until it returns `None`, then reads
 //! `poll_timeout` and arms one timer for that instant. When the timer fires it
 //! calls `handle_timeout(now)`. `now` must never go backwards; an early or
-//! spurious `handle_timeout` is harmless.
+//! spurious `handle_timeout` is harmless, a late one is not: a caller that
+//! waits on several inputs must still call it once `poll_timeout` has passed,
+//! even when another input is always ready (the rate grows, and NACKs go out,
+//! from timers).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
