@@ -2,7 +2,8 @@
 //!
 //! A session goes through four phases:
 //!
-//! 1. **Announcing**: ANNOUNCE every 100 ms, each followed by the manifest
+//! 1. **Announcing**: ANNOUNCE 10, 20, 40, 80 ms apart, then every 100 ms,
+//!    each followed by the manifest
 //!    (object 0; re-sent with every ANNOUNCE while it is at most
 //!    [`MANIFEST_RESEND_MAX`] bytes); receivers REGISTER once they hold the
 //!    manifest. Ends when the expected number of receivers registered, or
@@ -499,6 +500,8 @@ pub struct Sender {
     await_rotation: usize,
     grtt: Duration,
     next_announce: Instant,
+    /// ANNOUNCEs sent while registering (they start close together).
+    announces: u32,
     next_flush: Instant,
     flush_start: Option<Instant>,
     flushes_sent: u32,
@@ -529,6 +532,15 @@ fn pacing_burst(rate_bps: u64, max_batch: usize, datagram: usize) -> usize {
     ((rate_bps as f64 / 8.0 * PACING_BURST.as_secs_f64()) as usize).max(max_batch.max(4) * datagram)
 }
 const ANNOUNCE_INTERVAL: Duration = Duration::from_millis(100);
+/// While registering, ANNOUNCEs start this far apart and double up to
+/// [`ANNOUNCE_INTERVAL`]: a receiver whose first ANNOUNCE or manifest was
+/// lost registers a few milliseconds later on a LAN, not 100 ms later,
+/// and the push (which waits for it) starts that much sooner.
+const ANNOUNCE_FIRST_GAP: Duration = Duration::from_millis(10);
+/// The gap after the `n`th ANNOUNCE (from 1) while registering.
+fn announce_gap(n: u32) -> Duration {
+    (ANNOUNCE_FIRST_GAP * 2u32.pow(n.saturating_sub(1).min(4))).min(ANNOUNCE_INTERVAL)
+}
 const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(100);
 /// DONE goes out [`DONE_REPEATS`] times, half a GRTT apart within these
 /// bounds: spread over more than a burst of loss on the group's network,
@@ -621,6 +633,7 @@ impl Sender {
             await_rotation: 0,
             grtt: config.initial_grtt,
             next_announce: now,
+            announces: 0,
             next_flush: now,
             flush_start: None,
             flushes_sent: 0,
@@ -1660,7 +1673,8 @@ impl Sender {
             self.write_control(buf, &msg);
             self.next_announce = now
                 + if self.phase == Phase::Announcing {
-                    ANNOUNCE_INTERVAL
+                    self.announces += 1;
+                    announce_gap(self.announces)
                 } else {
                     HEARTBEAT_INTERVAL
                 };

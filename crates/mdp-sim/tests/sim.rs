@@ -224,6 +224,33 @@ fn a_late_joiner_gets_everything_before_the_sender_ends() {
 }
 
 #[test]
+fn a_receiver_that_missed_the_first_announce_holds_the_push_up_only_milliseconds() {
+    // The sender waits for 4 receivers; one starts 3 ms after it, when the
+    // first ANNOUNCE and the manifest have gone by (1 ms links). It
+    // registers at the next ANNOUNCE, which comes 10 ms after the first
+    // (and no longer 100 ms after it).
+    let content = one_file(256 << 10, 50);
+    let on_time = run(SimConfig::new(4, 51), &content);
+    let mut c = SimConfig::new(4, 51);
+    c.fates = vec![
+        Fate::Normal,
+        Fate::Normal,
+        Fate::Normal,
+        Fate::LateJoin(Duration::from_millis(3)),
+    ];
+    let late = run(c, &content);
+    assert_all_delivered(&on_time, &content, "all on time");
+    assert_all_delivered(&late, &content, "one 3 ms late");
+    let held = late.elapsed.saturating_sub(on_time.elapsed);
+    assert!(
+        held >= Duration::from_millis(5) && held <= Duration::from_millis(20),
+        "the late receiver held the push up {held:?} ({:?} against {:?})",
+        late.elapsed,
+        on_time.elapsed
+    );
+}
+
+#[test]
 fn reordered_and_duplicated_datagrams_do_not_break_delivery() {
     let content = tree(13);
     let mut c = SimConfig::new(5, 44);
