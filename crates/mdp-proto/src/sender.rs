@@ -542,10 +542,10 @@ fn announce_gap(n: u32) -> Duration {
     (ANNOUNCE_FIRST_GAP * 2u32.pow(n.saturating_sub(1).min(4))).min(ANNOUNCE_INTERVAL)
 }
 const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(100);
-/// DONE goes out [`DONE_REPEATS`] times, half a GRTT apart within these
-/// bounds: spread over more than a burst of loss on the group's network,
-/// but not holding the sender's exit up by more than the round trips of
-/// that network.
+/// DONE goes out [`DONE_REPEATS`] times: back to back after a push every
+/// receiver confirmed, else half a GRTT apart within these bounds: spread
+/// over more than a burst of loss on the group's network, but not holding
+/// the sender's exit up by more than the round trips of that network.
 const DONE_INTERVAL_MIN: Duration = Duration::from_millis(1);
 const DONE_INTERVAL_MAX: Duration = Duration::from_millis(10);
 const DONE_REPEATS: u8 = 5;
@@ -1645,8 +1645,16 @@ impl Sender {
                     self.events.push_back(SenderEvent::Finished(report));
                 } else {
                     self.phase = Phase::Done { sent };
-                    self.next_done =
-                        now + (self.grtt / 2).clamp(DONE_INTERVAL_MIN, DONE_INTERVAL_MAX);
+                    // Every receiver confirmed: they are idle and take the
+                    // repeats back to back (a complete receiver that missed
+                    // them all still ends, at its idle timeout). Otherwise
+                    // a receiver may still be draining a full socket buffer:
+                    // spread the repeats over a burst of loss.
+                    self.next_done = if success {
+                        now
+                    } else {
+                        now + (self.grtt / 2).clamp(DONE_INTERVAL_MIN, DONE_INTERVAL_MAX)
+                    };
                 }
                 return Some(self.single(buf));
             }

@@ -251,6 +251,24 @@ fn a_receiver_that_missed_the_first_announce_holds_the_push_up_only_milliseconds
 }
 
 #[test]
+fn after_every_receiver_confirmed_the_sender_ends_as_soon_as_they_do() {
+    // The five DONEs go back to back, so the sender ends before its
+    // receivers, which end when the first DONE arrives one link (1 ms)
+    // later. (The run's end is the last of them: `elapsed_all`.) With the
+    // repeats a millisecond apart, the sender would end last, 3 ms after
+    // the receivers.
+    let content = one_file(256 << 10, 52);
+    let r = run(SimConfig::new(3, 53), &content);
+    assert_all_delivered(&r, &content, "three receivers");
+    assert!(
+        r.elapsed < r.elapsed_all,
+        "the sender ended at {:?}, after its receivers ({:?})",
+        r.elapsed,
+        r.elapsed_all
+    );
+}
+
+#[test]
 fn reordered_and_duplicated_datagrams_do_not_break_delivery() {
     let content = tree(13);
     let mut c = SimConfig::new(5, 44);
