@@ -21,8 +21,10 @@
 //! until the first report (a LAN is reached in tens of milliseconds, not
 //! after a slow crawl), then grows by [`GROWTH`] per window without a
 //! report. A report cuts the rate to what reached that receiver, corrected
-//! for its floor, times [`BACKOFF`]; reports within one window of a cut
-//! only lower it further. Without reports the rate never falls: silence is
+//! for its floor, times [`BACKOFF`], but a lone report no deeper than
+//! [`MAX_CUT`] (it may be a passing stall) and one that follows the same
+//! receiver's previous report within [`REPEAT_WITHIN`] no deeper than
+//! [`DEEP_CUT`]; reports within one window of a cut only lower it further. Without reports the rate never falls: silence is
 //! no reason to collapse. The rate stays within `[min, max]`. A receiver
 //! whose reports stay below `min` for [`SLOW_DROP_AFTER`] is dropped, so
 //! one slow host cannot hold the others below the floor.
@@ -48,6 +50,14 @@ pub const STARTUP_GROWTH: f64 = 2.0;
 pub const BACKOFF: f64 = 0.95;
 /// The deepest single cut: at most to this fraction of the rate.
 pub const MAX_CUT: f64 = 0.7;
+/// The deepest cut on a receiver's report when it also reported within
+/// [`REPEAT_WITHIN`]: one congested window may be a passing stall of the
+/// receiver, two in a row are a receiver that is slower than the rate.
+pub const DEEP_CUT: f64 = 0.25;
+/// Reports of one receiver this close together are repeated congestion.
+pub const REPEAT_WITHIN: Duration = Duration::from_millis(60);
+/// The highest loss a floor (loss independent of the rate) may have.
+const FLOOR_MAX: f64 = 0.3;
 /// A receiver below the minimum rate this long is dropped.
 pub const SLOW_DROP_AFTER: Duration = Duration::from_secs(2);
 
@@ -84,7 +94,8 @@ pub struct CongestionMeter {
     received: u32,
     bytes: u64,
     floor: f64,
-    windows: u64,
+    /// Whether a window set the floor yet.
+    floor_set: bool,
     /// Smallest queue delay reported in this window.
     min_queue: Option<Duration>,
 }
@@ -117,9 +128,16 @@ impl CongestionMeter {
         }
         let loss = 1.0 - (self.received as f64 / span as f64).min(1.0);
         let delivered_bps = (self.bytes as f64 * 8.0 / elapsed.as_secs_f64()) as u64;
-        self.windows += 1;
         let standing_queue = self.min_queue.is_some_and(|q| q > QUEUE_LIMIT);
-        let congested = self.windows > 1 && (loss > threshold(self.floor) || standing_queue);
+        // The first window has no floor to compare with, but no link loses
+        // more than FLOOR_MAX at random: a loss above that floor's
+        // threshold is congestion already (a host far slower than the
+        // start rate says so one window sooner).
+        let congested = if self.floor_set {
+            loss > threshold(self.floor) || standing_queue
+        } else {
+            loss > threshold(FLOOR_MAX)
+        };
         let sample = congested.then(|| CongestionSample {
             delivered_bps,
             loss: to_wire(loss),
@@ -127,11 +145,12 @@ impl CongestionMeter {
         });
         if !congested {
             // The first window sets the floor; later ones move it slowly.
-            self.floor = if self.windows == 1 {
-                loss.min(0.3)
-            } else {
+            self.floor = if self.floor_set {
                 0.9 * self.floor + 0.1 * loss
+            } else {
+                loss.min(FLOOR_MAX)
             };
+            self.floor_set = true;
         }
         self.start = Some(now);
         self.base = self.highest.wrapping_add(1);
@@ -210,6 +229,8 @@ pub struct RateController {
     slow_since: HashMap<NodeId, (Instant, Instant)>,
     /// Cuts per receiver (who paced the push).
     cuts: HashMap<NodeId, u32>,
+    /// Each receiver's latest report.
+    last_report: HashMap<NodeId, Instant>,
     /// Lowest rate the controller set.
     lowest: f64,
 }
@@ -226,6 +247,7 @@ impl RateController {
             last_cut: None,
             slow_since: HashMap::new(),
             cuts: HashMap::new(),
+            last_report: HashMap::new(),
             lowest: rate,
         }
     }
@@ -272,6 +294,8 @@ impl RateController {
         // Receivers that stopped reporting are no longer slow.
         self.slow_since
             .retain(|_, (_, last)| now < *last + WINDOW * 10);
+        self.last_report
+            .retain(|_, last| now < *last + REPEAT_WITHIN);
     }
 
     /// A receiver's congestion report. Returns true when that receiver has
@@ -289,10 +313,16 @@ impl RateController {
         let capacity = c.delivered_bps as f64 / (1.0 - floor);
         // One report cuts at most to MAX_CUT of the rate: a window that
         // spanned a stall of the receiver (a decode, a disk flush) reports
-        // far less than it can take, and must not collapse the rate; a
-        // receiver that really is much slower sends more reports.
+        // far less than it can take, and must not collapse the rate. A
+        // receiver that really is much slower reports again in the next
+        // windows, and then the cut may go to DEEP_CUT.
+        let repeated = self
+            .last_report
+            .insert(node, now)
+            .is_some_and(|t| now.saturating_duration_since(t) <= REPEAT_WITHIN);
+        let deepest = if repeated { DEEP_CUT } else { MAX_CUT };
         let target = (capacity * BACKOFF)
-            .max(self.rate * MAX_CUT)
+            .max(self.rate * deepest)
             .clamp(min_bps as f64, max_bps as f64);
         // Reports within a window of a cut describe the same overload and
         // may only lower it further; in the next window they describe
@@ -324,6 +354,7 @@ impl RateController {
     /// Forgets a receiver (dropped or gone).
     pub fn forget(&mut self, node: NodeId) {
         self.slow_since.remove(&node);
+        self.last_report.remove(&node);
     }
 
     /// The receiver that cut the rate most often, with its cut count.
@@ -446,13 +477,13 @@ mod tests {
             c.rate_bps().abs_diff(700_000_000) < 10,
             "one report cuts to 70 % at most"
         );
+        // Its next report, two windows later, is no passing stall: the
+        // rate goes to what reached it.
         assert!(!c.on_report(t0 + WINDOW * 2, NodeId(7), &sample));
-        assert!(c.rate_bps().abs_diff(490_000_000) < 10);
-        assert!(!c.on_report(t0 + WINDOW * 4, NodeId(7), &sample));
         assert_eq!(c.rate_bps(), 380_000_000, "then to what reached it");
-        c.on_timer(t0 + WINDOW * 7, true);
+        c.on_timer(t0 + WINDOW * 5, true);
         assert_eq!(c.rate_bps(), (380_000_000.0 * GROWTH) as u64);
-        assert_eq!(c.limiting(), Some((NodeId(7), 3)));
+        assert_eq!(c.limiting(), Some((NodeId(7), 2)));
     }
 
     #[test]
@@ -476,6 +507,68 @@ mod tests {
             t += WINDOW * 3;
         }
         assert!(dropped, "dropped once below the floor for long enough");
+    }
+
+    #[test]
+    fn a_lone_report_cuts_to_70_percent_and_reports_in_a_row_cut_deeper() {
+        let t0 = Instant::now();
+        let mut c = RateController::new(adaptive(), t0);
+        let slow = CongestionSample {
+            delivered_bps: 10_000_000,
+            loss: to_wire(0.99),
+            floor: 0,
+        };
+        // A stall: one report, then nothing for a while.
+        c.on_report(t0, NodeId(3), &slow);
+        assert!(c.rate_bps().abs_diff(700_000_000) < 10, "a lone report");
+        let later = t0 + REPEAT_WITHIN + WINDOW * 3;
+        c.on_timer(later - WINDOW, true);
+        c.on_report(later, NodeId(3), &slow);
+        let after_two_stalls = c.rate_bps();
+        assert!(
+            after_two_stalls.abs_diff((700_000_000.0 * GROWTH * MAX_CUT) as u64) < 10,
+            "{after_two_stalls}: reports far apart are lone reports"
+        );
+        // A receiver that is slower: its next window is congested too.
+        c.on_report(later + WINDOW * 2, NodeId(3), &slow);
+        assert!(
+            c.rate_bps()
+                .abs_diff((after_two_stalls as f64 * DEEP_CUT) as u64)
+                < 10,
+            "a repeated report cuts to {DEEP_CUT} at most: {}",
+            c.rate_bps()
+        );
+        // Another receiver's first report is a lone one again.
+        let before = c.rate_bps();
+        c.on_report(later + WINDOW * 4, NodeId(4), &slow);
+        assert!(c.rate_bps().abs_diff((before as f64 * MAX_CUT) as u64) < 10);
+    }
+
+    #[test]
+    fn a_first_window_losing_most_of_the_stream_is_reported_at_once() {
+        // A host ten times slower than the start rate: 90 % lost from the
+        // first datagram on. Without a floor yet, loss above what any link
+        // loses at random is congestion already.
+        let mut m = CongestionMeter::default();
+        let t0 = Instant::now();
+        let mut first = None;
+        for seq in 0..5_000u32 {
+            if seq % 10 != 0 {
+                continue;
+            }
+            let at = t0 + Duration::from_secs_f64(seq as f64 / 100_000.0);
+            if let Some(s) = m.on_data(at, seq, 1400) {
+                first = Some((at - t0, s));
+                break;
+            }
+        }
+        let (at, s) = first.expect("reported");
+        assert!(at < WINDOW + Duration::from_millis(2), "after {at:?}");
+        assert!(from_wire(s.loss) > 0.85);
+        // A first window that loses 20 % sets the floor instead.
+        let mut m = CongestionMeter::default();
+        assert_eq!(feed(&mut m, t0, 100_000, 5, 10_000), 0);
+        assert!((m.floor() - 0.2).abs() < 0.02, "floor {}", m.floor());
     }
 
     #[test]
