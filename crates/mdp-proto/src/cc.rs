@@ -437,6 +437,15 @@ mod tests {
         assert_eq!(again, None, "a queue that drains is no congestion");
     }
 
+    /// A report of a window with no floor.
+    fn report(delivered_bps: u64, loss: f64) -> CongestionSample {
+        CongestionSample {
+            delivered_bps,
+            loss: to_wire(loss),
+            floor: 0,
+        }
+    }
+
     fn adaptive() -> RateMode {
         RateMode::Adaptive {
             min_bps: 10_000_000,
@@ -467,11 +476,7 @@ mod tests {
     fn follows_the_limiting_receiver_and_grows_back_slowly() {
         let t0 = Instant::now();
         let mut c = RateController::new(adaptive(), t0);
-        let sample = CongestionSample {
-            delivered_bps: 400_000_000,
-            loss: to_wire(0.4),
-            floor: 0,
-        };
+        let sample = report(400_000_000, 0.4);
         assert!(!c.on_report(t0, NodeId(7), &sample));
         assert!(
             c.rate_bps().abs_diff(700_000_000) < 10,
@@ -490,11 +495,7 @@ mod tests {
     fn a_receiver_below_the_floor_is_dropped_after_a_while() {
         let t0 = Instant::now();
         let mut c = RateController::new(adaptive(), t0);
-        let slow = CongestionSample {
-            delivered_bps: 2_000_000,
-            loss: to_wire(0.9),
-            floor: 0,
-        };
+        let slow = report(2_000_000, 0.9);
         let mut t = t0;
         let mut dropped = false;
         while t < t0 + SLOW_DROP_AFTER {
@@ -513,11 +514,7 @@ mod tests {
     fn a_lone_report_cuts_to_70_percent_and_reports_in_a_row_cut_deeper() {
         let t0 = Instant::now();
         let mut c = RateController::new(adaptive(), t0);
-        let slow = CongestionSample {
-            delivered_bps: 10_000_000,
-            loss: to_wire(0.99),
-            floor: 0,
-        };
+        let slow = report(10_000_000, 0.99);
         // A stall: one report, then nothing for a while.
         c.on_report(t0, NodeId(3), &slow);
         assert!(c.rate_bps().abs_diff(700_000_000) < 10, "a lone report");
@@ -575,11 +572,7 @@ mod tests {
     fn a_fixed_rate_ignores_reports() {
         let t0 = Instant::now();
         let mut c = RateController::new(RateMode::Fixed(5_000_000), t0);
-        let s = CongestionSample {
-            delivered_bps: 1000,
-            loss: to_wire(0.9),
-            floor: 0,
-        };
+        let s = report(1000, 0.9);
         assert!(!c.on_report(t0, NodeId(1), &s));
         c.on_timer(t0 + WINDOW * 5, true);
         assert_eq!(c.rate_bps(), 5_000_000);
