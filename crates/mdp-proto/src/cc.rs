@@ -21,10 +21,8 @@
 //! until the first report (a LAN is reached in tens of milliseconds, not
 //! after a slow crawl), then grows by [`GROWTH`] per window without a
 //! report. A report cuts the rate to what reached that receiver, corrected
-//! for its floor, times [`BACKOFF`], but a lone report no deeper than
-//! [`MAX_CUT`] (it may be a passing stall) and one that follows the same
-//! receiver's previous report within [`REPEAT_WITHIN`] no deeper than
-//! [`DEEP_CUT`]; reports within one window of a cut only lower it further. Without reports the rate never falls: silence is
+//! for its floor, times [`BACKOFF`]; reports within one window of a cut
+//! only lower it further. Without reports the rate never falls: silence is
 //! no reason to collapse. The rate stays within `[min, max]`. A receiver
 //! whose reports stay below `min` for [`SLOW_DROP_AFTER`] is dropped, so
 //! one slow host cannot hold the others below the floor.
@@ -50,14 +48,6 @@ pub const STARTUP_GROWTH: f64 = 2.0;
 pub const BACKOFF: f64 = 0.95;
 /// The deepest single cut: at most to this fraction of the rate.
 pub const MAX_CUT: f64 = 0.7;
-/// The deepest cut on a receiver's report when it also reported within
-/// [`REPEAT_WITHIN`]: one congested window may be a passing stall of the
-/// receiver, two in a row are a receiver that is slower than the rate.
-pub const DEEP_CUT: f64 = 0.25;
-/// Reports of one receiver this close together are repeated congestion.
-pub const REPEAT_WITHIN: Duration = Duration::from_millis(60);
-/// The highest loss a floor (loss independent of the rate) may have.
-const FLOOR_MAX: f64 = 0.3;
 /// A receiver below the minimum rate this long is dropped.
 pub const SLOW_DROP_AFTER: Duration = Duration::from_secs(2);
 
@@ -94,8 +84,7 @@ pub struct CongestionMeter {
     received: u32,
     bytes: u64,
     floor: f64,
-    /// Whether a window set the floor yet.
-    floor_set: bool,
+    windows: u64,
     /// Smallest queue delay reported in this window.
     min_queue: Option<Duration>,
 }
@@ -128,16 +117,9 @@ impl CongestionMeter {
         }
         let loss = 1.0 - (self.received as f64 / span as f64).min(1.0);
         let delivered_bps = (self.bytes as f64 * 8.0 / elapsed.as_secs_f64()) as u64;
+        self.windows += 1;
         let standing_queue = self.min_queue.is_some_and(|q| q > QUEUE_LIMIT);
-        // The first window has no floor to compare with, but no link loses
-        // more than FLOOR_MAX at random: a loss above that floor's
-        // threshold is congestion already (a host far slower than the
-        // start rate says so one window sooner).
-        let congested = if self.floor_set {
-            loss > threshold(self.floor) || standing_queue
-        } else {
-            loss > threshold(FLOOR_MAX)
-        };
+        let congested = self.windows > 1 && (loss > threshold(self.floor) || standing_queue);
         let sample = congested.then(|| CongestionSample {
             delivered_bps,
             loss: to_wire(loss),
@@ -145,12 +127,11 @@ impl CongestionMeter {
         });
         if !congested {
             // The first window sets the floor; later ones move it slowly.
-            self.floor = if self.floor_set {
-                0.9 * self.floor + 0.1 * loss
+            self.floor = if self.windows == 1 {
+                loss.min(0.3)
             } else {
-                loss.min(FLOOR_MAX)
+                0.9 * self.floor + 0.1 * loss
             };
-            self.floor_set = true;
         }
         self.start = Some(now);
         self.base = self.highest.wrapping_add(1);
@@ -229,8 +210,6 @@ pub struct RateController {
     slow_since: HashMap<NodeId, (Instant, Instant)>,
     /// Cuts per receiver (who paced the push).
     cuts: HashMap<NodeId, u32>,
-    /// Each receiver's latest report.
-    last_report: HashMap<NodeId, Instant>,
     /// Lowest rate the controller set.
     lowest: f64,
 }
@@ -247,7 +226,6 @@ impl RateController {
             last_cut: None,
             slow_since: HashMap::new(),
             cuts: HashMap::new(),
-            last_report: HashMap::new(),
             lowest: rate,
         }
     }
@@ -294,8 +272,6 @@ impl RateController {
         // Receivers that stopped reporting are no longer slow.
         self.slow_since
             .retain(|_, (_, last)| now < *last + WINDOW * 10);
-        self.last_report
-            .retain(|_, last| now < *last + REPEAT_WITHIN);
     }
 
     /// A receiver's congestion report. Returns true when that receiver has
@@ -313,16 +289,10 @@ impl RateController {
         let capacity = c.delivered_bps as f64 / (1.0 - floor);
         // One report cuts at most to MAX_CUT of the rate: a window that
         // spanned a stall of the receiver (a decode, a disk flush) reports
-        // far less than it can take, and must not collapse the rate. A
-        // receiver that really is much slower reports again in the next
-        // windows, and then the cut may go to DEEP_CUT.
-        let repeated = self
-            .last_report
-            .insert(node, now)
-            .is_some_and(|t| now.saturating_duration_since(t) <= REPEAT_WITHIN);
-        let deepest = if repeated { DEEP_CUT } else { MAX_CUT };
+        // far less than it can take, and must not collapse the rate; a
+        // receiver that really is much slower sends more reports.
         let target = (capacity * BACKOFF)
-            .max(self.rate * deepest)
+            .max(self.rate * MAX_CUT)
             .clamp(min_bps as f64, max_bps as f64);
         // Reports within a window of a cut describe the same overload and
         // may only lower it further; in the next window they describe
@@ -354,7 +324,6 @@ impl RateController {
     /// Forgets a receiver (dropped or gone).
     pub fn forget(&mut self, node: NodeId) {
         self.slow_since.remove(&node);
-        self.last_report.remove(&node);
     }
 
     /// The receiver that cut the rate most often, with its cut count.
@@ -437,15 +406,6 @@ mod tests {
         assert_eq!(again, None, "a queue that drains is no congestion");
     }
 
-    /// A report of a window with no floor.
-    fn report(delivered_bps: u64, loss: f64) -> CongestionSample {
-        CongestionSample {
-            delivered_bps,
-            loss: to_wire(loss),
-            floor: 0,
-        }
-    }
-
     fn adaptive() -> RateMode {
         RateMode::Adaptive {
             min_bps: 10_000_000,
@@ -476,26 +436,34 @@ mod tests {
     fn follows_the_limiting_receiver_and_grows_back_slowly() {
         let t0 = Instant::now();
         let mut c = RateController::new(adaptive(), t0);
-        let sample = report(400_000_000, 0.4);
+        let sample = CongestionSample {
+            delivered_bps: 400_000_000,
+            loss: to_wire(0.4),
+            floor: 0,
+        };
         assert!(!c.on_report(t0, NodeId(7), &sample));
         assert!(
             c.rate_bps().abs_diff(700_000_000) < 10,
             "one report cuts to 70 % at most"
         );
-        // Its next report, two windows later, is no passing stall: the
-        // rate goes to what reached it.
         assert!(!c.on_report(t0 + WINDOW * 2, NodeId(7), &sample));
+        assert!(c.rate_bps().abs_diff(490_000_000) < 10);
+        assert!(!c.on_report(t0 + WINDOW * 4, NodeId(7), &sample));
         assert_eq!(c.rate_bps(), 380_000_000, "then to what reached it");
-        c.on_timer(t0 + WINDOW * 5, true);
+        c.on_timer(t0 + WINDOW * 7, true);
         assert_eq!(c.rate_bps(), (380_000_000.0 * GROWTH) as u64);
-        assert_eq!(c.limiting(), Some((NodeId(7), 2)));
+        assert_eq!(c.limiting(), Some((NodeId(7), 3)));
     }
 
     #[test]
     fn a_receiver_below_the_floor_is_dropped_after_a_while() {
         let t0 = Instant::now();
         let mut c = RateController::new(adaptive(), t0);
-        let slow = report(2_000_000, 0.9);
+        let slow = CongestionSample {
+            delivered_bps: 2_000_000,
+            loss: to_wire(0.9),
+            floor: 0,
+        };
         let mut t = t0;
         let mut dropped = false;
         while t < t0 + SLOW_DROP_AFTER {
@@ -511,68 +479,14 @@ mod tests {
     }
 
     #[test]
-    fn a_lone_report_cuts_to_70_percent_and_reports_in_a_row_cut_deeper() {
-        let t0 = Instant::now();
-        let mut c = RateController::new(adaptive(), t0);
-        let slow = report(10_000_000, 0.99);
-        // A stall: one report, then nothing for a while.
-        c.on_report(t0, NodeId(3), &slow);
-        assert!(c.rate_bps().abs_diff(700_000_000) < 10, "a lone report");
-        let later = t0 + REPEAT_WITHIN + WINDOW * 3;
-        c.on_timer(later - WINDOW, true);
-        c.on_report(later, NodeId(3), &slow);
-        let after_two_stalls = c.rate_bps();
-        assert!(
-            after_two_stalls.abs_diff((700_000_000.0 * GROWTH * MAX_CUT) as u64) < 10,
-            "{after_two_stalls}: reports far apart are lone reports"
-        );
-        // A receiver that is slower: its next window is congested too.
-        c.on_report(later + WINDOW * 2, NodeId(3), &slow);
-        assert!(
-            c.rate_bps()
-                .abs_diff((after_two_stalls as f64 * DEEP_CUT) as u64)
-                < 10,
-            "a repeated report cuts to {DEEP_CUT} at most: {}",
-            c.rate_bps()
-        );
-        // Another receiver's first report is a lone one again.
-        let before = c.rate_bps();
-        c.on_report(later + WINDOW * 4, NodeId(4), &slow);
-        assert!(c.rate_bps().abs_diff((before as f64 * MAX_CUT) as u64) < 10);
-    }
-
-    #[test]
-    fn a_first_window_losing_most_of_the_stream_is_reported_at_once() {
-        // A host ten times slower than the start rate: 90 % lost from the
-        // first datagram on. Without a floor yet, loss above what any link
-        // loses at random is congestion already.
-        let mut m = CongestionMeter::default();
-        let t0 = Instant::now();
-        let mut first = None;
-        for seq in 0..5_000u32 {
-            if seq % 10 != 0 {
-                continue;
-            }
-            let at = t0 + Duration::from_secs_f64(seq as f64 / 100_000.0);
-            if let Some(s) = m.on_data(at, seq, 1400) {
-                first = Some((at - t0, s));
-                break;
-            }
-        }
-        let (at, s) = first.expect("reported");
-        assert!(at < WINDOW + Duration::from_millis(2), "after {at:?}");
-        assert!(from_wire(s.loss) > 0.85);
-        // A first window that loses 20 % sets the floor instead.
-        let mut m = CongestionMeter::default();
-        assert_eq!(feed(&mut m, t0, 100_000, 5, 10_000), 0);
-        assert!((m.floor() - 0.2).abs() < 0.02, "floor {}", m.floor());
-    }
-
-    #[test]
     fn a_fixed_rate_ignores_reports() {
         let t0 = Instant::now();
         let mut c = RateController::new(RateMode::Fixed(5_000_000), t0);
-        let s = report(1000, 0.9);
+        let s = CongestionSample {
+            delivered_bps: 1000,
+            loss: to_wire(0.9),
+            floor: 0,
+        };
         assert!(!c.on_report(t0, NodeId(1), &s));
         c.on_timer(t0 + WINDOW * 5, true);
         assert_eq!(c.rate_bps(), 5_000_000);
