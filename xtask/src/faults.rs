@@ -1,7 +1,8 @@
 //! `cargo xtask netns`: the fault suite. The real binaries between network
 //! namespaces joined by a bridge (the benchmark's network: a sender host and
 //! four receiver hosts), with loss from nftables `numgen random` rules, an
-//! outage (every packet to one host dropped for 2 s), a slow link (tbf), a
+//! outage (every packet to one host dropped for 2 s), symbols too large for
+//! the links' MTU (fragmented), a slow link (tbf), a
 //! receiver killed, one restarted, the sender killed and run again, and a
 //! receiver whose disk fills up. Each scenario checks the copies byte for
 //! byte and the verdicts of the sender's JSON report; the table goes to
@@ -305,6 +306,42 @@ fn loss(ctx: &Ctx, percent: u32) -> Result<Row> {
     Ok(Row {
         scenario: "independent loss",
         condition: format!("{percent} % per receiver"),
+        secs,
+        wire,
+        verdicts: summary(&report),
+        result,
+        skipped: false,
+    })
+}
+
+/// Symbols larger than the links' 1500-byte MTU: the kernel refuses GSO
+/// for them (`EMSGSIZE`), and the sender must fall back to one datagram per
+/// call, which the kernel fragments, rather than count every batch as
+/// lost and repair it forever (what it did before).
+fn oversized_symbols(ctx: &Ctx) -> Result<Row> {
+    ctx.fresh_dirs()?;
+    for i in 1..=RECEIVERS {
+        ctx.net.loss(i, 1)?;
+    }
+    let rx = ctx.receivers(false)?;
+    std::thread::sleep(Duration::from_millis(300));
+    let (report, secs, wire, code) = ctx.push(&[
+        "--receivers",
+        "4",
+        "--symbol-size",
+        "8800",
+        "--block-size",
+        "64",
+        "--parity",
+        "32",
+    ])?;
+    for i in 1..=RECEIVERS {
+        ctx.net.loss(i, 0)?;
+    }
+    let result = expect_all_confirmed(ctx, &report, code, rx);
+    Ok(Row {
+        scenario: "symbols > MTU",
+        condition: "--symbol-size 8800 on 1500-byte links, 1 % loss of fragments".into(),
         secs,
         wire,
         verdicts: summary(&report),
@@ -667,6 +704,7 @@ pub fn run(bin: &Path) -> Result<()> {
         ("1 % loss", Box::new(|c: &Ctx| loss(c, 1))),
         ("5 % loss", Box::new(|c: &Ctx| loss(c, 5))),
         ("20 % loss", Box::new(|c: &Ctx| loss(c, 20))),
+        ("symbols > MTU", Box::new(oversized_symbols)),
         ("outage", Box::new(outage)),
         ("slow host", Box::new(slow_host)),
         ("receiver killed", Box::new(receiver_killed)),

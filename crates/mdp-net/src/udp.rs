@@ -3,8 +3,10 @@
 //! Out: a batch of equal-size datagrams to one address goes to the kernel in
 //! one `sendmsg` with a `UDP_SEGMENT` control message (GSO: the kernel cuts
 //! the buffer into datagrams). Where the kernel or the device refuses GSO
-//! (`EIO`, `EINVAL`, `EOPNOTSUPP`, `ENOPROTOOPT`) the refusal is remembered
-//! and every later batch goes out with `sendmmsg`, one message per datagram.
+//! (`EIO`, `EINVAL`, `EOPNOTSUPP`, `ENOPROTOOPT`, and `EMSGSIZE` when a
+//! datagram does not fit the path's MTU, which GSO cannot fragment) the
+//! refusal is remembered and every later batch goes out with `sendmmsg`,
+//! one message per datagram, which the kernel fragments if it must.
 //!
 //! In: `recvmmsg` fills up to [`RECV_BATCH`] reused slots per call; with
 //! `UDP_GRO` on, one slot may hold several datagrams of one size glued
@@ -106,7 +108,11 @@ impl BatchSender {
 fn gso_refused(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
-        Some(libc::EIO) | Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) | Some(libc::ENOPROTOOPT)
+        Some(libc::EIO)
+            | Some(libc::EINVAL)
+            | Some(libc::EOPNOTSUPP)
+            | Some(libc::ENOPROTOOPT)
+            | Some(libc::EMSGSIZE)
     )
 }
 
