@@ -531,7 +531,7 @@ pub fn run_once(
     file: &Path,
     n: usize,
 ) -> Result<Sample> {
-    let size = fs::metadata(file)?.len();
+    let size = payload_bytes(file)?;
     let name = file.file_name().context("file name")?;
     let mut receivers = Vec::new();
     let mut dirs = Vec::new();
@@ -648,12 +648,10 @@ pub fn run_once(
         sample.rss_recv_kb = sample.rss_recv_kb.max(rss);
     }
     let mut complete = 0;
-    let want = blake3::hash(&fs::read(file)?);
+    let want = content(file)?;
     for d in &dirs {
-        if let Ok(got) = fs::read(d.join(name)) {
-            if blake3::hash(&got) == want {
-                complete += 1;
-            }
+        if content(&d.join(name)).is_ok_and(|got| got == want) {
+            complete += 1;
         }
     }
     sample.ok = if expect_drop {
@@ -708,8 +706,66 @@ pub fn row(
         case: case.to_string(),
         tool: tool.label(),
         runs: samples,
-        bytes: fs::metadata(file)?.len(),
+        bytes: payload_bytes(file)?,
     })
+}
+
+/// Bytes of a file, or of every file below a directory.
+fn payload_bytes(path: &Path) -> Result<u64> {
+    Ok(content(path)?.iter().map(|(_, len, _)| len).sum())
+}
+
+/// Path (relative to `path`), length and BLAKE3 hash of a file or of every
+/// file below a directory, sorted: equal for two identical trees.
+fn content(path: &Path) -> Result<Vec<(PathBuf, u64, [u8; 32])>> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(PathBuf, u64, [u8; 32])>) -> Result<()> {
+        for e in fs::read_dir(dir)? {
+            let p = e?.path();
+            if p.is_dir() {
+                walk(root, &p, out)?;
+            } else {
+                let bytes = fs::read(&p)?;
+                let rel = p.strip_prefix(root)?.to_path_buf();
+                out.push((rel, bytes.len() as u64, *blake3::hash(&bytes).as_bytes()));
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    if path.is_dir() {
+        walk(path, path, &mut out)?;
+        out.sort();
+    } else {
+        let bytes = fs::read(path)?;
+        out.push((
+            PathBuf::new(),
+            bytes.len() as u64,
+            *blake3::hash(&bytes).as_bytes(),
+        ));
+    }
+    Ok(out)
+}
+
+/// A tree of `dirs` directories of `per_dir` files each, of 100 B to
+/// 20 KB (the sizes of configuration files and small packages' parts),
+/// made once under `dir/name`.
+pub fn data_tree(dir: &Path, name: &str, dirs: usize, per_dir: usize) -> Result<PathBuf> {
+    const SIZES: [usize; 5] = [100, 1_000, 4_000, 8_000, 20_000];
+    let root = dir.join(name);
+    for d in 0..dirs {
+        let sub = root.join(format!("d{d:03}"));
+        fs::create_dir_all(&sub)?;
+        for f in 0..per_dir {
+            let i = d * per_dir + f;
+            data_file(
+                &sub,
+                &format!("f{f:03}.dat"),
+                SIZES[i % SIZES.len()],
+                i as u64,
+            )?;
+        }
+    }
+    Ok(root)
 }
 
 /// The median (NaN for no values).

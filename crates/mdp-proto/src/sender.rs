@@ -432,16 +432,25 @@ struct CachedBlock {
     last_use: u64,
 }
 
-/// Memory a cached block costs beyond its symbols: its map and LRU
+/// Memory a cached block costs beyond its buffer: its map and LRU
 /// entries, the shared buffer's header, the allocator's. Counted, so that
 /// [`SenderConfig::cache_bytes`] bounds what the cache really holds when blocks are small: a
 /// push of 50,000 files of at most 800 bytes (a one-symbol block each) took
 /// the sender to 79 MiB when only the symbols were counted.
 const CACHED_BLOCK_OVERHEAD: usize = 192;
 
+/// Pads `data` with zeros to `len` bytes, growing it to exactly that:
+/// `resize` alone doubles the buffer of a short last block (8,000 bytes
+/// padded to 8,400 took 16,000), and cached blocks are most of the
+/// sender's memory.
+fn pad_exactly(data: &mut Vec<u8>, len: usize) {
+    data.reserve_exact(len.saturating_sub(data.len()));
+    data.resize(len, 0);
+}
+
 impl CachedBlock {
     fn bytes(&self) -> usize {
-        self.source.len() + self.parity.held_bytes() + CACHED_BLOCK_OVERHEAD
+        self.source.capacity() + self.parity.held_bytes() + CACHED_BLOCK_OVERHEAD
     }
 }
 
@@ -1085,7 +1094,7 @@ impl Sender {
         debug_assert_eq!(data.len(), len, "caller read the wrong length");
         self.stats.bytes_read += data.len() as u64;
         let k = self.coding.block_k(size, block) as usize;
-        data.resize(k * self.coding.symbol_size as usize, 0);
+        pad_exactly(&mut data, k * self.coding.symbol_size as usize);
         self.insert_cache(key, data);
         self.check_progress(now);
     }
@@ -1539,7 +1548,7 @@ impl Sender {
                 let len = self.coding.block_len(self.sizes[0], block);
                 let k = self.coding.block_k(self.sizes[0], block) as usize;
                 let mut data = self.manifest_bytes[off..off + len].to_vec();
-                data.resize(k * self.coding.symbol_size as usize, 0);
+                pad_exactly(&mut data, k * self.coding.symbol_size as usize);
                 self.insert_cache(key, data);
                 continue;
             }
@@ -2166,6 +2175,18 @@ fn intersect_ranges(a: &[(u32, u32)], b: &[(u32, u32)]) -> Vec<(u32, u32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_padded_block_holds_no_more_memory_than_its_symbols() {
+        // A file's short last block, as the reader returns it.
+        let mut data = Vec::with_capacity(8000);
+        data.extend_from_slice(&[7u8; 8000]);
+        pad_exactly(&mut data, 8400);
+        assert_eq!(data.len(), 8400);
+        assert_eq!(data.capacity(), 8400);
+        assert!(data[8000..].iter().all(|&b| b == 0));
+        assert!(data[..8000].iter().all(|&b| b == 7));
+    }
 
     #[test]
     fn ranges_merge_and_intersect() {
