@@ -427,6 +427,64 @@ impl std::ops::Deref for BlockBytes {
 /// A block for which `k` distinct symbols arrived, not yet rebuilt.
 ///
 /// The receiver state machine hands these over instead of decoding them
+/// Parity symbols received for one block, back to back in one buffer: no
+/// allocation per symbol (a `Vec` per repair datagram cost the receivers
+/// a `malloc` and a `free` for 8 % of their datagrams at 5 % loss).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReceivedParity {
+    /// Parity index of each symbol, in arrival order.
+    index: Vec<u16>,
+    /// The symbols, `t` bytes each, in the same order.
+    bytes: Vec<u8>,
+}
+
+impl ReceivedParity {
+    /// Symbols a block's buffer has room for before it first grows.
+    const FIRST: usize = 4;
+
+    /// Symbols held.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// True when none is held.
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// True when parity symbol `index` is held.
+    pub fn contains(&self, index: u16) -> bool {
+        self.index.contains(&index)
+    }
+
+    /// Adds parity symbol `index`: `symbol` zero-padded to `t` bytes.
+    /// Returns how many bytes the buffer grew by (0 while it has room).
+    pub fn push(&mut self, index: u16, symbol: &[u8], t: usize) -> usize {
+        let before = self.held_bytes();
+        if self.bytes.capacity() == 0 {
+            self.bytes.reserve_exact(Self::FIRST * t);
+        }
+        let at = self.bytes.len();
+        self.bytes.extend_from_slice(&symbol[..symbol.len().min(t)]);
+        self.bytes.resize(at + t, 0);
+        self.index.push(index);
+        self.held_bytes() - before
+    }
+
+    /// Bytes of memory held.
+    pub fn held_bytes(&self) -> usize {
+        self.bytes.capacity() + self.index.capacity() * 2
+    }
+
+    /// `(parity index, symbol)` pairs, for [`Codec::decode`].
+    pub fn iter(&self, t: usize) -> impl Iterator<Item = (usize, &[u8])> {
+        self.index
+            .iter()
+            .zip(self.bytes.chunks_exact(t.max(1)))
+            .map(|(&i, s)| (i as usize, s))
+    }
+}
+
 /// itself, so that the caller can run the Reed-Solomon decode (the one
 /// costly step of receiving) away from the loop that reads the socket.
 #[derive(Clone, PartialEq, Eq)]
@@ -438,8 +496,7 @@ pub struct CompleteBlock {
     /// `k * t` bytes; source symbol `i` at `i * t` when `have[i]`.
     data: Vec<u8>,
     have: Vec<bool>,
-    /// Parity symbols: (parity index, `t` bytes).
-    recovery: Vec<(u16, Vec<u8>)>,
+    recovery: ReceivedParity,
     lease: Option<Lease>,
 }
 
@@ -465,7 +522,7 @@ impl CompleteBlock {
         len: usize,
         data: Vec<u8>,
         have: Vec<bool>,
-        recovery: Vec<(u16, Vec<u8>)>,
+        recovery: ReceivedParity,
     ) -> CompleteBlock {
         debug_assert_eq!(data.len(), k * t);
         debug_assert!(len <= k * t);
@@ -491,7 +548,7 @@ impl CompleteBlock {
     /// Bytes of memory the block holds: its source buffer and parity
     /// symbols.
     pub fn held_bytes(&self) -> usize {
-        self.data.len() + self.recovery.iter().map(|(_, v)| v.len()).sum::<usize>()
+        self.data.len() + self.recovery.held_bytes()
     }
 
     /// The block's length in bytes once rebuilt.
@@ -514,10 +571,7 @@ impl CompleteBlock {
     /// with `codec` when a source symbol is missing.
     pub fn into_bytes(mut self, codec: &mut Codec) -> Result<BlockBytes, FecError> {
         if self.needs_decoding() {
-            let recovery = self
-                .recovery
-                .iter()
-                .map(|(i, v)| (*i as usize, v.as_slice()));
+            let recovery = self.recovery.iter(self.t);
             codec.decode(self.k, self.r, self.t, &mut self.data, &self.have, recovery)?;
         }
         let mut data = std::mem::take(&mut self.data);
@@ -617,31 +671,64 @@ mod tests {
         let mut codec = Codec::default();
         let mut parity = Vec::new();
         codec.encode(k, r, t, &source, &mut parity).unwrap();
-        let whole = CompleteBlock::new(k, r, t, 100, source.clone(), vec![true; k], vec![]);
+        let whole = CompleteBlock::new(
+            k,
+            r,
+            t,
+            100,
+            source.clone(),
+            vec![true; k],
+            Default::default(),
+        );
         assert!(!whole.needs_decoding());
         assert_eq!(*whole.into_bytes(&mut codec).unwrap(), source[..100]);
         let mut holed = source.clone();
         holed[t..2 * t].fill(0);
-        let block = CompleteBlock::new(
-            k,
-            r,
-            t,
-            k * t,
-            holed,
-            vec![true, false, true, true],
-            vec![(1, parity[t..2 * t].to_vec())],
-        );
+        let block = CompleteBlock::new(k, r, t, k * t, holed, vec![true, false, true, true], {
+            let mut p = ReceivedParity::default();
+            p.push(1, &parity[t..2 * t], t);
+            p
+        });
         assert!(block.needs_decoding());
         assert_eq!(block.len(), k * t);
         assert_eq!(*block.into_bytes(&mut codec).unwrap(), source[..]);
     }
 
     #[test]
+    fn received_parity_counts_every_byte_it_grows_by() {
+        let t = 100;
+        let mut p = ReceivedParity::default();
+        let mut counted = 0;
+        for i in 0..20u16 {
+            // A short symbol is padded to `t`.
+            let sym = vec![i as u8 + 1; if i == 3 { 40 } else { t }];
+            counted += p.push(i, &sym, t);
+            assert_eq!(counted, p.held_bytes(), "after {} symbols", i + 1);
+        }
+        assert_eq!(p.len(), 20);
+        assert!(p.contains(19) && !p.contains(20));
+        let got: Vec<(usize, &[u8])> = p.iter(t).collect();
+        assert_eq!(got.len(), 20);
+        assert_eq!(got[3].0, 3);
+        assert_eq!(&got[3].1[..40], &[4u8; 40][..]);
+        assert!(got[3].1[40..].iter().all(|&b| b == 0));
+        assert!(got[19].1.iter().all(|&b| b == 20));
+    }
+
+    #[test]
     fn a_counted_block_is_counted_until_its_bytes_are_dropped() {
         let (k, r, t) = (4, 2, 32);
         let gauge = BufferGauge::default();
-        let block = CompleteBlock::new(k, r, t, 100, vec![1; k * t], vec![true; k], vec![])
-            .counted_in(&gauge);
+        let block = CompleteBlock::new(
+            k,
+            r,
+            t,
+            100,
+            vec![1; k * t],
+            vec![true; k],
+            Default::default(),
+        )
+        .counted_in(&gauge);
         assert_eq!(gauge.bytes(), k * t);
         let copy = block.clone();
         assert_eq!(gauge.bytes(), 2 * k * t, "a copy is more memory");
@@ -659,8 +746,16 @@ mod tests {
         let (k, t) = (4, 32);
         let gauge = BufferGauge::default();
         assert_eq!(gauge.buffer(k * t), vec![0; k * t], "none spare: zeroed");
-        let block = CompleteBlock::new(k, 2, t, 100, vec![7; k * t], vec![true; k], vec![])
-            .counted_in(&gauge);
+        let block = CompleteBlock::new(
+            k,
+            2,
+            t,
+            100,
+            vec![7; k * t],
+            vec![true; k],
+            Default::default(),
+        )
+        .counted_in(&gauge);
         drop(block.into_bytes(&mut Codec::default()).unwrap());
         // The written block's buffer comes back, its bytes in it, at the
         // length asked for (the 100 bytes it had, then zeros).
@@ -670,8 +765,8 @@ mod tests {
         assert_eq!(gauge.buffer(10).len(), 10);
         // Only a few are kept.
         for _ in 0..SPARE_BUFFERS + 10 {
-            let b =
-                CompleteBlock::new(1, 1, t, t, vec![1; t], vec![true], vec![]).counted_in(&gauge);
+            let b = CompleteBlock::new(1, 1, t, t, vec![1; t], vec![true], Default::default())
+                .counted_in(&gauge);
             drop(b.into_bytes(&mut Codec::default()).unwrap());
         }
         assert_eq!(gauge.0.spare.lock().unwrap().len(), SPARE_BUFFERS);

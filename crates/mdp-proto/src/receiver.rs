@@ -16,7 +16,7 @@
 
 use crate::auth::{self, AuthConfig, AuthError, ReplayWindow, Sealer};
 use crate::cc::CongestionMeter;
-use crate::fec::{BlockBytes, BufferGauge, Codec, CompleteBlock};
+use crate::fec::{BlockBytes, BufferGauge, Codec, CompleteBlock, ReceivedParity};
 use crate::ids::{BlockNumber, NodeId, ObjectId, SessionId};
 use crate::layout::Coding;
 use crate::manifest::{EntryKind, Manifest};
@@ -251,8 +251,8 @@ struct Partial {
     data: Vec<u8>,
     have: Vec<bool>,
     have_count: u16,
-    /// Parity symbols: (parity index, `T` bytes).
-    recovery: Vec<(u16, Vec<u8>)>,
+    /// Parity symbols, `T` bytes each.
+    recovery: ReceivedParity,
 }
 
 impl Partial {
@@ -272,7 +272,7 @@ impl Partial {
         Some((0..self.k).filter(|&i| !self.have[i as usize]).collect())
     }
     fn bytes(&self) -> usize {
-        self.data.len() + self.recovery.iter().map(|(_, v)| v.len()).sum::<usize>()
+        self.data.len() + self.recovery.held_bytes()
     }
 }
 
@@ -946,7 +946,7 @@ impl Receiver {
                     data: self.config.buffer_gauge.buffer(bytes),
                     have: vec![false; k as usize],
                     have_count: 0,
-                    recovery: Vec::new(),
+                    recovery: ReceivedParity::default(),
                 },
             );
         }
@@ -964,12 +964,11 @@ impl Receiver {
             p.have_count += 1;
         } else {
             let idx = esi - k;
-            if p.recovery.iter().any(|(i, _)| *i == idx) {
+            if p.recovery.contains(idx) {
                 self.stats.symbols_redundant += 1;
                 return;
             }
-            p.recovery.push((idx, payload.to_vec()));
-            s.buffered += t;
+            s.buffered += p.recovery.push(idx, payload, t);
         }
         let held = (s.buffered + outside) as u64;
         self.stats.buffer_peak = self.stats.buffer_peak.max(held);
