@@ -514,6 +514,11 @@ pub fn wait_limit(c: &mut Child, until: Instant) -> bool {
             Ok(Some(s)) => return s.success(),
             Ok(None) if Instant::now() < until => std::thread::sleep(Duration::from_millis(5)),
             _ => {
+                // Its children first: a tool under `/usr/bin/time` would
+                // outlive `time` (see [`stop_timed`]).
+                let _ = Command::new("pkill")
+                    .args(["-KILL", "-P", &c.id().to_string()])
+                    .status();
                 let _ = c.kill();
                 let _ = c.wait();
                 return false;
@@ -629,8 +634,7 @@ pub fn run_once(
     for (c, _) in &mut receivers {
         if tool.name == "uftp" || expect_drop {
             std::thread::sleep(Duration::from_millis(50));
-            let _ = Command::new("kill").arg(c.id().to_string()).status();
-            let _ = c.wait();
+            stop_timed(c);
         } else if !wait_limit(c, until.max(Instant::now() + Duration::from_secs(10))) {
             recv_ok = false;
         }
@@ -913,8 +917,28 @@ fn install_missing(tools: &[(&str, &str)]) -> Result<()> {
         );
     }
     // uftp's package starts a uftpd service on the host; it is not needed.
-    let _ = Command::new("pkill").args(["-x", "uftpd"]).status();
+    // It ignores SIGTERM.
+    let _ = Command::new("pkill")
+        .args(["-KILL", "-x", "uftpd"])
+        .status();
     Ok(())
+}
+
+/// Stops a receiver started by [`timed`]: kills the tool, `/usr/bin/time`'s
+/// child, so that `time` writes its CPU and RSS and exits. Killing `time`
+/// itself (as this bench did until commit f758bc4) left the tool running:
+/// uftpd ignores SIGTERM, so every UFTP run left its four daemons behind,
+/// bound to the group's port in the hosts' namespaces. The next run's
+/// daemons could not bind and exited at once ("Address already in use");
+/// the old ones received in their place, into the same directories. So
+/// the copies were checked, but UFTP's receiver CPU and RSS were those of
+/// daemons that had exited at start, and a later case on the same network
+/// (the 10,000-file tree, whose receivers write elsewhere) failed.
+fn stop_timed(c: &mut Child) {
+    let _ = Command::new("pkill")
+        .args(["-KILL", "-P", &c.id().to_string()])
+        .status();
+    let _ = c.wait();
 }
 
 /// Picks the fastest setting of a peer: one run of `file` to one receiver each.
