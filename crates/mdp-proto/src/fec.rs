@@ -715,20 +715,24 @@ mod tests {
         assert!(got[19].1.iter().all(|&b| b == 20));
     }
 
-    #[test]
-    fn a_counted_block_is_counted_until_its_bytes_are_dropped() {
-        let (k, r, t) = (4, 2, 32);
-        let gauge = BufferGauge::default();
-        let block = CompleteBlock::new(
+    /// A block of 100 bytes with all `k` source symbols, each byte `fill`.
+    fn whole_block(k: usize, r: usize, t: usize, fill: u8) -> CompleteBlock {
+        CompleteBlock::new(
             k,
             r,
             t,
             100,
-            vec![1; k * t],
+            vec![fill; k * t],
             vec![true; k],
-            Default::default(),
+            ReceivedParity::default(),
         )
-        .counted_in(&gauge);
+    }
+
+    #[test]
+    fn a_counted_block_is_counted_until_its_bytes_are_dropped() {
+        let (k, r, t) = (4, 2, 32);
+        let gauge = BufferGauge::default();
+        let block = whole_block(k, r, t, 1).counted_in(&gauge);
         assert_eq!(gauge.bytes(), k * t);
         let copy = block.clone();
         assert_eq!(gauge.bytes(), 2 * k * t, "a copy is more memory");
@@ -746,16 +750,7 @@ mod tests {
         let (k, t) = (4, 32);
         let gauge = BufferGauge::default();
         assert_eq!(gauge.buffer(k * t), vec![0; k * t], "none spare: zeroed");
-        let block = CompleteBlock::new(
-            k,
-            2,
-            t,
-            100,
-            vec![7; k * t],
-            vec![true; k],
-            Default::default(),
-        )
-        .counted_in(&gauge);
+        let block = whole_block(k, 2, t, 7).counted_in(&gauge);
         drop(block.into_bytes(&mut Codec::default()).unwrap());
         // The written block's buffer comes back, its bytes in it, at the
         // length asked for (the 100 bytes it had, then zeros).
