@@ -2178,14 +2178,37 @@ mod tests {
 
     #[test]
     fn a_padded_block_holds_no_more_memory_than_its_symbols() {
-        // A file's short last block, as the reader returns it.
+        use crate::manifest::{Entry, EntryKind};
+        let content = [7u8; 8000];
+        let manifest = Manifest {
+            entries: vec![Entry {
+                path: "f".into(),
+                kind: EntryKind::File {
+                    size: 8000,
+                    hash: *blake3::hash(&content).as_bytes(),
+                },
+                mode: 0o644,
+                mtime_secs: 0,
+                mtime_nanos: 0,
+            }],
+        };
+        let now = Instant::now();
+        let mut sender = Sender::new(SenderConfig::new(SessionId(1)), manifest, now).unwrap();
+        // The file's one block, short, as the reader returns it: padded to
+        // its 6 symbols of 1400 bytes in the cache, and counted as such.
+        let key = (1, 0);
+        sender.reads_pending.insert(key);
         let mut data = Vec::with_capacity(8000);
-        data.extend_from_slice(&[7u8; 8000]);
-        pad_exactly(&mut data, 8400);
+        data.extend_from_slice(&content);
+        sender.handle_block(now, ObjectId(1), BlockNumber(0), data);
+        let data = &sender.cache[&key].source;
         assert_eq!(data.len(), 8400);
         assert_eq!(data.capacity(), 8400);
         assert!(data[8000..].iter().all(|&b| b == 0));
         assert!(data[..8000].iter().all(|&b| b == 7));
+        // What the cache's bound counts for it (the manifest's block may be
+        // cached by now too, so not the cache's total).
+        assert_eq!(sender.cache[&key].bytes(), 8400 + CACHED_BLOCK_OVERHEAD);
     }
 
     #[test]
