@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// First rate of an adaptive push: fast on any LAN; the rate doubles every
-/// 20 ms from here until a receiver reports congestion.
+/// 10 ms from here until a receiver reports congestion.
 const START_RATE: u64 = 1_000_000_000;
 
 const AFTER_HELP: &str = "\
@@ -21,7 +21,7 @@ Examples:
   From cron, machine-readable, never above 2 Gbit/s:
     mdp-send --interface 10.0.0.5 --receivers 40 --max-rate 2G --json /srv/content > /var/log/mdp-push.json
 
-Rate: by default the rate adapts: it starts at 1 Gbit/s, doubles every 20 ms
+Rate: by default the rate adapts: it starts at 1 Gbit/s, doubles every 10 ms
 until a receiver reports congestion, then follows the slowest receiver that
 can keep --min-rate; slower ones are dropped and reported. --rate fixes it.
 

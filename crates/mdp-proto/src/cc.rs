@@ -17,12 +17,15 @@
 //! before any loss, while the socket buffer still absorbs the excess, which
 //! on a host-limited receiver (CPU, disk) is where loss would start.
 //!
-//! **The sender** starts at its start rate and doubles it every window
-//! until the first report (a LAN is reached in tens of milliseconds, not
-//! after a slow crawl), then grows by [`GROWTH`] per window without a
-//! report. A report cuts the rate to what reached that receiver, corrected
-//! for its floor, times [`BACKOFF`]; reports within one window of a cut
-//! only lower it further. Without reports the rate never falls: silence is
+//! **The sender** starts at its start rate and doubles it every
+//! [`STARTUP_STEP`] (half a window) until the first report (a LAN is
+//! reached in tens of milliseconds, not after a slow crawl), then grows by
+//! [`GROWTH`] per window without a report. A report cuts the rate to what
+//! reached that receiver, corrected for its floor, times [`BACKOFF`], but
+//! at most to [`MAX_CUT`] of the rate; the first report in start-up may cut
+//! four times deeper when its window lost more than half (the rate has
+//! doubled twice since that window began). Reports within one window of a
+//! cut only lower it further. Without reports the rate never falls: silence is
 //! no reason to collapse. The rate stays within `[min, max]`. A receiver
 //! whose reports stay below `min` for [`SLOW_DROP_AFTER`] is dropped, so
 //! one slow host cannot hold the others below the floor.
@@ -42,8 +45,15 @@ pub const QUEUE_LIMIT: Duration = Duration::from_millis(4);
 const WINDOW_MAX: Duration = Duration::from_millis(500);
 /// Rate growth per window without congestion, after the first report.
 pub const GROWTH: f64 = 1.03;
-/// Rate growth per window before the first report.
+/// Rate growth per step before the first report.
 pub const STARTUP_GROWTH: f64 = 2.0;
+/// The growth step before the first report.
+pub const STARTUP_STEP: Duration = Duration::from_millis(10);
+/// How far start-up can run ahead of what a receiver's window measured:
+/// two doublings per window.
+const STARTUP_OVERSHOOT: f64 = 4.0;
+/// Loss in a start-up window above which a report may cut that deep.
+const STARTUP_DEEP_LOSS: f64 = 0.5;
 /// Fraction of a limiting receiver's delivered rate the sender cuts to.
 pub const BACKOFF: f64 = 0.95;
 /// The deepest single cut: at most to this fraction of the rate.
@@ -250,7 +260,16 @@ impl RateController {
         match self.mode {
             RateMode::Fixed(_) => None,
             RateMode::Adaptive { max_bps, .. } if self.rate >= max_bps as f64 => None,
-            RateMode::Adaptive { .. } => Some(self.last_step + WINDOW),
+            RateMode::Adaptive { .. } => Some(self.last_step + self.step()),
+        }
+    }
+
+    /// Time between growth steps.
+    fn step(&self) -> Duration {
+        if self.startup {
+            STARTUP_STEP
+        } else {
+            WINDOW
         }
     }
 
@@ -260,7 +279,7 @@ impl RateController {
         let RateMode::Adaptive { max_bps, .. } = self.mode else {
             return;
         };
-        if now < self.last_step + WINDOW {
+        if now < self.last_step + self.step() {
             return;
         }
         self.last_step = now;
@@ -291,8 +310,17 @@ impl RateController {
         // spanned a stall of the receiver (a decode, a disk flush) reports
         // far less than it can take, and must not collapse the rate; a
         // receiver that really is much slower sends more reports.
+        // In start-up the rate doubled twice per receiver window, blind:
+        // the first report describes a rate up to four times lower. Only
+        // a window that lost most of its datagrams is trusted that far: a
+        // receiver busy starting up (or stalled) loses far less.
+        let max_cut = if self.startup && from_wire(c.loss) > STARTUP_DEEP_LOSS {
+            MAX_CUT / STARTUP_OVERSHOOT
+        } else {
+            MAX_CUT
+        };
         let target = (capacity * BACKOFF)
-            .max(self.rate * MAX_CUT)
+            .max(self.rate * max_cut)
             .clamp(min_bps as f64, max_bps as f64);
         // Reports within a window of a cut describe the same overload and
         // may only lower it further; in the next window they describe
@@ -418,10 +446,16 @@ mod tests {
     fn starts_fast_and_never_collapses_without_feedback() {
         let t0 = Instant::now();
         let mut c = RateController::new(adaptive(), t0);
-        for i in 1..=4 {
-            c.on_timer(t0 + WINDOW * i, true);
+        assert_eq!(c.next_step(), Some(t0 + STARTUP_STEP));
+        c.on_timer(t0 + STARTUP_STEP / 2, true);
+        assert_eq!(c.rate_bps(), 1_000_000_000, "no step before its time");
+        for i in 1..=3 {
+            c.on_timer(t0 + STARTUP_STEP * i, true);
+            assert_eq!(c.rate_bps(), 1_000_000_000 << i, "doubles every step");
         }
-        assert_eq!(c.rate_bps(), 10_000_000_000, "1G doubled up to the ceiling");
+        c.on_timer(t0 + STARTUP_STEP * 4, true);
+        assert_eq!(c.rate_bps(), 10_000_000_000, "up to the ceiling");
+        assert_eq!(c.next_step(), None);
         for i in 5..1000 {
             c.on_timer(t0 + WINDOW * i, false);
         }
@@ -432,27 +466,67 @@ mod tests {
         );
     }
 
+    fn report(delivered_bps: u64) -> CongestionSample {
+        lossy_report(delivered_bps, 0.4)
+    }
+
+    fn lossy_report(delivered_bps: u64, loss: f64) -> CongestionSample {
+        CongestionSample {
+            delivered_bps,
+            loss: to_wire(loss),
+            floor: 0,
+        }
+    }
+
+    #[test]
+    fn the_first_report_may_cut_start_up_overshoot_deeply() {
+        let t0 = Instant::now();
+        let fast = |c: &mut RateController| {
+            c.on_timer(t0 + STARTUP_STEP, true);
+            c.on_timer(t0 + STARTUP_STEP * 2, true);
+            assert_eq!(c.rate_bps(), 4_000_000_000);
+        };
+        // What reached the receiver was measured over a window of the
+        // slower rates: when it lost most of that window, the cut may go to
+        // 17.5 % at once.
+        let mut c = RateController::new(adaptive(), t0);
+        fast(&mut c);
+        let now = t0 + STARTUP_STEP * 2;
+        c.on_report(now, NodeId(7), &lossy_report(100_000_000, 0.9));
+        assert_eq!(c.rate_bps(), 700_000_000, "4G × 0.7 / 4");
+        assert_eq!(c.next_step(), Some(now + WINDOW), "start-up is over");
+        c.on_report(now + WINDOW * 2, NodeId(7), &lossy_report(100_000_000, 0.9));
+        assert!(
+            c.rate_bps().abs_diff(490_000_000) < 10,
+            "after start-up one report cuts to 70 % at most"
+        );
+        // A window that lost less is a receiver that was busy (starting up,
+        // a stall), not a slow path: 70 % at most, as after start-up.
+        let mut c = RateController::new(adaptive(), t0);
+        fast(&mut c);
+        c.on_report(now, NodeId(7), &lossy_report(100_000_000, 0.2));
+        assert_eq!(c.rate_bps(), 2_800_000_000);
+    }
+
     #[test]
     fn follows_the_limiting_receiver_and_grows_back_slowly() {
         let t0 = Instant::now();
         let mut c = RateController::new(adaptive(), t0);
-        let sample = CongestionSample {
-            delivered_bps: 400_000_000,
-            loss: to_wire(0.4),
-            floor: 0,
-        };
-        assert!(!c.on_report(t0, NodeId(7), &sample));
+        // The first report ends start-up: 1G × 0.7 / 4 is below 380M.
+        assert!(!c.on_report(t0, NodeId(7), &report(1_000_000_000)));
+        assert_eq!(c.rate_bps(), 950_000_000);
+        assert!(!c.on_report(t0 + WINDOW * 2, NodeId(7), &report(400_000_000)));
         assert!(
-            c.rate_bps().abs_diff(700_000_000) < 10,
+            c.rate_bps().abs_diff(665_000_000) < 10,
             "one report cuts to 70 % at most"
         );
-        assert!(!c.on_report(t0 + WINDOW * 2, NodeId(7), &sample));
-        assert!(c.rate_bps().abs_diff(490_000_000) < 10);
-        assert!(!c.on_report(t0 + WINDOW * 4, NodeId(7), &sample));
+        assert!(!c.on_report(t0 + WINDOW * 4, NodeId(7), &report(400_000_000)));
+        assert!(c.rate_bps().abs_diff(465_500_000) < 10);
+        assert!(!c.on_report(t0 + WINDOW * 6, NodeId(7), &report(400_000_000)));
         assert_eq!(c.rate_bps(), 380_000_000, "then to what reached it");
-        c.on_timer(t0 + WINDOW * 7, true);
+        c.on_timer(t0 + WINDOW * 9, true);
         assert_eq!(c.rate_bps(), (380_000_000.0 * GROWTH) as u64);
-        assert_eq!(c.limiting(), Some((NodeId(7), 3)));
+        assert_eq!(c.limiting(), Some((NodeId(7), 4)));
     }
 
     #[test]
