@@ -1581,3 +1581,72 @@ fn usage_errors_exit_2_with_one_line_that_says_what_to_do() {
         assert_eq!(out.status.code(), Some(0));
     }
 }
+
+#[test]
+fn a_receiver_timeout_says_whether_a_push_was_under_way_and_how_far_it_got() {
+    let Some(_net) = network(
+        "a_receiver_timeout_says_whether_a_push_was_under_way_and_how_far_it_got",
+        false,
+    ) else {
+        return;
+    };
+    let base = temp_dir("timeout");
+    // No sender at all.
+    let idle = receiver(&base.join("idle"), "idle", &["--once", "--timeout", "1s"]);
+    let out = wait_output(idle, Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--timeout (1s) ran out before any push arrived"),
+        "{err}"
+    );
+    // A push at 20 Mbit/s: 8 MiB take over 3 s, the receiver gives up
+    // after 1.5 s with part of it.
+    let src = base.join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("slow.bin"), bytes(8 << 20, 7)).unwrap();
+    let rx = receiver(&base.join("r"), "r", &["--once", "--timeout", "1500ms"]);
+    let send = sender(
+        &[
+            "--receivers",
+            "1",
+            "--rate",
+            "20M",
+            "--drop-after",
+            "2s",
+            "--timeout",
+            "20s",
+        ],
+        &[src.join("slow.bin")],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let out = wait_output(rx, Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = err
+        .lines()
+        .find(|l| l.contains("ran out during push"))
+        .unwrap_or_else(|| panic!("no timeout line: {err}"));
+    assert!(
+        line.starts_with("mdp-recv: --timeout (1.5s) ran out during push "),
+        "{line}"
+    );
+    assert!(
+        line.contains(" of 8.0 MiB received, 0 of 1 files placed"),
+        "{line}"
+    );
+    assert!(
+        !base.join("r/slow.bin").exists(),
+        "nothing under its final name"
+    );
+    let out = wait_output(send, Duration::from_secs(60));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the sender names the receiver that left"
+    );
+    fs::remove_dir_all(&base).unwrap();
+}

@@ -26,7 +26,8 @@ matched (written in DIR/.mdp-tmp, then renamed).
 Exit status:
   0  with --once: every file of the push arrived and was placed;
      without --once: stopped by SIGINT/SIGTERM
-  1  with --once: the push ended incomplete, or no push came within --timeout
+  1  with --once: the push ended incomplete, --timeout ran out during it (the
+     message says how much had arrived), or no push came within --timeout
   2  usage error or local I/O error";
 
 /// Receive files pushed with mdp-send over UDP multicast.
@@ -174,6 +175,10 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
     let dir = std::fs::canonicalize(&args.dir).unwrap_or_else(|_| args.dir.clone());
     // The push in progress, for the hooks.
     let mut push = PushInfo::empty(dir.clone());
+    // Bytes of the push in progress, and its total, for the message when
+    // --timeout or a signal ends it.
+    let mut progress: Option<(u64, u64)> = None;
+    let started = std::time::Instant::now();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -197,9 +202,11 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
                 changed: Vec::new(),
                 complete: false,
             };
+            progress = Some((0, manifest.total_bytes()));
             bar = crate::progress_bar(show_bar, manifest.total_bytes(), "receiving");
         }
         RecvNotice::Progress { bytes, total } => {
+            progress = Some((bytes, total));
             if let Some(b) = &bar {
                 b.set_position(bytes);
             } else if log.due() {
@@ -223,6 +230,7 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
             if let Some(b) = bar.take() {
                 b.finish_and_clear();
             }
+            progress = None;
             push.complete = outcome.complete;
             let sender = push.sender.clone();
             // Printed once the push hook (if any) ended, in order.
@@ -260,7 +268,25 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
         Some(o) if o.complete => EXIT_OK,
         Some(_) => EXIT_INCOMPLETE,
         None => {
-            eprintln!("mdp-recv: no push arrived (is mdp-send using the same --group and a reachable --interface?)");
+            let why = match args.timeout {
+                Some(t) if started.elapsed() >= t => {
+                    format!("--timeout ({t:?}) ran out")
+                }
+                _ => "interrupted".to_string(),
+            };
+            match progress {
+                Some((bytes, total)) => eprintln!(
+                    "mdp-recv: {why} during push {}: {} of {} received, {} of {} files placed; the rest is kept for a resume (--keep-partial) when the sender pushes again",
+                    push.session,
+                    crate::human_bytes(bytes),
+                    crate::human_bytes(total),
+                    push.changed.len(),
+                    push.files.len()
+                ),
+                None => eprintln!(
+                    "mdp-recv: {why} before any push arrived (is mdp-send using the same --group and a reachable --interface?)"
+                ),
+            }
             EXIT_INCOMPLETE
         }
     })

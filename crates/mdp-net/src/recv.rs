@@ -68,7 +68,6 @@ pub enum RecvNotice {
     Placed(PathBuf),
     /// A file failed.
     Failed(String),
-    /// A session ended.
     /// A session ended; the last field lists what `--delete` removed.
     Finished(SessionOutcome, ReceiverStats, Vec<String>),
 }
@@ -406,7 +405,7 @@ pub async fn run(
                 match data.try_io(Interest::READABLE, || batch.recv(data_fd)) {
                     Ok(_) => {
                         let now = Instant::now();
-                                                if let Some(waited) = batch.queue_delay() {
+                        if let Some(waited) = batch.queue_delay() {
                             receiver.handle_queue_delay(waited);
                         }
                         // Each datagram at its arrival time, so that the
