@@ -246,7 +246,7 @@ mod tests {
     #[test]
     fn sealed_datagrams_open_only_with_the_same_key_and_unchanged() {
         let mut s = Sealer::new(key(1));
-        let plain = b"md\x03\x10sessionXrest of it";
+        let plain = b"md\x04\x10sessionXrest of it";
         let mut buf = plain.to_vec();
         s.seal(&mut buf, 0, 1_000);
         assert_eq!(buf.len(), plain.len() + TRAILER_LEN);
@@ -268,7 +268,7 @@ mod tests {
         let mut s = Sealer::new(key(1));
         let mut seen = Vec::new();
         for now in [500, 500, 500, 400, 10_000] {
-            let mut buf = b"md\x03\x10sessionX".to_vec();
+            let mut buf = b"md\x04\x10sessionX".to_vec();
             s.seal(&mut buf, 0, now);
             seen.push(open(Some(&key(1)), &buf).unwrap().1);
         }

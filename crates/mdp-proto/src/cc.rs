@@ -24,8 +24,12 @@
 //! reached that receiver, corrected for its floor, times [`BACKOFF`], but
 //! at most to [`MAX_CUT`] of the rate; the first report in start-up may cut
 //! four times deeper when its window lost more than half (the rate has
-//! doubled twice since that window began). Reports within one window of a
-//! cut only lower it further. Without reports the rate never falls: silence is
+//! doubled twice since that window began). Reports carry the DATA sequence
+//! numbers their window spans, and the sender remembers where its last cut
+//! took effect: a window after it is news and may cut again; a window
+//! before it (another receiver's view of the same overload, or a backlog of
+//! old windows a receiver catches up on) may lower the rate only as far as
+//! that cut could go; a window across it measured two rates and is ignored. Without reports the rate never falls: silence is
 //! no reason to collapse. The rate stays within `[min, max]`. A receiver
 //! whose reports stay below `min` for [`SLOW_DROP_AFTER`] is dropped, so
 //! one slow host cannot hold the others below the floor.
@@ -83,6 +87,10 @@ pub struct CongestionSample {
     pub loss: u16,
     /// Loss floor, 1/65536 units.
     pub floor: u16,
+    /// DATA sequence number that opened the window.
+    pub first_seq: u32,
+    /// Highest DATA sequence number in the window.
+    pub last_seq: u32,
 }
 
 /// The receiver's side: measures windows of the DATA stream.
@@ -134,6 +142,8 @@ impl CongestionMeter {
             delivered_bps,
             loss: to_wire(loss),
             floor: to_wire(self.floor),
+            first_seq: self.base,
+            last_seq: self.highest,
         });
         if !congested {
             // The first window sets the floor; later ones move it slowly.
@@ -168,6 +178,21 @@ impl CongestionMeter {
     pub fn floor(&self) -> f64 {
         self.floor
     }
+}
+
+/// True when DATA sequence number `a` came before `b` (they wrap).
+fn seq_before(a: u32, b: u32) -> bool {
+    (b.wrapping_sub(a) as i32) > 0
+}
+
+/// A cut of the rate, from a report of a window wholly after the cut
+/// before it.
+#[derive(Clone, Copy, Debug)]
+struct Cut {
+    /// The first DATA sequence number sent at the new rate.
+    seq: u32,
+    /// The lowest rate reports of windows before `seq` may set.
+    bound: f64,
 }
 
 /// How the sender sets its rate.
@@ -216,6 +241,8 @@ pub struct RateController {
     startup: bool,
     last_step: Instant,
     last_cut: Option<Instant>,
+    /// The last cut that a whole window after the one before it caused.
+    cut: Option<Cut>,
     /// Receivers whose reports are below the minimum, since when.
     slow_since: HashMap<NodeId, (Instant, Instant)>,
     /// Cuts per receiver (who paced the push).
@@ -234,6 +261,7 @@ impl RateController {
             startup: true,
             last_step: now,
             last_cut: None,
+            cut: None,
             slow_since: HashMap::new(),
             cuts: HashMap::new(),
             lowest: rate,
@@ -295,7 +323,16 @@ impl RateController {
 
     /// A receiver's congestion report. Returns true when that receiver has
     /// stayed below the minimum rate long enough to be dropped.
-    pub fn on_report(&mut self, now: Instant, node: NodeId, c: &CongestionSample) -> bool {
+    ///
+    /// `next_seq` is the DATA sequence number the sender will send next: a
+    /// cut takes effect from it.
+    pub fn on_report(
+        &mut self,
+        now: Instant,
+        node: NodeId,
+        c: &CongestionSample,
+        next_seq: u32,
+    ) -> bool {
         let RateMode::Adaptive {
             min_bps, max_bps, ..
         } = self.mode
@@ -306,35 +343,57 @@ impl RateController {
         // can take from us.
         let floor = from_wire(c.floor).min(0.5);
         let capacity = c.delivered_bps as f64 / (1.0 - floor);
-        // One report cuts at most to MAX_CUT of the rate: a window that
-        // spanned a stall of the receiver (a decode, a disk flush) reports
-        // far less than it can take, and must not collapse the rate; a
-        // receiver that really is much slower sends more reports.
-        // In start-up the rate doubled twice per receiver window, blind:
-        // the first report describes a rate up to four times lower. Only
-        // a window that lost most of its datagrams is trusted that far: a
-        // receiver busy starting up (or stalled) loses far less.
-        let max_cut = if self.startup && from_wire(c.loss) > STARTUP_DEEP_LOSS {
-            MAX_CUT / STARTUP_OVERSHOOT
-        } else {
-            MAX_CUT
+        // Where the report's window lies against the last cut, by the DATA
+        // sequence numbers the receiver saw: wholly after it (news), wholly
+        // before it (the overload that cut already answered: a receiver
+        // that catches up on a backlog reports several such windows at
+        // once), or across it (a mix of two rates: ignored).
+        let (after, before) = match self.cut {
+            None => (true, false),
+            Some(cut) => (
+                !seq_before(c.first_seq, cut.seq),
+                seq_before(c.last_seq, cut.seq),
+            ),
         };
-        let target = (capacity * BACKOFF)
-            .max(self.rate * max_cut)
-            .clamp(min_bps as f64, max_bps as f64);
-        // Reports within a window of a cut describe the same overload and
-        // may only lower it further; in the next window they describe
-        // windows that straddled the cut, and are ignored.
-        let since_cut = self.last_cut.map(|t| now.saturating_duration_since(t));
-        let stale = since_cut.is_some_and(|d| d >= WINDOW && d < WINDOW * 2);
-        if target < self.rate && !stale {
+        let target = if after {
+            // One report cuts at most to MAX_CUT of the rate: a window
+            // that spanned a stall of the receiver (a decode, a disk flush)
+            // reports far less than it can take, and must not collapse the
+            // rate; a receiver that really is much slower reports again
+            // from the next window. In start-up the rate doubled twice per
+            // receiver window, blind: the first report describes a rate up
+            // to four times lower. Only a window that lost most of its
+            // datagrams is trusted that far: a receiver busy starting up
+            // (or stalled) loses far less.
+            let max_cut = if self.startup && from_wire(c.loss) > STARTUP_DEEP_LOSS {
+                MAX_CUT / STARTUP_OVERSHOOT
+            } else {
+                MAX_CUT
+            };
+            let bound = (self.rate * max_cut).clamp(min_bps as f64, max_bps as f64);
+            let target = (capacity * BACKOFF).clamp(bound, max_bps as f64);
+            if target < self.rate {
+                self.cut = Some(Cut {
+                    seq: next_seq,
+                    bound,
+                });
+                self.last_cut = Some(now);
+            }
+            target
+        } else if before {
+            // Another receiver's view of the same overload, or the same
+            // receiver's older window: it may lower the rate to that cut's
+            // bound, not cut again.
+            let bound = self.cut.map_or(min_bps as f64, |cut| cut.bound);
+            (capacity * BACKOFF).clamp(bound, max_bps as f64)
+        } else {
+            self.rate
+        };
+        if target < self.rate {
             *self.cuts.entry(node).or_default() += 1;
             self.rate = target;
             self.lowest = self.lowest.min(target);
             self.startup = false;
-            if since_cut.is_none_or(|d| d >= WINDOW) {
-                self.last_cut = Some(now);
-            }
         }
         if capacity < min_bps as f64 {
             let (since, last) = self.slow_since.entry(node).or_insert((now, now));
@@ -408,6 +467,11 @@ mod tests {
         let delivered = 100_000.0 * 1400.0 * 8.0 * 2.0 / 3.0;
         assert!((s.delivered_bps as f64 / delivered - 1.0).abs() < 0.1);
         assert!(from_wire(s.loss) > 0.3);
+        // The window it describes, by sequence number: 20 ms of DATA that
+        // ends in the lossy part.
+        let span = s.last_seq.wrapping_sub(s.first_seq) + 1;
+        assert!((2000..2100).contains(&span), "{s:?}");
+        assert!((10_000..20_000).contains(&s.last_seq), "{s:?}");
     }
 
     #[test]
@@ -466,15 +530,14 @@ mod tests {
         );
     }
 
-    fn report(delivered_bps: u64) -> CongestionSample {
-        lossy_report(delivered_bps, 0.4)
-    }
-
-    fn lossy_report(delivered_bps: u64, loss: f64) -> CongestionSample {
+    /// A report of the window of DATA sequence numbers `seqs`.
+    fn window(seqs: std::ops::Range<u32>, delivered_bps: u64, loss: f64) -> CongestionSample {
         CongestionSample {
             delivered_bps,
             loss: to_wire(loss),
             floor: 0,
+            first_seq: seqs.start,
+            last_seq: seqs.end - 1,
         }
     }
 
@@ -492,10 +555,11 @@ mod tests {
         let mut c = RateController::new(adaptive(), t0);
         fast(&mut c);
         let now = t0 + STARTUP_STEP * 2;
-        c.on_report(now, NodeId(7), &lossy_report(100_000_000, 0.9));
+        c.on_report(now, NodeId(7), &window(0..100, 100_000_000, 0.9), 200);
         assert_eq!(c.rate_bps(), 700_000_000, "4G × 0.7 / 4");
         assert_eq!(c.next_step(), Some(now + WINDOW), "start-up is over");
-        c.on_report(now + WINDOW * 2, NodeId(7), &lossy_report(100_000_000, 0.9));
+        let later = now + WINDOW * 2;
+        c.on_report(later, NodeId(7), &window(200..300, 100_000_000, 0.9), 300);
         assert!(
             c.rate_bps().abs_diff(490_000_000) < 10,
             "after start-up one report cuts to 70 % at most"
@@ -504,7 +568,7 @@ mod tests {
         // a stall), not a slow path: 70 % at most, as after start-up.
         let mut c = RateController::new(adaptive(), t0);
         fast(&mut c);
-        c.on_report(now, NodeId(7), &lossy_report(100_000_000, 0.2));
+        c.on_report(now, NodeId(7), &window(0..100, 100_000_000, 0.2), 200);
         assert_eq!(c.rate_bps(), 2_800_000_000);
     }
 
@@ -513,16 +577,21 @@ mod tests {
         let t0 = Instant::now();
         let mut c = RateController::new(adaptive(), t0);
         // The first report ends start-up: 1G × 0.7 / 4 is below 380M.
-        assert!(!c.on_report(t0, NodeId(7), &report(1_000_000_000)));
+        let r = |c: &mut RateController, i: u32, bps| {
+            let t = t0 + WINDOW * 2 * i;
+            let seqs = i * 100..i * 100 + 100;
+            assert!(!c.on_report(t, NodeId(7), &window(seqs, bps, 0.4), i * 100 + 100));
+        };
+        r(&mut c, 0, 1_000_000_000);
         assert_eq!(c.rate_bps(), 950_000_000);
-        assert!(!c.on_report(t0 + WINDOW * 2, NodeId(7), &report(400_000_000)));
+        r(&mut c, 1, 400_000_000);
         assert!(
             c.rate_bps().abs_diff(665_000_000) < 10,
             "one report cuts to 70 % at most"
         );
-        assert!(!c.on_report(t0 + WINDOW * 4, NodeId(7), &report(400_000_000)));
+        r(&mut c, 2, 400_000_000);
         assert!(c.rate_bps().abs_diff(465_500_000) < 10);
-        assert!(!c.on_report(t0 + WINDOW * 6, NodeId(7), &report(400_000_000)));
+        r(&mut c, 3, 400_000_000);
         assert_eq!(c.rate_bps(), 380_000_000, "then to what reached it");
         c.on_timer(t0 + WINDOW * 9, true);
         assert_eq!(c.rate_bps(), (380_000_000.0 * GROWTH) as u64);
@@ -530,23 +599,73 @@ mod tests {
     }
 
     #[test]
+    fn reports_of_windows_before_a_cut_never_cut_again() {
+        let t0 = Instant::now();
+        let mut c = RateController::new(adaptive(), t0);
+        // Receiver 1 reports; the cut takes effect from DATA 1000 on.
+        c.on_report(t0, NodeId(1), &window(0..100, 900_000_000, 0.2), 1000);
+        assert_eq!(c.rate_bps(), 855_000_000);
+        // Receiver 2, slower, saw the same overload: it lowers the rate,
+        // but only as far as one cut goes (70 % of 1G).
+        c.on_report(t0, NodeId(2), &window(0..100, 500_000_000, 0.2), 1000);
+        assert_eq!(c.rate_bps(), 700_000_000);
+        // Receiver 1 catches up on a backlog: eight windows from before the
+        // cut arrive at once, however late. None cuts again.
+        for i in 1..9 {
+            let t = t0 + WINDOW * 3 + Duration::from_millis(i);
+            let seqs = i as u32 * 100..i as u32 * 100 + 100;
+            c.on_report(t, NodeId(1), &window(seqs, 100_000_000, 0.3), 1900);
+        }
+        assert_eq!(c.rate_bps(), 700_000_000, "a backlog is one overload");
+        // A window across the cut measured two rates: ignored.
+        let t = t0 + WINDOW * 4;
+        c.on_report(t, NodeId(1), &window(950..1050, 100_000_000, 0.3), 2000);
+        assert_eq!(c.rate_bps(), 700_000_000);
+        // A window wholly at the new rate is news: the next cut.
+        c.on_report(t, NodeId(1), &window(1000..1100, 100_000_000, 0.3), 2000);
+        assert!(c.rate_bps().abs_diff(490_000_000) < 10);
+        assert_eq!(c.limiting(), Some((NodeId(1), 2)));
+    }
+
+    #[test]
+    fn sequence_numbers_that_wrap_still_order_windows_and_cuts() {
+        let t0 = Instant::now();
+        let mut c = RateController::new(adaptive(), t0);
+        let top = u32::MAX - 49;
+        c.on_report(t0, NodeId(1), &window(top..u32::MAX, 400_000_000, 0.2), 100);
+        assert_eq!(c.rate_bps(), 700_000_000);
+        let late = window(u32::MAX - 10..u32::MAX, 100_000_000, 0.2);
+        c.on_report(t0 + WINDOW * 3, NodeId(1), &late, 200);
+        assert_eq!(c.rate_bps(), 700_000_000, "before the cut at 100");
+        c.on_report(
+            t0 + WINDOW * 3,
+            NodeId(1),
+            &window(100..200, 100_000_000, 0.2),
+            200,
+        );
+        assert!(c.rate_bps().abs_diff(490_000_000) < 10, "after it");
+    }
+
+    #[test]
     fn a_receiver_below_the_floor_is_dropped_after_a_while() {
         let t0 = Instant::now();
         let mut c = RateController::new(adaptive(), t0);
-        let slow = CongestionSample {
-            delivered_bps: 2_000_000,
-            loss: to_wire(0.9),
-            floor: 0,
-        };
         let mut t = t0;
+        let mut seq = 0;
+        let mut slow = || {
+            seq += 100;
+            (window(seq - 100..seq, 2_000_000, 0.9), seq)
+        };
         let mut dropped = false;
         while t < t0 + SLOW_DROP_AFTER {
-            assert!(!c.on_report(t, NodeId(1), &slow));
+            let (w, next) = slow();
+            assert!(!c.on_report(t, NodeId(1), &w, next));
             t += WINDOW * 3;
         }
         assert_eq!(c.rate_bps(), 10_000_000, "held at the floor meanwhile");
         for _ in 0..3 {
-            dropped |= c.on_report(t, NodeId(1), &slow);
+            let (w, next) = slow();
+            dropped |= c.on_report(t, NodeId(1), &w, next);
             t += WINDOW * 3;
         }
         assert!(dropped, "dropped once below the floor for long enough");
@@ -556,12 +675,7 @@ mod tests {
     fn a_fixed_rate_ignores_reports() {
         let t0 = Instant::now();
         let mut c = RateController::new(RateMode::Fixed(5_000_000), t0);
-        let s = CongestionSample {
-            delivered_bps: 1000,
-            loss: to_wire(0.9),
-            floor: 0,
-        };
-        assert!(!c.on_report(t0, NodeId(1), &s));
+        assert!(!c.on_report(t0, NodeId(1), &window(0..100, 1000, 0.9), 100));
         c.on_timer(t0 + WINDOW * 5, true);
         assert_eq!(c.rate_bps(), 5_000_000);
         assert_eq!(c.next_step(), None);

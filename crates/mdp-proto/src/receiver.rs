@@ -888,6 +888,8 @@ impl Receiver {
                 delivered_bps: c.delivered_bps,
                 loss: c.loss,
                 floor: c.floor,
+                first_seq: c.first_seq,
+                last_seq: c.last_seq,
             }));
         }
         if h.flags & FLAG_REPAIR == 0 {

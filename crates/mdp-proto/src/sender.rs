@@ -809,8 +809,10 @@ impl Sender {
                     delivered_bps: c.delivered_bps,
                     loss: c.loss,
                     floor: c.floor,
+                    first_seq: c.first_seq,
+                    last_seq: c.last_seq,
                 };
-                if self.cc.on_report(now, c.node, &sample) {
+                if self.cc.on_report(now, c.node, &sample, self.data_seq) {
                     let peer = self.peers.get_mut(&c.node).expect("touch_peer inserted it");
                     peer.state = PeerState::TooSlow(c.delivered_bps);
                     self.cc.forget(c.node);

@@ -12,7 +12,7 @@ use thiserror::Error;
 /// The two magic bytes that open every mdp datagram: ASCII "md".
 pub const MAGIC: [u8; 2] = *b"md";
 /// The protocol version this implementation speaks.
-pub const VERSION: u8 = 3;
+pub const VERSION: u8 = 4;
 /// Length of the common header: magic, version, type, session id.
 pub const COMMON_HEADER_LEN: usize = 12;
 /// Length of the whole DATA header (common header included).
@@ -319,6 +319,10 @@ pub struct Congestion {
     pub loss: u16,
     /// Its usual loss outside congestion, in 1/65536 units.
     pub floor: u16,
+    /// DATA sequence number that opened the window.
+    pub first_seq: u32,
+    /// Highest DATA sequence number in the window.
+    pub last_seq: u32,
 }
 
 /// A control message.
@@ -582,7 +586,7 @@ mod tests {
         let mut buf = Vec::new();
         write_data(&mut buf, &h, b"hello");
         assert_eq!(buf.len(), DATA_HEADER_LEN + 5);
-        assert_eq!(&buf[..4], b"md\x03\x01");
+        assert_eq!(&buf[..4], b"md\x04\x01");
         assert_eq!(&buf[24..28], &[0xde, 0xad, 0xbe, 0xef]);
         match parse(&buf).unwrap() {
             Packet::Data { header, payload } => {
@@ -609,22 +613,33 @@ mod tests {
                 missing: vec![4, 9, 200],
             }],
         });
-        let mut buf = Vec::new();
-        write_control(&mut buf, SessionId(1), &msg);
-        assert_eq!(
-            parse(&buf).unwrap(),
-            Packet::Control {
-                session: SessionId(1),
-                message: msg
-            }
-        );
+        let congestion = Control::Congestion(Congestion {
+            node: NodeId(6),
+            echo: Echo::default(),
+            delivered_bps: 123_456_789,
+            loss: 5000,
+            floor: 3000,
+            first_seq: u32::MAX - 5,
+            last_seq: 7,
+        });
+        for msg in [msg, congestion] {
+            let mut buf = Vec::new();
+            write_control(&mut buf, SessionId(1), &msg);
+            assert_eq!(
+                parse(&buf).unwrap(),
+                Packet::Control {
+                    session: SessionId(1),
+                    message: msg
+                }
+            );
+        }
     }
 
     #[test]
     fn rejects_truncated_and_foreign_datagrams() {
         assert_eq!(parse(b""), Err(WireError::Truncated));
         assert_eq!(
-            parse(b"md\x03\x01\0\0\0\0\0\0\0\0\0"),
+            parse(b"md\x04\x01\0\0\0\0\0\0\0\0\0"),
             Err(WireError::Truncated)
         );
         assert_eq!(
@@ -636,7 +651,7 @@ mod tests {
             Err(WireError::UnsupportedVersion(9))
         );
         // Version 1's NACK entries had no `missing`, and version 2 coded
-        // small blocks with another code: neither is mixed up with ours.
+        // small blocks with another code: none is mixed up with ours.
         assert_eq!(
             parse(b"md\x01\x21\0\0\0\0\0\0\0\0"),
             Err(WireError::UnsupportedVersion(1))
@@ -645,12 +660,17 @@ mod tests {
             parse(b"md\x02\x01\0\0\0\0\0\0\0\0"),
             Err(WireError::UnsupportedVersion(2))
         );
+        // Version 3's CONGESTION had no window sequence numbers.
         assert_eq!(
-            parse(b"md\x03\x77\0\0\0\0\0\0\0\0"),
+            parse(b"md\x03\x23\0\0\0\0\0\0\0\0"),
+            Err(WireError::UnsupportedVersion(3))
+        );
+        assert_eq!(
+            parse(b"md\x04\x77\0\0\0\0\0\0\0\0"),
             Err(WireError::UnknownType(0x77))
         );
         // A NACK claiming 2^32 entries in a 20-byte datagram.
-        let mut buf = b"md\x03\x21\0\0\0\0\0\0\0\0".to_vec();
+        let mut buf = b"md\x04\x21\0\0\0\0\0\0\0\0".to_vec();
         buf.extend_from_slice(&[5, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f]);
         assert!(parse(&buf).is_err());
     }
