@@ -890,6 +890,7 @@ impl Receiver {
                 floor: c.floor,
                 first_seq: c.first_seq,
                 last_seq: c.last_seq,
+                runs: c.runs,
             }));
         }
         if h.flags & FLAG_REPAIR == 0 {

@@ -811,6 +811,7 @@ impl Sender {
                     floor: c.floor,
                     first_seq: c.first_seq,
                     last_seq: c.last_seq,
+                    runs: c.runs,
                 };
                 if self.cc.on_report(now, c.node, &sample, self.data_seq) {
                     let peer = self.peers.get_mut(&c.node).expect("touch_peer inserted it");

@@ -323,6 +323,8 @@ pub struct Congestion {
     pub first_seq: u32,
     /// Highest DATA sequence number in the window.
     pub last_seq: u32,
+    /// Separate runs of lost DATA in the window.
+    pub runs: u16,
 }
 
 /// A control message.
@@ -621,6 +623,7 @@ mod tests {
             floor: 3000,
             first_seq: u32::MAX - 5,
             last_seq: 7,
+            runs: 3,
         });
         for msg in [msg, congestion] {
             let mut buf = Vec::new();
@@ -660,7 +663,7 @@ mod tests {
             parse(b"md\x02\x01\0\0\0\0\0\0\0\0"),
             Err(WireError::UnsupportedVersion(2))
         );
-        // Version 3's CONGESTION had no window sequence numbers.
+        // Version 3's CONGESTION had no window sequence numbers nor runs.
         assert_eq!(
             parse(b"md\x03\x23\0\0\0\0\0\0\0\0"),
             Err(WireError::UnsupportedVersion(3))
