@@ -1650,3 +1650,59 @@ fn a_receiver_timeout_says_whether_a_push_was_under_way_and_how_far_it_got() {
     );
     fs::remove_dir_all(&base).unwrap();
 }
+
+#[test]
+fn a_sender_whose_every_send_fails_ends_in_seconds_and_says_why() {
+    let Some(_net) = network(
+        "a_sender_whose_every_send_fails_ends_in_seconds_and_says_why",
+        true,
+    ) else {
+        return;
+    };
+    if Command::new("nft").arg("--version").output().is_err() {
+        eprintln!(
+            "skipping: needs nft (Debian package nftables; .ci/run installs it) to refuse sends"
+        );
+        return;
+    }
+    // An output rule that drops the data port: every send fails with EPERM.
+    for rule in [
+        "add table inet mdpout",
+        "add chain inet mdpout out { type filter hook output priority 0; }",
+        "add rule inet mdpout out udp dport 7400 drop",
+    ] {
+        let ok = Command::new("nft").args(rule.split(' ')).status().unwrap();
+        assert!(ok.success(), "nft {rule}");
+    }
+    let base = temp_dir("eperm");
+    let src = base.join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f.bin"), bytes(1 << 20, 3)).unwrap();
+    let started = Instant::now();
+    let send = sender(
+        &["--receivers", "1", "--wait", "60s", "--timeout", "60s"],
+        &[src.join("f.bin")],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let out = wait_output(send, Duration::from_secs(60));
+    let took = started.elapsed();
+    let report = json(&out);
+    println!("sender after {took:?}: {report}");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        took < Duration::from_secs(30),
+        "not --wait or --timeout: {took:?}"
+    );
+    let problem = report["problem"].as_str().unwrap();
+    assert!(
+        problem.contains("every send to") && problem.contains("failed for 5 s"),
+        "{problem}"
+    );
+    assert!(problem.contains("Operation not permitted"), "{problem}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("check this host's firewall"), "{err}");
+    fs::remove_dir_all(&base).unwrap();
+}

@@ -242,6 +242,9 @@ pub async fn run(
     };
     let mut next_progress = Instant::now();
     let mut send_errors = 0u64;
+    // Since when every send failed, with no success between.
+    let mut failing_since: Option<Instant> = None;
+    let mut gave_up_sending = false;
     let mut interrupt = Box::pin(crate::recv::shutdown_signal());
     let mut interrupted = false;
     let mut aborted_for_read = false;
@@ -271,14 +274,28 @@ pub async fn run(
                 .iter()
                 .flat_map(|d| targets.iter().map(move |t| (d, t)))
             {
-                if let Err(e) =
-                    send_batch(data, &mut batch, to, &buf[..t.size], t.segment_size).await
-                {
-                    // A failed send is loss: the protocol repairs it.
-                    send_errors += 1;
-                    if send_errors == 1 {
+                match send_batch(data, &mut batch, to, &buf[..t.size], t.segment_size).await {
+                    Ok(()) => failing_since = None,
+                    Err(e) => {
+                        // A failed send is loss: the protocol repairs it.
+                        send_errors += 1;
                         let dest = to.as_socket().map_or(group, |a| a);
-                        tracing::warn!("send to {dest} failed: {e} (treated as loss)");
+                        if send_errors == 1 {
+                            tracing::warn!("send to {dest} failed: {e} (treated as loss)");
+                        }
+                        // Unless every send fails, for long: then the cause
+                        // is here (an output firewall rule, a route gone),
+                        // and repairs would fail alike until --timeout.
+                        let since = *failing_since.get_or_insert(now);
+                        if now.duration_since(since) >= SEND_FAILING_LIMIT && !gave_up_sending {
+                            gave_up_sending = true;
+                            let why = format!(
+                                "every send to {dest} failed for {} s: {e}; check this host's firewall (output rules) and its route to the group",
+                                SEND_FAILING_LIMIT.as_secs()
+                            );
+                            tracing::error!("{why}");
+                            sender.abort(now, &why);
+                        }
                     }
                 }
             }
@@ -410,6 +427,9 @@ async fn readable(socks: &[UdpSocket]) -> usize {
     })
     .await
 }
+
+/// Every send failing this long, with no success between, ends the push.
+const SEND_FAILING_LIMIT: Duration = Duration::from_secs(5);
 
 /// Feedback datagrams read at most between two sends.
 const FEEDBACK_BATCH: usize = 64;
