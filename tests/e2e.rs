@@ -817,24 +817,17 @@ fn a_push_through_5_percent_loss_arrives_intact_everywhere() {
     ) else {
         return;
     };
-    if Command::new("nft").arg("--version").output().is_err() {
-        eprintln!(
-            "skipping: needs nft (Debian package nftables; .ci/run installs it) to drop packets"
-        );
-        return;
-    }
     // Drop 5 % of the datagrams arriving on either port. On one host the
     // kernel loops multicast back once for all sockets, so this loss is
     // shared by the receivers (correlated); the simulator covers
     // independent loss.
-    for rule in [
+    if !nft_rules(&[
         "add table inet mdploss",
         "add chain inet mdploss in { type filter hook input priority 0; }",
         "add rule inet mdploss in udp dport 7400 numgen random mod 100 < 5 drop",
         "add rule inet mdploss in udp dport 7401 numgen random mod 100 < 5 drop",
-    ] {
-        let ok = Command::new("nft").args(rule.split(' ')).status().unwrap();
-        assert!(ok.success(), "nft {rule}");
+    ]) {
+        return;
     }
     let base = temp_dir("loss");
     let src = base.join("src");
@@ -1125,6 +1118,20 @@ fn unicast_mode_pushes_to_each_receiver_over_ipv4_and_ipv6() {
 }
 
 /// Runs `sh -c cmd` and asserts it worked.
+/// Applies nftables `rules` (words split at spaces) in the test's
+/// namespace; false, with a skip message, when nft is missing.
+fn nft_rules(rules: &[&str]) -> bool {
+    if Command::new("nft").arg("--version").output().is_err() {
+        eprintln!("skipping: needs nft (Debian package nftables; .ci/run installs it)");
+        return false;
+    }
+    for rule in rules {
+        let ok = Command::new("nft").args(rule.split(' ')).status().unwrap();
+        assert!(ok.success(), "nft {rule}");
+    }
+    true
+}
+
 fn sh(cmd: &str) {
     let ok = Command::new("sh").args(["-c", cmd]).status().unwrap();
     assert!(ok.success(), "{cmd}");
@@ -1659,20 +1666,13 @@ fn a_sender_whose_every_send_fails_ends_in_seconds_and_says_why() {
     ) else {
         return;
     };
-    if Command::new("nft").arg("--version").output().is_err() {
-        eprintln!(
-            "skipping: needs nft (Debian package nftables; .ci/run installs it) to refuse sends"
-        );
-        return;
-    }
     // An output rule that drops the data port: every send fails with EPERM.
-    for rule in [
+    if !nft_rules(&[
         "add table inet mdpout",
         "add chain inet mdpout out { type filter hook output priority 0; }",
         "add rule inet mdpout out udp dport 7400 drop",
-    ] {
-        let ok = Command::new("nft").args(rule.split(' ')).status().unwrap();
-        assert!(ok.success(), "nft {rule}");
+    ]) {
+        return;
     }
     let base = temp_dir("eperm");
     let src = base.join("src");
