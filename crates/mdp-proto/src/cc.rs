@@ -216,6 +216,8 @@ fn seq_before(a: u32, b: u32) -> bool {
 /// before it.
 #[derive(Clone, Debug)]
 struct Cut {
+    /// When it happened.
+    at: Instant,
     /// The first DATA sequence number sent at the new rate.
     seq: u32,
     /// The receivers whose reports cut the rate since (at most
@@ -271,7 +273,6 @@ pub struct RateController {
     rate: f64,
     startup: bool,
     last_step: Instant,
-    last_cut: Option<Instant>,
     /// The last cut that a whole window after the one before it caused.
     cut: Option<Cut>,
     /// Receivers whose reports are below the minimum, since when.
@@ -291,7 +292,6 @@ impl RateController {
             rate,
             startup: true,
             last_step: now,
-            last_cut: None,
             cut: None,
             slow_since: HashMap::new(),
             cuts: HashMap::new(),
@@ -342,7 +342,7 @@ impl RateController {
             return;
         }
         self.last_step = now;
-        let quiet = self.last_cut.is_none_or(|t| now >= t + WINDOW * 2);
+        let quiet = self.cut.as_ref().is_none_or(|c| now >= c.at + WINDOW * 2);
         if sending && quiet {
             let g = if self.startup { STARTUP_GROWTH } else { GROWTH };
             self.rate = (self.rate * g).min(max_bps as f64);
@@ -374,58 +374,51 @@ impl RateController {
         // can take from us.
         let floor = from_wire(c.floor).min(0.5);
         let capacity = c.delivered_bps as f64 / (1.0 - floor);
+        // What the report asks for, cutting at most to `max_cut` of the
+        // rate.
+        let (rate, min, max) = (self.rate, min_bps as f64, max_bps as f64);
+        let asked =
+            |max_cut: f64| (capacity * BACKOFF).clamp((rate * max_cut).clamp(min, max), max);
         // Where the report's window lies against the last cut, by the DATA
-        // sequence numbers the receiver saw: wholly after it (news), wholly
-        // before it (the overload that cut already answered: a receiver
-        // that catches up on a backlog reports several such windows at
-        // once), or across it (a mix of two rates: ignored).
-        let (after, before) = match &self.cut {
-            None => (true, false),
-            Some(cut) => (
-                !seq_before(c.first_seq, cut.seq),
-                seq_before(c.last_seq, cut.seq),
-            ),
-        };
-        let target = if after {
-            // One report cuts at most to MAX_CUT of the rate: a window
-            // that spanned a stall of the receiver (a decode, a disk flush)
-            // reports far less than it can take, and must not collapse the
-            // rate; a receiver that really is much slower reports again
-            // from the next window. A window that lost most of its
-            // datagrams, all through it, may cut deeper (DEEP_CUT).
-            let max_cut = if from_wire(c.loss) > DEEP_LOSS && c.runs >= DEEP_RUNS {
-                DEEP_CUT
-            } else {
-                MAX_CUT
-            };
-            let bound = (self.rate * max_cut).clamp(min_bps as f64, max_bps as f64);
-            let target = (capacity * BACKOFF).clamp(bound, max_bps as f64);
-            if target < self.rate {
-                self.cut = Some(Cut {
-                    seq: next_seq,
-                    by: vec![node],
-                });
-                self.last_cut = Some(now);
+        // sequence numbers the receiver saw: wholly before it (the overload
+        // that cut already answered), across it (a mix of two rates:
+        // ignored), or wholly after it (news).
+        let target = match self.cut.as_mut() {
+            Some(cut) if seq_before(c.last_seq, cut.seq) => {
+                // Seen by another receiver, it may cut once more (several
+                // overloaded receivers bring the rate down together); seen
+                // again by one that cut already (a backlog of its older
+                // windows, reported at once), it says nothing new.
+                if cut.by.contains(&node) || cut.by.len() >= CUT_NODES {
+                    rate
+                } else {
+                    let target = asked(MAX_CUT);
+                    if target < rate {
+                        cut.by.push(node);
+                    }
+                    target
+                }
             }
-            target
-        } else if before {
-            // The overload that cut answered. Seen by another receiver, it
-            // may cut once more (several overloaded receivers bring the rate
-            // down together); seen again by one that cut already (a backlog
-            // of its older windows), it says nothing new.
-            let cut = self.cut.as_mut().expect("before a cut");
-            if cut.by.contains(&node) || cut.by.len() >= CUT_NODES {
-                self.rate
-            } else {
-                let bound = (self.rate * MAX_CUT).clamp(min_bps as f64, max_bps as f64);
-                let target = (capacity * BACKOFF).clamp(bound, max_bps as f64);
-                if target < self.rate {
-                    cut.by.push(node);
+            Some(cut) if seq_before(c.first_seq, cut.seq) => rate,
+            _ => {
+                // One report cuts at most to MAX_CUT of the rate: a window
+                // that spanned a stall of the receiver (a decode, a disk
+                // flush) reports far less than it can take, and must not
+                // collapse the rate; a receiver that really is much slower
+                // reports again from the next window. A window that lost
+                // most of its datagrams, all through it, may cut deeper
+                // (DEEP_CUT).
+                let deep = from_wire(c.loss) > DEEP_LOSS && c.runs >= DEEP_RUNS;
+                let target = asked(if deep { DEEP_CUT } else { MAX_CUT });
+                if target < rate {
+                    self.cut = Some(Cut {
+                        at: now,
+                        seq: next_seq,
+                        by: vec![node],
+                    });
                 }
                 target
             }
-        } else {
-            self.rate
         };
         if target < self.rate {
             *self.cuts.entry(node).or_default() += 1;
