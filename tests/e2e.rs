@@ -1646,6 +1646,10 @@ fn a_receiver_timeout_says_whether_a_push_was_under_way_and_how_far_it_got() {
         "{line}"
     );
     assert!(
+        !line.contains(": 0 B of"),
+        "part of it arrived first: {line}"
+    );
+    assert!(
         !base.join("r/slow.bin").exists(),
         "nothing under its final name"
     );

@@ -178,11 +178,10 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
     // Bytes of the push in progress, and its total, for the message when
     // --timeout or a signal ends it.
     let mut progress: Option<(u64, u64)> = None;
-    let started = std::time::Instant::now();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let outcomes = runtime.block_on(mdp_net::recv::run(opts, |n| match n {
+    let ended = runtime.block_on(mdp_net::recv::run(opts, |n| match n {
         RecvNotice::Started {
             session,
             sender,
@@ -260,16 +259,16 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
         }
     }));
     hooks.finish();
-    let outcomes = outcomes?;
+    let ended = ended?;
     if !args.once {
         return Ok(EXIT_OK);
     }
-    Ok(match outcomes.first() {
+    Ok(match ended.outcomes.first() {
         Some(o) if o.complete => EXIT_OK,
         Some(_) => EXIT_INCOMPLETE,
         None => {
             let why = match args.timeout {
-                Some(t) if started.elapsed() >= t => {
+                Some(t) if ended.timed_out => {
                     format!("--timeout ({t:?}) ran out")
                 }
                 _ => "interrupted".to_string(),

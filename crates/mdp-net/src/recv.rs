@@ -230,11 +230,12 @@ pub async fn shutdown_signal() {
 }
 
 /// Runs the receiver until `once` and a session ended, the timeout, or a
-/// signal. Returns the outcomes of the sessions it finished.
+/// signal. Returns the outcomes of the sessions it finished, and whether the
+/// timeout ended it.
 pub async fn run(
     opts: RecvOptions,
     mut notice: impl FnMut(RecvNotice),
-) -> Result<Vec<SessionOutcome>, RecvError> {
+) -> Result<Ended, RecvError> {
     let ep = opts.endpoint;
     ep.validate().map_err(RecvError::Config)?;
     let explain = |e: io::Error| RecvError::Socket(socket::explain(&e, &ep));
@@ -391,7 +392,7 @@ pub async fn run(
             .min(next_progress);
         if let Some(d) = deadline {
             if now >= d {
-                break Ok(());
+                break Ok(true);
             }
             wake = wake.min(d);
         }
@@ -494,7 +495,7 @@ pub async fn run(
                     }
                     outcomes.push(outcome);
                     if opts.once {
-                        break 'run Ok(());
+                        break 'run Ok(false);
                     }
                     receiver = Receiver::new(ReceiverConfig {
                         seed: crate::random_u64(),
@@ -505,12 +506,25 @@ pub async fn run(
             _ = tokio::time::sleep_until(wake.into()) => {
                 receiver.handle_timeout(Instant::now());
             }
-            _ = &mut interrupt => break Ok(()),
+            _ = &mut interrupt => break Ok(false),
         }
     };
     drop(cmd_tx);
     let _ = writer_thread.join();
-    result.map(|()| outcomes)
+    result.map(|timed_out| Ended {
+        outcomes,
+        timed_out,
+    })
+}
+
+/// How [`run`] ended.
+#[derive(Debug)]
+pub struct Ended {
+    /// The sessions it finished, in order.
+    pub outcomes: Vec<SessionOutcome>,
+    /// The timeout ran out (not `once` with a finished session, nor a
+    /// signal).
+    pub timed_out: bool,
 }
 
 /// Says once, in one line, why packets are being dropped by authentication.
