@@ -239,6 +239,19 @@ fn wait_output(child: Child, limit: Duration) -> Output {
     }
 }
 
+/// Waits until `path` holds at least `n` lines, at most `limit`.
+fn wait_for_lines(path: &Path, n: usize, limit: Duration) {
+    let start = Instant::now();
+    while fs::read_to_string(path).map_or(0, |t| t.lines().count()) < n {
+        assert!(
+            start.elapsed() < limit,
+            "{} has fewer than {n} lines after {limit:?}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Ends a receiver service with SIGTERM, checks that it exits 0, and
 /// returns the JSON line of each push it took, and its stderr.
 fn stop_service(service: Child) -> (Vec<serde_json::Value>, String) {
@@ -480,6 +493,10 @@ fn a_receiver_service_takes_three_pushes_and_runs_its_hooks_each_time() {
         let report = json(&out);
         assert_eq!(out.status.code(), Some(0), "push {round}: {report}");
         sessions.push(report["session"].as_str().unwrap().to_string());
+        // The sender exits once the receiver confirmed every file; the
+        // receiver ends its session (directory times, --delete) when the
+        // sender's DONE arrives, then runs the push hook: compare after it.
+        wait_for_lines(&log, round + 1, Duration::from_secs(10));
         assert_same_tree(&src.join("tree"), &dir.join("tree"));
     }
     // SIGTERM ends the service cleanly.
