@@ -493,11 +493,13 @@ fn a_receiver_service_takes_three_pushes_and_runs_its_hooks_each_time() {
         let report = json(&out);
         assert_eq!(out.status.code(), Some(0), "push {round}: {report}");
         sessions.push(report["session"].as_str().unwrap().to_string());
-        // The sender exits once the receiver confirmed every file; the
-        // receiver ends its session (directory times, --delete) when the
-        // sender's DONE arrives, then runs the push hook: compare after it.
-        wait_for_lines(&log, round + 1, Duration::from_secs(10));
+        // The sender exits once the receiver confirmed, and the receiver
+        // confirms only after its tree is final (directory times too): a
+        // cron job may read it right away. (Before, directory times were
+        // set at the sender's DONE, and this comparison raced them.)
         assert_same_tree(&src.join("tree"), &dir.join("tree"));
+        // The hook runs when the session ends, at the sender's DONE.
+        wait_for_lines(&log, round + 1, Duration::from_secs(10));
     }
     // SIGTERM ends the service cleanly.
     std::thread::sleep(Duration::from_millis(300));
@@ -648,6 +650,10 @@ fn delete_removes_what_the_sender_no_longer_has_and_only_below_pushed_directorie
     .output()
     .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", json(&out));
+    // The receiver confirmed only after --delete and the directory times:
+    // the tree is final as soon as the sender exits 0.
+    assert_same_tree(&src.join("tree"), &dir.join("tree"));
+    assert!(!dir.join("tree/old").exists() && !dir.join("tree/stale.txt").exists());
     let got = wait_output(rx.into_iter().next().unwrap(), Duration::from_secs(30));
     let line = json(&got);
     let mut deleted: Vec<String> = line["deleted"]

@@ -104,11 +104,15 @@ enum WriterCmd {
     Placed(String, [u8; 32]),
     Write(ObjectId, u64, CompleteBlock),
     Complete(ObjectId),
-    /// The session ended; with `prune`, remove what the pushed directories
-    /// hold beyond the manifest.
-    Finish {
+    /// Every file is placed or failed: make the tree final (directory
+    /// modes and times; with `prune`, remove what the pushed directories
+    /// hold beyond the manifest) before the receiver confirms.
+    Settle {
+        session: SessionId,
         prune: bool,
     },
+    /// The session ended.
+    Finish,
 }
 
 enum WriterReply {
@@ -123,7 +127,9 @@ enum WriterReply {
         (String, [u8; 32]),
     ),
     BeginFailed(String),
-    Finished(Vec<String>),
+    /// The tree is final; what `--delete` removed.
+    Settled(SessionId, Vec<String>),
+    Finished,
 }
 
 /// Owns the store: rebuilds blocks (the Reed-Solomon decodes run here, not
@@ -196,10 +202,12 @@ fn writer(
                 }
                 (Err(e), _) => WriterReply::Verified(object, Err(e), (String::new(), [0; 32])),
             },
-            WriterCmd::Finish { prune } => {
-                let removed = if prune { store.prune() } else { Vec::new() };
+            WriterCmd::Settle { session, prune } => {
+                WriterReply::Settled(session, store.settle(prune))
+            }
+            WriterCmd::Finish => {
                 store.finish();
-                WriterReply::Finished(removed)
+                WriterReply::Finished
             }
         };
         if replies.send(reply).is_err() {
@@ -314,7 +322,8 @@ pub async fn run(
     let mut auth_warnings = AuthWarnings::default();
     // The source address of the ANNOUNCE the current session began with.
     let mut session_sender: Option<std::net::SocketAddr> = None;
-    let mut session_delete = false;
+    // What --delete removed when the tree was settled, for the report.
+    let mut pruned: Vec<String> = Vec::new();
     let result = 'run: loop {
         let now = Instant::now();
         // A timer that fell due fires here, not only when the select below
@@ -343,10 +352,9 @@ pub async fn run(
                 ReceiverEvent::SessionStarted {
                     session,
                     manifest,
-                    delete,
                     block_bytes,
+                    ..
                 } => {
-                    session_delete = delete;
                     if !buffer_checked {
                         buffer_checked = true;
                         if let Some(msg) = buffer_warning(granted, receiver.session_rate()) {
@@ -370,11 +378,13 @@ pub async fn run(
                 ReceiverEvent::ObjectComplete { object } => {
                     let _ = cmd_tx.send(WriterCmd::Complete(object));
                 }
+                ReceiverEvent::Settle { prune } => {
+                    if let Some(session) = receiver.session_id() {
+                        let _ = cmd_tx.send(WriterCmd::Settle { session, prune });
+                    }
+                }
                 ReceiverEvent::Finished(outcome) => {
-                    // --delete only after a push that placed everything.
-                    let prune = session_delete && outcome.complete;
-                    session_delete = false;
-                    let _ = cmd_tx.send(WriterCmd::Finish { prune });
+                    let _ = cmd_tx.send(WriterCmd::Finish);
                     pending_finish = Some(outcome);
                 }
             }
@@ -478,8 +488,15 @@ pub async fn run(
                     notice(RecvNotice::Failed(why.clone()));
                     receiver.refuse(Instant::now(), why);
                 }
-                WriterReply::Finished(removed) => {
+                WriterReply::Settled(session, removed) => {
+                    if receiver.session_id() == Some(session) {
+                        pruned = removed;
+                        receiver.handle_settled(Instant::now());
+                    }
+                }
+                WriterReply::Finished => {
                     let Some(outcome) = pending_finish.take() else { continue };
+                    let removed = std::mem::take(&mut pruned);
                     if !removed.is_empty() {
                         tracing::info!(
                             "--delete: removed {} entries the sender no longer has",

@@ -309,6 +309,8 @@ pub struct Store {
     /// they may.
     kept: KeptBytes,
     keep_limit: usize,
+    /// [`Store::settle`] ran for this session.
+    settled: bool,
 }
 
 impl std::fmt::Debug for Store {
@@ -424,6 +426,7 @@ impl Store {
             scratch: Vec::new(),
             kept: KeptBytes::default(),
             keep_limit: DEFAULT_KEEP_LIMIT,
+            settled: false,
         })
     }
 
@@ -594,6 +597,7 @@ impl Store {
         block_bytes: u64,
     ) -> io::Result<Vec<HeldBlocks>> {
         self.abort();
+        self.settled = false;
         self.remove_stale_partials();
         self.block_bytes = block_bytes;
         for e in &manifest.entries {
@@ -846,9 +850,32 @@ impl Store {
         }
     }
 
-    /// Ends the session: applies directory modes and mtimes (deepest
-    /// first) and removes what is left of the temporary files.
+    /// Makes the tree final once every file is placed or failed for good
+    /// (the receiver's `Settle`, before it confirms): with `prune`, the
+    /// `--delete` removal ([`Store::prune`], whose list it returns); then
+    /// the directories' modes and mtimes. [`Store::finish`] does not do it
+    /// again.
+    pub fn settle(&mut self, prune: bool) -> Vec<String> {
+        let removed = if prune { self.prune() } else { Vec::new() };
+        self.settle_dirs();
+        self.settled = true;
+        removed
+    }
+
+    /// Ends the session: makes the tree final if [`Store::settle`] did not
+    /// (an incomplete push still gets its directories' modes and mtimes)
+    /// and removes what is left of the temporary files.
     pub fn finish(&mut self) {
+        if !self.settled {
+            self.settle_dirs();
+        }
+        self.settled = false;
+        self.abort();
+    }
+
+    /// Saves the hash index, and applies the directories' modes and mtimes
+    /// deepest first (a child's change would move its parent's mtime).
+    fn settle_dirs(&mut self) {
         self.index.save();
         let mut dirs: Vec<_> = self
             .manifest
@@ -866,7 +893,6 @@ impl Store {
                 let _ = d.set_times(FileTimes::new().set_modified(t));
             }
         }
-        self.abort();
     }
 
     /// Ends the session's unfinished files: with `keep_partial`, a file

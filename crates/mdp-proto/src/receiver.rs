@@ -6,8 +6,12 @@
 //! blocks to the caller ([`ReceiverEvent::Block`]). When every block of a file
 //! was handed over it emits [`ReceiverEvent::ObjectComplete`]; the caller
 //! checks the file's hash, places it, and reports with
-//! [`Receiver::handle_object_verified`]. When every file is final it sends a
-//! confirming STATUS, and ends when the sender acknowledged it or said DONE.
+//! [`Receiver::handle_object_verified`]. When every file is final it asks the
+//! caller to settle the tree ([`ReceiverEvent::Settle`]: directory modes and
+//! times, `--delete`), and once [`Receiver::handle_settled`] says that is
+//! done it sends a confirming STATUS, and ends when the sender acknowledged
+//! it or said DONE. So a sender that hears "complete" knows the receiver's
+//! tree is final.
 //!
 //! Loss recovery follows NORM (RFC 5740): a block the sender has passed and
 //! that is still incomplete is NACKed after a random back-off; a NACK from
@@ -131,6 +135,14 @@ pub enum ReceiverEvent {
     ObjectComplete {
         /// File object.
         object: ObjectId,
+    },
+    /// Every file is verified or failed for good: make the tree final
+    /// (directory modes and modification times; with `prune`, remove what
+    /// the pushed directories hold beyond the manifest), then call
+    /// [`Receiver::handle_settled`]. The confirming STATUS waits for it.
+    Settle {
+        /// Do the sender's `--delete`: asked for, and no file failed.
+        prune: bool,
     },
     /// The session is over for this receiver.
     Finished(SessionOutcome),
@@ -357,6 +369,9 @@ struct Session {
     have_blocks: Vec<(u32, u32, u32)>,
     registered_acked: bool,
     register_sent: Option<Instant>,
+    /// [`ReceiverEvent::Settle`] was emitted; `complete` waits for
+    /// [`Receiver::handle_settled`].
+    settling: bool,
     complete: bool,
     confirm_acked: bool,
     status_due: bool,
@@ -719,6 +734,7 @@ impl Receiver {
             have_blocks: Vec::new(),
             registered_acked: false,
             register_sent: None,
+            settling: false,
             complete: false,
             confirm_acked: false,
             status_due: false,
@@ -1313,15 +1329,35 @@ impl Receiver {
 
     fn check_complete(&mut self) {
         let s = self.session.as_mut().expect("caller checked");
-        if s.complete || !s.manifest_known {
+        if s.complete || s.settling || !s.manifest_known {
             return;
         }
         // Every file object is verified or failed for good (each counted
         // once, in handle_object_verified).
         if s.verified as usize + s.failed.len() == s.objects.len() - 1 {
-            s.complete = true;
-            s.status_due = true;
+            if s.refused.is_some() {
+                // Nothing was placed: nothing to settle.
+                s.complete = true;
+                s.status_due = true;
+            } else {
+                s.settling = true;
+                self.events.push_back(ReceiverEvent::Settle {
+                    prune: s.delete && s.failed.is_empty(),
+                });
+            }
         }
+    }
+
+    /// The caller made the tree final after [`ReceiverEvent::Settle`]: the
+    /// receiver is complete now and confirms it to the sender.
+    pub fn handle_settled(&mut self, now: Instant) {
+        let Some(s) = &mut self.session else { return };
+        if !s.settling || s.complete || self.finished {
+            return;
+        }
+        s.complete = true;
+        s.status_due = true;
+        self.after_input(now);
     }
 
     fn handle_other_nack(&mut self, now: Instant, n: &Nack) {

@@ -97,6 +97,7 @@ fn session(sizes: &[u64], drop_every: usize, keyed: bool) -> (Vec<u8>, Vec<u8>, 
                 ReceiverEvent::ObjectComplete { object } => {
                     r.handle_object_verified(now, object, Ok(()))
                 }
+                ReceiverEvent::Settle { .. } => r.handle_settled(now),
                 _ => {}
             }
         }

@@ -166,6 +166,7 @@ pub fn receiver_target(data: &[u8]) -> Option<mdp_proto::SessionOutcome> {
                     };
                     r.handle_object_verified(now, object, result);
                 }
+                ReceiverEvent::Settle { .. } => r.handle_settled(now),
                 ReceiverEvent::Finished(o) => outcome = Some(o),
             }
         }

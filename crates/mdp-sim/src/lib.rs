@@ -116,6 +116,10 @@ pub struct SimConfig {
     /// ([`SenderEvent::EncodeParity`], the encoder thread of `mdp-send`);
     /// zero answers at once. Jobs are answered in order.
     pub encode_delay: Duration,
+    /// How long a receiver's caller takes to settle its tree
+    /// ([`ReceiverEvent::Settle`]: directory times, `--delete`); zero
+    /// settles at once.
+    pub settle_delay: Duration,
     /// Virtual time after which the run is abandoned.
     pub max_time: Duration,
 }
@@ -149,6 +153,7 @@ impl SimConfig {
             sender_crash: None,
             receiver_setup: None,
             encode_delay: Duration::ZERO,
+            settle_delay: Duration::ZERO,
             max_time: Duration::from_secs(300),
         }
     }
@@ -255,6 +260,9 @@ pub struct ReceiverResult {
     pub session_stats: Vec<ReceiverStats>,
     /// Its node id.
     pub node: mdp_proto::NodeId,
+    /// When (from the start) its caller finished settling the tree of the
+    /// last session that got that far.
+    pub settled: Option<Duration>,
 }
 
 /// The outcome of a run.
@@ -317,6 +325,9 @@ struct SimReceiver {
     session_stats: Vec<ReceiverStats>,
     outcome: Option<SessionOutcome>,
     timeout: Option<Instant>,
+    /// A [`ReceiverEvent::Settle`] being worked on, answered then.
+    settle_at: Option<Instant>,
+    settled: Option<Instant>,
 }
 
 /// The simulated world.
@@ -398,6 +409,8 @@ impl World {
                     session_stats: Vec::new(),
                     outcome: None,
                     timeout: None,
+                    settle_at: None,
+                    settled: None,
                 }
             })
             .collect();
@@ -626,7 +639,16 @@ impl World {
                 };
                 r.machine.handle_object_verified(now, object, result);
             }
+            ReceiverEvent::Settle { .. } => {
+                if self.config.settle_delay.is_zero() {
+                    r.settled = Some(now);
+                    r.machine.handle_settled(now);
+                } else {
+                    r.settle_at = Some(now + self.config.settle_delay);
+                }
+            }
             ReceiverEvent::Finished(outcome) => {
+                r.settle_at = None;
                 r.session_stats.push(r.machine.stats());
                 r.outcomes.push(outcome.clone());
                 r.outcome = Some(outcome);
@@ -688,6 +710,9 @@ impl World {
                     consider(r.timeout);
                 }
                 _ => consider(r.timeout),
+            }
+            if r.started {
+                consider(r.settle_at);
             }
         }
         t
@@ -787,6 +812,13 @@ impl World {
                     r.machine.handle_timeout(now);
                     self.drain_receiver(i);
                 }
+                let r = &mut self.receivers[i];
+                if r.alive && r.started && r.settle_at.is_some_and(|t| t <= now) {
+                    r.settle_at = None;
+                    r.settled = Some(now);
+                    r.machine.handle_settled(now);
+                    self.drain_receiver(i);
+                }
             }
         }
         let nack_entries = self
@@ -813,6 +845,7 @@ impl World {
                     fate: r.fate,
                     outcomes: r.outcomes,
                     session_stats: r.session_stats,
+                    settled: r.settled.map(|t| t - self.start),
                 })
                 .collect(),
         }

@@ -269,6 +269,36 @@ fn after_every_receiver_confirmed_the_sender_ends_as_soon_as_they_do() {
 }
 
 #[test]
+fn the_sender_ends_only_after_every_receiver_settled_its_tree() {
+    // A receiver confirms only once its caller made the tree final
+    // (directory times, --delete): a sender that hears "complete" may
+    // exit, and a cron job then reads the receivers' trees. With settling
+    // taking 300 ms, the sender ends after every receiver's settle, and
+    // about that much later than with an instant one.
+    let content = tree(54);
+    let quick = run(SimConfig::new(3, 55), &content);
+    assert_all_delivered(&quick, &content, "instant settle");
+    let mut c = SimConfig::new(3, 55);
+    c.settle_delay = Duration::from_millis(300);
+    let slow = run(c, &content);
+    assert_all_delivered(&slow, &content, "slow settle");
+    for (i, rx) in slow.receivers.iter().enumerate() {
+        let settled = rx.settled.unwrap_or_else(|| panic!("r{i} never settled"));
+        assert!(
+            settled <= slow.elapsed,
+            "r{i} settled at {settled:?}, after the sender ended at {:?}",
+            slow.elapsed
+        );
+    }
+    assert!(
+        slow.elapsed >= quick.elapsed + Duration::from_millis(250),
+        "slow settle {:?}, instant {:?}",
+        slow.elapsed,
+        quick.elapsed
+    );
+}
+
+#[test]
 fn reordered_and_duplicated_datagrams_do_not_break_delivery() {
     let content = tree(13);
     let mut c = SimConfig::new(5, 44);
