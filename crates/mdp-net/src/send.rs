@@ -234,7 +234,7 @@ pub async fn run(
         vec![group.into()]
     };
     let mut batch = BatchSender::default();
-    let mut buf = Vec::with_capacity(65536);
+    let mut gather = mdp_proto::Gather::default();
     let mut rbuf = vec![0u8; 65536];
     let mut view = SendProgress {
         bytes_total: total,
@@ -269,12 +269,12 @@ pub async fn run(
         if sender.poll_timeout().is_some_and(|t| t <= now) {
             sender.handle_timeout(now);
         }
-        while let Some(t) = sender.poll_transmit(now, &mut buf) {
+        while let Some(t) = sender.poll_gather(now, &mut gather) {
             for (data, to) in datas
                 .iter()
                 .flat_map(|d| targets.iter().map(move |t| (d, t)))
             {
-                match send_batch(data, &mut batch, to, &buf[..t.size], t.segment_size).await {
+                match send_batch(data, &mut batch, to, &gather, t.segment_size).await {
                     Ok(()) => failing_since = None,
                     Err(e) => {
                         // A failed send is loss: the protocol repairs it.
@@ -440,13 +440,16 @@ async fn send_batch(
     sock: &UdpSocket,
     batch: &mut BatchSender,
     to: &socket2::SockAddr,
-    mut buf: &[u8],
+    gather: &mdp_proto::Gather,
     segment: usize,
 ) -> io::Result<()> {
     let fd = sock.as_raw_fd();
-    while !buf.is_empty() {
-        match sock.try_io(Interest::WRITABLE, || batch.send(fd, to, buf, segment)) {
-            Ok(n) => buf = &buf[n..],
+    let mut from = 0;
+    while from < gather.len() {
+        match sock.try_io(Interest::WRITABLE, || {
+            batch.send_gather(fd, to, gather, from, segment)
+        }) {
+            Ok(n) => from += n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => sock.writable().await?,
             Err(e) => return Err(e),
         }

@@ -15,6 +15,7 @@
 //! Nothing here allocates per datagram: the message headers live on the
 //! stack and the receive slots are allocated once.
 
+use mdp_proto::Gather;
 use socket2::SockAddr;
 use std::io;
 use std::mem::{size_of, zeroed};
@@ -87,11 +88,70 @@ impl BatchSender {
             return Ok(0);
         }
         let segment = segment.clamp(1, buf.len());
-        if self.gso && buf.len() > segment {
-            match send_gso(fd, to, buf, segment) {
+        let mut iovs = [EMPTY_IOV; MAX_SEGMENTS];
+        let mut spans = [(0, 0); MAX_SEGMENTS];
+        let mut n = 0;
+        for chunk in buf.chunks(segment).take(MAX_SEGMENTS) {
+            iovs[n] = iov(chunk);
+            spans[n] = (n, 1);
+            n += 1;
+        }
+        let sent = self.send_iov(fd, to, &mut iovs, &spans[..n], segment)?;
+        Ok(buf.len().min(sent * segment))
+    }
+
+    /// Sends datagrams `from..` of `g` (of `segment` bytes, the last one
+    /// possibly shorter) as the socket takes them now, each gathered from
+    /// its pieces without a copy. Returns how many it took; `WouldBlock`
+    /// when none.
+    pub fn send_gather(
+        &mut self,
+        fd: RawFd,
+        to: &SockAddr,
+        g: &Gather,
+        from: usize,
+        segment: usize,
+    ) -> io::Result<usize> {
+        let mut iovs = [EMPTY_IOV; 2 * MAX_SEGMENTS];
+        let mut spans = [(0, 0); MAX_SEGMENTS];
+        let (mut n, mut m, mut bytes) = (0, 0, 0);
+        for i in from..g.len() {
+            let pieces = g.pieces(i);
+            let len: usize = pieces.iter().map(|p| p.len()).sum();
+            if n == MAX_SEGMENTS || (n > 0 && bytes + len > MAX_GSO_BYTES) {
+                break;
+            }
+            let first = m;
+            for p in pieces.into_iter().filter(|p| !p.is_empty()) {
+                iovs[m] = iov(p);
+                m += 1;
+            }
+            spans[n] = (first, m - first);
+            n += 1;
+            bytes += len;
+        }
+        if n == 0 {
+            return Ok(0);
+        }
+        self.send_iov(fd, to, &mut iovs[..m], &spans[..n], segment.max(1))
+    }
+
+    /// Sends the datagrams `spans` (each a run of `iovs`) with one GSO
+    /// `sendmsg`, or with `sendmmsg` where GSO is off or refused. Returns
+    /// the datagrams sent.
+    fn send_iov(
+        &mut self,
+        fd: RawFd,
+        to: &SockAddr,
+        iovs: &mut [libc::iovec],
+        spans: &[(usize, usize)],
+        segment: usize,
+    ) -> io::Result<usize> {
+        if self.gso && spans.len() > 1 {
+            match send_gso(fd, to, iovs, segment) {
                 Ok(()) => {
                     self.gso_batches += 1;
-                    return Ok(buf.len());
+                    return Ok(spans.len());
                 }
                 Err(e) if gso_refused(&e) => {
                     tracing::debug!("UDP GSO refused ({e}); sending with sendmmsg from now on");
@@ -101,7 +161,20 @@ impl BatchSender {
             }
         }
         self.mmsg_batches += 1;
-        send_mmsg(fd, to, buf, segment)
+        send_mmsg(fd, to, iovs, spans)
+    }
+}
+
+const EMPTY_IOV: libc::iovec = libc::iovec {
+    iov_base: ptr::null_mut(),
+    iov_len: 0,
+};
+
+/// An iovec for `piece`; the kernel only reads through it.
+fn iov(piece: &[u8]) -> libc::iovec {
+    libc::iovec {
+        iov_base: piece.as_ptr() as *mut libc::c_void,
+        iov_len: piece.len(),
     }
 }
 
@@ -120,11 +193,9 @@ fn last_error() -> io::Error {
     io::Error::last_os_error()
 }
 
-fn send_gso(fd: RawFd, to: &SockAddr, buf: &[u8], segment: usize) -> io::Result<()> {
-    let mut iov = libc::iovec {
-        iov_base: buf.as_ptr() as *mut libc::c_void,
-        iov_len: buf.len(),
-    };
+/// One `sendmsg` of all of `iovs`, which the kernel cuts into datagrams
+/// of `segment` bytes.
+fn send_gso(fd: RawFd, to: &SockAddr, iovs: &mut [libc::iovec], segment: usize) -> io::Result<()> {
     // Room for one cmsghdr carrying a u16, aligned as the kernel wants.
     let mut control = [0u64; 4];
     // SAFETY: msghdr is plain data; every pointer set below outlives the
@@ -133,8 +204,8 @@ fn send_gso(fd: RawFd, to: &SockAddr, buf: &[u8], segment: usize) -> io::Result<
         let mut msg: libc::msghdr = zeroed();
         msg.msg_name = to.as_ptr() as *mut libc::c_void;
         msg.msg_namelen = to.len();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
+        msg.msg_iov = iovs.as_mut_ptr();
+        msg.msg_iovlen = iovs.len();
         msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
         msg.msg_controllen = libc::CMSG_SPACE(size_of::<u16>() as u32) as usize;
         let cmsg = libc::CMSG_FIRSTHDR(&msg);
@@ -149,31 +220,32 @@ fn send_gso(fd: RawFd, to: &SockAddr, buf: &[u8], segment: usize) -> io::Result<
     Ok(())
 }
 
-fn send_mmsg(fd: RawFd, to: &SockAddr, buf: &[u8], segment: usize) -> io::Result<usize> {
-    // SAFETY: zeroed iovec/mmsghdr are valid; each header points at one
-    // slice of `buf` and at `to`, both alive for the call.
+/// One `sendmmsg`, a message per span (`(first iovec, count)`, at most
+/// [`MAX_SEGMENTS`]). Returns the messages sent.
+fn send_mmsg(
+    fd: RawFd,
+    to: &SockAddr,
+    iovs: &mut [libc::iovec],
+    spans: &[(usize, usize)],
+) -> io::Result<usize> {
+    // SAFETY: a zeroed mmsghdr is valid; each header points at its run of
+    // `iovs` (in bounds: the spans were made from it) and at `to`, all
+    // alive for the call.
     unsafe {
-        let mut iovs: [libc::iovec; MAX_SEGMENTS] = zeroed();
         let mut msgs: [libc::mmsghdr; MAX_SEGMENTS] = zeroed();
-        let mut n = 0;
-        for chunk in buf.chunks(segment).take(MAX_SEGMENTS) {
-            iovs[n] = libc::iovec {
-                iov_base: chunk.as_ptr() as *mut libc::c_void,
-                iov_len: chunk.len(),
-            };
-            let h = &mut msgs[n].msg_hdr;
+        let n = spans.len().min(MAX_SEGMENTS);
+        for (m, &(first, count)) in msgs.iter_mut().zip(&spans[..n]) {
+            let h = &mut m.msg_hdr;
             h.msg_name = to.as_ptr() as *mut libc::c_void;
             h.msg_namelen = to.len();
-            h.msg_iov = &mut iovs[n];
-            h.msg_iovlen = 1;
-            n += 1;
+            h.msg_iov = iovs[first..first + count].as_mut_ptr();
+            h.msg_iovlen = count;
         }
         let sent = libc::sendmmsg(fd, msgs.as_mut_ptr(), n as libc::c_uint, 0);
         if sent < 0 {
             return Err(last_error());
         }
-        let sent = sent as usize;
-        Ok(msgs[..sent].iter().map(|m| m.msg_len as usize).sum())
+        Ok(sent as usize)
     }
 }
 
@@ -485,6 +557,57 @@ mod tests {
         assert_eq!(s.gso_batches, u64::from(gso), "one GSO send for the batch");
         assert_eq!(s.mmsg_batches, u64::from(!gso));
         assert_eq!(r.truncated, 0);
+    }
+
+    /// A gathered batch: 40 datagrams, each an 8-byte header of its own
+    /// then a range of one shared block, except every fifth, whose payload
+    /// is copied; the last one shorter.
+    fn check_gather(gso: bool) {
+        let (tx, rx) = pair();
+        let mut r = BatchReceiver::new(&rx);
+        let mut s = BatchSender::new(gso);
+        let to = SockAddr::from(rx.local_addr().unwrap());
+        let block: std::sync::Arc<Vec<u8>> = (0..40 * 1392)
+            .map(|i| (i / 7) as u8)
+            .collect::<Vec<_>>()
+            .into();
+        let mut g = Gather::default();
+        let mut want = Vec::new();
+        for i in 0..40usize {
+            let len = if i == 39 { 900 } else { 1392 };
+            let range = i * 1392..i * 1392 + len;
+            let mut own = vec![i as u8; 8];
+            let mut datagram = own.clone();
+            datagram.extend_from_slice(&block[range.clone()]);
+            if i % 5 == 0 {
+                own.extend_from_slice(&block[range]);
+                g.push(&own, None);
+            } else {
+                g.push(&own, Some((block.clone(), range)));
+            }
+            want.push(datagram);
+        }
+        let mut from = 0;
+        while from < g.len() {
+            from += s.send_gather(tx.as_raw_fd(), &to, &g, from, 1400).unwrap();
+        }
+        let got = collect(&rx, &mut r, 40);
+        assert_eq!(got.len(), 40, "every datagram arrives, split again");
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!(g == w, "datagram {i} differs");
+        }
+        assert_eq!(s.gso_batches, u64::from(gso), "one GSO send for the batch");
+        assert_eq!(s.mmsg_batches, u64::from(!gso));
+    }
+
+    #[test]
+    fn gathered_batches_arrive_whole_and_in_order_with_gso() {
+        check_gather(true);
+    }
+
+    #[test]
+    fn gathered_batches_arrive_whole_and_in_order_with_sendmmsg() {
+        check_gather(false);
     }
 
     #[test]

@@ -41,4 +41,4 @@ pub use sender::{
     RateSummary, ReceiverReport, Sender, SenderConfig, SenderEvent, SenderReport, SenderStats,
     Verdict,
 };
-pub use wire::Transmit;
+pub use wire::{Gather, Transmit};

@@ -36,7 +36,7 @@ use crate::manifest::{EntryKind, Manifest};
 use crate::pacer::Pacer;
 use crate::wire::{
     self, Ack, AckState, Announce, Control, DataHeader, Destination, Done, Echo, FailReason, Flush,
-    NackEntry, Packet, Timing, Transmit, DATA_HEADER_LEN, FLAG_REPAIR, MAX_NODE_LIST,
+    Gather, NackEntry, Packet, Timing, Transmit, DATA_HEADER_LEN, FLAG_REPAIR, MAX_NODE_LIST,
 };
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -537,6 +537,8 @@ pub struct Sender {
     events: VecDeque<SenderEvent>,
     stats: SenderStats,
     report: Option<Arc<SenderReport>>,
+    /// Scratch batch of [`Sender::poll_transmit`] (the copying path).
+    gather: Gather,
 }
 
 const PACING_BURST: Duration = Duration::from_millis(2);
@@ -622,6 +624,7 @@ impl Sender {
             skip: vec![false; sizes.len()],
             skip_blocks: HashMap::new(),
             sealer: config.auth.as_ref().map(|a| Sealer::new(a.key.clone())),
+            gather: Gather::default(),
             replay: HashMap::new(),
             now_hint: now,
             sizes,
@@ -1648,6 +1651,19 @@ impl Sender {
     /// Writes the next datagram (or batch) into `buf` (cleared first).
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
         buf.clear();
+        let mut gather = std::mem::take(&mut self.gather);
+        let t = self.poll_gather(now, &mut gather);
+        gather.copy_to(buf);
+        self.gather = gather;
+        t
+    }
+
+    /// [`Sender::poll_transmit`] without the copy: the batch goes into
+    /// `out` as pieces, each source symbol a range of its cached block (see
+    /// [`Gather`]), for a gathering send. The same datagrams in the same
+    /// order as `poll_transmit` writes them.
+    pub fn poll_gather(&mut self, now: Instant, out: &mut Gather) -> Option<Transmit> {
+        out.clear();
         self.now_hint = now;
         match self.phase {
             Phase::Finished => return None,
@@ -1656,7 +1672,7 @@ impl Sender {
                     return None;
                 }
                 let success = self.report.as_ref().is_some_and(|r| r.success);
-                self.write_control(buf, &Control::Done(Done { success }));
+                self.write_control(out, &Control::Done(Done { success }));
                 let sent = sent + 1;
                 if sent >= DONE_REPEATS {
                     self.phase = Phase::Finished;
@@ -1675,13 +1691,13 @@ impl Sender {
                         now + (self.grtt / 2).clamp(DONE_INTERVAL_MIN, DONE_INTERVAL_MAX)
                     };
                 }
-                return Some(self.single(buf));
+                return Some(self.single(out));
             }
             _ => {}
         }
         self.advance_phase(now);
         if matches!(self.phase, Phase::Done { .. }) {
-            return self.poll_transmit(now, buf);
+            return self.poll_gather(now, out);
         }
         // Control messages first: they are small and time-critical.
         if matches!(self.phase, Phase::Announcing | Phase::Sending) && now >= self.next_announce {
@@ -1697,7 +1713,7 @@ impl Sender {
                 };
             }
             let msg = self.announce(now);
-            self.write_control(buf, &msg);
+            self.write_control(out, &msg);
             self.next_announce = now
                 + if self.phase == Phase::Announcing {
                     self.announces += 1;
@@ -1705,16 +1721,16 @@ impl Sender {
                 } else {
                     HEARTBEAT_INTERVAL
                 };
-            return Some(self.single(buf));
+            return Some(self.single(out));
         }
         if self.phase == Phase::Flushing && now >= self.next_flush {
             let msg = self.flush(now);
-            self.write_control(buf, &msg);
+            self.write_control(out, &msg);
             self.flushes_sent += 1;
             self.next_flush = now + self.flush_interval();
             // The end may wait for a number of FLUSH rounds.
             self.check_flushing(now);
-            return Some(self.single(buf));
+            return Some(self.single(out));
         }
         // Data: repairs before new symbols, paced.
         let mut segment = 0;
@@ -1731,7 +1747,7 @@ impl Sender {
             if !self.pacer.try_take(now, wire_len) {
                 break;
             }
-            self.emit(now, pick, buf);
+            self.emit(now, pick, out);
             segment = wire_len;
             count += 1;
         }
@@ -1740,29 +1756,32 @@ impl Sender {
             return None;
         }
         self.stats.packets_sent += count as u64;
-        self.stats.bytes_sent += buf.len() as u64;
+        self.stats.bytes_sent += out.size() as u64;
         Some(Transmit {
             destination: Destination::Group,
-            size: buf.len(),
+            size: out.size(),
             segment_size: segment,
         })
     }
 
-    fn single(&mut self, buf: &[u8]) -> Transmit {
+    fn single(&mut self, out: &Gather) -> Transmit {
         self.stats.packets_sent += 1;
         self.stats.control_sent += 1;
-        self.stats.bytes_sent += buf.len() as u64;
+        self.stats.bytes_sent += out.size() as u64;
         Transmit {
             destination: Destination::Group,
-            size: buf.len(),
-            segment_size: buf.len(),
+            size: out.size(),
+            segment_size: out.size(),
         }
     }
 
-    fn write_control(&mut self, buf: &mut Vec<u8>, msg: &Control) {
+    fn write_control(&mut self, out: &mut Gather, msg: &Control) {
+        let buf = out.bytes_mut();
+        let start = buf.len();
         wire::write_control(buf, self.config.session, msg);
-        self.seal(buf, 0);
-        self.pacer.force_take(buf.len());
+        self.seal(buf, start);
+        self.pacer.force_take(buf.len() - start);
+        out.end_datagram(start, None);
     }
 
     /// With a key: seals the datagram that starts at `buf[start]`.
@@ -2050,7 +2069,7 @@ impl Sender {
     }
 
     /// Sends what [`Sender::pick`] chose: appends it to `buf` and advances.
-    fn emit(&mut self, now: Instant, pick: Pick, buf: &mut Vec<u8>) {
+    fn emit(&mut self, now: Instant, pick: Pick, out: &mut Gather) {
         let (key, esi, flags) = match pick {
             Pick::Repair(key, esi) => (key, esi, FLAG_REPAIR),
             Pick::New(key, esi) => (key, esi, 0),
@@ -2063,16 +2082,6 @@ impl Sender {
         let block_len = self.coding.block_len(size, block);
         self.touch(key);
         let cached = self.cache.get(&key).expect("pick() checked the cache");
-        let payload = if esi < k {
-            let len = self.coding.source_symbol_len(block_len, esi as u16);
-            &cached.source[esi as usize * t..esi as usize * t + len]
-        } else {
-            let i = (esi - k) as usize;
-            cached
-                .parity
-                .symbol(i, t)
-                .expect("pick() checked it is computed")
-        };
         let header = DataHeader {
             session: self.config.session,
             object: ObjectId(key.0),
@@ -2082,9 +2091,32 @@ impl Sender {
             seq: self.data_seq,
         };
         self.data_seq = self.data_seq.wrapping_add(1);
+        let buf = out.bytes_mut();
         let start = buf.len();
-        wire::write_data(buf, &header, payload);
+        wire::write_data_header(buf, &header);
+        // A source symbol is a range of the cached block: shared, not
+        // copied, unless a seal must follow it (it is computed over the
+        // datagram's bytes in one piece). Parity symbols are copied.
+        let shared = if esi < k {
+            let len = self.coding.source_symbol_len(block_len, esi as u16);
+            let range = esi as usize * t..esi as usize * t + len;
+            if self.sealer.is_none() {
+                Some((cached.source.clone(), range))
+            } else {
+                buf.extend_from_slice(&cached.source[range]);
+                None
+            }
+        } else {
+            let i = (esi - k) as usize;
+            let symbol = cached
+                .parity
+                .symbol(i, t)
+                .expect("pick() checked it is computed");
+            buf.extend_from_slice(symbol);
+            None
+        };
         self.seal(buf, start);
+        out.end_datagram(start, shared);
         match pick {
             Pick::Repair(..) => {
                 self.stats.repair_symbols_sent += 1;

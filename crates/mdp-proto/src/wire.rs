@@ -59,6 +59,111 @@ pub struct Transmit {
     pub segment_size: usize,
 }
 
+/// A batch of datagrams as pieces for a gathering send (`sendmsg` with
+/// one iovec per piece), so that source symbols go from the sender's block
+/// cache to the kernel without a copy: each datagram is its own bytes
+/// (header; copied payload and seal where there is one) and, for a source
+/// symbol, a range of the shared block buffer. Filled by
+/// `Sender::poll_gather`, reused from batch to batch.
+#[derive(Debug, Default)]
+pub struct Gather {
+    /// Headers and copied payloads, back to back.
+    bytes: Vec<u8>,
+    /// Per datagram: its range of `bytes`, and the shared payload after it.
+    datagrams: Vec<(std::ops::Range<usize>, Option<SharedPayload>)>,
+    /// Bytes of all datagrams.
+    size: usize,
+}
+
+/// A payload range of a buffer shared with the sender's block cache.
+#[derive(Clone, Debug)]
+pub struct SharedPayload {
+    buf: std::sync::Arc<Vec<u8>>,
+    range: std::ops::Range<usize>,
+}
+
+impl Gather {
+    /// Empties it, keeping its memory.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.datagrams.clear();
+        self.size = 0;
+    }
+
+    /// Bytes of all datagrams.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// Datagrams held.
+    pub fn len(&self) -> usize {
+        self.datagrams.len()
+    }
+
+    /// True when it holds no datagram.
+    pub fn is_empty(&self) -> bool {
+        self.datagrams.is_empty()
+    }
+
+    /// Datagram `i` as its pieces: its own bytes, then the shared payload
+    /// if it has one (empty otherwise).
+    pub fn pieces(&self, i: usize) -> [&[u8]; 2] {
+        let (own, shared) = &self.datagrams[i];
+        let shared = shared.as_ref().map_or(&[][..], |p| &p.buf[p.range.clone()]);
+        [&self.bytes[own.clone()], shared]
+    }
+
+    /// Appends every datagram, contiguous, to `buf` (the copying path).
+    pub fn copy_to(&self, buf: &mut Vec<u8>) {
+        for i in 0..self.len() {
+            for piece in self.pieces(i) {
+                buf.extend_from_slice(piece);
+            }
+        }
+    }
+
+    /// Appends a datagram: `own` bytes, then `shared[range]` if given.
+    pub fn push(
+        &mut self,
+        own: &[u8],
+        shared: Option<(std::sync::Arc<Vec<u8>>, std::ops::Range<usize>)>,
+    ) {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(own);
+        self.end_datagram(start, shared);
+    }
+
+    /// Where the next datagram's own bytes go; call [`Gather::end_datagram`]
+    /// when they are written.
+    pub(crate) fn bytes_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.bytes
+    }
+
+    /// Ends a datagram that starts at `start` of the own bytes, with an
+    /// optional shared payload `buf[range]` after them.
+    pub(crate) fn end_datagram(
+        &mut self,
+        start: usize,
+        shared: Option<(std::sync::Arc<Vec<u8>>, std::ops::Range<usize>)>,
+    ) {
+        let shared = shared.map(|(buf, range)| SharedPayload { buf, range });
+        self.size += self.bytes.len() - start + shared.as_ref().map_or(0, |p| p.range.len());
+        self.datagrams.push((start..self.bytes.len(), shared));
+    }
+}
+
+/// Appends a data datagram's header only: its payload follows it on the
+/// wire (a shared piece of a [`Gather`]).
+pub fn write_data_header(buf: &mut Vec<u8>, header: &DataHeader) {
+    common_header(buf, PacketType::Data, header.session);
+    buf.extend_from_slice(&header.object.0.to_be_bytes());
+    buf.extend_from_slice(&header.block.0.to_be_bytes());
+    buf.extend_from_slice(&header.esi.0.to_be_bytes());
+    buf.push(header.flags);
+    buf.push(0);
+    buf.extend_from_slice(&header.seq.to_be_bytes());
+}
+
 /// Packet type codes (byte 3 of the common header).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -388,13 +493,7 @@ fn common_header(buf: &mut Vec<u8>, ty: PacketType, session: SessionId) {
 
 /// Appends a DATA datagram to `buf`.
 pub fn write_data(buf: &mut Vec<u8>, header: &DataHeader, payload: &[u8]) {
-    common_header(buf, PacketType::Data, header.session);
-    buf.extend_from_slice(&header.object.0.to_be_bytes());
-    buf.extend_from_slice(&header.block.0.to_be_bytes());
-    buf.extend_from_slice(&header.esi.0.to_be_bytes());
-    buf.push(header.flags);
-    buf.push(0);
-    buf.extend_from_slice(&header.seq.to_be_bytes());
+    write_data_header(buf, header);
     buf.extend_from_slice(payload);
 }
 

@@ -285,6 +285,9 @@ pub struct SimResult {
     pub nack_entries: u64,
     /// Total file bytes pushed.
     pub file_bytes: u64,
+    /// Payload bytes the sender handed over without copying them
+    /// ([`Sender::poll_gather`]'s shared pieces).
+    pub shared_payload_bytes: u64,
 }
 
 impl SimResult {
@@ -355,6 +358,9 @@ pub struct World {
     /// Parity jobs being computed, with when they are answered.
     encoding: std::collections::VecDeque<(Instant, SenderEvent)>,
     buf: Vec<u8>,
+    gather: mdp_proto::Gather,
+    /// Payload bytes the sender handed over as shared pieces (not copied).
+    shared_payload_bytes: u64,
     codec: Codec,
 }
 
@@ -435,6 +441,8 @@ impl World {
             encoding: std::collections::VecDeque::new(),
             codec: Codec::default(),
             buf: Vec::with_capacity(65536),
+            gather: mdp_proto::Gather::default(),
+            shared_payload_bytes: 0,
         }
     }
 
@@ -524,14 +532,33 @@ impl World {
     fn drain_sender(&mut self) {
         loop {
             let mut progressed = false;
-            let mut buf = std::mem::take(&mut self.buf);
-            while let Some(t) = self.sender.poll_transmit(self.now, &mut buf) {
+            // The gathering path, as mdp-send takes it: each datagram is
+            // put together from its pieces here, as the kernel does.
+            let mut gather = std::mem::take(&mut self.gather);
+            while let Some(t) = self.sender.poll_gather(self.now, &mut gather) {
                 progressed = true;
-                for seg in buf[..t.size].chunks(t.segment_size) {
-                    self.multicast_from_sender(seg);
+                let mut size = 0;
+                for i in 0..gather.len() {
+                    let [own, shared] = gather.pieces(i);
+                    self.buf.clear();
+                    self.buf.extend_from_slice(own);
+                    self.buf.extend_from_slice(shared);
+                    self.shared_payload_bytes += shared.len() as u64;
+                    assert!(
+                        self.buf.len() == t.segment_size
+                            || (i + 1 == gather.len() && self.buf.len() < t.segment_size),
+                        "datagram {i} of a batch of {}-byte segments has {} bytes",
+                        t.segment_size,
+                        self.buf.len()
+                    );
+                    size += self.buf.len();
+                    let d = std::mem::take(&mut self.buf);
+                    self.multicast_from_sender(&d);
+                    self.buf = d;
                 }
+                assert_eq!(size, t.size, "the batch's size");
             }
-            self.buf = buf;
+            self.gather = gather;
             while let Some(ev) = self.sender.poll_event() {
                 progressed = true;
                 if matches!(ev, SenderEvent::EncodeParity { .. })
@@ -834,6 +861,7 @@ impl World {
             blocks_with_loss: self.lost_blocks.len(),
             nack_entries,
             file_bytes: self.content.total_bytes(),
+            shared_payload_bytes: self.shared_payload_bytes,
             receivers: self
                 .receivers
                 .into_iter()

@@ -299,6 +299,28 @@ fn the_sender_ends_only_after_every_receiver_settled_its_tree() {
 }
 
 #[test]
+fn source_symbols_leave_the_sender_uncopied_unless_they_are_sealed() {
+    // The gathering path hands each source symbol over as a range of its
+    // cached block: every file byte goes out that way at least once. A
+    // seal is computed over the datagram in one piece, so with a key every
+    // payload is copied instead; delivery is the same either way.
+    let content = one_file(1 << 20, 56);
+    let plain = run(SimConfig::new(2, 57), &content);
+    assert_all_delivered(&plain, &content, "without a key");
+    assert!(
+        plain.shared_payload_bytes >= content.total_bytes(),
+        "{} of {} bytes shared",
+        plain.shared_payload_bytes,
+        content.total_bytes()
+    );
+    let mut c = SimConfig::new(2, 57);
+    c.key = Some(mdp_proto::auth::Key::from_bytes([3; 32]));
+    let sealed = run(c, &content);
+    assert_all_delivered(&sealed, &content, "with a key");
+    assert_eq!(sealed.shared_payload_bytes, 0);
+}
+
+#[test]
 fn reordered_and_duplicated_datagrams_do_not_break_delivery() {
     let content = tree(13);
     let mut c = SimConfig::new(5, 44);
