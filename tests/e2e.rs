@@ -3,7 +3,8 @@
 //!
 //! Each network test re-runs itself inside a private network namespace
 //! (`unshare -n`, loopback up with a multicast route), so nothing can leave
-//! the machine and parallel tests cannot hear each other. Without root they
+//! the machine and parallel tests cannot hear each other, and a private PID
+//! namespace, so that the receivers of a test that failed die with it. Without root they
 //! run on the host's loopback instead (pinned to 127.0.0.1, TTL 1, one at a
 //! time), except those that need root for packet filters or routes, which
 //! say they are skipped. Files live in a temporary directory of the host
@@ -57,7 +58,7 @@ fn network(test: &str, needs_root: bool) -> Option<Net> {
     }
     let exe = std::env::current_exe().expect("test executable path");
     let out = Command::new("unshare")
-        .arg("-n")
+        .args(netns::UNSHARE)
         .arg(exe)
         .args(["--exact", test, "--nocapture", "--test-threads", "1"])
         .env(INNER, test)

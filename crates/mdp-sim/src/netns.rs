@@ -5,11 +5,19 @@
 use std::io;
 use std::process::{Command, Stdio};
 
-/// True when this process may create network namespaces (`unshare -n`
-/// works: root, and a kernel and sandbox that allow it).
+/// How to run a command in private namespaces: `unshare` with these
+/// arguments, then the command. A network namespace, and a PID namespace
+/// whose first process is the command (with its own `/proc`): when the
+/// command ends, or `unshare` is killed, the kernel kills every process it
+/// left behind, so a failed test's receivers never outlive it.
+pub const UNSHARE: &[&str] = &["-n", "-p", "-f", "--kill-child", "--mount-proc"];
+
+/// True when this process may create those namespaces (root, and a kernel
+/// and sandbox that allow it).
 pub fn available() -> bool {
     Command::new("unshare")
-        .args(["-n", "true"])
+        .args(UNSHARE)
+        .arg("true")
         .stderr(Stdio::null())
         .status()
         .map(|s| s.success())
