@@ -45,7 +45,8 @@ pub enum Destination {
 }
 
 /// One datagram, or a batch of equal-sized datagrams (the last may be
-/// shorter), written by `poll_transmit` into the caller's buffer.
+/// shorter), written by `poll_transmit` into the caller's buffer (or by the
+/// sender's `poll_gather` into a [`Gather`]).
 ///
 /// A batch can be handed to the kernel in one UDP GSO send; without GSO the
 /// caller sends `buf[i*segment_size..]` chunks one by one.
@@ -77,7 +78,7 @@ pub struct Gather {
 
 /// A payload range of a buffer shared with the sender's block cache.
 #[derive(Clone, Debug)]
-pub struct SharedPayload {
+struct SharedPayload {
     buf: std::sync::Arc<Vec<u8>>,
     range: std::ops::Range<usize>,
 }
