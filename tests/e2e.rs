@@ -58,7 +58,7 @@ fn network(test: &str, needs_root: bool) -> Option<Net> {
     }
     let exe = std::env::current_exe().expect("test executable path");
     let out = Command::new("unshare")
-        .args(netns::UNSHARE)
+        .args(netns::unshare_args().expect("checked available() above"))
         .arg(exe)
         .args(["--exact", test, "--nocapture", "--test-threads", "1"])
         .env(INNER, test)

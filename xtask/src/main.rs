@@ -168,7 +168,7 @@ fn enter_private_netns(task: &str) -> Result<bool> {
         return Ok(true);
     }
     let status = Command::new("unshare")
-        .args(netns::UNSHARE)
+        .args(netns::unshare_args().expect("checked available() above"))
         .arg(std::env::current_exe()?)
         .arg(task)
         .env(INNER, task)

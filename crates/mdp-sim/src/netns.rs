@@ -4,24 +4,34 @@
 
 use std::io;
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 
 /// How to run a command in private namespaces: `unshare` with these
-/// arguments, then the command. A network namespace, and a PID namespace
-/// whose first process is the command (with its own `/proc`): when the
-/// command ends, or `unshare` is killed, the kernel kills every process it
-/// left behind, so a failed test's receivers never outlive it.
-pub const UNSHARE: &[&str] = &["-n", "-p", "-f", "--kill-child", "--mount-proc"];
+/// arguments, then the command. A network namespace, and where the machine
+/// allows it a PID namespace whose first process is the command (with its
+/// own `/proc`): when the command ends, or `unshare` is killed, the kernel
+/// kills every process it left behind, so a failed test's receivers never
+/// outlive it. `None` when not even a network namespace can be made (not
+/// root, or a sandbox that forbids it).
+pub fn unshare_args() -> Option<&'static [&'static str]> {
+    static ARGS: OnceLock<Option<&'static [&'static str]>> = OnceLock::new();
+    *ARGS.get_or_init(|| {
+        const CONTAINED: &[&str] = &["-n", "-p", "-f", "--kill-child", "--mount-proc"];
+        const NET_ONLY: &[&str] = &["-n"];
+        [CONTAINED, NET_ONLY].into_iter().find(|args| {
+            Command::new("unshare")
+                .args(*args)
+                .arg("true")
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+    })
+}
 
-/// True when this process may create those namespaces (root, and a kernel
-/// and sandbox that allow it).
+/// True when this process may create a network namespace.
 pub fn available() -> bool {
-    Command::new("unshare")
-        .args(UNSHARE)
-        .arg("true")
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
+    unshare_args().is_some()
 }
 
 /// Inside a fresh namespace: brings loopback up with multicast and routes
