@@ -91,6 +91,10 @@ fn config_for(seed: u64) -> (SimConfig, Content) {
             )
         })
         .collect();
+    // The receivers' callers settle the tree (directory times, --delete)
+    // at once, or take a while: confirmation waits for it. (Drawn last,
+    // so that the draws above are those of earlier sweeps.)
+    c.settle_delay = Duration::from_millis([0, 0, 5, 200][pick(&mut rng, 4) as usize]);
     (c, Content::new(&["d0", "d1"], files))
 }
 
@@ -127,6 +131,14 @@ fn check(seed: u64, verbose: bool) -> Result<(), String> {
         if let Some(rr) = report.receivers.iter().find(|x| x.node == Some(rx.node)) {
             if rr.verdict == Verdict::Confirmed && !has_all {
                 return Err(format!("r{i} confirmed without holding every file"));
+            }
+            // Confirmed means settled: a script may read the tree as soon
+            // as the sender ends.
+            if rr.verdict == Verdict::Confirmed && rx.settled.is_none_or(|t| t > r.elapsed) {
+                return Err(format!(
+                    "r{i} confirmed but settled at {:?}, the sender ended at {:?}",
+                    rx.settled, r.elapsed
+                ));
             }
         } else if alive && has_all && report.expected > 0 {
             // A closed group names every receiver that took part; an open
