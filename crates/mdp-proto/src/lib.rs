@@ -6,7 +6,9 @@
 //! socket and no file, reads no clock, spawns no thread and uses no global
 //! randomness. Time enters as `now: Instant` arguments, randomness as a seed in
 //! the configuration, datagrams as byte slices; datagrams leave through
-//! `poll_transmit`, everything else through `poll_event`.
+//! `poll_transmit` (or, from the sender, `poll_gather`, which hands source
+//! symbols out as ranges of its cached blocks instead of copying them),
+//! everything else through `poll_event`.
 //!
 //! # Calling contract (both state machines)
 //!
