@@ -451,7 +451,10 @@ pub struct Sample {
     pub ok: bool,
     pub secs: f64,
     pub wire: f64,
+    /// CPU seconds of every process, the sender's included.
     pub cpu: f64,
+    /// CPU seconds of the sender alone.
+    pub cpu_send: f64,
     pub rss_send_kb: u64,
     pub rss_recv_kb: u64,
     pub note: String,
@@ -645,6 +648,7 @@ pub fn run_once(
     sample.wire = tx as f64 / size.max(1) as f64;
     let (cpu, rss) = read_stats(&st);
     sample.cpu = cpu;
+    sample.cpu_send = cpu;
     sample.rss_send_kb = rss;
     for (_, st) in &receivers {
         let (cpu, rss) = read_stats(st);
@@ -801,7 +805,7 @@ pub fn render(rows: &[Row]) -> (String, serde_json::Value) {
     let mut md = String::new();
     let _ = writeln!(
         md,
-        "| case | tool | ok runs | wall time (median) | goodput | wire bytes per delivered byte | CPU s (all hosts) | peak RSS sender / receiver | mdp's speed-up |"
+        "| case | tool | ok runs | wall time (median) | goodput | wire bytes per delivered byte | CPU s, all hosts (sender) | peak RSS sender / receiver | mdp's speed-up |"
     );
     let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
     let mut json = Vec::new();
@@ -827,7 +831,7 @@ pub fn render(rows: &[Row]) -> (String, serde_json::Value) {
         notes.dedup();
         let _ = writeln!(
             md,
-            "| {} | {} | {}/{}{} | {:.2} s | {:.0} Mbit/s | {:.3} | {:.2} | {:.0} / {:.0} MiB | {} |",
+            "| {} | {} | {}/{}{} | {:.2} s | {:.0} Mbit/s | {:.3} | {:.2} ({:.2}) | {:.0} / {:.0} MiB | {} |",
             r.case,
             r.tool,
             ok,
@@ -841,6 +845,7 @@ pub fn render(rows: &[Row]) -> (String, serde_json::Value) {
             r.goodput(),
             r.med(|s| s.wire),
             r.med(|s| s.cpu),
+            r.med(|s| s.cpu_send),
             r.med(|s| s.rss_send_kb as f64) / 1024.0,
             r.med(|s| s.rss_recv_kb as f64) / 1024.0,
             speedup
@@ -855,6 +860,7 @@ pub fn render(rows: &[Row]) -> (String, serde_json::Value) {
             "goodput_mbps": r.goodput(),
             "wire_per_byte": r.med(|s| s.wire),
             "cpu_secs": r.med(|s| s.cpu),
+            "cpu_sender_secs": r.med(|s| s.cpu_send),
             "rss_sender_kib": r.med(|s| s.rss_send_kb as f64),
             "rss_receiver_kib": r.med(|s| s.rss_recv_kb as f64),
             "secs_all": r.runs.iter().map(|s| s.secs).collect::<Vec<_>>(),

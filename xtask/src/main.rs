@@ -596,6 +596,7 @@ fn peers(bin: &Path, runs: usize, only: Option<&str>) -> Result<()> {
     let (md, rows_json) = compare::render(&rows);
     let json = serde_json::json!({
         "testbed_floor_secs_256MiB": { "to_1": floor, "to_4": floor4 },
+        "cores": std::thread::available_parallelism().map_or(1, |n| n.get()),
         "rows": rows_json,
     });
     let out = root().join("target/bench");
@@ -606,6 +607,10 @@ fn peers(bin: &Path, runs: usize, only: Option<&str>) -> Result<()> {
         "Testbed floor: 256 MiB of 1428-byte datagrams from the sender's namespace to 1 (4) hosts that joined the group and do not read, in GSO batches as fast as the kernels and the bridge take them: {floor:.2} s, {:.0} Mbit/s ({floor4:.2} s, {:.0} Mbit/s).\n",
         (256u64 << 20) as f64 * 8.0 / floor / 1e6,
         (256u64 << 20) as f64 * 8.0 / floor4 / 1e6
+    );
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!(
+        "Every host runs on this machine's {cores} cores: a push cannot take less than its CPU seconds (all hosts) divided by {cores}.\n"
     );
     println!("{md}");
     Ok(())
