@@ -6,10 +6,6 @@ use mdp_proto::{RateMode, SenderConfig, SessionId};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// First rate of an adaptive push: fast on any LAN; the rate doubles every
-/// 10 ms from here until a receiver reports congestion.
-const START_RATE: u64 = 1_000_000_000;
-
 const AFTER_HELP: &str = "\
 Examples:
   Push a file and a directory to every receiver that shows up within a second:
@@ -21,7 +17,7 @@ Examples:
   From cron, machine-readable, never above 2 Gbit/s:
     mdp-send --interface 10.0.0.5 --receivers 40 --max-rate 2G --json /srv/content > /var/log/mdp-push.json
 
-Rate: by default the rate adapts: it starts at 1 Gbit/s, doubles every 10 ms
+Rate: by default the rate adapts: it starts at 2 Gbit/s, doubles every 10 ms
 until a receiver reports congestion, then follows the slowest receiver that
 can keep --min-rate; slower ones are dropped and reported. --rate fixes it.
 
@@ -175,7 +171,7 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
         None => RateMode::Adaptive {
             min_bps: args.min_rate,
             max_bps: args.max_rate,
-            start_bps: START_RATE,
+            start_bps: mdp_proto::cc::START_BPS,
         },
     };
     config.expected_receivers = args.receivers;

@@ -114,7 +114,7 @@ impl SenderConfig {
             rate: RateMode::Adaptive {
                 min_bps: 10_000_000,
                 max_bps: 10_000_000_000,
-                start_bps: 1_000_000_000,
+                start_bps: crate::cc::START_BPS,
             },
             expected_receivers: 0,
             expected_names: Vec::new(),
