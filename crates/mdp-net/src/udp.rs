@@ -2,7 +2,9 @@
 //!
 //! Out: a batch of equal-size datagrams to one address goes to the kernel in
 //! one `sendmsg` with a `UDP_SEGMENT` control message (GSO: the kernel cuts
-//! the buffer into datagrams). Where the kernel or the device refuses GSO
+//! the buffer into datagrams). The batch is one buffer (`send`) or a
+//! [`Gather`] whose datagrams' pieces become the iovecs (`send_gather`:
+//! source symbols go from the sender's block cache to the kernel uncopied). Where the kernel or the device refuses GSO
 //! (`EIO`, `EINVAL`, `EOPNOTSUPP`, `ENOPROTOOPT`, and `EMSGSIZE` when a
 //! datagram does not fit the path's MTU, which GSO cannot fragment) the
 //! refusal is remembered and every later batch goes out with `sendmmsg`,
