@@ -535,29 +535,29 @@ impl World {
             // The gathering path, as mdp-send takes it: each datagram is
             // put together from its pieces here, as the kernel does.
             let mut gather = std::mem::take(&mut self.gather);
+            let mut d = std::mem::take(&mut self.buf);
             while let Some(t) = self.sender.poll_gather(self.now, &mut gather) {
                 progressed = true;
                 let mut size = 0;
                 for i in 0..gather.len() {
                     let [own, shared] = gather.pieces(i);
-                    self.buf.clear();
-                    self.buf.extend_from_slice(own);
-                    self.buf.extend_from_slice(shared);
+                    d.clear();
+                    d.extend_from_slice(own);
+                    d.extend_from_slice(shared);
                     self.shared_payload_bytes += shared.len() as u64;
                     assert!(
-                        self.buf.len() == t.segment_size
-                            || (i + 1 == gather.len() && self.buf.len() < t.segment_size),
+                        d.len() == t.segment_size
+                            || (i + 1 == gather.len() && d.len() < t.segment_size),
                         "datagram {i} of a batch of {}-byte segments has {} bytes",
                         t.segment_size,
-                        self.buf.len()
+                        d.len()
                     );
-                    size += self.buf.len();
-                    let d = std::mem::take(&mut self.buf);
+                    size += d.len();
                     self.multicast_from_sender(&d);
-                    self.buf = d;
                 }
                 assert_eq!(size, t.size, "the batch's size");
             }
+            self.buf = d;
             self.gather = gather;
             while let Some(ev) = self.sender.poll_event() {
                 progressed = true;
