@@ -49,3 +49,49 @@ pub fn setup_loopback() -> io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a namespaced run leaves behind dies with it: a background
+    /// process of the command is gone once the command has returned.
+    #[test]
+    fn processes_a_namespaced_run_leaves_behind_die_with_it() {
+        let Some(args) = unshare_args() else {
+            eprintln!("skipping: no private namespaces here (needs root)");
+            return;
+        };
+        if !args.contains(&"-p") {
+            eprintln!("skipping: this machine allows a network namespace only, no PID namespace");
+            return;
+        }
+        // A sleep nobody else runs, so that it can be looked for by name.
+        let marker = format!(
+            "sleep {}.{}",
+            40 + std::process::id() % 10,
+            std::process::id()
+        );
+        let ok = Command::new("unshare")
+            .args(args)
+            .args(["sh", "-c", &format!("{marker} & exit 0")])
+            .status()
+            .expect("unshare runs")
+            .success();
+        assert!(ok);
+        let left = |m: &str| {
+            Command::new("pgrep")
+                .args(["-f", m])
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        let start = std::time::Instant::now();
+        while left(&marker) {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(5),
+                "`{marker}` outlived its namespace"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
