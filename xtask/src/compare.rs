@@ -205,6 +205,46 @@ impl Net {
         )
     }
 
+    /// Sets the MTU of every link: each host's `eth0` and its bridge port.
+    pub fn mtu(&self, mtu: u32) -> Result<()> {
+        let mtu = mtu.to_string();
+        for i in 0..self.hosts {
+            sh(&["ip", "-n", &host(i), "link", "set", "eth0", "mtu", &mtu])?;
+            sh(&[
+                "ip",
+                "-n",
+                HUB,
+                "link",
+                "set",
+                &format!("p{i}"),
+                "mtu",
+                &mtu,
+            ])?;
+        }
+        Ok(())
+    }
+
+    /// IP fragments the sender's host has made so far (`FragCreates` of
+    /// its namespace's `/proc/net/snmp`).
+    pub fn sender_fragments(&self) -> Result<u64> {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &host(0), "cat", "/proc/net/snmp"])
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut ip = text.lines().filter(|l| l.starts_with("Ip:"));
+        let (Some(names), Some(values)) = (ip.next(), ip.next()) else {
+            bail!("no Ip lines in the sender's /proc/net/snmp");
+        };
+        names
+            .split_whitespace()
+            .zip(values.split_whitespace())
+            .find(|(n, _)| *n == "FragCreates")
+            .context("no FragCreates in the sender's /proc/net/snmp")?
+            .1
+            .parse()
+            .context("FragCreates")
+    }
+
     /// Receivers on this network (every host but the sender's).
     pub fn receivers(&self) -> usize {
         self.hosts - 1

@@ -105,9 +105,14 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     drop_after: Duration,
 
-    /// Bytes of file data per datagram (even; 1400 fits a 1500-byte MTU).
-    #[arg(long, value_name = "BYTES", default_value_t = 1400)]
-    symbol_size: u16,
+    /// Bytes of file data per datagram (even). By default the most that
+    /// fits one packet on the interface's MTU, up to a 1500-byte MTU's
+    /// worth (1444 for IPv4 without a key), or up to 1400 when packets may
+    /// cross routers (--ttl above 1, or --to), whose tunnels may have a
+    /// smaller MTU. Set it higher (8944 for a 9000-byte MTU) only when
+    /// every receiver's link takes jumbo frames.
+    #[arg(long, value_name = "BYTES")]
+    symbol_size: Option<u16>,
 
     /// Source symbols per Reed-Solomon block (with --parity at most 256 in
     /// all for the GF(2^8) code, which decodes faster under light loss).
@@ -162,7 +167,31 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
     let endpoint_is_loopback = endpoint.interface.is_loopback();
     endpoints[0] = endpoint;
     let mut config = SenderConfig::new(SessionId(mdp_net::random_u64()));
-    config.symbol_size = args.symbol_size;
+    config.auth = args.net.auth()?;
+    let mtu = endpoints
+        .iter()
+        .zip(&args.net.interface)
+        .filter_map(|(ep, spec)| Some((mdp_net::socket::interface_mtu(ep)?, spec)))
+        .min();
+    let ipv6 = endpoint.group.is_ipv6();
+    let sealed = config.auth.is_some();
+    let fit = mtu.and_then(|(m, _)| mdp_proto::wire::symbol_size_for_mtu(m, ipv6, sealed));
+    let routed = endpoint.unicast || args.net.ttl > 1;
+    config.symbol_size = args
+        .symbol_size
+        .unwrap_or_else(|| default_symbol_size(fit, ipv6, sealed, routed));
+    if let Some((m, spec)) = mtu {
+        if fit.is_none_or(|f| config.symbol_size > f) {
+            tracing::warn!(
+                "{}-byte symbols do not fit in one packet on --interface {spec}, whose MTU is {m} bytes: every datagram will be fragmented, which is slower and loses a datagram with any of its fragments; {}",
+                config.symbol_size,
+                match fit {
+                    Some(f) => format!("give --symbol-size {f} or less"),
+                    None => "raise the interface's MTU".to_string(),
+                }
+            );
+        }
+    }
     config.block_k = args.block_size;
     config.parity = args.parity;
     config.proactive = args.proactive;
@@ -185,7 +214,6 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
         });
     config.timeout = args.timeout;
     config.drop_after = args.drop_after;
-    config.auth = args.net.auth()?;
     config.delete = args.delete;
     // Larger blocks need a larger cache for the read-ahead window.
     config.cache_bytes = config.cache_bytes.max(config.min_cache_bytes());
@@ -204,10 +232,11 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
     let files = source.manifest.file_count();
     let bytes = source.manifest.total_bytes();
     tracing::info!(
-        "pushing {files} files ({}) to {} via {}, session {}",
+        "pushing {files} files ({}) to {} via {} in {}-byte symbols, session {}",
         crate::human_bytes(bytes),
         args.net.group,
         args.net.interface.join(", "),
+        config.symbol_size,
         config.session
     );
     let bar = crate::progress_bar(args.out.bar(), bytes, "sending");
@@ -265,6 +294,26 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
 }
 
 /// A `--to` destination: `HOST:PORT` (a name is resolved now).
+/// The symbol size when --symbol-size is not given: what fits one packet
+/// on the interface's MTU (`fit`, if known), but no more than fits a
+/// 1500-byte MTU, which every Ethernet segment carries (a receiver on a
+/// jumbo-frame segment whose own link is not would get nothing), and no
+/// more than 1400 when packets may cross routers, whose tunnels (GRE,
+/// IPsec, VXLAN) take 50 to 80 bytes of the path's MTU: with the don't-
+/// fragment bit set and no ICMP error for multicast, a larger datagram
+/// would vanish without a word.
+fn default_symbol_size(fit: Option<u16>, ipv6: bool, sealed: bool, routed: bool) -> u16 {
+    const ROUTED: u16 = 1400;
+    let ethernet = mdp_proto::wire::symbol_size_for_mtu(1500, ipv6, sealed)
+        .expect("a 1500-byte MTU fits a symbol");
+    let cap = if routed {
+        ROUTED.min(ethernet)
+    } else {
+        ethernet
+    };
+    fit.map_or(cap, |f| f.min(cap))
+}
+
 fn parse_destination(s: &str) -> Result<std::net::SocketAddr, String> {
     use std::net::ToSocketAddrs;
     s.to_socket_addrs()
@@ -323,6 +372,50 @@ fn parse_names(text: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_symbol_size_fills_a_packet_of_the_interface() {
+        use mdp_proto::wire::symbol_size_for_mtu as fit;
+        // A plain Ethernet LAN: the datagram fills the 1500-byte frame.
+        assert_eq!(
+            default_symbol_size(fit(1500, false, false), false, false, false),
+            1444
+        );
+        assert_eq!(
+            default_symbol_size(fit(1500, true, true), true, true, false),
+            1400
+        );
+        // A VXLAN overlay or a WireGuard tunnel: smaller, not fragmented.
+        assert_eq!(
+            default_symbol_size(fit(1450, false, false), false, false, false),
+            1394
+        );
+        assert_eq!(
+            default_symbol_size(fit(1420, true, false), true, false, false),
+            1344
+        );
+        // Jumbo frames and loopback: no more than a 1500-byte frame's worth.
+        assert_eq!(
+            default_symbol_size(fit(9000, false, false), false, false, false),
+            1444
+        );
+        assert_eq!(
+            default_symbol_size(fit(65_536, false, true), false, true, false),
+            1420
+        );
+        // Routed: room for tunnels on the way.
+        assert_eq!(
+            default_symbol_size(fit(1500, false, false), false, false, true),
+            1400
+        );
+        assert_eq!(
+            default_symbol_size(fit(1450, false, false), false, false, true),
+            1394
+        );
+        // MTU unknown, or too small for anything.
+        assert_eq!(default_symbol_size(None, false, false, false), 1444);
+        assert_eq!(default_symbol_size(None, true, false, true), 1400);
+    }
 
     #[test]
     fn expect_files_take_lines_commas_and_comments() {

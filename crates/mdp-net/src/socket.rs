@@ -136,6 +136,21 @@ pub fn resolve_interface(spec: &str, group: SocketAddr) -> Result<(IpAddr, u32),
     Ok((addr, iface.index))
 }
 
+/// The MTU of the interface `ep` sends on (by index, else by address);
+/// `None` if it is not found or the kernel does not say.
+pub fn interface_mtu(ep: &Endpoint) -> Option<u32> {
+    crate::sys::interfaces()
+        .into_iter()
+        .find(|i| {
+            if ep.index != 0 {
+                i.index == ep.index
+            } else {
+                i.addrs.contains(&ep.interface)
+            }
+        })
+        .and_then(|i| i.mtu)
+}
+
 /// A non-blocking UDP socket of `ipv4`'s family with large buffers (a
 /// receiver must absorb bursts while it writes blocks).
 fn udp_socket(ipv4: bool) -> io::Result<Socket> {
@@ -280,6 +295,19 @@ mod tests {
         assert!(
             e.contains("no interface named") && e.contains("ip -br addr"),
             "{e}"
+        );
+        let lo = Endpoint {
+            group,
+            interface: addr,
+            ttl: 1,
+            index,
+            dscp: 0,
+            unicast: false,
+        };
+        assert!(interface_mtu(&lo).is_some_and(|m| m >= 1500));
+        assert_eq!(
+            interface_mtu(&Endpoint { index: 0, ..lo }),
+            interface_mtu(&lo)
         );
         let e = resolve_interface("203.0.113.7", group).unwrap_err();
         assert!(

@@ -1,5 +1,6 @@
 //! System calls that std does not wrap (besides the socket ones in
-//! `udp.rs`): free disk space, and the host's network interfaces.
+//! `udp.rs`): free disk space, and the host's network interfaces with
+//! their MTUs.
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -18,6 +19,8 @@ pub struct Interface {
     pub multicast: bool,
     /// Its addresses.
     pub addrs: Vec<IpAddr>,
+    /// Its MTU in bytes (`SIOCGIFMTU`; `None` if the kernel did not say).
+    pub mtu: Option<u32>,
 }
 
 /// The host's interfaces (`getifaddrs`), in the kernel's order.
@@ -64,6 +67,7 @@ pub fn interfaces() -> Vec<Interface> {
                         up: flags & libc::IFF_UP as u32 != 0,
                         multicast: flags & (libc::IFF_MULTICAST | libc::IFF_LOOPBACK) as u32 != 0,
                         addrs: Vec::new(),
+                        mtu: None,
                     });
                     out.len() - 1
                 }
@@ -76,7 +80,37 @@ pub fn interfaces() -> Vec<Interface> {
     }
     // SAFETY: the list came from getifaddrs and is freed once.
     unsafe { libc::freeifaddrs(head) };
+    for i in &mut out {
+        i.mtu = mtu(&i.name);
+    }
     out
+}
+
+/// The MTU of the interface `name`, asked of the kernel (`SIOCGIFMTU`) in
+/// this process's network namespace (unlike `/sys/class/net`, which shows
+/// the namespace sysfs was mounted in).
+fn mtu(name: &str) -> Option<u32> {
+    let bytes = name.as_bytes();
+    if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ {
+        return None;
+    }
+    // SAFETY: a plain datagram socket, closed below; an all-zero ifreq is
+    // valid, its name is NUL-terminated (shorter than IFNAMSIZ, checked
+    // above), and SIOCGIFMTU writes only the union's `ifru_mtu`.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return None;
+        }
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (d, &b) in req.ifr_name.iter_mut().zip(bytes) {
+            *d = b as libc::c_char;
+        }
+        let ok = libc::ioctl(fd, libc::SIOCGIFMTU as _, &mut req) == 0;
+        libc::close(fd);
+        let mtu = req.ifr_ifru.ifru_mtu;
+        (ok && mtu > 0).then_some(mtu as u32)
+    }
 }
 
 /// Bytes free for unprivileged users on the file system of `path`.
@@ -97,6 +131,8 @@ mod tests {
         let all = super::interfaces();
         let lo = all.iter().find(|i| i.name == "lo").expect("lo exists");
         assert!(lo.index > 0 && lo.multicast);
+        // Linux gives loopback a large MTU (64 KiB since 3.x).
+        assert!(lo.mtu.is_some_and(|m| m >= 1500), "{lo:?}");
         assert!(lo.addrs.contains(&"127.0.0.1".parse().unwrap()), "{lo:?}");
     }
 

@@ -63,7 +63,7 @@ const MAX_BLOCK_SKIP_PEERS: usize = 1024;
 pub struct SenderConfig {
     /// This session's id (random per push).
     pub session: SessionId,
-    /// Symbol size in bytes; even, 16..=65000.
+    /// Symbol size in bytes; even, 16..=[`crate::wire::MAX_SYMBOL_SIZE`].
     pub symbol_size: u16,
     /// Source symbols per block (k).
     pub block_k: u16,
@@ -140,9 +140,14 @@ impl SenderConfig {
 
     /// Checks the settings; the message says what to change.
     pub fn validate(&self) -> Result<(), String> {
-        if self.symbol_size < 16 || !self.symbol_size.is_multiple_of(2) || self.symbol_size > 65000
+        if self.symbol_size < 16
+            || !self.symbol_size.is_multiple_of(2)
+            || self.symbol_size > crate::wire::MAX_SYMBOL_SIZE
         {
-            return Err("symbol size must be an even number from 16 to 65000".into());
+            return Err(format!(
+                "symbol size must be an even number from 16 to {}",
+                crate::wire::MAX_SYMBOL_SIZE
+            ));
         }
         if self.block_k == 0 || self.block_k > crate::layout::MAX_BLOCK_K {
             return Err(format!(
