@@ -252,11 +252,13 @@ impl Net {
 
     /// The testbed's own limit: how long the sender's kernel, the bridge and
     /// the receivers' kernels take to carry `bytes` in datagrams of mdp's
-    /// size (1428 bytes) from host 0 to a group every other host joined but
-    /// never reads (`cargo xtask sink`), sent in GSO batches as fast as they
-    /// go (`cargo xtask blast` in host 0's namespace). No tool that
-    /// delivers the data to those hosts can be faster.
-    pub fn floor(&self, bytes: u64) -> Result<f64> {
+    /// size ([`blast_segment`]) from host 0 to a group every other host
+    /// joined (`cargo xtask sink`), sent in GSO batches as fast as they go
+    /// (`cargo xtask blast` in host 0's namespace). With `read` the hosts
+    /// read every datagram (and drop it), as any receiver must, on the same
+    /// cores; without, they never read, and no tool that delivers the data
+    /// to those hosts can be faster.
+    pub fn floor(&self, bytes: u64, read: bool) -> Result<f64> {
         let exe = std::env::current_exe()?;
         let mut sinks = Vec::new();
         for i in 1..self.hosts {
@@ -265,6 +267,7 @@ impl Net {
                     .args(["netns", "exec", &host(i)])
                     .arg(&exe)
                     .args(["sink", &ip(i), &RUN_LIMIT.as_secs().to_string()])
+                    .args(read.then_some("read"))
                     .stdout(Stdio::null())
                     .spawn()?,
             );
@@ -421,19 +424,52 @@ fn addr_and_count(
     Ok((addr, n, sock))
 }
 
-/// `cargo xtask sink ADDR SECS`: joins the `blast` group on the interface
-/// with ADDR and never reads, for SECS seconds: its host's kernel takes
-/// every datagram up to the socket, whose buffer then drops it.
+/// `cargo xtask sink ADDR SECS [read]`: joins the `blast` group on the
+/// interface with ADDR for SECS seconds. Without `read` it never reads:
+/// its host's kernel takes every datagram up to the socket, whose buffer
+/// then drops it. With `read` it reads everything as a receiver does
+/// (`recvmmsg` with GRO into reused slots, a 32 MiB socket buffer) and
+/// throws it away.
 pub fn sink(args: &[String]) -> Result<()> {
-    let (addr, secs, sock) = addr_and_count(args, "cargo xtask sink ADDR SECS")?;
+    let usage = "cargo xtask sink ADDR SECS [read]";
+    let (read, args) = match args {
+        [rest @ .., last] if last == "read" => (true, rest),
+        _ => (false, args),
+    };
+    let (addr, secs, sock) = addr_and_count(args, usage)?;
     sock.set_reuse_address(true)?;
     sock.bind(&BLAST_GROUP.into())?;
     sock.join_multicast_v4(BLAST_GROUP.ip(), &addr)?;
-    std::thread::sleep(Duration::from_secs(secs));
+    let until = Instant::now() + Duration::from_secs(secs);
+    if !read {
+        std::thread::sleep(until - Instant::now());
+        return Ok(());
+    }
+    use std::os::fd::AsRawFd;
+    mdp_net::udp::grow_recv_buffer(&sock, 32 << 20);
+    let mut rx = mdp_net::udp::BatchReceiver::new(&sock);
+    let fd = sock.as_raw_fd();
+    while Instant::now() < until {
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the call.
+        unsafe { libc::poll(&mut pfd, 1, 100) };
+        while rx.recv(fd).is_ok() {}
+    }
     Ok(())
 }
 
-/// `cargo xtask blast ADDR BYTES`: sends BYTES in 1428-byte datagrams to
+/// Bytes of each `blast` datagram: mdp's DATA datagram on a 1500-byte
+/// MTU (its default symbol size there and the DATA header: 1472).
+pub fn blast_segment() -> usize {
+    let symbol = mdp_proto::wire::symbol_size_for_mtu(1500, false, false).expect("fits");
+    mdp_proto::wire::DATA_HEADER_LEN + symbol as usize
+}
+
+/// `cargo xtask blast ADDR BYTES`: sends BYTES in [`blast_segment`]-byte datagrams to
 /// 239.255.77.99:7999 out of the interface with ADDR, TTL 1, in GSO
 /// batches; prints the seconds it took.
 pub fn blast(args: &[String]) -> Result<()> {
@@ -444,8 +480,8 @@ pub fn blast(args: &[String]) -> Result<()> {
     sock.set_multicast_ttl_v4(1)?;
     mdp_net::udp::grow_send_buffer(&sock, 32 << 20);
     let to = SockAddr::from(BLAST_GROUP);
-    const SEGMENT: usize = 1428;
-    let batch = vec![0x5au8; SEGMENT * mdp_net::udp::batch_limit(SEGMENT)];
+    let segment = blast_segment();
+    let batch = vec![0x5au8; segment * mdp_net::udp::batch_limit(segment)];
     let mut sender = mdp_net::udp::BatchSender::new(true);
     let start = Instant::now();
     let mut sent = 0u64;
@@ -454,7 +490,7 @@ pub fn blast(args: &[String]) -> Result<()> {
             bail!("sent only {sent} of {bytes} bytes in {RUN_LIMIT:?}");
         }
         let n = ((bytes - sent) as usize).min(batch.len());
-        match sender.send(sock.as_raw_fd(), &to, &batch[..n], SEGMENT) {
+        match sender.send(sock.as_raw_fd(), &to, &batch[..n], segment) {
             Ok(n) => sent += n as u64,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             // A full device queue: try again, as the tools under test do.
