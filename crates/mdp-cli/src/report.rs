@@ -30,6 +30,8 @@ pub struct SendJson {
     pub files: u32,
     /// File bytes pushed.
     pub bytes: u64,
+    /// Bytes of file data per DATA datagram.
+    pub symbol_size: u16,
     /// Wall time of the push.
     pub elapsed_secs: f64,
     /// File bytes per second of wall time, in Mbit/s.
@@ -148,6 +150,7 @@ impl SendJson {
             confirmed: r.confirmed,
             files,
             bytes,
+            symbol_size: r.symbol_size,
             elapsed_secs: elapsed.as_secs_f64(),
             goodput_mbps: bytes as f64 * 8.0 / secs / 1e6,
             receivers: r
@@ -389,6 +392,7 @@ mod tests {
             confirmed: 1,
             problem: Some("2 of 3 receivers did not confirm every file".into()),
             timed_out: false,
+            symbol_size: 1444,
             receivers: vec![
                 receiver("a", Verdict::Confirmed),
                 receiver(

@@ -320,6 +320,13 @@ pub async fn run(
     let mut interrupt = Box::pin(shutdown_signal());
     let mut pending_finish: Option<SessionOutcome> = None;
     let mut auth_warnings = AuthWarnings::default();
+    // The smallest MTU of the interfaces this receiver takes pushes on, and
+    // the last session whose symbol size was checked against it.
+    let mtu = std::iter::once(&ep)
+        .chain(&opts.also)
+        .filter_map(socket::interface_mtu)
+        .min();
+    let mut mtu_checked: Option<mdp_proto::SessionId> = None;
     // The source address of the ANNOUNCE the current session began with.
     let mut session_sender: Option<std::net::SocketAddr> = None;
     // What --delete removed when the tree was settled, for the report.
@@ -344,6 +351,19 @@ pub async fn run(
             for out in &feedback_out {
                 if let Err(e) = out.send_to(&buf[..t.size], feedback_addr).await {
                     tracing::debug!("feedback send failed: {e}");
+                }
+            }
+        }
+        // Once per session, as soon as its ANNOUNCE is in (a push that
+        // does not fit the MTU may never bring the manifest).
+        if let (Some(id), Some(t), Some(mtu)) =
+            (receiver.session_id(), receiver.session_symbol_size(), mtu)
+        {
+            if mtu_checked != Some(id) {
+                mtu_checked = Some(id);
+                let sealed = config.auth.is_some();
+                if let Some(msg) = mtu_warning(t, mtu, ep.group.is_ipv6(), sealed) {
+                    tracing::warn!("{msg}");
                 }
             }
         }
@@ -589,6 +609,25 @@ pub fn buffer_warning(granted: usize, rate_bps: Option<u64>) -> Option<String> {
     })
 }
 
+/// A warning, with its fix, when a session's `symbol_size` makes DATA
+/// datagrams larger than one packet on this receiver's interface (`mtu`):
+/// they arrive in IP fragments, a datagram lost with any of them, or not
+/// at all where the network between does not carry such frames (a sender
+/// on a jumbo-frame segment that this host's link is not).
+pub fn mtu_warning(symbol_size: u16, mtu: u32, ipv6: bool, sealed: bool) -> Option<String> {
+    let fit = mdp_proto::wire::symbol_size_for_mtu(mtu, ipv6, sealed);
+    if fit.is_some_and(|f| symbol_size <= f) {
+        return None;
+    }
+    let fix = match fit {
+        Some(f) => format!("ask the sender for `--symbol-size {f}` or less"),
+        None => "raise this interface's MTU".to_string(),
+    };
+    Some(format!(
+        "the sender's {symbol_size}-byte symbols do not fit in one packet on this interface, whose MTU is {mtu} bytes: its datagrams arrive in fragments, or not at all; {fix}"
+    ))
+}
+
 /// The host name, for the default node name.
 pub fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -608,7 +647,33 @@ pub fn check_dir(dir: &Path) -> io::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::buffer_warning;
+    use super::{buffer_warning, mtu_warning};
+
+    #[test]
+    fn the_mtu_warning_comes_only_when_a_symbol_needs_more_than_a_packet() {
+        // 1444 + 28 + 8 + 20 = 1500: fits exactly.
+        assert_eq!(mtu_warning(1444, 1500, false, false), None);
+        assert_eq!(mtu_warning(1400, 1500, true, true), None);
+        assert_eq!(mtu_warning(8944, 9000, false, false), None);
+        let w = mtu_warning(1446, 1500, false, false).expect("two bytes too many");
+        assert!(
+            w.contains("1446-byte symbols")
+                && w.contains("MTU is 1500")
+                && w.contains("--symbol-size 1444"),
+            "{w}"
+        );
+        // The key's trailer and IPv6's larger header leave less room.
+        assert!(mtu_warning(1444, 1500, false, true)
+            .unwrap()
+            .contains("--symbol-size 1420"));
+        assert!(mtu_warning(1444, 1500, true, false)
+            .unwrap()
+            .contains("--symbol-size 1424"));
+        // Nothing fits at all.
+        assert!(mtu_warning(16, 68, false, false)
+            .unwrap()
+            .contains("raise this interface's MTU"));
+    }
 
     #[test]
     fn the_buffer_warning_names_the_fix_only_when_the_buffer_is_too_small() {

@@ -522,6 +522,12 @@ impl Receiver {
         self.session.as_ref().map(|s| s.timing.rate_bps)
     }
 
+    /// The symbol size of the session this receiver joined (from its
+    /// ANNOUNCE, before the manifest arrives).
+    pub fn session_symbol_size(&self) -> Option<u16> {
+        self.session.as_ref().map(|s| s.coding.symbol_size)
+    }
+
     /// `(bytes of file data handed over, total bytes)` once the manifest is known.
     pub fn progress(&self) -> Option<(u64, u64)> {
         let s = self.session.as_ref()?;

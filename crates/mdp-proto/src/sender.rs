@@ -323,6 +323,8 @@ pub struct SenderReport {
     pub problem: Option<String>,
     /// True when the session deadline ended it.
     pub timed_out: bool,
+    /// Bytes of file data per DATA datagram (the session's symbol size).
+    pub symbol_size: u16,
     /// Every receiver that registered.
     pub receivers: Vec<ReceiverReport>,
     /// Counters at the end.
@@ -1393,6 +1395,7 @@ impl Sender {
             confirmed: confirmed as u32,
             problem,
             timed_out: self.timed_out,
+            symbol_size: self.config.symbol_size,
             receivers,
             stats: self.stats,
             rate: RateSummary {
