@@ -209,17 +209,9 @@ impl Net {
     pub fn mtu(&self, mtu: u32) -> Result<()> {
         let mtu = mtu.to_string();
         for i in 0..self.hosts {
-            sh(&["ip", "-n", &host(i), "link", "set", "eth0", "mtu", &mtu])?;
-            sh(&[
-                "ip",
-                "-n",
-                HUB,
-                "link",
-                "set",
-                &format!("p{i}"),
-                "mtu",
-                &mtu,
-            ])?;
+            for (ns, dev) in [(host(i), "eth0".to_string()), (HUB.into(), format!("p{i}"))] {
+                sh(&["ip", "-n", &ns, "link", "set", &dev, "mtu", &mtu])?;
+            }
         }
         Ok(())
     }

@@ -376,45 +376,33 @@ mod tests {
     #[test]
     fn the_default_symbol_size_fills_a_packet_of_the_interface() {
         use mdp_proto::wire::symbol_size_for_mtu as fit;
-        // A plain Ethernet LAN: the datagram fills the 1500-byte frame.
-        assert_eq!(
-            default_symbol_size(fit(1500, false, false), false, false, false),
-            1444
-        );
-        assert_eq!(
-            default_symbol_size(fit(1500, true, true), true, true, false),
-            1400
-        );
-        // A VXLAN overlay or a WireGuard tunnel: smaller, not fragmented.
-        assert_eq!(
-            default_symbol_size(fit(1450, false, false), false, false, false),
-            1394
-        );
-        assert_eq!(
-            default_symbol_size(fit(1420, true, false), true, false, false),
-            1344
-        );
-        // Jumbo frames and loopback: no more than a 1500-byte frame's worth.
-        assert_eq!(
-            default_symbol_size(fit(9000, false, false), false, false, false),
-            1444
-        );
-        assert_eq!(
-            default_symbol_size(fit(65_536, false, true), false, true, false),
-            1420
-        );
-        // Routed: room for tunnels on the way.
-        assert_eq!(
-            default_symbol_size(fit(1500, false, false), false, false, true),
-            1400
-        );
-        assert_eq!(
-            default_symbol_size(fit(1450, false, false), false, false, true),
-            1394
-        );
-        // MTU unknown, or too small for anything.
-        assert_eq!(default_symbol_size(None, false, false, false), 1444);
-        assert_eq!(default_symbol_size(None, true, false, true), 1400);
+        // (interface MTU, IPv6, keyed, routed) → symbol size.
+        let cases = [
+            // A plain Ethernet LAN: the datagram fills the 1500-byte frame.
+            (Some(1500), false, false, false, 1444),
+            (Some(1500), true, true, false, 1400),
+            // A VXLAN overlay or a WireGuard tunnel: smaller, not fragmented.
+            (Some(1450), false, false, false, 1394),
+            (Some(1420), true, false, false, 1344),
+            // Jumbo frames and loopback: no more than a 1500-byte frame's worth.
+            (Some(9000), false, false, false, 1444),
+            (Some(65_536), false, true, false, 1420),
+            // Routed: room for tunnels on the way.
+            (Some(1500), false, false, true, 1400),
+            (Some(1450), false, false, true, 1394),
+            // MTU unknown, or too small for anything.
+            (None, false, false, false, 1444),
+            (None, true, false, true, 1400),
+            (Some(68), false, false, false, 1444),
+        ];
+        for (mtu, ipv6, sealed, routed, want) in cases {
+            let fitted = mtu.and_then(|m| fit(m, ipv6, sealed));
+            assert_eq!(
+                default_symbol_size(fitted, ipv6, sealed, routed),
+                want,
+                "mtu {mtu:?} ipv6 {ipv6} keyed {sealed} routed {routed}"
+            );
+        }
     }
 
     #[test]
