@@ -1,0 +1,40 @@
+#!/bin/bash
+# push.sh N [mdp-send ARGS...]
+#
+# One push on the network of net.sh: N receivers (`mdp-recv --once`) in
+# mdpb-h1..N, the sender in mdpb-h0 with ARGS (the files to push among
+# them). Prints the sender's wall time in ms, the bytes its interface sent
+# and each process's /usr/bin/time line (wall, user, system, peak RSS).
+# B: the directory of the binaries (default: this checkout's
+# target/release); OUT: where the receivers write (default /tmp/mdp-push).
+# Example: `head -c 256M /dev/urandom > /tmp/big.bin; benches/scripts/net.sh 2;
+# benches/scripts/push.sh 1 --no-hash-cache /tmp/big.bin`.
+set -e
+N=${1:?usage: push.sh N [mdp-send ARGS...]}
+shift
+B=${B:-$(cd "$(dirname "$0")/../.." && pwd)/target/release}
+OUT=${OUT:-/tmp/mdp-push}
+rm -rf "$OUT"
+mkdir -p "$OUT"
+for i in $(seq 1 "$N"); do
+    mkdir -p "$OUT/r$i"
+    ip netns exec mdpb-h$i /usr/bin/time -f "r$i %e s, %U user, %S system, %M KiB" \
+        "$B/mdp-recv" --dir "$OUT/r$i" --once --json --timeout 60s \
+        --interface 10.77.0.$((i + 1)) --name h$i >"$OUT/r$i.log" 2>&1 &
+done
+sleep 0.3
+tx0=$(ip netns exec mdpb-h0 cat /sys/class/net/eth0/statistics/tx_bytes)
+t0=$EPOCHREALTIME
+set +e
+ip netns exec mdpb-h0 /usr/bin/time -f "send %e s, %U user, %S system, %M KiB" -o "$OUT/s.time" \
+    "$B/mdp-send" --interface 10.77.0.1 --receivers "$N" --timeout 60s "$@" \
+    >"$OUT/s.log" 2>"$OUT/s.err"
+code=$?
+t1=$EPOCHREALTIME
+wait
+set -e
+tx1=$(ip netns exec mdpb-h0 cat /sys/class/net/eth0/statistics/tx_bytes)
+echo "$t0 $t1" | awk '{printf "sender wall %.1f ms\n", ($2 - $1) * 1000}'
+echo "sender exit $code, its interface sent $((tx1 - tx0)) bytes"
+cat "$OUT/s.time"
+for i in $(seq 1 "$N"); do tail -1 "$OUT/r$i.log"; done
