@@ -2,7 +2,7 @@
 //!
 //! - `cargo xtask ci`: every gate CI runs: fmt, clippy, tests, a seed sweep,
 //!   the fault suite (as root), short fuzz runs (with nightly and
-//!   cargo-fuzz), docs, benches compile.
+//!   cargo-fuzz), docs, benches compile, `bash -n` on benches/scripts.
 //! - `cargo xtask demo`: builds the binaries and pushes a generated tree to
 //!   four receivers over loopback multicast, then checks their copies.
 //! - `cargo xtask bench`: FEC throughput and end-to-end loopback goodput.
@@ -107,6 +107,15 @@ fn ci() -> Result<()> {
         "benches compile",
         cargo().args(["bench", "-p", "mdp-benches", "--no-run"]),
     )?;
+    for script in fs::read_dir(root().join("benches/scripts"))? {
+        let path = script?.path();
+        if path.extension().is_some_and(|e| e == "sh") {
+            run(
+                &format!("bash -n {}", path.display()),
+                Command::new("bash").arg("-n").arg(&path),
+            )?;
+        }
+    }
     eprintln!("xtask ci: all gates passed");
     // A plain summary as the very last line, for tools that read it.
     println!("{passed} passed, {failed} failed");
