@@ -72,8 +72,8 @@ pub struct Args {
     #[arg(long, value_name = "RATE", default_value = "10M", value_parser = parse_rate)]
     min_rate: u64,
 
-    /// Adaptive rate: the ceiling.
-    #[arg(long, value_name = "RATE", default_value = "10G", value_parser = parse_rate)]
+    /// Adaptive rate: the ceiling (raise it for paths faster than 40 Gbit/s).
+    #[arg(long, value_name = "RATE", default_value = "40G", value_parser = parse_rate)]
     max_rate: u64,
 
     /// Receivers to wait for before sending; all must confirm (0: anyone
@@ -372,6 +372,21 @@ fn parse_names(text: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_ceiling_is_the_state_machines() {
+        use clap::Parser;
+        let args = Args::try_parse_from(["mdp-send", "f"]).unwrap();
+        assert_eq!(args.max_rate, mdp_proto::cc::MAX_BPS);
+        assert_eq!(
+            SenderConfig::new(SessionId(1)).rate,
+            RateMode::Adaptive {
+                min_bps: args.min_rate,
+                max_bps: args.max_rate,
+                start_bps: mdp_proto::cc::START_BPS,
+            }
+        );
+    }
 
     #[test]
     fn the_default_symbol_size_fills_a_packet_of_the_interface() {

@@ -23,7 +23,9 @@
 //! reached in tens of milliseconds, not after a slow crawl), then grows by
 //! [`GROWTH`] per window without a report. A report cuts the rate to what
 //! reached that receiver, corrected for its floor, times [`BACKOFF`], but
-//! at most to [`MAX_CUT`] of the rate, or to [`DEEP_CUT`] when the window
+//! at most to [`MAX_CUT`] of the rate (of the rate actually sent in the
+//! last steps, when the sender's CPU or disk held it below the rate: a cut
+//! of a rate never reached would not slow it), or to [`DEEP_CUT`] when the window
 //! lost more than half in many separate runs (a slow path, or start-up's
 //! overshoot, not a stall). Reports carry the DATA sequence numbers their
 //! window spans, and the sender remembers where its last cut took effect:
@@ -71,6 +73,15 @@ pub const STARTUP_STEP: Duration = Duration::from_millis(10);
 /// suite and of the bench send as many bytes as when starting at 1 Gbit/s,
 /// whose first doubling reaches 2 Gbit/s 10 ms later anyway).
 pub const START_BPS: u64 = 2_000_000_000;
+/// The default ceiling of the adaptive rate (`--max-rate`). High enough
+/// not to hold back a fast path: a 256 MiB push to 1 receiver over
+/// loopback ran into the earlier 10 Gbit/s ceiling and took 286–303 ms;
+/// with this one, 243–259 ms. On slower paths the receivers' reports set
+/// the rate, and cuts are fractions of what was really sent, not of a
+/// ceiling the sender never reached. Not higher: at 100 Gbit/s start-up
+/// overshot far enough that 2 of 6 such pushes lost whole bursts and took
+/// 0.53 and 0.78 s.
+pub const MAX_BPS: u64 = 40_000_000_000;
 /// The deepest cut of one report whose window lost more than [`DEEP_LOSS`]
 /// in at least [`DEEP_RUNS`] separate runs: the rate was more than twice
 /// what reaches that receiver, all through the window. That is a slow path
@@ -289,6 +300,11 @@ pub struct RateController {
     cuts: HashMap<NodeId, u32>,
     /// Lowest rate the controller set.
     lowest: f64,
+    /// Bytes sent since the last step ([`RateController::on_sent`]).
+    sent: u64,
+    /// The rate actually sent in the last two steps that sent anything
+    /// (bits per second; 0: not measured).
+    achieved: [f64; 2],
 }
 
 impl RateController {
@@ -304,6 +320,26 @@ impl RateController {
             slow_since: HashMap::new(),
             cuts: HashMap::new(),
             lowest: rate,
+            sent: 0,
+            achieved: [0.0; 2],
+        }
+    }
+
+    /// The sender sent a datagram of `bytes`.
+    pub fn on_sent(&mut self, bytes: usize) {
+        self.sent += bytes as u64;
+    }
+
+    /// What a cut is a fraction of: the rate, or what was actually sent
+    /// lately when that was less (the sender's CPU, its disk or the
+    /// kernel held it below the rate). A cut of a rate the sender never
+    /// reached would not slow it at all.
+    fn cut_basis(&self) -> f64 {
+        let sent = self.achieved[0].max(self.achieved[1]);
+        if sent > 0.0 {
+            self.rate.min(sent)
+        } else {
+            self.rate
         }
     }
 
@@ -322,11 +358,11 @@ impl RateController {
         self.lowest as u64
     }
 
-    /// When [`RateController::on_timer`] wants to run next.
+    /// When [`RateController::on_timer`] wants to run next (at the
+    /// ceiling too: each step measures the rate actually sent).
     pub fn next_step(&self) -> Option<Instant> {
         match self.mode {
             RateMode::Fixed(_) => None,
-            RateMode::Adaptive { max_bps, .. } if self.rate >= max_bps as f64 => None,
             RateMode::Adaptive { .. } => Some(self.last_step + self.step()),
         }
     }
@@ -340,7 +376,8 @@ impl RateController {
         }
     }
 
-    /// Grows the rate once per window without a congestion report.
+    /// Grows the rate once per window without a congestion report, and
+    /// measures what was sent since the last step.
     /// `sending` is false while there is nothing to send (no evidence).
     pub fn on_timer(&mut self, now: Instant, sending: bool) {
         let RateMode::Adaptive { max_bps, .. } = self.mode else {
@@ -349,6 +386,11 @@ impl RateController {
         if now < self.last_step + self.step() {
             return;
         }
+        let elapsed = (now - self.last_step).as_secs_f64();
+        if sending && self.sent > 0 && elapsed > 0.0 {
+            self.achieved = [self.achieved[1], self.sent as f64 * 8.0 / elapsed];
+        }
+        self.sent = 0;
         self.last_step = now;
         let quiet = self.cut.as_ref().is_none_or(|c| now >= c.at + WINDOW * 2);
         if sending && quiet {
@@ -383,10 +425,11 @@ impl RateController {
         let floor = from_wire(c.floor).min(0.5);
         let capacity = c.delivered_bps as f64 / (1.0 - floor);
         // What the report asks for, cutting at most to `max_cut` of the
-        // rate.
+        // rate (of what was sent, when that was less).
         let (rate, min, max) = (self.rate, min_bps as f64, max_bps as f64);
+        let basis = self.cut_basis();
         let asked =
-            |max_cut: f64| (capacity * BACKOFF).clamp((rate * max_cut).clamp(min, max), max);
+            |max_cut: f64| (capacity * BACKOFF).clamp((basis * max_cut).clamp(min, max), max);
         // Where the report's window lies against the last cut, by the DATA
         // sequence numbers the receiver saw: wholly before it (the overload
         // that cut already answered), across it (a mix of two rates:
@@ -590,7 +633,8 @@ mod tests {
         }
         c.on_timer(t0 + STARTUP_STEP * 4, true);
         assert_eq!(c.rate_bps(), 10_000_000_000, "up to the ceiling");
-        assert_eq!(c.next_step(), None);
+        // It still steps, to measure what is sent.
+        assert_eq!(c.next_step(), Some(t0 + STARTUP_STEP * 5));
         for i in 5..1000 {
             c.on_timer(t0 + WINDOW * i, false);
         }
@@ -647,6 +691,42 @@ mod tests {
             c.on_report(now, NodeId(7), &w, 200);
             assert_eq!(c.rate_bps(), 2_800_000_000, "loss {loss} in {runs} runs");
         }
+    }
+
+    #[test]
+    fn a_sender_held_below_its_rate_cuts_from_what_it_sent() {
+        let t0 = Instant::now();
+        let mode = RateMode::Adaptive {
+            min_bps: 10_000_000,
+            max_bps: 40_000_000_000,
+            start_bps: 2_000_000_000,
+        };
+        // Its CPU lets it send 7 Gbit/s, while start-up takes the rate to
+        // the 40 Gbit/s ceiling.
+        let mut c = RateController::new(mode, t0);
+        let per_step = (7_000_000_000u64 / 8 / 100) as usize; // 10 ms at 7 Gbit/s
+        for i in 1..=6 {
+            c.on_sent(per_step);
+            c.on_timer(t0 + STARTUP_STEP * i, true);
+        }
+        assert_eq!(c.rate_bps(), 40_000_000_000);
+        // A slow receiver lost most of a window: the deep cut is a fraction
+        // of the 7 Gbit/s that went out, not of the 40 it never reached.
+        let slow = window(0..1000, 200_000_000, 0.9);
+        c.on_report(t0 + STARTUP_STEP * 6, NodeId(3), &slow, 1000);
+        let want = 7_000_000_000.0 * DEEP_CUT;
+        assert!(
+            (c.rate_bps() as f64 - want).abs() < want * 0.01,
+            "cut to {} instead of about {want}",
+            c.rate_bps()
+        );
+        // Without a measurement (or sending at the rate) the cut is of the rate.
+        let mut c = RateController::new(mode, t0);
+        for i in 1..=6 {
+            c.on_timer(t0 + STARTUP_STEP * i, true);
+        }
+        c.on_report(t0 + STARTUP_STEP * 6, NodeId(3), &slow, 1000);
+        assert_eq!(c.rate_bps(), (40_000_000_000.0 * DEEP_CUT) as u64);
     }
 
     #[test]

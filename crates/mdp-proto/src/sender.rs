@@ -113,7 +113,7 @@ impl SenderConfig {
             proactive: 0,
             rate: RateMode::Adaptive {
                 min_bps: 10_000_000,
-                max_bps: 10_000_000_000,
+                max_bps: crate::cc::MAX_BPS,
                 start_bps: crate::cc::START_BPS,
             },
             expected_receivers: 0,
@@ -1765,6 +1765,7 @@ impl Sender {
         }
         self.stats.packets_sent += count as u64;
         self.stats.bytes_sent += out.size() as u64;
+        self.cc.on_sent(out.size());
         Some(Transmit {
             destination: Destination::Group,
             size: out.size(),
