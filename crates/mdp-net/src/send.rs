@@ -242,6 +242,8 @@ pub async fn run(
     };
     let mut next_progress = Instant::now();
     let mut send_errors = 0u64;
+    let started = Instant::now();
+    let mut logged_rate = 0u64;
     // Since when every send failed, with no success between.
     let mut failing_since: Option<Instant> = None;
     let mut gave_up_sending = false;
@@ -299,6 +301,15 @@ pub async fn run(
                     }
                 }
             }
+        }
+        if tracing::enabled!(tracing::Level::DEBUG) && sender.rate_bps() != logged_rate {
+            logged_rate = sender.rate_bps();
+            tracing::debug!(
+                "rate {} Mbit/s at {:.3} s, {} datagrams sent",
+                logged_rate / 1_000_000,
+                now.duration_since(started).as_secs_f64(),
+                sender.stats().packets_sent
+            );
         }
         let mut finished = None;
         while let Some(ev) = sender.poll_event() {
