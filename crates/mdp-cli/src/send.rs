@@ -293,7 +293,6 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
     Ok(code)
 }
 
-/// A `--to` destination: `HOST:PORT` (a name is resolved now).
 /// The symbol size when --symbol-size is not given: what fits one packet
 /// on the interface's MTU (`fit`, if known), but no more than fits a
 /// 1500-byte MTU, which every Ethernet segment carries (a receiver on a
@@ -314,6 +313,7 @@ fn default_symbol_size(fit: Option<u16>, ipv6: bool, sealed: bool, routed: bool)
     fit.map_or(cap, |f| f.min(cap))
 }
 
+/// A `--to` destination: `HOST:PORT` (a name is resolved now).
 fn parse_destination(s: &str) -> Result<std::net::SocketAddr, String> {
     use std::net::ToSocketAddrs;
     s.to_socket_addrs()
