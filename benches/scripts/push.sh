@@ -6,7 +6,10 @@
 # them). Prints the sender's wall time in ms, the bytes its interface sent
 # and each process's /usr/bin/time line (wall, user, system, peak RSS).
 # B: the directory of the binaries (default: this checkout's
-# target/release); OUT: where the receivers write (default /tmp/mdp-push).
+# target/release); OUT: where the receivers write (default /tmp/mdp-push);
+# PERF=FILE: profile the whole machine while the sender runs (`perf record
+# -a -g`: every host shares its cores), then e.g. `perf report -i FILE
+# --no-children --sort comm,sym`.
 # Example: `head -c 256M /dev/urandom > /tmp/big.bin; benches/scripts/net.sh 2;
 # benches/scripts/push.sh 1 --no-hash-cache /tmp/big.bin`.
 set -e
@@ -25,8 +28,10 @@ done
 sleep 0.3
 tx0=$(ip netns exec mdpb-h0 cat /sys/class/net/eth0/statistics/tx_bytes)
 t0=$EPOCHREALTIME
+profile=()
+[ -n "${PERF:-}" ] && profile=(perf record -q -a -g -o "$PERF" --)
 set +e
-ip netns exec mdpb-h0 /usr/bin/time -f "send %e s, %U user, %S system, %M KiB" -o "$OUT/s.time" \
+"${profile[@]}" ip netns exec mdpb-h0 /usr/bin/time -f "send %e s, %U user, %S system, %M KiB" -o "$OUT/s.time" \
     "$B/mdp-send" --interface 10.77.0.1 --receivers "$N" --timeout 60s "$@" \
     >"$OUT/s.log" 2>"$OUT/s.err"
 code=$?
