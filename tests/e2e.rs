@@ -1587,8 +1587,8 @@ fn with_a_key_forged_and_unauthenticated_pushes_change_nothing_on_disk() {
     ] {
         let _ = sock.send_to(&d, group);
         let mut sealed = d.clone();
-        sealed[3] |= mdp_proto::auth::AUTH_FLAG;
-        sealed.extend_from_slice(&[0x5a; mdp_proto::auth::TRAILER_LEN]);
+        sealed[3] |= mdp_proto::limits::AUTH_FLAG;
+        sealed.extend_from_slice(&[0x5a; mdp_proto::limits::TRAILER_LEN]);
         let _ = sock.send_to(&sealed, group);
     }
     std::thread::sleep(Duration::from_millis(300));

@@ -457,8 +457,8 @@ pub fn sink(args: &[String]) -> Result<()> {
 /// Bytes of each `blast` datagram: mdp's DATA datagram on a 1500-byte
 /// MTU (its default symbol size there and the DATA header: 1472).
 pub fn blast_segment() -> usize {
-    let symbol = mdp_proto::wire::symbol_size_for_mtu(1500, false, false).expect("fits");
-    mdp_proto::wire::DATA_HEADER_LEN + symbol as usize
+    let symbol = mdp_proto::limits::symbol_size_for_mtu(1500, false, false).expect("fits");
+    mdp_proto::limits::DATA_HEADER_LEN + symbol as usize
 }
 
 /// `cargo xtask blast ADDR BYTES`: sends BYTES in [`blast_segment`]-byte datagrams to

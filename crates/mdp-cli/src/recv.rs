@@ -134,10 +134,10 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
     mdp_net::recv::check_dir(&args.dir)
         .map_err(|e| anyhow::anyhow!("cannot write to {}: {e}", args.dir.display()))?;
     let name = args.name.clone().unwrap_or_else(mdp_net::recv::host_name);
-    if name.is_empty() || name.len() > mdp_proto::wire::MAX_NAME_LEN {
+    if name.is_empty() || name.len() > mdp_proto::limits::MAX_NAME_LEN {
         anyhow::bail!(
             "--node-id must be 1 to {} bytes long (got {} bytes)",
-            mdp_proto::wire::MAX_NAME_LEN,
+            mdp_proto::limits::MAX_NAME_LEN,
             name.len()
         );
     }

@@ -175,7 +175,7 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
         .min();
     let ipv6 = endpoint.group.is_ipv6();
     let sealed = config.auth.is_some();
-    let fit = mtu.and_then(|(m, _)| mdp_proto::wire::symbol_size_for_mtu(m, ipv6, sealed));
+    let fit = mtu.and_then(|(m, _)| mdp_proto::limits::symbol_size_for_mtu(m, ipv6, sealed));
     let routed = endpoint.unicast || args.net.ttl > 1;
     config.symbol_size = args
         .symbol_size
@@ -303,7 +303,7 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
 /// would vanish without a word.
 fn default_symbol_size(fit: Option<u16>, ipv6: bool, sealed: bool, routed: bool) -> u16 {
     const ROUTED: u16 = 1400;
-    let ethernet = mdp_proto::wire::symbol_size_for_mtu(1500, ipv6, sealed)
+    let ethernet = mdp_proto::limits::symbol_size_for_mtu(1500, ipv6, sealed)
         .expect("a 1500-byte MTU fits a symbol");
     let cap = if routed {
         ROUTED.min(ethernet)
@@ -348,10 +348,10 @@ fn expected_names(given: &[String], file: Option<&Path>) -> anyhow::Result<Vec<S
     let mut seen = std::collections::HashSet::new();
     names.retain(|n| seen.insert(n.clone()));
     for n in &names {
-        if n.len() > mdp_proto::wire::MAX_NAME_LEN {
+        if n.len() > mdp_proto::limits::MAX_NAME_LEN {
             anyhow::bail!(
                 "receiver name {n:?} is longer than {} bytes, so no receiver can register with it",
-                mdp_proto::wire::MAX_NAME_LEN
+                mdp_proto::limits::MAX_NAME_LEN
             );
         }
     }
@@ -390,7 +390,7 @@ mod tests {
 
     #[test]
     fn the_default_symbol_size_fills_a_packet_of_the_interface() {
-        use mdp_proto::wire::symbol_size_for_mtu as fit;
+        use mdp_proto::limits::symbol_size_for_mtu as fit;
         // (interface MTU, IPv6, keyed, routed) → symbol size.
         let cases = [
             // A plain Ethernet LAN: the datagram fills the 1500-byte frame.

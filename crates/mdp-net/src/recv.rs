@@ -615,7 +615,7 @@ pub fn buffer_warning(granted: usize, rate_bps: Option<u64>) -> Option<String> {
 /// at all where the network between does not carry such frames (a sender
 /// on a jumbo-frame segment that this host's link is not).
 pub fn mtu_warning(symbol_size: u16, mtu: u32, ipv6: bool, sealed: bool) -> Option<String> {
-    let fit = mdp_proto::wire::symbol_size_for_mtu(mtu, ipv6, sealed);
+    let fit = mdp_proto::limits::symbol_size_for_mtu(mtu, ipv6, sealed);
     if fit.is_some_and(|f| symbol_size <= f) {
         return None;
     }

@@ -181,12 +181,13 @@ pub async fn run(
     };
     let data = UdpSocket::from_std(data)?;
     let trailer = if config.auth.is_some() {
-        mdp_proto::auth::TRAILER_LEN
+        mdp_proto::limits::TRAILER_LEN
     } else {
         0
     };
-    config.max_batch =
-        udp::batch_limit(config.symbol_size as usize + mdp_proto::wire::DATA_HEADER_LEN + trailer);
+    config.max_batch = udp::batch_limit(
+        config.symbol_size as usize + mdp_proto::limits::DATA_HEADER_LEN + trailer,
+    );
     let feedback = match unicast_feedback {
         Some(f) => f,
         None => socket::joined(&endpoint, feedback_port).map_err(explain)?,

@@ -17,12 +17,9 @@
 //! back. Within a session, a sliding window of 4096 counters per origin (the
 //! sender, or a receiver's node id) drops replays.
 
+use crate::limits::{AUTH_FLAG, COMMON_HEADER_LEN, TRAILER_LEN};
 use std::fmt;
 
-/// Type-byte flag of a sealed datagram.
-pub const AUTH_FLAG: u8 = 0x80;
-/// Counter (8 bytes) and tag (16 bytes) appended to a sealed datagram.
-pub const TRAILER_LEN: usize = 24;
 /// Bytes of the tag.
 const TAG_LEN: usize = 16;
 
@@ -162,7 +159,7 @@ pub fn open<'a>(key: Option<&Key>, datagram: &'a [u8]) -> Result<(&'a [u8], u64)
         (None, true) => Err(AuthError::NoKey),
         (Some(_), false) => Err(AuthError::Unsealed),
         (Some(key), true) => {
-            if datagram.len() < crate::wire::COMMON_HEADER_LEN + TRAILER_LEN {
+            if datagram.len() < COMMON_HEADER_LEN + TRAILER_LEN {
                 return Err(AuthError::BadTag);
             }
             let (body, tag) = datagram.split_at(datagram.len() - TAG_LEN);

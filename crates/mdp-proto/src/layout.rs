@@ -8,14 +8,7 @@
 //! work of a small block small; repairs beyond `r_b` resend source symbols.)
 
 use crate::ids::BlockNumber;
-
-/// Largest `k` (source symbols per block).
-pub const MAX_BLOCK_K: u16 = 8192;
-/// Largest `r` (parity symbols per block).
-pub const MAX_PARITY: u16 = 8192;
-
-/// Fewest parity symbols a block has (unless `r` itself is smaller).
-pub const MIN_BLOCK_PARITY: u16 = 32;
+use crate::limits::MIN_BLOCK_PARITY;
 
 /// The coding parameters of a session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

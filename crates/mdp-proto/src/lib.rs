@@ -28,6 +28,7 @@ pub mod cc;
 pub mod fec;
 pub mod ids;
 pub mod layout;
+pub mod limits;
 pub mod manifest;
 mod pacer;
 pub mod receiver;

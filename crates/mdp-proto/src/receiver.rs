@@ -23,12 +23,12 @@ use crate::cc::CongestionMeter;
 use crate::fec::{BlockBytes, BufferGauge, Codec, CompleteBlock, ReceivedParity};
 use crate::ids::{BlockNumber, NodeId, ObjectId, SessionId};
 use crate::layout::Coding;
+use crate::limits::{DATA_HEADER_LEN, MAX_NACK_ENTRIES, MAX_SESSION_BLOCKS, MAX_STATUS_OBJECTS};
 use crate::manifest::{EntryKind, Manifest};
 use crate::rng::Rng;
 use crate::wire::{
     self, AckState, Announce, Congestion, Control, DataHeader, Destination, Echo, FailReason, Nack,
-    NackEntry, Packet, Register, Status, Timing, Transmit, DATA_HEADER_LEN, FLAG_REPAIR,
-    MAX_NACK_ENTRIES, MAX_STATUS_OBJECTS,
+    NackEntry, Packet, Register, Status, Timing, Transmit, FLAG_REPAIR,
 };
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -275,10 +275,10 @@ impl Partial {
     /// The source symbols still missing, when naming them in a NACK lets
     /// the sender complete the block without a decode: no parity symbol
     /// is held (else a decode follows anyway) and at most
-    /// [`wire::MAX_NACK_MISSING`] are missing.
+    /// [`crate::limits::MAX_NACK_MISSING`] are missing.
     fn missing_sources(&self) -> Option<Vec<u16>> {
         let lacking = self.k as usize - self.have_count as usize;
-        if !self.recovery.is_empty() || lacking == 0 || lacking > wire::MAX_NACK_MISSING {
+        if !self.recovery.is_empty() || lacking == 0 || lacking > crate::limits::MAX_NACK_MISSING {
             return None;
         }
         Some((0..self.k).filter(|&i| !self.have[i as usize]).collect())
@@ -416,8 +416,6 @@ pub struct Receiver {
 }
 
 const MIN_GRTT: Duration = Duration::from_millis(1);
-/// Most blocks a session may have (one bit each in the receiver's maps).
-pub const MAX_SESSION_BLOCKS: u64 = 1 << 27;
 /// Smallest group size the NACK back-off assumes.
 const MIN_GROUP_ESTIMATE: u32 = 32;
 const REGISTER_INTERVAL: Duration = Duration::from_millis(50);
@@ -431,7 +429,7 @@ pub const SENDER_GONE: Duration = Duration::from_secs(1);
 /// A session silent this long is given up when another one is announced.
 pub const SESSION_SWITCH_SILENCE: Duration = Duration::from_secs(2);
 /// Most REGISTERs one registration sends (each with up to
-/// [`wire::MAX_HAVE_RANGES`] ranges of files already held); a receiver whose
+/// [`crate::limits::MAX_HAVE_RANGES`] ranges of files already held); a receiver whose
 /// files fall into more ranges reports only the first ones, and is sent the
 /// rest (which it then recognises as already held).
 const MAX_HAVE_CHUNKS: usize = 16;
@@ -786,7 +784,7 @@ impl Receiver {
             let echo = Self::echo(s, now);
             // All chunks of the have-list, each time: the sender counts us
             // as registered at the last one (`more == false`).
-            let m = wire::MAX_HAVE_RANGES;
+            let m = crate::limits::MAX_HAVE_RANGES;
             let chunks = s
                 .have
                 .len()
@@ -1541,7 +1539,7 @@ impl Receiver {
             .saturating_sub(s.buffered + self.config.buffer_gauge.bytes());
         let t = s.coding.symbol_size as usize;
         let first = s.first_receiving as usize;
-        let mut named_left = wire::MAX_NACK_MISSING_TOTAL;
+        let mut named_left = crate::limits::MAX_NACK_MISSING_TOTAL;
         // The sender resends named sources only to a lone receiver.
         let lone = s.timing.group_size <= 1;
         'objects: for (o, obj) in s.objects.iter().enumerate().skip(first) {

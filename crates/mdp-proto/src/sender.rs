@@ -32,24 +32,19 @@ use crate::cc::{CongestionSample, RateController};
 use crate::fec::{BlockParity, ParityJob};
 use crate::ids::{BlockNumber, NodeId, ObjectId, SessionId, SymbolId};
 use crate::layout::Coding;
+use crate::limits::{
+    DATA_HEADER_LEN, MANIFEST_RESEND_MAX, MAX_BLOCK_BYTES, MAX_NODE_LIST, MAX_PEERS,
+    MAX_SESSION_BLOCKS, TRAILER_LEN,
+};
 use crate::manifest::{EntryKind, Manifest};
 use crate::pacer::Pacer;
 use crate::wire::{
     self, Ack, AckState, Announce, Control, DataHeader, Destination, Done, Echo, FailReason, Flush,
-    Gather, NackEntry, Packet, Timing, Transmit, DATA_HEADER_LEN, FLAG_REPAIR, MAX_NODE_LIST,
+    Gather, NackEntry, Packet, Timing, Transmit, FLAG_REPAIR,
 };
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// Largest block (k × T) a sender uses: both ends hold whole blocks in memory.
-pub const MAX_BLOCK_BYTES: usize = 16 << 20;
-
-/// Largest manifest that is re-sent with every ANNOUNCE while registering.
-pub const MANIFEST_RESEND_MAX: u64 = 64 << 10;
-
-/// Most receivers a sender tracks (bounds memory against forged node ids).
-pub const MAX_PEERS: usize = 65_536;
 
 /// Most ranges of already-held files kept per receiver.
 const MAX_PEER_HAVE_RANGES: usize = 1024;
@@ -63,7 +58,7 @@ const MAX_BLOCK_SKIP_PEERS: usize = 1024;
 pub struct SenderConfig {
     /// This session's id (random per push).
     pub session: SessionId,
-    /// Symbol size in bytes; even, 16..=[`crate::wire::MAX_SYMBOL_SIZE`].
+    /// Symbol size in bytes; even, 16..=[`crate::limits::MAX_SYMBOL_SIZE`].
     pub symbol_size: u16,
     /// Source symbols per block (k).
     pub block_k: u16,
@@ -142,23 +137,23 @@ impl SenderConfig {
     pub fn validate(&self) -> Result<(), String> {
         if self.symbol_size < 16
             || !self.symbol_size.is_multiple_of(2)
-            || self.symbol_size > crate::wire::MAX_SYMBOL_SIZE
+            || self.symbol_size > crate::limits::MAX_SYMBOL_SIZE
         {
             return Err(format!(
                 "symbol size must be an even number from 16 to {}",
-                crate::wire::MAX_SYMBOL_SIZE
+                crate::limits::MAX_SYMBOL_SIZE
             ));
         }
-        if self.block_k == 0 || self.block_k > crate::layout::MAX_BLOCK_K {
+        if self.block_k == 0 || self.block_k > crate::limits::MAX_BLOCK_K {
             return Err(format!(
                 "block size must be 1 to {} symbols",
-                crate::layout::MAX_BLOCK_K
+                crate::limits::MAX_BLOCK_K
             ));
         }
-        if self.parity == 0 || self.parity > crate::layout::MAX_PARITY {
+        if self.parity == 0 || self.parity > crate::limits::MAX_PARITY {
             return Err(format!(
                 "parity must be 1 to {} symbols",
-                crate::layout::MAX_PARITY
+                crate::limits::MAX_PARITY
             ));
         }
         if self.proactive > self.parity {
@@ -597,10 +592,10 @@ impl Sender {
             })
             .sum::<u64>()
             + coding.block_count_wide(manifest_bytes.len() as u64);
-        if blocks > crate::receiver::MAX_SESSION_BLOCKS {
+        if blocks > MAX_SESSION_BLOCKS {
             return Err(format!(
                 "{blocks} blocks is more than receivers track ({}): raise --symbol-size or --block-size, or split the push",
-                crate::receiver::MAX_SESSION_BLOCKS
+                MAX_SESSION_BLOCKS
             ));
         }
         let mut sizes = vec![manifest_bytes.len() as u64];
@@ -615,7 +610,7 @@ impl Sender {
         // whose timer fires about once a millisecond still reaches the rate;
         // at least a few datagrams.
         let trailer = if config.auth.is_some() {
-            auth::TRAILER_LEN
+            TRAILER_LEN
         } else {
             0
         };
@@ -1276,7 +1271,7 @@ impl Sender {
         let everything = || {
             self.paths[1..]
                 .iter()
-                .take(wire::MAX_STATUS_OBJECTS)
+                .take(crate::limits::MAX_STATUS_OBJECTS)
                 .cloned()
                 .collect::<Vec<_>>()
         };
@@ -1803,7 +1798,7 @@ impl Sender {
     /// Bytes a seal adds to each datagram.
     fn trailer_len(&self) -> usize {
         if self.config.auth.is_some() {
-            auth::TRAILER_LEN
+            TRAILER_LEN
         } else {
             0
         }

@@ -6,6 +6,11 @@
 //! own length.
 
 use crate::ids::{BlockNumber, NodeId, ObjectId, SessionId, SymbolId};
+use crate::limits::{
+    AUTH_FLAG, COMMON_HEADER_LEN, DATA_HEADER_LEN, MAX_BLOCK_BYTES, MAX_HAVE_RANGES,
+    MAX_NACK_ENTRIES, MAX_NACK_MISSING, MAX_NACK_MISSING_TOTAL, MAX_NAME_LEN, MAX_NODE_LIST,
+    MAX_STATUS_OBJECTS,
+};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -13,53 +18,6 @@ use thiserror::Error;
 pub const MAGIC: [u8; 2] = *b"md";
 /// The protocol version this implementation speaks.
 pub const VERSION: u8 = 4;
-/// Length of the common header: magic, version, type, session id.
-pub const COMMON_HEADER_LEN: usize = 12;
-/// Length of the whole DATA header (common header included).
-pub const DATA_HEADER_LEN: usize = 28;
-/// The largest symbol size a sender uses (the DATA datagram stays below
-/// [`MAX_DATAGRAM`] with the authentication trailer).
-pub const MAX_SYMBOL_SIZE: u16 = 65_000;
-/// Bytes of IP and UDP header in front of every IPv4 datagram (no options).
-pub const IPV4_UDP_OVERHEAD: usize = 20 + 8;
-/// Bytes of IP and UDP header in front of every IPv6 datagram (no
-/// extension headers).
-pub const IPV6_UDP_OVERHEAD: usize = 40 + 8;
-
-/// The largest symbol size whose DATA datagrams fit in one IP packet of
-/// `mtu` bytes: the MTU less the IP, UDP and DATA headers and, when
-/// `sealed`, the authentication trailer ([`crate::auth::TRAILER_LEN`]),
-/// rounded down to an even number and at most [`MAX_SYMBOL_SIZE`]. `None`
-/// when less than 16 bytes (the smallest symbol size) fits.
-pub fn symbol_size_for_mtu(mtu: u32, ipv6: bool, sealed: bool) -> Option<u16> {
-    let ip = if ipv6 {
-        IPV6_UDP_OVERHEAD
-    } else {
-        IPV4_UDP_OVERHEAD
-    };
-    let seal = if sealed { crate::auth::TRAILER_LEN } else { 0 };
-    let room = (mtu as usize).checked_sub(ip + DATA_HEADER_LEN + seal)?;
-    let room = room.min(MAX_SYMBOL_SIZE as usize) & !1;
-    (room >= 16).then_some(room as u16)
-}
-
-/// The largest datagram mdp sends or accepts.
-pub const MAX_DATAGRAM: usize = 65_507;
-/// Longest node name carried in feedback (bytes of UTF-8).
-pub const MAX_NAME_LEN: usize = 64;
-/// Most entries a NACK may carry.
-pub const MAX_NACK_ENTRIES: usize = 64;
-/// Most source symbols one NACK entry may name as missing.
-pub const MAX_NACK_MISSING: usize = 32;
-/// Most source symbols one NACK may name in all (keeps it one datagram).
-pub const MAX_NACK_MISSING_TOTAL: usize = 256;
-/// Most node ids in one list of a FLUSH or ANNOUNCE.
-pub const MAX_NODE_LIST: usize = 48;
-/// Most object ids a STATUS may list as missing or failed.
-pub const MAX_STATUS_OBJECTS: usize = 32;
-/// Most ranges of files already held that one REGISTER may carry.
-pub const MAX_HAVE_RANGES: usize = 64;
-
 /// DATA flag: this symbol is a repair sent in answer to a NACK.
 pub const FLAG_REPAIR: u8 = 0x01;
 
@@ -558,7 +516,7 @@ pub fn parse(datagram: &[u8]) -> Result<Packet<'_>, WireError> {
     }
     // Bit 7 marks a sealed datagram (auth.rs); its trailer was checked and
     // cut off before this.
-    let ty = datagram[3] & !crate::auth::AUTH_FLAG;
+    let ty = datagram[3] & !AUTH_FLAG;
     let ty = PacketType::from_u8(ty).ok_or(WireError::UnknownType(ty))?;
     let mut sid = [0u8; 8];
     sid.copy_from_slice(&datagram[4..12]);
@@ -617,15 +575,15 @@ fn validate(message: &Control) -> Result<(), WireError> {
         Control::Announce(a) => {
             check(a.symbol_size >= 16 && a.symbol_size % 2 == 0, "symbol_size")?;
             check(
-                (1..=crate::layout::MAX_BLOCK_K).contains(&a.block_k),
+                (1..=crate::limits::MAX_BLOCK_K).contains(&a.block_k),
                 "block_k",
             )?;
             check(
-                a.block_k as usize * a.symbol_size as usize <= crate::sender::MAX_BLOCK_BYTES,
+                a.block_k as usize * a.symbol_size as usize <= MAX_BLOCK_BYTES,
                 "block bytes",
             )?;
             check(
-                (1..=crate::layout::MAX_PARITY).contains(&a.parity),
+                (1..=crate::limits::MAX_PARITY).contains(&a.parity),
                 "parity",
             )?;
             check(
@@ -826,45 +784,6 @@ mod tests {
         assert!(nack(8, MAX_NACK_MISSING), "256 named in all");
         assert!(!nack(1, MAX_NACK_MISSING + 1), "33 in one entry");
         assert!(!nack(9, MAX_NACK_MISSING), "288 in all");
-    }
-
-    #[test]
-    fn symbol_sizes_fit_the_mtu() {
-        // 1500 − 20 − 8 − 28: a DATA datagram fills an Ethernet frame.
-        assert_eq!(symbol_size_for_mtu(1500, false, false), Some(1444));
-        assert_eq!(symbol_size_for_mtu(1500, true, false), Some(1424));
-        assert_eq!(symbol_size_for_mtu(1500, false, true), Some(1420));
-        // A VXLAN overlay; an odd MTU rounds down to an even size.
-        assert_eq!(symbol_size_for_mtu(1450, false, false), Some(1394));
-        assert_eq!(symbol_size_for_mtu(1451, false, false), Some(1394));
-        assert_eq!(symbol_size_for_mtu(9000, false, false), Some(8944));
-        // Loopback's 64 KiB MTU is capped by the largest symbol size.
-        assert_eq!(
-            symbol_size_for_mtu(65_536, false, true),
-            Some(MAX_SYMBOL_SIZE)
-        );
-        assert!(
-            MAX_SYMBOL_SIZE as usize + DATA_HEADER_LEN + crate::auth::TRAILER_LEN <= MAX_DATAGRAM
-        );
-        // Too small for anything, or for the headers alone.
-        assert_eq!(symbol_size_for_mtu(68, false, false), None);
-        assert_eq!(symbol_size_for_mtu(0, true, true), None);
-        for mtu in [1280, 1492, 1500, 4000, 9000, 65_536] {
-            for (v6, sealed) in [(false, false), (true, false), (false, true), (true, true)] {
-                let t = symbol_size_for_mtu(mtu, v6, sealed).unwrap() as usize;
-                let ip = if v6 {
-                    IPV6_UDP_OVERHEAD
-                } else {
-                    IPV4_UDP_OVERHEAD
-                };
-                let seal = if sealed { crate::auth::TRAILER_LEN } else { 0 };
-                assert!(t.is_multiple_of(2) && t + ip + DATA_HEADER_LEN + seal <= mtu as usize);
-                assert!(
-                    t == MAX_SYMBOL_SIZE as usize
-                        || t + 2 + ip + DATA_HEADER_LEN + seal > mtu as usize
-                );
-            }
-        }
     }
 
     #[test]

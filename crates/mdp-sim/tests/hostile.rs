@@ -170,7 +170,7 @@ fn a_sender_survives_forged_feedback() {
             content.serve(&mut s, now, ev);
         }
     }
-    assert!(s.peer_count() <= mdp_proto::sender::MAX_PEERS);
+    assert!(s.peer_count() <= mdp_proto::limits::MAX_PEERS);
 }
 
 /// A forged session whose manifest claims a file that would need billions of

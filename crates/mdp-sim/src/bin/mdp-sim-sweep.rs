@@ -39,7 +39,7 @@ fn config_for(seed: u64) -> (SimConfig, Content) {
     };
     c.sender.symbol_size = [16, 500, 1400, 8000][pick(&mut rng, 4) as usize];
     if c.sender.block_k as usize * c.sender.symbol_size as usize
-        > mdp_proto::sender::MAX_BLOCK_BYTES
+        > mdp_proto::limits::MAX_BLOCK_BYTES
     {
         c.sender.block_k = 256;
     }
