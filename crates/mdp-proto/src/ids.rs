@@ -26,6 +26,29 @@ pub struct BlockNumber(pub u32);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct SymbolId(pub u16);
 
+/// A block of a session: the object it belongs to and its number there.
+/// Ordered by object, then block: the order in which a sender sends them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BlockKey {
+    /// The object (file, or 0 for the manifest).
+    pub object: u32,
+    /// The block within it.
+    pub block: u32,
+}
+
+impl BlockKey {
+    /// Block `block` of object `object`.
+    pub const fn new(object: u32, block: u32) -> BlockKey {
+        BlockKey { object, block }
+    }
+}
+
+impl fmt::Display for BlockKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.object, self.block)
+    }
+}
+
 impl ObjectId {
     /// The manifest's object id.
     pub const MANIFEST: ObjectId = ObjectId(0);

@@ -31,6 +31,7 @@ pub mod layout;
 pub mod limits;
 pub mod manifest;
 mod pacer;
+pub mod ranges;
 pub mod receiver;
 mod rng;
 pub mod sender;

@@ -11,6 +11,7 @@ use crate::limits::{
     MAX_NACK_ENTRIES, MAX_NACK_MISSING, MAX_NACK_MISSING_TOTAL, MAX_NAME_LEN, MAX_NODE_LIST,
     MAX_STATUS_OBJECTS,
 };
+use crate::ranges;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -604,15 +605,11 @@ fn validate(message: &Control) -> Result<(), WireError> {
         Control::Register(r) => {
             check(r.name.len() <= MAX_NAME_LEN, "name")?;
             check(r.have.len() <= MAX_HAVE_RANGES, "have")?;
-            let mut next = 1u64;
-            for &(first, count) in &r.have {
-                // Ascending, disjoint, non-empty, file objects only.
-                check(
-                    first as u64 >= next && count > 0,
-                    "have ranges must be ascending and disjoint",
-                )?;
-                next = first as u64 + count as u64;
-            }
+            // Ascending, disjoint, non-empty, file objects only.
+            check(
+                ranges::is_canonical(r.have.iter().copied(), 1),
+                "have ranges must be ascending and disjoint",
+            )?;
             check(r.have_blocks.len() <= MAX_HAVE_RANGES, "have_blocks")?;
             let mut next = (1u64, 0u64);
             for &(object, first, count) in &r.have_blocks {
