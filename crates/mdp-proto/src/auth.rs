@@ -17,7 +17,7 @@
 //! back. Within a session, a sliding window of 4096 counters per origin (the
 //! sender, or a receiver's node id) drops replays.
 
-use crate::limits::{AUTH_FLAG, COMMON_HEADER_LEN, TRAILER_LEN};
+use crate::limits::{field, AUTH_FLAG, COMMON_HEADER_LEN, TRAILER_LEN};
 use std::fmt;
 
 /// Bytes of the tag.
@@ -142,7 +142,7 @@ impl Sealer {
     /// current Unix time in microseconds.
     pub fn seal(&mut self, buf: &mut Vec<u8>, start: usize, unix_us: u64) {
         self.counter = (self.counter + 1).max(unix_us);
-        buf[start + 3] |= AUTH_FLAG;
+        buf[start + field::TYPE] |= AUTH_FLAG;
         buf.extend_from_slice(&self.counter.to_be_bytes());
         let tag = self.key.tag(&buf[start..]);
         buf.extend_from_slice(&tag);
@@ -153,7 +153,7 @@ impl Sealer {
 /// Returns the datagram without its trailer (the flag still set; the wire
 /// decoder ignores it) and its counter (0 when unsealed and no key).
 pub fn open<'a>(key: Option<&Key>, datagram: &'a [u8]) -> Result<(&'a [u8], u64), AuthError> {
-    let sealed = datagram.len() > 3 && datagram[3] & AUTH_FLAG != 0;
+    let sealed = datagram.len() > field::TYPE && datagram[field::TYPE] & AUTH_FLAG != 0;
     match (key, sealed) {
         (None, false) => Ok((datagram, 0)),
         (None, true) => Err(AuthError::NoKey),

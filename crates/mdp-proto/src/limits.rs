@@ -8,10 +8,44 @@
 
 // ---- Datagram layout -------------------------------------------------------
 
+/// The byte layout of the fixed headers, as offsets into the datagram: one
+/// table that writing ([`crate::wire::write_data_header`]), parsing
+/// ([`crate::wire::parse`]) and sealing ([`crate::auth`], which sets a bit of
+/// the type byte) all use. docs/PROTOCOL.md §3–4 draws the same table.
+/// Multi-byte fields are big-endian.
+pub mod field {
+    /// A field: the byte range it occupies in the datagram.
+    pub type Field = core::ops::Range<usize>;
+
+    // Common header, every datagram.
+    /// Magic bytes, ASCII "md".
+    pub const MAGIC: Field = 0..2;
+    /// Protocol version.
+    pub const VERSION: usize = 2;
+    /// Packet type; bit 7 is the authentication flag.
+    pub const TYPE: usize = 3;
+    /// Session id (u64).
+    pub const SESSION: Field = 4..12;
+
+    // DATA header, after the common header.
+    /// Object id (u32).
+    pub const OBJECT: Field = 12..16;
+    /// Source block number (u32).
+    pub const BLOCK: Field = 16..20;
+    /// Encoding symbol id (u16).
+    pub const ESI: Field = 20..22;
+    /// Flags ([`crate::wire::FLAG_REPAIR`]).
+    pub const FLAGS: usize = 22;
+    /// Reserved, sent as 0 and ignored.
+    pub const RESERVED: usize = 23;
+    /// DATA sequence number (u32), one per DATA datagram sent.
+    pub const SEQ: Field = 24..28;
+}
+
 /// Length of the common header: magic, version, type, session id.
-pub const COMMON_HEADER_LEN: usize = 12;
+pub const COMMON_HEADER_LEN: usize = field::SESSION.end;
 /// Length of the whole DATA header (common header included).
-pub const DATA_HEADER_LEN: usize = 28;
+pub const DATA_HEADER_LEN: usize = field::SEQ.end;
 /// The largest symbol size a sender uses (the DATA datagram stays below
 /// [`MAX_DATAGRAM`] with the authentication trailer).
 pub const MAX_SYMBOL_SIZE: u16 = 65_000;

@@ -7,7 +7,7 @@
 
 use crate::ids::{BlockNumber, NodeId, ObjectId, SessionId, SymbolId};
 use crate::limits::{
-    AUTH_FLAG, COMMON_HEADER_LEN, DATA_HEADER_LEN, MAX_BLOCK_BYTES, MAX_HAVE_RANGES,
+    field, AUTH_FLAG, COMMON_HEADER_LEN, DATA_HEADER_LEN, MAX_BLOCK_BYTES, MAX_HAVE_RANGES,
     MAX_NACK_ENTRIES, MAX_NACK_MISSING, MAX_NACK_MISSING_TOTAL, MAX_NAME_LEN, MAX_NODE_LIST,
     MAX_STATUS_OBJECTS,
 };
@@ -141,13 +141,15 @@ impl Gather {
 /// Appends a data datagram's header only: its payload follows it on the
 /// wire (a shared piece of a [`Gather`]).
 pub fn write_data_header(buf: &mut Vec<u8>, header: &DataHeader) {
-    common_header(buf, PacketType::Data, header.session);
-    buf.extend_from_slice(&header.object.0.to_be_bytes());
-    buf.extend_from_slice(&header.block.0.to_be_bytes());
-    buf.extend_from_slice(&header.esi.0.to_be_bytes());
-    buf.push(header.flags);
-    buf.push(0);
-    buf.extend_from_slice(&header.seq.to_be_bytes());
+    let mut h = [0u8; DATA_HEADER_LEN];
+    put_common_header(&mut h, PacketType::Data, header.session);
+    h[field::OBJECT].copy_from_slice(&header.object.0.to_be_bytes());
+    h[field::BLOCK].copy_from_slice(&header.block.0.to_be_bytes());
+    h[field::ESI].copy_from_slice(&header.esi.0.to_be_bytes());
+    h[field::FLAGS] = header.flags;
+    h[field::RESERVED] = 0;
+    h[field::SEQ].copy_from_slice(&header.seq.to_be_bytes());
+    buf.extend_from_slice(&h);
 }
 
 /// Packet type codes (byte 3 of the common header).
@@ -470,11 +472,17 @@ pub enum Packet<'a> {
     },
 }
 
+fn put_common_header(h: &mut [u8], ty: PacketType, session: SessionId) {
+    h[field::MAGIC].copy_from_slice(&MAGIC);
+    h[field::VERSION] = VERSION;
+    h[field::TYPE] = ty as u8;
+    h[field::SESSION].copy_from_slice(&session.0.to_be_bytes());
+}
+
 fn common_header(buf: &mut Vec<u8>, ty: PacketType, session: SessionId) {
-    buf.extend_from_slice(&MAGIC);
-    buf.push(VERSION);
-    buf.push(ty as u8);
-    buf.extend_from_slice(&session.0.to_be_bytes());
+    let mut h = [0u8; COMMON_HEADER_LEN];
+    put_common_header(&mut h, ty, session);
+    buf.extend_from_slice(&h);
 }
 
 /// Appends a DATA datagram to `buf`.
@@ -500,8 +508,12 @@ pub fn write_control(buf: &mut Vec<u8>, session: SessionId, message: &Control) {
     res.expect("postcard serialization into a Vec is infallible for mdp's types");
 }
 
-fn be_u32(b: &[u8]) -> u32 {
-    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+/// A field's bytes as an array, for `from_be_bytes`. The caller has checked
+/// the datagram's length against the header's, so the field is whole.
+fn be<const N: usize>(bytes: &[u8]) -> [u8; N] {
+    let mut out = [0u8; N];
+    out.copy_from_slice(bytes);
+    out
 }
 
 /// Parses a datagram. Never panics.
@@ -509,19 +521,17 @@ pub fn parse(datagram: &[u8]) -> Result<Packet<'_>, WireError> {
     if datagram.len() < COMMON_HEADER_LEN {
         return Err(WireError::Truncated);
     }
-    if datagram[0..2] != MAGIC {
+    if datagram[field::MAGIC] != MAGIC {
         return Err(WireError::BadMagic);
     }
-    if datagram[2] != VERSION {
-        return Err(WireError::UnsupportedVersion(datagram[2]));
+    if datagram[field::VERSION] != VERSION {
+        return Err(WireError::UnsupportedVersion(datagram[field::VERSION]));
     }
     // Bit 7 marks a sealed datagram (auth.rs); its trailer was checked and
     // cut off before this.
-    let ty = datagram[3] & !AUTH_FLAG;
+    let ty = datagram[field::TYPE] & !AUTH_FLAG;
     let ty = PacketType::from_u8(ty).ok_or(WireError::UnknownType(ty))?;
-    let mut sid = [0u8; 8];
-    sid.copy_from_slice(&datagram[4..12]);
-    let session = SessionId(u64::from_be_bytes(sid));
+    let session = SessionId(u64::from_be_bytes(be(&datagram[field::SESSION])));
     let body = &datagram[COMMON_HEADER_LEN..];
     let message = match ty {
         PacketType::Data => {
@@ -530,11 +540,11 @@ pub fn parse(datagram: &[u8]) -> Result<Packet<'_>, WireError> {
             }
             let header = DataHeader {
                 session,
-                object: ObjectId(be_u32(&body[0..4])),
-                block: BlockNumber(be_u32(&body[4..8])),
-                esi: SymbolId(u16::from_be_bytes([body[8], body[9]])),
-                flags: body[10],
-                seq: be_u32(&body[12..16]),
+                object: ObjectId(u32::from_be_bytes(be(&datagram[field::OBJECT]))),
+                block: BlockNumber(u32::from_be_bytes(be(&datagram[field::BLOCK]))),
+                esi: SymbolId(u16::from_be_bytes(be(&datagram[field::ESI]))),
+                flags: datagram[field::FLAGS],
+                seq: u32::from_be_bytes(be(&datagram[field::SEQ])),
             };
             return Ok(Packet::Data {
                 header,
