@@ -65,22 +65,19 @@ pub const GROWTH: f64 = 1.03;
 pub const STARTUP_GROWTH: f64 = 2.0;
 /// The growth step before the first report.
 pub const STARTUP_STEP: Duration = Duration::from_millis(10);
-/// First rate of an adaptive push. Fast on a LAN: a 4.5 MiB push takes
-/// about 22 ms of data at start-up rates from here, against 30 ms from
-/// 1 Gbit/s. A slower path (a 1 GbE link, a slow host) takes the excess
-/// for at most one window: the first report cuts it, deeply when the
-/// window lost more than half (measured: the slow-host cases of the fault
-/// suite and of the bench send as many bytes as when starting at 1 Gbit/s,
-/// whose first doubling reaches 2 Gbit/s 10 ms later anyway).
+/// First rate of an adaptive push. High enough that a push of a few MiB on
+/// a LAN is not spent ramping up; a slower path (a 1 GbE link, a slow host)
+/// takes the excess for at most one window, because the first report cuts
+/// it, deeply when the window lost more than half ([`DEEP_CUT`]).
+/// docs/BENCHMARKS-HISTORY.md has the measurements behind the figure.
 pub const START_BPS: u64 = 2_000_000_000;
 /// The default ceiling of the adaptive rate (`--max-rate`). High enough
-/// not to hold back a fast path: a 256 MiB push to 1 receiver over
-/// loopback ran into the earlier 10 Gbit/s ceiling and took 286–303 ms;
-/// with this one, 243–259 ms. On slower paths the receivers' reports set
-/// the rate, and cuts are fractions of what was really sent, not of a
-/// ceiling the sender never reached. Not higher: at 100 Gbit/s start-up
-/// overshot far enough that 2 of 6 such pushes lost whole bursts and took
-/// 0.53 and 0.78 s.
+/// not to hold back a fast path (loopback, jumbo-frame LANs): on slower
+/// paths the receivers' reports set the rate, and cuts are fractions of
+/// what was really sent, not of a ceiling the sender never reached. Not
+/// much higher: start-up doubles the rate every [`STARTUP_STEP`], and an
+/// overshoot far beyond what the path takes loses whole bursts before the
+/// first report arrives. docs/BENCHMARKS-HISTORY.md has the measurements.
 pub const MAX_BPS: u64 = 40_000_000_000;
 /// The deepest cut of one report whose window lost more than [`DEEP_LOSS`]
 /// in at least [`DEEP_RUNS`] separate runs: the rate was more than twice
