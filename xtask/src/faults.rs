@@ -9,7 +9,8 @@
 //! byte and the verdicts of the sender's JSON report; the table goes to
 //! stdout and to target/netns/faults.md.
 
-use crate::compare::{self, host, ip, Net};
+use crate::bench::data::data_file;
+use crate::bench::net::{host, ip, sh, Net};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -318,7 +319,7 @@ fn loss(ctx: &Ctx, percent: u32) -> Result<Row> {
 /// Symbols larger than the links' 1500-byte MTU: the kernel refuses GSO
 /// for them (`EMSGSIZE`), and the sender must fall back to one datagram per
 /// call, which the kernel fragments, rather than count every batch as
-/// lost and repair it forever (what it did before).
+/// lost and repair it forever.
 fn oversized_symbols(ctx: &Ctx) -> Result<Row> {
     ctx.fresh_dirs()?;
     for i in 1..=RECEIVERS {
@@ -352,9 +353,8 @@ fn oversized_symbols(ctx: &Ctx) -> Result<Row> {
 }
 
 /// Links with a tunnel's MTU (1450 bytes, as under VXLAN): the default
-/// symbol size must shrink to fit, so that no datagram is fragmented (the
-/// old fixed 1400-byte symbols made 1456-byte packets: two fragments each,
-/// no GSO, and about 3.6 times the time).
+/// symbol size must shrink to fit, so that no datagram is fragmented
+/// (fragments mean no GSO, and a lost fragment loses the whole datagram).
 fn small_mtu(ctx: &Ctx) -> Result<Row> {
     ctx.fresh_dirs()?;
     ctx.net.mtu(1450)?;
@@ -596,7 +596,7 @@ fn sender_killed(ctx: &Ctx) -> Result<Row> {
 fn full_disk(ctx: &Ctx) -> Result<Row> {
     ctx.fresh_dirs()?;
     let small = ctx.dir(4);
-    if let Err(e) = compare::sh(&[
+    if let Err(e) = sh(&[
         "mount",
         "-t",
         "tmpfs",
@@ -675,7 +675,7 @@ fn full_disk(ctx: &Ctx) -> Result<Row> {
             skipped: false,
         })
     })();
-    let _ = compare::sh(&["umount", &small.display().to_string()]);
+    let _ = sh(&["umount", &small.display().to_string()]);
     outcome
 }
 
@@ -683,16 +683,16 @@ fn full_disk(ctx: &Ctx) -> Result<Row> {
 fn source(work: &Path) -> Result<PathBuf> {
     let src = work.join("src").join("payload");
     fs::create_dir_all(src.join("conf/d"))?;
-    compare::data_file(&src, "big.bin", 32 << 20, 77)?;
+    data_file(&src, "big.bin", 32 << 20, 77)?;
     for i in 0..6u64 {
-        compare::data_file(
+        data_file(
             &src.join("conf"),
             &format!("f{i}.conf"),
             1000 + 5000 * i as usize,
             i,
         )?;
     }
-    compare::data_file(&src.join("conf/d"), "deep.bin", 300_000, 99)?;
+    data_file(&src.join("conf/d"), "deep.bin", 300_000, 99)?;
     Ok(src)
 }
 
