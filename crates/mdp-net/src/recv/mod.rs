@@ -1,4 +1,4 @@
-//! The receiver's driver: one tokio task runs the [`Receiver`] state machine
+//! The receiver's driver: one tokio task runs the [`Receiver`](mdp_proto::Receiver) state machine
 //! against the data and feedback sockets and a timer; a writer thread owns
 //! the [`Store`] and writes, verifies and places files.
 //!
