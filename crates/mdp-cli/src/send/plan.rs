@@ -72,30 +72,7 @@ impl SendPlan {
         endpoints[0] = endpoint;
         let mut config = SenderConfig::new(SessionId(mdp_net::random_u64()));
         config.auth = args.net.auth()?;
-        let mtu = endpoints
-            .iter()
-            .zip(&args.net.interface)
-            .filter_map(|(ep, spec)| Some((mdp_net::socket::interface_mtu(ep)?, spec)))
-            .min();
-        let ipv6 = endpoint.group.is_ipv6();
-        let sealed = config.auth.is_some();
-        let fit = mtu.and_then(|(m, _)| mdp_proto::limits::symbol_size_for_mtu(m, ipv6, sealed));
-        let routed = endpoint.unicast || args.net.ttl > 1;
-        config.symbol_size = args
-            .symbol_size
-            .unwrap_or_else(|| default_symbol_size(fit, ipv6, sealed, routed));
-        if let Some((m, spec)) = mtu {
-            if fit.is_none_or(|f| config.symbol_size > f) {
-                tracing::warn!(
-                    "{}-byte symbols do not fit in one packet on --interface {spec}, whose MTU is {m} bytes: every datagram will be fragmented, which is slower and loses a datagram with any of its fragments; {}",
-                    config.symbol_size,
-                    match fit {
-                        Some(f) => format!("give --symbol-size {f} or less"),
-                        None => "raise the interface's MTU".to_string(),
-                    }
-                );
-            }
-        }
+        config.symbol_size = symbol_size(args, &endpoints, config.auth.is_some());
         config.block_k = args.block_size;
         config.parity = args.parity;
         config.proactive = args.proactive;
@@ -138,6 +115,37 @@ impl SendPlan {
             out: args.out.clone(),
         })))
     }
+}
+
+/// `--symbol-size`, or what fits one packet on the smallest MTU of the
+/// interfaces (see [`default_symbol_size`]); warns, with the fix, when the
+/// size makes every datagram fragment.
+fn symbol_size(args: &Args, endpoints: &[Endpoint], sealed: bool) -> u16 {
+    let mtu = endpoints
+        .iter()
+        .zip(&args.net.interface)
+        .filter_map(|(ep, spec)| Some((mdp_net::socket::interface_mtu(ep)?, spec)))
+        .min();
+    let endpoint = &endpoints[0];
+    let ipv6 = endpoint.group.is_ipv6();
+    let fit = mtu.and_then(|(m, _)| mdp_proto::limits::symbol_size_for_mtu(m, ipv6, sealed));
+    let routed = endpoint.unicast || args.net.ttl > 1;
+    let symbol_size = args
+        .symbol_size
+        .unwrap_or_else(|| default_symbol_size(fit, ipv6, sealed, routed));
+    if let Some((m, spec)) = mtu {
+        if fit.is_none_or(|f| symbol_size > f) {
+            tracing::warn!(
+                "{}-byte symbols do not fit in one packet on --interface {spec}, whose MTU is {m} bytes: every datagram will be fragmented, which is slower and loses a datagram with any of its fragments; {}",
+                symbol_size,
+                match fit {
+                    Some(f) => format!("give --symbol-size {f} or less"),
+                    None => "raise the interface's MTU".to_string(),
+                }
+            );
+        }
+    }
+    symbol_size
 }
 
 /// The symbol size when --symbol-size is not given: what fits one packet
