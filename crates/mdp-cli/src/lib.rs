@@ -141,7 +141,7 @@ pub fn write_new_key(path: &std::path::Path) -> anyhow::Result<()> {
 }
 
 /// The output options both programs share.
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Clone, Debug)]
 pub struct OutputArgs {
     /// Print the report as JSON on stdout (schema: docs/REPORT.md).
     #[arg(long)]

@@ -1,10 +1,17 @@
 //! mdp-recv: receive pushes from mdp-send into a directory.
 
+//!
+//! [`Args`] (clap) becomes a [`RecvPlan`] in one function,
+//! [`RecvPlan::from_args`] (`recv/plan.rs`), and [`run`] carries it out.
+
+mod plan;
+
+pub use plan::RecvPlan;
+
 use crate::hook::{Hooks, PushInfo};
 use crate::report::RecvJson;
 use crate::{parse_duration, parse_size, NetArgs, OutputArgs, EXIT_INCOMPLETE, EXIT_OK};
-use mdp_net::recv::{RecvNotice, RecvOptions};
-use mdp_proto::{NodeId, ReceiverConfig};
+use mdp_net::recv::RecvNotice;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -126,53 +133,31 @@ pub struct Args {
     pub out: OutputArgs,
 }
 
-/// Runs the program; returns its exit code.
-pub fn run(args: &Args) -> anyhow::Result<i32> {
-    let mut endpoints = args.net.endpoints()?;
-    let mut endpoint = endpoints.remove(0);
-    endpoint.unicast = args.unicast;
-    mdp_net::recv::check_dir(&args.dir)
-        .map_err(|e| anyhow::anyhow!("cannot write to {}: {e}", args.dir.display()))?;
-    let name = args.name.clone().unwrap_or_else(mdp_net::recv::host_name);
-    if name.is_empty() || name.len() > mdp_proto::limits::MAX_NAME_LEN {
-        anyhow::bail!(
-            "--node-id must be 1 to {} bytes long (got {} bytes)",
-            mdp_proto::limits::MAX_NAME_LEN,
-            name.len()
-        );
-    }
-    let mut config =
-        ReceiverConfig::new(NodeId(mdp_net::random_u64()), &name, mdp_net::random_u64());
-    config.idle_timeout = args.idle_timeout;
-    config.auth = args.net.auth()?;
-    config.max_push_bytes = args.max_push_size;
-    config.max_file_bytes = args.max_file_size;
-    config.max_files = args.max_files;
-    config.max_path_depth = args.max_path_depth;
-    config.max_path_len = args.max_path_len;
-    config.buffer_bytes = args.buffer.max(1) << 20;
-    let opts = RecvOptions {
-        endpoint,
-        also: endpoints,
-        config,
-        dir: args.dir.clone(),
-        once: args.once,
-        timeout: args.timeout,
-        socket_buffer: args.socket_buffer.clamp(1, 1024) << 20,
-        keep_partial: args.keep_partial,
-    };
+/// Runs a checked plan; returns the exit code.
+pub fn run(plan: RecvPlan) -> anyhow::Result<i32> {
+    let RecvPlan {
+        opts,
+        name,
+        group,
+        interfaces,
+        exec,
+        exec_file,
+        exec_timeout,
+        out,
+    } = plan;
+    let (dir, once, timeout) = (opts.dir.clone(), opts.once, opts.timeout);
     tracing::info!(
         "{name} waiting for pushes on {} via {} into {}",
-        args.net.group,
-        args.net.interface.join(", "),
-        args.dir.display()
+        group,
+        interfaces.join(", "),
+        dir.display()
     );
-    let show_bar = args.out.bar();
+    let show_bar = out.bar();
     let mut bar: Option<indicatif::ProgressBar> = None;
-    let json = args.out.json;
-    let mut log = crate::ProgressLog::new(!args.out.quiet);
-    let hooks = Hooks::new(args.exec.clone(), args.exec_file.clone(), args.exec_timeout);
-    let dir = std::fs::canonicalize(&args.dir).unwrap_or_else(|_| args.dir.clone());
+    let json = out.json;
+    let mut log = crate::ProgressLog::new(!out.quiet);
+    let hooks = Hooks::new(exec, exec_file, exec_timeout);
+    let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
     // The push in progress, for the hooks.
     let mut push = PushInfo::empty(dir.clone());
     // Bytes of the push in progress, and its total, for the message when
@@ -260,14 +245,14 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
     }));
     hooks.finish();
     let ended = ended?;
-    if !args.once {
+    if !once {
         return Ok(EXIT_OK);
     }
     Ok(match ended.outcomes.first() {
         Some(o) if o.complete => EXIT_OK,
         Some(_) => EXIT_INCOMPLETE,
         None => {
-            let why = match args.timeout {
+            let why = match timeout {
                 Some(t) if ended.timed_out => {
                     format!("--timeout ({t:?}) ran out")
                 }

@@ -1,9 +1,16 @@
 //! mdp-send: push files and directory trees to a multicast group.
 
+//!
+//! [`Args`] (clap) becomes a [`SendPlan`] in one function,
+//! [`SendPlan::from_args`] (`send/plan.rs`), and [`run`] carries it out.
+
+mod plan;
+
+pub use plan::{PushPlan, SendPlan};
+
 use crate::report::SendJson;
 use crate::{parse_duration, parse_rate, NetArgs, OutputArgs, EXIT_INCOMPLETE, EXIT_OK};
-use mdp_proto::{RateMode, SenderConfig, SessionId};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 const AFTER_HELP: &str = "\
@@ -139,93 +146,37 @@ pub struct Args {
     pub out: OutputArgs,
 }
 
-/// Runs the program; returns its exit code.
-pub fn run(args: &Args) -> anyhow::Result<i32> {
-    if let Some(path) = &args.gen_key {
-        crate::write_new_key(path)?;
-        eprintln!(
-            "mdp-send: wrote a new key to {}; copy it to every receiver and give both ends --key-file",
-            path.display()
-        );
-        return Ok(EXIT_OK);
-    }
-    let mut endpoints = args.net.endpoints()?;
-    let mut endpoint = endpoints[0];
-    if !args.to.is_empty() {
-        endpoint.unicast = true;
-        if let Some(d) = args
-            .to
-            .iter()
-            .find(|d| d.is_ipv4() != endpoint.interface.is_ipv4())
-        {
-            anyhow::bail!(
-                "--to {d} and --interface {} are not both IPv4 or both IPv6",
-                endpoint.interface
+/// Runs a checked plan; returns the exit code.
+pub fn run(plan: SendPlan) -> anyhow::Result<i32> {
+    let plan = match plan {
+        SendPlan::GenKey(path) => {
+            crate::write_new_key(&path)?;
+            eprintln!(
+                "mdp-send: wrote a new key to {}; copy it to every receiver and give both ends --key-file",
+                path.display()
             );
+            return Ok(EXIT_OK);
         }
-    }
-    let endpoint_is_loopback = endpoint.interface.is_loopback();
-    endpoints[0] = endpoint;
-    let mut config = SenderConfig::new(SessionId(mdp_net::random_u64()));
-    config.auth = args.net.auth()?;
-    let mtu = endpoints
-        .iter()
-        .zip(&args.net.interface)
-        .filter_map(|(ep, spec)| Some((mdp_net::socket::interface_mtu(ep)?, spec)))
-        .min();
-    let ipv6 = endpoint.group.is_ipv6();
-    let sealed = config.auth.is_some();
-    let fit = mtu.and_then(|(m, _)| mdp_proto::limits::symbol_size_for_mtu(m, ipv6, sealed));
-    let routed = endpoint.unicast || args.net.ttl > 1;
-    config.symbol_size = args
-        .symbol_size
-        .unwrap_or_else(|| default_symbol_size(fit, ipv6, sealed, routed));
-    if let Some((m, spec)) = mtu {
-        if fit.is_none_or(|f| config.symbol_size > f) {
-            tracing::warn!(
-                "{}-byte symbols do not fit in one packet on --interface {spec}, whose MTU is {m} bytes: every datagram will be fragmented, which is slower and loses a datagram with any of its fragments; {}",
-                config.symbol_size,
-                match fit {
-                    Some(f) => format!("give --symbol-size {f} or less"),
-                    None => "raise the interface's MTU".to_string(),
-                }
-            );
-        }
-    }
-    config.block_k = args.block_size;
-    config.parity = args.parity;
-    config.proactive = args.proactive;
-    config.rate = match args.rate {
-        Some(r) => RateMode::Fixed(r),
-        None => RateMode::Adaptive {
-            min_bps: args.min_rate,
-            max_bps: args.max_rate,
-            start_bps: mdp_proto::cc::START_BPS,
-        },
+        SendPlan::Push(plan) => *plan,
     };
-    config.expected_receivers = args.receivers;
-    config.expected_names = expected_names(&args.expect, args.expect_file.as_deref())?;
-    config.wait = args
-        .wait
-        .unwrap_or(if args.receivers > 0 || !config.expected_names.is_empty() {
-            Duration::from_secs(10)
-        } else {
-            Duration::from_secs(1)
-        });
-    config.timeout = args.timeout;
-    config.drop_after = args.drop_after;
-    config.delete = args.delete;
-    // Larger blocks need a larger cache for the read-ahead window.
-    config.cache_bytes = config.cache_bytes.max(config.min_cache_bytes());
-    config.validate().map_err(anyhow::Error::msg)?;
-
+    let PushPlan {
+        endpoints,
+        to,
+        config,
+        paths,
+        hash_cache,
+        group,
+        interfaces,
+        loopback,
+        out,
+    } = plan;
     let started = Instant::now();
     tracing::info!("reading and hashing what to push");
-    let mut cache = match (args.no_hash_cache, hash_cache_file()) {
-        (false, Some(f)) => mdp_net::stamp::HashCache::load(f, Duration::from_secs(2)),
-        _ => mdp_net::stamp::HashCache::disabled(),
+    let mut cache = match hash_cache {
+        Some(f) => mdp_net::stamp::HashCache::load(f, Duration::from_secs(2)),
+        None => mdp_net::stamp::HashCache::disabled(),
     };
-    let source = mdp_net::scan::scan_cached(&args.paths, &mut cache)?;
+    let source = mdp_net::scan::scan_cached(&paths, &mut cache)?;
     for (p, why) in &source.skipped {
         tracing::warn!("skipping {}: {why}", p.display());
     }
@@ -234,38 +185,32 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
     tracing::info!(
         "pushing {files} files ({}) to {} via {} in {}-byte symbols, session {}",
         crate::human_bytes(bytes),
-        args.net.group,
-        args.net.interface.join(", "),
+        group,
+        interfaces.join(", "),
         config.symbol_size,
         config.session
     );
-    let bar = crate::progress_bar(args.out.bar(), bytes, "sending");
+    let bar = crate::progress_bar(out.bar(), bytes, "sending");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let mut log = crate::ProgressLog::new(!args.out.quiet && bar.is_none());
-    let report = runtime.block_on(mdp_net::send::run(
-        &endpoints,
-        &args.to,
-        config,
-        source,
-        |p| {
-            if let Some(bar) = &bar {
-                bar.set_position(p.bytes_sent);
-                if p.flushing {
-                    bar.set_message(format!("{}/{} ok", p.confirmed, p.receivers));
-                }
-            } else if p.started && log.due() {
-                tracing::info!(
-                    "sent {} of {}, {} receivers, {} confirmed",
-                    crate::human_bytes(p.bytes_sent),
-                    crate::human_bytes(p.bytes_total),
-                    p.receivers,
-                    p.confirmed
-                );
+    let mut log = crate::ProgressLog::new(!out.quiet && bar.is_none());
+    let report = runtime.block_on(mdp_net::send::run(&endpoints, &to, config, source, |p| {
+        if let Some(bar) = &bar {
+            bar.set_position(p.bytes_sent);
+            if p.flushing {
+                bar.set_message(format!("{}/{} ok", p.confirmed, p.receivers));
             }
-        },
-    ));
+        } else if p.started && log.due() {
+            tracing::info!(
+                "sent {} of {}, {} receivers, {} confirmed",
+                crate::human_bytes(p.bytes_sent),
+                crate::human_bytes(p.bytes_total),
+                p.receivers,
+                p.confirmed
+            );
+        }
+    }));
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
@@ -276,41 +221,21 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
         EXIT_INCOMPLETE
     };
     let mut json = SendJson::new(&report, files, bytes, started.elapsed(), code);
-    if !args.to.is_empty() {
+    if !to.is_empty() {
         // Unicast: every datagram went to each destination.
-        json.count_copies(args.to.len() as u64);
+        json.count_copies(to.len() as u64);
     }
     if let Some(p) = &mut json.problem {
-        if report.receivers.is_empty() && endpoint_is_loopback {
+        if report.receivers.is_empty() && loopback {
             p.push_str(" (mdp-send uses loopback unless you give --interface)");
         }
     }
-    if args.out.json {
+    if out.json {
         println!("{}", serde_json::to_string(&json)?);
     } else {
         print!("{}", json.text());
     }
     Ok(code)
-}
-
-/// The symbol size when --symbol-size is not given: what fits one packet
-/// on the interface's MTU (`fit`, if known), but no more than fits a
-/// 1500-byte MTU, which every Ethernet segment carries (a receiver on a
-/// jumbo-frame segment whose own link is not would get nothing), and no
-/// more than 1400 when packets may cross routers, whose tunnels (GRE,
-/// IPsec, VXLAN) take 50 to 80 bytes of the path's MTU: with the don't-
-/// fragment bit set and no ICMP error for multicast, a larger datagram
-/// would vanish without a word.
-fn default_symbol_size(fit: Option<u16>, ipv6: bool, sealed: bool, routed: bool) -> u16 {
-    const ROUTED: u16 = 1400;
-    let ethernet = mdp_proto::limits::symbol_size_for_mtu(1500, ipv6, sealed)
-        .expect("a 1500-byte MTU fits a symbol");
-    let cap = if routed {
-        ROUTED.min(ethernet)
-    } else {
-        ethernet
-    };
-    fit.map_or(cap, |f| f.min(cap))
 }
 
 /// A `--to` destination: `HOST:PORT` (a name is resolved now).
@@ -320,118 +245,4 @@ fn parse_destination(s: &str) -> Result<std::net::SocketAddr, String> {
         .map_err(|e| format!("{s:?} is not HOST:PORT ({e})"))?
         .next()
         .ok_or_else(|| format!("{s:?} resolves to no address"))
-}
-
-/// Where the sender remembers file hashes: `$XDG_CACHE_HOME/mdp` or
-/// `~/.cache/mdp`.
-fn hash_cache_file() -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-    Some(base.join("mdp").join("send-hashes"))
-}
-
-/// The names of `--expect` and `--expect-file`, without duplicates.
-fn expected_names(given: &[String], file: Option<&Path>) -> anyhow::Result<Vec<String>> {
-    let mut names: Vec<String> = given.iter().map(|n| n.trim().to_string()).collect();
-    if let Some(f) = file {
-        let text = std::fs::read_to_string(f).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot read --expect-file {}: {e}; give a file with one receiver name per line",
-                f.display()
-            )
-        })?;
-        names.extend(parse_names(&text));
-    }
-    names.retain(|n| !n.is_empty());
-    let mut seen = std::collections::HashSet::new();
-    names.retain(|n| seen.insert(n.clone()));
-    for n in &names {
-        if n.len() > mdp_proto::limits::MAX_NAME_LEN {
-            anyhow::bail!(
-                "receiver name {n:?} is longer than {} bytes, so no receiver can register with it",
-                mdp_proto::limits::MAX_NAME_LEN
-            );
-        }
-    }
-    Ok(names)
-}
-
-/// Names in an `--expect-file`: separated by newlines, commas or spaces,
-/// with `#` comments.
-fn parse_names(text: &str) -> Vec<String> {
-    text.lines()
-        .map(|l| l.split('#').next().unwrap_or(""))
-        .flat_map(|l| l.split(|c: char| c == ',' || c.is_whitespace()))
-        .filter(|n| !n.is_empty())
-        .map(str::to_string)
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_default_ceiling_is_the_state_machines() {
-        use clap::Parser;
-        let args = Args::try_parse_from(["mdp-send", "f"]).unwrap();
-        assert_eq!(args.max_rate, mdp_proto::cc::MAX_BPS);
-        assert_eq!(
-            SenderConfig::new(SessionId(1)).rate,
-            RateMode::Adaptive {
-                min_bps: args.min_rate,
-                max_bps: args.max_rate,
-                start_bps: mdp_proto::cc::START_BPS,
-            }
-        );
-    }
-
-    #[test]
-    fn the_default_symbol_size_fills_a_packet_of_the_interface() {
-        use mdp_proto::limits::symbol_size_for_mtu as fit;
-        // (interface MTU, IPv6, keyed, routed) → symbol size.
-        let cases = [
-            // A plain Ethernet LAN: the datagram fills the 1500-byte frame.
-            (Some(1500), false, false, false, 1444),
-            (Some(1500), true, true, false, 1400),
-            // A VXLAN overlay or a WireGuard tunnel: smaller, not fragmented.
-            (Some(1450), false, false, false, 1394),
-            (Some(1420), true, false, false, 1344),
-            // Jumbo frames and loopback: no more than a 1500-byte frame's worth.
-            (Some(9000), false, false, false, 1444),
-            (Some(65_536), false, true, false, 1420),
-            // Routed: room for tunnels on the way.
-            (Some(1500), false, false, true, 1400),
-            (Some(1450), false, false, true, 1394),
-            // MTU unknown, or too small for anything.
-            (None, false, false, false, 1444),
-            (None, true, false, true, 1400),
-            (Some(68), false, false, false, 1444),
-        ];
-        for (mtu, ipv6, sealed, routed, want) in cases {
-            let fitted = mtu.and_then(|m| fit(m, ipv6, sealed));
-            assert_eq!(
-                default_symbol_size(fitted, ipv6, sealed, routed),
-                want,
-                "mtu {mtu:?} ipv6 {ipv6} keyed {sealed} routed {routed}"
-            );
-        }
-    }
-
-    #[test]
-    fn expect_files_take_lines_commas_and_comments() {
-        let names = parse_names("# the web tier\nweb1\nweb2, web3  # canary\n\n db1 db2\n");
-        assert_eq!(names, ["web1", "web2", "web3", "db1", "db2"]);
-    }
-
-    #[test]
-    fn expected_names_are_deduplicated_and_bounded() {
-        let given = ["a".to_string(), "b".to_string(), "a".to_string()];
-        assert_eq!(expected_names(&given, None).unwrap(), ["a", "b"]);
-        let long = ["x".repeat(300)];
-        let e = expected_names(&long, None).unwrap_err().to_string();
-        assert!(e.contains("longer than"), "{e}");
-    }
 }

@@ -1,8 +1,9 @@
 //! mdp-recv: see `mdp-recv --help` and README.md.
 
 use clap::Parser;
+use mdp_cli::recv::{run, RecvPlan};
 
 fn main() {
     let args = mdp_cli::recv::Args::parse();
-    mdp_cli::main("mdp-recv", &args.out, || mdp_cli::recv::run(&args));
+    mdp_cli::main("mdp-recv", &args.out, || run(RecvPlan::from_args(&args)?));
 }

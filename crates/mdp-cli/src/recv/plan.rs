@@ -1,0 +1,83 @@
+//! `mdp-recv`'s arguments turned into a checked plan, in one function
+//! ([`RecvPlan::from_args`]): the interfaces resolved, the directory
+//! checked writable, the node name bounded, the key read, and the state
+//! machine's limits set. Nothing is received here.
+
+use super::Args;
+use crate::OutputArgs;
+use mdp_net::recv::RecvOptions;
+use mdp_proto::{NodeId, ReceiverConfig};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// A checked receiver: everything [`super::run`] needs, and nothing it
+/// must still check.
+#[derive(Debug)]
+pub struct RecvPlan {
+    /// The driver's settings (interfaces, directory, state machine).
+    pub opts: RecvOptions,
+    /// This receiver's node name.
+    pub name: String,
+    /// The group, for the log.
+    pub group: SocketAddr,
+    /// The interfaces as given, for the log.
+    pub interfaces: Vec<String>,
+    /// `--exec`: the hook after each complete push.
+    pub exec: Option<String>,
+    /// `--exec-file`: the hook after each placed file.
+    pub exec_file: Option<String>,
+    /// `--exec-timeout`.
+    pub exec_timeout: Duration,
+    /// Output settings.
+    pub out: OutputArgs,
+}
+
+impl RecvPlan {
+    /// Checks and resolves `args`; every usage error of `mdp-recv` after
+    /// clap's comes from here.
+    pub fn from_args(args: &Args) -> anyhow::Result<RecvPlan> {
+        let mut endpoints = args.net.endpoints()?;
+        let mut endpoint = endpoints.remove(0);
+        endpoint.unicast = args.unicast;
+        mdp_net::recv::check_dir(&args.dir)
+            .map_err(|e| anyhow::anyhow!("cannot write to {}: {e}", args.dir.display()))?;
+        let name = args.name.clone().unwrap_or_else(mdp_net::recv::host_name);
+        if name.is_empty() || name.len() > mdp_proto::limits::MAX_NAME_LEN {
+            anyhow::bail!(
+                "--node-id must be 1 to {} bytes long (got {} bytes)",
+                mdp_proto::limits::MAX_NAME_LEN,
+                name.len()
+            );
+        }
+        let mut config =
+            ReceiverConfig::new(NodeId(mdp_net::random_u64()), &name, mdp_net::random_u64());
+        config.idle_timeout = args.idle_timeout;
+        config.auth = args.net.auth()?;
+        config.max_push_bytes = args.max_push_size;
+        config.max_file_bytes = args.max_file_size;
+        config.max_files = args.max_files;
+        config.max_path_depth = args.max_path_depth;
+        config.max_path_len = args.max_path_len;
+        config.buffer_bytes = args.buffer.max(1) << 20;
+        let opts = RecvOptions {
+            endpoint,
+            also: endpoints,
+            config,
+            dir: args.dir.clone(),
+            once: args.once,
+            timeout: args.timeout,
+            socket_buffer: args.socket_buffer.clamp(1, 1024) << 20,
+            keep_partial: args.keep_partial,
+        };
+        Ok(RecvPlan {
+            opts,
+            name,
+            group: args.net.group,
+            interfaces: args.net.interface.clone(),
+            exec: args.exec.clone(),
+            exec_file: args.exec_file.clone(),
+            exec_timeout: args.exec_timeout,
+            out: args.out.clone(),
+        })
+    }
+}

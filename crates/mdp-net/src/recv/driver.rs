@@ -1,0 +1,422 @@
+//! The receiver's turn loop: [`RecvDriver::turn`] runs the [`Receiver`]
+//! state machine against the sockets, the writer thread and a timer, as a
+//! list of named steps.
+//!
+//! **Invariant:** a due timer fires at the top of every turn, not only when
+//! [`RecvDriver::wait`] sleeps, so a steady stream of datagrams cannot
+//! starve NACKs and congestion reports.
+
+use super::sockets::RecvSockets;
+use super::warnings::{buffer_warning, mtu_warning, AuthWarnings};
+use super::writer::{Writer, WriterCmd, WriterReply};
+use super::{RecvError, RecvNotice, RecvOptions};
+use mdp_proto::{Receiver, ReceiverConfig, ReceiverEvent, SessionId, SessionOutcome};
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+use tokio::io::Interest;
+
+/// How often progress is reported.
+const PROGRESS_EVERY: Duration = Duration::from_millis(100);
+
+/// Finished session ids remembered, so that their late datagrams do not
+/// start them again.
+const IGNORED_SESSIONS: usize = 64;
+
+/// The state of a receiver between turns.
+pub(super) struct RecvDriver<N> {
+    receiver: Receiver,
+    /// The settings each fresh receiver starts from; collects the ids of
+    /// finished sessions.
+    config: ReceiverConfig,
+    sockets: RecvSockets,
+    writer: Writer,
+    notice: N,
+    /// The cache directory, named in messages.
+    dir: PathBuf,
+    once: bool,
+    /// When the whole run ends (`--timeout`).
+    deadline: Option<Instant>,
+    /// The pushes come over IPv6 (for the MTU check).
+    ipv6: bool,
+    /// The sessions finished so far.
+    pub(super) outcomes: Vec<SessionOutcome>,
+    buf: Vec<u8>,
+    fbuf: Vec<u8>,
+    next_progress: Instant,
+    interrupt: Pin<Box<dyn Future<Output = ()> + Send>>,
+    /// The outcome of the session the writer is finishing.
+    pending_finish: Option<SessionOutcome>,
+    auth_warnings: AuthWarnings,
+    buffer_checked: bool,
+    /// The smallest MTU of the interfaces this receiver takes pushes on, and
+    /// the last session whose symbol size was checked against it.
+    mtu: Option<u32>,
+    mtu_checked: Option<SessionId>,
+    /// The source address of the ANNOUNCE the current session began with.
+    session_sender: Option<SocketAddr>,
+    /// What --delete removed when the tree was settled, for the report.
+    pruned: Vec<String>,
+}
+
+/// What woke [`RecvDriver::wait`].
+enum Wake {
+    Data(io::Result<()>),
+    Feedback(io::Result<(usize, SocketAddr)>),
+    Writer(WriterReply),
+    Timer,
+    Interrupt,
+}
+
+impl<N: FnMut(RecvNotice)> RecvDriver<N> {
+    pub(super) fn new(
+        opts: &RecvOptions,
+        sockets: RecvSockets,
+        writer: Writer,
+        mtu: Option<u32>,
+        notice: N,
+    ) -> Self {
+        let deadline = opts.timeout.map(|t| Instant::now() + t);
+        let config = opts.config.clone();
+        RecvDriver {
+            receiver: Receiver::new(config.clone()),
+            config,
+            sockets,
+            writer,
+            notice,
+            dir: opts.dir.clone(),
+            once: opts.once,
+            deadline,
+            ipv6: opts.endpoint.group.is_ipv6(),
+            outcomes: Vec::new(),
+            buf: Vec::with_capacity(2048),
+            fbuf: vec![0u8; 65536],
+            next_progress: Instant::now(),
+            interrupt: Box::pin(super::shutdown_signal()),
+            pending_finish: None,
+            auth_warnings: AuthWarnings::default(),
+            buffer_checked: false,
+            mtu,
+            mtu_checked: None,
+            session_sender: None,
+            pruned: Vec::new(),
+        }
+    }
+
+    /// Ends the writer thread, waiting for it; returns the finished
+    /// sessions.
+    pub(super) fn finish(self) -> Vec<SessionOutcome> {
+        self.writer.join();
+        self.outcomes
+    }
+
+    /// One turn: returns `Some(timed_out)` once the run is over.
+    pub(super) async fn turn(&mut self) -> Result<Option<bool>, RecvError> {
+        let now = Instant::now();
+        self.fire_due_timers(now);
+        self.transmit(now).await;
+        self.check_mtu();
+        self.dispatch_events();
+        self.report_progress(now);
+        let Some(wake) = self.next_wake(now) else {
+            return Ok(Some(true));
+        };
+        self.wait(wake).await
+    }
+
+    /// A timer that fell due fires here, not only when [`Self::wait`]
+    /// sleeps: while datagrams keep arriving, the data socket always wins
+    /// the wait, and NACKs and congestion reports would wait for the
+    /// stream to end.
+    fn fire_due_timers(&mut self, now: Instant) {
+        if self.receiver.poll_timeout().is_some_and(|t| t <= now) {
+            self.receiver.handle_timeout(now);
+        }
+    }
+
+    /// Sends the feedback the state machine has ready: to the sender in
+    /// unicast mode, else to the feedback group, and out of each further
+    /// interface. A failed feedback send is loss.
+    async fn transmit(&mut self, now: Instant) {
+        let s = &self.sockets;
+        while let Some(t) = self.receiver.poll_transmit(now, &mut self.buf) {
+            let sent = match (&s.reply, self.session_sender) {
+                (Some(r), Some(to)) => r.send_to(&self.buf[..t.size], to).await,
+                (Some(_), None) => continue,
+                (None, _) => {
+                    s.feedback
+                        .send_to(&self.buf[..t.size], s.feedback_addr)
+                        .await
+                }
+            };
+            if let Err(e) = sent {
+                tracing::debug!("feedback send failed: {e}");
+            }
+            for out in &s.feedback_out {
+                if let Err(e) = out.send_to(&self.buf[..t.size], s.feedback_addr).await {
+                    tracing::debug!("feedback send failed: {e}");
+                }
+            }
+        }
+    }
+
+    /// Once per session, as soon as its ANNOUNCE is in (a push that does
+    /// not fit the MTU may never bring the manifest): warns when its
+    /// symbols do not fit in one packet.
+    fn check_mtu(&mut self) {
+        if let (Some(id), Some(t), Some(mtu)) = (
+            self.receiver.session_id(),
+            self.receiver.session_symbol_size(),
+            self.mtu,
+        ) {
+            if self.mtu_checked != Some(id) {
+                self.mtu_checked = Some(id);
+                let sealed = self.config.auth.is_some();
+                if let Some(msg) = mtu_warning(t, mtu, self.ipv6, sealed) {
+                    tracing::warn!("{msg}");
+                }
+            }
+        }
+    }
+
+    /// Hands the state machine's requests to the writer thread.
+    fn dispatch_events(&mut self) {
+        let cmds = &self.writer.cmds;
+        while let Some(ev) = self.receiver.poll_event() {
+            match ev {
+                ReceiverEvent::SessionStarted {
+                    session,
+                    manifest,
+                    block_bytes,
+                    ..
+                } => {
+                    if !self.buffer_checked {
+                        self.buffer_checked = true;
+                        let rate = self.receiver.session_rate();
+                        if let Some(msg) = buffer_warning(self.sockets.granted, rate) {
+                            tracing::warn!("{msg}");
+                        }
+                    }
+                    (self.notice)(RecvNotice::Started {
+                        session,
+                        sender: self.session_sender,
+                        manifest: manifest.clone(),
+                    });
+                    let _ = cmds.send(WriterCmd::Begin(session, manifest, block_bytes));
+                }
+                ReceiverEvent::Block {
+                    object,
+                    offset,
+                    block,
+                } => {
+                    let _ = cmds.send(WriterCmd::Write(object, offset, block));
+                }
+                ReceiverEvent::ObjectComplete { object } => {
+                    let _ = cmds.send(WriterCmd::Complete(object));
+                }
+                ReceiverEvent::Settle { prune } => {
+                    if let Some(session) = self.receiver.session_id() {
+                        let _ = cmds.send(WriterCmd::Settle { session, prune });
+                    }
+                }
+                ReceiverEvent::Finished(outcome) => {
+                    let _ = cmds.send(WriterCmd::Finish);
+                    self.pending_finish = Some(outcome);
+                }
+            }
+        }
+    }
+
+    /// Reports progress and checks the authentication counters, about ten
+    /// times a second.
+    fn report_progress(&mut self, now: Instant) {
+        if now >= self.next_progress {
+            if let Some((bytes, total)) = self.receiver.progress() {
+                (self.notice)(RecvNotice::Progress { bytes, total });
+            }
+            self.auth_warnings.check(&self.receiver.stats());
+            self.next_progress = now + PROGRESS_EVERY;
+        }
+    }
+
+    /// When [`Self::wait`] wakes at the latest; `None` once the run's
+    /// deadline passed.
+    fn next_wake(&self, now: Instant) -> Option<Instant> {
+        let mut wake = self
+            .receiver
+            .poll_timeout()
+            .unwrap_or(now + Duration::from_secs(3600))
+            .min(self.next_progress);
+        if let Some(d) = self.deadline {
+            if now >= d {
+                return None;
+            }
+            wake = wake.min(d);
+        }
+        Some(wake)
+    }
+
+    /// Waits for the first of: datagrams, a writer reply, the `wake` time,
+    /// a signal; and hands it to the state machine. Returns `Some(false)`
+    /// when the run is over (a signal, or `once` and a finished session).
+    async fn wait(&mut self, wake: Instant) -> Result<Option<bool>, RecvError> {
+        let woke = tokio::select! {
+            r = self.sockets.data.readable() => Wake::Data(r),
+            r = self.sockets.feedback.recv_from(&mut self.fbuf) => Wake::Feedback(r),
+            Some(reply) = self.writer.replies.recv() => Wake::Writer(reply),
+            _ = tokio::time::sleep_until(wake.into()) => Wake::Timer,
+            _ = &mut self.interrupt => Wake::Interrupt,
+        };
+        match woke {
+            Wake::Data(r) => {
+                r?;
+                self.on_data()?;
+            }
+            Wake::Feedback(r) => {
+                let (n, _) = r?;
+                self.receiver
+                    .handle_datagram(Instant::now(), &self.fbuf[..n]);
+            }
+            Wake::Writer(reply) => return Ok(self.on_writer_reply(reply)),
+            Wake::Timer => self.receiver.handle_timeout(Instant::now()),
+            Wake::Interrupt => return Ok(Some(false)),
+        }
+        Ok(None)
+    }
+
+    /// One batch (a few blocks at most), then back to the top of the turn:
+    /// its blocks go to the writer before more are read, so memory stays
+    /// bounded however far behind the receiver is (the socket buffer holds
+    /// the rest).
+    fn on_data(&mut self) -> io::Result<()> {
+        let s = &mut self.sockets;
+        let fd = s.data_fd;
+        match s.data.try_io(Interest::READABLE, || s.batch.recv(fd)) {
+            Ok(_) => {
+                let now = Instant::now();
+                if let Some(waited) = s.batch.queue_delay() {
+                    self.receiver.handle_queue_delay(waited);
+                }
+                // Each datagram at its arrival time, so that the receiver's
+                // echoes and hold-offs leave out the time it sat in our own
+                // socket queue.
+                let receiver = &mut self.receiver;
+                let session_sender = &mut self.session_sender;
+                let batch = &s.batch;
+                batch.for_each_from(now, |at, slot, d| {
+                    let joined = receiver.session_id().is_some();
+                    receiver.handle_datagram(at, d);
+                    if !joined && receiver.session_id().is_some() {
+                        *session_sender = batch.source(slot);
+                    }
+                });
+                Ok(())
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Hands a writer reply to the state machine; returns `Some(false)`
+    /// when `once` and the session finished.
+    fn on_writer_reply(&mut self, reply: WriterReply) -> Option<bool> {
+        match reply {
+            WriterReply::Refuse(session, why) => {
+                if self.receiver.session_id() == Some(session) {
+                    (self.notice)(RecvNotice::Failed(why.clone()));
+                    self.receiver.refuse(Instant::now(), why);
+                }
+            }
+            WriterReply::Present(session, present, partial) => {
+                if self.receiver.session_id() == Some(session) {
+                    if !present.is_empty() {
+                        tracing::info!("{} files already in place", present.len());
+                    }
+                    let now = Instant::now();
+                    for (object, blocks) in &partial {
+                        self.receiver.handle_partial(now, *object, blocks);
+                    }
+                    if !partial.is_empty() {
+                        let blocks: u32 = partial
+                            .iter()
+                            .flat_map(|(_, r)| r.iter().map(|(_, c)| c))
+                            .sum();
+                        tracing::info!(
+                            "resuming {} files: {blocks} blocks kept from an interrupted push",
+                            partial.len()
+                        );
+                    }
+                    self.receiver.handle_present(now, &present);
+                }
+            }
+            WriterReply::Verified(object, res, (path, hash)) => {
+                let res = match res {
+                    Ok(placed) => {
+                        let _ = self.writer.cmds.send(WriterCmd::Placed(path, hash));
+                        (self.notice)(RecvNotice::Placed(placed));
+                        Ok(())
+                    }
+                    Err((reason, msg)) => {
+                        (self.notice)(RecvNotice::Failed(msg));
+                        Err(reason)
+                    }
+                };
+                self.receiver
+                    .handle_object_verified(Instant::now(), object, res);
+            }
+            WriterReply::BeginFailed(msg) => {
+                // The push cannot be placed here (a directory in the way, a
+                // permission): refuse it, so that the sender hears why at
+                // once instead of waiting for a receiver that never
+                // registers.
+                let why = format!("cannot prepare the push in {}: {msg}", self.dir.display());
+                (self.notice)(RecvNotice::Failed(why.clone()));
+                self.receiver.refuse(Instant::now(), why);
+            }
+            WriterReply::Settled(session, removed) => {
+                if self.receiver.session_id() == Some(session) {
+                    self.pruned = removed;
+                    self.receiver.handle_settled(Instant::now());
+                }
+            }
+            WriterReply::Finished => return self.on_session_finished(),
+        }
+        None
+    }
+
+    /// The writer finished the session: report it, and start a fresh
+    /// receiver for the next push unless `once`.
+    fn on_session_finished(&mut self) -> Option<bool> {
+        let outcome = self.pending_finish.take()?;
+        let removed = std::mem::take(&mut self.pruned);
+        if !removed.is_empty() {
+            tracing::info!(
+                "--delete: removed {} entries the sender no longer has",
+                removed.len()
+            );
+        }
+        (self.notice)(RecvNotice::Finished(
+            outcome.clone(),
+            self.receiver.stats(),
+            removed,
+        ));
+        // Late datagrams of finished sessions must not start them again;
+        // the most recent ones are enough to remember.
+        self.config.ignore_sessions.push(outcome.session);
+        if self.config.ignore_sessions.len() > IGNORED_SESSIONS {
+            self.config.ignore_sessions.remove(0);
+        }
+        self.outcomes.push(outcome);
+        if self.once {
+            return Some(false);
+        }
+        self.receiver = Receiver::new(ReceiverConfig {
+            seed: crate::random_u64(),
+            ..self.config.clone()
+        });
+        None
+    }
+}

@@ -1,0 +1,176 @@
+//! The receiver's driver: one tokio task runs the [`Receiver`](mdp_proto::Receiver) state machine
+//! against the data and feedback sockets and a timer; a writer thread owns
+//! the [`Store`] and writes, verifies and places files.
+//!
+//! Without `once`, a finished session is followed by a fresh receiver that
+//! waits for the next push (finished session ids are ignored from then on).
+//!
+//! - [`run`] (here): opens the sockets and the store, starts the writer, and
+//!   turns the driver until the run ends.
+//! - `sockets`: the data, feedback and further-interface sockets.
+//! - `writer`: the writer and verifier threads that own the store.
+//! - `driver`: one turn of the loop, as named steps.
+//! - `warnings`: the one-line warnings with their fix (buffer, MTU, keys).
+
+mod driver;
+mod sockets;
+mod warnings;
+mod writer;
+
+pub use warnings::{buffer_warning, mtu_warning, BUFFER_MS};
+
+use crate::socket::Endpoint;
+use crate::store::Store;
+use driver::RecvDriver;
+use mdp_proto::{Manifest, ReceiverConfig, ReceiverStats, SessionId, SessionOutcome};
+use sockets::RecvSockets;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use thiserror::Error;
+use writer::Writer;
+
+/// Why the receiver stopped with an error.
+#[derive(Debug, Error)]
+pub enum RecvError {
+    /// Bad settings.
+    #[error("{0}")]
+    Config(String),
+    /// The sockets could not be set up.
+    #[error("{0}")]
+    Socket(String),
+    /// The cache directory cannot be used.
+    #[error("cannot use directory {path}")]
+    Dir {
+        /// The directory.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+    /// Another IO error.
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+/// A view of the receiver, for progress displays and logs.
+#[derive(Clone, Debug)]
+pub enum RecvNotice {
+    /// A session's manifest arrived.
+    Started {
+        /// Session.
+        session: SessionId,
+        /// Where its first ANNOUNCE came from.
+        sender: Option<std::net::SocketAddr>,
+        /// The validated manifest.
+        manifest: Arc<Manifest>,
+    },
+    /// Bytes handed over so far in the current session.
+    Progress {
+        /// Delivered.
+        bytes: u64,
+        /// Total.
+        total: u64,
+    },
+    /// A file was verified and placed.
+    Placed(PathBuf),
+    /// A file failed.
+    Failed(String),
+    /// A session ended; the last field lists what `--delete` removed.
+    Finished(SessionOutcome, ReceiverStats, Vec<String>),
+}
+
+/// Settings of the receiver driver.
+#[derive(Clone, Debug)]
+pub struct RecvOptions {
+    /// Group, port and interface.
+    pub endpoint: Endpoint,
+    /// More interfaces (same group) to take the session from: duplicates
+    /// from several networks are discarded, and feedback goes out on each.
+    pub also: Vec<Endpoint>,
+    /// State machine settings.
+    pub config: ReceiverConfig,
+    /// Cache directory.
+    pub dir: PathBuf,
+    /// Stop after the first session.
+    pub once: bool,
+    /// Bound on the whole run.
+    pub timeout: Option<Duration>,
+    /// Receive buffer to ask the kernel for, in bytes.
+    pub socket_buffer: usize,
+    /// How long files of an interrupted push are kept for a resume.
+    pub keep_partial: Duration,
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(mut int), Ok(mut term)) => {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        }
+        _ => std::future::pending().await,
+    }
+}
+
+/// Runs the receiver until `once` and a session ended, the timeout, or a
+/// signal. Returns the outcomes of the sessions it finished, and whether the
+/// timeout ended it.
+pub async fn run(opts: RecvOptions, notice: impl FnMut(RecvNotice)) -> Result<Ended, RecvError> {
+    let sockets = RecvSockets::open(&opts)?;
+    let mut store = Store::open(&opts.dir).map_err(|source| RecvError::Dir {
+        path: opts.dir.clone(),
+        source,
+    })?;
+    store.set_keep_partial(opts.keep_partial);
+    // Blocks held for the running hash count in the block budget; three
+    // quarters stay for the blocks that close the gaps.
+    store.set_keep_limit(opts.config.buffer_bytes / 4);
+    let writer = Writer::spawn(store)?;
+    let mtu = sockets::smallest_mtu(&opts);
+    let mut driver = RecvDriver::new(&opts, sockets, writer, mtu, notice);
+    // An error returns at once: dropping the driver closes the writer's
+    // channel, and it ends on its own.
+    let timed_out = loop {
+        if let Some(timed_out) = driver.turn().await? {
+            break timed_out;
+        }
+    };
+    Ok(Ended {
+        outcomes: driver.finish(),
+        timed_out,
+    })
+}
+
+/// How [`run`] ended.
+#[derive(Debug)]
+pub struct Ended {
+    /// The sessions it finished, in order.
+    pub outcomes: Vec<SessionOutcome>,
+    /// The timeout ran out (not `once` with a finished session, nor a
+    /// signal).
+    pub timed_out: bool,
+}
+
+/// The host name, for the default node name.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "mdp-recv".to_string())
+}
+
+/// True when `dir` can be used as a cache directory (for early errors).
+pub fn check_dir(dir: &Path) -> io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let probe = dir.join(".mdp-probe");
+    std::fs::write(&probe, b"")?;
+    std::fs::remove_file(probe)
+}

@@ -1,0 +1,175 @@
+//! The receiver's writer thread: it owns the [`Store`], rebuilds blocks
+//! (the Reed-Solomon decodes run here, not on the socket loop), writes them,
+//! and hands finished files to a verifier thread of its own.
+//!
+//! **Invariant:** the protocol task never touches the disk; the command
+//! queue is bounded, so a disk slower than the network holds the protocol
+//! task back instead of filling memory.
+
+use crate::store::{HeldBlocks, Store, Written};
+use mdp_proto::fec::{Codec, CompleteBlock};
+use mdp_proto::wire::FailReason;
+use mdp_proto::{Manifest, ObjectId, SessionId};
+use std::io;
+use std::path::PathBuf;
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+
+/// Commands (mostly finished blocks) queued for the writer thread at most.
+pub(super) const WRITE_QUEUE: usize = 16;
+
+pub(super) enum WriterCmd {
+    /// A session: its manifest and bytes per full block.
+    Begin(SessionId, Arc<Manifest>, u64),
+    /// A file was verified and placed: remember it in the store's index.
+    Placed(String, [u8; 32]),
+    Write(ObjectId, u64, CompleteBlock),
+    Complete(ObjectId),
+    /// Every file is placed or failed: make the tree final (directory
+    /// modes and times; with `prune`, remove what the pushed directories
+    /// hold beyond the manifest) before the receiver confirms.
+    Settle {
+        session: SessionId,
+        prune: bool,
+    },
+    /// The session ended.
+    Finish,
+}
+
+pub(super) enum WriterReply {
+    /// The files of the session that are already in place, and the blocks
+    /// of others an interrupted push left.
+    Present(SessionId, Vec<ObjectId>, Vec<HeldBlocks>),
+    /// The session cannot be taken (not enough disk space): why.
+    Refuse(SessionId, String),
+    Verified(
+        ObjectId,
+        Result<PathBuf, (FailReason, String)>,
+        (String, [u8; 32]),
+    ),
+    BeginFailed(String),
+    /// The tree is final; what `--delete` removed.
+    Settled(SessionId, Vec<String>),
+    Finished,
+}
+
+/// Owns the store: rebuilds blocks (the Reed-Solomon decodes run here, not
+/// on the socket loop), writes them, and hands finished files to a verifier
+/// thread, so that hashing a large file does not hold up the next writes.
+fn writer(
+    mut store: Store,
+    cmds: mpsc::Receiver<WriterCmd>,
+    replies: UnboundedSender<WriterReply>,
+) {
+    let mut codec = Codec::default();
+    let dir = store.root().to_path_buf();
+    let (verify_tx, verify_rx) = mpsc::channel::<(ObjectId, Written)>();
+    let verify_replies = replies.clone();
+    let verifier = std::thread::Builder::new()
+        .name("mdp-verifier".into())
+        .spawn(move || {
+            for (object, written) in verify_rx {
+                let key = written.path_and_hash();
+                let result = written.verify_and_place();
+                if verify_replies
+                    .send(WriterReply::Verified(object, result, key))
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
+    for cmd in cmds {
+        let reply = match cmd {
+            WriterCmd::Begin(session, manifest, block_bytes) => {
+                match store.begin(session, manifest.clone(), block_bytes) {
+                    Ok(partial) => {
+                        let present = store.present(&manifest);
+                        let needed = store.bytes_needed(&present, &partial);
+                        match store.free_bytes() {
+                        Some(free) if needed > free => WriterReply::Refuse(
+                            session,
+                            format!(
+                                "refused the push: it needs {needed} bytes in {} and only {free} are free; free some space or use another --dir",
+                                dir.display()
+                            ),
+                        ),
+                        _ => WriterReply::Present(session, present, partial),
+                    }
+                    }
+                    Err(e) => WriterReply::BeginFailed(e.to_string()),
+                }
+            }
+            WriterCmd::Placed(path, hash) => {
+                store.placed(&path, hash);
+                continue;
+            }
+            WriterCmd::Write(object, offset, block) => {
+                match block.into_bytes(&mut codec) {
+                    Ok(data) => store.write_block(object, offset, data),
+                    Err(e) => store.fail(object, io::Error::other(e)),
+                }
+                continue;
+            }
+            WriterCmd::Complete(object) => match (store.written(object), &verifier) {
+                (Ok(written), Ok(_)) => {
+                    let _ = verify_tx.send((object, written));
+                    continue;
+                }
+                // No verifier thread could be started: verify here.
+                (Ok(written), Err(_)) => {
+                    let key = written.path_and_hash();
+                    WriterReply::Verified(object, written.verify_and_place(), key)
+                }
+                (Err(e), _) => WriterReply::Verified(object, Err(e), (String::new(), [0; 32])),
+            },
+            WriterCmd::Settle { session, prune } => {
+                WriterReply::Settled(session, store.settle(prune))
+            }
+            WriterCmd::Finish => {
+                store.finish();
+                WriterReply::Finished
+            }
+        };
+        if replies.send(reply).is_err() {
+            break;
+        }
+    }
+    drop(verify_tx);
+    if let Ok(v) = verifier {
+        let _ = v.join();
+    }
+}
+
+/// The writer thread and its two channels.
+pub(super) struct Writer {
+    pub(super) cmds: mpsc::SyncSender<WriterCmd>,
+    pub(super) replies: UnboundedReceiver<WriterReply>,
+    thread: JoinHandle<()>,
+}
+
+impl Writer {
+    /// Starts the writer thread over `store`.
+    pub(super) fn spawn(store: Store) -> io::Result<Writer> {
+        // Bounded: when the disk is slower than the network, the protocol task
+        // waits here (and the kernel drops what overflows the socket buffer,
+        // which NACKs repair) instead of queueing blocks in memory without end.
+        let (cmds, cmd_rx) = mpsc::sync_channel(WRITE_QUEUE);
+        let (reply_tx, replies) = tokio::sync::mpsc::unbounded_channel();
+        let thread = std::thread::Builder::new()
+            .name("mdp-writer".into())
+            .spawn(move || writer(store, cmd_rx, reply_tx))?;
+        Ok(Writer {
+            cmds,
+            replies,
+            thread,
+        })
+    }
+
+    /// Closes the command channel and waits for the writer to finish.
+    pub(super) fn join(self) {
+        drop(self.cmds);
+        let _ = self.thread.join();
+    }
+}

@@ -1,0 +1,610 @@
+//! The receiver's cache directory.
+//!
+//! - `mod.rs` (here): the [`Store`] itself: a session's temporary files,
+//!   their block writes, the open-file limit, files already in place, and
+//!   settling the tree.
+//! - `running_hash`: a file's hash kept as its blocks are written, and the
+//!   memory budget for blocks written ahead of it.
+//! - `resume`: the records of blocks written, kept for a resume.
+//! - `prune`: `--delete`.
+//! - `safe_path`: the path rules that keep writes inside the directory.
+//! - `written`: a complete file's hash check and atomic placement.
+//!
+//! Each file of a session is written to `DIR/.mdp-tmp/<hash>-<block bytes>.part`
+//! (sparse, block by block, created on its first block; at most 64 are open
+//! at once, whatever the number of files). When the session ends before the
+//! file is complete, the file stays, synced, with `<…>.blocks` beside it (a
+//! bitmap of the blocks written), so that the next push of the same content
+//! resumes ([`Store::begin`] returns the blocks held); they are removed
+//! after [`Store::set_keep_partial`]'s age. When all its blocks are in, the file is hashed;
+//! only a match gives it its mode and mtime and renames it to its final name
+//! under `DIR`. Since the temporary directory is inside `DIR`, the rename is
+//! atomic: a partial or corrupt file is never visible under its final name.
+//!
+//! Files already in place byte for byte are found before a push starts
+//! ([`Store::present`]) and not received again. To avoid hashing them on
+//! every push, the store keeps an index (`DIR/.mdp-tmp/index`) of the files
+//! it placed or checked: path, size, inode, mtime and ctime, and BLAKE3 hash.
+//! A file whose size, inode, mtime and ctime are unchanged keeps its hash
+//! (the quick check of rsync, made stricter by ctime, which any write or
+//! `touch` moves); any other file of the right size is hashed again.
+//!
+//! Paths come from the network. The manifest decoder already refused
+//! absolute paths and `.`/`..` components; here every directory on the way
+//! down is created or checked one component at a time, and a component that
+//! is a symbolic link or not a directory stops the write, so nothing lands
+//! outside `DIR`. Set-user-id, set-group-id and sticky bits are never applied.
+
+mod prune;
+mod resume;
+mod running_hash;
+mod safe_path;
+mod written;
+
+pub use resume::{HeldBlocks, DEFAULT_KEEP_PARTIAL};
+pub use written::Written;
+
+use crate::stamp::HashCache;
+use mdp_proto::wire::FailReason;
+use mdp_proto::{EntryKind, Manifest, ObjectId, SessionId};
+use resume::{content_stem, BlockMap};
+use running_hash::{hash_open, Bytes, KeptBytes, RunningHash};
+use safe_path::{existing_file, is_own_dir, refuse, safe_dirs};
+use std::collections::HashMap;
+use std::fs::{self, File, FileTimes};
+use std::io;
+use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+/// Name of the temporary directory inside the cache directory.
+pub const TMP_DIR: &str = ".mdp-tmp";
+
+/// Name of the index of checked files, inside [`TMP_DIR`].
+const INDEX_FILE: &str = "index";
+
+/// Most temporary files a store keeps open at once. Files are created on
+/// their first write and reopened (never truncated again) when needed, so a
+/// push of any number of files stays far below the process's fd limit.
+const MAX_OPEN_FILES: usize = 64;
+
+/// Default of [`Store::set_keep_limit`].
+const DEFAULT_KEEP_LIMIT: usize = 8 << 20;
+
+/// A file of the session that is not complete yet. A store holds one per
+/// file of the manifest from the start of the session, so it is kept small
+/// (about 100 bytes with its map entry): its paths are derived when needed
+/// ([`Store::temp_path`]) and its hasher (about 2 KiB) exists only from
+/// its first write to its last: a push of tens of thousands of small files
+/// would otherwise hold hundreds of MiB.
+struct TempFile {
+    /// Its entry in the session's manifest.
+    entry: usize,
+    size: u64,
+    /// Named by its content and the block size, with a sidecar that records
+    /// `blocks` when the push is interrupted, for a resume; else (a second
+    /// file with the same content, an empty file) by session and object.
+    by_content: bool,
+    created: bool,
+    error: Option<io::Error>,
+    /// Blocks written, kept for resume.
+    blocks: BlockMap,
+    hash: Running,
+}
+
+/// Where a [`TempFile`]'s hash stands.
+enum Running {
+    /// Nothing written yet.
+    NotStarted,
+    /// Kept as the blocks are written.
+    Hashing(Box<RunningHash>),
+    /// Given up (or blocks came from an interrupted push): the file is read
+    /// back and hashed once complete.
+    Off,
+}
+
+/// The open handle of `object`'s temporary file, creating the file (sparse,
+/// at its final size) on first use and closing another handle when
+/// [`MAX_OPEN_FILES`] are open.
+fn open_handle<'a>(
+    handles: &'a mut HashMap<ObjectId, File>,
+    t: &mut TempFile,
+    path: impl FnOnce() -> PathBuf,
+    object: ObjectId,
+) -> io::Result<&'a File> {
+    if !handles.contains_key(&object) {
+        if handles.len() >= MAX_OPEN_FILES {
+            // Any one will do: it is reopened when its next block comes.
+            if let Some(&victim) = handles.keys().next() {
+                handles.remove(&victim);
+            }
+        }
+        let mut options = fs::OpenOptions::new();
+        options.read(true).write(true);
+        let path = path();
+        let file = if t.created {
+            options.open(&path)?
+        } else {
+            let file = options.create(true).truncate(true).open(&path)?;
+            t.created = true;
+            file.set_len(t.size)?;
+            file
+        };
+        handles.insert(object, file);
+    }
+    Ok(&handles[&object])
+}
+
+/// A cache directory that receives the files of one session at a time.
+pub struct Store {
+    root: PathBuf,
+    tmp: PathBuf,
+    session: Option<SessionId>,
+    manifest: Arc<Manifest>,
+    files: HashMap<ObjectId, TempFile>,
+    handles: HashMap<ObjectId, File>,
+    /// Path → stamp of files placed or checked (see the module docs).
+    index: HashCache,
+    /// Bytes per full block of the current session (block numbers of
+    /// writes are `offset / block_bytes`).
+    block_bytes: u64,
+    /// How long interrupted files are kept for resume (zero: not kept).
+    keep_partial: Duration,
+    /// Read-back buffer of [`RunningHash`] ([`READ_BACK_CHUNK`] at most).
+    scratch: Vec<u8>,
+    /// Bytes of out-of-order blocks the running hashes hold, and the most
+    /// they may.
+    kept: KeptBytes,
+    keep_limit: usize,
+    /// [`Store::settle`] ran for this session.
+    settled: bool,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("root", &self.root)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A manifest mtime as a time stamp; `None` when it cannot be one.
+fn mtime(secs: i64, nanos: u32) -> Option<std::time::SystemTime> {
+    if secs >= 0 {
+        UNIX_EPOCH.checked_add(Duration::new(secs as u64, nanos.min(999_999_999)))
+    } else {
+        UNIX_EPOCH.checked_sub(Duration::from_secs(secs.unsigned_abs()))
+    }
+}
+
+/// Where the temporary file of `object` (manifest entry `entry`) lives.
+fn temp_path(
+    tmp: &Path,
+    manifest: &Manifest,
+    session: Option<SessionId>,
+    block_bytes: u64,
+    object: ObjectId,
+    entry: usize,
+    by_content: bool,
+) -> PathBuf {
+    match manifest.entries.get(entry).map(|e| &e.kind) {
+        Some(EntryKind::File { hash, .. }) if by_content => {
+            tmp.join(format!("{}.part", content_stem(hash, block_bytes)))
+        }
+        _ => match session {
+            Some(s) => tmp.join(format!("{s}-{}.part", object.0)),
+            None => tmp.join(format!("none-{}.part", object.0)),
+        },
+    }
+}
+
+impl Store {
+    /// Where `t`'s temporary file lives.
+    fn temp_path(&self, object: ObjectId, t: &TempFile) -> PathBuf {
+        temp_path(
+            &self.tmp,
+            &self.manifest,
+            self.session,
+            self.block_bytes,
+            object,
+            t.entry,
+            t.by_content,
+        )
+    }
+
+    /// Opens (creating if needed) the cache directory `root`.
+    pub fn open(root: &Path) -> io::Result<Store> {
+        fs::create_dir_all(root)?;
+        let root = fs::canonicalize(root)?;
+        let tmp = safe_dirs(&root, std::iter::once(TMP_DIR))?;
+        // A missing or unreadable index only costs hashing again. The files
+        // it describes were written by this store: no settling time needed.
+        let index = HashCache::load(tmp.join(INDEX_FILE), Duration::ZERO);
+        Ok(Store {
+            root,
+            tmp,
+            session: None,
+            manifest: Arc::new(Manifest::default()),
+            files: HashMap::new(),
+            handles: HashMap::new(),
+            index,
+            block_bytes: 0,
+            keep_partial: DEFAULT_KEEP_PARTIAL,
+            scratch: Vec::new(),
+            kept: KeptBytes::default(),
+            keep_limit: DEFAULT_KEEP_LIMIT,
+            settled: false,
+        })
+    }
+
+    /// The most bytes of blocks written out of order that the store holds
+    /// in memory to hash them once the gap before them is written (default
+    /// 8 MiB; beyond it they are read back from the page cache). The
+    /// receiver gives a quarter of its block budget: held blocks still
+    /// count in it, and must leave room for the blocks that close the gaps.
+    pub fn set_keep_limit(&mut self, bytes: usize) {
+        self.keep_limit = bytes;
+    }
+
+    /// How long the blocks of an interrupted push are kept for a resume
+    /// (zero: removed at once); removes what is older now.
+    pub fn set_keep_partial(&mut self, keep: Duration) {
+        self.keep_partial = keep;
+        resume::remove_stale(&self.tmp, self.keep_partial);
+    }
+
+    /// The cache directory (canonical).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Bytes the cache directory's file system has free for this user.
+    pub fn free_bytes(&self) -> Option<u64> {
+        crate::sys::free_bytes(&self.root)
+    }
+
+    /// Bytes the session still has to write: the files not `present`,
+    /// less the blocks kept from an interrupted push.
+    pub fn bytes_needed(&self, present: &[ObjectId], held: &[HeldBlocks]) -> u64 {
+        let held_bytes: u64 = held
+            .iter()
+            .flat_map(|(_, r)| r.iter().map(|(_, c)| *c as u64))
+            .sum::<u64>()
+            * self.block_bytes;
+        let needed: u64 = self
+            .files
+            .iter()
+            .filter(|(o, _)| !present.contains(o))
+            .map(|(_, t)| t.size)
+            .sum();
+        needed.saturating_sub(held_bytes)
+    }
+
+    /// The files of `manifest` that are already in place byte for byte:
+    /// a regular file at the same path with the same BLAKE3 hash (taken from
+    /// the index when the file is unchanged since it was last hashed). Their
+    /// mode and mtime are set as the manifest says, as a push would.
+    pub fn present(&mut self, manifest: &Manifest) -> Vec<ObjectId> {
+        let mut out = Vec::new();
+        for (id, e) in manifest.files() {
+            let EntryKind::File { size, hash } = e.kind else {
+                continue;
+            };
+            if is_own_dir(&e.path) {
+                continue;
+            }
+            let Some((p, md)) = existing_file(&self.root, &e.path) else {
+                continue;
+            };
+            if md.len() != size {
+                continue;
+            }
+            let known = self.index.hash_of(&e.path, &md);
+            let got = match known {
+                Some(h) => h,
+                None => match File::open(&p).and_then(|f| hash_open(&f)) {
+                    Ok(h) => h,
+                    Err(_) => continue,
+                },
+            };
+            if got != hash {
+                continue;
+            }
+            // Same content: make mode and mtime what a push would give.
+            use std::os::unix::fs::MetadataExt;
+            if md.mode() & 0o7777 != e.mode & 0o777 {
+                let _ = fs::set_permissions(&p, fs::Permissions::from_mode(e.mode & 0o777));
+            }
+            if let Some(t) = mtime(e.mtime_secs, e.mtime_nanos) {
+                if md.modified().ok() != Some(t) {
+                    if let Ok(f) = File::options().write(true).open(&p) {
+                        let _ = f.set_times(FileTimes::new().set_modified(t));
+                    }
+                }
+            }
+            if let Ok(md) = fs::symlink_metadata(&p) {
+                self.index.remember(&e.path, &md, hash);
+            }
+            out.push(id);
+        }
+        self.index.save();
+        out
+    }
+
+    /// Records a file [`Written::verify_and_place`] placed, so that the next
+    /// push finds it without hashing it again.
+    pub fn placed(&mut self, path: &str, hash: [u8; 32]) {
+        if let Some((_, md)) = existing_file(&self.root, path) {
+            self.index.remember(path, &md, hash);
+        }
+    }
+
+    /// Prepares a session: creates its directories; temporary files are
+    /// created as their blocks arrive. `block_bytes` is the session's
+    /// bytes per full block. Returns, per file, the blocks an interrupted
+    /// earlier push of the same content (same hash, same block size) left
+    /// in the temporary area: they are kept and need not be received again.
+    pub fn begin(
+        &mut self,
+        session: SessionId,
+        manifest: Arc<Manifest>,
+        block_bytes: u64,
+    ) -> io::Result<Vec<HeldBlocks>> {
+        self.abort();
+        self.settled = false;
+        resume::remove_stale(&self.tmp, self.keep_partial);
+        self.block_bytes = block_bytes;
+        for e in &manifest.entries {
+            if is_own_dir(&e.path) {
+                return Err(refuse(format!(
+                    "refusing to write into {TMP_DIR}, mdp's own directory"
+                )));
+            }
+        }
+        self.session = Some(session);
+        self.manifest = manifest.clone();
+        for e in &manifest.entries {
+            if e.kind == EntryKind::Dir {
+                safe_dirs(&self.root, e.path.split('/'))?;
+            }
+        }
+        let mut object = 0u32;
+        let mut resumed = Vec::new();
+        let mut stems = std::collections::HashSet::new();
+        // Interrupted pushes' sidecars, listed once: a push of many files
+        // looks only for the few it may resume.
+        let sidecars = resume::records(&self.tmp);
+        for (i, e) in manifest.entries.iter().enumerate() {
+            let EntryKind::File { size, hash } = e.kind else {
+                continue;
+            };
+            object += 1;
+            let nblocks = if block_bytes == 0 {
+                0
+            } else {
+                size.div_ceil(block_bytes)
+            };
+            // Named by content, so that a later push of the same file finds
+            // it; a second file with the same content in this push gets a
+            // name of its own (and no resume).
+            let stem = content_stem(&hash, block_bytes);
+            let mut t = TempFile {
+                entry: i,
+                size,
+                by_content: true,
+                created: false,
+                error: None,
+                blocks: BlockMap::new(nblocks),
+                hash: Running::NotStarted,
+            };
+            if block_bytes == 0 || size == 0 || !stems.insert(hash) {
+                t.by_content = false;
+            } else if sidecars.contains(&stem) {
+                if let Some(blocks) = BlockMap::load(&self.tmp, &stem, size, nblocks) {
+                    // Blocks from the earlier push are not written again:
+                    // the file is hashed once complete.
+                    t.created = true;
+                    t.blocks = blocks;
+                    t.hash = Running::Off;
+                    resumed.push((ObjectId(object), t.blocks.ranges(nblocks as u32)));
+                }
+            }
+            self.files.insert(ObjectId(object), t);
+        }
+        Ok(resumed)
+    }
+
+    /// Writes a block of a file. An error is kept and reported when the file
+    /// completes.
+    pub fn write(&mut self, object: ObjectId, offset: u64, data: &[u8]) {
+        self.write_inner(object, offset, Bytes::Borrowed(data));
+    }
+
+    /// [`Store::write`], handing over the block: if it comes ahead of the
+    /// file's hash position, the store may hold it in memory to hash it
+    /// later instead of reading it back (see [`Store::set_keep_limit`]).
+    pub fn write_block<B: AsRef<[u8]> + Send + 'static>(
+        &mut self,
+        object: ObjectId,
+        offset: u64,
+        block: B,
+    ) {
+        let ahead = self.files.get(&object).is_some_and(|t| match &t.hash {
+            Running::NotStarted => offset > 0,
+            Running::Hashing(r) => offset > r.next,
+            Running::Off => false,
+        });
+        if !ahead {
+            return self.write_inner(object, offset, Bytes::Borrowed(block.as_ref()));
+        }
+        match self.kept.keep(Box::new(block), self.keep_limit) {
+            Ok(kept) => self.write_inner(object, offset, Bytes::Kept(kept)),
+            Err(block) => self.write_inner(object, offset, Bytes::Borrowed((*block).as_ref())),
+        }
+    }
+
+    fn write_inner(&mut self, object: ObjectId, offset: u64, block: Bytes<'_>) {
+        let Some(t) = self.files.get_mut(&object) else {
+            return;
+        };
+        if t.error.is_some() {
+            return;
+        }
+        let (tmp, manifest, session, bb) =
+            (&self.tmp, &self.manifest, self.session, self.block_bytes);
+        let (entry, by_content) = (t.entry, t.by_content);
+        let path = || temp_path(tmp, manifest, session, bb, object, entry, by_content);
+        let file = match open_handle(&mut self.handles, t, path, object) {
+            Ok(f) => f,
+            Err(e) => {
+                t.error = Some(e);
+                return;
+            }
+        };
+        if let Err(e) = file.write_all_at(block.as_slice(), offset) {
+            t.error = Some(e);
+            return;
+        }
+        if let Some(b) = offset.checked_div(self.block_bytes) {
+            t.blocks.mark(b as usize);
+        }
+        if matches!(t.hash, Running::NotStarted) {
+            t.hash = Running::Hashing(Box::new(RunningHash::new()));
+        }
+        if let Running::Hashing(running) = &mut t.hash {
+            if !running.wrote(file, offset, block, &mut self.scratch) {
+                t.hash = Running::Off;
+            }
+        }
+    }
+
+    /// Marks `object` as failed (a block could not be rebuilt): it will not
+    /// be placed.
+    pub fn fail(&mut self, object: ObjectId, error: io::Error) {
+        if let Some(t) = self.files.get_mut(&object) {
+            t.error.get_or_insert(error);
+        }
+    }
+
+    /// All blocks of `object` are written: takes it out of the store, to be
+    /// checked and placed with [`Written::verify_and_place`] (on another
+    /// thread if need be, so that hashing a large file does not hold up the
+    /// writes of the next ones).
+    pub fn written(&mut self, object: ObjectId) -> Result<Written, (FailReason, String)> {
+        let Some(mut t) = self.files.remove(&object) else {
+            return Err((FailReason::Io, format!("object {} is unknown", object.0)));
+        };
+        let entry = self.manifest.entries[t.entry].clone();
+        let temp = self.temp_path(object, &t);
+        // An empty file has had no write: this creates it. The handle is
+        // closed here: finished files may wait for the verifier, and must
+        // not hold descriptors while they do.
+        if let Err(e) = open_handle(&mut self.handles, &mut t, || temp.clone(), object) {
+            let _ = fs::remove_file(&temp);
+            return Err((FailReason::Io, format!("{}: {e}", entry.path)));
+        }
+        self.handles.remove(&object);
+        let hashed = match t.hash {
+            Running::Hashing(r) if r.next == t.size => Some(*r.hasher.finalize().as_bytes()),
+            // Nothing written: the empty file's hash.
+            Running::NotStarted if t.size == 0 => Some(*blake3::hash(&[]).as_bytes()),
+            _ => None,
+        };
+        Ok(Written {
+            entry,
+            root: self.root.clone(),
+            temp,
+            error: t.error,
+            hashed,
+        })
+    }
+
+    /// [`Store::written`] then [`Written::verify_and_place`].
+    pub fn complete(&mut self, object: ObjectId) -> Result<PathBuf, (FailReason, String)> {
+        self.written(object)?.verify_and_place()
+    }
+
+    /// Makes the tree final once every file is placed or failed for good
+    /// (the receiver's `Settle`, before it confirms): with `prune`, the
+    /// `--delete` removal ([`Store::prune`], whose list it returns); then
+    /// the directories' modes and mtimes. [`Store::finish`] does not do it
+    /// again.
+    pub fn settle(&mut self, prune: bool) -> Vec<String> {
+        let removed = if prune { self.prune() } else { Vec::new() };
+        self.settle_dirs();
+        self.settled = true;
+        removed
+    }
+
+    /// Ends the session: makes the tree final if [`Store::settle`] did not
+    /// (an incomplete push still gets its directories' modes and mtimes)
+    /// and removes what is left of the temporary files.
+    pub fn finish(&mut self) {
+        if !self.settled {
+            self.settle_dirs();
+        }
+        self.settled = false;
+        self.abort();
+    }
+
+    /// Saves the hash index, and applies the directories' modes and mtimes
+    /// deepest first (a child's change would move its parent's mtime).
+    fn settle_dirs(&mut self) {
+        self.index.save();
+        let mut dirs: Vec<_> = self
+            .manifest
+            .entries
+            .iter()
+            .filter(|e| e.kind == EntryKind::Dir)
+            .collect();
+        dirs.sort_by_key(|e| std::cmp::Reverse(e.path.matches('/').count()));
+        for e in dirs {
+            let Ok(p) = safe_dirs(&self.root, e.path.split('/')) else {
+                continue;
+            };
+            let _ = fs::set_permissions(&p, fs::Permissions::from_mode(e.mode & 0o777));
+            if let (Some(t), Ok(d)) = (mtime(e.mtime_secs, e.mtime_nanos), File::open(&p)) {
+                let _ = d.set_times(FileTimes::new().set_modified(t));
+            }
+        }
+    }
+
+    /// Ends the session's unfinished files: with `keep_partial`, a file
+    /// with written blocks is kept for a resume (its data synced to disk
+    /// first, then its block bitmap written beside it); others are removed.
+    fn abort(&mut self) {
+        let files = std::mem::take(&mut self.files);
+        for (object, t) in files {
+            if !t.created {
+                continue;
+            }
+            let temp = self.temp_path(object, &t);
+            let keep =
+                !self.keep_partial.is_zero() && t.error.is_none() && t.blocks.any() && t.by_content;
+            let kept = keep
+                && self
+                    .handles
+                    .get(&object)
+                    .map_or(Ok(()), |f| f.sync_data())
+                    .is_ok()
+                && t.blocks.save(&temp);
+            if !kept {
+                let _ = fs::remove_file(&temp);
+            }
+        }
+        self.handles.clear();
+        self.session = None;
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.abort();
+        // Only removes the directory when it is empty.
+        let _ = fs::remove_dir(&self.tmp);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,159 @@
+//! Resume records: when a session ends before a file is complete, its
+//! temporary file stays, synced, with `<stem>.blocks` beside it (a bitmap of
+//! the blocks written), so that the next push of the same content and block
+//! size resumes from it. Records older than the keep-partial age, and
+//! temporary files without one, are removed.
+//!
+//! **Invariant:** a record names only blocks whose data reached the disk
+//! (the file is synced before the record is written, by rename), and a
+//! record is consumed when it is read: a second interruption writes it
+//! again.
+
+use mdp_proto::ranges::{self, Range};
+use mdp_proto::ObjectId;
+use std::collections::HashSet;
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+/// Blocks of a file kept from an interrupted push: the file object and
+/// ascending `(first block, count)` ranges.
+pub type HeldBlocks = (ObjectId, Vec<Range>);
+
+/// How long the blocks of an interrupted push are kept by default.
+pub const DEFAULT_KEEP_PARTIAL: Duration = Duration::from_secs(24 * 3600);
+
+/// The blocks of a file written so far, a bit per block.
+pub(super) struct BlockMap(Vec<u64>);
+
+impl BlockMap {
+    /// No block of `blocks` written yet.
+    pub(super) fn new(blocks: u64) -> BlockMap {
+        BlockMap(vec![0; words(blocks)])
+    }
+
+    /// Block `b` was written (ignored beyond the file's blocks).
+    pub(super) fn mark(&mut self, b: usize) {
+        if let Some(w) = self.0.get_mut(b / 64) {
+            *w |= 1 << (b % 64);
+        }
+    }
+
+    /// True when some block was written.
+    pub(super) fn any(&self) -> bool {
+        self.0.iter().any(|w| *w != 0)
+    }
+
+    /// The blocks written, below `n`, as ascending ranges.
+    pub(super) fn ranges(&self, n: u32) -> Vec<Range> {
+        ranges::from_ascending((0..n).filter(|b| self.0[(b / 64) as usize] & (1 << (b % 64)) != 0))
+    }
+
+    /// The record of an interrupted push of the content named `stem`
+    /// (`size` bytes in `blocks` blocks) in `tmp`, if its temporary file and
+    /// record are there and agree. The record is consumed.
+    pub(super) fn load(tmp: &Path, stem: &str, size: u64, blocks: u64) -> Option<BlockMap> {
+        let sidecar = tmp.join(format!("{stem}.blocks"));
+        let md = fs::symlink_metadata(tmp.join(format!("{stem}.part"))).ok()?;
+        if !md.is_file() || md.len() != size {
+            return None;
+        }
+        let bits: Vec<u64> = postcard::from_bytes(&fs::read(&sidecar).ok()?).ok()?;
+        // The sidecar is consumed: it is written again if this push is
+        // interrupted too.
+        let _ = fs::remove_file(&sidecar);
+        let map = BlockMap(bits);
+        (map.0.len() == words(blocks) && map.any()).then_some(map)
+    }
+
+    /// Writes the record beside the temporary file `temp` (atomically, by
+    /// rename); false if it could not be.
+    pub(super) fn save(&self, temp: &Path) -> bool {
+        postcard::to_stdvec(&self.0).is_ok_and(|bytes| {
+            let sidecar = temp.with_extension("blocks");
+            let tmp = temp.with_extension("blocks.new");
+            fs::write(&tmp, bytes).is_ok() && fs::rename(&tmp, sidecar).is_ok()
+        })
+    }
+}
+
+/// Words of a bitmap of `blocks` bits.
+fn words(blocks: u64) -> usize {
+    blocks.div_ceil(64) as usize
+}
+
+/// Lowercase hexadecimal.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The name stem of a resumable temporary file: its content and the block
+/// size (`{stem}.part`, and `{stem}.blocks` for its sidecar).
+pub(super) fn content_stem(hash: &[u8; 32], block_bytes: u64) -> String {
+    format!("{}-{block_bytes}", hex(hash))
+}
+
+/// The stems of the records in `tmp`, listed once: a push of many files
+/// looks only for the few it may resume.
+pub(super) fn records(tmp: &Path) -> HashSet<String> {
+    fs::read_dir(tmp)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            name.strip_suffix(".blocks").map(str::to_string)
+        })
+        .collect()
+}
+
+/// Removes from `tmp` temporary files and records older than `keep`, and
+/// temporary files without a record (left by a receiver that was killed:
+/// what they hold is not known), and records without their file.
+pub(super) fn remove_stale(tmp: &Path, keep: Duration) {
+    let Ok(entries) = fs::read_dir(tmp) else {
+        return;
+    };
+    let now = std::time::SystemTime::now();
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let (stem, is_part) = if let Some(stem) = name.strip_suffix(".part") {
+            (stem.to_string(), true)
+        } else if let Some(stem) = name.strip_suffix(".blocks") {
+            (stem.to_string(), false)
+        } else {
+            continue;
+        };
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| now.duration_since(t).ok())
+            .is_none_or(|age| age >= keep);
+        let orphan = if is_part {
+            !tmp.join(format!("{stem}.blocks")).exists()
+        } else {
+            !tmp.join(format!("{stem}.part")).exists()
+        };
+        if old || orphan {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BlockMap;
+
+    #[test]
+    fn the_blocks_written_come_back_as_ascending_ranges() {
+        let mut m = BlockMap::new(130);
+        assert!(!m.any());
+        for b in [0, 1, 2, 63, 64, 65, 129, 200] {
+            m.mark(b);
+        }
+        assert!(m.any());
+        assert_eq!(m.ranges(130), vec![(0, 3), (63, 3), (129, 1)]);
+        assert_eq!(m.ranges(64), vec![(0, 3), (63, 1)]);
+    }
+}

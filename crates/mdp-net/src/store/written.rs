@@ -1,0 +1,86 @@
+//! A file whose blocks are all written: its hash check and its atomic
+//! placement under its final name.
+//!
+//! **Invariant:** a file appears under its final name only after its hash
+//! matched; the rename is atomic since the temporary directory is inside
+//! the cache directory.
+
+use super::mtime;
+use super::running_hash::hash_open;
+use super::safe_path::{refuse, safe_dirs};
+use mdp_proto::wire::FailReason;
+use mdp_proto::{Entry, EntryKind};
+use std::fs::{self, File, FileTimes};
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+
+/// A file of the session whose blocks are all written.
+#[derive(Debug)]
+pub struct Written {
+    pub(super) temp: PathBuf,
+    pub(super) entry: Entry,
+    pub(super) root: PathBuf,
+    pub(super) error: Option<io::Error>,
+    /// The hash of the whole file if it was kept as it was written.
+    pub(super) hashed: Option<[u8; 32]>,
+}
+
+impl Written {
+    /// The file's path in the manifest and its expected hash.
+    pub fn path_and_hash(&self) -> (String, [u8; 32]) {
+        let hash = match self.entry.kind {
+            EntryKind::File { hash, .. } => hash,
+            EntryKind::Dir => [0; 32],
+        };
+        (self.entry.path.clone(), hash)
+    }
+
+    /// Checks the file's hash; only when it matches gives it its mode and
+    /// mtime and renames it to its final path. A file that fails is removed.
+    pub fn verify_and_place(self) -> Result<PathBuf, (FailReason, String)> {
+        let e = &self.entry;
+        let fail_io = |err: io::Error| {
+            let _ = fs::remove_file(&self.temp);
+            (FailReason::Io, format!("{}: {err}", e.path))
+        };
+        if let Some(err) = self.error {
+            return Err(fail_io(err));
+        }
+        let EntryKind::File { hash, .. } = e.kind else {
+            unreachable!("open files are File entries")
+        };
+        let file = File::open(&self.temp).map_err(fail_io)?;
+        let got = match self.hashed {
+            Some(h) => h,
+            None => hash_open(&file).map_err(fail_io)?,
+        };
+        if got != hash {
+            let _ = fs::remove_file(&self.temp);
+            return Err((
+                FailReason::HashMismatch,
+                format!("{}: content does not match its BLAKE3 hash", e.path),
+            ));
+        }
+        fs::set_permissions(&self.temp, fs::Permissions::from_mode(e.mode & 0o777))
+            .map_err(fail_io)?;
+        if let Some(t) = mtime(e.mtime_secs, e.mtime_nanos) {
+            file.set_times(FileTimes::new().set_modified(t))
+                .map_err(fail_io)?;
+        }
+        let mut comps: Vec<&str> = e.path.split('/').collect();
+        let name = comps.pop().expect("paths have at least one component");
+        let parent = safe_dirs(&self.root, comps.into_iter()).map_err(fail_io)?;
+        let dest = parent.join(name);
+        if let Ok(md) = fs::symlink_metadata(&dest) {
+            if md.is_dir() {
+                return Err(fail_io(refuse(format!(
+                    "{} is a directory",
+                    dest.display()
+                ))));
+            }
+        }
+        fs::rename(&self.temp, &dest).map_err(fail_io)?;
+        Ok(dest)
+    }
+}
