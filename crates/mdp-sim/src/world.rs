@@ -1,5 +1,6 @@
-//! The world: one sender and N receivers over the simulated [`links`](crate::links), moved from event
-//! to event in virtual time, one [`World::step`] at a time.
+//! The world: one sender and N receivers over the simulated
+//! [`links`](crate::links), moved from event to event in virtual time, one
+//! [`World::step`] at a time.
 //!
 //! A step takes the earliest pending event (a datagram arriving, a state
 //! machine's timer, a parity job or a settle finishing, a fate or the
