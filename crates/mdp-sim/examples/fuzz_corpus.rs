@@ -5,9 +5,10 @@
 
 use mdp_proto::auth::{AuthConfig, Key};
 use mdp_proto::{
-    Entry, EntryKind, Manifest, NodeId, Receiver, ReceiverConfig, ReceiverEvent, Sender,
-    SenderConfig, SenderEvent, SessionId,
+    Entry, EntryKind, Manifest, NodeId, Receiver, ReceiverConfig, Sender, SenderConfig,
+    SenderEvent, SessionId,
 };
+use mdp_sim::drain::{accept_all, Drain};
 use mdp_sim::fuzz::{script, Step};
 use std::fs;
 use std::path::Path;
@@ -59,48 +60,45 @@ fn session(sizes: &[u64], drop_every: usize, keyed: bool) -> (Vec<u8>, Vec<u8>, 
     let mut s = Sender::new(sc, m, t0).unwrap();
     let mut r = Receiver::new(rc);
     let (mut to_r, mut to_s, mut all) = (Vec::new(), Vec::new(), Vec::new());
-    let mut buf = Vec::new();
+    let mut drain = Drain::new();
     let mut now = t0;
     let mut n = 0usize;
     for _ in 0..3000 {
-        while let Some(t) = s.poll_transmit(now, &mut buf) {
-            for seg in buf[..t.size].chunks(t.segment_size) {
+        drain.sender(
+            &mut s,
+            now,
+            |seg| {
                 n += 1;
                 all.push(seg.to_vec());
                 if drop_every == 0 || !n.is_multiple_of(drop_every) {
                     to_r.push(seg.to_vec());
                     r.handle_datagram(now, seg);
                 }
-            }
-        }
-        while let Some(ev) = s.poll_event() {
-            if let SenderEvent::ReadBlock {
-                object,
-                block,
-                offset,
-                len,
-            } = ev
-            {
-                let f = &data[object.0 as usize - 1];
-                let chunk = f[offset as usize..offset as usize + len].to_vec();
-                s.handle_block(now, object, block, chunk);
-            }
-        }
-        while let Some(t) = r.poll_transmit(now, &mut buf) {
-            all.push(buf[..t.size].to_vec());
-            to_s.push(buf[..t.size].to_vec());
-            s.handle_datagram(now, &buf[..t.size]);
-        }
-        while let Some(ev) = r.poll_event() {
-            match ev {
-                ReceiverEvent::SessionStarted { .. } => r.handle_present(now, &[]),
-                ReceiverEvent::ObjectComplete { object } => {
-                    r.handle_object_verified(now, object, Ok(()))
+            },
+            |s, ev| {
+                if let SenderEvent::ReadBlock {
+                    object,
+                    block,
+                    offset,
+                    len,
+                } = ev
+                {
+                    let f = &data[object.0 as usize - 1];
+                    let chunk = f[offset as usize..offset as usize + len].to_vec();
+                    s.handle_block(now, object, block, chunk);
                 }
-                ReceiverEvent::Settle { .. } => r.handle_settled(now),
-                _ => {}
-            }
-        }
+            },
+        );
+        drain.receiver(
+            &mut r,
+            now,
+            |d| {
+                all.push(d.to_vec());
+                to_s.push(d.to_vec());
+                s.handle_datagram(now, d);
+            },
+            |r, ev| accept_all(r, now, ev),
+        );
         if s.is_finished() {
             break;
         }

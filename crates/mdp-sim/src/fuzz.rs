@@ -9,6 +9,7 @@
 //! the clock by `len` ms, 2 fire the timer, 3 a datagram on the other
 //! socket (the receiver's feedback port; the sender has one socket).
 
+use crate::Drain;
 use mdp_proto::auth::{self, AuthConfig, Key};
 use mdp_proto::fec::Codec;
 use mdp_proto::wire::{self, FailReason};
@@ -131,7 +132,7 @@ pub fn receiver_target(data: &[u8]) -> Option<mdp_proto::SessionOutcome> {
     let mut r = Receiver::new(config);
     let mut now = t0;
     let mut codec = Codec::default();
-    let mut buf = Vec::new();
+    let mut drain = Drain::new();
     let mut outcome = None;
     let mut verdict = 0u8;
     for step in steps(data) {
@@ -145,9 +146,11 @@ pub fn receiver_target(data: &[u8]) -> Option<mdp_proto::SessionOutcome> {
             r.buffered_bytes() <= limit + (16 << 20),
             "buffer grew past its bound"
         );
-        while r.poll_transmit(now, &mut buf).is_some() {}
-        while let Some(ev) = r.poll_event() {
-            match ev {
+        let _ = drain.receiver(
+            &mut r,
+            now,
+            |_| {},
+            |r, ev| match ev {
                 ReceiverEvent::SessionStarted { .. } => r.handle_present(now, &[]),
                 ReceiverEvent::Block { block, .. } => {
                     let len = block.len();
@@ -168,9 +171,8 @@ pub fn receiver_target(data: &[u8]) -> Option<mdp_proto::SessionOutcome> {
                 }
                 ReceiverEvent::Settle { .. } => r.handle_settled(now),
                 ReceiverEvent::Finished(o) => outcome = Some(o),
-            }
-        }
-        let _ = r.poll_timeout();
+            },
+        );
     }
     outcome
 }
@@ -211,26 +213,27 @@ pub fn sender_target(data: &[u8]) {
     }
     let mut s = Sender::new(config, Manifest { entries }, t0).expect("valid settings");
     let mut now = t0;
-    let mut buf = Vec::new();
+    // A bound on what one step may send: no input can hang the target.
+    let mut drain = Drain::with_batch_limit(10_000);
     for step in steps(data) {
         match step {
             Step::Datagram(d) => s.handle_datagram(now, d),
             Step::Advance(d) => now += d,
             Step::Timer => s.handle_timeout(now),
         }
-        let mut sent = 0;
-        while s.poll_transmit(now, &mut buf).is_some() && sent < 10_000 {
-            sent += 1;
-        }
-        while let Some(ev) = s.poll_event() {
-            if let SenderEvent::ReadBlock {
-                object, block, len, ..
-            } = ev
-            {
-                assert!(len <= 16 << 20, "a read beyond the block size");
-                s.handle_block(now, object, block, vec![0; len]);
-            }
-        }
-        let _ = s.poll_timeout();
+        let _ = drain.sender(
+            &mut s,
+            now,
+            |_| {},
+            |s, ev| {
+                if let SenderEvent::ReadBlock {
+                    object, block, len, ..
+                } = ev
+                {
+                    assert!(len <= 16 << 20, "a read beyond the block size");
+                    s.handle_block(now, object, block, vec![0; len]);
+                }
+            },
+        );
     }
 }

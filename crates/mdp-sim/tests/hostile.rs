@@ -6,7 +6,7 @@ use mdp_proto::{
     BlockNumber, NodeId, ObjectId, Receiver, ReceiverConfig, ReceiverEvent, Sender, SenderConfig,
     SessionId,
 };
-use mdp_sim::{Content, SimRng};
+use mdp_sim::{Content, Drain, SimRng};
 use std::time::{Duration, Instant};
 
 /// Real sender traffic: everything a sender sends in its first 300 ms.
@@ -17,16 +17,16 @@ fn sender_traffic(content: &Content) -> Vec<Vec<u8>> {
     let t0 = Instant::now();
     let mut s = Sender::new(cfg, content.manifest.clone(), t0).unwrap();
     let mut out = Vec::new();
-    let mut buf = Vec::new();
+    let mut drain = Drain::new();
     let mut now = t0;
     while now < t0 + Duration::from_millis(300) {
         s.handle_timeout(now);
-        while let Some(t) = s.poll_transmit(now, &mut buf) {
-            out.extend(buf[..t.size].chunks(t.segment_size).map(<[u8]>::to_vec));
-        }
-        while let Some(ev) = s.poll_event() {
-            content.serve(&mut s, now, ev);
-        }
+        drain.sender(
+            &mut s,
+            now,
+            |d| out.push(d.to_vec()),
+            |s, ev| content.serve(s, now, ev),
+        );
         now += Duration::from_micros(200);
     }
     out
@@ -74,7 +74,7 @@ fn a_receiver_survives_random_and_mutated_datagrams_within_its_memory_budget() {
         cfg.buffer_bytes = 2 << 20;
         let mut r = Receiver::new(cfg);
         let mut now = Instant::now();
-        let mut buf = Vec::new();
+        let mut drain = Drain::new();
         let mut delivered = 0u64;
         for d in &traffic {
             now += Duration::from_micros(50);
@@ -88,17 +88,19 @@ fn a_receiver_survives_random_and_mutated_datagrams_within_its_memory_budget() {
             r.handle_datagram(now, &input);
             r.handle_timeout(now);
             assert!(r.buffered_bytes() <= 2 << 20, "over its block budget");
-            while r.poll_transmit(now, &mut buf).is_some() {}
-            while let Some(ev) = r.poll_event() {
-                match ev {
+            drain.receiver(
+                &mut r,
+                now,
+                |_| {},
+                |r, ev| match ev {
                     ReceiverEvent::Block { block, .. } => delivered += block.len() as u64,
                     ReceiverEvent::SessionStarted { .. } => r.handle_present(now, &[]),
                     ReceiverEvent::ObjectComplete { object } => {
                         r.handle_object_verified(now, object, Err(wire::FailReason::HashMismatch))
                     }
                     _ => {}
-                }
-            }
+                },
+            );
         }
         let st = r.stats();
         if round == 0 {
@@ -122,7 +124,7 @@ fn a_sender_survives_forged_feedback() {
     let t0 = Instant::now();
     let mut s = Sender::new(cfg, content.manifest.clone(), t0).unwrap();
     let mut rng = SimRng::new(7);
-    let mut buf = Vec::new();
+    let mut drain = Drain::new();
     let mut now = t0;
     for i in 0..20_000u64 {
         now += Duration::from_micros(20);
@@ -165,10 +167,7 @@ fn a_sender_survives_forged_feedback() {
         s.handle_datagram(now, &d);
         s.handle_datagram(now, &mutate(&mut rng, &d));
         s.handle_timeout(now);
-        while s.poll_transmit(now, &mut buf).is_some() {}
-        while let Some(ev) = s.poll_event() {
-            content.serve(&mut s, now, ev);
-        }
+        drain.sender(&mut s, now, |_| {}, |s, ev| content.serve(s, now, ev));
     }
     assert!(s.peer_count() <= mdp_proto::limits::MAX_PEERS);
 }
@@ -233,12 +232,17 @@ fn a_receiver_refuses_a_manifest_that_would_need_huge_block_maps() {
         r.handle_datagram(now, &d);
     }
     let mut outcome = None;
-    while let Some(ev) = r.poll_event() {
-        assert!(!matches!(ev, ReceiverEvent::SessionStarted { .. }));
-        if let ReceiverEvent::Finished(o) = ev {
-            outcome = Some(o);
-        }
-    }
+    Drain::new().receiver(
+        &mut r,
+        now,
+        |_| {},
+        |_, ev| {
+            assert!(!matches!(ev, ReceiverEvent::SessionStarted { .. }));
+            if let ReceiverEvent::Finished(o) = ev {
+                outcome = Some(o);
+            }
+        },
+    );
     let o = outcome.expect("the session ended");
     assert!(!o.complete);
     assert!(o.problem.unwrap().contains("refused the push"));
@@ -259,7 +263,7 @@ fn blocks_waiting_for_the_writer_count_against_the_block_budget() {
     let block = defaults.block_k as usize * defaults.symbol_size as usize;
     let mut r = Receiver::new(cfg);
     let now = Instant::now();
-    let mut buf = Vec::new();
+    let mut drain = Drain::new();
     let mut queued = Vec::new();
     let mut feed = |r: &mut Receiver, queued: &mut Vec<_>| {
         for d in &traffic {
@@ -269,15 +273,17 @@ fn blocks_waiting_for_the_writer_count_against_the_block_budget() {
                 "{} bytes of blocks held",
                 r.buffered_bytes()
             );
-            while r.poll_transmit(now, &mut buf).is_some() {}
-            while let Some(ev) = r.poll_event() {
-                match ev {
+            drain.receiver(
+                r,
+                now,
+                |_| {},
+                |r, ev| match ev {
                     ReceiverEvent::SessionStarted { .. } => r.handle_present(now, &[]),
                     // The writer is stuck: every block stays queued.
                     ReceiverEvent::Block { block, .. } => queued.push(block),
                     _ => {}
-                }
-            }
+                },
+            );
         }
     };
     feed(&mut r, &mut queued);

@@ -175,6 +175,13 @@ fn check(seed: u64, verbose: bool) -> Result<(), String> {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!(
+            "usage: mdp-sim-sweep [--seeds N (default 200)] [--first N (default 0)]\n       \
+             mdp-sim-sweep --seed N   (one run, with details)"
+        );
+        return;
+    }
     let value = |flag: &str| {
         args.iter()
             .position(|a| a == flag)

@@ -1,0 +1,244 @@
+//! Golden bytes: every control message and the DATA header, a fixed value
+//! written with `wire::write_control` / `wire::write_data`, equals bytes
+//! derived by hand from docs/PROTOCOL.md §3–5 (common header, DATA's fixed
+//! header, postcard with LEB128 varints), and parsing those bytes gives the
+//! value back. A change of the wire format fails here first.
+
+use mdp_proto::wire::{
+    self, Ack, AckState, Announce, Congestion, Control, DataHeader, Done, Echo, FailReason, Flush,
+    Nack, NackEntry, Packet, Register, Status, Timing, FLAG_REPAIR,
+};
+use mdp_proto::{BlockNumber, NodeId, ObjectId, SessionId, SymbolId};
+
+const SESSION: SessionId = SessionId(0x0102_0304_0506_0708);
+
+/// Bytes from hex digits; spaces and `|` (field separators) are skipped.
+fn hex(s: &str) -> Vec<u8> {
+    let digits: Vec<u8> = s
+        .bytes()
+        .filter(|b| !b" |\n".contains(b))
+        .map(|b| (b as char).to_digit(16).expect("a hex digit") as u8)
+        .collect();
+    assert!(digits.len().is_multiple_of(2), "odd number of hex digits");
+    digits.chunks(2).map(|p| p[0] << 4 | p[1]).collect()
+}
+
+/// §3: magic "md", version 4, the type, the session big-endian.
+fn common(ty: &str) -> String {
+    format!("6d64 | 04 | {ty} | 0102030405060708 | ")
+}
+
+/// `message` written equals `common(ty) + body`, and parses back to it.
+fn golden(ty: &str, message: Control, body: &str) {
+    let expected = hex(&(common(ty) + body));
+    let mut written = Vec::new();
+    wire::write_control(&mut written, SESSION, &message);
+    assert_eq!(
+        written, expected,
+        "{message:?}: written {written:02x?}, the doc says {expected:02x?}"
+    );
+    match wire::parse(&expected) {
+        Ok(Packet::Control {
+            session,
+            message: parsed,
+        }) => {
+            assert_eq!(session, SESSION);
+            assert_eq!(parsed, message);
+        }
+        other => panic!("the golden bytes do not parse: {other:?}"),
+    }
+}
+
+/// Timing { ts_us: 300, grtt_us: 5000, rate_bps: 1_000_000, group_size: 3 }.
+fn timing() -> (Timing, &'static str) {
+    (
+        Timing {
+            ts_us: 300,
+            grtt_us: 5000,
+            rate_bps: 1_000_000,
+            group_size: 3,
+        },
+        "ac02 | 8827 | c0843d | 03",
+    )
+}
+
+#[test]
+fn data_header_golden_bytes() {
+    let header = DataHeader {
+        session: SESSION,
+        object: ObjectId(0x0a0b_0c0d),
+        block: BlockNumber(0x0102),
+        esi: SymbolId(0x0304),
+        flags: FLAG_REPAIR,
+        seq: 0xdead_beef,
+    };
+    let payload = [0xaa, 0xbb, 0xcc];
+    // §4: object, block (u32 BE), esi (u16 BE), flags, reserved 0, seq
+    // (u32 BE), then the symbol.
+    let expected =
+        hex(&(common("01") + "0a0b0c0d | 00000102 | 0304 | 01 | 00 | deadbeef | aabbcc"));
+    let mut written = Vec::new();
+    wire::write_data(&mut written, &header, &payload);
+    assert_eq!(written, expected);
+    assert_eq!(written.len(), 28 + payload.len(), "a 28-byte header");
+    match wire::parse(&expected) {
+        Ok(Packet::Data {
+            header: h,
+            payload: p,
+        }) => {
+            assert_eq!(h, header);
+            assert_eq!(p, payload);
+        }
+        other => panic!("the golden bytes do not parse: {other:?}"),
+    }
+}
+
+#[test]
+fn announce_golden_bytes() {
+    let (timing, t) = timing();
+    let message = Control::Announce(Announce {
+        timing,
+        symbol_size: 1400,
+        block_k: 192,
+        parity: 64,
+        manifest_len: 2,
+        manifest_hash: [0x11; 32],
+        object_count: 5,
+        data_pos: (1, 2),
+        acked: vec![
+            Ack {
+                node: NodeId(7),
+                state: AckState::Registered,
+            },
+            Ack {
+                node: NodeId(128),
+                state: AckState::Confirmed,
+            },
+        ],
+        delete: true,
+    });
+    let hash = "11".repeat(32);
+    golden(
+        "10",
+        message,
+        &format!("{t} | f80a | c001 | 40 | 02 | {hash} | 05 | 01 02 | 02 07 00 8001 01 | 01"),
+    );
+}
+
+#[test]
+fn flush_golden_bytes() {
+    let (timing, t) = timing();
+    let message = Control::Flush(Flush {
+        timing,
+        awaiting: vec![NodeId(1), NodeId(300)],
+        acked: vec![Ack {
+            node: NodeId(2),
+            state: AckState::Confirmed,
+        }],
+    });
+    golden("11", message, &format!("{t} | 02 01 ac02 | 01 02 01"));
+}
+
+#[test]
+fn done_golden_bytes() {
+    golden("12", Control::Done(Done { success: true }), "01");
+    golden("12", Control::Done(Done { success: false }), "00");
+}
+
+#[test]
+fn register_golden_bytes() {
+    let message = Control::Register(Register {
+        node: NodeId(258),
+        name: "r1".into(),
+        echo: Echo {
+            ts_us: 300,
+            delay_us: 7,
+        },
+        have: vec![(1, 3)],
+        have_blocks: vec![(2, 0, 129)],
+        more: false,
+    });
+    golden(
+        "20",
+        message,
+        "8202 | 02 7231 | ac02 07 | 01 01 03 | 01 02 00 8101 | 00",
+    );
+}
+
+#[test]
+fn nack_golden_bytes() {
+    let message = Control::Nack(Nack {
+        node: NodeId(9),
+        echo: Echo {
+            ts_us: 1,
+            delay_us: 200,
+        },
+        loss: 655,
+        entries: vec![NackEntry {
+            object: ObjectId(1),
+            block: BlockNumber(2),
+            need: 2,
+            missing: vec![3, 5],
+        }],
+    });
+    golden(
+        "21",
+        message,
+        "09 | 01 c801 | 8f05 | 01 | 01 02 02 | 02 03 05",
+    );
+}
+
+#[test]
+fn status_golden_bytes() {
+    let message = Control::Status(Status {
+        node: NodeId(9),
+        name: String::new(),
+        echo: Echo::default(),
+        complete: true,
+        verified: 4,
+        missing: vec![ObjectId(6)],
+        failed: vec![(ObjectId(7), FailReason::Refused)],
+    });
+    golden(
+        "22",
+        message,
+        "09 | 00 | 00 00 | 01 | 04 | 01 06 | 01 07 02",
+    );
+}
+
+#[test]
+fn congestion_golden_bytes() {
+    let message = Control::Congestion(Congestion {
+        node: NodeId(9),
+        echo: Echo {
+            ts_us: 1,
+            delay_us: 2,
+        },
+        delivered_bps: 128,
+        loss: 1000,
+        floor: 10,
+        first_seq: 100,
+        last_seq: 200,
+        runs: 3,
+    });
+    golden(
+        "23",
+        message,
+        "09 | 01 02 | 8001 | e807 | 0a | 64 | c801 | 03",
+    );
+}
+
+/// §3: bit 7 of the type marks a sealed datagram; the parser reads the
+/// type with it cleared (the trailer is checked and cut by `auth` first).
+#[test]
+fn the_sealed_flag_is_bit_7_of_the_type() {
+    let mut bytes = hex(&(common("92") + "01"));
+    match wire::parse(&bytes) {
+        Ok(Packet::Control { message, .. }) => {
+            assert_eq!(message, Control::Done(Done { success: true }))
+        }
+        other => panic!("{other:?}"),
+    }
+    bytes[2] = 3;
+    assert!(wire::parse(&bytes).is_err(), "another version is refused");
+}
