@@ -3,8 +3,8 @@
 //! A leaf module: it depends on nothing else in the crate, and [`crate::wire`],
 //! [`crate::auth`], [`crate::layout`], the sender and the receiver all take their
 //! bounds from here, so no two of them import each other for a number. Every
-//! bound that protects memory or CPU against a hostile datagram is one of these;
-//! docs/PROTOCOL.md §8 lists them with their reasons.
+//! bound that protects memory or CPU against a hostile datagram is one of these,
+//! and docs/PROTOCOL.md names each beside the message or field it bounds.
 
 // ---- Datagram layout -------------------------------------------------------
 
