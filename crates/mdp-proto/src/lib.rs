@@ -35,6 +35,7 @@ pub mod ranges;
 pub mod receiver;
 mod rng;
 pub mod sender;
+pub mod transmit;
 pub mod wire;
 
 pub use cc::RateMode;
@@ -45,4 +46,4 @@ pub use sender::{
     RateSummary, ReceiverReport, Sender, SenderConfig, SenderEvent, SenderReport, SenderStats,
     Verdict,
 };
-pub use wire::{Gather, Transmit};
+pub use transmit::{Destination, Gather, Transmit};

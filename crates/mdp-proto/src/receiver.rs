@@ -26,9 +26,10 @@ use crate::layout::Coding;
 use crate::limits::{DATA_HEADER_LEN, MAX_NACK_ENTRIES, MAX_SESSION_BLOCKS, MAX_STATUS_OBJECTS};
 use crate::manifest::{EntryKind, Manifest};
 use crate::rng::Rng;
+use crate::transmit::{Destination, Transmit};
 use crate::wire::{
-    self, AckState, Announce, Congestion, Control, DataHeader, Destination, Echo, FailReason, Nack,
-    NackEntry, Packet, Register, Status, Timing, Transmit, FLAG_REPAIR,
+    self, AckState, Announce, Congestion, Control, DataHeader, Echo, FailReason, Nack, NackEntry,
+    Packet, Register, Status, Timing, FLAG_REPAIR,
 };
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;

@@ -38,9 +38,10 @@ use crate::limits::{
 };
 use crate::manifest::{EntryKind, Manifest};
 use crate::pacer::Pacer;
+use crate::transmit::{Destination, Gather, Transmit};
 use crate::wire::{
-    self, Ack, AckState, Announce, Control, DataHeader, Destination, Done, Echo, FailReason, Flush,
-    Gather, NackEntry, Packet, Timing, Transmit, FLAG_REPAIR,
+    self, Ack, AckState, Announce, Control, DataHeader, Done, Echo, FailReason, Flush, NackEntry,
+    Packet, Timing, FLAG_REPAIR,
 };
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
