@@ -30,9 +30,12 @@ use workers::Workers;
 /// Why a push could not run to its end.
 #[derive(Debug, Error)]
 pub enum SendError {
-    /// Bad settings.
+    /// Bad settings of the network side (interfaces, destinations).
     #[error("{0}")]
     Config(String),
+    /// Settings or a manifest the sender's state machine refuses.
+    #[error(transparent)]
+    Session(#[from] mdp_proto::sender::ConfigError),
     /// The sockets could not be set up.
     #[error("{0}")]
     Socket(String),
@@ -90,7 +93,7 @@ pub async fn run(
     );
     let sockets = SendSockets::open(endpoints, destinations, data, unicast_feedback, send_buffer)?;
     let total = source.manifest.total_bytes();
-    let sender = Sender::new(config, source.manifest, Instant::now()).map_err(SendError::Config)?;
+    let sender = Sender::new(config, source.manifest, Instant::now())?;
     let workers = Workers::spawn(source.files, source.seen)?;
 
     let mut driver = SendDriver::new(sender, sockets, workers, endpoint.group, total, progress);

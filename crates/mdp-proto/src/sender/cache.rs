@@ -1,0 +1,225 @@
+//! The block cache: file blocks read ahead of the send position and kept
+//! for repairs, their parity, and the requests to read and encode them.
+//!
+//! **Invariant:** the cache holds at most `SenderConfig::cache_bytes`
+//! (each block counted with its overhead) beyond the read-ahead window and
+//! the blocks queued for repair, which are never evicted.
+
+use super::*;
+
+#[derive(Debug)]
+pub(super) struct CachedBlock {
+    /// `k * T` bytes, zero-padded (shared with parity jobs).
+    pub(super) source: Arc<Vec<u8>>,
+    /// The parity symbols computed so far.
+    pub(super) parity: BlockParity,
+    /// A [`SenderEvent::EncodeParity`] for it is out.
+    pub(super) encoding: bool,
+    pub(super) last_use: u64,
+}
+
+/// Memory a cached block costs beyond its buffer: its map and LRU
+/// entries, the shared buffer's header, the allocator's. Counted, so that
+/// [`SenderConfig::cache_bytes`] bounds what the cache really holds when blocks are small: a
+/// push of 50,000 files of at most 800 bytes (a one-symbol block each) took
+/// the sender to 79 MiB when only the symbols were counted.
+pub(super) const CACHED_BLOCK_OVERHEAD: usize = 192;
+
+/// Pads `data` with zeros to `len` bytes, growing it to exactly that:
+/// `resize` alone doubles the buffer of a short last block (8,000 bytes
+/// padded to 8,400 took 16,000), and cached blocks are most of the
+/// sender's memory.
+pub(super) fn pad_exactly(data: &mut Vec<u8>, len: usize) {
+    data.reserve_exact(len.saturating_sub(data.len()));
+    data.resize(len, 0);
+}
+
+impl CachedBlock {
+    pub(super) fn bytes(&self) -> usize {
+        self.source.capacity() + self.parity.held_bytes() + CACHED_BLOCK_OVERHEAD
+    }
+}
+
+impl Sender {
+    pub(super) fn insert_cache(&mut self, key: BlockKey, source: Vec<u8>) {
+        self.use_counter += 1;
+        let block = CachedBlock {
+            source: Arc::new(source),
+            parity: BlockParity::default(),
+            encoding: false,
+            last_use: self.use_counter,
+        };
+        self.cache_bytes += block.bytes();
+        if let Some(old) = self.cache.insert(key, block) {
+            self.lru.remove(&old.last_use);
+            self.cache_bytes -= old.bytes();
+        }
+        self.lru.insert(self.use_counter, key);
+        self.evict();
+        if self.config.proactive > 0 {
+            // Ready before the cursor reaches it, with luck.
+            self.request_parity(key, 0, self.config.proactive as usize);
+        }
+    }
+
+    /// Asks the caller for parity symbols `first .. first + count` of a
+    /// cached block, unless a request for it is out.
+    pub(super) fn request_parity(&mut self, key: BlockKey, first: usize, count: usize) {
+        let size = self.sizes[key.0 as usize];
+        let k = self.coding.block_k(size, BlockNumber(key.1)) as usize;
+        let r = self.coding.block_parity(k as u16) as usize;
+        let t = self.coding.symbol_size as usize;
+        let Some(cached) = self.cache.get_mut(&key) else {
+            return;
+        };
+        if cached.encoding {
+            return;
+        }
+        cached.encoding = true;
+        let job = ParityJob::new(cached.source.clone(), k, r, t, first, count.max(1));
+        self.events.push_back(SenderEvent::EncodeParity {
+            object: ObjectId(key.0),
+            block: BlockNumber(key.1),
+            job,
+        });
+    }
+
+    /// Whether the next new symbol can go now: its block is cached and, for
+    /// proactive parity, the symbol computed.
+    pub(super) fn new_symbol_ready(&self) -> bool {
+        let key = (self.cursor.object, self.cursor.block);
+        let Some(cached) = self.cache.get(&key) else {
+            return false;
+        };
+        let k = self
+            .coding
+            .block_k(self.sizes[key.0 as usize], BlockNumber(key.1)) as u32;
+        let esi = self.cursor.esi;
+        esi < k
+            || cached
+                .parity
+                .symbol((esi - k) as usize, self.coding.symbol_size as usize)
+                .is_some()
+    }
+
+    /// Marks a cached block as just used.
+    pub(super) fn touch(&mut self, key: BlockKey) {
+        self.use_counter += 1;
+        if let Some(b) = self.cache.get_mut(&key) {
+            self.lru.remove(&b.last_use);
+            b.last_use = self.use_counter;
+            self.lru.insert(self.use_counter, key);
+        }
+    }
+
+    pub(super) fn evict(&mut self) {
+        while self.cache_bytes > self.config.cache_bytes {
+            // Least recently used among blocks already sent and not queued
+            // for repair; blocks of the read-ahead window are never evicted.
+            // `lru` is ordered by last use, so this looks only past the
+            // few blocks that may not go.
+            let cursor = (self.cursor.object, self.cursor.block);
+            let victim = self.lru.iter().find(|(_, k)| {
+                **k < cursor && self.repairs.get(*k).is_none_or(|st| st.queued == 0)
+            });
+            let Some((&last_use, &victim)) = victim else {
+                break;
+            };
+            self.lru.remove(&last_use);
+            if let Some(b) = self.cache.remove(&victim) {
+                self.cache_bytes -= b.bytes();
+            }
+        }
+    }
+
+    /// Asks for the blocks of the read-ahead window and of queued repairs.
+    pub(super) fn request_reads(&mut self) {
+        if self.phase == Phase::Finished {
+            return;
+        }
+        let mut wanted = Vec::new();
+        let (mut o, mut b) = (self.cursor.object, self.cursor.block);
+        // Files are read only once sending began: which of them to send is
+        // decided then (files every receiver has are skipped).
+        let end = if self.phase == Phase::Announcing {
+            1
+        } else {
+            self.sizes.len()
+        };
+        while wanted.len() < self.config.readahead_blocks && (o as usize) < end {
+            b = self.unskipped_from(o, b);
+            if b >= self.blocks_to_send(o) {
+                o += 1;
+                b = 0;
+                continue;
+            }
+            wanted.push((o, b));
+            b += 1;
+        }
+        wanted.extend(self.repair_queue.iter().take(4).copied());
+        for key in wanted {
+            if self.cache.contains_key(&key) || self.reads_pending.contains(&key) {
+                continue;
+            }
+            if key.0 == 0 {
+                let block = BlockNumber(key.1);
+                let off = self.coding.block_offset(block) as usize;
+                let len = self.coding.block_len(self.sizes[0], block);
+                let k = self.coding.block_k(self.sizes[0], block) as usize;
+                let mut data = self.manifest_bytes[off..off + len].to_vec();
+                pad_exactly(&mut data, k * self.coding.symbol_size as usize);
+                self.insert_cache(key, data);
+                continue;
+            }
+            self.reads_pending.insert(key);
+            let block = BlockNumber(key.1);
+            let size = self.sizes[key.0 as usize];
+            self.events.push_back(SenderEvent::ReadBlock {
+                object: ObjectId(key.0),
+                block,
+                offset: self.coding.block_offset(block),
+                len: self.coding.block_len(size, block),
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_padded_block_holds_no_more_memory_than_its_symbols() {
+        use crate::manifest::{Entry, EntryKind};
+        let content = [7u8; 8000];
+        let manifest = Manifest {
+            entries: vec![Entry {
+                path: "f".into(),
+                kind: EntryKind::File {
+                    size: 8000,
+                    hash: *blake3::hash(&content).as_bytes(),
+                },
+                mode: 0o644,
+                mtime_secs: 0,
+                mtime_nanos: 0,
+            }],
+        };
+        let now = Instant::now();
+        let mut sender = Sender::new(SenderConfig::new(SessionId(1)), manifest, now).unwrap();
+        // The file's one block, short, as the reader returns it: padded to
+        // its 6 symbols of 1400 bytes in the cache, and counted as such.
+        let key = (1, 0);
+        sender.reads_pending.insert(key);
+        let mut data = Vec::with_capacity(8000);
+        data.extend_from_slice(&content);
+        sender.handle_block(now, ObjectId(1), BlockNumber(0), data);
+        let data = &sender.cache[&key].source;
+        assert_eq!(data.len(), 8400);
+        assert_eq!(data.capacity(), 8400);
+        assert!(data[8000..].iter().all(|&b| b == 0));
+        assert!(data[..8000].iter().all(|&b| b == 7));
+        // What the cache's bound counts for it (the manifest's block may be
+        // cached by now too, so not the cache's total).
+        assert_eq!(sender.cache[&key].bytes(), 8400 + CACHED_BLOCK_OVERHEAD);
+    }
+}

@@ -1,0 +1,221 @@
+//! The receivers the sender knows: registration, their feedback's
+//! bookkeeping, the acknowledgements it owes them, the group round-trip
+//! time their echoes measure, closed groups, and silence.
+//!
+//! **Invariant:** at most [`MAX_PEERS`] receivers are tracked and each
+//! keeps at most [`MAX_PEER_HAVE_RANGES`] ranges, whatever the feedback
+//! claims; the acknowledgement queue holds at most two entries per peer.
+
+use super::*;
+
+/// Most ranges of already-held files kept per receiver.
+pub(super) const MAX_PEER_HAVE_RANGES: usize = 1024;
+
+pub(super) const ACK_REPEATS: u8 = 3;
+pub(super) const MIN_GRTT: Duration = Duration::from_millis(1);
+pub(super) const MAX_GRTT: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum PeerState {
+    Active,
+    Confirmed,
+    Failed,
+    Dropped(Duration),
+    /// Could not take the minimum rate: its feedback is ignored from now on.
+    TooSlow(u64),
+}
+
+#[derive(Debug)]
+pub(super) struct Peer {
+    pub(super) name: String,
+    /// Its registration is complete (the last REGISTER of its have-list, or
+    /// any other feedback, arrived).
+    pub(super) registered: bool,
+    /// Files it already holds, as ascending disjoint ranges
+    /// `(first object, count)` (at most [`MAX_PEER_HAVE_RANGES`]).
+    pub(super) have: Vec<(u32, u32)>,
+    /// Blocks of files it holds in part: `(object, first block, count)`
+    /// (at most [`MAX_PEER_HAVE_RANGES`]).
+    pub(super) have_blocks: Vec<(u32, u32, u32)>,
+    pub(super) state: PeerState,
+    pub(super) last_heard: Instant,
+    pub(super) verified: u32,
+    /// False until its first STATUS: then `missing` means "everything".
+    pub(super) status_seen: bool,
+    pub(super) missing: Vec<ObjectId>,
+    pub(super) failed: Vec<(ObjectId, FailReason)>,
+}
+
+impl Sender {
+    /// Receivers that confirmed so far.
+    pub fn confirmed_count(&self) -> usize {
+        self.peers
+            .values()
+            .filter(|p| p.state == PeerState::Confirmed)
+            .count()
+    }
+
+    /// The group size receivers are told (and time their NACKs by): the
+    /// receivers known or expected, at least 1.
+    pub(super) fn group_size(&self) -> u32 {
+        self.peers
+            .len()
+            .max(self.config.expected_receivers as usize)
+            .max(1) as u32
+    }
+
+    pub(super) fn too_slow(&self, node: NodeId) -> bool {
+        self.peers
+            .get(&node)
+            .is_some_and(|p| matches!(p.state, PeerState::TooSlow(_)))
+    }
+
+    /// Records feedback other than REGISTER from `node`; returns false when
+    /// it cannot be tracked.
+    pub(super) fn touch_peer(
+        &mut self,
+        now: Instant,
+        node: NodeId,
+        name: &str,
+        echo: Echo,
+    ) -> bool {
+        self.touch_peer_as(now, node, name, echo, true)
+    }
+
+    /// Records feedback from `node`, which completes its registration when
+    /// `registers`; returns false when it cannot be tracked.
+    pub(super) fn touch_peer_as(
+        &mut self,
+        now: Instant,
+        node: NodeId,
+        name: &str,
+        echo: Echo,
+        registers: bool,
+    ) -> bool {
+        if echo.ts_us != 0 {
+            let now_us = self.ts_us(now);
+            if let Some(rtt) = now_us
+                .checked_sub(echo.ts_us)
+                .and_then(|d| d.checked_sub(echo.delay_us as u64))
+            {
+                self.update_grtt(Duration::from_micros(rtt));
+            }
+        }
+        if let Some(p) = self.peers.get_mut(&node) {
+            p.last_heard = now;
+            if p.name.is_empty() && !name.is_empty() {
+                p.name = name.to_string();
+            }
+            if registers && !p.registered {
+                p.registered = true;
+                let name = p.name.clone();
+                self.push_ack(node, AckState::Registered);
+                self.events
+                    .push_back(SenderEvent::Registered { node, name });
+            }
+            return true;
+        }
+        if self.peers.len() >= MAX_PEERS {
+            return false;
+        }
+        self.peers.insert(
+            node,
+            Peer {
+                name: name.to_string(),
+                registered: registers,
+                have: Vec::new(),
+                have_blocks: Vec::new(),
+                state: PeerState::Active,
+                last_heard: now,
+                verified: 0,
+                status_seen: false,
+                missing: Vec::new(),
+                failed: Vec::new(),
+            },
+        );
+        if registers {
+            self.push_ack(node, AckState::Registered);
+            self.events.push_back(SenderEvent::Registered {
+                node,
+                name: name.to_string(),
+            });
+        }
+        true
+    }
+
+    pub(super) fn update_grtt(&mut self, sample: Duration) {
+        let sample = sample.clamp(MIN_GRTT, MAX_GRTT);
+        // Rise fast, fall slowly (as NORM does): a too-small GRTT causes
+        // NACK implosion, a too-large one only slows repairs a little.
+        self.grtt = if sample > self.grtt {
+            (self.grtt + sample * 3) / 4
+        } else {
+            (self.grtt * 15 + sample) / 16
+        }
+        .clamp(MIN_GRTT, MAX_GRTT);
+    }
+
+    /// Queues an acknowledgement, once per node and state: the queue holds
+    /// at most two entries per known node whatever the feedback, and each
+    /// push is O(1).
+    pub(super) fn push_ack(&mut self, node: NodeId, state: AckState) {
+        if self.acks_queued.insert((node, state)) {
+            self.acks.push_back((Ack { node, state }, ACK_REPEATS));
+        }
+    }
+
+    pub(super) fn take_acks(&mut self) -> Vec<Ack> {
+        let n = self.acks.len().min(MAX_NODE_LIST);
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let (ack, left) = self.acks.pop_front().expect("n <= len");
+            out.push(ack);
+            if left > 1 {
+                self.acks.push_back((ack, left - 1));
+            } else {
+                self.acks_queued.remove(&(ack.node, ack.state));
+            }
+        }
+        out
+    }
+
+    /// Receivers whose confirmation decides success.
+    pub(super) fn expected_count(&self) -> usize {
+        if self.config.expected_names.is_empty() {
+            self.config.expected_receivers as usize
+        } else {
+            self.config.expected_names.len()
+        }
+    }
+
+    /// True when `name` is one of a closed group's names, or when the
+    /// group is given by count (every receiver counts).
+    pub(super) fn is_expected(&self, name: &str) -> bool {
+        self.config.expected_names.is_empty()
+            || self.config.expected_names.iter().any(|n| n == name)
+    }
+
+    /// Expected receivers not registered yet.
+    pub(super) fn unregistered_expected(&self) -> usize {
+        let registered = self.peers.values().filter(|p| p.registered);
+        if self.config.expected_names.is_empty() {
+            return (self.config.expected_receivers as usize).saturating_sub(registered.count());
+        }
+        let names: HashSet<&str> = registered.map(|p| p.name.as_str()).collect();
+        self.config
+            .expected_names
+            .iter()
+            .filter(|n| !names.contains(n.as_str()))
+            .count()
+    }
+
+    pub(super) fn next_drop_check(&self) -> Instant {
+        let start = self.flush_start.unwrap_or(self.epoch);
+        self.peers
+            .values()
+            .filter(|p| p.state == PeerState::Active)
+            .map(|p| p.last_heard.max(start) + self.config.drop_after)
+            .min()
+            .unwrap_or(self.deadline)
+    }
+}
