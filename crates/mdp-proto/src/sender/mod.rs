@@ -34,6 +34,7 @@ mod peers;
 mod repair;
 mod report;
 mod skip;
+mod timers;
 
 pub use crate::cc::RateMode;
 pub use config::{ConfigError, SenderConfig};
@@ -45,6 +46,7 @@ use emit::pacing_burst;
 use peers::MAX_PEER_HAVE_RANGES;
 use peers::{Peer, PeerState};
 use repair::RepairState;
+use timers::{Timer, Timers};
 
 use crate::auth::{self, AuthConfig, ReplayWindow, Sealer};
 use crate::cc::{CongestionSample, RateController};
@@ -99,8 +101,6 @@ pub struct Sender {
     paths: Vec<String>,
     phase: Phase,
     epoch: Instant,
-    deadline: Instant,
-    data_start_deadline: Instant,
     pacer: Pacer,
     cc: RateController,
     cursor: Cursor,
@@ -121,13 +121,10 @@ pub struct Sender {
     acks_queued: HashSet<(NodeId, AckState)>,
     await_rotation: usize,
     grtt: Duration,
-    next_announce: Instant,
     /// ANNOUNCEs sent while registering (they start close together).
     announces: u32,
-    next_flush: Instant,
     flush_start: Option<Instant>,
     flushes_sent: u32,
-    next_done: Instant,
     timed_out: bool,
     aborted: Option<String>,
     /// Per object: not sent, every receiver has it (index 0 unused).
@@ -140,6 +137,8 @@ pub struct Sender {
     sealer: Option<Sealer>,
     replay: HashMap<NodeId, ReplayWindow>,
     now_hint: Instant,
+    /// Every deadline of the session (timers.rs).
+    timers: Timers,
     events: VecDeque<SenderEvent>,
     stats: SenderStats,
     report: Option<Arc<SenderReport>>,
@@ -227,8 +226,13 @@ impl Sender {
             paths,
             phase: Phase::Announcing,
             epoch: now,
-            deadline: now + config.timeout,
-            data_start_deadline: now + config.wait,
+            timers: {
+                let mut t = Timers::default();
+                t.set(Timer::Session, now + config.timeout);
+                t.set(Timer::DataStart, now + config.wait);
+                t.set(Timer::Announce, now);
+                t
+            },
             cursor: Cursor {
                 object: 0,
                 block: 0,
@@ -247,12 +251,9 @@ impl Sender {
             acks_queued: HashSet::new(),
             await_rotation: 0,
             grtt: config.initial_grtt,
-            next_announce: now,
             announces: 0,
-            next_flush: now,
             flush_start: None,
             flushes_sent: 0,
-            next_done: now,
             timed_out: false,
             aborted: None,
             events: VecDeque::new(),
@@ -532,19 +533,20 @@ impl Sender {
         if matches!(self.phase, Phase::Done { .. } | Phase::Finished) {
             return;
         }
-        if now >= self.deadline {
+        if self.timers.is_due(Timer::Session, now) {
             self.timed_out = true;
             self.finish(now);
             return;
         }
         if self.phase == Phase::Announcing {
             let enough = self.expected_count() > 0 && self.unregistered_expected() == 0;
-            if enough || now >= self.data_start_deadline {
+            if enough || self.timers.is_due(Timer::DataStart, now) {
                 self.phase = Phase::Sending;
                 self.plan_skips();
                 self.plan_block_skips();
                 // Announce at once: receivers learn the final group size.
-                self.next_announce = now;
+                self.timers.stop(Timer::DataStart);
+                self.timers.set(Timer::Announce, now);
                 self.events.push_back(SenderEvent::DataStarted);
             }
         }
@@ -554,7 +556,8 @@ impl Sender {
         {
             self.phase = Phase::Flushing;
             self.flush_start = Some(now);
-            self.next_flush = now;
+            self.timers.stop(Timer::Announce);
+            self.timers.set(Timer::Flush, now);
             self.events.push_back(SenderEvent::Flushing);
             self.check_flushing(now);
         }
@@ -574,6 +577,8 @@ impl Sender {
                 }
             }
         }
+        self.timers
+            .set_opt(Timer::DropCheck, self.next_drop_check());
         let all_final = self.peers.values().all(|p| p.state != PeerState::Active);
         let expected = self.expected_count();
         let since_flush = now.saturating_duration_since(flush_start);
@@ -617,31 +622,20 @@ impl Sender {
 
     /// When to call [`Sender::handle_timeout`] next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let mut t = self.deadline;
-        match self.phase {
-            Phase::Finished => return None,
-            Phase::Done { .. } => return Some(self.next_done),
-            Phase::Announcing | Phase::Sending | Phase::Flushing => {
-                if self.phase == Phase::Announcing {
-                    t = t.min(self.data_start_deadline);
-                }
-                t = t.min(if self.phase == Phase::Flushing {
-                    self.next_flush.min(self.next_drop_check())
-                } else {
-                    self.next_announce
-                });
-                if self.has_sendable_data() {
-                    let len =
-                        DATA_HEADER_LEN + self.coding.symbol_size as usize + self.trailer_len();
-                    t = t.min(self.pacer.ready_at(len));
-                    if let Some(step) = self.cc.next_step() {
-                        t = t.min(step);
-                    }
-                }
-                // A repair round that ends lets later NACKs start a new one;
-                // no timer needed: NACK arrival is the input that matters.
+        let mut t = self.timers.next()?;
+        if matches!(
+            self.phase,
+            Phase::Announcing | Phase::Sending | Phase::Flushing
+        ) && self.has_sendable_data()
+        {
+            let len = DATA_HEADER_LEN + self.coding.symbol_size as usize + self.trailer_len();
+            t = t.min(self.pacer.ready_at(len));
+            if let Some(step) = self.cc.next_step() {
+                t = t.min(step);
             }
         }
+        // A repair round that ends lets later NACKs start a new one; no
+        // timer needed: NACK arrival is the input that matters.
         Some(t)
     }
 
@@ -696,7 +690,7 @@ impl Sender {
         match self.phase {
             Phase::Finished => return None,
             Phase::Done { sent } => {
-                if now < self.next_done {
+                if !self.timers.is_due(Timer::Done, now) {
                     return None;
                 }
                 let success = self.report.as_ref().is_some_and(|r| r.success);
@@ -704,6 +698,7 @@ impl Sender {
                 let sent = sent + 1;
                 if sent >= DONE_REPEATS {
                     self.phase = Phase::Finished;
+                    self.timers.stop_all();
                     let report = self.report.clone().expect("finish() set the report");
                     self.events.push_back(SenderEvent::Finished(report));
                 } else {
@@ -713,11 +708,12 @@ impl Sender {
                     // them all still ends, at its idle timeout). Otherwise
                     // a receiver may still be draining a full socket buffer:
                     // spread the repeats over a burst of loss.
-                    self.next_done = if success {
-                        now
+                    let gap = if success {
+                        Duration::ZERO
                     } else {
-                        now + (self.grtt / 2).clamp(DONE_INTERVAL_MIN, DONE_INTERVAL_MAX)
+                        (self.grtt / 2).clamp(DONE_INTERVAL_MIN, DONE_INTERVAL_MAX)
                     };
+                    self.timers.set(Timer::Done, now + gap);
                 }
                 return Some(self.single(out));
             }
@@ -728,7 +724,7 @@ impl Sender {
             return self.poll_gather(now, out);
         }
         // Control messages first: they are small and time-critical.
-        if matches!(self.phase, Phase::Announcing | Phase::Sending) && now >= self.next_announce {
+        if self.timers.is_due(Timer::Announce, now) {
             if self.phase == Phase::Announcing
                 && self.cursor.object > 0
                 && self.sizes[0] <= MANIFEST_RESEND_MAX
@@ -742,20 +738,20 @@ impl Sender {
             }
             let msg = self.announce(now);
             self.write_control(out, &msg);
-            self.next_announce = now
-                + if self.phase == Phase::Announcing {
-                    self.announces += 1;
-                    announce_gap(self.announces)
-                } else {
-                    HEARTBEAT_INTERVAL
-                };
+            let gap = if self.phase == Phase::Announcing {
+                self.announces += 1;
+                announce_gap(self.announces)
+            } else {
+                HEARTBEAT_INTERVAL
+            };
+            self.timers.set(Timer::Announce, now + gap);
             return Some(self.single(out));
         }
-        if self.phase == Phase::Flushing && now >= self.next_flush {
+        if self.timers.is_due(Timer::Flush, now) {
             let msg = self.flush(now);
             self.write_control(out, &msg);
             self.flushes_sent += 1;
-            self.next_flush = now + self.flush_interval();
+            self.timers.set(Timer::Flush, now + self.flush_interval());
             // The end may wait for a number of FLUSH rounds.
             self.check_flushing(now);
             return Some(self.single(out));

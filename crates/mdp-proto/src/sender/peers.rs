@@ -113,6 +113,7 @@ impl Sender {
                 self.events
                     .push_back(SenderEvent::Registered { node, name });
             }
+            self.refresh_drop_check();
             return true;
         }
         if self.peers.len() >= MAX_PEERS {
@@ -140,6 +141,7 @@ impl Sender {
                 name: name.to_string(),
             });
         }
+        self.refresh_drop_check();
         true
     }
 
@@ -209,13 +211,22 @@ impl Sender {
             .count()
     }
 
-    pub(super) fn next_drop_check(&self) -> Instant {
+    /// When the first active receiver will have been silent for
+    /// `drop_after` since the flush began (`None`: no active receiver).
+    pub(super) fn next_drop_check(&self) -> Option<Instant> {
         let start = self.flush_start.unwrap_or(self.epoch);
         self.peers
             .values()
             .filter(|p| p.state == PeerState::Active)
             .map(|p| p.last_heard.max(start) + self.config.drop_after)
             .min()
-            .unwrap_or(self.deadline)
+    }
+
+    /// Re-arms the silence check after a receiver was heard from.
+    fn refresh_drop_check(&mut self) {
+        if self.phase == Phase::Flushing {
+            self.timers
+                .set_opt(Timer::DropCheck, self.next_drop_check());
+        }
     }
 }

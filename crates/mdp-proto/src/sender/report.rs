@@ -148,7 +148,8 @@ pub struct SenderStats {
 impl Sender {
     pub(super) fn finish(&mut self, now: Instant) {
         self.phase = Phase::Done { sent: 0 };
-        self.next_done = now;
+        self.timers.stop_all();
+        self.timers.set(Timer::Done, now);
         let mut receivers = Vec::new();
         let everything = || {
             self.paths[1..]
