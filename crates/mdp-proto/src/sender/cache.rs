@@ -65,8 +65,8 @@ impl Sender {
     /// Asks the caller for parity symbols `first .. first + count` of a
     /// cached block, unless a request for it is out.
     pub(super) fn request_parity(&mut self, key: BlockKey, first: usize, count: usize) {
-        let size = self.sizes[key.0 as usize];
-        let k = self.coding.block_k(size, BlockNumber(key.1)) as usize;
+        let size = self.sizes[key.object as usize];
+        let k = self.coding.block_k(size, BlockNumber(key.block)) as usize;
         let r = self.coding.block_parity(k as u16) as usize;
         let t = self.coding.symbol_size as usize;
         let Some(cached) = self.cache.get_mut(&key) else {
@@ -78,8 +78,8 @@ impl Sender {
         cached.encoding = true;
         let job = ParityJob::new(cached.source.clone(), k, r, t, first, count.max(1));
         self.events.push_back(SenderEvent::EncodeParity {
-            object: ObjectId(key.0),
-            block: BlockNumber(key.1),
+            object: ObjectId(key.object),
+            block: BlockNumber(key.block),
             job,
         });
     }
@@ -87,13 +87,14 @@ impl Sender {
     /// Whether the next new symbol can go now: its block is cached and, for
     /// proactive parity, the symbol computed.
     pub(super) fn new_symbol_ready(&self) -> bool {
-        let key = (self.cursor.object, self.cursor.block);
+        let key = self.cursor.key();
         let Some(cached) = self.cache.get(&key) else {
             return false;
         };
         let k = self
             .coding
-            .block_k(self.sizes[key.0 as usize], BlockNumber(key.1)) as u32;
+            .block_k(self.sizes[key.object as usize], BlockNumber(key.block))
+            as u32;
         let esi = self.cursor.esi;
         esi < k
             || cached
@@ -118,7 +119,7 @@ impl Sender {
             // for repair; blocks of the read-ahead window are never evicted.
             // `lru` is ordered by last use, so this looks only past the
             // few blocks that may not go.
-            let cursor = (self.cursor.object, self.cursor.block);
+            let cursor = self.cursor.key();
             let victim = self.lru.iter().find(|(_, k)| {
                 **k < cursor && self.repairs.get(*k).is_none_or(|st| st.queued == 0)
             });
@@ -153,7 +154,7 @@ impl Sender {
                 b = 0;
                 continue;
             }
-            wanted.push((o, b));
+            wanted.push(BlockKey::new(o, b));
             b += 1;
         }
         wanted.extend(self.repair_queue.iter().take(4).copied());
@@ -161,8 +162,8 @@ impl Sender {
             if self.cache.contains_key(&key) || self.reads_pending.contains(&key) {
                 continue;
             }
-            if key.0 == 0 {
-                let block = BlockNumber(key.1);
+            if key.object == 0 {
+                let block = BlockNumber(key.block);
                 let off = self.coding.block_offset(block) as usize;
                 let len = self.coding.block_len(self.sizes[0], block);
                 let k = self.coding.block_k(self.sizes[0], block) as usize;
@@ -172,10 +173,10 @@ impl Sender {
                 continue;
             }
             self.reads_pending.insert(key);
-            let block = BlockNumber(key.1);
-            let size = self.sizes[key.0 as usize];
+            let block = BlockNumber(key.block);
+            let size = self.sizes[key.object as usize];
             self.events.push_back(SenderEvent::ReadBlock {
-                object: ObjectId(key.0),
+                object: ObjectId(key.object),
                 block,
                 offset: self.coding.block_offset(block),
                 len: self.coding.block_len(size, block),
@@ -208,7 +209,7 @@ mod tests {
         let mut sender = Sender::new(SenderConfig::new(SessionId(1)), manifest, now).unwrap();
         // The file's one block, short, as the reader returns it: padded to
         // its 6 symbols of 1400 bytes in the cache, and counted as such.
-        let key = (1, 0);
+        let key = BlockKey::new(1, 0);
         sender.reads_pending.insert(key);
         let mut data = Vec::with_capacity(8000);
         data.extend_from_slice(&content);

@@ -132,13 +132,14 @@ impl Sender {
         for (key, esi, queued) in encode {
             let k = self
                 .coding
-                .block_k(self.sizes[key.0 as usize], BlockNumber(key.1)) as u32;
+                .block_k(self.sizes[key.object as usize], BlockNumber(key.block))
+                as u32;
             self.request_parity(key, (esi - k) as usize, queued as usize);
         }
         if let Some(key) = found {
-            let size = self.sizes[key.0 as usize];
-            let block_len = self.coding.block_len(size, BlockNumber(key.1));
-            let k = self.coding.block_k(size, BlockNumber(key.1)) as u32;
+            let size = self.sizes[key.object as usize];
+            let block_len = self.coding.block_len(size, BlockNumber(key.block));
+            let k = self.coding.block_k(size, BlockNumber(key.block)) as u32;
             let (esi, _) = self.repair_next(&key).expect("found above");
             let len = if esi < k {
                 self.coding.source_symbol_len(block_len, esi as u16)
@@ -150,23 +151,23 @@ impl Sender {
         if !self.may_send_new() {
             return None;
         }
-        let key = (self.cursor.object, self.cursor.block);
+        let key = self.cursor.key();
         if !self.new_symbol_ready() {
             if self.cache.contains_key(&key) {
                 // Proactive parity not computed yet: asked for when the
                 // block came in (no second job while that one is out).
                 let k = self
                     .coding
-                    .block_k(self.sizes[key.0 as usize], BlockNumber(key.1));
+                    .block_k(self.sizes[key.object as usize], BlockNumber(key.block));
                 let first = (self.cursor.esi - k as u32) as usize;
                 let count = self.config.proactive as usize - first;
                 self.request_parity(key, first, count);
             }
             return None;
         }
-        let size = self.sizes[key.0 as usize];
-        let block_len = self.coding.block_len(size, BlockNumber(key.1));
-        let k = self.coding.block_k(size, BlockNumber(key.1)) as u32;
+        let size = self.sizes[key.object as usize];
+        let block_len = self.coding.block_len(size, BlockNumber(key.block));
+        let k = self.coding.block_k(size, BlockNumber(key.block)) as u32;
         let esi = self.cursor.esi;
         let len = if esi < k {
             self.coding.source_symbol_len(block_len, esi as u16)
@@ -182,8 +183,8 @@ impl Sender {
             Pick::Repair(key, esi) => (key, esi, FLAG_REPAIR),
             Pick::New(key, esi) => (key, esi, 0),
         };
-        let size = self.sizes[key.0 as usize];
-        let block = BlockNumber(key.1);
+        let size = self.sizes[key.object as usize];
+        let block = BlockNumber(key.block);
         let k = self.coding.block_k(size, block) as u32;
         let r = self.coding.block_parity(k as u16) as u32;
         let t = self.coding.symbol_size as usize;
@@ -192,7 +193,7 @@ impl Sender {
         let cached = self.cache.get(&key).expect("pick() checked the cache");
         let header = DataHeader {
             session: self.config.session,
-            object: ObjectId(key.0),
+            object: ObjectId(key.object),
             block,
             esi: SymbolId(esi as u16),
             flags,

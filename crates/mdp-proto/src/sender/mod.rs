@@ -51,7 +51,7 @@ use timers::{Timer, Timers};
 use crate::auth::{self, AuthConfig, ReplayWindow, Sealer};
 use crate::cc::{CongestionSample, RateController};
 use crate::fec::{BlockParity, ParityJob};
-use crate::ids::{BlockNumber, NodeId, ObjectId, SessionId, SymbolId};
+use crate::ids::{BlockKey, BlockNumber, NodeId, ObjectId, SessionId, SymbolId};
 use crate::layout::Coding;
 use crate::limits::{
     DATA_HEADER_LEN, MANIFEST_RESEND_MAX, MAX_BLOCK_BYTES, MAX_NODE_LIST, MAX_PEERS,
@@ -69,8 +69,6 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-type BlockKey = (u32, u32);
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
     Announcing,
@@ -86,6 +84,13 @@ struct Cursor {
     object: u32,
     block: u32,
     esi: u32,
+}
+
+impl Cursor {
+    /// The block it stands in.
+    fn key(&self) -> BlockKey {
+        BlockKey::new(self.object, self.block)
+    }
 }
 
 /// The sender of one session. See the crate docs for the calling contract.
@@ -466,7 +471,7 @@ impl Sender {
         block: BlockNumber,
         mut data: Vec<u8>,
     ) {
-        let key = (object.0, block.0);
+        let key = BlockKey::new(object.0, block.0);
         if !self.reads_pending.remove(&key) {
             return;
         }
@@ -492,7 +497,7 @@ impl Sender {
         job: ParityJob,
         symbols: Vec<u8>,
     ) {
-        let key = (object.0, block.0);
+        let key = BlockKey::new(object.0, block.0);
         let Some(cached) = self.cache.get_mut(&key) else {
             return;
         };

@@ -40,8 +40,8 @@ impl Sender {
             return;
         }
         // A block the sender has not sent yet cannot be missing.
-        let key = (e.object.0, e.block.0);
-        if (e.object.0, e.block.0) >= (self.cursor.object, self.cursor.block) {
+        let key = BlockKey::new(e.object.0, e.block.0);
+        if key >= self.cursor.key() {
             return;
         }
         let k = self.coding.block_k(size, e.block) as u32;
@@ -147,7 +147,8 @@ impl Sender {
         let st = self.repairs.get(key)?;
         let k = self
             .coding
-            .block_k(self.sizes[key.0 as usize], BlockNumber(key.1)) as u32;
+            .block_k(self.sizes[key.object as usize], BlockNumber(key.block))
+            as u32;
         let esi = st.sources.front().map_or(st.next_esi, |&i| i as u32);
         let t = self.coding.symbol_size as usize;
         Some((
