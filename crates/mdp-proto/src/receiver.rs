@@ -1396,7 +1396,9 @@ impl Receiver {
             // A need a little above theirs is suppressed too: with many
             // receivers another round follows anyway (someone loses a repair
             // symbol), and it carries our remainder.
-            if covered && mine <= e.need + e.need / 4 {
+            // Widened: a forged `need` near `u16::MAX` must not overflow.
+            let need = e.need as u32;
+            if covered && mine as u32 <= need + need / 4 {
                 holds.push((key, now + self.repair_wait(s, cumulative)));
             }
         }
@@ -1715,6 +1717,55 @@ impl Receiver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A forged NACK asking for nearly `u16::MAX` symbols of a block this
+    /// receiver still lacks must be taken as a (large) need, not overflow
+    /// the suppression margin `need + need / 4`.
+    #[test]
+    fn an_overheard_nack_with_a_huge_need_does_not_overflow() {
+        let t0 = Instant::now();
+        let session = SessionId(0x5e55);
+        let mut r = Receiver::new(ReceiverConfig::new(NodeId(7), "test", 7));
+        let mut buf = Vec::new();
+        let announce = Announce {
+            timing: Timing {
+                ts_us: 1,
+                grtt_us: 10_000,
+                rate_bps: 10_000_000,
+                group_size: 2,
+            },
+            symbol_size: 256,
+            block_k: 16,
+            parity: 8,
+            manifest_len: 1000,
+            manifest_hash: [0; 32],
+            object_count: 1,
+            data_pos: (0, 0),
+            acked: Vec::new(),
+            delete: false,
+        };
+        wire::write_control(&mut buf, session, &Control::Announce(announce));
+        r.handle_datagram(t0, &buf);
+        assert_eq!(r.session_id(), Some(session));
+        for need in [u16::MAX, 52_429, 60_000] {
+            let nack = Nack {
+                node: NodeId(99),
+                echo: Echo::default(),
+                loss: 0,
+                entries: vec![NackEntry {
+                    object: ObjectId::MANIFEST,
+                    block: BlockNumber(0),
+                    need,
+                    missing: Vec::new(),
+                }],
+            };
+            buf.clear();
+            wire::write_control(&mut buf, session, &Control::Nack(nack));
+            r.handle_datagram(t0, &buf);
+        }
+        assert_eq!(r.stats().malformed, 0);
+        assert!(!r.is_finished());
+    }
 
     #[test]
     fn loss_meter_converges_on_the_loss_rate() {
