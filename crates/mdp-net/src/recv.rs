@@ -9,6 +9,7 @@ use crate::socket::{self, Endpoint};
 use crate::store::{Store, Written};
 use crate::udp::{self, BatchReceiver};
 use mdp_proto::fec::{Codec, CompleteBlock};
+use mdp_proto::receiver::Refusal;
 use mdp_proto::wire::FailReason;
 use mdp_proto::{
     Manifest, ObjectId, Receiver, ReceiverConfig, ReceiverEvent, ReceiverStats, SessionId,
@@ -462,7 +463,7 @@ pub async fn run(
                 WriterReply::Refuse(session, why) => {
                     if receiver.session_id() == Some(session) {
                         notice(RecvNotice::Failed(why.clone()));
-                        receiver.refuse(Instant::now(), why);
+                        receiver.refuse(Instant::now(), Refusal::Caller(why));
                     }
                 }
                 WriterReply::Present(session, present, partial) => {
@@ -506,7 +507,7 @@ pub async fn run(
                     // that never registers.
                     let why = format!("cannot prepare the push in {}: {msg}", opts.dir.display());
                     notice(RecvNotice::Failed(why.clone()));
-                    receiver.refuse(Instant::now(), why);
+                    receiver.refuse(Instant::now(), Refusal::Caller(why));
                 }
                 WriterReply::Settled(session, removed) => {
                     if receiver.session_id() == Some(session) {
