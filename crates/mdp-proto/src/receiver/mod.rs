@@ -435,8 +435,13 @@ impl Receiver {
 
     /// Live to finished: emits [`ReceiverEvent::Finished`].
     fn finish(&mut self, end: End) {
-        let State::Live(mut s) = std::mem::replace(&mut self.state, State::Idle) else {
-            unreachable!("only a live session finishes");
+        let mut s = match std::mem::replace(&mut self.state, State::Idle) {
+            State::Live(s) => s,
+            // Only a live session finishes; anything else stays as it was.
+            other => {
+                self.state = other;
+                return;
+            }
         };
         let outcome = s.outcome(end);
         // Free the block buffers now; the session may be long over.
