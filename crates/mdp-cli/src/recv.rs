@@ -236,7 +236,10 @@ pub fn run(plan: RecvPlan) -> anyhow::Result<i32> {
                         println!(
                             "mdp-recv: push {} incomplete: {}",
                             outcome.session,
-                            outcome.problem.as_deref().unwrap_or("unknown reason")
+                            outcome
+                                .problem
+                                .as_ref()
+                                .map_or("unknown reason".into(), |p| p.to_string())
                         );
                     }
                 },

@@ -342,7 +342,7 @@ impl RecvJson {
             mdp: env!("CARGO_PKG_VERSION"),
             session: o.session.to_string(),
             complete: o.complete,
-            problem: o.problem.clone(),
+            problem: o.problem.as_ref().map(ToString::to_string),
             files: o.files,
             verified: o.verified,
             failed: o.failed.iter().map(|(id, r)| (id.0, reason(*r))).collect(),

@@ -4,12 +4,14 @@
 //! `cargo run -p mdp-sim --example fuzz_corpus`; the output is checked in.
 
 use mdp_proto::auth::{AuthConfig, Key};
+use mdp_proto::wire::{self, Control, Echo, Nack, NackEntry, Packet};
+use mdp_proto::{BlockNumber, ObjectId};
 use mdp_proto::{
     Entry, EntryKind, Manifest, NodeId, Receiver, ReceiverConfig, Sender, SenderConfig,
     SenderEvent, SessionId,
 };
 use mdp_sim::drain::{accept_all, Drain};
-use mdp_sim::fuzz::{script, Step};
+use mdp_sim::fuzz::{script, steps, Step};
 use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -130,6 +132,47 @@ fn session(sizes: &[u64], drop_every: usize, keyed: bool) -> (Vec<u8>, Vec<u8>, 
     (rx, sx, all)
 }
 
+/// A receiver's session script with a forged NACK from another receiver
+/// inserted after the first ANNOUNCE: it asks for `u16::MAX` symbols of the
+/// manifest's first block, which the receiver still lacks (the suppression
+/// margin `need + need / 4` once overflowed on it).
+fn with_forged_nack(rx: &[u8]) -> Vec<u8> {
+    let (&flags, body) = rx.split_first().unwrap();
+    let mut out = vec![flags];
+    let mut nack = Vec::new();
+    let mut inserted = false;
+    for step in steps(body) {
+        out.extend(script(&[step]));
+        if inserted {
+            continue;
+        }
+        if let Step::Datagram(d) = step {
+            if let Ok(Packet::Control {
+                session,
+                message: Control::Announce(_),
+            }) = wire::parse(d)
+            {
+                let forged = Nack {
+                    node: NodeId(99),
+                    echo: Echo::default(),
+                    loss: 0,
+                    entries: vec![NackEntry {
+                        object: ObjectId::MANIFEST,
+                        block: BlockNumber(0),
+                        need: u16::MAX,
+                        missing: Vec::new(),
+                    }],
+                };
+                wire::write_control(&mut nack, session, &Control::Nack(forged));
+                out.extend(script(&[Step::Datagram(&nack)]));
+                inserted = true;
+            }
+        }
+    }
+    assert!(inserted, "the session has no ANNOUNCE");
+    out
+}
+
 fn write(dir: &Path, name: &str, bytes: &[u8]) {
     fs::create_dir_all(dir).unwrap();
     fs::write(dir.join(name), bytes).unwrap();
@@ -146,6 +189,13 @@ fn main() {
     for (i, (sizes, drop, keyed)) in cases.iter().enumerate() {
         let (rx, sx, all) = session(sizes, *drop, *keyed);
         write(&root.join("receiver"), &format!("session-{i}"), &rx);
+        if i == 0 {
+            write(
+                &root.join("receiver"),
+                "forged-nack-huge-need",
+                &with_forged_nack(&rx),
+            );
+        }
         write(&root.join("sender"), &format!("session-{i}"), &sx);
         // A handful of single datagrams of every kind.
         let mut kinds = std::collections::BTreeMap::new();

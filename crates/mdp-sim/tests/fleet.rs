@@ -254,7 +254,11 @@ fn a_receiver_leaves_a_vanished_senders_push_for_a_new_one() {
     assert_eq!(o.session, mdp_proto::SessionId(0xa));
     assert!(!o.complete);
     assert!(
-        o.problem.as_deref().unwrap().contains("another push began"),
+        o.problem
+            .as_ref()
+            .unwrap()
+            .to_string()
+            .contains("another push began"),
         "{:?}",
         o.problem
     );
@@ -392,8 +396,9 @@ fn a_sender_killed_mid_push_then_rerun_sends_only_the_missing_blocks() {
         assert!(
             rx.outcomes[0]
                 .problem
-                .as_deref()
+                .as_ref()
                 .unwrap()
+                .to_string()
                 .contains("another push began"),
             "{:?}",
             rx.outcomes[0].problem
@@ -435,7 +440,11 @@ fn a_receiver_whose_limits_refuse_a_push_says_so_and_the_others_complete() {
     assert_eq!(refused.failed.len(), 2);
     let o = r.receivers[1].outcome.as_ref().unwrap();
     assert!(
-        o.problem.as_deref().unwrap().contains("--max-file-size"),
+        o.problem
+            .as_ref()
+            .unwrap()
+            .to_string()
+            .contains("--max-file-size"),
         "{:?}",
         o.problem
     );

@@ -245,7 +245,7 @@ fn a_receiver_refuses_a_manifest_that_would_need_huge_block_maps() {
     );
     let o = outcome.expect("the session ended");
     assert!(!o.complete);
-    assert!(o.problem.unwrap().contains("refused the push"));
+    assert!(o.problem.unwrap().to_string().contains("refused the push"));
 }
 
 /// Complete blocks handed to a writer that does not keep up stay in the

@@ -10,6 +10,7 @@ use super::sockets::RecvSockets;
 use super::warnings::{buffer_warning, mtu_warning, AuthWarnings};
 use super::writer::{Writer, WriterCmd, WriterReply};
 use super::{RecvError, RecvNotice, RecvOptions};
+use mdp_proto::receiver::Refusal;
 use mdp_proto::{Receiver, ReceiverConfig, ReceiverEvent, SessionId, SessionOutcome};
 use std::future::Future;
 use std::io;
@@ -327,7 +328,7 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
             WriterReply::Refuse(session, why) => {
                 if self.receiver.session_id() == Some(session) {
                     (self.notice)(RecvNotice::Failed(why.clone()));
-                    self.receiver.refuse(Instant::now(), why);
+                    self.receiver.refuse(Instant::now(), Refusal::Caller(why));
                 }
             }
             WriterReply::Present(session, present, partial) => {
@@ -374,7 +375,7 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
                 // registers.
                 let why = format!("cannot prepare the push in {}: {msg}", self.dir.display());
                 (self.notice)(RecvNotice::Failed(why.clone()));
-                self.receiver.refuse(Instant::now(), why);
+                self.receiver.refuse(Instant::now(), Refusal::Caller(why));
             }
             WriterReply::Settled(session, removed) => {
                 if self.receiver.session_id() == Some(session) {

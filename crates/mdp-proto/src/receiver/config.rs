@@ -1,0 +1,190 @@
+//! The receiver's settings ([`ReceiverConfig`]), what it tells its caller
+//! ([`ReceiverEvent`], [`SessionOutcome`]) and its counters
+//! ([`ReceiverStats`]): the plain data of the public API, no behaviour.
+//!
+//! **Invariant:** nothing here depends on the session's state; a config is
+//! read, never changed, once the [`super::Receiver`] is built.
+
+use super::SessionError;
+use crate::auth::AuthConfig;
+use crate::fec::{BufferGauge, CompleteBlock};
+use crate::ids::{NodeId, ObjectId, SessionId};
+use crate::manifest::Manifest;
+use crate::wire::{self, FailReason};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Receiver settings.
+#[derive(Clone, Debug)]
+pub struct ReceiverConfig {
+    /// This receiver's id (random per process).
+    pub node: NodeId,
+    /// Its name, sent with feedback (host name by default).
+    pub name: String,
+    /// Seed for the NACK back-off randomness.
+    pub seed: u64,
+    /// Bytes of block memory at most: incomplete blocks held here, and
+    /// complete ones handed out ([`ReceiverEvent::Block`]) until the
+    /// caller drops them (see [`ReceiverConfig::buffer_gauge`]).
+    pub buffer_bytes: usize,
+    /// Where the blocks handed out count their memory until dropped.
+    /// Receivers made from clones of one config share it, so a block of
+    /// the previous session still being written counts for the next one.
+    pub buffer_gauge: BufferGauge,
+    /// A session silent this long is abandoned.
+    pub idle_timeout: Duration,
+    /// Sessions not to join (ones already finished).
+    pub ignore_sessions: Vec<SessionId>,
+    /// NACK back-off is `K * GRTT` at most (RFC 5740's K), with `K` this
+    /// factor for groups of 32 receivers or more and less for smaller ones
+    /// ([`super::backoff_factor_for`]). 6 rather than NORM's 4: mdp's GRTT is
+    /// measured, not a conservative guess, and the extra spread lets the
+    /// first NACK suppress more of the others (see the simulator's NACK
+    /// column).
+    pub backoff_factor: u32,
+    /// Group size the back-off assumes at least, whatever the sender
+    /// counts (1: trust the sender's count).
+    pub backoff_group_floor: u32,
+    /// Largest push (sum of file sizes) this receiver accepts.
+    pub max_push_bytes: u64,
+    /// Largest file it accepts.
+    pub max_file_bytes: u64,
+    /// Most files in one push.
+    pub max_files: u32,
+    /// Most components in a path (`a/b/c` has 3).
+    pub max_path_depth: usize,
+    /// Longest path, in bytes.
+    pub max_path_len: usize,
+    /// With a key: accept only sealed datagrams (auth.rs) and seal ours.
+    pub auth: Option<AuthConfig>,
+}
+
+impl ReceiverConfig {
+    /// Defaults for a node id, name and seed.
+    pub fn new(node: NodeId, name: &str, seed: u64) -> Self {
+        ReceiverConfig {
+            node,
+            name: wire::clamp_name(name),
+            seed,
+            buffer_bytes: 40 << 20,
+            buffer_gauge: BufferGauge::default(),
+            idle_timeout: Duration::from_secs(30),
+            ignore_sessions: Vec::new(),
+            backoff_factor: 6,
+            backoff_group_floor: 1,
+            max_push_bytes: 4 << 40,
+            max_file_bytes: 1 << 40,
+            max_files: 1_000_000,
+            max_path_depth: 32,
+            max_path_len: 1024,
+            auth: None,
+        }
+    }
+}
+
+/// What the caller must do or know.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReceiverEvent {
+    /// The manifest arrived and passed validation: prepare the files.
+    SessionStarted {
+        /// Session.
+        session: SessionId,
+        /// The validated manifest.
+        manifest: Arc<Manifest>,
+        /// After a complete push, remove what the pushed directories hold
+        /// beyond the manifest (the sender's `--delete`).
+        delete: bool,
+        /// Bytes per full block (file block `b` starts at `b * block_bytes`):
+        /// what a store needs to keep interrupted files for resume.
+        block_bytes: u64,
+    },
+    /// A block with enough symbols: rebuild it with
+    /// [`CompleteBlock::into_bytes`] (a Reed-Solomon decode when a source
+    /// symbol was lost; run it off the socket loop) and write it at `offset`
+    /// of the object's file.
+    Block {
+        /// File object.
+        object: ObjectId,
+        /// Byte offset.
+        offset: u64,
+        /// The block's symbols.
+        block: CompleteBlock,
+    },
+    /// Every block of the object was handed over: verify its hash, place it,
+    /// and call [`super::Receiver::handle_object_verified`].
+    ObjectComplete {
+        /// File object.
+        object: ObjectId,
+    },
+    /// Every file is verified or failed for good: make the tree final
+    /// (directory modes and modification times; with `prune`, remove what
+    /// the pushed directories hold beyond the manifest), then call
+    /// [`super::Receiver::handle_settled`]. The confirming STATUS waits for it.
+    Settle {
+        /// Do the sender's `--delete`: asked for, and no file failed.
+        prune: bool,
+    },
+    /// The session is over for this receiver.
+    Finished(SessionOutcome),
+}
+
+/// How a session ended for this receiver.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionOutcome {
+    /// Session.
+    pub session: SessionId,
+    /// True when every file was verified and placed.
+    pub complete: bool,
+    /// Why it ended otherwise (its `Display` is one line).
+    pub problem: Option<SessionError>,
+    /// Files verified and placed.
+    pub verified: u32,
+    /// Files in the session.
+    pub files: u32,
+    /// Files that failed for good.
+    pub failed: Vec<(ObjectId, FailReason)>,
+}
+
+/// Counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReceiverStats {
+    /// Datagrams passed in.
+    pub packets_received: u64,
+    /// Bytes passed in.
+    pub bytes_received: u64,
+    /// DATA packets of the session accepted.
+    pub symbols_received: u64,
+    /// Symbols that were not needed (block done, or already held).
+    pub symbols_redundant: u64,
+    /// Datagrams of other sessions, looped-back own feedback, etc.
+    pub ignored: u64,
+    /// Datagrams that failed to parse or were out of range.
+    pub malformed: u64,
+    /// Symbols dropped because the block buffer was full.
+    pub dropped_no_buffer: u64,
+    /// Most bytes of block memory held at once (incomplete blocks and
+    /// blocks handed out and not yet dropped).
+    pub buffer_peak: u64,
+    /// Blocks completed.
+    pub blocks_completed: u64,
+    /// Blocks that needed Reed-Solomon decoding.
+    pub blocks_decoded: u64,
+    /// NACK datagrams sent.
+    pub nacks_sent: u64,
+    /// NACK entries sent.
+    pub nack_entries_sent: u64,
+    /// NACK entries not sent because another receiver asked first.
+    pub nack_entries_suppressed: u64,
+    /// Bytes of file data handed to the caller.
+    pub bytes_delivered: u64,
+    /// CONGESTION reports sent.
+    pub congestion_sent: u64,
+    /// Datagrams dropped by authentication: bad tag, or unsealed while a
+    /// key is configured.
+    pub auth_failed: u64,
+    /// Sealed datagrams dropped because no key is configured.
+    pub auth_no_key: u64,
+    /// Authentic datagrams dropped as replays (counter seen before, or a
+    /// new session whose counter is far from this host's clock).
+    pub replayed: u64,
+}

@@ -1,0 +1,573 @@
+//! The receiver state machine.
+//!
+//! A receiver locks onto the first session it sees announced (skipping the
+//! ids in [`ReceiverConfig::ignore_sessions`]), registers, collects symbols,
+//! rebuilds each block from any `k` distinct symbols, and hands finished
+//! blocks to the caller ([`ReceiverEvent::Block`]). When every block of a file
+//! was handed over it emits [`ReceiverEvent::ObjectComplete`]; the caller
+//! checks the file's hash, places it, and reports with
+//! [`Receiver::handle_object_verified`]. When every file is final it asks the
+//! caller to settle the tree ([`ReceiverEvent::Settle`]: directory modes and
+//! times, `--delete`), and once [`Receiver::handle_settled`] says that is
+//! done it sends a confirming STATUS, and ends when the sender acknowledged
+//! it or said DONE. So a sender that hears "complete" knows the receiver's
+//! tree is final.
+//!
+//! Loss recovery follows NORM (RFC 5740): a block the sender has passed and
+//! that is still incomplete is NACKed after a random back-off; a NACK from
+//! another receiver asking for as much or more, or a repair symbol for the
+//! block, suppresses ours for a hold-off time.
+//!
+//! # Rooms
+//!
+//! - this file: [`Receiver`], its public API, the datagram dispatch and
+//!   replay protection, and ending a session; the calling contract is the
+//!   crate's (see the crate docs).
+//! - `state`: the lifecycle (idle, joining, receiving, settling,
+//!   confirming, finished) and the per-session data it carries.
+//! - `collect`: symbols into blocks under the memory budget, the manifest
+//!   object, and the caller's present and partial files.
+//! - `nack`: when to NACK what, back-off and suppression.
+//! - `feedback`: REGISTER, STATUS and CONGESTION, and the loss estimate.
+//! - `config`, `error`: the plain data of the API and the typed errors.
+
+mod collect;
+mod config;
+mod error;
+mod feedback;
+mod nack;
+mod state;
+
+pub use config::{ReceiverConfig, ReceiverEvent, ReceiverStats, SessionOutcome};
+pub use error::{Refusal, SessionError};
+pub use nack::backoff_factor_for;
+
+use crate::auth::{self, AuthError, Sealer};
+use crate::fec::Codec;
+use crate::ids::{NodeId, ObjectId, SessionId};
+use crate::rng::Rng;
+use crate::transmit::{Destination, Transmit};
+use crate::wire::{self, Control, FailReason, Packet};
+use state::{End, Phase, Session, State};
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// A sender silent this long (plus four round trips) is not NACKed until
+/// it is heard again: it sends an ANNOUNCE or FLUSH at least every 500 ms
+/// while it runs.
+pub const SENDER_GONE: Duration = Duration::from_secs(1);
+
+/// A session silent this long is given up when another one is announced.
+pub const SESSION_SWITCH_SILENCE: Duration = Duration::from_secs(2);
+
+/// Most other receivers whose counters a receiver tracks.
+const MAX_PEER_WINDOWS: usize = 4096;
+
+/// What every room writes to, apart from the session: the settings, the
+/// randomness, the decoder, the output queues and the counters.
+#[derive(Debug)]
+struct Ctx {
+    config: ReceiverConfig,
+    rng: Rng,
+    codec: Codec,
+    transmits: VecDeque<Control>,
+    events: VecDeque<ReceiverEvent>,
+    stats: ReceiverStats,
+}
+
+/// The receiver of one session. See the crate docs for the calling contract.
+#[derive(Debug)]
+pub struct Receiver {
+    cx: Ctx,
+    sealer: Option<Sealer>,
+    state: State,
+}
+
+impl Receiver {
+    /// A receiver waiting for a session.
+    pub fn new(config: ReceiverConfig) -> Receiver {
+        let sealer = config.auth.as_ref().map(|a| Sealer::new(a.key.clone()));
+        Receiver {
+            cx: Ctx {
+                rng: Rng::new(config.seed),
+                config,
+                codec: Codec::default(),
+                transmits: VecDeque::new(),
+                events: VecDeque::new(),
+                stats: ReceiverStats::default(),
+            },
+            sealer,
+            state: State::Idle,
+        }
+    }
+
+    /// Bytes of block memory held now: incomplete blocks, and complete ones
+    /// handed out and not yet dropped (at most `buffer_bytes`, give or take
+    /// the block that crossed it).
+    pub fn buffered_bytes(&self) -> usize {
+        self.state.session().map_or(0, |s| s.buffered) + self.cx.config.buffer_gauge.bytes()
+    }
+
+    /// This receiver's node id.
+    pub fn node(&self) -> NodeId {
+        self.cx.config.node
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> ReceiverStats {
+        self.cx.stats
+    }
+
+    /// The session this receiver joined, if any.
+    pub fn session_id(&self) -> Option<SessionId> {
+        self.state.session().map(|s| s.id)
+    }
+
+    /// True once [`ReceiverEvent::Finished`] was emitted.
+    pub fn is_finished(&self) -> bool {
+        matches!(self.state, State::Finished(_))
+    }
+
+    /// The send rate the session's sender announced, bits per second.
+    pub fn session_rate(&self) -> Option<u64> {
+        self.state.session().map(|s| s.timing.rate_bps)
+    }
+
+    /// The symbol size of the session this receiver joined (from its
+    /// ANNOUNCE, before the manifest arrives).
+    pub fn session_symbol_size(&self) -> Option<u16> {
+        self.state.session().map(|s| s.coding.symbol_size)
+    }
+
+    /// `(bytes of file data handed over, total bytes)` once the manifest is known.
+    pub fn progress(&self) -> Option<(u64, u64)> {
+        let s = self.state.session()?;
+        if !s.manifest_known() {
+            return None;
+        }
+        let total = s.objects[1..].iter().map(|o| o.size).sum();
+        Some((self.cx.stats.bytes_delivered, total))
+    }
+
+    // ---------------------------------------------------------------- input
+
+    /// The oldest datagram of the batch about to be handed in waited this
+    /// long in the socket's queue: a standing queue means this receiver
+    /// cannot keep up with the sender (see [`crate::cc`]).
+    pub fn handle_queue_delay(&mut self, waited: Duration) {
+        if let Some(s) = self.state.session_mut() {
+            s.congestion.on_queue_delay(waited);
+        }
+    }
+
+    /// A datagram arrived from the network.
+    pub fn handle_datagram(&mut self, now: Instant, datagram: &[u8]) {
+        if let State::Finished(_) = self.state {
+            self.cx.stats.packets_received += 1;
+            self.cx.stats.bytes_received += datagram.len() as u64;
+            return;
+        }
+        let stats = &mut self.cx.stats;
+        stats.packets_received += 1;
+        stats.bytes_received += datagram.len() as u64;
+        let (datagram, counter) =
+            match auth::open(self.cx.config.auth.as_ref().map(|a| &a.key), datagram) {
+                Ok(x) => x,
+                Err(AuthError::NoKey) => {
+                    stats.auth_no_key += 1;
+                    return;
+                }
+                Err(_) => {
+                    stats.auth_failed += 1;
+                    return;
+                }
+            };
+        let packet = match wire::parse(datagram) {
+            Ok(p) => p,
+            Err(_) => {
+                stats.malformed += 1;
+                return;
+            }
+        };
+        let session_id = match &packet {
+            Packet::Data { header, .. } => header.session,
+            Packet::Control { session, .. } => *session,
+        };
+        if !self.fresh_counter(now, &packet, session_id, counter) {
+            self.cx.stats.replayed += 1;
+            return;
+        }
+        if let State::Idle = self.state {
+            match &packet {
+                Packet::Control {
+                    message: Control::Announce(a),
+                    ..
+                } if !self.cx.config.ignore_sessions.contains(&session_id) => {
+                    self.state = State::Live(Box::new(Session::new(now, session_id, a)));
+                }
+                _ => {
+                    self.cx.stats.ignored += 1;
+                    return;
+                }
+            }
+        }
+        let State::Live(s) = &mut self.state else {
+            return;
+        };
+        if s.id != session_id {
+            self.cx.stats.ignored += 1;
+            // A sender that vanished (killed, its host down) and a new push
+            // announced meanwhile: give up the old one now rather than after
+            // the idle timeout, so that the new push (perhaps the same one,
+            // restarted) is not missed. Its next ANNOUNCE starts it.
+            let silent = now.saturating_duration_since(s.last_heard);
+            let announce = matches!(
+                packet,
+                Packet::Control {
+                    message: Control::Announce(_),
+                    ..
+                }
+            );
+            if announce
+                && silent >= SESSION_SWITCH_SILENCE
+                && !self.cx.config.ignore_sessions.contains(&session_id)
+            {
+                self.finish(End(Some(SessionError::Superseded { silent })));
+            }
+            return;
+        }
+        // Only the sender's datagrams show that the push is alive: receivers
+        // NACKing each other must not keep a session whose sender died.
+        let from_sender = !matches!(
+            packet,
+            Packet::Control {
+                message: Control::Nack(_)
+                    | Control::Register(_)
+                    | Control::Status(_)
+                    | Control::Congestion(_),
+                ..
+            }
+        );
+        if from_sender {
+            s.last_heard = now;
+        }
+        let cx = &mut self.cx;
+        let flow = match packet {
+            Packet::Data { header, payload } => s.handle_data(now, cx, &header, payload),
+            Packet::Control { message, .. } => match message {
+                Control::Announce(a) => {
+                    s.handle_announce(now, cx, &a);
+                    Ok(())
+                }
+                Control::Flush(f) => {
+                    s.handle_flush(now, cx, &f);
+                    Ok(())
+                }
+                Control::Done(_) => Err(End(None)),
+                Control::Nack(n) => {
+                    s.handle_other_nack(now, cx, &n);
+                    Ok(())
+                }
+                Control::Register(_) | Control::Status(_) | Control::Congestion(_) => {
+                    cx.stats.ignored += 1;
+                    Ok(())
+                }
+            },
+        };
+        self.settle_flow(now, flow);
+    }
+
+    /// Replay protection (with a key): each origin's counters are taken
+    /// once, and a session is joined only when its counter is close to this
+    /// host's clock (a recorded old push cannot be replayed later). True
+    /// without a key.
+    fn fresh_counter(
+        &mut self,
+        now: Instant,
+        packet: &Packet,
+        session: SessionId,
+        counter: u64,
+    ) -> bool {
+        let Some(auth) = self.cx.config.auth.as_ref() else {
+            return true;
+        };
+        let origin = match packet {
+            Packet::Control { message, .. } => match message {
+                Control::Register(m) => Some(m.node),
+                Control::Nack(m) => Some(m.node),
+                Control::Status(m) => Some(m.node),
+                Control::Congestion(m) => Some(m.node),
+                _ => None,
+            },
+            Packet::Data { .. } => None,
+        };
+        let ours = self.state.session_mut().filter(|s| s.id == session);
+        match (origin, ours) {
+            // From the sender of another session (one to join, or one
+            // that would replace ours): it must be fresh.
+            (None, None) => auth.fresh(now, counter),
+            (None, Some(s)) => s.sender_replay.accept(counter),
+            // Another receiver's feedback (NACK suppression only).
+            (Some(_), None) => true,
+            (Some(node), Some(s)) => {
+                if !s.peer_replay.contains_key(&node) && s.peer_replay.len() >= MAX_PEER_WINDOWS {
+                    return false;
+                }
+                s.peer_replay.entry(node).or_default().accept(counter)
+            }
+        }
+    }
+
+    /// Refuses the current push (a limit, or not enough disk space, found by
+    /// the caller after [`ReceiverEvent::SessionStarted`]): every file not
+    /// yet final fails as [`FailReason::Refused`], the receiver registers
+    /// and reports that at once, and `why` becomes its outcome's problem.
+    pub fn refuse(&mut self, now: Instant, why: Refusal) {
+        let State::Live(s) = &mut self.state else {
+            return;
+        };
+        if !s.manifest_known() {
+            return;
+        }
+        s.refuse(now, &mut self.cx, why);
+        self.after_input(now);
+    }
+
+    /// Before [`Receiver::handle_present`]: the caller holds, from an
+    /// earlier push that was interrupted, these blocks of `object` already
+    /// written to its temporary file (`(first block, count)` ranges). They
+    /// are not received again, the registration tells the sender (which
+    /// skips blocks every receiver has), and a file whose blocks are all
+    /// held is complete at once ([`ReceiverEvent::ObjectComplete`]).
+    pub fn handle_partial(&mut self, now: Instant, object: ObjectId, blocks: &[(u32, u32)]) {
+        // Taken also after the session finished (only NACKing stops then),
+        // as is `handle_present`: the caller may answer late.
+        let live = matches!(self.state, State::Live(_));
+        let Some(s) = self.state.session_mut() else {
+            return;
+        };
+        if s.handle_partial(&mut self.cx, object, blocks) && live {
+            s.maybe_arm_nack(now, &mut self.cx);
+        }
+    }
+
+    /// Answers [`ReceiverEvent::SessionStarted`]: `present` lists the files
+    /// of the manifest that are already in place byte for byte (same path,
+    /// same hash, as the caller's store found them). They count as verified
+    /// and are not received again, and the registration tells the sender,
+    /// which sends no data for files every receiver already has. Every
+    /// caller must call this once per session, with an empty list when it
+    /// has nothing; the receiver registers only after it.
+    pub fn handle_present(&mut self, now: Instant, present: &[ObjectId]) {
+        let Some(s) = self.state.session_mut() else {
+            return;
+        };
+        if s.handle_present(now, &mut self.cx, present) {
+            self.after_input(now);
+        }
+    }
+
+    /// The caller checked (and placed) a file after
+    /// [`ReceiverEvent::ObjectComplete`]: `Ok` when it matched its hash and
+    /// is in place, otherwise why not.
+    pub fn handle_object_verified(
+        &mut self,
+        now: Instant,
+        object: ObjectId,
+        result: Result<(), FailReason>,
+    ) {
+        // Also after the session finished: only the counts change then.
+        let Some(s) = self.state.session_mut() else {
+            return;
+        };
+        if s.object_verified(&mut self.cx, object, result) {
+            self.after_input(now);
+        }
+    }
+
+    /// The caller made the tree final after [`ReceiverEvent::Settle`]: the
+    /// receiver is complete now and confirms it to the sender.
+    pub fn handle_settled(&mut self, now: Instant) {
+        let State::Live(s) = &mut self.state else {
+            return;
+        };
+        if s.settled() {
+            self.after_input(now);
+        }
+    }
+
+    /// The timer armed from [`Receiver::poll_timeout`] fired.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let State::Live(s) = &mut self.state else {
+            return;
+        };
+        let idle = self.cx.config.idle_timeout;
+        if now.saturating_duration_since(s.last_heard) >= idle {
+            let problem = match s.phase {
+                Phase::Confirming { .. } => None,
+                _ => Some(SessionError::SenderSilent { idle }),
+            };
+            self.finish(End(problem));
+            return;
+        }
+        s.on_timeout(now, &mut self.cx);
+        self.after_input(now);
+    }
+
+    /// Sends a STATUS that became due and ends the session once the sender
+    /// acknowledged our confirmation.
+    fn after_input(&mut self, now: Instant) {
+        if let State::Live(s) = &mut self.state {
+            let flow = s.after_input(now, &mut self.cx);
+            if let Err(end) = flow {
+                self.finish(end);
+            }
+        }
+    }
+
+    /// Ends the session if `flow` says so, otherwise runs
+    /// [`Receiver::after_input`].
+    fn settle_flow(&mut self, now: Instant, flow: Result<(), End>) {
+        match flow {
+            Ok(()) => self.after_input(now),
+            Err(end) => self.finish(end),
+        }
+    }
+
+    /// Live to finished: emits [`ReceiverEvent::Finished`].
+    fn finish(&mut self, end: End) {
+        let mut s = match std::mem::replace(&mut self.state, State::Idle) {
+            State::Live(s) => s,
+            // Only a live session finishes; anything else stays as it was.
+            other => {
+                self.state = other;
+                return;
+            }
+        };
+        let outcome = s.outcome(end);
+        // Free the block buffers now; the session may be long over.
+        s.partial.clear();
+        s.buffered = 0;
+        self.state = State::Finished(s);
+        self.cx.events.push_back(ReceiverEvent::Finished(outcome));
+    }
+
+    // --------------------------------------------------------------- output
+
+    /// Writes the next feedback datagram into `buf` (cleared first).
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
+        let msg = self.cx.transmits.pop_front()?;
+        let session = self.state.session()?.id;
+        buf.clear();
+        wire::write_control(buf, session, &msg);
+        if let (Some(sealer), Some(auth)) = (&mut self.sealer, &self.cx.config.auth) {
+            sealer.seal(buf, 0, auth.unix_us(now));
+        }
+        Some(Transmit {
+            destination: Destination::Group,
+            size: buf.len(),
+            segment_size: buf.len(),
+        })
+    }
+
+    /// Next event for the caller.
+    pub fn poll_event(&mut self) -> Option<ReceiverEvent> {
+        self.cx.events.pop_front()
+    }
+
+    /// When to call [`Receiver::handle_timeout`] next (`None`: only input
+    /// can make progress, e.g. before any session was announced).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let State::Live(s) = &self.state else {
+            return None;
+        };
+        let mut t = s.last_heard + self.cx.config.idle_timeout;
+        if let Some((n, _)) = s.nack_at {
+            t = t.min(n);
+        }
+        if let Some(r) = s.recheck_at {
+            t = t.min(r);
+        }
+        Some(t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::BlockNumber;
+    use crate::wire::{Announce, Echo, Nack, NackEntry, Timing};
+
+    /// A forged NACK asking for nearly `u16::MAX` symbols of a block this
+    /// receiver still lacks must be taken as a (large) need, not overflow
+    /// the suppression margin `need + need / 4`.
+    #[test]
+    fn an_overheard_nack_with_a_huge_need_does_not_overflow() {
+        let t0 = Instant::now();
+        let session = SessionId(0x5e55);
+        let mut r = Receiver::new(ReceiverConfig::new(NodeId(7), "test", 7));
+        let mut buf = Vec::new();
+        let announce = Announce {
+            timing: Timing {
+                ts_us: 1,
+                grtt_us: 10_000,
+                rate_bps: 10_000_000,
+                group_size: 2,
+            },
+            symbol_size: 256,
+            block_k: 16,
+            parity: 8,
+            manifest_len: 1000,
+            manifest_hash: [0; 32],
+            object_count: 1,
+            data_pos: (0, 0),
+            acked: Vec::new(),
+            delete: false,
+        };
+        wire::write_control(&mut buf, session, &Control::Announce(announce));
+        r.handle_datagram(t0, &buf);
+        assert_eq!(r.session_id(), Some(session));
+        for need in [u16::MAX, 52_429, 60_000] {
+            let nack = Nack {
+                node: NodeId(99),
+                echo: Echo::default(),
+                loss: 0,
+                entries: vec![NackEntry {
+                    object: ObjectId::MANIFEST,
+                    block: BlockNumber(0),
+                    need,
+                    missing: Vec::new(),
+                }],
+            };
+            buf.clear();
+            wire::write_control(&mut buf, session, &Control::Nack(nack));
+            r.handle_datagram(t0, &buf);
+        }
+        assert_eq!(r.stats().malformed, 0);
+        assert!(!r.is_finished());
+    }
+
+    #[test]
+    fn errors_read_as_one_line_and_stay_small() {
+        let e = SessionError::from(Refusal::FileTooLarge {
+            path: "d/f".into(),
+            size: 10,
+            max: 5,
+        });
+        assert_eq!(
+            e.to_string(),
+            "refused the push: d/f is 10 bytes, more than this receiver accepts (--max-file-size 5)"
+        );
+        let e = SessionError::Superseded {
+            silent: Duration::from_millis(2345),
+        };
+        assert_eq!(
+            e.to_string(),
+            "the sender went silent for 2.3s and another push began"
+        );
+        assert!(matches!(e, SessionError::Superseded { .. }));
+        assert!(
+            std::mem::size_of::<Option<SessionError>>() <= std::mem::size_of::<Option<String>>()
+        );
+    }
+}
