@@ -111,7 +111,7 @@ impl BlockParity {
 }
 
 /// Parity symbols that the sender asks its caller to compute off the
-/// protocol loop ([`crate::SenderEvent::EncodeParity`]): symbols `first ..
+/// protocol loop ([`crate::SenderRequest::EncodeParity`]): symbols `first ..
 /// first + count` of a block (all `r` of them with the GF(2^16) code, which
 /// makes them together).
 #[derive(Clone, PartialEq, Eq)]

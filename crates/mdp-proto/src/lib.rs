@@ -41,9 +41,12 @@ pub mod wire;
 pub use cc::RateMode;
 pub use ids::{BlockNumber, NodeId, ObjectId, SessionId, SymbolId};
 pub use manifest::{Entry, EntryKind, Manifest, ManifestError};
-pub use receiver::{Receiver, ReceiverConfig, ReceiverEvent, ReceiverStats, SessionOutcome};
+pub use receiver::{
+    Receiver, ReceiverConfig, ReceiverEvent, ReceiverRequest, ReceiverStats, SessionError,
+    SessionOutcome,
+};
 pub use sender::{
-    RateSummary, ReceiverReport, Sender, SenderConfig, SenderEvent, SenderReport, SenderStats,
-    Verdict,
+    ConfigError, RateSummary, ReceiverReport, Sender, SenderConfig, SenderEvent, SenderReport,
+    SenderRequest, SenderStats, Verdict,
 };
 pub use transmit::{Destination, Gather, Transmit};

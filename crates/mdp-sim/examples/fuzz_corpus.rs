@@ -8,9 +8,9 @@ use mdp_proto::wire::{self, Control, Echo, Nack, NackEntry, Packet};
 use mdp_proto::{BlockNumber, ObjectId};
 use mdp_proto::{
     Entry, EntryKind, Manifest, NodeId, Receiver, ReceiverConfig, Sender, SenderConfig,
-    SenderEvent, SessionId,
+    SenderRequest, SessionId,
 };
-use mdp_sim::drain::{accept_all, Drain};
+use mdp_sim::drain::{accept_all, Drain, Output};
 use mdp_sim::fuzz::{script, steps, Step};
 use std::fs;
 use std::path::Path;
@@ -78,12 +78,12 @@ fn session(sizes: &[u64], drop_every: usize, keyed: bool) -> (Vec<u8>, Vec<u8>, 
                 }
             },
             |s, ev| {
-                if let SenderEvent::ReadBlock {
+                if let Output::Request(SenderRequest::ReadBlock {
                     object,
                     block,
                     offset,
                     len,
-                } = ev
+                }) = ev
                 {
                     let f = &data[object.0 as usize - 1];
                     let chunk = f[offset as usize..offset as usize + len].to_vec();

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 #[cfg(doc)]
-use mdp_proto::{ReceiverEvent, SenderEvent};
+use mdp_proto::{ReceiverRequest, SenderRequest};
 
 /// What happens to one receiver during the run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -65,11 +65,11 @@ pub struct SimConfig {
     /// Changes receiver `i`'s settings before it starts (limits, …).
     pub receiver_setup: Option<fn(usize, &mut ReceiverConfig)>,
     /// How long the sender's caller takes to answer a parity job
-    /// ([`SenderEvent::EncodeParity`], the encoder thread of `mdp-send`);
+    /// ([`SenderRequest::EncodeParity`], the encoder thread of `mdp-send`);
     /// zero answers at once. Jobs are answered in order.
     pub encode_delay: Duration,
     /// How long a receiver's caller takes to settle its tree
-    /// ([`ReceiverEvent::Settle`]: directory times, `--delete`); zero
+    /// ([`ReceiverRequest::Settle`]: directory times, `--delete`); zero
     /// settles at once.
     pub settle_delay: Duration,
     /// Virtual time after which the run is abandoned.

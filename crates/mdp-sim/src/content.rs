@@ -1,9 +1,10 @@
 //! What is pushed: a manifest and the bytes of its files, and the
 //! sender's file requests answered from them.
 
+use crate::drain::Output;
 use crate::SimRng;
 use mdp_proto::fec::Codec;
-use mdp_proto::{EntryKind, Manifest, ObjectId, Sender, SenderEvent};
+use mdp_proto::{EntryKind, Manifest, ObjectId, Sender, SenderEvent, SenderRequest};
 use std::collections::HashMap;
 use std::time::Instant;
 
@@ -60,12 +61,11 @@ impl Content {
         v
     }
 
-    /// Answers a sender's [`SenderEvent::ReadBlock`] from memory and runs
-    /// its [`SenderEvent::EncodeParity`] jobs, both at once (other events
-    /// are ignored).
-    pub fn serve(&self, sender: &mut Sender, now: Instant, event: SenderEvent) {
-        match event {
-            SenderEvent::ReadBlock {
+    /// Answers a sender's [`SenderRequest::ReadBlock`] from memory and runs
+    /// its [`SenderRequest::EncodeParity`] jobs, both at once.
+    pub fn serve(&self, sender: &mut Sender, now: Instant, request: SenderRequest) {
+        match request {
+            SenderRequest::ReadBlock {
                 object,
                 block,
                 offset,
@@ -75,13 +75,24 @@ impl Content {
                 let data = file[offset as usize..offset as usize + len].to_vec();
                 sender.handle_block(now, object, block, data);
             }
-            SenderEvent::EncodeParity { object, block, job } => {
+            SenderRequest::EncodeParity { object, block, job } => {
                 let symbols = job
                     .run(&mut Codec::default())
                     .expect("the sender validated its coding parameters");
                 sender.handle_parity(now, object, block, job, symbols);
             }
-            _ => {}
+        }
+    }
+
+    /// [`Content::serve`] for a request out of a drain; notices are ignored.
+    pub fn answer(
+        &self,
+        sender: &mut Sender,
+        now: Instant,
+        out: Output<SenderRequest, SenderEvent>,
+    ) {
+        if let Output::Request(request) = out {
+            self.serve(sender, now, request);
         }
     }
 

@@ -2,21 +2,34 @@
 //! input it gave it (a datagram, a timer, an answer to a request).
 //!
 //! After each input the caller takes every datagram the machine has to send
-//! now (`poll_gather` / `poll_transmit`), then every event (`poll_event`),
-//! answering requests (read a block, encode parity, verify a file, settle)
-//! by calling the machine back, and repeats both until neither yields
+//! now (`poll_gather` / `poll_transmit`), then every request
+//! (`poll_request`: read a block, encode parity, check present files, write
+//! a block, verify a file, settle), answered by calling the machine back,
+//! then every notice (`poll_event`), and repeats until none yields
 //! anything; then it reads `poll_timeout` for when to wake the machine next.
 //! The simulator, the hostile-input tests, the fuzz bodies and the examples
 //! all drain through [`Drain`]; each gives its own `send` (where datagrams
-//! go) and `event` (how requests are answered).
+//! go) and `handle` (how requests are answered and notices taken).
 //!
 //! **Invariant:** after [`Drain::sender`] or [`Drain::receiver`] returns,
 //! the machine has nothing left to send or report at that `now` (unless a
 //! batch limit cut the sender short), so the returned deadline is the only
 //! thing that can wake it without new input.
 
-use mdp_proto::{Gather, Receiver, ReceiverEvent, Sender, SenderEvent};
+use mdp_proto::{
+    Gather, Receiver, ReceiverEvent, ReceiverRequest, Sender, SenderEvent, SenderRequest,
+};
 use std::time::Instant;
+
+/// What a drain hands its caller besides datagrams: a request to answer,
+/// or a notice.
+#[derive(Debug)]
+pub enum Output<R, E> {
+    /// Work to do; the request names the call that answers it.
+    Request(R),
+    /// A notice.
+    Event(E),
+}
 
 /// The buffers one caller reuses from drain to drain, and what it counted.
 #[derive(Debug)]
@@ -58,15 +71,16 @@ impl Drain {
     }
 
     /// Drains `sender` at `now`: each datagram to `send` (put together from
-    /// its gathered pieces, as the kernel does for `mdp-send`), each event
-    /// to `event`, until neither yields anything. Returns when to call
+    /// its gathered pieces, as the kernel does for `mdp-send`), each request
+    /// and each notice to `handle` (which answers a request at once or
+    /// later), until none yields anything. Returns when to call
     /// [`Sender::handle_timeout`] next.
     pub fn sender(
         &mut self,
         sender: &mut Sender,
         now: Instant,
         mut send: impl FnMut(&[u8]),
-        mut event: impl FnMut(&mut Sender, SenderEvent),
+        mut handle: impl FnMut(&mut Sender, Output<SenderRequest, SenderEvent>),
     ) -> Option<Instant> {
         let mut batches = 0usize;
         loop {
@@ -98,9 +112,13 @@ impl Drain {
                 }
                 assert_eq!(size, t.size, "the batch's size");
             }
+            while let Some(req) = sender.poll_request() {
+                progressed = true;
+                handle(sender, Output::Request(req));
+            }
             while let Some(ev) = sender.poll_event() {
                 progressed = true;
-                event(sender, ev);
+                handle(sender, Output::Event(ev));
             }
             if !progressed {
                 break;
@@ -110,17 +128,17 @@ impl Drain {
     }
 
     /// Drains `receiver` at `now`: each feedback datagram to `send`, each
-    /// event to `event`, until neither yields anything. Returns when to call
+    /// request and each notice to `handle`, until none yields anything. Returns when to call
     /// [`Receiver::handle_timeout`] next.
     ///
-    /// `event` may replace the machine (a service starting its next
-    /// session); the drain goes on with the new one.
+    /// `handle` may replace the machine (a service starting its
+    /// next session); the drain goes on with the new one.
     pub fn receiver(
         &mut self,
         receiver: &mut Receiver,
         now: Instant,
         mut send: impl FnMut(&[u8]),
-        mut event: impl FnMut(&mut Receiver, ReceiverEvent),
+        mut handle: impl FnMut(&mut Receiver, Output<ReceiverRequest, ReceiverEvent>),
     ) -> Option<Instant> {
         loop {
             let mut progressed = false;
@@ -128,9 +146,13 @@ impl Drain {
                 progressed = true;
                 send(&self.buf[..t.size]);
             }
+            while let Some(req) = receiver.poll_request() {
+                progressed = true;
+                handle(receiver, Output::Request(req));
+            }
             while let Some(ev) = receiver.poll_event() {
                 progressed = true;
-                event(receiver, ev);
+                handle(receiver, Output::Event(ev));
             }
             if !progressed {
                 break;
@@ -142,14 +164,21 @@ impl Drain {
 
 /// Answers a receiver's requests as a caller that holds nothing and accepts
 /// every file: no file is already present, every complete file verifies,
-/// the tree settles at once. Other events are ignored.
-pub fn accept_all(receiver: &mut Receiver, now: Instant, event: ReceiverEvent) {
-    match event {
-        ReceiverEvent::SessionStarted { .. } => receiver.handle_present(now, &[]),
-        ReceiverEvent::ObjectComplete { object } => {
+/// the tree settles at once; blocks are dropped unwritten.
+pub fn accept_all(
+    receiver: &mut Receiver,
+    now: Instant,
+    out: Output<ReceiverRequest, ReceiverEvent>,
+) {
+    let Output::Request(request) = out else {
+        return;
+    };
+    match request {
+        ReceiverRequest::CheckPresent { .. } => receiver.handle_present(now, &[]),
+        ReceiverRequest::VerifyObject { object } => {
             receiver.handle_object_verified(now, object, Ok(()))
         }
-        ReceiverEvent::Settle { .. } => receiver.handle_settled(now),
-        _ => {}
+        ReceiverRequest::Settle { .. } => receiver.handle_settled(now),
+        ReceiverRequest::WriteBlock { .. } => {}
     }
 }

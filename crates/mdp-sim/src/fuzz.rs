@@ -9,13 +9,13 @@
 //! the clock by `len` ms, 2 fire the timer, 3 a datagram on the other
 //! socket (the receiver's feedback port; the sender has one socket).
 
-use crate::Drain;
+use crate::{Drain, Output};
 use mdp_proto::auth::{self, AuthConfig, Key};
 use mdp_proto::fec::Codec;
 use mdp_proto::wire::{self, FailReason};
 use mdp_proto::{
-    Entry, EntryKind, Manifest, NodeId, Receiver, ReceiverConfig, ReceiverEvent, Sender,
-    SenderConfig, SenderEvent, SessionId,
+    Entry, EntryKind, Manifest, NodeId, Receiver, ReceiverConfig, ReceiverEvent, ReceiverRequest,
+    Sender, SenderConfig, SenderRequest, SessionId,
 };
 use std::time::{Duration, Instant};
 
@@ -151,14 +151,14 @@ pub fn receiver_target(data: &[u8]) -> Option<mdp_proto::SessionOutcome> {
             now,
             |_| {},
             |r, ev| match ev {
-                ReceiverEvent::SessionStarted { .. } => r.handle_present(now, &[]),
-                ReceiverEvent::Block { block, .. } => {
+                Output::Request(ReceiverRequest::CheckPresent { .. }) => r.handle_present(now, &[]),
+                Output::Request(ReceiverRequest::WriteBlock { block, .. }) => {
                     let len = block.len();
                     if let Ok(bytes) = block.into_bytes(&mut codec) {
                         assert_eq!(bytes.len(), len);
                     }
                 }
-                ReceiverEvent::ObjectComplete { object } => {
+                Output::Request(ReceiverRequest::VerifyObject { object }) => {
                     // Mostly accepted; one in four refused, to walk the
                     // failure paths too.
                     verdict = verdict.wrapping_add(1);
@@ -169,8 +169,9 @@ pub fn receiver_target(data: &[u8]) -> Option<mdp_proto::SessionOutcome> {
                     };
                     r.handle_object_verified(now, object, result);
                 }
-                ReceiverEvent::Settle { .. } => r.handle_settled(now),
-                ReceiverEvent::Finished(o) => outcome = Some(o),
+                Output::Request(ReceiverRequest::Settle { .. }) => r.handle_settled(now),
+                Output::Event(ReceiverEvent::Finished(o)) => outcome = Some(o),
+                Output::Event(_) => {}
             },
         );
     }
@@ -226,9 +227,9 @@ pub fn sender_target(data: &[u8]) {
             now,
             |_| {},
             |s, ev| {
-                if let SenderEvent::ReadBlock {
+                if let Output::Request(SenderRequest::ReadBlock {
                     object, block, len, ..
-                } = ev
+                }) = ev
                 {
                     assert!(len <= 16 << 20, "a read beyond the block size");
                     s.handle_block(now, object, block, vec![0; len]);

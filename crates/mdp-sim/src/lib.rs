@@ -41,7 +41,7 @@ pub mod world;
 
 pub use config::{Fate, SimConfig};
 pub use content::Content;
-pub use drain::Drain;
+pub use drain::{Drain, Output};
 pub use links::{Node, Sent};
 pub use result::{ReceiverResult, SimResult};
 pub use rng::SimRng;

@@ -6,11 +6,13 @@
 //! manifest's hash, and a block is in `written` only once its bytes are in
 //! the file's buffer, so resume never claims a block it does not hold.
 
+use crate::drain::Output;
 use mdp_proto::fec::Codec;
 use mdp_proto::ranges;
 use mdp_proto::wire::FailReason;
 use mdp_proto::{
-    EntryKind, ObjectId, Receiver, ReceiverConfig, ReceiverEvent, ReceiverStats, SessionOutcome,
+    EntryKind, ObjectId, Receiver, ReceiverConfig, ReceiverEvent, ReceiverRequest, ReceiverStats,
+    SessionOutcome,
 };
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -32,7 +34,7 @@ pub(crate) struct Store {
     /// The counters of each finished session's state machine.
     pub(crate) session_stats: Vec<ReceiverStats>,
     pub(crate) outcome: Option<SessionOutcome>,
-    /// A [`ReceiverEvent::Settle`] being worked on, answered then.
+    /// A [`ReceiverRequest::Settle`] being worked on, answered then.
     pub(crate) settle_at: Option<Instant>,
     pub(crate) settled: Option<Instant>,
 }
@@ -56,20 +58,20 @@ impl Store {
         }
     }
 
-    /// Answers one event of `machine`. In service mode a finished session
+    /// Answers one request of `machine`, or takes one notice. In service mode a finished session
     /// replaces `machine` with a fresh one made from `config` (which then
     /// ignores the finished session).
     pub(crate) fn handle(
         &mut self,
         machine: &mut Receiver,
         now: Instant,
-        ev: ReceiverEvent,
+        out: Output<ReceiverRequest, ReceiverEvent>,
         rules: &Rules,
         codec: &mut Codec,
         config: &mut ReceiverConfig,
     ) {
-        match ev {
-            ReceiverEvent::SessionStarted { manifest, .. } => {
+        match out {
+            Output::Request(ReceiverRequest::CheckPresent { manifest, .. }) => {
                 // As the store does: files already in place, byte for byte,
                 // are reported and not received again.
                 let mut present = Vec::new();
@@ -97,11 +99,11 @@ impl Store {
                 }
                 machine.handle_present(now, &present);
             }
-            ReceiverEvent::Block {
+            Output::Request(ReceiverRequest::WriteBlock {
                 object,
                 offset,
                 block,
-            } => {
+            }) => {
                 let data = block.into_bytes(codec).expect("k distinct symbols decode");
                 let f = self
                     .buffers
@@ -113,7 +115,7 @@ impl Store {
                     .or_default()
                     .insert((offset / rules.block_bytes) as u32);
             }
-            ReceiverEvent::ObjectComplete { object } => {
+            Output::Request(ReceiverRequest::VerifyObject { object }) => {
                 let (path, hash) = self.objects[&object].clone();
                 let data = self.buffers.remove(&object).unwrap_or_default();
                 self.written.remove(&object);
@@ -128,7 +130,7 @@ impl Store {
                 };
                 machine.handle_object_verified(now, object, result);
             }
-            ReceiverEvent::Settle { .. } => {
+            Output::Request(ReceiverRequest::Settle { .. }) => {
                 if rules.settle_delay.is_zero() {
                     self.settled = Some(now);
                     machine.handle_settled(now);
@@ -136,7 +138,7 @@ impl Store {
                     self.settle_at = Some(now + rules.settle_delay);
                 }
             }
-            ReceiverEvent::Finished(outcome) => {
+            Output::Event(ReceiverEvent::Finished(outcome)) => {
                 self.settle_at = None;
                 self.session_stats.push(machine.stats());
                 self.outcomes.push(outcome.clone());
@@ -145,6 +147,7 @@ impl Store {
                     *machine = self.next_session(config);
                 }
             }
+            Output::Event(_) => {}
         }
     }
 

@@ -14,11 +14,12 @@
 //! world keeps are the machines' own `poll_timeout`.
 
 use crate::drain::Drain;
+use crate::drain::Output;
 use crate::links::{DropRule, Links, Node, Sent};
 use crate::store::{Rules, Store};
 use crate::{Content, Fate, ReceiverResult, SimConfig, SimResult, SimRng};
 use mdp_proto::fec::Codec;
-use mdp_proto::{Receiver, ReceiverConfig, Sender, SenderConfig, SenderEvent, SessionOutcome};
+use mdp_proto::{Receiver, ReceiverConfig, Sender, SenderConfig, SenderRequest, SessionOutcome};
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -52,7 +53,7 @@ pub struct World {
     /// 0: no crash yet, 1: crashed, 2: restarted.
     crash_stage: u8,
     /// Parity jobs being computed, with when they are answered.
-    encoding: VecDeque<(Instant, SenderEvent)>,
+    encoding: VecDeque<(Instant, SenderRequest)>,
     receivers: Vec<SimReceiver>,
     /// The settings each receiver's state machine was made with.
     receiver_configs: Vec<ReceiverConfig>,
@@ -510,11 +511,14 @@ impl World {
             &mut self.sender,
             now,
             |d| links.multicast_from_sender(now, d, n, |i| receivers[i].counted(), false),
-            |sender, ev| {
-                if matches!(ev, SenderEvent::EncodeParity { .. }) && !encode_delay.is_zero() {
-                    encoding.push_back((now + encode_delay, ev));
+            |sender, out| {
+                let Output::Request(req) = out else {
+                    return;
+                };
+                if matches!(req, SenderRequest::EncodeParity { .. }) && !encode_delay.is_zero() {
+                    encoding.push_back((now + encode_delay, req));
                 } else {
-                    content.serve(sender, now, ev);
+                    content.serve(sender, now, req);
                 }
             },
         );
@@ -537,7 +541,7 @@ impl World {
             &mut r.machine,
             now,
             |d| links.multicast_from_receiver(now, i, d, n, false),
-            |machine, ev| store.handle(machine, now, ev, rules, codec, config),
+            |machine, out| store.handle(machine, now, out, rules, codec, config),
         );
         r.dirty = false;
     }

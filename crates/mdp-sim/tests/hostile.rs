@@ -3,10 +3,10 @@
 
 use mdp_proto::wire::{self, Control, Nack, NackEntry, Status};
 use mdp_proto::{
-    BlockNumber, NodeId, ObjectId, Receiver, ReceiverConfig, ReceiverEvent, Sender, SenderConfig,
-    SessionId,
+    BlockNumber, NodeId, ObjectId, Receiver, ReceiverConfig, ReceiverEvent, ReceiverRequest,
+    Sender, SenderConfig, SessionId,
 };
-use mdp_sim::{Content, Drain, SimRng};
+use mdp_sim::{Content, Drain, Output, SimRng};
 use std::time::{Duration, Instant};
 
 /// Real sender traffic: everything a sender sends in its first 300 ms.
@@ -25,7 +25,7 @@ fn sender_traffic(content: &Content) -> Vec<Vec<u8>> {
             &mut s,
             now,
             |d| out.push(d.to_vec()),
-            |s, ev| content.serve(s, now, ev),
+            |s, ev| content.answer(s, now, ev),
         );
         now += Duration::from_micros(200);
     }
@@ -93,9 +93,13 @@ fn a_receiver_survives_random_and_mutated_datagrams_within_its_memory_budget() {
                 now,
                 |_| {},
                 |r, ev| match ev {
-                    ReceiverEvent::Block { block, .. } => delivered += block.len() as u64,
-                    ReceiverEvent::SessionStarted { .. } => r.handle_present(now, &[]),
-                    ReceiverEvent::ObjectComplete { object } => {
+                    Output::Request(ReceiverRequest::WriteBlock { block, .. }) => {
+                        delivered += block.len() as u64
+                    }
+                    Output::Request(ReceiverRequest::CheckPresent { .. }) => {
+                        r.handle_present(now, &[])
+                    }
+                    Output::Request(ReceiverRequest::VerifyObject { object }) => {
                         r.handle_object_verified(now, object, Err(wire::FailReason::HashMismatch))
                     }
                     _ => {}
@@ -167,7 +171,7 @@ fn a_sender_survives_forged_feedback() {
         s.handle_datagram(now, &d);
         s.handle_datagram(now, &mutate(&mut rng, &d));
         s.handle_timeout(now);
-        drain.sender(&mut s, now, |_| {}, |s, ev| content.serve(s, now, ev));
+        drain.sender(&mut s, now, |_| {}, |s, ev| content.answer(s, now, ev));
     }
     assert!(s.peer_count() <= mdp_proto::limits::MAX_PEERS);
 }
@@ -237,8 +241,11 @@ fn a_receiver_refuses_a_manifest_that_would_need_huge_block_maps() {
         now,
         |_| {},
         |_, ev| {
-            assert!(!matches!(ev, ReceiverEvent::SessionStarted { .. }));
-            if let ReceiverEvent::Finished(o) = ev {
+            assert!(!matches!(
+                ev,
+                Output::Request(ReceiverRequest::CheckPresent { .. })
+            ));
+            if let Output::Event(ReceiverEvent::Finished(o)) = ev {
                 outcome = Some(o);
             }
         },
@@ -278,9 +285,13 @@ fn blocks_waiting_for_the_writer_count_against_the_block_budget() {
                 now,
                 |_| {},
                 |r, ev| match ev {
-                    ReceiverEvent::SessionStarted { .. } => r.handle_present(now, &[]),
+                    Output::Request(ReceiverRequest::CheckPresent { .. }) => {
+                        r.handle_present(now, &[])
+                    }
                     // The writer is stuck: every block stays queued.
-                    ReceiverEvent::Block { block, .. } => queued.push(block),
+                    Output::Request(ReceiverRequest::WriteBlock { block, .. }) => {
+                        queued.push(block)
+                    }
                     _ => {}
                 },
             );

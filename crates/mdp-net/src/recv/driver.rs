@@ -11,7 +11,9 @@ use super::warnings::{buffer_warning, mtu_warning, AuthWarnings};
 use super::writer::{Writer, WriterCmd, WriterReply};
 use super::{RecvError, RecvNotice, RecvOptions};
 use mdp_proto::receiver::Refusal;
-use mdp_proto::{Receiver, ReceiverConfig, ReceiverEvent, SessionId, SessionOutcome};
+use mdp_proto::{
+    Receiver, ReceiverConfig, ReceiverEvent, ReceiverRequest, SessionId, SessionOutcome,
+};
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -120,6 +122,7 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
         self.fire_due_timers(now);
         self.transmit(now).await;
         self.check_mtu();
+        self.dispatch_requests();
         self.dispatch_events();
         self.report_progress(now);
         let Some(wake) = self.next_wake(now) else {
@@ -183,12 +186,13 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
         }
     }
 
-    /// Hands the state machine's requests to the writer thread.
-    fn dispatch_events(&mut self) {
+    /// Hands the state machine's requests to the writer thread, which
+    /// answers them (`WriterReply`) in order.
+    fn dispatch_requests(&mut self) {
         let cmds = &self.writer.cmds;
-        while let Some(ev) = self.receiver.poll_event() {
-            match ev {
-                ReceiverEvent::SessionStarted {
+        while let Some(req) = self.receiver.poll_request() {
+            match req {
+                ReceiverRequest::CheckPresent {
                     session,
                     manifest,
                     block_bytes,
@@ -208,25 +212,32 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
                     });
                     let _ = cmds.send(WriterCmd::Begin(session, manifest, block_bytes));
                 }
-                ReceiverEvent::Block {
+                ReceiverRequest::WriteBlock {
                     object,
                     offset,
                     block,
                 } => {
                     let _ = cmds.send(WriterCmd::Write(object, offset, block));
                 }
-                ReceiverEvent::ObjectComplete { object } => {
+                ReceiverRequest::VerifyObject { object } => {
                     let _ = cmds.send(WriterCmd::Complete(object));
                 }
-                ReceiverEvent::Settle { prune } => {
+                ReceiverRequest::Settle { prune } => {
                     if let Some(session) = self.receiver.session_id() {
                         let _ = cmds.send(WriterCmd::Settle { session, prune });
                     }
                 }
-                ReceiverEvent::Finished(outcome) => {
-                    let _ = cmds.send(WriterCmd::Finish);
-                    self.pending_finish = Some(outcome);
-                }
+            }
+        }
+    }
+
+    /// Takes the state machine's notices: a finished session is handed on
+    /// once the writer has done everything asked before it.
+    fn dispatch_events(&mut self) {
+        while let Some(ev) = self.receiver.poll_event() {
+            if let ReceiverEvent::Finished(outcome) = ev {
+                let _ = self.writer.cmds.send(WriterCmd::Finish);
+                self.pending_finish = Some(outcome);
             }
         }
     }

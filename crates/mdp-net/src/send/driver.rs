@@ -9,7 +9,7 @@ use super::sockets::SendSockets;
 use super::workers::{ReadRequest, Workers, CHANGED};
 use super::{SendError, SendProgress};
 use crate::udp::BatchSender;
-use mdp_proto::{Sender, SenderEvent, SenderReport};
+use mdp_proto::{Sender, SenderEvent, SenderReport, SenderRequest};
 use std::future::Future;
 use std::io;
 use std::os::fd::AsRawFd;
@@ -111,6 +111,7 @@ impl<P: FnMut(&SendProgress)> SendDriver<P> {
         self.fire_due_timers(now);
         self.transmit(now).await;
         self.log_rate(now);
+        self.dispatch_requests();
         if let Some(report) = self.dispatch_events() {
             return Ok(Some(report));
         }
@@ -203,13 +204,12 @@ impl<P: FnMut(&SendProgress)> SendDriver<P> {
         }
     }
 
-    /// Answers the state machine's requests (to the worker threads) and
-    /// logs its notices; returns the report once it finished.
-    fn dispatch_events(&mut self) -> Option<Arc<SenderReport>> {
-        let mut finished = None;
-        while let Some(ev) = self.sender.poll_event() {
-            match ev {
-                SenderEvent::ReadBlock {
+    /// Hands the state machine's requests to the worker threads, whose
+    /// replies [`Self::wait`] passes back (`handle_block`, `handle_parity`).
+    fn dispatch_requests(&mut self) {
+        while let Some(req) = self.sender.poll_request() {
+            match req {
+                SenderRequest::ReadBlock {
                     object,
                     block,
                     offset,
@@ -222,9 +222,19 @@ impl<P: FnMut(&SendProgress)> SendDriver<P> {
                         len,
                     });
                 }
-                SenderEvent::EncodeParity { object, block, job } => {
+                SenderRequest::EncodeParity { object, block, job } => {
                     let _ = self.workers.jobs.send((object, block, job));
                 }
+            }
+        }
+    }
+
+    /// Logs the state machine's notices; returns the report once it
+    /// finished.
+    fn dispatch_events(&mut self) -> Option<Arc<SenderReport>> {
+        let mut finished = None;
+        while let Some(ev) = self.sender.poll_event() {
+            match ev {
                 SenderEvent::Registered { node, name } => {
                     self.view.receivers += 1;
                     tracing::info!("receiver {name} ({node}) registered");
@@ -252,6 +262,7 @@ impl<P: FnMut(&SendProgress)> SendDriver<P> {
                     tracing::info!("all data sent once; waiting for confirmations");
                 }
                 SenderEvent::Finished(report) => finished = Some(report),
+                _ => {}
             }
         }
         finished

@@ -17,7 +17,7 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
-/// A block the state machine asked for ([`mdp_proto::SenderEvent::ReadBlock`]).
+/// A block the state machine asked for ([`mdp_proto::SenderRequest::ReadBlock`]).
 pub(super) struct ReadRequest {
     pub(super) object: ObjectId,
     pub(super) block: BlockNumber,

@@ -7,11 +7,11 @@
 //! the incomplete blocks held, and a block is admitted only while that plus
 //! the blocks handed out and not yet dropped stays within
 //! `ReceiverConfig::buffer_bytes`; a block is handed out once, and a file's
-//! [`ReceiverEvent::ObjectComplete`] follows its last block.
+//! [`ReceiverRequest::VerifyObject`] follows its last block.
 
 use super::state::End;
 use super::state::{Flow, Phase, Session};
-use super::{Ctx, ReceiverConfig, ReceiverEvent, Refusal, SessionError};
+use super::{Ctx, ReceiverConfig, ReceiverRequest, Refusal, SessionError};
 use crate::fec::{BlockBytes, CompleteBlock, ReceivedParity};
 use crate::ids::{BlockKey, BlockNumber, ObjectId};
 use crate::layout::Coding;
@@ -290,7 +290,7 @@ impl Session {
         let all_done = obj.done_count == obj.blocks;
         cx.stats.bytes_delivered += block.len() as u64;
         let offset = self.coding.block_offset(BlockNumber(b));
-        cx.events.push_back(ReceiverEvent::Block {
+        cx.requests.push_back(ReceiverRequest::WriteBlock {
             object: ObjectId(o),
             offset,
             block: block.counted_in(&cx.config.buffer_gauge),
@@ -298,7 +298,7 @@ impl Session {
         if all_done {
             self.objects[o as usize].state = ObjState::Delivered;
             self.skip_finished_objects();
-            cx.events.push_back(ReceiverEvent::ObjectComplete {
+            cx.requests.push_back(ReceiverRequest::VerifyObject {
                 object: ObjectId(o),
             });
         }
@@ -355,7 +355,7 @@ impl Session {
             self.refuse(now, cx, why);
             return Ok(());
         }
-        cx.events.push_back(ReceiverEvent::SessionStarted {
+        cx.requests.push_back(ReceiverRequest::CheckPresent {
             session: self.id,
             manifest: Arc::new(manifest),
             delete: self.delete,
@@ -400,8 +400,8 @@ impl Session {
         if obj.done_count == obj.blocks {
             obj.state = ObjState::Delivered;
             self.skip_finished_objects();
-            cx.events
-                .push_back(ReceiverEvent::ObjectComplete { object });
+            cx.requests
+                .push_back(ReceiverRequest::VerifyObject { object });
         }
         true
     }
@@ -438,7 +438,7 @@ impl Session {
         for (o, obj) in self.objects.iter_mut().enumerate().skip(1) {
             if obj.blocks == 0 && obj.state == ObjState::Receiving {
                 obj.state = ObjState::Delivered;
-                cx.events.push_back(ReceiverEvent::ObjectComplete {
+                cx.requests.push_back(ReceiverRequest::VerifyObject {
                     object: ObjectId(o as u32),
                 });
             }

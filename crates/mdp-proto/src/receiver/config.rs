@@ -1,5 +1,5 @@
 //! The receiver's settings ([`ReceiverConfig`]), what it tells its caller
-//! ([`ReceiverEvent`], [`SessionOutcome`]) and its counters
+//! ([`ReceiverRequest`], [`ReceiverEvent`], [`SessionOutcome`]) and its counters
 //! ([`ReceiverStats`]): the plain data of the public API, no behaviour.
 //!
 //! **Invariant:** nothing here depends on the session's state; a config is
@@ -24,7 +24,7 @@ pub struct ReceiverConfig {
     /// Seed for the NACK back-off randomness.
     pub seed: u64,
     /// Bytes of block memory at most: incomplete blocks held here, and
-    /// complete ones handed out ([`ReceiverEvent::Block`]) until the
+    /// complete ones handed out ([`ReceiverRequest::WriteBlock`]) until the
     /// caller drops them (see [`ReceiverConfig::buffer_gauge`]).
     pub buffer_bytes: usize,
     /// Where the blocks handed out count their memory until dropped.
@@ -82,11 +82,17 @@ impl ReceiverConfig {
     }
 }
 
-/// What the caller must do or know.
+/// Work the receiver asks of its caller ([`super::Receiver::poll_request`]).
+/// Each request names the call that answers it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ReceiverEvent {
-    /// The manifest arrived and passed validation: prepare the files.
-    SessionStarted {
+pub enum ReceiverRequest {
+    /// The manifest arrived and passed validation: prepare the files, find
+    /// those already in place and those kept from an interrupted push.
+    /// Answer: [`super::Receiver::handle_partial`] for each file kept in
+    /// part, then [`super::Receiver::handle_present`] with the files in
+    /// place (or [`super::Receiver::refuse`] when the push cannot be taken).
+    /// The receiver registers only after `handle_present`.
+    CheckPresent {
         /// Session.
         session: SessionId,
         /// The validated manifest.
@@ -101,8 +107,9 @@ pub enum ReceiverEvent {
     /// A block with enough symbols: rebuild it with
     /// [`CompleteBlock::into_bytes`] (a Reed-Solomon decode when a source
     /// symbol was lost; run it off the socket loop) and write it at `offset`
-    /// of the object's file.
-    Block {
+    /// of the object's file. No answer: the block counts in the buffer
+    /// gauge until the caller drops it.
+    WriteBlock {
         /// File object.
         object: ObjectId,
         /// Byte offset.
@@ -110,20 +117,27 @@ pub enum ReceiverEvent {
         /// The block's symbols.
         block: CompleteBlock,
     },
-    /// Every block of the object was handed over: verify its hash, place it,
-    /// and call [`super::Receiver::handle_object_verified`].
-    ObjectComplete {
+    /// Every block of the object was handed over: verify its hash and place
+    /// it. Answer: [`super::Receiver::handle_object_verified`].
+    VerifyObject {
         /// File object.
         object: ObjectId,
     },
     /// Every file is verified or failed for good: make the tree final
     /// (directory modes and modification times; with `prune`, remove what
-    /// the pushed directories hold beyond the manifest), then call
-    /// [`super::Receiver::handle_settled`]. The confirming STATUS waits for it.
+    /// the pushed directories hold beyond the manifest). Answer:
+    /// [`super::Receiver::handle_settled`]; the confirming STATUS waits for it.
     Settle {
         /// Do the sender's `--delete`: asked for, and no file failed.
         prune: bool,
     },
+}
+
+/// What the receiver tells its caller ([`super::Receiver::poll_event`]):
+/// notices that need no answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReceiverEvent {
     /// The session is over for this receiver.
     Finished(SessionOutcome),
 }

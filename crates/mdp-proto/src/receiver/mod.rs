@@ -3,11 +3,11 @@
 //! A receiver locks onto the first session it sees announced (skipping the
 //! ids in [`ReceiverConfig::ignore_sessions`]), registers, collects symbols,
 //! rebuilds each block from any `k` distinct symbols, and hands finished
-//! blocks to the caller ([`ReceiverEvent::Block`]). When every block of a file
-//! was handed over it emits [`ReceiverEvent::ObjectComplete`]; the caller
+//! blocks to the caller ([`ReceiverRequest::WriteBlock`]). When every block of a file
+//! was handed over it emits [`ReceiverRequest::VerifyObject`]; the caller
 //! checks the file's hash, places it, and reports with
 //! [`Receiver::handle_object_verified`]. When every file is final it asks the
-//! caller to settle the tree ([`ReceiverEvent::Settle`]: directory modes and
+//! caller to settle the tree ([`ReceiverRequest::Settle`]: directory modes and
 //! times, `--delete`), and once [`Receiver::handle_settled`] says that is
 //! done it sends a confirming STATUS, and ends when the sender acknowledged
 //! it or said DONE. So a sender that hears "complete" knows the receiver's
@@ -38,7 +38,7 @@ mod feedback;
 mod nack;
 mod state;
 
-pub use config::{ReceiverConfig, ReceiverEvent, ReceiverStats, SessionOutcome};
+pub use config::{ReceiverConfig, ReceiverEvent, ReceiverRequest, ReceiverStats, SessionOutcome};
 pub use error::{Refusal, SessionError};
 pub use nack::backoff_factor_for;
 
@@ -71,6 +71,7 @@ struct Ctx {
     rng: Rng,
     codec: Codec,
     transmits: VecDeque<Control>,
+    requests: VecDeque<ReceiverRequest>,
     events: VecDeque<ReceiverEvent>,
     stats: ReceiverStats,
 }
@@ -93,6 +94,7 @@ impl Receiver {
                 config,
                 codec: Codec::default(),
                 transmits: VecDeque::new(),
+                requests: VecDeque::new(),
                 events: VecDeque::new(),
                 stats: ReceiverStats::default(),
             },
@@ -319,7 +321,7 @@ impl Receiver {
     }
 
     /// Refuses the current push (a limit, or not enough disk space, found by
-    /// the caller after [`ReceiverEvent::SessionStarted`]): every file not
+    /// the caller after [`ReceiverRequest::CheckPresent`]): every file not
     /// yet final fails as [`FailReason::Refused`], the receiver registers
     /// and reports that at once, and `why` becomes its outcome's problem.
     pub fn refuse(&mut self, now: Instant, why: Refusal) {
@@ -338,7 +340,7 @@ impl Receiver {
     /// written to its temporary file (`(first block, count)` ranges). They
     /// are not received again, the registration tells the sender (which
     /// skips blocks every receiver has), and a file whose blocks are all
-    /// held is complete at once ([`ReceiverEvent::ObjectComplete`]).
+    /// held is complete at once ([`ReceiverRequest::VerifyObject`]).
     pub fn handle_partial(&mut self, now: Instant, object: ObjectId, blocks: &[(u32, u32)]) {
         // Taken also after the session finished (only NACKing stops then),
         // as is `handle_present`: the caller may answer late.
@@ -351,7 +353,7 @@ impl Receiver {
         }
     }
 
-    /// Answers [`ReceiverEvent::SessionStarted`]: `present` lists the files
+    /// Answers [`ReceiverRequest::CheckPresent`]: `present` lists the files
     /// of the manifest that are already in place byte for byte (same path,
     /// same hash, as the caller's store found them). They count as verified
     /// and are not received again, and the registration tells the sender,
@@ -368,7 +370,7 @@ impl Receiver {
     }
 
     /// The caller checked (and placed) a file after
-    /// [`ReceiverEvent::ObjectComplete`]: `Ok` when it matched its hash and
+    /// [`ReceiverRequest::VerifyObject`]: `Ok` when it matched its hash and
     /// is in place, otherwise why not.
     pub fn handle_object_verified(
         &mut self,
@@ -385,7 +387,7 @@ impl Receiver {
         }
     }
 
-    /// The caller made the tree final after [`ReceiverEvent::Settle`]: the
+    /// The caller made the tree final after [`ReceiverRequest::Settle`]: the
     /// receiver is complete now and confirms it to the sender.
     pub fn handle_settled(&mut self, now: Instant) {
         let State::Live(s) = &mut self.state else {
@@ -470,7 +472,14 @@ impl Receiver {
         })
     }
 
-    /// Next event for the caller.
+    /// Next request for the caller: prepare the files, write a block,
+    /// verify a file, settle the tree. Drain them after the transmits,
+    /// before the events (see the crate doc).
+    pub fn poll_request(&mut self) -> Option<ReceiverRequest> {
+        self.cx.requests.pop_front()
+    }
+
+    /// Next notice for the caller.
     pub fn poll_event(&mut self) -> Option<ReceiverEvent> {
         self.cx.events.pop_front()
     }

@@ -30,7 +30,7 @@
 use super::collect::{ManifestParts, Obj, ObjState, Partial};
 use super::feedback::{LossMeter, Registration};
 use super::nack::NackView;
-use super::{Ctx, ReceiverEvent, Refusal, SessionError, SessionOutcome};
+use super::{Ctx, ReceiverRequest, Refusal, SessionError, SessionOutcome};
 use crate::auth::ReplayWindow;
 use crate::cc::CongestionMeter;
 use crate::ids::{BlockKey, NodeId, ObjectId, SessionId};
@@ -75,7 +75,7 @@ pub(super) enum Phase {
     Joining(ManifestParts),
     /// The manifest is known: files are being received and verified.
     Receiving,
-    /// Every file is final; [`ReceiverEvent::Settle`] was emitted and the
+    /// Every file is final; [`ReceiverRequest::Settle`] was emitted and the
     /// receiver waits for [`super::Receiver::handle_settled`].
     Settling,
     /// Complete: the STATUS saying so goes out until the sender
@@ -239,7 +239,7 @@ impl Session {
                 self.status_due = true;
             } else {
                 self.phase = Phase::Settling;
-                cx.events.push_back(ReceiverEvent::Settle {
+                cx.requests.push_back(ReceiverRequest::Settle {
                     prune: self.delete && self.failed.is_empty(),
                 });
             }

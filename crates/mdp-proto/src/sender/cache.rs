@@ -13,7 +13,7 @@ pub(super) struct CachedBlock {
     pub(super) source: Arc<Vec<u8>>,
     /// The parity symbols computed so far.
     pub(super) parity: BlockParity,
-    /// A [`SenderEvent::EncodeParity`] for it is out.
+    /// A [`SenderRequest::EncodeParity`] for it is out.
     pub(super) encoding: bool,
     pub(super) last_use: u64,
 }
@@ -77,7 +77,7 @@ impl Sender {
         }
         cached.encoding = true;
         let job = ParityJob::new(cached.source.clone(), k, r, t, first, count.max(1));
-        self.events.push_back(SenderEvent::EncodeParity {
+        self.requests.push_back(SenderRequest::EncodeParity {
             object: ObjectId(key.object),
             block: BlockNumber(key.block),
             job,
@@ -175,7 +175,7 @@ impl Sender {
             self.reads_pending.insert(key);
             let block = BlockNumber(key.block);
             let size = self.sizes[key.object as usize];
-            self.events.push_back(SenderEvent::ReadBlock {
+            self.requests.push_back(SenderRequest::ReadBlock {
                 object: ObjectId(key.object),
                 block,
                 offset: self.coding.block_offset(block),

@@ -2,11 +2,14 @@
 
 use super::*;
 
-/// What the caller must do or know.
+/// Work the sender asks of its caller ([`Sender::poll_request`]). Each
+/// request names the call that answers it; until the answer comes, the
+/// sender goes on with other work (other symbols, other repairs).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SenderEvent {
-    /// Read `len` bytes of object `object` at `offset` and pass them to
-    /// [`Sender::handle_block`].
+pub enum SenderRequest {
+    /// Read `len` bytes of object `object` at `offset`. Answer:
+    /// [`Sender::handle_block`] with those bytes. A block evicted from the
+    /// cache is asked for again when a repair needs it.
     ReadBlock {
         /// File object.
         object: ObjectId,
@@ -17,8 +20,8 @@ pub enum SenderEvent {
         /// Bytes to read.
         len: usize,
     },
-    /// Compute parity symbols with [`ParityJob::run`] and pass them to
-    /// [`Sender::handle_parity`]. A parity symbol costs `k` multiply-adds per
+    /// Compute parity symbols with [`ParityJob::run`]. Answer:
+    /// [`Sender::handle_parity`] with the job and its symbols. A parity symbol costs `k` multiply-adds per
     /// byte (a whole GF(2^16) block far more), so the caller runs it off
     /// the loop that sends; meanwhile the sender sends other symbols.
     EncodeParity {
@@ -29,6 +32,13 @@ pub enum SenderEvent {
         /// What to compute.
         job: ParityJob,
     },
+}
+
+/// What the sender tells its caller ([`Sender::poll_event`]): notices
+/// that need no answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SenderEvent {
     /// A receiver could not take the minimum rate and was dropped.
     Dropped {
         /// Its node id.

@@ -19,11 +19,11 @@
 //! 4. **Done**: DONE five times, half a GRTT apart (1–10 ms), then
 //!    [`SenderEvent::Finished`].
 //!
-//! File data enters through [`SenderEvent::ReadBlock`] requests that the
+//! File data enters through [`SenderRequest::ReadBlock`] requests that the
 //! caller answers with [`Sender::handle_block`]; the sender keeps a bounded
 //! cache of blocks for repairs and asks again for a block it evicted. Parity
 //! symbols are computed by the caller too, off the loop that sends:
-//! [`SenderEvent::EncodeParity`], answered with [`Sender::handle_parity`].
+//! [`SenderRequest::EncodeParity`], answered with [`Sender::handle_parity`].
 //! A repair whose parity is not there yet waits; other symbols go first.
 
 mod cache;
@@ -38,7 +38,7 @@ mod timers;
 
 pub use crate::cc::RateMode;
 pub use config::{ConfigError, SenderConfig};
-pub use events::SenderEvent;
+pub use events::{SenderEvent, SenderRequest};
 pub use report::{RateSummary, ReceiverReport, SenderReport, SenderStats, Verdict};
 
 use cache::{pad_exactly, CachedBlock};
@@ -144,6 +144,7 @@ pub struct Sender {
     now_hint: Instant,
     /// Every deadline of the session (timers.rs).
     timers: Timers,
+    requests: VecDeque<SenderRequest>,
     events: VecDeque<SenderEvent>,
     stats: SenderStats,
     report: Option<Arc<SenderReport>>,
@@ -261,6 +262,7 @@ impl Sender {
             flushes_sent: 0,
             timed_out: false,
             aborted: None,
+            requests: VecDeque::new(),
             events: VecDeque::new(),
             stats: SenderStats::default(),
             report: None,
@@ -463,7 +465,7 @@ impl Sender {
         self.cc.rate_bps()
     }
 
-    /// The caller read a block asked for by [`SenderEvent::ReadBlock`].
+    /// The caller read a block asked for by [`SenderRequest::ReadBlock`].
     pub fn handle_block(
         &mut self,
         now: Instant,
@@ -487,7 +489,7 @@ impl Sender {
         self.check_progress(now);
     }
 
-    /// The caller computed a [`SenderEvent::EncodeParity`] job: `symbols`
+    /// The caller computed a [`SenderRequest::EncodeParity`] job: `symbols`
     /// is what [`ParityJob::run`] returned.
     pub fn handle_parity(
         &mut self,
@@ -620,7 +622,13 @@ impl Sender {
         (self.grtt * 8).clamp(Duration::from_millis(20), Duration::from_millis(500))
     }
 
-    /// Next event for the caller.
+    /// Next request for the caller: read a block, or encode parity. Drain
+    /// them after the transmits, before the events (see the crate doc).
+    pub fn poll_request(&mut self) -> Option<SenderRequest> {
+        self.requests.pop_front()
+    }
+
+    /// Next notice for the caller.
     pub fn poll_event(&mut self) -> Option<SenderEvent> {
         self.events.pop_front()
     }
