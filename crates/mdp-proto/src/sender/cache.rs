@@ -20,15 +20,14 @@ pub(super) struct CachedBlock {
 
 /// Memory a cached block costs beyond its buffer: its map and LRU
 /// entries, the shared buffer's header, the allocator's. Counted, so that
-/// [`SenderConfig::cache_bytes`] bounds what the cache really holds when blocks are small: a
-/// push of 50,000 files of at most 800 bytes (a one-symbol block each) took
-/// the sender to 79 MiB when only the symbols were counted.
+/// [`SenderConfig::cache_bytes`] bounds what the cache really holds when
+/// blocks are small (a push of many tiny files is one-symbol blocks, whose
+/// bookkeeping outweighs their bytes).
 pub(super) const CACHED_BLOCK_OVERHEAD: usize = 192;
 
 /// Pads `data` with zeros to `len` bytes, growing it to exactly that:
-/// `resize` alone doubles the buffer of a short last block (8,000 bytes
-/// padded to 8,400 took 16,000), and cached blocks are most of the
-/// sender's memory.
+/// `resize` alone may double the buffer of a short last block, and cached
+/// blocks are most of the sender's memory.
 pub(super) fn pad_exactly(data: &mut Vec<u8>, len: usize) {
     data.reserve_exact(len.saturating_sub(data.len()));
     data.resize(len, 0);

@@ -52,9 +52,7 @@ impl Sender {
         let start_esi = (k + (self.config.proactive as u32).min(r)) % (k + r);
         // Only for a lone receiver: in a group, a second NACK for the block
         // usually follows within the round, and sources resent for the
-        // first would have served it alone (in the simulator, 10 receivers
-        // at 5 % loss sent 1.15 wire bytes per byte that way against 1.10
-        // with parity only).
+        // first would have served it alone, and parity serves both.
         // The same test as the receivers', which name sources only then.
         let named = if self.group_size() <= 1 {
             Self::named_sources(e.need, e.missing, k)
