@@ -39,8 +39,53 @@ impl CachedBlock {
     }
 }
 
-impl Sender {
-    pub(super) fn insert_cache(&mut self, key: BlockKey, source: Vec<u8>) {
+/// The cached blocks, their memory and their order of use, and the reads
+/// asked for and not answered yet.
+#[derive(Debug, Default)]
+pub(super) struct BlockCache {
+    blocks: HashMap<BlockKey, CachedBlock>,
+    /// Memory of all cached blocks, each with its overhead.
+    bytes: usize,
+    use_counter: u64,
+    /// The cached blocks by last use (`CachedBlock::last_use` → key), oldest
+    /// first: eviction takes from the front.
+    lru: BTreeMap<u64, BlockKey>,
+    /// Blocks asked for with [`SenderRequest::ReadBlock`] and not read yet.
+    reads_pending: HashSet<BlockKey>,
+}
+
+impl BlockCache {
+    pub(super) fn get(&self, key: &BlockKey) -> Option<&CachedBlock> {
+        self.blocks.get(key)
+    }
+
+    pub(super) fn get_mut(&mut self, key: &BlockKey) -> Option<&mut CachedBlock> {
+        self.blocks.get_mut(key)
+    }
+
+    /// Cached, or asked for and on its way.
+    pub(super) fn has_or_awaits(&self, key: &BlockKey) -> bool {
+        self.blocks.contains_key(key) || self.reads_pending.contains(key)
+    }
+
+    pub(super) fn contains(&self, key: &BlockKey) -> bool {
+        self.blocks.contains_key(key)
+    }
+
+    /// Records that a read of `key` was asked for.
+    pub(super) fn read_asked(&mut self, key: BlockKey) {
+        self.reads_pending.insert(key);
+    }
+
+    /// True (once) when a read of `key` was asked for: a block nobody
+    /// asked for, or asked for twice, is not taken.
+    pub(super) fn read_arrived(&mut self, key: &BlockKey) -> bool {
+        self.reads_pending.remove(key)
+    }
+
+    /// Caches `source` (padded to whole symbols) as `key`, replacing an
+    /// older copy; the caller evicts afterwards.
+    pub(super) fn insert(&mut self, key: BlockKey, source: Vec<u8>) {
         self.use_counter += 1;
         let block = CachedBlock {
             source: Arc::new(source),
@@ -48,12 +93,49 @@ impl Sender {
             encoding: false,
             last_use: self.use_counter,
         };
-        self.cache_bytes += block.bytes();
-        if let Some(old) = self.cache.insert(key, block) {
+        self.bytes += block.bytes();
+        if let Some(old) = self.blocks.insert(key, block) {
             self.lru.remove(&old.last_use);
-            self.cache_bytes -= old.bytes();
+            self.bytes -= old.bytes();
         }
         self.lru.insert(self.use_counter, key);
+    }
+
+    /// Counts parity bytes a cached block took on.
+    pub(super) fn grew(&mut self, bytes: usize) {
+        self.bytes += bytes;
+    }
+
+    /// Marks a cached block as just used.
+    pub(super) fn touch(&mut self, key: BlockKey) {
+        self.use_counter += 1;
+        if let Some(b) = self.blocks.get_mut(&key) {
+            self.lru.remove(&b.last_use);
+            b.last_use = self.use_counter;
+            self.lru.insert(self.use_counter, key);
+        }
+    }
+
+    /// Evicts the least recently used blocks that `may_go` until at most
+    /// `limit` bytes are cached (or nothing more may go). `lru` is ordered
+    /// by last use, so this looks only past the few blocks that may not go.
+    pub(super) fn evict(&mut self, limit: usize, may_go: impl Fn(&BlockKey) -> bool) {
+        while self.bytes > limit {
+            let victim = self.lru.iter().find(|(_, k)| may_go(k));
+            let Some((&last_use, &victim)) = victim else {
+                break;
+            };
+            self.lru.remove(&last_use);
+            if let Some(b) = self.blocks.remove(&victim) {
+                self.bytes -= b.bytes();
+            }
+        }
+    }
+}
+
+impl Sender {
+    pub(super) fn insert_cache(&mut self, key: BlockKey, source: Vec<u8>) {
+        self.cache.insert(key, source);
         self.evict();
         if self.config.proactive > 0 {
             // Ready before the cursor reaches it, with luck.
@@ -102,34 +184,15 @@ impl Sender {
                 .is_some()
     }
 
-    /// Marks a cached block as just used.
-    pub(super) fn touch(&mut self, key: BlockKey) {
-        self.use_counter += 1;
-        if let Some(b) = self.cache.get_mut(&key) {
-            self.lru.remove(&b.last_use);
-            b.last_use = self.use_counter;
-            self.lru.insert(self.use_counter, key);
-        }
-    }
-
+    /// Evicts down to the cache's budget: least recently used first,
+    /// among blocks already sent and not queued for repair (blocks of the
+    /// read-ahead window are never evicted).
     pub(super) fn evict(&mut self) {
-        while self.cache_bytes > self.config.cache_bytes {
-            // Least recently used among blocks already sent and not queued
-            // for repair; blocks of the read-ahead window are never evicted.
-            // `lru` is ordered by last use, so this looks only past the
-            // few blocks that may not go.
-            let cursor = self.cursor.key();
-            let victim = self.lru.iter().find(|(_, k)| {
-                **k < cursor && self.repairs.get(*k).is_none_or(|st| st.queued == 0)
-            });
-            let Some((&last_use, &victim)) = victim else {
-                break;
-            };
-            self.lru.remove(&last_use);
-            if let Some(b) = self.cache.remove(&victim) {
-                self.cache_bytes -= b.bytes();
-            }
-        }
+        let cursor = self.cursor.key();
+        let repairs = &self.repairs;
+        self.cache.evict(self.config.cache_bytes, |k| {
+            *k < cursor && repairs.get(k).is_none_or(|st| st.queued == 0)
+        });
     }
 
     /// Asks for the blocks of the read-ahead window and of queued repairs.
@@ -158,7 +221,7 @@ impl Sender {
         }
         wanted.extend(self.repair_queue.iter().take(4).copied());
         for key in wanted {
-            if self.cache.contains_key(&key) || self.reads_pending.contains(&key) {
+            if self.cache.has_or_awaits(&key) {
                 continue;
             }
             if key.object == 0 {
@@ -171,7 +234,7 @@ impl Sender {
                 self.insert_cache(key, data);
                 continue;
             }
-            self.reads_pending.insert(key);
+            self.cache.read_asked(key);
             let block = BlockNumber(key.block);
             let size = self.sizes[key.object as usize];
             self.requests.push_back(SenderRequest::ReadBlock {
@@ -209,17 +272,20 @@ mod tests {
         // The file's one block, short, as the reader returns it: padded to
         // its 6 symbols of 1400 bytes in the cache, and counted as such.
         let key = BlockKey::new(1, 0);
-        sender.reads_pending.insert(key);
+        sender.cache.read_asked(key);
         let mut data = Vec::with_capacity(8000);
         data.extend_from_slice(&content);
         sender.handle_block(now, ObjectId(1), BlockNumber(0), data);
-        let data = &sender.cache[&key].source;
+        let data = &sender.cache.get(&key).unwrap().source;
         assert_eq!(data.len(), 8400);
         assert_eq!(data.capacity(), 8400);
         assert!(data[8000..].iter().all(|&b| b == 0));
         assert!(data[..8000].iter().all(|&b| b == 7));
         // What the cache's bound counts for it (the manifest's block may be
         // cached by now too, so not the cache's total).
-        assert_eq!(sender.cache[&key].bytes(), 8400 + CACHED_BLOCK_OVERHEAD);
+        assert_eq!(
+            sender.cache.get(&key).unwrap().bytes(),
+            8400 + CACHED_BLOCK_OVERHEAD
+        );
     }
 }

@@ -66,7 +66,7 @@ impl Sender {
             manifest_hash: self.manifest_hash,
             object_count: (self.sizes.len() - 1) as u32,
             data_pos: (self.cursor.object, self.cursor.block),
-            acked: self.take_acks(),
+            acked: self.acks.take(),
             delete: self.config.delete,
         })
     }
@@ -95,7 +95,7 @@ impl Sender {
         Control::Flush(Flush {
             timing: self.timing(now),
             awaiting,
-            acked: self.take_acks(),
+            acked: self.acks.take(),
         })
     }
 
@@ -153,7 +153,7 @@ impl Sender {
         }
         let key = self.cursor.key();
         if !self.new_symbol_ready() {
-            if self.cache.contains_key(&key) {
+            if self.cache.contains(&key) {
                 // Proactive parity not computed yet: asked for when the
                 // block came in (no second job while that one is out).
                 let k = self
@@ -189,7 +189,7 @@ impl Sender {
         let r = self.coding.block_parity(k as u16) as u32;
         let t = self.coding.symbol_size as usize;
         let block_len = self.coding.block_len(size, block);
-        self.touch(key);
+        self.cache.touch(key);
         let cached = self.cache.get(&key).expect("pick() checked the cache");
         let header = DataHeader {
             session: self.config.session,

@@ -41,10 +41,10 @@ pub use config::{ConfigError, SenderConfig};
 pub use events::{SenderEvent, SenderRequest};
 pub use report::{RateSummary, ReceiverReport, SenderReport, SenderStats, Verdict};
 
-use cache::{pad_exactly, CachedBlock};
+use cache::{pad_exactly, BlockCache};
 use emit::pacing_burst;
 use peers::MAX_PEER_HAVE_RANGES;
-use peers::{Peer, PeerState};
+use peers::{Acks, Peer, PeerState};
 use repair::RepairState;
 use timers::{Timer, Timers};
 
@@ -110,20 +110,14 @@ pub struct Sender {
     cc: RateController,
     cursor: Cursor,
     data_seq: u32,
-    cache: HashMap<BlockKey, CachedBlock>,
-    cache_bytes: usize,
-    use_counter: u64,
-    /// The cached blocks by last use (`CachedBlock::last_use` → key), oldest
-    /// first: eviction takes from the front.
-    lru: BTreeMap<u64, BlockKey>,
-    reads_pending: HashSet<BlockKey>,
+    /// Blocks read ahead and kept for repairs (cache.rs).
+    cache: BlockCache,
     /// Blocks with repair symbols queued, in request order; a block is here
     /// exactly while its `RepairState::queued > 0` (checked in O(1) that way).
     repair_queue: VecDeque<BlockKey>,
     repairs: HashMap<BlockKey, RepairState>,
     peers: BTreeMap<NodeId, Peer>,
-    acks: VecDeque<(Ack, u8)>,
-    acks_queued: HashSet<(NodeId, AckState)>,
+    acks: Acks,
     await_rotation: usize,
     grtt: Duration,
     /// ANNOUNCEs sent while registering (they start close together).
@@ -245,16 +239,11 @@ impl Sender {
                 esi: 0,
             },
             data_seq: 0,
-            cache: HashMap::new(),
-            cache_bytes: 0,
-            use_counter: 0,
-            lru: BTreeMap::new(),
-            reads_pending: HashSet::new(),
+            cache: BlockCache::default(),
             repair_queue: VecDeque::new(),
             repairs: HashMap::new(),
             peers: BTreeMap::new(),
-            acks: VecDeque::new(),
-            acks_queued: HashSet::new(),
+            acks: Acks::default(),
             await_rotation: 0,
             grtt: config.initial_grtt,
             announces: 0,
@@ -474,7 +463,7 @@ impl Sender {
         mut data: Vec<u8>,
     ) {
         let key = BlockKey::new(object.0, block.0);
-        if !self.reads_pending.remove(&key) {
+        if !self.cache.read_arrived(&key) {
             return;
         }
         let Some(&size) = self.sizes.get(object.0 as usize) else {
@@ -512,7 +501,8 @@ impl Sender {
         if cached.parity.is_empty() {
             self.stats.blocks_encoded += 1;
         }
-        self.cache_bytes += cached.parity.fill(&job, symbols);
+        let grew = cached.parity.fill(&job, symbols);
+        self.cache.grew(grew);
         self.evict();
         self.check_progress(now);
     }

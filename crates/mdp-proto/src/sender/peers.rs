@@ -46,6 +46,42 @@ pub(super) struct Peer {
     pub(super) failed: Vec<(ObjectId, FailReason)>,
 }
 
+/// Acknowledgements owed to receivers, each repeated in
+/// [`ACK_REPEATS`] ANNOUNCEs or FLUSHes.
+#[derive(Debug, Default)]
+pub(super) struct Acks {
+    queue: VecDeque<(Ack, u8)>,
+    queued: HashSet<(NodeId, AckState)>,
+}
+
+impl Acks {
+    /// Queues an acknowledgement, once per node and state: the queue holds
+    /// at most two entries per known node whatever the feedback, and each
+    /// push is O(1).
+    pub(super) fn push(&mut self, node: NodeId, state: AckState) {
+        if self.queued.insert((node, state)) {
+            self.queue.push_back((Ack { node, state }, ACK_REPEATS));
+        }
+    }
+
+    /// The acknowledgements for the next control message: at most
+    /// [`MAX_NODE_LIST`], rotating, each dropped after its last repeat.
+    pub(super) fn take(&mut self) -> Vec<Ack> {
+        let n = self.queue.len().min(MAX_NODE_LIST);
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let (ack, left) = self.queue.pop_front().expect("n <= len");
+            out.push(ack);
+            if left > 1 {
+                self.queue.push_back((ack, left - 1));
+            } else {
+                self.queued.remove(&(ack.node, ack.state));
+            }
+        }
+        out
+    }
+}
+
 impl Sender {
     /// Receivers that confirmed so far.
     pub fn confirmed_count(&self) -> usize {
@@ -157,28 +193,9 @@ impl Sender {
         .clamp(MIN_GRTT, MAX_GRTT);
     }
 
-    /// Queues an acknowledgement, once per node and state: the queue holds
-    /// at most two entries per known node whatever the feedback, and each
-    /// push is O(1).
+    /// Queues an acknowledgement (see [`Acks::push`]).
     pub(super) fn push_ack(&mut self, node: NodeId, state: AckState) {
-        if self.acks_queued.insert((node, state)) {
-            self.acks.push_back((Ack { node, state }, ACK_REPEATS));
-        }
-    }
-
-    pub(super) fn take_acks(&mut self) -> Vec<Ack> {
-        let n = self.acks.len().min(MAX_NODE_LIST);
-        let mut out = Vec::with_capacity(n);
-        for _ in 0..n {
-            let (ack, left) = self.acks.pop_front().expect("n <= len");
-            out.push(ack);
-            if left > 1 {
-                self.acks.push_back((ack, left - 1));
-            } else {
-                self.acks_queued.remove(&(ack.node, ack.state));
-            }
-        }
-        out
+        self.acks.push(node, state);
     }
 
     /// Receivers whose confirmation decides success.
