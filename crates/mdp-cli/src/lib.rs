@@ -5,6 +5,7 @@
 #![warn(missing_docs)]
 
 pub mod hook;
+pub mod identity;
 pub mod recv;
 pub mod report;
 pub mod send;

@@ -46,8 +46,12 @@ Exit status:
 #[command(name = "mdp-recv", version, after_long_help = AFTER_HELP)]
 pub struct Args {
     /// Directory to place received files in (created if missing).
-    #[arg(long, value_name = "DIR")]
-    dir: PathBuf,
+    #[arg(long, value_name = "DIR", required_unless_present_any = ["gen_identity", "fingerprint"])]
+    dir: Option<PathBuf>,
+
+    #[allow(missing_docs)] // documented by IdentityArgs's fields
+    #[command(flatten)]
+    pub identity: crate::identity::IdentityArgs,
 
     #[command(flatten)]
     net: NetArgs,

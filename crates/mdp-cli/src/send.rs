@@ -46,7 +46,7 @@ Receivers run `mdp-recv --dir DIR` with the same --group and their own --interfa
 #[command(name = "mdp-send", version, after_long_help = AFTER_HELP)]
 pub struct Args {
     /// Files and directories to push.
-    #[arg(required_unless_present = "gen_key", value_name = "PATH")]
+    #[arg(required_unless_present_any = ["gen_key", "gen_identity", "fingerprint"], value_name = "PATH")]
     paths: Vec<PathBuf>,
 
     /// Hash every file again instead of trusting the hashes remembered
@@ -65,6 +65,10 @@ pub struct Args {
     /// Write a new random key to FILE (mode 0600) for --key-file, and exit.
     #[arg(long, value_name = "FILE", exclusive = true)]
     gen_key: Option<PathBuf>,
+
+    #[allow(missing_docs)] // documented by IdentityArgs's fields
+    #[command(flatten)]
+    pub identity: crate::identity::IdentityArgs,
 
     #[command(flatten)]
     net: NetArgs,

@@ -155,6 +155,7 @@
 pub mod auth;
 pub mod cc;
 pub mod fec;
+pub mod identity;
 pub mod ids;
 pub mod layout;
 pub mod limits;

@@ -39,8 +39,11 @@ impl RecvPlan {
         let mut endpoints = args.net.endpoints()?;
         let mut endpoint = endpoints.remove(0);
         endpoint.unicast = args.unicast;
-        mdp_net::recv::check_dir(&args.dir)
-            .map_err(|e| anyhow::anyhow!("cannot write to {}: {e}", args.dir.display()))?;
+        let Some(dir) = args.dir.clone() else {
+            anyhow::bail!("--dir DIR is required: the directory to place received files in");
+        };
+        mdp_net::recv::check_dir(&dir)
+            .map_err(|e| anyhow::anyhow!("cannot write to {}: {e}", dir.display()))?;
         let name = args.name.clone().unwrap_or_else(mdp_net::recv::host_name);
         if name.is_empty() || name.len() > mdp_proto::limits::MAX_NAME_LEN {
             anyhow::bail!(
@@ -63,7 +66,7 @@ impl RecvPlan {
             endpoint,
             also: endpoints,
             config,
-            dir: args.dir.clone(),
+            dir,
             once: args.once,
             timeout: args.timeout,
             socket_buffer: args.socket_buffer.clamp(1, 1024) << 20,
