@@ -39,3 +39,5 @@ mod plain;
 mod resume;
 /// Receiver services: hooks per push, and `--delete`.
 mod service;
+/// Signed pushes: identities, and receivers that trust some keys only.
+mod signed;

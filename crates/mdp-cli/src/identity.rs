@@ -122,6 +122,30 @@ pub fn read_identity(path: &Path) -> anyhow::Result<Identity> {
     Ok(identity)
 }
 
+/// The keys of every `--trust` value: a public key line, or a file of
+/// them. A file that holds no key is an error (a typo must not leave the
+/// receiver trusting less than meant, silently).
+pub fn read_trust(values: &[String]) -> anyhow::Result<Vec<mdp_proto::identity::PublicKey>> {
+    let mut keys = Vec::new();
+    for v in values {
+        if v.trim_start().starts_with("ssh-") {
+            let key = mdp_proto::identity::PublicKey::parse(v)
+                .map_err(|e| anyhow!("--trust {v:?}: {e}"))?;
+            keys.push(key);
+            continue;
+        }
+        let text = std::fs::read_to_string(v).map_err(|e| {
+            anyhow!("cannot read --trust {v}: {e} (give a key line `ssh-ed25519 AAAA…` or a file of them)")
+        })?;
+        let found = parse_trust(&text).map_err(|e| anyhow!("--trust {v}: {e}"))?;
+        if found.is_empty() {
+            anyhow::bail!("--trust {v} holds no key");
+        }
+        keys.extend(found.into_iter().map(|t| t.key));
+    }
+    Ok(keys)
+}
+
 /// One line per key of `path`: `SHA256:… name-or-comment (ED25519)`.
 pub fn fingerprints(path: &Path) -> anyhow::Result<Vec<String>> {
     let text = std::fs::read_to_string(path)

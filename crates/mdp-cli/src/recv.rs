@@ -49,6 +49,14 @@ pub struct Args {
     #[arg(long, value_name = "DIR", required_unless_present_any = ["gen_identity", "fingerprint"])]
     dir: Option<PathBuf>,
 
+    /// Take only pushes signed by this key: a public key line
+    /// (`ssh-ed25519 AAAA…`) or a file of them (a .pub file, or a trust
+    /// file of `[name] ssh-ed25519 AAAA…` lines). Repeat it, or list
+    /// several keys, to trust more than one sender or to rotate keys.
+    /// Without it every push is taken, signed or not.
+    #[arg(long, value_name = "KEY|FILE")]
+    trust: Vec<String>,
+
     #[allow(missing_docs)] // documented by IdentityArgs's fields
     #[command(flatten)]
     pub identity: crate::identity::IdentityArgs,

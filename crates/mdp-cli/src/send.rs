@@ -66,6 +66,12 @@ pub struct Args {
     #[arg(long, value_name = "FILE", exclusive = true)]
     gen_key: Option<PathBuf>,
 
+    /// Sign the push with this identity (a key of `--gen-identity`, or an
+    /// unencrypted OpenSSH ed25519 key): receivers with --trust take only
+    /// pushes signed by a key they trust.
+    #[arg(long = "identity", value_name = "FILE")]
+    identity_file: Option<PathBuf>,
+
     #[allow(missing_docs)] // documented by IdentityArgs's fields
     #[command(flatten)]
     pub identity: crate::identity::IdentityArgs,

@@ -49,3 +49,15 @@ fn test_dir(name: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     d
 }
+
+/// The wall clock now, for the state machines' signature dates and ages.
+pub fn wall_clock() -> mdp_proto::identity::WallClock {
+    let unix_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0);
+    mdp_proto::identity::WallClock {
+        at: std::time::Instant::now(),
+        unix_us,
+    }
+}

@@ -186,6 +186,31 @@ impl Identity {
     }
 }
 
+/// The wall clock as the caller read it at one `Instant`, so that the
+/// state machines can tell the Unix time at a later `now` without reading
+/// a clock. Callers that live long refresh it (a host suspended, or whose
+/// clock was stepped, would otherwise drift).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WallClock {
+    /// When it was read.
+    pub at: std::time::Instant,
+    /// The Unix time then, µs.
+    pub unix_us: u64,
+}
+
+impl WallClock {
+    /// The Unix time at `now`, µs.
+    pub fn unix_us(&self, now: std::time::Instant) -> u64 {
+        let elapsed = now.saturating_duration_since(self.at).as_micros() as u64;
+        self.unix_us.saturating_add(elapsed)
+    }
+}
+
+/// How far a push's signing time may be from a receiver's clock, either
+/// way: a recording of a signed push cannot be replayed to roll files back
+/// once this has passed (and clocks of a fleet agree far better).
+pub const SIGNATURE_WINDOW: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// One key of a trust file, with the name it is trusted under, if any.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Trusted {

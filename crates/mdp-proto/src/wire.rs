@@ -18,7 +18,7 @@ use thiserror::Error;
 /// The two magic bytes that open every mdp datagram: ASCII "md".
 pub const MAGIC: [u8; 2] = *b"md";
 /// The protocol version this implementation speaks.
-pub const VERSION: u8 = 4;
+pub const VERSION: u8 = 5;
 /// DATA flag: this symbol is a repair sent in answer to a NACK.
 pub const FLAG_REPAIR: u8 = 0x01;
 
@@ -179,6 +179,67 @@ pub struct Announce {
     /// After a complete push, receivers remove what the pushed directories
     /// hold beyond the manifest (`mdp-send --delete`).
     pub delete: bool,
+    /// The sender's signature of the push ([`push_claim`]), when it has an
+    /// identity.
+    pub signed: Option<PushSignature>,
+}
+
+/// A sender's Ed25519 signature of what defines a push: [`push_claim`] of
+/// the session id, `signed_at_us`, the signer's key and the ANNOUNCE's
+/// fixed fields (coding shape, manifest length, hash and file count, the
+/// delete flag). The manifest's paths, sizes, modes, times and file
+/// hashes are covered through `manifest_hash`, checked when the manifest
+/// is complete.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushSignature {
+    /// The signer's Ed25519 public key.
+    pub signer: [u8; 32],
+    /// The sender's wall clock when it signed, µs since the Unix epoch:
+    /// receivers refuse a signature too far from their own clock.
+    pub signed_at_us: u64,
+    /// The signature's first half (R).
+    pub sig_r: [u8; 32],
+    /// The signature's second half (s).
+    pub sig_s: [u8; 32],
+}
+
+impl PushSignature {
+    /// The 64-byte signature.
+    pub fn signature(&self) -> [u8; 64] {
+        let mut s = [0u8; 64];
+        s[..32].copy_from_slice(&self.sig_r);
+        s[32..].copy_from_slice(&self.sig_s);
+        s
+    }
+}
+
+/// Domain separation of a push claim: no other message mdp signs can be
+/// taken for one.
+pub const PUSH_CLAIM_CONTEXT: &[u8] = b"mdp push claim v5\0";
+
+/// The bytes a sender signs for a push (docs/PROTOCOL.md §5a): the
+/// context, then the session id, `signed_at_us`, the signer's key, and the
+/// ANNOUNCE's fixed fields, big-endian, in a fixed layout.
+pub fn push_claim(
+    session: SessionId,
+    a: &Announce,
+    signer: &[u8; 32],
+    signed_at_us: u64,
+) -> Vec<u8> {
+    let mut m =
+        Vec::with_capacity(PUSH_CLAIM_CONTEXT.len() + 8 + 8 + 32 + 2 + 2 + 2 + 8 + 32 + 4 + 1);
+    m.extend_from_slice(PUSH_CLAIM_CONTEXT);
+    m.extend_from_slice(&session.0.to_be_bytes());
+    m.extend_from_slice(&signed_at_us.to_be_bytes());
+    m.extend_from_slice(signer);
+    m.extend_from_slice(&a.symbol_size.to_be_bytes());
+    m.extend_from_slice(&a.block_k.to_be_bytes());
+    m.extend_from_slice(&a.parity.to_be_bytes());
+    m.extend_from_slice(&a.manifest_len.to_be_bytes());
+    m.extend_from_slice(&a.manifest_hash);
+    m.extend_from_slice(&a.object_count.to_be_bytes());
+    m.push(a.delete as u8);
+    m
 }
 
 /// FLUSH: the sender has sent all data; listed receivers must answer.
@@ -563,7 +624,7 @@ mod tests {
         let mut buf = Vec::new();
         write_data(&mut buf, &h, b"hello");
         assert_eq!(buf.len(), DATA_HEADER_LEN + 5);
-        assert_eq!(&buf[..4], b"md\x04\x01");
+        assert_eq!(&buf[..4], b"md\x05\x01");
         assert_eq!(&buf[24..28], &[0xde, 0xad, 0xbe, 0xef]);
         match parse(&buf).unwrap() {
             Packet::Data { header, payload } => {
@@ -617,7 +678,7 @@ mod tests {
     fn rejects_truncated_and_foreign_datagrams() {
         assert_eq!(parse(b""), Err(WireError::Truncated));
         assert_eq!(
-            parse(b"md\x04\x01\0\0\0\0\0\0\0\0\0"),
+            parse(b"md\x05\x01\0\0\0\0\0\0\0\0\0"),
             Err(WireError::Truncated)
         );
         assert_eq!(
@@ -643,12 +704,17 @@ mod tests {
             parse(b"md\x03\x23\0\0\0\0\0\0\0\0"),
             Err(WireError::UnsupportedVersion(3))
         );
+        // Version 4's ANNOUNCE had no signature.
         assert_eq!(
-            parse(b"md\x04\x77\0\0\0\0\0\0\0\0"),
+            parse(b"md\x04\x10\0\0\0\0\0\0\0\0"),
+            Err(WireError::UnsupportedVersion(4))
+        );
+        assert_eq!(
+            parse(b"md\x05\x77\0\0\0\0\0\0\0\0"),
             Err(WireError::UnknownType(0x77))
         );
         // A NACK claiming 2^32 entries in a 20-byte datagram.
-        let mut buf = b"md\x04\x21\0\0\0\0\0\0\0\0".to_vec();
+        let mut buf = b"md\x05\x21\0\0\0\0\0\0\0\0".to_vec();
         buf.extend_from_slice(&[5, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f]);
         assert!(parse(&buf).is_err());
     }

@@ -25,7 +25,7 @@ fn hex(s: &str) -> Vec<u8> {
 
 /// §3: magic "md", version 4, the type, the session big-endian.
 fn common(ty: &str) -> String {
-    format!("6d64 | 04 | {ty} | 0102030405060708 | ")
+    format!("6d64 | 05 | {ty} | 0102030405060708 | ")
 }
 
 /// `message` written equals `common(ty) + body`, and parses back to it.
@@ -116,13 +116,81 @@ fn announce_golden_bytes() {
             },
         ],
         delete: true,
+        signed: None,
     });
     let hash = "11".repeat(32);
     golden(
         "10",
         message,
-        &format!("{t} | f80a | c001 | 40 | 02 | {hash} | 05 | 01 02 | 02 07 00 8001 01 | 01"),
+        &format!("{t} | f80a | c001 | 40 | 02 | {hash} | 05 | 01 02 | 02 07 00 8001 01 | 01 | 00"),
     );
+}
+
+#[test]
+fn signed_announce_golden_bytes() {
+    let (timing, t) = timing();
+    let message = Control::Announce(Announce {
+        timing,
+        symbol_size: 1400,
+        block_k: 192,
+        parity: 64,
+        manifest_len: 2,
+        manifest_hash: [0x11; 32],
+        object_count: 5,
+        data_pos: (0, 0),
+        acked: vec![],
+        delete: false,
+        signed: Some(wire::PushSignature {
+            signer: [0x22; 32],
+            signed_at_us: 300,
+            sig_r: [0x33; 32],
+            sig_s: [0x44; 32],
+        }),
+    });
+    let (hash, signer, r, s) = (
+        "11".repeat(32),
+        "22".repeat(32),
+        "33".repeat(32),
+        "44".repeat(32),
+    );
+    golden(
+        "10",
+        message,
+        &format!("{t} | f80a | c001 | 40 | 02 | {hash} | 05 | 00 00 | 00 | 00 | 01 {signer} ac02 {r} {s}"),
+    );
+}
+
+#[test]
+fn the_push_claim_has_a_fixed_layout() {
+    let a = Announce {
+        timing: Timing {
+            ts_us: 9,
+            grtt_us: 9,
+            rate_bps: 9,
+            group_size: 9,
+        },
+        symbol_size: 0x0102,
+        block_k: 0x0304,
+        parity: 0x0506,
+        manifest_len: 0x0708,
+        manifest_hash: [0x11; 32],
+        object_count: 0x090a,
+        data_pos: (9, 9),
+        acked: vec![],
+        delete: true,
+        signed: None,
+    };
+    let claim = wire::push_claim(SESSION, &a, &[0x22; 32], 0x0b0c);
+    let expected = [
+        b"mdp push claim v5\0".to_vec(),
+        hex(&format!(
+            "0102030405060708 | 0000000000000b0c | {} | 0102 | 0304 | 0506 | 0000000000000708 | {} | 0000090a | 01",
+            "22".repeat(32),
+            "11".repeat(32)
+        )),
+    ]
+    .concat();
+    assert_eq!(claim, expected);
 }
 
 #[test]

@@ -50,6 +50,9 @@ pub struct SimConfig {
     /// The sender's key, when it differs from the receivers' (`None`: the
     /// same as `key`; `Some(None)`: the sender has none).
     pub sender_key: Option<Option<mdp_proto::auth::Key>>,
+    /// Keys the receivers trust (`ReceiverConfig::trust`; empty: they take
+    /// every push). The sender signs with `sender.identity`.
+    pub trust: Vec<mdp_proto::identity::PublicKey>,
     /// How far the receivers' wall clocks are ahead of the sender's.
     pub receiver_clock_ahead: Duration,
     /// An attacker on the sender's link: with this probability each
@@ -100,6 +103,7 @@ impl SimConfig {
             preexisting: Vec::new(),
             key: None,
             sender_key: None,
+            trust: Vec::new(),
             receiver_clock_ahead: Duration::ZERO,
             tamper: 0.0,
             sender_crash: None,

@@ -31,6 +31,8 @@ pub(crate) struct Store {
     partials: HashMap<[u8; 32], (Vec<u8>, BTreeSet<u32>)>,
     /// Every session's outcome, in order.
     pub(crate) outcomes: Vec<SessionOutcome>,
+    /// Why pushes were refused, in order.
+    pub(crate) untrusted: Vec<mdp_proto::receiver::Untrusted>,
     /// The counters of each finished session's state machine.
     pub(crate) session_stats: Vec<ReceiverStats>,
     pub(crate) outcome: Option<SessionOutcome>,
@@ -147,6 +149,7 @@ impl Store {
                     *machine = self.next_session(config);
                 }
             }
+            Output::Event(ReceiverEvent::Untrusted { why, .. }) => self.untrusted.push(why),
             Output::Event(_) => {}
         }
     }

@@ -83,6 +83,9 @@ impl World {
         let sender_key = config.sender_key.clone().unwrap_or(config.key.clone());
         sender_config.auth =
             sender_key.map(|k| mdp_proto::auth::AuthConfig::new(k, start, UNIX_AT_START_US));
+        if sender_config.identity.is_some() && sender_config.signed_at_us == 0 {
+            sender_config.signed_at_us = UNIX_AT_START_US;
+        }
         let sender = Sender::new(sender_config.clone(), content.manifest.clone(), start)
             .expect("valid simulation settings");
         let mut receiver_configs = Vec::new();
@@ -98,6 +101,11 @@ impl World {
                 rc.auth = config.key.clone().map(|k| {
                     let ahead = config.receiver_clock_ahead.as_micros() as u64;
                     mdp_proto::auth::AuthConfig::new(k, start, UNIX_AT_START_US + ahead)
+                });
+                rc.trust = config.trust.clone();
+                rc.clock = Some(mdp_proto::identity::WallClock {
+                    at: start,
+                    unix_us: UNIX_AT_START_US + config.receiver_clock_ahead.as_micros() as u64,
                 });
                 if let Some(setup) = config.receiver_setup {
                     setup(i, &mut rc);
@@ -192,6 +200,12 @@ impl World {
     /// How receiver `i`'s last finished session ended.
     pub fn receiver_outcome(&self, i: usize) -> Option<&SessionOutcome> {
         self.receivers[i].store.outcome.as_ref()
+    }
+
+    /// Why receiver `i` refused pushes (`ReceiverEvent::Untrusted`), in
+    /// order.
+    pub fn receiver_untrusted(&self, i: usize) -> &[mdp_proto::receiver::Untrusted] {
+        &self.receivers[i].store.untrusted
     }
 
     // ------------------------------------------------ tap and injection

@@ -219,6 +219,7 @@ fn a_receiver_refuses_a_manifest_that_would_need_huge_block_maps() {
             data_pos: (0, 0),
             acked: vec![],
             delete: false,
+            signed: None,
         }),
     );
     r.handle_datagram(now, &d);

@@ -56,6 +56,7 @@ impl RecvPlan {
             ReceiverConfig::new(NodeId(mdp_net::random_u64()), &name, mdp_net::random_u64());
         config.idle_timeout = args.idle_timeout;
         config.auth = args.net.auth()?;
+        config.trust = crate::identity::read_trust(&args.trust)?;
         config.max_push_bytes = args.max_push_size;
         config.max_file_bytes = args.max_file_size;
         config.max_files = args.max_files;

@@ -72,6 +72,10 @@ impl SendPlan {
         endpoints[0] = endpoint;
         let mut config = SenderConfig::new(SessionId(mdp_net::random_u64()));
         config.auth = args.net.auth()?;
+        if let Some(path) = &args.identity_file {
+            config.identity = Some(crate::identity::read_identity(path)?);
+            config.signed_at_us = mdp_net::wall_clock().unix_us;
+        }
         config.symbol_size = symbol_size(args, &endpoints, config.auth.is_some());
         config.block_k = args.block_size;
         config.parity = args.parity;

@@ -85,7 +85,10 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
         let deadline = opts.timeout.map(|t| Instant::now() + t);
         let config = opts.config.clone();
         RecvDriver {
-            receiver: Receiver::new(config.clone()),
+            receiver: Receiver::new(ReceiverConfig {
+                clock: Some(crate::wall_clock()),
+                ..config.clone()
+            }),
             config,
             sockets,
             writer,
@@ -235,9 +238,15 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
     /// once the writer has done everything asked before it.
     fn dispatch_events(&mut self) {
         while let Some(ev) = self.receiver.poll_event() {
-            if let ReceiverEvent::Finished(outcome) = ev {
-                let _ = self.writer.cmds.send(WriterCmd::Finish);
-                self.pending_finish = Some(outcome);
+            match ev {
+                ReceiverEvent::Finished(outcome) => {
+                    let _ = self.writer.cmds.send(WriterCmd::Finish);
+                    self.pending_finish = Some(outcome);
+                }
+                ReceiverEvent::Untrusted { session, why } => {
+                    tracing::warn!("refused push {session}: {why}");
+                }
+                _ => {}
             }
         }
     }
@@ -425,8 +434,12 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
         if self.once {
             return Some(false);
         }
+        // The wall clock is read again for each session, so that a host
+        // suspended or whose clock was stepped judges the next push's
+        // signature date by the time it really is.
         self.receiver = Receiver::new(ReceiverConfig {
             seed: crate::random_u64(),
+            clock: Some(crate::wall_clock()),
             ..self.config.clone()
         });
         None

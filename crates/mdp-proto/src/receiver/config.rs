@@ -57,6 +57,12 @@ pub struct ReceiverConfig {
     pub max_path_len: usize,
     /// With a key: accept only sealed datagrams (auth.rs) and seal ours.
     pub auth: Option<AuthConfig>,
+    /// Keys whose signed pushes are taken; empty: every push is taken,
+    /// signed or not (today's default; `receiver/trust.rs`).
+    pub trust: Vec<crate::identity::PublicKey>,
+    /// The wall clock, for the age of a push's signature; without it the
+    /// age is not checked.
+    pub clock: Option<crate::identity::WallClock>,
 }
 
 impl ReceiverConfig {
@@ -78,6 +84,8 @@ impl ReceiverConfig {
             max_path_depth: 32,
             max_path_len: 1024,
             auth: None,
+            trust: Vec::new(),
+            clock: None,
         }
     }
 }
@@ -138,6 +146,14 @@ pub enum ReceiverRequest {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ReceiverEvent {
+    /// A push was announced that this receiver does not take (once per
+    /// session); nothing was created for it.
+    Untrusted {
+        /// Its session.
+        session: SessionId,
+        /// Why.
+        why: super::Untrusted,
+    },
     /// The session is over for this receiver.
     Finished(SessionOutcome),
 }
@@ -174,6 +190,9 @@ pub struct ReceiverStats {
     pub ignored: u64,
     /// Datagrams that failed to parse or were out of range.
     pub malformed: u64,
+    /// ANNOUNCEs of pushes not taken: unsigned, or not signed by a
+    /// trusted key, or signed too long ago.
+    pub untrusted: u64,
     /// Symbols dropped because the block buffer was full.
     pub dropped_no_buffer: u64,
     /// Most bytes of block memory held at once (incomplete blocks and

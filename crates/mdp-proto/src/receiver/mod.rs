@@ -37,10 +37,12 @@ mod error;
 mod feedback;
 mod nack;
 mod state;
+mod trust;
 
 pub use config::{ReceiverConfig, ReceiverEvent, ReceiverRequest, ReceiverStats, SessionOutcome};
 pub use error::{Refusal, SessionError};
 pub use nack::backoff_factor_for;
+pub use trust::Untrusted;
 
 use crate::auth::{self, AuthError, Sealer};
 use crate::fec::Codec;
@@ -74,7 +76,14 @@ struct Ctx {
     requests: VecDeque<ReceiverRequest>,
     events: VecDeque<ReceiverEvent>,
     stats: ReceiverStats,
+    /// Sessions refused as untrusted, most recent last, so that each is
+    /// reported once.
+    refused: VecDeque<SessionId>,
 }
+
+/// Refused sessions remembered for reporting once (a bound against a
+/// flood of forged session ids, which are then only counted again).
+const MAX_REFUSED_REMEMBERED: usize = 64;
 
 /// The receiver of one session. See the crate docs for the calling contract.
 #[derive(Debug)]
@@ -96,6 +105,7 @@ impl Receiver {
                 transmits: VecDeque::new(),
                 requests: VecDeque::new(),
                 events: VecDeque::new(),
+                refused: VecDeque::new(),
                 stats: ReceiverStats::default(),
             },
             sealer,
@@ -205,6 +215,9 @@ impl Receiver {
                     message: Control::Announce(a),
                     ..
                 } if !self.cx.config.ignore_sessions.contains(&session_id) => {
+                    if !self.admit(now, session_id, a) {
+                        return;
+                    }
                     self.state = State::Live(Box::new(Session::new(now, session_id, a)));
                 }
                 _ => {
@@ -230,7 +243,26 @@ impl Receiver {
                     ..
                 }
             );
-            if announce
+            let admitted = match &packet {
+                Packet::Control {
+                    message: Control::Announce(a),
+                    ..
+                } => {
+                    announce
+                        && trust::admit(
+                            &self.cx.config.trust,
+                            self.cx.config.clock.as_ref(),
+                            now,
+                            session_id,
+                            a,
+                        )
+                        .is_ok()
+                }
+                _ => false,
+            };
+            // Only a push this receiver would take replaces a silent one:
+            // an untrusted ANNOUNCE must not end a trusted session.
+            if admitted
                 && silent >= SESSION_SWITCH_SILENCE
                 && !self.cx.config.ignore_sessions.contains(&session_id)
             {
@@ -277,6 +309,27 @@ impl Receiver {
             },
         };
         self.settle_flow(now, flow);
+    }
+
+    /// True when the push `a` announces may start a session here; else
+    /// counts it and tells the caller, once per session.
+    fn admit(&mut self, now: Instant, session: SessionId, a: &wire::Announce) -> bool {
+        let cx = &mut self.cx;
+        match trust::admit(&cx.config.trust, cx.config.clock.as_ref(), now, session, a) {
+            Ok(()) => true,
+            Err(why) => {
+                cx.stats.untrusted += 1;
+                if !cx.refused.contains(&session) {
+                    if cx.refused.len() >= MAX_REFUSED_REMEMBERED {
+                        cx.refused.pop_front();
+                    }
+                    cx.refused.push_back(session);
+                    cx.events
+                        .push_back(ReceiverEvent::Untrusted { session, why });
+                }
+                false
+            }
+        }
     }
 
     /// Replay protection (with a key): each origin's counters are taken
@@ -532,6 +585,7 @@ mod tests {
             data_pos: (0, 0),
             acked: Vec::new(),
             delete: false,
+            signed: None,
         };
         wire::write_control(&mut buf, session, &Control::Announce(announce));
         r.handle_datagram(t0, &buf);

@@ -43,6 +43,12 @@ pub struct SenderConfig {
     pub max_batch: usize,
     /// With a key: seal every datagram and accept only sealed feedback.
     pub auth: Option<AuthConfig>,
+    /// With an identity: sign the push (ANNOUNCE's `signed`), dated
+    /// `signed_at_us` (the wall clock when the push starts, µs since the
+    /// Unix epoch).
+    pub identity: Option<crate::identity::Identity>,
+    /// See `identity`.
+    pub signed_at_us: u64,
     /// Ask receivers to remove what the pushed directories hold beyond
     /// the manifest, after a complete push (`--delete`).
     pub delete: bool,
@@ -72,6 +78,8 @@ impl SenderConfig {
             readahead_blocks: 8,
             max_batch: 1,
             auth: None,
+            identity: None,
+            signed_at_us: 0,
             delete: false,
         }
     }

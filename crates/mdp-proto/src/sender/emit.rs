@@ -68,6 +68,7 @@ impl Sender {
             data_pos: (self.cursor.object, self.cursor.block),
             acked: self.acks.take(),
             delete: self.config.delete,
+            signed: self.signed,
         })
     }
 

@@ -136,6 +136,8 @@ pub struct Sender {
     sealer: Option<Sealer>,
     replay: HashMap<NodeId, ReplayWindow>,
     now_hint: Instant,
+    /// The push's signature, sent with every ANNOUNCE.
+    signed: Option<wire::PushSignature>,
     /// Every deadline of the session (timers.rs).
     timers: Timers,
     requests: VecDeque<SenderRequest>,
@@ -210,7 +212,39 @@ impl Sender {
         let datagram = config.symbol_size as usize + DATA_HEADER_LEN + trailer;
         let cc = RateController::new(config.rate, now);
         let rate = cc.rate_bps();
+        let signed = config.identity.as_ref().map(|id| {
+            let signer = id.public().to_bytes();
+            // The fields the claim covers, as every ANNOUNCE carries them.
+            let fixed = Announce {
+                timing: Timing {
+                    ts_us: 0,
+                    grtt_us: 0,
+                    rate_bps: 0,
+                    group_size: 0,
+                },
+                symbol_size: coding.symbol_size,
+                block_k: coding.block_k,
+                parity: coding.parity,
+                manifest_len: manifest_bytes.len() as u64,
+                manifest_hash,
+                object_count: (sizes.len() - 1) as u32,
+                data_pos: (0, 0),
+                acked: Vec::new(),
+                delete: config.delete,
+                signed: None,
+            };
+            let claim = wire::push_claim(config.session, &fixed, &signer, config.signed_at_us);
+            let sig = id.sign(&claim);
+            let (r, s) = sig.split_at(32);
+            wire::PushSignature {
+                signer,
+                signed_at_us: config.signed_at_us,
+                sig_r: r.try_into().expect("32 bytes"),
+                sig_s: s.try_into().expect("32 bytes"),
+            }
+        });
         Ok(Sender {
+            signed,
             coding: config.coding(),
             pacer: Pacer::new(rate, pacing_burst(rate, config.max_batch, datagram), now),
             cc,

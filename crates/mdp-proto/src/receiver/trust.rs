@@ -1,0 +1,75 @@
+//! Which pushes a receiver takes: with keys to trust
+//! (`ReceiverConfig::trust`), only a push whose ANNOUNCE carries a valid
+//! signature ([`wire::PushSignature`]) by one of them, made within
+//! [`SIGNATURE_WINDOW`] of this host's clock. Checked before the receiver
+//! creates a session, so an untrusted push creates nothing, registers
+//! nothing and asks its caller for nothing.
+//!
+//! **Invariant:** with a trust list, no session starts from an ANNOUNCE
+//! that fails [`admit`]; later ANNOUNCEs of the session must carry the same
+//! fixed fields (feedback.rs), so a forged one cannot change what was
+//! signed.
+
+use crate::identity::{PublicKey, WallClock, SIGNATURE_WINDOW};
+use crate::ids::SessionId;
+use crate::wire::{self, Announce};
+use std::time::Instant;
+use thiserror::Error;
+
+/// Why a push was not taken (without joining it).
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum Untrusted {
+    /// The ANNOUNCE carries no signature.
+    #[error("the push is not signed: give mdp-send --identity, or this receiver --insecure")]
+    Unsigned,
+    /// Signed by a key not in the trust list.
+    #[error("the push is signed by {fingerprint}, which is not trusted here: add its public key with --trust")]
+    UnknownSigner {
+        /// The signer's fingerprint.
+        fingerprint: String,
+    },
+    /// The signature does not verify.
+    #[error("the push's signature does not verify: forged or corrupt")]
+    BadSignature,
+    /// Signed too long ago, or too far in the future.
+    #[error("the push was signed {skew_secs} s away from this host's clock (more than {} s): a replay, or a clock to fix", SIGNATURE_WINDOW.as_secs())]
+    Stale {
+        /// How far apart the clocks are, seconds.
+        skew_secs: u64,
+    },
+}
+
+/// Whether an ANNOUNCE of `session` may start a session here.
+pub(super) fn admit(
+    trust: &[PublicKey],
+    clock: Option<&WallClock>,
+    now: Instant,
+    session: SessionId,
+    a: &Announce,
+) -> Result<(), Untrusted> {
+    if trust.is_empty() {
+        return Ok(());
+    }
+    let Some(signed) = &a.signed else {
+        return Err(Untrusted::Unsigned);
+    };
+    let Some(key) = trust.iter().find(|k| k.to_bytes() == signed.signer) else {
+        let fingerprint = PublicKey::from_bytes(&signed.signer)
+            .map_or_else(|| "an invalid key".to_string(), |k| k.fingerprint());
+        return Err(Untrusted::UnknownSigner { fingerprint });
+    };
+    let claim = wire::push_claim(session, a, &signed.signer, signed.signed_at_us);
+    if !key.verify(&claim, &signed.signature()) {
+        return Err(Untrusted::BadSignature);
+    }
+    if let Some(clock) = clock {
+        let here = clock.unix_us(now);
+        let skew = here.abs_diff(signed.signed_at_us);
+        if skew > SIGNATURE_WINDOW.as_micros() as u64 {
+            return Err(Untrusted::Stale {
+                skew_secs: skew / 1_000_000,
+            });
+        }
+    }
+    Ok(())
+}
