@@ -4,7 +4,7 @@
 //! rather than given, nor break the invariants it checks.
 //!
 //! The state-machine targets read their input as a flags byte (bit 7: both
-//! ends use a key) and then a script of steps: `[op][len: u16 LE][len
+//! ends use a key; bit 6, receiver only: it trusts one signing key) and then a script of steps: `[op][len: u16 LE][len
 //! bytes]`. Ops (`op % 4`): 0 a datagram, 1 advance
 //! the clock by `len` ms, 2 fire the timer, 3 a datagram on the other
 //! socket (the receiver's feedback port; the sender has one socket).
@@ -127,6 +127,15 @@ pub fn receiver_target(data: &[u8]) -> Option<mdp_proto::SessionOutcome> {
     let (&flags, data) = data.split_first()?;
     if flags & 0x80 != 0 {
         config.auth = Some(AuthConfig::new(key(), t0, 1_800_000_000_000_000));
+    }
+    if flags & 0x40 != 0 {
+        // A receiver that trusts one key: every ANNOUNCE goes through
+        // `trust::admit` (signatures of any shape, by any signer).
+        config.trust = vec![mdp_proto::identity::Identity::from_seed([9; 32]).public()];
+        config.clock = Some(mdp_proto::identity::WallClock {
+            at: t0,
+            unix_us: 1_800_000_000_000_000,
+        });
     }
     let limit = config.buffer_bytes;
     let mut r = Receiver::new(config);
