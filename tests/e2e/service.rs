@@ -19,7 +19,8 @@ fn a_receiver_service_takes_three_pushes_and_runs_its_hooks_each_time() {
         &[
             "--exec",
             &format!(
-                "echo \"$MDP_SESSION $MDP_FILE_COUNT $MDP_CHANGED_COUNT $MDP_SENDER\" >> {}",
+                // Its own stdout must not reach the service's JSON lines.
+                "echo hook-stdout; echo \"$MDP_SESSION $MDP_FILE_COUNT $MDP_CHANGED_COUNT $MDP_SENDER\" >> {}",
                 log.display()
             ),
             "--exec-file",

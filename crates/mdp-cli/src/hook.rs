@@ -4,9 +4,15 @@
 //! Hooks run one at a time, in order, on their own thread, so the receiver
 //! keeps receiving while a hook works. Each runs as `sh -c CMD` with the
 //! push described in environment variables (see [`Hooks::push_done`] and
-//! [`Hooks::file_placed`]); its output goes to mdp-recv's stderr. A hook
-//! that fails, cannot start or runs over its time limit is logged and
-//! reported; it never stops the service.
+//! [`Hooks::file_placed`]); its output (stdout and stderr) goes to
+//! mdp-recv's stderr, never into the `--json` lines on stdout. Each hook is
+//! the leader of its own process group: one that runs over its time limit
+//! is killed with everything it started. A hook that fails, cannot start or
+//! runs over its time limit is logged and reported; it never stops the
+//! service. File names in `MDP_FILES`, `MDP_CHANGED` and the list file are
+//! one a line and cannot forge a line: the manifest's rules refuse paths
+//! with control characters (a name may still start with `-`: pass them
+//! after `--`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
@@ -229,12 +235,22 @@ fn run(cmd: &str, env: &[(String, String)], limit: Duration) -> HookResult {
         error: None,
         secs: 0.0,
     };
+    use std::os::fd::AsFd;
+    use std::os::unix::process::CommandExt;
+    // Its output goes to our stderr, never to stdout, which carries the
+    // JSON lines of `--json`.
+    let stdout = match std::io::stderr().as_fd().try_clone_to_owned() {
+        Ok(fd) => std::process::Stdio::from(fd),
+        Err(_) => std::process::Stdio::null(),
+    };
     let child = Command::new("sh")
         .arg("-c")
         .arg(cmd)
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::inherit())
+        .stdout(stdout)
+        // Its own process group, so that a timeout ends whatever it started.
+        .process_group(0)
         .spawn();
     let status: Result<ExitStatus, String> = match child {
         Err(e) => Err(format!("cannot start sh: {e}")),
@@ -242,6 +258,7 @@ fn run(cmd: &str, env: &[(String, String)], limit: Duration) -> HookResult {
             match c.try_wait() {
                 Ok(Some(st)) => break Ok(st),
                 Ok(None) if start.elapsed() >= limit => {
+                    mdp_net::sys::kill_process_group(c.id());
                     let _ = c.kill();
                     let _ = c.wait();
                     break Err(format!(
@@ -322,5 +339,32 @@ mod tests {
         assert!(!r.ok());
         assert!(r.error.unwrap().contains("killed"), "timeout reported");
         assert!(r.secs < 4.0);
+    }
+
+    #[test]
+    fn a_hook_killed_for_its_time_limit_takes_its_children_with_it() {
+        let dir = std::env::temp_dir().join(format!("mdp-hook-kids-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pid_file = dir.join("child.pid");
+        // The hook starts a background child that would outlive it, and
+        // waits past its limit.
+        let cmd = format!("sleep 30 & echo $! > {}; wait", pid_file.display());
+        let r = run(&cmd, &[], Duration::from_millis(300));
+        assert!(!r.ok());
+        let pid = std::fs::read_to_string(&pid_file).unwrap();
+        let pid = pid.trim();
+        // Give the kernel a moment to reap it (its parent is gone, so init
+        // does), then it must not be running.
+        let alive = || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map(|s| s.split_whitespace().nth(2).is_none_or(|st| st != "Z"))
+                .unwrap_or(false)
+        };
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while alive() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!alive(), "the hook's child {pid} outlived it");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

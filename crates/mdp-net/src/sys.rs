@@ -124,6 +124,21 @@ pub fn free_bytes(path: &Path) -> Option<u64> {
     ok.then(|| st.f_bavail as u64 * st.f_frsize as u64)
 }
 
+/// Sends SIGKILL to every process of the process group `pgid` (a hook and
+/// whatever it started). Errors (the group is gone already) are ignored.
+pub fn kill_process_group(pgid: u32) {
+    let Ok(pgid) = libc::pid_t::try_from(pgid) else {
+        return;
+    };
+    if pgid <= 1 {
+        return; // never the whole session or init
+    }
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+    unsafe {
+        libc::kill(-pgid, libc::SIGKILL);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

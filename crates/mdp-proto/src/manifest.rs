@@ -92,6 +92,11 @@ pub fn check_path(path: &str) -> Result<(), &'static str> {
     if path.contains('\0') {
         return Err("contains NUL");
     }
+    // A newline would forge a line of the hooks' file lists, an escape
+    // sequence would rewrite an operator's terminal.
+    if path.chars().any(char::is_control) {
+        return Err("contains a control character");
+    }
     let mut depth = 0;
     for comp in path.split('/') {
         depth += 1;
@@ -208,6 +213,13 @@ mod tests {
             "a/",
             "",
             "a\0b",
+            // Would forge a line of a hook's MDP_FILES, or write escape
+            // sequences to a terminal.
+            "etc/x\nMDP_FAKE",
+            "a\rb",
+            "a\u{1b}[2Jb",
+            "a\u{7f}",
+            "a\u{9b}b",
         ] {
             let m = Manifest {
                 entries: vec![file(bad)],
