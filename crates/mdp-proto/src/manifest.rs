@@ -118,6 +118,23 @@ impl Manifest {
         postcard::to_stdvec(self).expect("postcard serialization into a Vec is infallible")
     }
 
+    /// The number of entries encoded `bytes` claim to hold (the length
+    /// prefix of the entry list), read without decoding anything else:
+    /// what a receiver checks against its limits before it decodes a
+    /// manifest into memory. `None` when the prefix is malformed.
+    pub fn encoded_entry_count(bytes: &[u8]) -> Option<u64> {
+        // postcard: a `Vec` starts with its length as an unsigned LEB128
+        // varint of at most 10 bytes.
+        let mut n = 0u64;
+        for (i, &b) in bytes.iter().take(10).enumerate() {
+            n |= u64::from(b & 0x7f).checked_shl(7 * i as u32)?;
+            if b & 0x80 == 0 {
+                return Some(n);
+            }
+        }
+        None
+    }
+
     /// Decodes and validates network bytes.
     pub fn decode(bytes: &[u8]) -> Result<Manifest, ManifestError> {
         let manifest: Manifest =
@@ -200,6 +217,22 @@ mod tests {
             mtime_secs: 0,
             mtime_nanos: 0,
         }
+    }
+
+    #[test]
+    fn the_entry_count_is_read_from_the_prefix_alone() {
+        for n in [0usize, 1, 127, 128, 300, 20_000] {
+            let m = Manifest {
+                entries: (0..n).map(|i| file(&format!("f{i}"))).collect(),
+            };
+            assert_eq!(Manifest::encoded_entry_count(&m.encode()), Some(n as u64));
+        }
+        assert_eq!(Manifest::encoded_entry_count(&[]), None);
+        assert_eq!(Manifest::encoded_entry_count(&[0xff; 11]), None);
+        assert_eq!(
+            Manifest::encoded_entry_count(&[0x80, 0x80, 0x80, 0x80, 0x01]),
+            Some(1 << 28)
+        );
     }
 
     #[test]

@@ -322,3 +322,31 @@ fn blocks_waiting_for_the_writer_count_against_the_block_budget() {
         "no room came back once the queued blocks were written"
     );
 }
+
+/// A manifest of many tiny entries costs about ten times its size in
+/// memory once decoded: a receiver checks the entry count against its
+/// limits before it decodes anything, and ends the session then.
+#[test]
+fn a_manifest_with_more_entries_than_the_receiver_takes_is_refused_before_decoding() {
+    use mdp_proto::receiver::SessionError;
+    use mdp_sim::{SimConfig, World};
+    let files: Vec<(String, Vec<u8>)> = (0..40)
+        .map(|i| (format!("f{i}"), Content::random_bytes(10, i)))
+        .collect();
+    let mut c = SimConfig::new(1, 5);
+    c.sender.timeout = Duration::from_secs(5);
+    // 1 file at most: 16 entries decoded at most (twice the limit, at least 16).
+    c.receiver_setup = Some(|_, rc| rc.max_files = 1);
+    let mut w = World::new(c, Content::new(&[], files));
+    assert!(w.drive_until(|w| w.receiver_outcome(0).is_some()));
+    let outcome = w.receiver_outcome(0).unwrap();
+    assert_eq!(
+        outcome.problem,
+        Some(SessionError::ManifestTooLarge {
+            entries: 40,
+            limit: 16
+        }),
+        "{outcome:?}"
+    );
+    assert!(w.receiver_files(0).is_empty());
+}

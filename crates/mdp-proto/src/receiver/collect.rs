@@ -325,6 +325,16 @@ impl Session {
             self.first_receiving = 0;
             return Ok(());
         }
+        // Decoding takes about ten times the encoded size in memory for
+        // small entries: the entry count is checked against this
+        // receiver's limits first.
+        let limit = u64::from(cx.config.max_files).saturating_mul(2).max(16);
+        match Manifest::encoded_entry_count(&bytes) {
+            Some(entries) if entries > limit => {
+                return Err(End(Some(SessionError::ManifestTooLarge { entries, limit })));
+            }
+            _ => {}
+        }
         let manifest = match Manifest::decode(&bytes) {
             Ok(m) if m.file_count() == self.object_count => m,
             Ok(_) => return Err(End(Some(SessionError::ManifestFileCount))),

@@ -49,6 +49,16 @@ pub enum SessionError {
     /// The manifest lists another number of files than the sender announced.
     #[error("rejected the manifest: wrong file count")]
     ManifestFileCount,
+    /// The manifest lists more entries than this receiver decodes (twice
+    /// its file limit: files and as many directories), found before
+    /// decoding it.
+    #[error("refused the push: its manifest lists {entries} entries, more than this receiver decodes ({limit}, twice --max-files)")]
+    ManifestTooLarge {
+        /// Entries the manifest claims.
+        entries: u64,
+        /// This receiver's limit.
+        limit: u64,
+    },
     /// The manifest did not decode, or failed validation.
     #[error("rejected the manifest: {0}")]
     Manifest(Box<ManifestError>),
