@@ -88,3 +88,125 @@ fn a_receiver_that_trusts_a_key_takes_only_pushes_signed_by_it() {
     assert_eq!(stderr.matches("refused push").count(), 2, "{stderr}");
     fs::remove_dir_all(&base).unwrap();
 }
+
+/// A closed group known by key: a receiver that signs its feedback is
+/// counted; with it gone, REGISTER and STATUS forged in its name (as the
+/// issue found: "web1 confirmed" with no web1 running) are not.
+#[test]
+fn a_sender_with_keys_counts_only_feedback_signed_by_the_listed_key() {
+    use crate::forge::injector;
+    use mdp_proto::wire::{self, Control, Echo, Packet, Register, Status};
+    use mdp_proto::NodeId;
+    let Some(_net) = network() else {
+        return;
+    };
+    let base = temp_dir("keyed-group");
+    fs::create_dir_all(&base).unwrap();
+    let src = base.join("src");
+    make_source(&src, 64 << 10);
+    let web1_key = base.join("web1.key");
+    let line = gen_identity(&web1_key);
+    let expect = base.join("web-hosts");
+    fs::write(&expect, format!("web1 {line}\n")).unwrap();
+    let expect_arg = expect.to_str().unwrap();
+    // web1 with its key: confirmed.
+    let rx = receiver(
+        &base.join("web1"),
+        "web1",
+        &[
+            "--once",
+            "--timeout",
+            "60s",
+            "--identity",
+            web1_key.to_str().unwrap(),
+        ],
+    );
+    let out = Push::new(
+        &[
+            "--expect-file",
+            expect_arg,
+            "--wait",
+            "10s",
+            "--timeout",
+            "60s",
+        ],
+        &[src.join("tree")],
+    )
+    .run();
+    assert_eq!(out.code(), Some(0), "{}", out.report());
+    let rx_out = wait_output(rx, std::time::Duration::from_secs(30));
+    assert_eq!(rx_out.status.code(), Some(0));
+    assert_same_tree(&src.join("tree"), &base.join("web1").join("tree"));
+    // No web1 now: a forger answers in its name.
+    let running = Push::new(
+        &[
+            "--expect-file",
+            expect_arg,
+            "--wait",
+            "2s",
+            "--drop-after",
+            "1s",
+            "--timeout",
+            "8s",
+        ],
+        &[src.join("tree")],
+    )
+    .start();
+    let (sock, ep) = injector();
+    let listen = mdp_net::socket::joined(&ep, ep.group.port()).unwrap();
+    listen.set_nonblocking(false).unwrap();
+    listen
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let mut buf = vec![0u8; 65536];
+    let session = loop {
+        let n = listen.recv(&mut buf).expect("the sender announces");
+        if let Ok(Packet::Control {
+            session,
+            message: Control::Announce(_),
+        }) = wire::parse(&buf[..n])
+        {
+            break session;
+        }
+    };
+    let node = NodeId(0xf0f0);
+    for _ in 0..20 {
+        for m in [
+            Control::Register(Register {
+                node,
+                name: "web1".into(),
+                echo: Echo::default(),
+                have: vec![],
+                have_blocks: vec![],
+                more: false,
+                signed: None,
+            }),
+            Control::Status(Status {
+                node,
+                name: "web1".into(),
+                echo: Echo::default(),
+                complete: true,
+                verified: 3,
+                missing: vec![],
+                failed: vec![],
+                signed: None,
+            }),
+        ] {
+            let mut d = Vec::new();
+            wire::write_control(&mut d, session, &m);
+            let _ = sock.send_to(&d, ep.feedback());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let out = running.finish(std::time::Duration::from_secs(30));
+    let report = out.report();
+    assert_eq!(out.code(), Some(1), "{report}");
+    let web1 = report["receivers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "web1")
+        .unwrap();
+    assert_eq!(web1["verdict"], "never_registered", "{report}");
+    fs::remove_dir_all(&base).unwrap();
+}

@@ -57,6 +57,12 @@ pub struct Args {
     #[arg(long, value_name = "KEY|FILE")]
     trust: Vec<String>,
 
+    /// Sign this receiver's feedback with this identity, so that a sender
+    /// with `--expect-file` listing its name and key counts it, and no one
+    /// else in its name.
+    #[arg(long = "identity", value_name = "FILE")]
+    identity_file: Option<PathBuf>,
+
     #[allow(missing_docs)] // documented by IdentityArgs's fields
     #[command(flatten)]
     pub identity: crate::identity::IdentityArgs,

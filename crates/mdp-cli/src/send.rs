@@ -105,7 +105,10 @@ pub struct Args {
     expect: Vec<String>,
 
     /// Like --expect, with the names in a file: one per line, or separated
-    /// by commas or spaces; `#` starts a comment.
+    /// by commas or spaces; `#` starts a comment. With keys (`NAME
+    /// ssh-ed25519 AAAA…` lines, as `--gen-identity` prints them), only a
+    /// receiver that signs its feedback with the key listed for its name
+    /// (mdp-recv --identity) is admitted and counted.
     #[arg(long, value_name = "FILE")]
     expect_file: Option<PathBuf>,
 

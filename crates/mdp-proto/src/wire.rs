@@ -280,6 +280,86 @@ pub struct Register {
     /// True when more REGISTERs with further `have` ranges follow: the
     /// sender counts the receiver as registered at the one without it.
     pub more: bool,
+    /// The receiver's signature ([`feedback_claim`]), when it has an
+    /// identity.
+    pub signed: Option<FeedbackSignature>,
+}
+
+/// A receiver's Ed25519 signature of one REGISTER or STATUS:
+/// [`feedback_claim`] of the session and the message without it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeedbackSignature {
+    /// The receiver's public key.
+    pub key: [u8; 32],
+    /// The signature's first half (R).
+    pub sig_r: [u8; 32],
+    /// The signature's second half (s).
+    pub sig_s: [u8; 32],
+}
+
+impl FeedbackSignature {
+    /// The 64-byte signature.
+    pub fn signature(&self) -> [u8; 64] {
+        let mut s = [0u8; 64];
+        s[..32].copy_from_slice(&self.sig_r);
+        s[32..].copy_from_slice(&self.sig_s);
+        s
+    }
+}
+
+/// Domain separation of a feedback claim.
+pub const FEEDBACK_CLAIM_CONTEXT: &[u8] = b"mdp feedback claim v5\0";
+
+/// The bytes a receiver signs for a REGISTER or STATUS (docs/PROTOCOL.md
+/// §5b): the context, the session id (big-endian), the packet type, and
+/// the message's own encoding with `signed` empty. `None` for other
+/// messages.
+pub fn feedback_claim(session: SessionId, message: &Control) -> Option<Vec<u8>> {
+    let mut unsigned = message.clone();
+    match &mut unsigned {
+        Control::Register(m) => m.signed = None,
+        Control::Status(m) => m.signed = None,
+        _ => return None,
+    }
+    let mut claim = FEEDBACK_CLAIM_CONTEXT.to_vec();
+    claim.extend_from_slice(&session.0.to_be_bytes());
+    claim.push(unsigned.packet_type() as u8);
+    let mut body = Vec::new();
+    write_control(&mut body, session, &unsigned);
+    claim.extend_from_slice(&body[COMMON_HEADER_LEN..]);
+    Some(claim)
+}
+
+/// The signature a REGISTER or STATUS carries, if any.
+pub fn feedback_signature(message: &Control) -> Option<&FeedbackSignature> {
+    match message {
+        Control::Register(m) => m.signed.as_ref(),
+        Control::Status(m) => m.signed.as_ref(),
+        _ => None,
+    }
+}
+
+/// Signs a REGISTER or STATUS with `identity`, in place; other messages
+/// are left alone.
+pub fn sign_feedback(
+    session: SessionId,
+    message: &mut Control,
+    identity: &crate::identity::Identity,
+) {
+    let Some(claim) = feedback_claim(session, message) else {
+        return;
+    };
+    let sig = identity.sign(&claim);
+    let signed = FeedbackSignature {
+        key: identity.public().to_bytes(),
+        sig_r: sig[..32].try_into().expect("32 bytes"),
+        sig_s: sig[32..].try_into().expect("32 bytes"),
+    };
+    match message {
+        Control::Register(m) => m.signed = Some(signed),
+        Control::Status(m) => m.signed = Some(signed),
+        _ => {}
+    }
 }
 
 /// One request of a NACK: `need` more distinct symbols of a block.
@@ -340,6 +420,9 @@ pub struct Status {
     pub missing: Vec<ObjectId>,
     /// Objects that failed for good, with the reason (first few).
     pub failed: Vec<(ObjectId, FailReason)>,
+    /// The receiver's signature ([`feedback_claim`]), when it has an
+    /// identity.
+    pub signed: Option<FeedbackSignature>,
 }
 
 /// CONGESTION: a receiver lost clearly more of the DATA stream than its
@@ -753,6 +836,7 @@ mod tests {
             verified: 3,
             missing: vec![ObjectId(4)],
             failed: vec![(ObjectId(5), FailReason::Io)],
+            signed: None,
         });
         let mut buf = Vec::new();
         write_control(&mut buf, SessionId(1), &msg);

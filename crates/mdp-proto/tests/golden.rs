@@ -225,11 +225,12 @@ fn register_golden_bytes() {
         have: vec![(1, 3)],
         have_blocks: vec![(2, 0, 129)],
         more: false,
+        signed: None,
     });
     golden(
         "20",
         message,
-        "8202 | 02 7231 | ac02 07 | 01 01 03 | 01 02 00 8101 | 00",
+        "8202 | 02 7231 | ac02 07 | 01 01 03 | 01 02 00 8101 | 00 | 00",
     );
 }
 
@@ -266,11 +267,12 @@ fn status_golden_bytes() {
         verified: 4,
         missing: vec![ObjectId(6)],
         failed: vec![(ObjectId(7), FailReason::Refused)],
+        signed: None,
     });
     golden(
         "22",
         message,
-        "09 | 00 | 00 00 | 01 | 04 | 01 06 | 01 07 02",
+        "09 | 00 | 00 00 | 01 | 04 | 01 06 | 01 07 02 | 00",
     );
 }
 
@@ -309,4 +311,35 @@ fn the_sealed_flag_is_bit_7_of_the_type() {
     }
     bytes[2] = 3;
     assert!(wire::parse(&bytes).is_err(), "another version is refused");
+}
+
+#[test]
+fn the_feedback_claim_is_the_message_without_its_signature() {
+    use mdp_proto::identity::Identity;
+    let mut message = Control::Status(Status {
+        node: NodeId(9),
+        name: String::new(),
+        echo: Echo::default(),
+        complete: true,
+        verified: 4,
+        missing: vec![ObjectId(6)],
+        failed: vec![(ObjectId(7), FailReason::Refused)],
+        signed: None,
+    });
+    let claim = wire::feedback_claim(SESSION, &message).unwrap();
+    let expected = [
+        b"mdp feedback claim v5\0".to_vec(),
+        hex("0102030405060708 | 22 | 09 | 00 | 00 00 | 01 | 04 | 01 06 | 01 07 02 | 00"),
+    ]
+    .concat();
+    assert_eq!(claim, expected);
+    // Signing fills `signed`; the claim of the signed message is the same.
+    let id = Identity::from_seed([5; 32]);
+    wire::sign_feedback(SESSION, &mut message, &id);
+    let signed = *wire::feedback_signature(&message).unwrap();
+    assert_eq!(signed.key, id.public().to_bytes());
+    assert_eq!(wire::feedback_claim(SESSION, &message).unwrap(), claim);
+    assert!(id.public().verify(&claim, &signed.signature()));
+    // Another session's claim differs.
+    assert_ne!(wire::feedback_claim(SessionId(2), &message).unwrap(), claim);
 }

@@ -157,6 +157,7 @@ fn a_sender_survives_forged_feedback() {
                 verified: rng.next_u64() as u32,
                 missing: vec![ObjectId(rng.next_u64() as u32)],
                 failed: vec![(ObjectId(rng.next_u64() as u32), wire::FailReason::Io)],
+                signed: None,
             }),
             _ => {
                 let junk: Vec<u8> = (0..rng.next_u64() % 200)

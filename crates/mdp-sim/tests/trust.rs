@@ -120,3 +120,95 @@ fn without_a_trust_list_unsigned_pushes_are_taken_as_before() {
     let w = push(config(None, Vec::new()));
     assert!(w.sender().report().unwrap().success);
 }
+
+/// Receivers known by key: `r0` and `r1` with keys 10 and 11.
+fn keyed_group(c: &mut SimConfig) {
+    c.receiver_setup = Some(|i, rc| rc.identity = Some(Identity::from_seed([10 + i as u8; 32])));
+    c.sender.expected_keys = vec![
+        ("r0".into(), key(10).public()),
+        ("r1".into(), key(11).public()),
+    ];
+    c.sender.expected_names = vec!["r0".into(), "r1".into()];
+}
+
+/// A REGISTER then a complete STATUS in `name`'s name, as a forger sends
+/// them (from receiver 0's link), signed by `signer` if given.
+fn forge_confirmation(
+    w: &mut World,
+    session: mdp_proto::SessionId,
+    name: &str,
+    signer: Option<&Identity>,
+) {
+    use mdp_proto::wire::{self, Echo, Register, Status};
+    use mdp_proto::NodeId;
+    let node = NodeId(0xf0f0);
+    let mut messages = [
+        Control::Register(Register {
+            node,
+            name: name.into(),
+            echo: Echo::default(),
+            have: vec![],
+            have_blocks: vec![],
+            more: false,
+            signed: None,
+        }),
+        Control::Status(Status {
+            node,
+            name: name.into(),
+            echo: Echo::default(),
+            complete: true,
+            verified: 1,
+            missing: vec![],
+            failed: vec![],
+            signed: None,
+        }),
+    ];
+    for m in &mut messages {
+        if let Some(id) = signer {
+            wire::sign_feedback(session, m, id);
+        }
+        let mut buf = Vec::new();
+        wire::write_control(&mut buf, session, m);
+        w.inject(mdp_sim::Node::Receiver(0), &buf);
+    }
+}
+
+#[test]
+fn receivers_known_by_key_confirm_with_signed_feedback() {
+    let mut c = config(None, Vec::new());
+    keyed_group(&mut c);
+    let w = push(c);
+    let report = w.sender().report().unwrap();
+    assert!(report.success, "{report:?}");
+    assert_eq!(report.confirmed, 2);
+    assert_eq!(w.sender().stats().unadmitted, 0);
+}
+
+#[test]
+fn feedback_forged_in_an_expected_name_does_not_confirm_it() {
+    for forger_key in [None, Some(key(99))] {
+        let mut c = config(None, Vec::new());
+        keyed_group(&mut c);
+        // r1 dies before the push: only a forger speaks in its name.
+        c.fates = vec![mdp_sim::Fate::Normal, mdp_sim::Fate::Killed(Duration::ZERO)];
+        let session = c.sender.session;
+        let mut w = World::new(c, content());
+        // While the sender waits for registrations, and again at its end.
+        w.drive_for(Duration::from_millis(50));
+        forge_confirmation(&mut w, session, "r1", forger_key.as_ref());
+        assert!(w.drive_until(|w| w.sender().is_finished()));
+        let report = w.sender().report().unwrap();
+        assert!(!report.success, "forged by {forger_key:?}: {report:?}");
+        let r1 = report.receivers.iter().find(|r| r.name == "r1").unwrap();
+        assert_eq!(
+            r1.verdict,
+            mdp_proto::Verdict::NeverRegistered,
+            "{report:?}"
+        );
+        assert!(
+            w.sender().stats().unadmitted >= 2,
+            "{:?}",
+            w.sender().stats()
+        );
+    }
+}

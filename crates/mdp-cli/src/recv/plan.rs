@@ -57,6 +57,9 @@ impl RecvPlan {
         config.idle_timeout = args.idle_timeout;
         config.auth = args.net.auth()?;
         config.trust = crate::identity::read_trust(&args.trust)?;
+        if let Some(path) = &args.identity_file {
+            config.identity = Some(crate::identity::read_identity(path)?);
+        }
         config.max_push_bytes = args.max_push_size;
         config.max_file_bytes = args.max_file_size;
         config.max_files = args.max_files;

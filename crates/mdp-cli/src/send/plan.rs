@@ -89,7 +89,21 @@ impl SendPlan {
             },
         };
         config.expected_receivers = args.receivers;
-        config.expected_names = expected_names(&args.expect, args.expect_file.as_deref())?;
+        config.expected_keys = expected_keys(args.expect_file.as_deref())?;
+        config.expected_names = if config.expected_keys.is_empty() {
+            expected_names(&args.expect, args.expect_file.as_deref())?
+        } else {
+            if !args.expect.is_empty() {
+                anyhow::bail!(
+                    "--expect-file lists receivers by key: name each host there, not with --expect"
+                );
+            }
+            config
+                .expected_keys
+                .iter()
+                .map(|(n, _)| n.clone())
+                .collect()
+        };
         config.wait =
             args.wait
                 .unwrap_or(if args.receivers > 0 || !config.expected_names.is_empty() {
@@ -180,6 +194,39 @@ fn hash_cache_file() -> Option<PathBuf> {
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
     Some(base.join("mdp").join("send-hashes"))
+}
+
+/// The receivers of an `--expect-file` that names them by key (`name
+/// ssh-ed25519 AAAA…` lines): empty when the file holds plain names, or
+/// when there is none. Every key line must carry a name, once.
+fn expected_keys(
+    file: Option<&Path>,
+) -> anyhow::Result<Vec<(String, mdp_proto::identity::PublicKey)>> {
+    let Some(f) = file else {
+        return Ok(Vec::new());
+    };
+    let text = std::fs::read_to_string(f)
+        .map_err(|e| anyhow::anyhow!("cannot read --expect-file {}: {e}", f.display()))?;
+    if !text.contains("ssh-") {
+        return Ok(Vec::new());
+    }
+    let trusted = mdp_proto::identity::parse_trust(&text)
+        .map_err(|e| anyhow::anyhow!("--expect-file {}: {e}", f.display()))?;
+    let mut out: Vec<(String, mdp_proto::identity::PublicKey)> = Vec::new();
+    for t in trusted {
+        let Some(name) = t.name else {
+            anyhow::bail!(
+                "--expect-file {}: the key {} has no name; write `NAME ssh-ed25519 AAAA…`",
+                f.display(),
+                t.key.fingerprint()
+            );
+        };
+        if out.iter().any(|(n, _)| *n == name) {
+            anyhow::bail!("--expect-file {}: {name} is listed twice", f.display());
+        }
+        out.push((name, t.key));
+    }
+    Ok(out)
 }
 
 /// The names of `--expect` and `--expect-file`, without duplicates.

@@ -60,6 +60,10 @@ pub struct ReceiverConfig {
     /// Keys whose signed pushes are taken; empty: every push is taken,
     /// signed or not (today's default; `receiver/trust.rs`).
     pub trust: Vec<crate::identity::PublicKey>,
+    /// With an identity: sign every REGISTER and STATUS, so that a sender
+    /// that binds this receiver's name to its key (`--expect-file`) counts
+    /// what it says, and no one else's words in its name.
+    pub identity: Option<crate::identity::Identity>,
     /// The wall clock, for the age of a push's signature; without it the
     /// age is not checked.
     pub clock: Option<crate::identity::WallClock>,
@@ -85,6 +89,7 @@ impl ReceiverConfig {
             max_path_len: 1024,
             auth: None,
             trust: Vec::new(),
+            identity: None,
             clock: None,
         }
     }

@@ -183,6 +183,7 @@ impl Session {
                 have: have[part(have.len())].to_vec(),
                 have_blocks: reg.have_blocks[part(reg.have_blocks.len())].to_vec(),
                 more: i + 1 < chunks,
+                signed: None,
             }));
         }
     }
@@ -214,6 +215,7 @@ impl Session {
                 .take(MAX_STATUS_OBJECTS)
                 .copied()
                 .collect(),
+            signed: None,
         }
     }
 

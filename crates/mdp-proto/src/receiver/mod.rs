@@ -511,8 +511,11 @@ impl Receiver {
 
     /// Writes the next feedback datagram into `buf` (cleared first).
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
-        let msg = self.cx.transmits.pop_front()?;
+        let mut msg = self.cx.transmits.pop_front()?;
         let session = self.state.session()?.id;
+        if let Some(identity) = &self.cx.config.identity {
+            wire::sign_feedback(session, &mut msg, identity);
+        }
         buf.clear();
         wire::write_control(buf, session, &msg);
         if let (Some(sealer), Some(auth)) = (&mut self.sealer, &self.cx.config.auth) {

@@ -27,6 +27,11 @@ pub struct SenderConfig {
     /// succeeds only when all of them confirmed every file; receivers with
     /// other names are served and reported but do not count.
     pub expected_names: Vec<String>,
+    /// Receivers known by key (`mdp-send --expect-file`): each name's
+    /// public key. When not empty, only feedback signed by the key listed
+    /// for its name counts (peers.rs, `admitted`), and `expected_names`
+    /// holds the same names.
+    pub expected_keys: Vec<(String, crate::identity::PublicKey)>,
     /// How long to wait for registrations before sending data.
     pub wait: Duration,
     /// Bound on the whole session, from `Sender::new` to DONE.
@@ -70,6 +75,7 @@ impl SenderConfig {
             },
             expected_receivers: 0,
             expected_names: Vec::new(),
+            expected_keys: Vec::new(),
             wait: Duration::from_secs(1),
             timeout: Duration::from_secs(600),
             drop_after: Duration::from_secs(5),

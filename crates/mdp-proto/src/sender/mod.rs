@@ -376,6 +376,10 @@ impl Sender {
                 return;
             }
         }
+        if !self.config.expected_keys.is_empty() && !self.admitted(&message) {
+            self.stats.unadmitted += 1;
+            return;
+        }
         match message {
             Control::Register(r) => {
                 if self.touch_peer_as(now, r.node, &r.name, r.echo, !r.more) {

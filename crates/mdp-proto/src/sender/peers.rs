@@ -239,6 +239,31 @@ impl Sender {
             .min()
     }
 
+    /// With receivers known by key (`expected_keys`): a REGISTER or STATUS
+    /// counts only when signed by the key listed for the name it carries;
+    /// NACK and CONGESTION only from a receiver admitted that way. Names
+    /// not listed are not admitted at all.
+    pub(super) fn admitted(&self, message: &Control) -> bool {
+        let name = match message {
+            Control::Register(m) => &m.name,
+            Control::Status(m) => &m.name,
+            Control::Nack(m) => return self.peers.get(&m.node).is_some_and(|p| p.registered),
+            Control::Congestion(m) => return self.peers.get(&m.node).is_some_and(|p| p.registered),
+            Control::Announce(_) | Control::Flush(_) | Control::Done(_) => return true,
+        };
+        let Some((_, key)) = self.config.expected_keys.iter().find(|(n, _)| n == name) else {
+            return false;
+        };
+        let Some(signed) = wire::feedback_signature(message) else {
+            return false;
+        };
+        if signed.key != key.to_bytes() {
+            return false;
+        }
+        wire::feedback_claim(self.config.session, message)
+            .is_some_and(|claim| key.verify(&claim, &signed.signature()))
+    }
+
     /// Re-arms the silence check after a receiver was heard from.
     fn refresh_drop_check(&mut self) {
         if self.phase == Phase::Flushing {

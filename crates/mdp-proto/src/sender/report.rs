@@ -143,6 +143,10 @@ pub struct SenderStats {
     pub auth_failed: u64,
     /// Authentic feedback dropped as a replay.
     pub replayed: u64,
+    /// Feedback refused because its sender is not admitted: a REGISTER or
+    /// STATUS not signed by the key listed for its name, a name not
+    /// listed, or a NACK or CONGESTION from a receiver not admitted.
+    pub unadmitted: u64,
 }
 
 impl Sender {
