@@ -4,7 +4,8 @@
 //! rather than given, nor break the invariants it checks.
 //!
 //! The state-machine targets read their input as a flags byte (bit 7: both
-//! ends use a key; bit 6, receiver only: it trusts one signing key) and then a script of steps: `[op][len: u16 LE][len
+//! ends use a key; bit 6: the receiver trusts one signing key, the sender
+//! knows its receivers by key) and then a script of steps: `[op][len: u16 LE][len
 //! bytes]`. Ops (`op % 4`): 0 a datagram, 1 advance
 //! the clock by `len` ms, 2 fire the timer, 3 a datagram on the other
 //! socket (the receiver's feedback port; the sender has one socket).
@@ -200,6 +201,13 @@ pub fn sender_target(data: &[u8]) {
     };
     if flags & 0x80 != 0 {
         config.auth = Some(AuthConfig::new(key(), t0, 1_800_000_000_000_000));
+    }
+    if flags & 0x40 != 0 {
+        // Receivers known by key: every REGISTER and STATUS goes through
+        // the signature check, every NACK through admission.
+        let web1 = mdp_proto::identity::Identity::from_seed([9; 32]).public();
+        config.expected_keys = vec![("web1".into(), web1)];
+        config.expected_names = vec!["web1".into()];
     }
     let files = [("a", 5000u64), ("d/b", 70_000), ("e", 0)];
     let mut entries = vec![Entry {
