@@ -208,5 +208,12 @@ fn a_sender_with_keys_counts_only_feedback_signed_by_the_listed_key() {
         .find(|r| r["name"] == "web1")
         .unwrap();
     assert_eq!(web1["verdict"], "never_registered", "{report}");
+    // The report names the key web1 must sign with.
+    assert!(
+        web1["key"]
+            .as_str()
+            .is_some_and(|k| k.starts_with("SHA256:")),
+        "{report}"
+    );
     fs::remove_dir_all(&base).unwrap();
 }

@@ -66,6 +66,10 @@ pub struct ReceiverJson {
     pub node: Option<String>,
     /// Node name.
     pub name: String,
+    /// With receivers known by key (`--expect-file` with keys): the
+    /// fingerprint of its key, `SHA256:…`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
     /// Its confirmation is required for success.
     pub expected: bool,
     /// `confirmed`, `failed`, `incomplete`, `dropped` or `never_registered`.
@@ -159,6 +163,7 @@ impl SendJson {
                 .map(|rr| ReceiverJson {
                     node: rr.node.map(|n| n.to_string()),
                     name: rr.name.clone(),
+                    key: rr.key.clone(),
                     expected: rr.expected,
                     verdict: match rr.verdict {
                         Verdict::Confirmed => "confirmed",
@@ -237,6 +242,9 @@ impl SendJson {
         ));
         for r in &self.receivers {
             let mut line = format!("  {:<24} {:<10} {} files", r.name, r.verdict, r.verified);
+            if let Some(k) = &r.key {
+                line.push_str(&format!(", key {k}"));
+            }
             if let Some(s) = r.silent_secs {
                 line.push_str(&format!(", silent for {s:.1}s"));
             }
@@ -380,6 +388,7 @@ mod tests {
             verified: 1,
             missing: vec!["tree/x".into()],
             failed: vec![("tree/y".into(), FailReason::HashMismatch)],
+            key: None,
         }
     }
 

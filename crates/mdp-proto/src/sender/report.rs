@@ -65,6 +65,9 @@ pub struct ReceiverReport {
     pub missing: Vec<String>,
     /// Files that failed, by path, with the reason.
     pub failed: Vec<(String, FailReason)>,
+    /// With receivers known by key: the fingerprint of the key listed for
+    /// its name (the one its feedback was signed with).
+    pub key: Option<String>,
 }
 
 /// The outcome of a session.
@@ -150,6 +153,15 @@ pub struct SenderStats {
 }
 
 impl Sender {
+    /// The fingerprint of the key `--expect-file` lists for `name`.
+    fn key_of(&self, name: &str) -> Option<String> {
+        self.config
+            .expected_keys
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, k)| k.fingerprint())
+    }
+
     pub(super) fn finish(&mut self, now: Instant) {
         self.phase = Phase::Done { sent: 0 };
         self.timers.stop_all();
@@ -176,6 +188,7 @@ impl Sender {
             let path = |o: &ObjectId| self.paths.get(o.0 as usize).cloned().unwrap_or_default();
             receivers.push(ReceiverReport {
                 node: Some(*node),
+                key: self.key_of(&p.name),
                 name: p.name.clone(),
                 expected: self.is_expected(&p.name),
                 verified: p.verified,
@@ -195,6 +208,7 @@ impl Sender {
             if !receivers.iter().any(|r| &r.name == name) {
                 receivers.push(ReceiverReport {
                     node: None,
+                    key: self.key_of(name),
                     name: name.clone(),
                     expected: true,
                     verdict: Verdict::NeverRegistered,
