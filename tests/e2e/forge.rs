@@ -27,6 +27,7 @@ pub fn announce(session: SessionId, manifest_bytes: &[u8], object_count: u32) ->
             data_pos: (0, 0),
             acked: vec![],
             delete: false,
+            enc: None,
             signed: None,
         }),
     );

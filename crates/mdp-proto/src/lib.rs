@@ -154,6 +154,7 @@
 
 pub mod auth;
 pub mod cc;
+pub mod crypto;
 pub mod fec;
 pub mod identity;
 pub mod ids;

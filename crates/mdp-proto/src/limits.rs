@@ -22,7 +22,8 @@ pub mod field {
     pub const MAGIC: Field = 0..2;
     /// Protocol version.
     pub const VERSION: usize = 2;
-    /// Packet type; bit 7 is the authentication flag.
+    /// Packet type; bit 7 is the authentication flag, bit 6 the
+    /// encryption flag.
     pub const TYPE: usize = 3;
     /// Session id (u64).
     pub const SESSION: Field = 4..12;
@@ -91,9 +92,14 @@ pub const MAX_HAVE_RANGES: usize = 64;
 
 // ---- Authentication trailer ------------------------------------------------
 
-/// Type-byte flag of a sealed datagram.
+/// Type-byte flag of a sealed datagram (a keyed-BLAKE3 tag: `--key-file`,
+/// or a receiver's feedback in an encrypted session).
 pub const AUTH_FLAG: u8 = 0x80;
-/// Counter (8 bytes) and tag (16 bytes) appended to a sealed datagram.
+/// Type-byte flag of a datagram encrypted with the session key
+/// ([`crate::crypto::Cipher`]).
+pub const ENC_FLAG: u8 = 0x40;
+/// Counter (8 bytes) and tag (16 bytes) appended to a sealed or encrypted
+/// datagram.
 pub const TRAILER_LEN: usize = 24;
 
 // ---- Coding ----------------------------------------------------------------

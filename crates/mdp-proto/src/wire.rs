@@ -7,9 +7,9 @@
 
 use crate::ids::{BlockNumber, NodeId, ObjectId, SessionId, SymbolId};
 use crate::limits::{
-    field, AUTH_FLAG, COMMON_HEADER_LEN, DATA_HEADER_LEN, MAX_BLOCK_BYTES, MAX_HAVE_RANGES,
-    MAX_NACK_ENTRIES, MAX_NACK_MISSING, MAX_NACK_MISSING_TOTAL, MAX_NAME_LEN, MAX_NODE_LIST,
-    MAX_STATUS_OBJECTS,
+    field, AUTH_FLAG, COMMON_HEADER_LEN, DATA_HEADER_LEN, ENC_FLAG, MAX_BLOCK_BYTES,
+    MAX_HAVE_RANGES, MAX_NACK_ENTRIES, MAX_NACK_MISSING, MAX_NACK_MISSING_TOTAL, MAX_NAME_LEN,
+    MAX_NODE_LIST, MAX_STATUS_OBJECTS,
 };
 use crate::ranges;
 use serde::{Deserialize, Serialize};
@@ -18,7 +18,7 @@ use thiserror::Error;
 /// The two magic bytes that open every mdp datagram: ASCII "md".
 pub const MAGIC: [u8; 2] = *b"md";
 /// The protocol version this implementation speaks.
-pub const VERSION: u8 = 5;
+pub const VERSION: u8 = 6;
 /// DATA flag: this symbol is a repair sent in answer to a NACK.
 pub const FLAG_REPAIR: u8 = 0x01;
 
@@ -56,6 +56,10 @@ pub enum PacketType {
     Status = 0x22,
     /// A receiver reports that it cannot take the current rate (receiver to group).
     Congestion = 0x23,
+    /// A receiver asks for the session key of an encrypted push (receiver to group).
+    KeyRequest = 0x24,
+    /// The session key sealed for one receiver (sender to group).
+    Key = 0x13,
 }
 
 impl PacketType {
@@ -65,10 +69,12 @@ impl PacketType {
             0x10 => Self::Announce,
             0x11 => Self::Flush,
             0x12 => Self::Done,
+            0x13 => Self::Key,
             0x20 => Self::Register,
             0x21 => Self::Nack,
             0x22 => Self::Status,
             0x23 => Self::Congestion,
+            0x24 => Self::KeyRequest,
             _ => return None,
         })
     }
@@ -155,6 +161,16 @@ pub struct Timing {
     pub group_size: u32,
 }
 
+/// How a push is encrypted (crypto.rs): announced, and signed, with the
+/// push.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Encryption {
+    /// The AEAD sealing DATA, FLUSH, DONE and the wrapped session keys.
+    pub aead: crate::crypto::Aead,
+    /// The sender's ephemeral X25519 public key for this push.
+    pub sender_eph: [u8; 32],
+}
+
 /// ANNOUNCE: session parameters and the manifest's description.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Announce {
@@ -179,6 +195,9 @@ pub struct Announce {
     /// After a complete push, receivers remove what the pushed directories
     /// hold beyond the manifest (`mdp-send --delete`).
     pub delete: bool,
+    /// Set when the push is encrypted for receivers known by key: only a
+    /// receiver sent the session key (KEY) can read DATA, FLUSH and DONE.
+    pub enc: Option<Encryption>,
     /// The sender's signature of the push ([`push_claim`]), when it has an
     /// identity.
     pub signed: Option<PushSignature>,
@@ -215,11 +234,13 @@ impl PushSignature {
 
 /// Domain separation of a push claim: no other message mdp signs can be
 /// taken for one.
-pub const PUSH_CLAIM_CONTEXT: &[u8] = b"mdp push claim v5\0";
+pub const PUSH_CLAIM_CONTEXT: &[u8] = b"mdp push claim v6\0";
 
 /// The bytes a sender signs for a push (docs/PROTOCOL.md §5a): the
 /// context, then the session id, `signed_at_us`, the signer's key, and the
-/// ANNOUNCE's fixed fields, big-endian, in a fixed layout.
+/// ANNOUNCE's fixed fields, big-endian, in a fixed layout, ending with the
+/// encryption parameters (one byte 0, or 1, the AEAD id and the sender's
+/// ephemeral key).
 pub fn push_claim(
     session: SessionId,
     a: &Announce,
@@ -227,7 +248,7 @@ pub fn push_claim(
     signed_at_us: u64,
 ) -> Vec<u8> {
     let mut m =
-        Vec::with_capacity(PUSH_CLAIM_CONTEXT.len() + 8 + 8 + 32 + 2 + 2 + 2 + 8 + 32 + 4 + 1);
+        Vec::with_capacity(PUSH_CLAIM_CONTEXT.len() + 8 + 8 + 32 + 2 + 2 + 2 + 8 + 32 + 4 + 1 + 34);
     m.extend_from_slice(PUSH_CLAIM_CONTEXT);
     m.extend_from_slice(&session.0.to_be_bytes());
     m.extend_from_slice(&signed_at_us.to_be_bytes());
@@ -239,6 +260,17 @@ pub fn push_claim(
     m.extend_from_slice(&a.manifest_hash);
     m.extend_from_slice(&a.object_count.to_be_bytes());
     m.push(a.delete as u8);
+    match &a.enc {
+        None => m.push(0),
+        Some(e) => {
+            m.push(1);
+            m.push(match e.aead {
+                crate::crypto::Aead::Aes256Gcm => 1,
+                crate::crypto::Aead::ChaCha20Poly1305 => 2,
+            });
+            m.extend_from_slice(&e.sender_eph);
+        }
+    }
     m
 }
 
@@ -285,7 +317,33 @@ pub struct Register {
     pub signed: Option<FeedbackSignature>,
 }
 
-/// A receiver's Ed25519 signature of one REGISTER or STATUS:
+/// KEYREQ: a receiver of an encrypted push asks for the session key, with
+/// its ephemeral X25519 key for this push, signed with its identity.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRequest {
+    /// The receiver.
+    pub node: NodeId,
+    /// Its name, which the sender's `--expect-file` binds to its key.
+    pub name: String,
+    /// Its ephemeral X25519 public key for this push.
+    pub receiver_eph: [u8; 32],
+    /// The receiver's signature ([`feedback_claim`]); a KEYREQ without one
+    /// is never answered.
+    pub signed: Option<FeedbackSignature>,
+}
+
+/// KEY: the session key sealed for one receiver ([`crate::crypto::wrap`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyWrap {
+    /// The receiver it is sealed for.
+    pub node: NodeId,
+    /// The sealed session key.
+    pub sealed_key: [u8; 32],
+    /// Its AEAD tag.
+    pub tag: [u8; 16],
+}
+
+/// A receiver's Ed25519 signature of one REGISTER, STATUS or KEYREQ:
 /// [`feedback_claim`] of the session and the message without it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FeedbackSignature {
@@ -308,9 +366,9 @@ impl FeedbackSignature {
 }
 
 /// Domain separation of a feedback claim.
-pub const FEEDBACK_CLAIM_CONTEXT: &[u8] = b"mdp feedback claim v5\0";
+pub const FEEDBACK_CLAIM_CONTEXT: &[u8] = b"mdp feedback claim v6\0";
 
-/// The bytes a receiver signs for a REGISTER or STATUS (docs/PROTOCOL.md
+/// The bytes a receiver signs for a REGISTER, STATUS or KEYREQ (docs/PROTOCOL.md
 /// §5b): the context, the session id (big-endian), the packet type, and
 /// the message's own encoding with `signed` empty. `None` for other
 /// messages.
@@ -319,6 +377,7 @@ pub fn feedback_claim(session: SessionId, message: &Control) -> Option<Vec<u8>> 
     match &mut unsigned {
         Control::Register(m) => m.signed = None,
         Control::Status(m) => m.signed = None,
+        Control::KeyRequest(m) => m.signed = None,
         _ => return None,
     }
     let mut claim = FEEDBACK_CLAIM_CONTEXT.to_vec();
@@ -335,6 +394,7 @@ pub fn feedback_signature(message: &Control) -> Option<&FeedbackSignature> {
     match message {
         Control::Register(m) => m.signed.as_ref(),
         Control::Status(m) => m.signed.as_ref(),
+        Control::KeyRequest(m) => m.signed.as_ref(),
         _ => None,
     }
 }
@@ -358,6 +418,7 @@ pub fn sign_feedback(
     match message {
         Control::Register(m) => m.signed = Some(signed),
         Control::Status(m) => m.signed = Some(signed),
+        Control::KeyRequest(m) => m.signed = Some(signed),
         _ => {}
     }
 }
@@ -465,6 +526,10 @@ pub enum Control {
     Status(Status),
     /// See [`Congestion`].
     Congestion(Congestion),
+    /// See [`KeyRequest`].
+    KeyRequest(KeyRequest),
+    /// See [`KeyWrap`].
+    Key(KeyWrap),
 }
 
 impl Control {
@@ -477,11 +542,16 @@ impl Control {
             Control::Nack(_) => PacketType::Nack,
             Control::Status(_) => PacketType::Status,
             Control::Congestion(_) => PacketType::Congestion,
+            Control::KeyRequest(_) => PacketType::KeyRequest,
+            Control::Key(_) => PacketType::Key,
         }
     }
 }
 
 /// A parsed datagram.
+// A packet lives on the stack for one call; boxing the control messages
+// would cost an allocation per datagram for a few hundred bytes saved.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Packet<'a> {
     /// A symbol.
@@ -532,6 +602,8 @@ pub fn write_control(buf: &mut Vec<u8>, session: SessionId, message: &Control) {
         Control::Nack(m) => postcard::to_io(m, &mut *buf).map(drop),
         Control::Status(m) => postcard::to_io(m, &mut *buf).map(drop),
         Control::Congestion(m) => postcard::to_io(m, &mut *buf).map(drop),
+        Control::KeyRequest(m) => postcard::to_io(m, &mut *buf).map(drop),
+        Control::Key(m) => postcard::to_io(m, &mut *buf).map(drop),
     };
     res.expect("postcard serialization into a Vec is infallible for mdp's types");
 }
@@ -555,9 +627,9 @@ pub fn parse(datagram: &[u8]) -> Result<Packet<'_>, WireError> {
     if datagram[field::VERSION] != VERSION {
         return Err(WireError::UnsupportedVersion(datagram[field::VERSION]));
     }
-    // Bit 7 marks a sealed datagram (auth.rs); its trailer was checked and
-    // cut off before this.
-    let ty = datagram[field::TYPE] & !AUTH_FLAG;
+    // Bit 7 marks a sealed datagram (auth.rs), bit 6 an encrypted one
+    // (crypto.rs); either was opened, and its trailer cut off, before this.
+    let ty = datagram[field::TYPE] & !(AUTH_FLAG | ENC_FLAG);
     let ty = PacketType::from_u8(ty).ok_or(WireError::UnknownType(ty))?;
     let session = SessionId(u64::from_be_bytes(be(&datagram[field::SESSION])));
     let body = &datagram[COMMON_HEADER_LEN..];
@@ -586,6 +658,8 @@ pub fn parse(datagram: &[u8]) -> Result<Packet<'_>, WireError> {
         PacketType::Nack => Control::Nack(decode(body)?),
         PacketType::Status => Control::Status(decode(body)?),
         PacketType::Congestion => Control::Congestion(decode(body)?),
+        PacketType::KeyRequest => Control::KeyRequest(decode(body)?),
+        PacketType::Key => Control::Key(decode(body)?),
     };
     validate(&message)?;
     Ok(Packet::Control { session, message })
@@ -639,7 +713,8 @@ fn validate(message: &Control) -> Result<(), WireError> {
             check(f.awaiting.len() <= MAX_NODE_LIST, "awaiting")?;
             check(f.acked.len() <= MAX_NODE_LIST, "acked")
         }
-        Control::Done(_) | Control::Congestion(_) => Ok(()),
+        Control::Done(_) | Control::Congestion(_) | Control::Key(_) => Ok(()),
+        Control::KeyRequest(k) => check(k.name.len() <= MAX_NAME_LEN, "name"),
         Control::Register(r) => {
             check(r.name.len() <= MAX_NAME_LEN, "name")?;
             check(r.have.len() <= MAX_HAVE_RANGES, "have")?;
@@ -707,7 +782,7 @@ mod tests {
         let mut buf = Vec::new();
         write_data(&mut buf, &h, b"hello");
         assert_eq!(buf.len(), DATA_HEADER_LEN + 5);
-        assert_eq!(&buf[..4], b"md\x05\x01");
+        assert_eq!(&buf[..4], b"md\x06\x01");
         assert_eq!(&buf[24..28], &[0xde, 0xad, 0xbe, 0xef]);
         match parse(&buf).unwrap() {
             Packet::Data { header, payload } => {
@@ -761,7 +836,7 @@ mod tests {
     fn rejects_truncated_and_foreign_datagrams() {
         assert_eq!(parse(b""), Err(WireError::Truncated));
         assert_eq!(
-            parse(b"md\x05\x01\0\0\0\0\0\0\0\0\0"),
+            parse(b"md\x06\x01\0\0\0\0\0\0\0\0\0"),
             Err(WireError::Truncated)
         );
         assert_eq!(
@@ -787,17 +862,22 @@ mod tests {
             parse(b"md\x03\x23\0\0\0\0\0\0\0\0"),
             Err(WireError::UnsupportedVersion(3))
         );
+        // Version 5 had no encryption.
+        assert_eq!(
+            parse(b"md\x05\x10\0\0\0\0\0\0\0\0"),
+            Err(WireError::UnsupportedVersion(5))
+        );
         // Version 4's ANNOUNCE had no signature.
         assert_eq!(
             parse(b"md\x04\x10\0\0\0\0\0\0\0\0"),
             Err(WireError::UnsupportedVersion(4))
         );
         assert_eq!(
-            parse(b"md\x05\x77\0\0\0\0\0\0\0\0"),
-            Err(WireError::UnknownType(0x77))
+            parse(b"md\x06\x37\0\0\0\0\0\0\0\0"),
+            Err(WireError::UnknownType(0x37))
         );
         // A NACK claiming 2^32 entries in a 20-byte datagram.
-        let mut buf = b"md\x05\x21\0\0\0\0\0\0\0\0".to_vec();
+        let mut buf = b"md\x06\x21\0\0\0\0\0\0\0\0".to_vec();
         buf.extend_from_slice(&[5, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f]);
         assert!(parse(&buf).is_err());
     }

@@ -23,9 +23,9 @@ fn hex(s: &str) -> Vec<u8> {
     digits.chunks(2).map(|p| p[0] << 4 | p[1]).collect()
 }
 
-/// §3: magic "md", version 4, the type, the session big-endian.
+/// §3: magic "md", version 6, the type, the session big-endian.
 fn common(ty: &str) -> String {
-    format!("6d64 | 05 | {ty} | 0102030405060708 | ")
+    format!("6d64 | 06 | {ty} | 0102030405060708 | ")
 }
 
 /// `message` written equals `common(ty) + body`, and parses back to it.
@@ -116,13 +116,16 @@ fn announce_golden_bytes() {
             },
         ],
         delete: true,
+        enc: None,
         signed: None,
     });
     let hash = "11".repeat(32);
     golden(
         "10",
         message,
-        &format!("{t} | f80a | c001 | 40 | 02 | {hash} | 05 | 01 02 | 02 07 00 8001 01 | 01 | 00"),
+        &format!(
+            "{t} | f80a | c001 | 40 | 02 | {hash} | 05 | 01 02 | 02 07 00 8001 01 | 01 | 00 | 00"
+        ),
     );
 }
 
@@ -140,6 +143,7 @@ fn signed_announce_golden_bytes() {
         data_pos: (0, 0),
         acked: vec![],
         delete: false,
+        enc: None,
         signed: Some(wire::PushSignature {
             signer: [0x22; 32],
             signed_at_us: 300,
@@ -156,7 +160,61 @@ fn signed_announce_golden_bytes() {
     golden(
         "10",
         message,
-        &format!("{t} | f80a | c001 | 40 | 02 | {hash} | 05 | 00 00 | 00 | 00 | 01 {signer} ac02 {r} {s}"),
+        &format!("{t} | f80a | c001 | 40 | 02 | {hash} | 05 | 00 00 | 00 | 00 | 00 | 01 {signer} ac02 {r} {s}"),
+    );
+}
+
+/// §5c: an encrypted push announces its AEAD (a postcard enum: 0 is
+/// AES-256-GCM, 1 ChaCha20-Poly1305) and the sender's ephemeral key.
+#[test]
+fn encrypted_announce_golden_bytes() {
+    let (timing, t) = timing();
+    let message = Control::Announce(Announce {
+        timing,
+        symbol_size: 1400,
+        block_k: 192,
+        parity: 64,
+        manifest_len: 2,
+        manifest_hash: [0x11; 32],
+        object_count: 5,
+        data_pos: (0, 0),
+        acked: vec![],
+        delete: false,
+        enc: Some(wire::Encryption {
+            aead: mdp_proto::crypto::Aead::ChaCha20Poly1305,
+            sender_eph: [0x55; 32],
+        }),
+        signed: None,
+    });
+    let (hash, eph) = ("11".repeat(32), "55".repeat(32));
+    golden(
+        "10",
+        message,
+        &format!("{t} | f80a | c001 | 40 | 02 | {hash} | 05 | 00 00 | 00 | 00 | 01 01 {eph} | 00"),
+    );
+}
+
+/// §5c: KEYREQ (0x24) and KEY (0x13).
+#[test]
+fn key_request_and_key_golden_bytes() {
+    golden(
+        "24",
+        Control::KeyRequest(wire::KeyRequest {
+            node: NodeId(9),
+            name: "w1".into(),
+            receiver_eph: [0x66; 32],
+            signed: None,
+        }),
+        &format!("09 | 02 7731 | {} | 00", "66".repeat(32)),
+    );
+    golden(
+        "13",
+        Control::Key(wire::KeyWrap {
+            node: NodeId(300),
+            sealed_key: [0x77; 32],
+            tag: [0x88; 16],
+        }),
+        &format!("ac02 | {} | {}", "77".repeat(32), "88".repeat(16)),
     );
 }
 
@@ -178,16 +236,34 @@ fn the_push_claim_has_a_fixed_layout() {
         data_pos: (9, 9),
         acked: vec![],
         delete: true,
+        enc: None,
         signed: None,
     };
     let claim = wire::push_claim(SESSION, &a, &[0x22; 32], 0x0b0c);
+    let fixed = format!(
+        "0102030405060708 | 0000000000000b0c | {} | 0102 | 0304 | 0506 | 0000000000000708 | {} | 0000090a | 01",
+        "22".repeat(32),
+        "11".repeat(32)
+    );
     let expected = [
-        b"mdp push claim v5\0".to_vec(),
-        hex(&format!(
-            "0102030405060708 | 0000000000000b0c | {} | 0102 | 0304 | 0506 | 0000000000000708 | {} | 0000090a | 01",
-            "22".repeat(32),
-            "11".repeat(32)
-        )),
+        b"mdp push claim v6\0".to_vec(),
+        hex(&format!("{fixed} | 00")),
+    ]
+    .concat();
+    assert_eq!(claim, expected);
+    // Encrypted: 1, the AEAD's id (1 AES-256-GCM, 2 ChaCha20-Poly1305),
+    // the sender's ephemeral key.
+    let a = Announce {
+        enc: Some(wire::Encryption {
+            aead: mdp_proto::crypto::Aead::Aes256Gcm,
+            sender_eph: [0x55; 32],
+        }),
+        ..a
+    };
+    let claim = wire::push_claim(SESSION, &a, &[0x22; 32], 0x0b0c);
+    let expected = [
+        b"mdp push claim v6\0".to_vec(),
+        hex(&format!("{fixed} | 01 01 {}", "55".repeat(32))),
     ]
     .concat();
     assert_eq!(claim, expected);
@@ -313,6 +389,31 @@ fn the_sealed_flag_is_bit_7_of_the_type() {
     assert!(wire::parse(&bytes).is_err(), "another version is refused");
 }
 
+/// §3, §5c: bit 6 of the type marks a datagram sealed with the session
+/// key; the parser reads the type with it cleared (crypto.rs opens it
+/// first), and the clear header of DATA is its whole fixed header.
+#[test]
+fn the_encrypted_flag_is_bit_6_of_the_type() {
+    let bytes = hex(&(common("52") + "01"));
+    assert!(matches!(
+        wire::parse(&bytes),
+        Ok(Packet::Control {
+            message: Control::Done(Done { success: true }),
+            ..
+        })
+    ));
+    let c = mdp_proto::crypto::Cipher::new(mdp_proto::crypto::Aead::Aes256Gcm, &[1; 32]);
+    let mut d = hex(&(common("01") + "00000001 00000002 0003 00 00 00000004 | 6869"));
+    c.seal(&mut d, 0, 0x0102);
+    assert_eq!(d[3], 0x41);
+    assert_eq!(
+        &d[4..28],
+        &hex(&(common("01") + "00000001 00000002 0003 00 00 00000004"))[4..]
+    );
+    assert_eq!(d.len(), 28 + 2 + 8 + 16);
+    assert_eq!(&d[30..38], &hex("0000000000000102")[..]);
+}
+
 #[test]
 fn the_feedback_claim_is_the_message_without_its_signature() {
     use mdp_proto::identity::Identity;
@@ -328,7 +429,7 @@ fn the_feedback_claim_is_the_message_without_its_signature() {
     });
     let claim = wire::feedback_claim(SESSION, &message).unwrap();
     let expected = [
-        b"mdp feedback claim v5\0".to_vec(),
+        b"mdp feedback claim v6\0".to_vec(),
         hex("0102030405060708 | 22 | 09 | 00 | 00 00 | 01 | 04 | 01 06 | 01 07 02 | 00"),
     ]
     .concat();

@@ -44,7 +44,12 @@ fn manifest(sizes: &[u64]) -> (Manifest, Vec<Vec<u8>>) {
 
 /// One session, lossy in both directions by a fixed pattern; returns what
 /// the receiver and the sender were fed, as scripts, and every datagram.
-fn session(sizes: &[u64], drop_every: usize, keyed: bool) -> (Vec<u8>, Vec<u8>, Vec<Vec<u8>>) {
+fn session(
+    sizes: &[u64],
+    drop_every: usize,
+    keyed: bool,
+    encrypted: bool,
+) -> (Vec<u8>, Vec<u8>, Vec<Vec<u8>>) {
     let t0 = Instant::now();
     let (m, data) = manifest(sizes);
     let mut sc = SenderConfig::new(SessionId(0x5e55 + sizes.len() as u64));
@@ -54,6 +59,24 @@ fn session(sizes: &[u64], drop_every: usize, keyed: bool) -> (Vec<u8>, Vec<u8>, 
     sc.block_k = 16;
     sc.parity = 8;
     let mut rc = ReceiverConfig::new(NodeId(9), "seed", 9);
+    rc.insecure = true;
+    if encrypted {
+        // The receiver the fuzz target builds with flags bit 5, so that
+        // the recorded KEY opens there and the sealed datagrams are read.
+        use mdp_proto::crypto::{Aead, SecretSource};
+        use mdp_proto::identity::Identity;
+        rc = ReceiverConfig::new(NodeId(7), "fuzz", 7);
+        rc.insecure = true;
+        rc.identity = Some(Identity::from_seed([7; 32]));
+        rc.secrets = Some(SecretSource::new([7; 32]));
+        sc.identity = Some(Identity::from_seed([1; 32]));
+        sc.expected_keys = vec![("fuzz".into(), Identity::from_seed([7; 32]).public())];
+        sc.expected_names = vec!["fuzz".into()];
+        sc.encryption = Some(mdp_proto::sender::EncryptionConfig {
+            aead: Aead::Aes256Gcm,
+            secrets: SecretSource::new([2; 32]),
+        });
+    }
     if keyed {
         let key = Key::from_bytes([0x42; 32]);
         sc.auth = Some(AuthConfig::new(key.clone(), t0, 1_800_000_000_000_000));
@@ -77,18 +100,22 @@ fn session(sizes: &[u64], drop_every: usize, keyed: bool) -> (Vec<u8>, Vec<u8>, 
                     r.handle_datagram(now, seg);
                 }
             },
-            |s, ev| {
-                if let Output::Request(SenderRequest::ReadBlock {
+            |s, ev| match ev {
+                Output::Request(SenderRequest::ReadBlock {
                     object,
                     block,
                     offset,
                     len,
-                }) = ev
-                {
+                }) => {
                     let f = &data[object.0 as usize - 1];
                     let chunk = f[offset as usize..offset as usize + len].to_vec();
                     s.handle_block(now, object, block, chunk);
                 }
+                Output::Request(SenderRequest::EncodeParity { object, block, job }) => {
+                    let symbols = job.run(&mut mdp_proto::fec::Codec::default()).unwrap();
+                    s.handle_parity(now, object, block, job, symbols);
+                }
+                _ => {}
             },
         );
         drain.receiver(
@@ -108,6 +135,14 @@ fn session(sizes: &[u64], drop_every: usize, keyed: bool) -> (Vec<u8>, Vec<u8>, 
         s.handle_timeout(now);
         r.handle_timeout(now);
     }
+    let report = s.report().unwrap_or_else(|| {
+        panic!(
+            "the recorded session ({sizes:?}) did not end: {:?} {:?}",
+            s.stats(),
+            r.stats()
+        )
+    });
+    assert!(report.success, "the recorded session failed: {report:?}");
     let steps = |v: &[Vec<u8>]| -> Vec<u8> {
         let mut out = Vec::new();
         for d in v {
@@ -121,10 +156,14 @@ fn session(sizes: &[u64], drop_every: usize, keyed: bool) -> (Vec<u8>, Vec<u8>, 
     };
     let mut rx = steps(&to_r);
     let mut sx = steps(&to_s);
-    // The targets read bit 7 of the first byte as "with a key".
+    // The targets read bit 7 of the first byte as "with a key", bit 5 as
+    // "can take encrypted pushes" (with bit 6, the sender encrypts).
     if keyed {
         rx.insert(0, 0x80);
         sx.insert(0, 0x80);
+    } else if encrypted {
+        rx.insert(0, 0x20);
+        sx.insert(0, 0x60);
     } else {
         rx.insert(0, 0);
         sx.insert(0, 0);
@@ -180,14 +219,16 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) {
 
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus");
-    let cases: [(&[u64], usize, bool); 4] = [
-        (&[1000, 0], 0, false),
-        (&[9000, 300], 7, false),
-        (&[5000], 0, true),
-        (&[20_000, 10], 5, true),
+    let cases: [(&[u64], usize, bool, bool); 6] = [
+        (&[1000, 0], 0, false, false),
+        (&[9000, 300], 7, false, false),
+        (&[5000], 0, true, false),
+        (&[20_000, 10], 5, true, false),
+        (&[3000], 0, false, true),
+        (&[12_000, 40], 6, false, true),
     ];
-    for (i, (sizes, drop, keyed)) in cases.iter().enumerate() {
-        let (rx, sx, all) = session(sizes, *drop, *keyed);
+    for (i, (sizes, drop, keyed, encrypted)) in cases.iter().enumerate() {
+        let (rx, sx, all) = session(sizes, *drop, *keyed, *encrypted);
         write(&root.join("receiver"), &format!("session-{i}"), &rx);
         if i == 0 {
             write(

@@ -125,9 +125,17 @@ pub fn receiver_target(data: &[u8]) -> Option<mdp_proto::SessionOutcome> {
     let t0 = Instant::now();
     let mut config = ReceiverConfig::new(NodeId(7), "fuzz", 7);
     config.buffer_bytes = 4 << 20;
+    config.insecure = true;
     let (&flags, data) = data.split_first()?;
     if flags & 0x80 != 0 {
         config.auth = Some(AuthConfig::new(key(), t0, 1_800_000_000_000_000));
+    }
+    if flags & 0x20 != 0 {
+        // A receiver that can take encrypted pushes: ANNOUNCEs with an
+        // ephemeral key start a session that asks for its key, and KEY,
+        // sealed DATA, FLUSH and DONE reach the crypto.
+        config.identity = Some(mdp_proto::identity::Identity::from_seed([7; 32]));
+        config.secrets = Some(mdp_proto::crypto::SecretSource::new([7; 32]));
     }
     if flags & 0x40 != 0 {
         // A receiver that trusts one key: every ANNOUNCE goes through
@@ -208,6 +216,15 @@ pub fn sender_target(data: &[u8]) {
         let web1 = mdp_proto::identity::Identity::from_seed([9; 32]).public();
         config.expected_keys = vec![("web1".into(), web1)];
         config.expected_names = vec!["web1".into()];
+        if flags & 0x80 == 0 && flags & 0x20 != 0 {
+            // Encrypted: KEYREQs reach the key agreement, and feedback
+            // must open with the feedback key of the node it names.
+            config.identity = Some(mdp_proto::identity::Identity::from_seed([1; 32]));
+            config.encryption = Some(mdp_proto::sender::EncryptionConfig {
+                aead: mdp_proto::crypto::Aead::Aes256Gcm,
+                secrets: mdp_proto::crypto::SecretSource::new([2; 32]),
+            });
+        }
     }
     let files = [("a", 5000u64), ("d/b", 70_000), ("e", 0)];
     let mut entries = vec![Entry {

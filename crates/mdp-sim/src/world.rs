@@ -103,6 +103,14 @@ impl World {
                     mdp_proto::auth::AuthConfig::new(k, start, UNIX_AT_START_US + ahead)
                 });
                 rc.trust = config.trust.clone();
+                // The simulator tests the protocol: with no keys to trust,
+                // every push is taken (a test may say otherwise in its
+                // `receiver_setup`).
+                rc.insecure = config.trust.is_empty();
+                // Derived from the node id, not drawn: the links' random
+                // sequence stays as it was without encryption.
+                let secret = blake3::hash(&rc.node.0.to_be_bytes());
+                rc.secrets = Some(mdp_proto::crypto::SecretSource::new(*secret.as_bytes()));
                 rc.clock = Some(mdp_proto::identity::WallClock {
                     at: start,
                     unix_us: UNIX_AT_START_US + config.receiver_clock_ahead.as_micros() as u64,

@@ -227,11 +227,9 @@ fn first_announce(session: u64, content: &Content, now: std::time::Instant) -> V
 fn a_receiver_leaves_a_vanished_senders_push_for_a_new_one() {
     let content = files(8);
     let t0 = std::time::Instant::now();
-    let mut r = mdp_proto::Receiver::new(mdp_proto::ReceiverConfig::new(
-        mdp_proto::NodeId(7),
-        "svc",
-        7,
-    ));
+    let mut config = mdp_proto::ReceiverConfig::new(mdp_proto::NodeId(7), "svc", 7);
+    config.insecure = true;
+    let mut r = mdp_proto::Receiver::new(config);
     r.handle_datagram(t0, &first_announce(0xa, &content, t0));
     assert_eq!(r.session_id(), Some(mdp_proto::SessionId(0xa)));
     // The sender of 0xa dies. A new push is announced 1 s later: too soon

@@ -72,6 +72,7 @@ fn a_receiver_survives_random_and_mutated_datagrams_within_its_memory_budget() {
     for round in 0..40 {
         let mut cfg = ReceiverConfig::new(NodeId(round), "fuzz", round);
         cfg.buffer_bytes = 2 << 20;
+        cfg.insecure = true;
         let mut r = Receiver::new(cfg);
         let mut now = Instant::now();
         let mut drain = Drain::new();
@@ -198,7 +199,9 @@ fn a_receiver_refuses_a_manifest_that_would_need_huge_block_maps() {
     .encode();
     let session = SessionId(0xf00d);
     let t = 16usize;
-    let mut r = Receiver::new(ReceiverConfig::new(NodeId(1), "r", 1));
+    let mut cfg = ReceiverConfig::new(NodeId(1), "r", 1);
+    cfg.insecure = true;
+    let mut r = Receiver::new(cfg);
     let now = Instant::now();
     let mut d = Vec::new();
     wire::write_control(
@@ -220,6 +223,7 @@ fn a_receiver_refuses_a_manifest_that_would_need_huge_block_maps() {
             data_pos: (0, 0),
             acked: vec![],
             delete: false,
+            enc: None,
             signed: None,
         }),
     );
@@ -268,6 +272,7 @@ fn blocks_waiting_for_the_writer_count_against_the_block_budget() {
     let budget = 1 << 20;
     let mut cfg = ReceiverConfig::new(NodeId(9), "slow-writer", 9);
     cfg.buffer_bytes = budget;
+    cfg.insecure = true;
     let defaults = SenderConfig::new(SessionId(77));
     let block = defaults.block_k as usize * defaults.symbol_size as usize;
     let mut r = Receiver::new(cfg);

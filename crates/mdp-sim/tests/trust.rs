@@ -116,8 +116,20 @@ fn a_signature_made_long_ago_is_refused_as_a_replay() {
 }
 
 #[test]
-fn without_a_trust_list_unsigned_pushes_are_taken_as_before() {
-    let w = push(config(None, Vec::new()));
+fn with_no_key_trusted_a_receiver_refuses_every_push() {
+    for signer in [None, Some(key(1))] {
+        let mut c = config(signer, Vec::new());
+        c.receiver_setup = Some(|_, rc| rc.insecure = false);
+        let w = push(c);
+        refused(&w, |why| *why == Untrusted::NoTrust);
+    }
+}
+
+#[test]
+fn an_insecure_receiver_takes_unsigned_pushes() {
+    let mut c = config(None, Vec::new());
+    c.receiver_setup = Some(|_, rc| rc.insecure = true);
+    let w = push(c);
     assert!(w.sender().report().unwrap().success);
 }
 

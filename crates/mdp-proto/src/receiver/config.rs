@@ -57,9 +57,15 @@ pub struct ReceiverConfig {
     pub max_path_len: usize,
     /// With a key: accept only sealed datagrams (auth.rs) and seal ours.
     pub auth: Option<AuthConfig>,
-    /// Keys whose signed pushes are taken; empty: every push is taken,
-    /// signed or not (today's default; `receiver/trust.rs`).
+    /// Keys whose signed pushes are taken (`receiver/trust.rs`). Empty:
+    /// no push is taken, unless `insecure`.
     pub trust: Vec<crate::identity::PublicKey>,
+    /// With no `trust`, take every push, signed or not (`--insecure`).
+    pub insecure: bool,
+    /// Where this receiver's ephemeral key for an encrypted push comes
+    /// from, seeded by the caller from the operating system. Without it
+    /// (or without `identity`) encrypted pushes are refused.
+    pub secrets: Option<crate::crypto::SecretSource>,
     /// With an identity: sign every REGISTER and STATUS, so that a sender
     /// that binds this receiver's name to its key (`--expect-file`) counts
     /// what it says, and no one else's words in its name.
@@ -89,6 +95,8 @@ impl ReceiverConfig {
             max_path_len: 1024,
             auth: None,
             trust: Vec::new(),
+            insecure: false,
+            secrets: None,
             identity: None,
             clock: None,
         }
@@ -222,6 +230,11 @@ pub struct ReceiverStats {
     pub auth_failed: u64,
     /// Sealed datagrams dropped because no key is configured.
     pub auth_no_key: u64,
+    /// Encrypted datagrams dropped because this receiver has not (or not
+    /// yet) been sent the session key.
+    pub undecryptable: u64,
+    /// KEYREQs sent.
+    pub key_requests_sent: u64,
     /// Authentic datagrams dropped as replays (counter seen before, or a
     /// new session whose counter is far from this host's clock).
     pub replayed: u64,

@@ -22,6 +22,11 @@ pub enum SessionError {
         /// The idle timeout that ran out.
         idle: Duration,
     },
+    /// The push was encrypted and the sender never sent this receiver the
+    /// session key: its name and key are not in the sender's
+    /// `--expect-file`.
+    #[error("the push was encrypted and the sender did not admit this receiver: add its name and public key (mdp-recv --fingerprint) to the sender's --expect-file")]
+    NotAdmitted,
     /// The sender fell silent and another push was announced meanwhile.
     #[error("the sender went silent for {:.1}s and another push began", .silent.as_secs_f64())]
     Superseded {

@@ -100,7 +100,8 @@ impl Session {
             && self.coding.parity == a.parity
             && self.manifest_len == a.manifest_len
             && self.manifest_hash == a.manifest_hash
-            && self.object_count == a.object_count;
+            && self.object_count == a.object_count
+            && self.keys.as_ref().map(|k| k.announced()) == a.enc.as_ref();
         if !same {
             // A session's parameters never change: this one is forged or broken.
             cx.stats.malformed += 1;
@@ -108,6 +109,7 @@ impl Session {
         }
         self.handle_timing(now, cx, &a.timing, &a.acked);
         self.advance_sender_pos(now, cx, a.data_pos);
+        self.maybe_request_key(now, cx);
         self.maybe_register(now, cx);
     }
 

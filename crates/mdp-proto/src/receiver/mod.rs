@@ -35,6 +35,7 @@ mod collect;
 mod config;
 mod error;
 mod feedback;
+mod keys;
 mod nack;
 mod state;
 mod trust;
@@ -47,6 +48,7 @@ pub use trust::Untrusted;
 use crate::auth::{self, AuthError, Sealer};
 use crate::fec::Codec;
 use crate::ids::{NodeId, ObjectId, SessionId};
+use crate::limits::{field, AUTH_FLAG, COMMON_HEADER_LEN, ENC_FLAG, TRAILER_LEN};
 use crate::rng::Rng;
 use crate::transmit::{Destination, Transmit};
 use crate::wire::{self, Control, FailReason, Packet};
@@ -79,6 +81,8 @@ struct Ctx {
     /// Sessions refused as untrusted, most recent last, so that each is
     /// reported once.
     refused: VecDeque<SessionId>,
+    /// Secrets for encrypted pushes (from the config).
+    secrets: Option<crate::crypto::SecretSource>,
 }
 
 /// Refused sessions remembered for reporting once (a bound against a
@@ -91,6 +95,8 @@ pub struct Receiver {
     cx: Ctx,
     sealer: Option<Sealer>,
     state: State,
+    /// Where an encrypted datagram is opened.
+    scratch: Vec<u8>,
 }
 
 impl Receiver {
@@ -100,6 +106,7 @@ impl Receiver {
         Receiver {
             cx: Ctx {
                 rng: Rng::new(config.seed),
+                secrets: config.secrets.clone(),
                 config,
                 codec: Codec::default(),
                 transmits: VecDeque::new(),
@@ -110,6 +117,7 @@ impl Receiver {
             },
             sealer,
             state: State::Idle,
+            scratch: Vec::new(),
         }
     }
 
@@ -179,9 +187,18 @@ impl Receiver {
             self.cx.stats.bytes_received += datagram.len() as u64;
             return;
         }
+        self.cx.stats.packets_received += 1;
+        self.cx.stats.bytes_received += datagram.len() as u64;
+        let ty = datagram.get(field::TYPE).copied().unwrap_or(0);
+        if ty & ENC_FLAG != 0 {
+            self.handle_encrypted(now, datagram);
+            return;
+        }
+        if ty & AUTH_FLAG != 0 && self.cx.config.auth.is_none() && self.encrypted_session() {
+            self.handle_overheard(now, datagram);
+            return;
+        }
         let stats = &mut self.cx.stats;
-        stats.packets_received += 1;
-        stats.bytes_received += datagram.len() as u64;
         let (datagram, counter) =
             match auth::open(self.cx.config.auth.as_ref().map(|a| &a.key), datagram) {
                 Ok(x) => x,
@@ -201,6 +218,70 @@ impl Receiver {
                 return;
             }
         };
+        self.handle_packet(now, packet, counter, false);
+    }
+
+    /// True while the live session is an encrypted push.
+    fn encrypted_session(&self) -> bool {
+        matches!(&self.state, State::Live(s) if s.keys.is_some())
+    }
+
+    /// A datagram the session key seals (DATA, FLUSH, DONE): opened, then
+    /// handled as any other; dropped when this receiver has no key for it
+    /// or it does not open.
+    fn handle_encrypted(&mut self, now: Instant, datagram: &[u8]) {
+        let session = datagram
+            .get(field::SESSION)
+            .map(|b| SessionId(u64::from_be_bytes(b.try_into().expect("8 bytes"))));
+        let State::Live(s) = &mut self.state else {
+            self.cx.stats.undecryptable += 1;
+            return;
+        };
+        let Some(cipher) = s.keys.as_ref().and_then(|k| k.cipher.as_ref()) else {
+            self.cx.stats.undecryptable += 1;
+            return;
+        };
+        if session != Some(s.id) {
+            self.cx.stats.ignored += 1;
+            return;
+        }
+        let mut scratch = std::mem::take(&mut self.scratch);
+        match cipher.open(datagram, &mut scratch) {
+            Ok(counter) if s.sender_replay.accept(counter) => match wire::parse(&scratch) {
+                Ok(packet) => self.handle_packet(now, packet, counter, true),
+                Err(_) => self.cx.stats.malformed += 1,
+            },
+            Ok(_) => self.cx.stats.replayed += 1,
+            Err(_) => self.cx.stats.auth_failed += 1,
+        }
+        self.scratch = scratch;
+    }
+
+    /// Another receiver's feedback in an encrypted push, sealed with its
+    /// own key, which this receiver cannot check: only a NACK is used, and
+    /// only to hold back this receiver's own NACK for the same block.
+    fn handle_overheard(&mut self, now: Instant, datagram: &[u8]) {
+        if datagram.len() < COMMON_HEADER_LEN + TRAILER_LEN {
+            self.cx.stats.malformed += 1;
+            return;
+        }
+        let inner = &datagram[..datagram.len() - TRAILER_LEN];
+        let (State::Live(s), Ok(Packet::Control { session, message })) =
+            (&mut self.state, wire::parse(inner))
+        else {
+            self.cx.stats.malformed += 1;
+            return;
+        };
+        match message {
+            Control::Nack(n) if session == s.id => s.handle_other_nack(now, &mut self.cx, &n),
+            _ => self.cx.stats.ignored += 1,
+        }
+        self.after_input(now);
+    }
+
+    /// A datagram that passed authentication (or needs none), parsed;
+    /// `opened` when the session key opened it.
+    fn handle_packet(&mut self, now: Instant, packet: Packet<'_>, counter: u64, opened: bool) {
         let session_id = match &packet {
             Packet::Data { header, .. } => header.session,
             Packet::Control { session, .. } => *session,
@@ -218,7 +299,15 @@ impl Receiver {
                     if !self.admit(now, session_id, a) {
                         return;
                     }
-                    self.state = State::Live(Box::new(Session::new(now, session_id, a)));
+                    let keys = match (&a.enc, &a.signed, self.cx.secrets.as_mut()) {
+                        (Some(enc), Some(signed), Some(secrets)) => Some(keys::SessionKeys::new(
+                            *enc,
+                            signed.signer,
+                            secrets.draw("receiver ephemeral", session_id),
+                        )),
+                        _ => None, // admit() refused the other encrypted cases
+                    };
+                    self.state = State::Live(Box::new(Session::new(now, session_id, a, keys)));
                 }
                 _ => {
                     self.cx.stats.ignored += 1;
@@ -247,17 +336,7 @@ impl Receiver {
                 Packet::Control {
                     message: Control::Announce(a),
                     ..
-                } => {
-                    announce
-                        && trust::admit(
-                            &self.cx.config.trust,
-                            self.cx.config.clock.as_ref(),
-                            now,
-                            session_id,
-                            a,
-                        )
-                        .is_ok()
-                }
+                } => announce && trust::admit(&self.cx.config, now, session_id, a).is_ok(),
                 _ => false,
             };
             // Only a push this receiver would take replaces a silent one:
@@ -270,6 +349,20 @@ impl Receiver {
             }
             return;
         }
+        // In an encrypted push, what the session key seals counts only
+        // sealed: a forged symbol or FLUSH or DONE in clear is dropped.
+        let must_open = matches!(
+            packet,
+            Packet::Data { .. }
+                | Packet::Control {
+                    message: Control::Flush(_) | Control::Done(_),
+                    ..
+                }
+        );
+        if s.keys.is_some() && must_open && !opened {
+            self.cx.stats.auth_failed += 1;
+            return;
+        }
         // Only the sender's datagrams show that the push is alive: receivers
         // NACKing each other must not keep a session whose sender died.
         let from_sender = !matches!(
@@ -278,7 +371,8 @@ impl Receiver {
                 message: Control::Nack(_)
                     | Control::Register(_)
                     | Control::Status(_)
-                    | Control::Congestion(_),
+                    | Control::Congestion(_)
+                    | Control::KeyRequest(_),
                 ..
             }
         );
@@ -302,7 +396,14 @@ impl Receiver {
                     s.handle_other_nack(now, cx, &n);
                     Ok(())
                 }
-                Control::Register(_) | Control::Status(_) | Control::Congestion(_) => {
+                Control::Key(k) => {
+                    s.handle_key(cx, &k);
+                    Ok(())
+                }
+                Control::Register(_)
+                | Control::Status(_)
+                | Control::Congestion(_)
+                | Control::KeyRequest(_) => {
                     cx.stats.ignored += 1;
                     Ok(())
                 }
@@ -315,7 +416,7 @@ impl Receiver {
     /// counts it and tells the caller, once per session.
     fn admit(&mut self, now: Instant, session: SessionId, a: &wire::Announce) -> bool {
         let cx = &mut self.cx;
-        match trust::admit(&cx.config.trust, cx.config.clock.as_ref(), now, session, a) {
+        match trust::admit(&cx.config, now, session, a) {
             Ok(()) => true,
             Err(why) => {
                 cx.stats.untrusted += 1;
@@ -460,6 +561,7 @@ impl Receiver {
         if now.saturating_duration_since(s.last_heard) >= idle {
             let problem = match s.phase {
                 Phase::Confirming { .. } => None,
+                _ if s.awaiting_key() => Some(SessionError::NotAdmitted),
                 _ => Some(SessionError::SenderSilent { idle }),
             };
             self.finish(End(problem));
@@ -512,13 +614,20 @@ impl Receiver {
     /// Writes the next feedback datagram into `buf` (cleared first).
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
         let mut msg = self.cx.transmits.pop_front()?;
-        let session = self.state.session()?.id;
+        let s = self.state.session_mut()?;
+        let session = s.id;
         if let Some(identity) = &self.cx.config.identity {
             wire::sign_feedback(session, &mut msg, identity);
         }
         buf.clear();
         wire::write_control(buf, session, &msg);
-        if let (Some(sealer), Some(auth)) = (&mut self.sealer, &self.cx.config.auth) {
+        let unix_us = self.cx.config.clock.map_or(0, |c| c.unix_us(now));
+        let feedback_sealer = s.keys.as_mut().and_then(|k| k.feedback.as_mut());
+        if let (Some(sealer), false) = (feedback_sealer, matches!(msg, Control::KeyRequest(_))) {
+            // An encrypted push: everything but KEYREQ is sealed with this
+            // receiver's own feedback key.
+            sealer.seal(buf, 0, unix_us);
+        } else if let (Some(sealer), Some(auth)) = (&mut self.sealer, &self.cx.config.auth) {
             sealer.seal(buf, 0, auth.unix_us(now));
         }
         Some(Transmit {
@@ -570,7 +679,9 @@ mod tests {
     fn an_overheard_nack_with_a_huge_need_does_not_overflow() {
         let t0 = Instant::now();
         let session = SessionId(0x5e55);
-        let mut r = Receiver::new(ReceiverConfig::new(NodeId(7), "test", 7));
+        let mut config = ReceiverConfig::new(NodeId(7), "test", 7);
+        config.insecure = true;
+        let mut r = Receiver::new(config);
         let mut buf = Vec::new();
         let announce = Announce {
             timing: Timing {
@@ -588,6 +699,7 @@ mod tests {
             data_pos: (0, 0),
             acked: Vec::new(),
             delete: false,
+            enc: None,
             signed: None,
         };
         wire::write_control(&mut buf, session, &Control::Announce(announce));

@@ -29,6 +29,7 @@
 
 use super::collect::{ManifestParts, Obj, ObjState, Partial};
 use super::feedback::{LossMeter, Registration};
+use super::keys::SessionKeys;
 use super::nack::NackView;
 use super::{Ctx, ReceiverRequest, Refusal, SessionError, SessionOutcome};
 use crate::auth::ReplayWindow;
@@ -144,11 +145,18 @@ pub(super) struct Session {
     /// With a key: counters seen from the sender and from other receivers.
     pub(super) sender_replay: ReplayWindow,
     pub(super) peer_replay: HashMap<NodeId, ReplayWindow>,
+    /// An encrypted push's keys (keys.rs).
+    pub(super) keys: Option<SessionKeys>,
 }
 
 impl Session {
     /// A session joined on its ANNOUNCE `a`.
-    pub(super) fn new(now: Instant, id: SessionId, a: &Announce) -> Session {
+    pub(super) fn new(
+        now: Instant,
+        id: SessionId,
+        a: &Announce,
+        keys: Option<SessionKeys>,
+    ) -> Session {
         let coding = Coding {
             symbol_size: a.symbol_size,
             block_k: a.block_k,
@@ -183,6 +191,7 @@ impl Session {
             refused: None,
             sender_replay: ReplayWindow::default(),
             peer_replay: HashMap::new(),
+            keys,
         }
     }
 

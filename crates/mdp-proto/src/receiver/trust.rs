@@ -10,7 +10,8 @@
 //! fixed fields (feedback.rs), so a forged one cannot change what was
 //! signed.
 
-use crate::identity::{PublicKey, WallClock, SIGNATURE_WINDOW};
+use super::ReceiverConfig;
+use crate::identity::{PublicKey, SIGNATURE_WINDOW};
 use crate::ids::SessionId;
 use crate::wire::{self, Announce};
 use std::time::Instant;
@@ -19,6 +20,16 @@ use thiserror::Error;
 /// Why a push was not taken (without joining it).
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 pub enum Untrusted {
+    /// No key is trusted here and `--insecure` was not given.
+    #[error("no key is trusted here: give --trust KEY|FILE with the sender's public key (or --insecure to take unsigned pushes)")]
+    NoTrust,
+    /// An encrypted push, and this receiver has no identity to ask for
+    /// its key with.
+    #[error("the push is encrypted for receivers known by key: give this receiver --identity with the key the sender's --expect-file lists")]
+    NeedIdentity,
+    /// An encrypted push without a signature (never sent by mdp).
+    #[error("the push is encrypted but not signed: forged or broken")]
+    EncryptedUnsigned,
     /// The ANNOUNCE carries no signature.
     #[error("the push is not signed: give mdp-send --identity, or this receiver --insecure")]
     Unsigned,
@@ -41,14 +52,26 @@ pub enum Untrusted {
 
 /// Whether an ANNOUNCE of `session` may start a session here.
 pub(super) fn admit(
-    trust: &[PublicKey],
-    clock: Option<&WallClock>,
+    config: &ReceiverConfig,
     now: Instant,
     session: SessionId,
     a: &Announce,
 ) -> Result<(), Untrusted> {
+    let (trust, clock) = (&config.trust, config.clock.as_ref());
+    if a.enc.is_some() {
+        if a.signed.is_none() {
+            return Err(Untrusted::EncryptedUnsigned);
+        }
+        if config.identity.is_none() || config.secrets.is_none() {
+            return Err(Untrusted::NeedIdentity);
+        }
+    }
     if trust.is_empty() {
-        return Ok(());
+        return if config.insecure {
+            Ok(())
+        } else {
+            Err(Untrusted::NoTrust)
+        };
     }
     let Some(signed) = &a.signed else {
         return Err(Untrusted::Unsigned);

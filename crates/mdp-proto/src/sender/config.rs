@@ -57,6 +57,9 @@ pub struct SenderConfig {
     /// Ask receivers to remove what the pushed directories hold beyond
     /// the manifest, after a complete push (`--delete`).
     pub delete: bool,
+    /// Encrypt the push for the receivers in `expected_keys` (keys.rs);
+    /// needs `identity` and excludes `auth`.
+    pub encryption: Option<super::EncryptionConfig>,
 }
 
 impl SenderConfig {
@@ -87,6 +90,7 @@ impl SenderConfig {
             identity: None,
             signed_at_us: 0,
             delete: false,
+            encryption: None,
         }
     }
 
@@ -137,6 +141,17 @@ impl SenderConfig {
         if self.cache_bytes < self.min_cache_bytes() {
             return Err(ConfigError::CacheTooSmall);
         }
+        if self.encryption.is_some() {
+            if self.identity.is_none() {
+                return Err(ConfigError::EncryptionNeedsIdentity);
+            }
+            if self.expected_keys.is_empty() {
+                return Err(ConfigError::EncryptionNeedsKnownReceivers);
+            }
+            if self.auth.is_some() {
+                return Err(ConfigError::EncryptionWithSharedKey);
+            }
+        }
         Ok(())
     }
 
@@ -184,6 +199,17 @@ pub enum ConfigError {
         /// Bytes per symbol.
         symbol_size: u16,
     },
+    /// Encryption without a signing identity.
+    #[error(
+        "an encrypted push must be signed: give --identity (make one with --gen-identity FILE)"
+    )]
+    EncryptionNeedsIdentity,
+    /// Encryption without receivers known by key.
+    #[error("an encrypted push needs its receivers' keys: give --expect-file with a `name ssh-ed25519 …` line per host")]
+    EncryptionNeedsKnownReceivers,
+    /// Encryption and a shared key together.
+    #[error("--key-file is for unencrypted pushes (encryption authenticates every packet already): drop --key-file, or push with --no-encrypt")]
+    EncryptionWithSharedKey,
     /// The cache cannot hold the read-ahead window.
     #[error("block cache too small for the read-ahead window")]
     CacheTooSmall,

@@ -42,14 +42,16 @@ impl Sender {
 
     /// With a key: seals the datagram that starts at `buf[start]`.
     pub(super) fn seal(&mut self, buf: &mut Vec<u8>, start: usize) {
-        if let (Some(sealer), Some(auth)) = (&mut self.sealer, &self.config.auth) {
+        if let Some(keys) = &mut self.keys {
+            keys.seal(buf, start);
+        } else if let (Some(sealer), Some(auth)) = (&mut self.sealer, &self.config.auth) {
             sealer.seal(buf, start, auth.unix_us(self.now_hint));
         }
     }
 
     /// Bytes a seal adds to each datagram.
     pub(super) fn trailer_len(&self) -> usize {
-        if self.config.auth.is_some() {
+        if self.config.auth.is_some() || self.keys.is_some() {
             TRAILER_LEN
         } else {
             0
@@ -68,6 +70,7 @@ impl Sender {
             data_pos: (self.cursor.object, self.cursor.block),
             acked: self.acks.take(),
             delete: self.config.delete,
+            enc: self.keys.as_ref().map(|k| k.announced()),
             signed: self.signed,
         })
     }
@@ -210,7 +213,7 @@ impl Sender {
         let shared = if esi < k {
             let len = self.coding.source_symbol_len(block_len, esi as u16);
             let range = esi as usize * t..esi as usize * t + len;
-            if self.sealer.is_none() {
+            if self.sealer.is_none() && self.keys.is_none() {
                 Some((cached.source.clone(), range))
             } else {
                 buf.extend_from_slice(&cached.source[range]);

@@ -30,6 +30,7 @@ mod cache;
 mod config;
 mod emit;
 mod events;
+mod keys;
 mod peers;
 mod repair;
 mod report;
@@ -39,10 +40,12 @@ mod timers;
 pub use crate::cc::RateMode;
 pub use config::{ConfigError, SenderConfig};
 pub use events::{SenderEvent, SenderRequest};
+pub use keys::EncryptionConfig;
 pub use report::{RateSummary, ReceiverReport, SenderReport, SenderStats, Verdict};
 
 use cache::{pad_exactly, BlockCache};
 use emit::pacing_burst;
+use keys::SenderKeys;
 use peers::MAX_PEER_HAVE_RANGES;
 use peers::{Acks, Peer, PeerState};
 use repair::RepairState;
@@ -138,6 +141,8 @@ pub struct Sender {
     now_hint: Instant,
     /// The push's signature, sent with every ANNOUNCE.
     signed: Option<wire::PushSignature>,
+    /// An encrypted push's keys (keys.rs).
+    keys: Option<SenderKeys>,
     /// Every deadline of the session (timers.rs).
     timers: Timers,
     requests: VecDeque<SenderRequest>,
@@ -204,7 +209,7 @@ impl Sender {
         // The bucket holds what the rate allows in PACING_BURST, so a caller
         // whose timer fires about once a millisecond still reaches the rate;
         // at least a few datagrams.
-        let trailer = if config.auth.is_some() {
+        let trailer = if config.auth.is_some() || config.encryption.is_some() {
             TRAILER_LEN
         } else {
             0
@@ -212,6 +217,10 @@ impl Sender {
         let datagram = config.symbol_size as usize + DATA_HEADER_LEN + trailer;
         let cc = RateController::new(config.rate, now);
         let rate = cc.rate_bps();
+        let keys = config
+            .encryption
+            .as_ref()
+            .map(|e| SenderKeys::new(e, config.session));
         let signed = config.identity.as_ref().map(|id| {
             let signer = id.public().to_bytes();
             // The fields the claim covers, as every ANNOUNCE carries them.
@@ -231,6 +240,7 @@ impl Sender {
                 data_pos: (0, 0),
                 acked: Vec::new(),
                 delete: config.delete,
+                enc: keys.as_ref().map(|k| k.announced()),
                 signed: None,
             };
             let claim = wire::push_claim(config.session, &fixed, &signer, config.signed_at_us);
@@ -245,6 +255,7 @@ impl Sender {
         });
         Ok(Sender {
             signed,
+            keys,
             coding: config.coding(),
             pacer: Pacer::new(rate, pacing_burst(rate, config.max_batch, datagram), now),
             cc,
@@ -343,6 +354,16 @@ impl Sender {
     /// A datagram arrived from the network (any source; the sender's own
     /// looped-back datagrams included).
     pub fn handle_datagram(&mut self, now: Instant, datagram: &[u8]) {
+        if self.keys.is_some() {
+            if self.phase == Phase::Finished {
+                self.stats.ignored_received += 1;
+                return;
+            }
+            if let Some(message) = self.open_feedback(datagram) {
+                self.handle_feedback(now, message);
+            }
+            return;
+        }
         let Ok((datagram, counter)) =
             auth::open(self.config.auth.as_ref().map(|a| &a.key), datagram)
         else {
@@ -380,6 +401,11 @@ impl Sender {
             self.stats.unadmitted += 1;
             return;
         }
+        self.handle_feedback(now, message);
+    }
+
+    /// Feedback that passed authentication and admission.
+    fn handle_feedback(&mut self, now: Instant, message: Control) {
         match message {
             Control::Register(r) => {
                 if self.touch_peer_as(now, r.node, &r.name, r.echo, !r.more) {
@@ -471,8 +497,12 @@ impl Sender {
                     self.push_ack(s.node, AckState::Confirmed);
                 }
             }
+            Control::KeyRequest(k) => {
+                self.handle_key_request(now, k);
+                return;
+            }
             // Our own packets looped back, or another sender's.
-            Control::Announce(_) | Control::Flush(_) | Control::Done(_) => {
+            Control::Announce(_) | Control::Flush(_) | Control::Done(_) | Control::Key(_) => {
                 self.stats.ignored_received += 1;
             }
         }
@@ -765,6 +795,10 @@ impl Sender {
             return self.poll_gather(now, out);
         }
         // Control messages first: they are small and time-critical.
+        if let Some(key) = self.keys.as_mut().and_then(|k| k.next_due()) {
+            self.write_control(out, &Control::Key(key));
+            return Some(self.single(out));
+        }
         if self.timers.is_due(Timer::Announce, now) {
             if self.phase == Phase::Announcing
                 && self.cursor.object > 0

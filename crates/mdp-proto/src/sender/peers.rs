@@ -247,9 +247,12 @@ impl Sender {
         let name = match message {
             Control::Register(m) => &m.name,
             Control::Status(m) => &m.name,
+            Control::KeyRequest(m) => &m.name,
             Control::Nack(m) => return self.peers.get(&m.node).is_some_and(|p| p.registered),
             Control::Congestion(m) => return self.peers.get(&m.node).is_some_and(|p| p.registered),
-            Control::Announce(_) | Control::Flush(_) | Control::Done(_) => return true,
+            Control::Announce(_) | Control::Flush(_) | Control::Done(_) | Control::Key(_) => {
+                return true
+            }
         };
         let Some((_, key)) = self.config.expected_keys.iter().find(|(n, _)| n == name) else {
             return false;

@@ -150,6 +150,9 @@ pub struct SenderStats {
     /// STATUS not signed by the key listed for its name, a name not
     /// listed, or a NACK or CONGESTION from a receiver not admitted.
     pub unadmitted: u64,
+    /// Session keys sealed for a receiver (one per admitted KEYREQ;
+    /// re-sent copies not counted).
+    pub keys_sent: u64,
 }
 
 impl Sender {

@@ -1,0 +1,252 @@
+//! Encrypted pushes (docs/PROTOCOL.md §5c): only receivers the sender
+//! expects by key are sent the session key; DATA, FLUSH and DONE are
+//! sealed with it; nothing unsealed or forged is used; feedback counts
+//! only when sealed with its receiver's own key.
+
+use mdp_proto::crypto::{Aead, SecretSource};
+use mdp_proto::identity::Identity;
+use mdp_proto::limits::ENC_FLAG;
+use mdp_proto::receiver::{SessionError, Untrusted};
+use mdp_proto::sender::EncryptionConfig;
+use mdp_proto::wire::{self, Congestion, Control, DataHeader, Echo, Packet};
+use mdp_proto::{BlockNumber, ObjectId, SymbolId};
+use mdp_sim::{Content, Node, SimConfig, World};
+use std::time::Duration;
+
+fn key(seed: u8) -> Identity {
+    Identity::from_seed([seed; 32])
+}
+
+/// A plaintext no datagram may show.
+const SECRET: &[u8] = b"password=correct horse battery staple;";
+
+fn content() -> Content {
+    let mut data = Content::random_bytes(60_000, 3);
+    data[1000..1000 + SECRET.len()].copy_from_slice(SECRET);
+    Content::new(&["etc"], vec![("etc/secret.conf".into(), data)])
+}
+
+/// `receivers` receivers `r0`, `r1`, … with keys 10, 11, …; the sender
+/// (key 1, trusted by all) expects `expected` of them by key and encrypts.
+fn config(receivers: usize, expected: usize, aead: Aead) -> SimConfig {
+    let mut c = SimConfig::new(receivers, 21);
+    c.sender.symbol_size = 256;
+    c.sender.block_k = 16;
+    c.sender.parity = 8;
+    c.sender.identity = Some(key(1));
+    c.sender.wait = Duration::from_millis(300);
+    c.sender.timeout = Duration::from_secs(5);
+    c.trust = vec![key(1).public()];
+    c.receiver_setup = Some(|i, rc| rc.identity = Some(Identity::from_seed([10 + i as u8; 32])));
+    c.sender.expected_keys = (0..expected)
+        .map(|i| (format!("r{i}"), key(10 + i as u8).public()))
+        .collect();
+    c.sender.expected_names = c
+        .sender
+        .expected_keys
+        .iter()
+        .map(|(n, _)| n.clone())
+        .collect();
+    c.sender.encryption = Some(EncryptionConfig {
+        aead,
+        secrets: SecretSource::new([42; 32]),
+    });
+    c
+}
+
+fn push(mut w: World) -> World {
+    assert!(
+        w.drive_until(|w| w.sender().is_finished()),
+        "the sender ends"
+    );
+    w
+}
+
+#[test]
+fn an_encrypted_push_reaches_every_expected_receiver_and_shows_nothing_on_the_wire() {
+    for aead in [Aead::Aes256Gcm, Aead::ChaCha20Poly1305] {
+        let mut c = config(2, 2, aead);
+        c.loss_independent = 0.05;
+        let mut w = World::new(c, content());
+        w.record_sent();
+        let w = push(w);
+        let report = w.sender().report().unwrap();
+        assert!(report.success, "{aead:?}: {report:?}");
+        assert_eq!(w.sender().stats().keys_sent, 2);
+        for i in 0..2 {
+            assert_eq!(
+                w.receiver_files(i).get("etc/secret.conf"),
+                Some(&content().files[&ObjectId(1)]),
+                "{aead:?}: receiver {i}"
+            );
+        }
+        let mut data = 0;
+        for s in w.sent() {
+            assert!(
+                !s.datagram.windows(SECRET.len()).any(|x| x == SECRET),
+                "plaintext on the wire"
+            );
+            if s.datagram[3] & !ENC_FLAG == wire::PacketType::Data as u8 {
+                assert_ne!(s.datagram[3] & ENC_FLAG, 0, "DATA in clear");
+                data += 1;
+            }
+        }
+        assert!(data > 200, "{data} DATA datagrams");
+        // Repairs were asked for and answered through sealed feedback.
+        assert!(w.sender().stats().nacks_received > 0);
+        assert_eq!(w.sender().stats().auth_failed, 0);
+    }
+}
+
+#[test]
+fn a_receiver_not_expected_by_key_is_sent_no_key_and_gets_nothing() {
+    let w = push(World::new(config(3, 2, Aead::Aes256Gcm), content()));
+    let report = w.sender().report().unwrap();
+    assert!(report.success, "{report:?}");
+    assert_eq!(w.sender().stats().keys_sent, 2);
+    assert!(w.sender().stats().unadmitted > 0, "r2's KEYREQ was refused");
+    assert!(
+        report.receivers.iter().all(|r| r.name != "r2"),
+        "{report:?}"
+    );
+    assert!(w.receiver_files(2).is_empty());
+    let r2 = w.receiver(2).stats();
+    assert!(r2.key_requests_sent > 0 && r2.undecryptable > 0, "{r2:?}");
+    assert_eq!(r2.symbols_received, 0);
+}
+
+#[test]
+fn a_non_member_ends_saying_it_was_not_admitted() {
+    let mut c = config(3, 2, Aead::Aes256Gcm);
+    c.max_time = Duration::from_secs(60);
+    let mut w = World::new(c, content());
+    assert!(w.drive_until(|w| w.receiver(2).is_finished()));
+    let problem = w.receiver_outcome(2).and_then(|o| o.problem.clone());
+    assert_eq!(problem, Some(SessionError::NotAdmitted));
+}
+
+#[test]
+fn a_receiver_without_an_identity_refuses_an_encrypted_push() {
+    let mut c = config(1, 1, Aead::Aes256Gcm);
+    c.receiver_setup = None;
+    let w = push(World::new(c, content()));
+    assert_eq!(w.receiver_untrusted(0), &[Untrusted::NeedIdentity]);
+    assert!(!w.sender().report().unwrap().success);
+}
+
+#[test]
+fn forged_symbols_sealed_or_in_clear_are_dropped_not_decoded() {
+    let c = config(1, 1, Aead::Aes256Gcm);
+    let session = c.sender.session;
+    let mut w = World::new(c, content());
+    assert!(w.drive_until(|w| w.receiver(0).progress().is_some()));
+    // Zeros for every symbol of the file's first block: in clear, and
+    // with the encrypted flag and a made-up tag.
+    for esi in 0..24u16 {
+        let h = DataHeader {
+            session,
+            object: ObjectId(1),
+            block: BlockNumber(0),
+            esi: SymbolId(esi),
+            flags: 0,
+            seq: 0,
+        };
+        let mut d = Vec::new();
+        wire::write_data(&mut d, &h, &[0u8; 256]);
+        w.inject(Node::Sender, &d);
+        d[3] |= ENC_FLAG;
+        d.extend_from_slice(&[7u8; 24]);
+        w.inject(Node::Sender, &d);
+    }
+    let w = push(w);
+    assert!(w.sender().report().unwrap().success);
+    assert_eq!(
+        w.receiver_files(0).get("etc/secret.conf"),
+        Some(&content().files[&ObjectId(1)])
+    );
+    assert!(
+        w.receiver(0).stats().auth_failed >= 48,
+        "{:?}",
+        w.receiver(0).stats()
+    );
+}
+
+#[test]
+fn congestion_forged_in_an_admitted_receivers_name_does_not_slow_the_push() {
+    let c = config(1, 1, Aead::Aes256Gcm);
+    let session = c.sender.session;
+    let mut w = World::new(c, content());
+    // Wait until r0 is admitted, then speak in its node's name.
+    assert!(w.drive_until(|w| w.sender().stats().keys_sent == 1));
+    let node = w.receiver(0).node();
+    let before = w.sender().rate_bps();
+    for sealed in [false, true] {
+        let mut d = Vec::new();
+        let m = Control::Congestion(Congestion {
+            node,
+            echo: Echo::default(),
+            delivered_bps: 10_000,
+            loss: 60_000,
+            floor: 0,
+            first_seq: 0,
+            last_seq: 1000,
+            runs: 50,
+        });
+        wire::write_control(&mut d, session, &m);
+        if sealed {
+            // Sealed, but not with r0's feedback key.
+            let mut s = mdp_proto::auth::Sealer::new(mdp_proto::auth::Key::from_bytes([9; 32]));
+            s.seal(&mut d, 0, 1);
+        }
+        w.inject(Node::Receiver(0), &d);
+    }
+    w.drive_for(Duration::from_millis(1));
+    let stats = w.sender().stats();
+    assert_eq!(stats.congestion_received, 0, "{stats:?}");
+    assert!(
+        stats.auth_failed >= 1 && stats.ignored_received >= 1,
+        "{stats:?}"
+    );
+    assert!(w.sender().rate_bps() >= before);
+    let w = push(w);
+    assert!(w.sender().report().unwrap().success);
+}
+
+#[test]
+fn a_forged_key_for_a_receiver_does_not_open_and_the_real_one_still_works() {
+    let c = config(1, 1, Aead::Aes256Gcm);
+    let session = c.sender.session;
+    let mut w = World::new(c, content());
+    let node = w.receiver(0).node();
+    // Drop the sender's first KEY, and offer a forged one first.
+    let mut dropped = false;
+    w.drop_when(move |from, _, d| {
+        let key = from == Node::Sender
+            && matches!(
+                wire::parse(d),
+                Ok(Packet::Control {
+                    message: Control::Key(_),
+                    ..
+                })
+            );
+        let drop = key && !dropped;
+        dropped |= key;
+        drop
+    });
+    let mut d = Vec::new();
+    wire::write_control(
+        &mut d,
+        session,
+        &Control::Key(wire::KeyWrap {
+            node,
+            sealed_key: [1; 32],
+            tag: [2; 16],
+        }),
+    );
+    w.drive_for(Duration::from_millis(5));
+    w.inject(Node::Sender, &d);
+    let w = push(w);
+    assert!(w.sender().report().unwrap().success);
+    assert!(w.receiver(0).stats().auth_failed >= 1);
+    assert!(w.receiver(0).stats().key_requests_sent >= 2);
+}
