@@ -10,6 +10,9 @@
 # PERF=FILE: profile the whole machine while the sender runs (`perf record
 # -a -g`: every host shares its cores), then e.g. `perf report -i FILE
 # --no-children --sort comm,sym`.
+# The push is signed (keys made once in KEYS, default /tmp/mdp-push-keys:
+# the sender's, and one per receiver h1..hN, which trust the sender's);
+# ENCRYPT=1 lists the receivers by key (--expect-file), so it is encrypted.
 # Example: `head -c 256M /dev/urandom > /tmp/big.bin; benches/scripts/net.sh 2;
 # benches/scripts/push.sh 1 --no-hash-cache /tmp/big.bin`.
 set -e
@@ -17,13 +20,26 @@ N=${1:?usage: push.sh N [mdp-send ARGS...]}
 shift
 B=${B:-$(cd "$(dirname "$0")/../.." && pwd)/target/release}
 OUT=${OUT:-/tmp/mdp-push}
+KEYS=${KEYS:-/tmp/mdp-push-keys}
 rm -rf "$OUT"
-mkdir -p "$OUT"
+mkdir -p "$OUT" "$KEYS"
+[ -f "$KEYS/sender.key" ] || "$B/mdp-send" --gen-identity "$KEYS/sender.key" >"$KEYS/sender.pub"
+: >"$KEYS/expect"
+for i in $(seq 1 "$N"); do
+    [ -f "$KEYS/h$i.key" ] || "$B/mdp-recv" --gen-identity "$KEYS/h$i.key" >"$KEYS/h$i.pub"
+    echo "h$i $(cat "$KEYS/h$i.pub")" >>"$KEYS/expect"
+done
+if [ "${ENCRYPT:-0}" = 1 ]; then
+    group=(--expect-file "$KEYS/expect")
+else
+    group=(--receivers "$N")
+fi
 for i in $(seq 1 "$N"); do
     mkdir -p "$OUT/r$i"
     ip netns exec mdpb-h$i /usr/bin/time -f "r$i %e s, %U user, %S system, %M KiB" \
         "$B/mdp-recv" --dir "$OUT/r$i" --once --json --timeout 60s \
-        --interface 10.77.0.$((i + 1)) --name h$i >"$OUT/r$i.log" 2>&1 &
+        --interface 10.77.0.$((i + 1)) --name h$i \
+        --trust "$(cat "$KEYS/sender.pub")" --identity "$KEYS/h$i.key" >"$OUT/r$i.log" 2>&1 &
 done
 sleep 0.3
 tx0=$(ip netns exec mdpb-h0 cat /sys/class/net/eth0/statistics/tx_bytes)
@@ -32,7 +48,7 @@ profile=()
 [ -n "${PERF:-}" ] && profile=(perf record -q -a -g -o "$PERF" --)
 set +e
 "${profile[@]}" ip netns exec mdpb-h0 /usr/bin/time -f "send %e s, %U user, %S system, %M KiB" -o "$OUT/s.time" \
-    "$B/mdp-send" --interface 10.77.0.1 --receivers "$N" --timeout 60s "$@" \
+    "$B/mdp-send" --interface 10.77.0.1 --identity "$KEYS/sender.key" "${group[@]}" --timeout 60s "$@" \
     >"$OUT/s.log" 2>"$OUT/s.err"
 code=$?
 t1=$EPOCHREALTIME

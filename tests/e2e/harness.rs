@@ -163,14 +163,49 @@ pub fn assert_same_tree(want: &Path, got: &Path) {
     }
 }
 
-/// `mdp-recv --dir DIR --node-id NAME --json -q EXTRA`, its output piped.
+/// The identity the tests' pushes are signed with (made once per test
+/// process with `mdp-send --gen-identity`): its key file and its public
+/// key line, which [`receiver`] trusts unless told otherwise.
+pub fn test_identity() -> &'static (PathBuf, String) {
+    static ID: std::sync::OnceLock<(PathBuf, String)> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("mdp-e2e-identity-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let key = dir.join("sender.key");
+        (key.clone(), gen_identity(&key))
+    })
+}
+
+/// `mdp-send --gen-identity PATH`; returns the public key line it printed.
+pub fn gen_identity(path: &Path) -> String {
+    let out = Command::new(SEND)
+        .arg("--gen-identity")
+        .arg(path)
+        .output()
+        .expect("mdp-send runs");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// `mdp-recv --dir DIR --node-id NAME --json -q EXTRA`, its output piped;
+/// it trusts [`test_identity`] unless `extra` has `--trust` or
+/// `--insecure`.
 pub fn receiver(dir: &Path, name: &str, extra: &[&str]) -> Child {
-    Command::new(RECV)
-        .arg("--dir")
+    let mut cmd = Command::new(RECV);
+    cmd.arg("--dir")
         .arg(dir)
         .args(["--node-id", name, "--json", "-q"])
-        .args(extra)
-        .stdout(Stdio::piped())
+        .args(extra);
+    if !extra.iter().any(|a| *a == "--trust" || *a == "--insecure") {
+        cmd.args(["--trust", &test_identity().1]);
+    }
+    cmd.stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("mdp-recv starts")
@@ -216,7 +251,17 @@ pub struct Push {
 }
 
 impl Push {
+    /// Signed with [`test_identity`] unless `args` name another.
     pub fn new(args: &[&str], paths: &[PathBuf]) -> Push {
+        let mut push = Push::unsigned(args, paths);
+        if !args.contains(&"--identity") {
+            push.cmd.arg("--identity").arg(&test_identity().0);
+        }
+        push
+    }
+
+    /// A push that is not signed (unless `args` give `--identity`).
+    pub fn unsigned(args: &[&str], paths: &[PathBuf]) -> Push {
         let mut cmd = Command::new(SEND);
         cmd.arg("--json").args(args).args(paths);
         cmd.env("XDG_CACHE_HOME", std::env::temp_dir().join("mdp-e2e-cache"));

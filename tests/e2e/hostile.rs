@@ -13,10 +13,12 @@ fn hostile_datagrams_never_crash_a_receiver_nor_write_outside_its_directory() {
     };
     let base = temp_dir("hostile");
     let dir = base.join("cache");
+    // --insecure: the forged pushes must get past the signature check to
+    // reach (and be refused by) manifest validation.
     let rx = receiver(
         &dir,
         "target",
-        &["--timeout", "60s", "--idle-timeout", "2s"],
+        &["--insecure", "--timeout", "60s", "--idle-timeout", "2s"],
     );
     std::thread::sleep(Duration::from_millis(300));
     let (sock, ep) = injector();

@@ -113,9 +113,10 @@ fn a_receiver_with_few_file_descriptors_takes_a_tree_of_many_files() {
     let dir = base.join("r0");
     let rx = Command::new("sh")
         .arg("-c")
-        .arg(r#"ulimit -n 256 && exec "$0" --dir "$1" --name r0 --json -q --once --timeout 60s"#)
+        .arg(r#"ulimit -n 256 && exec "$0" --dir "$1" --name r0 --json -q --once --timeout 60s --trust "$2""#)
         .arg(RECV)
         .arg(&dir)
+        .arg(&test_identity().1)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -37,6 +37,8 @@ mod networks;
 mod plain;
 /// Repeated pushes and a killed sender run again: only what is missing goes out.
 mod resume;
+/// The hostile-LAN suite: secure defaults, wipes, non-members, replays.
+mod secure;
 /// Receiver services: hooks per push, and `--delete`.
 mod service;
 /// Signed pushes: identities, and receivers that trust some keys only.

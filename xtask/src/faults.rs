@@ -53,6 +53,9 @@ struct Ctx<'a> {
     /// happened (a failed scenario must not leave a sender or receivers
     /// behind to confuse the next one).
     pids: std::cell::RefCell<Vec<u32>>,
+    /// The sender's identity (key file) and public key line, which every
+    /// receiver trusts: the suite runs mdp as it is meant to be run.
+    identity: (PathBuf, String),
 }
 
 impl Ctx<'_> {
@@ -78,6 +81,7 @@ impl Ctx<'_> {
             .arg(self.dir(i))
             .args(["--interface", &ip(i), "--node-id", &format!("h{i}")])
             .args(["--json", "--quiet", "--timeout", "120s"])
+            .args(["--trust", &self.identity.1])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
@@ -119,6 +123,8 @@ impl Ctx<'_> {
                 "--timeout",
                 "80s",
             ])
+            .arg("--identity")
+            .arg(&self.identity.0)
             .args(args)
             .arg(&self.src)
             .env("XDG_CACHE_HOME", self.work.join("cache"))
@@ -736,12 +742,25 @@ pub fn run(bin: &Path) -> Result<()> {
             return Ok(());
         }
     };
+    let key = work.join("sender.key");
+    let _ = fs::remove_file(&key);
+    let out = Command::new(bin.join("mdp-send"))
+        .arg("--gen-identity")
+        .arg(&key)
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "mdp-send --gen-identity: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     let ctx = Ctx {
         net: &net,
         bin: bin.to_path_buf(),
         work: work.clone(),
         src,
         pids: Default::default(),
+        identity: (key, String::from_utf8(out.stdout)?.trim().to_string()),
     };
     let started = Instant::now();
     let scenarios: Vec<(&str, Scenario)> = vec![

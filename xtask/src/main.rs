@@ -202,9 +202,57 @@ fn bytes(len: usize, seed: u64) -> Vec<u8> {
     Content::random_bytes(len, seed)
 }
 
-fn receivers(bin: &Path, base: &Path, n: usize) -> Result<Vec<Child>> {
-    (0..n)
-        .map(|i| {
+/// Keys made afresh in one directory (as an operator would with
+/// `--gen-identity`): the sender's key file and public key line, each
+/// receiver's key file, and the sender's `--expect-file` naming them.
+pub(crate) struct Keys {
+    pub(crate) sender: PathBuf,
+    pub(crate) sender_pub: String,
+    pub(crate) receivers: Vec<PathBuf>,
+    pub(crate) expect: PathBuf,
+}
+
+/// [`Keys`] in `dir` for receivers named `names`.
+pub(crate) fn make_keys(bin: &Path, dir: &Path, names: &[String]) -> Result<Keys> {
+    let _ = fs::remove_dir_all(dir);
+    fs::create_dir_all(dir)?;
+    let gen = |name: &str| -> Result<(PathBuf, String)> {
+        let path = dir.join(format!("{name}.key"));
+        let out = Command::new(bin.join("mdp-send"))
+            .arg("--gen-identity")
+            .arg(&path)
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "--gen-identity failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok((path, String::from_utf8(out.stdout)?.trim().to_string()))
+    };
+    let (sender, sender_pub) = gen("sender")?;
+    let mut receivers = Vec::new();
+    let mut expect = String::from("# name, then the receiver's public key\n");
+    for name in names {
+        let (key, line) = gen(name)?;
+        expect.push_str(&format!("{name} {line}\n"));
+        receivers.push(key);
+    }
+    let expect_path = dir.join("expect");
+    fs::write(&expect_path, expect)?;
+    Ok(Keys {
+        sender,
+        sender_pub,
+        receivers,
+        expect: expect_path,
+    })
+}
+
+fn receivers(bin: &Path, base: &Path, keys: &Keys) -> Result<Vec<Child>> {
+    keys.receivers
+        .iter()
+        .enumerate()
+        .map(|(i, key)| {
             let dir = base.join(format!("receiver{i}"));
             let _ = fs::remove_dir_all(&dir);
             Command::new(bin.join("mdp-recv"))
@@ -212,6 +260,8 @@ fn receivers(bin: &Path, base: &Path, n: usize) -> Result<Vec<Child>> {
                 .arg(&dir)
                 .args(["--once", "--quiet", "--timeout", "300s", "--name"])
                 .arg(format!("receiver{i}"))
+                .args(["--trust", &keys.sender_pub, "--identity"])
+                .arg(key)
                 .stdout(Stdio::null())
                 .spawn()
                 .context("cannot start mdp-recv")
@@ -268,11 +318,23 @@ fn demo() -> Result<()> {
         }
     }
     let n = 4;
-    eprintln!("==> starting {n} receivers and a sender on 239.255.77.1:7400 via 127.0.0.1");
-    let rx = receivers(&bin, &base, n)?;
+    eprintln!(
+        "==> making keys in {}: the sender's, and one per receiver",
+        base.join("keys").display()
+    );
+    let names: Vec<String> = (0..n).map(|i| format!("receiver{i}")).collect();
+    let keys = make_keys(&bin, &base.join("keys"), &names)?;
+    eprintln!(
+        "==> starting {n} receivers (trusting the sender's key) and a sender (expecting theirs) on 239.255.77.1:7400 via 127.0.0.1; the push is signed and encrypted"
+    );
+    let rx = receivers(&bin, &base, &keys)?;
     std::thread::sleep(Duration::from_millis(300));
     let status = Command::new(bin.join("mdp-send"))
-        .args(["--receivers", &n.to_string(), "--timeout", "120s"])
+        .arg("--identity")
+        .arg(&keys.sender)
+        .arg("--expect-file")
+        .arg(&keys.expect)
+        .args(["--timeout", "120s"])
         .arg(&src)
         .status()?;
     for mut c in rx {

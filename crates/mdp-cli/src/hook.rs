@@ -54,6 +54,9 @@ pub struct PushInfo {
     pub changed: Vec<String>,
     /// Every file arrived and was verified.
     pub complete: bool,
+    /// Signed by a trusted key: no hook runs for a push taken with
+    /// `--insecure`.
+    pub authenticated: bool,
 }
 
 enum Job {
@@ -78,6 +81,7 @@ impl PushInfo {
             files: Vec::new(),
             changed: Vec::new(),
             complete: false,
+            authenticated: false,
         }
     }
 }
@@ -142,14 +146,14 @@ impl Hooks {
         done: impl FnOnce(Option<HookResult>) + Send + 'static,
     ) {
         match &self.jobs {
-            Some(tx) => {
+            Some(tx) if info.authenticated => {
                 if let Err(mpsc::SendError(Job::Push(_, done))) =
                     tx.send(Job::Push(info, Box::new(done)))
                 {
                     done(None);
                 }
             }
-            None => done(None),
+            _ => done(None),
         }
     }
 
@@ -158,7 +162,10 @@ impl Hooks {
     /// `MDP_DIR`.
     pub fn file_placed(&self, info: impl FnOnce() -> PushInfo, file: String) {
         if let (Some(tx), true) = (&self.jobs, self.per_file) {
-            let _ = tx.send(Job::File(info(), file));
+            let info = info();
+            if info.authenticated {
+                let _ = tx.send(Job::File(info, file));
+            }
         }
     }
 
@@ -303,6 +310,7 @@ mod tests {
             files: vec!["etc/a.conf".into(), "etc/b.conf".into()],
             changed: vec!["etc/b.conf".into()],
             complete: true,
+            authenticated: true,
         }
     }
 

@@ -53,9 +53,16 @@ pub struct Args {
     /// (`ssh-ed25519 AAAA…`) or a file of them (a .pub file, or a trust
     /// file of `[name] ssh-ed25519 AAAA…` lines). Repeat it, or list
     /// several keys, to trust more than one sender or to rotate keys.
-    /// Without it every push is taken, signed or not.
+    /// Without it (and without --insecure) every push is refused.
     #[arg(long, value_name = "KEY|FILE")]
     trust: Vec<String>,
+
+    /// Take pushes that are not signed, or signed by any key, from anyone
+    /// who can reach the group. Files are placed, but no hook runs and
+    /// --delete removes nothing for such a push. For a trusted lab
+    /// network only; warns at start-up.
+    #[arg(long, conflicts_with = "trust")]
+    insecure: bool,
 
     /// Sign this receiver's feedback with this identity, so that a sender
     /// with `--expect-file` listing its name and key counts it, and no one
@@ -164,6 +171,17 @@ pub fn run(plan: RecvPlan) -> anyhow::Result<i32> {
         out,
     } = plan;
     let (dir, once, timeout) = (opts.dir.clone(), opts.once, opts.timeout);
+    if opts.config.trust.is_empty() {
+        if opts.config.insecure {
+            tracing::warn!(
+                "--insecure: taking pushes from anyone who can reach {group}, signed or not (no hook runs and --delete removes nothing for them); give --trust KEY|FILE instead"
+            );
+        } else {
+            tracing::error!(
+                "no key is trusted, so every push will be refused: give --trust KEY|FILE with the sender's public key (mdp-send --fingerprint / --gen-identity print it), or --insecure"
+            );
+        }
+    }
     tracing::info!(
         "{name} waiting for pushes on {} via {} into {}",
         group,
@@ -174,6 +192,7 @@ pub fn run(plan: RecvPlan) -> anyhow::Result<i32> {
     let mut bar: Option<indicatif::ProgressBar> = None;
     let json = out.json;
     let mut log = crate::ProgressLog::new(!out.quiet);
+    let has_hooks = exec.is_some() || exec_file.is_some();
     let hooks = Hooks::new(exec, exec_file, exec_timeout);
     let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
     // The push in progress, for the hooks.
@@ -189,7 +208,13 @@ pub fn run(plan: RecvPlan) -> anyhow::Result<i32> {
             session,
             sender,
             manifest,
+            signer,
         } => {
+            if signer.is_none() && has_hooks {
+                tracing::warn!(
+                    "push {session} is not authenticated (--insecure): its hooks will not run"
+                );
+            }
             tracing::info!(
                 "push {session}{}: {} files, {}",
                 sender.map(|a| format!(" from {a}")).unwrap_or_default(),
@@ -203,6 +228,7 @@ pub fn run(plan: RecvPlan) -> anyhow::Result<i32> {
                 files: manifest.files().map(|(_, e)| e.path.clone()).collect(),
                 changed: Vec::new(),
                 complete: false,
+                authenticated: signer.is_some(),
             };
             progress = Some((0, manifest.total_bytes()));
             bar = crate::progress_bar(show_bar, manifest.total_bytes(), "receiving");

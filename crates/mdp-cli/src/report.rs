@@ -32,6 +32,9 @@ pub struct SendJson {
     pub bytes: u64,
     /// Bytes of file data per DATA datagram.
     pub symbol_size: u16,
+    /// The AEAD the push was encrypted with ("AES-256-GCM",
+    /// "ChaCha20-Poly1305"), or null when it was not encrypted.
+    pub encryption: Option<&'static str>,
     /// Wall time of the push.
     pub elapsed_secs: f64,
     /// File bytes per second of wall time, in Mbit/s.
@@ -155,6 +158,7 @@ impl SendJson {
             files,
             bytes,
             symbol_size: r.symbol_size,
+            encryption: r.encryption.map(|a| a.name()),
             elapsed_secs: elapsed.as_secs_f64(),
             goodput_mbps: bytes as f64 * 8.0 / secs / 1e6,
             receivers: r
@@ -402,6 +406,7 @@ mod tests {
             problem: Some("2 of 3 receivers did not confirm every file".into()),
             timed_out: false,
             symbol_size: 1444,
+            encryption: None,
             receivers: vec![
                 receiver("a", Verdict::Confirmed),
                 receiver(

@@ -112,6 +112,12 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     expect_file: Option<PathBuf>,
 
+    /// Do not encrypt. A push with --identity to receivers listed by key
+    /// in --expect-file is encrypted by default (only they can read it);
+    /// this sends the files in clear, still signed.
+    #[arg(long)]
+    no_encrypt: bool,
+
     /// How long to wait for registrations [default: 10s with --receivers or
     /// --expect, else 1s].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
@@ -203,6 +209,17 @@ pub fn run(plan: SendPlan) -> anyhow::Result<i32> {
         config.symbol_size,
         config.session
     );
+    match &config.encryption {
+        Some(e) => tracing::info!(
+            "encrypted with {} for the {} receivers of --expect-file",
+            e.aead.name(),
+            config.expected_keys.len()
+        ),
+        None if !config.expected_keys.is_empty() => {
+            tracing::warn!("not encrypted (--no-encrypt): anyone on the network can read the push")
+        }
+        None => {}
+    }
     let bar = crate::progress_bar(out.bar(), bytes, "sending");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -41,6 +41,17 @@ pub fn random_u64() -> u64 {
     h.finish()
 }
 
+/// 32 bytes from the operating system's CSPRNG (`getrandom`), for the
+/// secrets of encrypted pushes.
+pub fn random_secret() -> [u8; 32] {
+    use ring::rand::SecureRandom;
+    let mut out = [0u8; 32];
+    ring::rand::SystemRandom::new()
+        .fill(&mut out)
+        .expect("the operating system's random number generator failed");
+    out
+}
+
 /// A fresh, empty directory for a unit test.
 #[cfg(test)]
 fn test_dir(name: &str) -> std::path::PathBuf {

@@ -94,10 +94,14 @@ pub fn run(args: &[String]) -> Result<()> {
         let mut secs = Vec::new();
         let mut goodput = Vec::new();
         let mut wire = Vec::new();
+        let names: Vec<String> = (0..n).map(|i| format!("receiver{i}")).collect();
+        let keys = crate::make_keys(&bin, &base.join("keys"), &names)?;
         for _ in 0..runs {
-            let rx = receivers(&bin, &base, n)?;
+            let rx = receivers(&bin, &base, &keys)?;
             std::thread::sleep(Duration::from_millis(300));
             let out = Command::new(bin.join("mdp-send"))
+                .arg("--identity")
+                .arg(&keys.sender)
                 .args([
                     "--receivers",
                     &n.to_string(),

@@ -72,6 +72,8 @@ pub fn peers(bin: &Path, runs: usize, only: Option<&str>) -> Result<()> {
     )?;
     let mdp = tool("mdp", "", &[]);
     let mdp_floor = tool("mdp", "--min-rate 1G", &["--min-rate", "1G"]);
+    // Signed, and encrypted for receivers listed by key (keys made per run).
+    let mdp_encrypted = tool("mdp", "encrypted", &[]);
     // Under loss on the link, UFTP's 8800-byte datagrams (six IP fragments
     // each) are lost whenever one fragment is: 26 % at 5 % frame loss. The
     // loss cases use its fastest setting whose datagrams fit a frame.
@@ -137,6 +139,9 @@ pub fn peers(bin: &Path, runs: usize, only: Option<&str>) -> Result<()> {
         }
         if c.slow_one > 0 {
             these.insert(1, mdp_floor.clone());
+        }
+        if c.name == "256 MiB to 1" || c.name == "256 MiB to 4" {
+            these.insert(1, mdp_encrypted.clone());
         }
         if c.file.is_dir() {
             // udpcast sends one stream (a file, or tar's output), not a tree.

@@ -133,6 +133,15 @@ pub fn run_once(
 ) -> Result<Sample> {
     let size = payload_bytes(file)?;
     let name = file.file_name().context("file name")?;
+    // mdp runs as it is meant to: signed by the sender's key, which the
+    // receivers trust; "encrypted" also lists them by key (--expect-file).
+    let keys = if tool.name == "mdp" {
+        let names: Vec<String> = (1..=n).map(|i| format!("h{i}")).collect();
+        Some(crate::make_keys(bin, &work.join("keys"), &names)?)
+    } else {
+        None
+    };
+    let encrypted = tool.name == "mdp" && tool.setting == "encrypted";
     let mut receivers = Vec::new();
     let mut dirs = Vec::new();
     for i in 1..=n {
@@ -154,6 +163,12 @@ pub fn run_once(
                 place.addr(i),
                 "--name".into(),
                 format!("h{i}"),
+                "--trust".into(),
+                keys.as_ref().expect("made for mdp").sender_pub.clone(),
+                "--identity".into(),
+                keys.as_ref().expect("made for mdp").receivers[i - 1]
+                    .display()
+                    .to_string(),
             ],
             "udpcast" => udpcast(
                 "udp-receiver",
@@ -183,8 +198,26 @@ pub fn run_once(
             bin.join("mdp-send").display().to_string(),
             "--interface".into(),
             place.addr(0),
-            "--receivers".into(),
-            n.to_string(),
+            "--identity".into(),
+            keys.as_ref()
+                .expect("made for mdp")
+                .sender
+                .display()
+                .to_string(),
+            if encrypted {
+                "--expect-file".into()
+            } else {
+                "--receivers".into()
+            },
+            if encrypted {
+                keys.as_ref()
+                    .expect("made for mdp")
+                    .expect
+                    .display()
+                    .to_string()
+            } else {
+                n.to_string()
+            },
             // Every run hashes the file, as a push of new content does.
             "--no-hash-cache".into(),
             "--quiet".into(),

@@ -57,6 +57,10 @@ impl RecvPlan {
         config.idle_timeout = args.idle_timeout;
         config.auth = args.net.auth()?;
         config.trust = crate::identity::read_trust(&args.trust)?;
+        config.insecure = args.insecure;
+        config.secrets = Some(mdp_proto::crypto::SecretSource::new(
+            mdp_net::random_secret(),
+        ));
         if let Some(path) = &args.identity_file {
             config.identity = Some(crate::identity::read_identity(path)?);
         }

@@ -76,7 +76,11 @@ impl SendPlan {
             config.identity = Some(crate::identity::read_identity(path)?);
             config.signed_at_us = mdp_net::wall_clock().unix_us;
         }
-        config.symbol_size = symbol_size(args, &endpoints, config.auth.is_some());
+        if config.identity.is_none() {
+            tracing::warn!(
+                "the push is not signed: only receivers run with --insecure take it; give --identity FILE (make one with --gen-identity FILE)"
+            );
+        }
         config.block_k = args.block_size;
         config.parity = args.parity;
         config.proactive = args.proactive;
@@ -114,6 +118,15 @@ impl SendPlan {
         config.timeout = args.timeout;
         config.drop_after = args.drop_after;
         config.delete = args.delete;
+        // Encrypted wherever the receivers are known by key.
+        if config.identity.is_some() && !config.expected_keys.is_empty() && !args.no_encrypt {
+            config.encryption = Some(mdp_proto::sender::EncryptionConfig {
+                aead: mdp_proto::crypto::Aead::preferred(cpu_has_aes()),
+                secrets: mdp_proto::crypto::SecretSource::new(mdp_net::random_secret()),
+            });
+        }
+        let sealed = config.auth.is_some() || config.encryption.is_some();
+        config.symbol_size = symbol_size(args, &endpoints, sealed);
         // Larger blocks need a larger cache for the read-ahead window.
         config.cache_bytes = config.cache_bytes.max(config.min_cache_bytes());
         config.validate().map_err(anyhow::Error::msg)?;
@@ -138,6 +151,25 @@ impl SendPlan {
 /// `--symbol-size`, or what fits one packet on the smallest MTU of the
 /// interfaces (see [`default_symbol_size`]); warns, with the fix, when the
 /// size makes every datagram fragment.
+/// True when the CPU has AES and carry-less multiply instructions, which
+/// make AES-256-GCM the faster AEAD (docs/SECURITY.md has the measurement).
+fn cpu_has_aes() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("aes")
+            && std::arch::is_x86_feature_detected!("pclmulqdq")
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        std::arch::is_aarch64_feature_detected!("aes")
+            && std::arch::is_aarch64_feature_detected!("pmull")
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        false
+    }
+}
+
 fn symbol_size(args: &Args, endpoints: &[Endpoint], sealed: bool) -> u16 {
     let mtu = endpoints
         .iter()

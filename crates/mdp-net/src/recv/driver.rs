@@ -6,6 +6,7 @@
 //! [`RecvDriver::wait`] sleeps, so a steady stream of datagrams cannot
 //! starve NACKs and congestion reports.
 
+use super::ledger::Ledger;
 use super::sockets::RecvSockets;
 use super::warnings::{buffer_warning, mtu_warning, AuthWarnings};
 use super::writer::{Writer, WriterCmd, WriterReply};
@@ -28,6 +29,8 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 /// Finished session ids remembered, so that their late datagrams do not
 /// start them again.
 const IGNORED_SESSIONS: usize = 64;
+/// Accepted signed pushes remembered in memory (as the ledger on disk).
+const REPLAY_GUARD: usize = 1024;
 
 /// The state of a receiver between turns.
 pub(super) struct RecvDriver<N> {
@@ -63,6 +66,8 @@ pub(super) struct RecvDriver<N> {
     session_sender: Option<SocketAddr>,
     /// What --delete removed when the tree was settled, for the report.
     pruned: Vec<String>,
+    /// The durable record of accepted signed pushes (ledger.rs).
+    ledger: Ledger,
 }
 
 /// What woke [`RecvDriver::wait`].
@@ -83,7 +88,9 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
         notice: N,
     ) -> Self {
         let deadline = opts.timeout.map(|t| Instant::now() + t);
-        let config = opts.config.clone();
+        let mut config = opts.config.clone();
+        let ledger = Ledger::open(&opts.dir, crate::wall_clock().unix_us);
+        config.replay_guard.extend(ledger.sessions());
         RecvDriver {
             receiver: Receiver::new(ReceiverConfig {
                 clock: Some(crate::wall_clock()),
@@ -109,6 +116,7 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
             mtu_checked: None,
             session_sender: None,
             pruned: Vec::new(),
+            ledger,
         }
     }
 
@@ -122,6 +130,9 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
     /// One turn: returns `Some(timed_out)` once the run is over.
     pub(super) async fn turn(&mut self) -> Result<Option<bool>, RecvError> {
         let now = Instant::now();
+        // Signature ages are judged by the wall clock as it is now (after a
+        // suspend, or a step of the clock), not as it was at start-up.
+        self.receiver.handle_wall_clock(crate::wall_clock());
         self.fire_due_timers(now);
         self.transmit(now).await;
         self.check_mtu();
@@ -199,6 +210,7 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
                     session,
                     manifest,
                     block_bytes,
+                    signer,
                     ..
                 } => {
                     if !self.buffer_checked {
@@ -212,6 +224,7 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
                         session,
                         sender: self.session_sender,
                         manifest: manifest.clone(),
+                        signer: signer.and_then(|k| mdp_proto::identity::PublicKey::from_bytes(&k)),
                     });
                     let _ = cmds.send(WriterCmd::Begin(session, manifest, block_bytes));
                 }
@@ -245,6 +258,21 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
                 }
                 ReceiverEvent::Untrusted { session, why } => {
                     tracing::warn!("refused push {session}: {why}");
+                }
+                ReceiverEvent::Accepted {
+                    session,
+                    signed_at_us,
+                } => {
+                    if let Err(e) = self.ledger.record(session, signed_at_us) {
+                        tracing::warn!(
+                            "cannot record push {session} in {}: {e}; a recording of it replayed after a restart would not be recognised (check the directory's permissions)",
+                            self.dir.join(crate::store::TMP_DIR).display()
+                        );
+                    }
+                    self.config.replay_guard.push(session);
+                    if self.config.replay_guard.len() > REPLAY_GUARD {
+                        self.config.replay_guard.remove(0);
+                    }
                 }
                 _ => {}
             }

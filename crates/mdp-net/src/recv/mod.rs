@@ -13,6 +13,7 @@
 //! - `warnings`: the one-line warnings with their fix (buffer, MTU, keys).
 
 mod driver;
+mod ledger;
 mod sockets;
 mod warnings;
 mod writer;
@@ -64,6 +65,9 @@ pub enum RecvNotice {
         sender: Option<std::net::SocketAddr>,
         /// The validated manifest.
         manifest: Arc<Manifest>,
+        /// The trusted key that signed it; `None` for a push taken with
+        /// `--insecure` (no hook may run for it).
+        signer: Option<mdp_proto::identity::PublicKey>,
     },
     /// Bytes handed over so far in the current session.
     Progress {

@@ -368,7 +368,9 @@ impl Session {
         cx.requests.push_back(ReceiverRequest::CheckPresent {
             session: self.id,
             manifest: Arc::new(manifest),
-            delete: self.delete,
+            // Nothing unauthenticated deletes.
+            delete: self.delete && self.signer.is_some(),
+            signer: self.signer,
             block_bytes: self.coding.block_k as u64 * self.coding.symbol_size as u64,
         });
         // Registration and empty files wait for handle_present.

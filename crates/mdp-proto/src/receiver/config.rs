@@ -70,8 +70,12 @@ pub struct ReceiverConfig {
     /// that binds this receiver's name to its key (`--expect-file`) counts
     /// what it says, and no one else's words in its name.
     pub identity: Option<crate::identity::Identity>,
+    /// Signed pushes this host accepted within the signature window (its
+    /// durable record of [`ReceiverEvent::Accepted`]): refused as replays.
+    pub replay_guard: Vec<SessionId>,
     /// The wall clock, for the age of a push's signature; without it the
-    /// age is not checked.
+    /// age is not checked. Long-lived callers refresh it
+    /// ([`super::Receiver::handle_wall_clock`]).
     pub clock: Option<crate::identity::WallClock>,
 }
 
@@ -96,6 +100,7 @@ impl ReceiverConfig {
             auth: None,
             trust: Vec::new(),
             insecure: false,
+            replay_guard: Vec::new(),
             secrets: None,
             identity: None,
             clock: None,
@@ -119,8 +124,12 @@ pub enum ReceiverRequest {
         /// The validated manifest.
         manifest: Arc<Manifest>,
         /// After a complete push, remove what the pushed directories hold
-        /// beyond the manifest (the sender's `--delete`).
+        /// beyond the manifest (the sender's `--delete`). Never set for an
+        /// unauthenticated push (`signer` is `None`).
         delete: bool,
+        /// The trusted key that signed the push; `None` when it was taken
+        /// without a check (`insecure`): the caller then runs no hooks.
+        signer: Option<[u8; 32]>,
         /// Bytes per full block (file block `b` starts at `b * block_bytes`):
         /// what a store needs to keep interrupted files for resume.
         block_bytes: u64,
@@ -166,6 +175,17 @@ pub enum ReceiverEvent {
         session: SessionId,
         /// Why.
         why: super::Untrusted,
+    },
+    /// A signed push was accepted: record it durably (with its signing
+    /// time) and give it back in [`ReceiverConfig::replay_guard`] after a
+    /// restart, for [`crate::identity::SIGNATURE_WINDOW`], so that a
+    /// recording of it replayed later is refused. Emitted before any file
+    /// of the push is asked for.
+    Accepted {
+        /// Its session.
+        session: SessionId,
+        /// When the sender signed it, µs since the Unix epoch.
+        signed_at_us: u64,
     },
     /// The session is over for this receiver.
     Finished(SessionOutcome),

@@ -171,6 +171,14 @@ impl Receiver {
 
     // ---------------------------------------------------------------- input
 
+    /// The wall clock as the caller just read it: signature ages are judged
+    /// by it from now on. Call it often (every turn of the loop): the
+    /// monotonic clock stops while a host is suspended and does not follow
+    /// a stepped clock, so a reading taken long ago would misjudge them.
+    pub fn handle_wall_clock(&mut self, clock: crate::identity::WallClock) {
+        self.cx.config.clock = Some(clock);
+    }
+
     /// The oldest datagram of the batch about to be handed in waited this
     /// long in the socket's queue: a standing queue means this receiver
     /// cannot keep up with the sender (see [`crate::cc`]).
@@ -307,7 +315,16 @@ impl Receiver {
                         )),
                         _ => None, // admit() refused the other encrypted cases
                     };
-                    self.state = State::Live(Box::new(Session::new(now, session_id, a, keys)));
+                    let mut session = Session::new(now, session_id, a, keys);
+                    // admit() verified the signature when keys are trusted.
+                    if let (false, Some(signed)) = (self.cx.config.trust.is_empty(), &a.signed) {
+                        session.signer = Some(signed.signer);
+                        self.cx.events.push_back(ReceiverEvent::Accepted {
+                            session: session_id,
+                            signed_at_us: signed.signed_at_us,
+                        });
+                    }
+                    self.state = State::Live(Box::new(session));
                 }
                 _ => {
                     self.cx.stats.ignored += 1;

@@ -108,6 +108,8 @@ pub(super) struct Session {
     pub(super) object_count: u32,
     /// The sender asked for `--delete`.
     pub(super) delete: bool,
+    /// The trusted key that signed the push (`None`: taken unchecked).
+    pub(super) signer: Option<[u8; 32]>,
     // Collection (collect.rs).
     /// Index 0 is the manifest; files follow once it is known.
     pub(super) objects: Vec<Obj>,
@@ -170,6 +172,7 @@ impl Session {
             manifest_hash: a.manifest_hash,
             object_count: a.object_count,
             delete: a.delete,
+            signer: None,
             objects: vec![Obj::new(a.manifest_len, &coding)],
             first_receiving: 0,
             partial: HashMap::new(),
@@ -249,7 +252,7 @@ impl Session {
             } else {
                 self.phase = Phase::Settling;
                 cx.requests.push_back(ReceiverRequest::Settle {
-                    prune: self.delete && self.failed.is_empty(),
+                    prune: self.delete && self.signer.is_some() && self.failed.is_empty(),
                 });
             }
         }

@@ -30,6 +30,10 @@ pub enum Untrusted {
     /// An encrypted push without a signature (never sent by mdp).
     #[error("the push is encrypted but not signed: forged or broken")]
     EncryptedUnsigned,
+    /// A push this host accepted before (its durable record says so): a
+    /// recording replayed.
+    #[error("the push was accepted here before: a recording replayed, refused")]
+    Replayed,
     /// The ANNOUNCE carries no signature.
     #[error("the push is not signed: give mdp-send --identity, or this receiver --insecure")]
     Unsigned,
@@ -81,6 +85,9 @@ pub(super) fn admit(
             .map_or_else(|| "an invalid key".to_string(), |k| k.fingerprint());
         return Err(Untrusted::UnknownSigner { fingerprint });
     };
+    if config.replay_guard.contains(&session) {
+        return Err(Untrusted::Replayed);
+    }
     let claim = wire::push_claim(session, a, &signed.signer, signed.signed_at_us);
     if !key.verify(&claim, &signed.signature()) {
         return Err(Untrusted::BadSignature);

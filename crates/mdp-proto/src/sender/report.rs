@@ -87,6 +87,8 @@ pub struct SenderReport {
     pub timed_out: bool,
     /// Bytes of file data per DATA datagram (the session's symbol size).
     pub symbol_size: u16,
+    /// The AEAD the push was encrypted with, if it was.
+    pub encryption: Option<crate::crypto::Aead>,
     /// Every receiver that registered.
     pub receivers: Vec<ReceiverReport>,
     /// Counters at the end.
@@ -295,6 +297,7 @@ impl Sender {
             problem,
             timed_out: self.timed_out,
             symbol_size: self.config.symbol_size,
+            encryption: self.config.encryption.as_ref().map(|e| e.aead),
             receivers,
             stats: self.stats,
             rate: RateSummary {

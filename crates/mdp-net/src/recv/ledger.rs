@@ -1,0 +1,178 @@
+//! The durable record of accepted signed pushes (`DIR/.mdp-tmp/sessions`),
+//! so that a recording of a push replayed after this receiver restarts is
+//! refused ([`mdp_proto::receiver::Untrusted::Replayed`]). A push is
+//! refused as stale once its signature is older than
+//! [`SIGNATURE_WINDOW`]; until then this record stands in.
+//!
+//! One line per push: the session id (16 hex digits) and its signing time
+//! (µs since the Unix epoch). A line is appended and flushed to disk
+//! (`fsync`) when the push is accepted, before any of its files is
+//! written; lines older than the window (and a minute of slack) are
+//! dropped when the record is read. The file is private to this user and
+//! opened without following symbolic links.
+
+use mdp_proto::identity::SIGNATURE_WINDOW;
+use mdp_proto::SessionId;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// Name of the record, inside [`crate::store::TMP_DIR`].
+pub const LEDGER_FILE: &str = "sessions";
+
+/// Most lines kept: far more pushes than a window holds.
+const MAX_LINES: usize = 1024;
+
+/// The record of one receiver directory.
+#[derive(Debug)]
+pub struct Ledger {
+    path: PathBuf,
+    /// Accepted pushes still inside the window: `(session, signed_at_us)`.
+    entries: Vec<(SessionId, u64)>,
+    /// Bound on `entries` ([`MAX_LINES`]; smaller in tests).
+    max_lines: usize,
+}
+
+impl Ledger {
+    /// Reads the record of `dir`, keeping what is still within the window
+    /// of `now_us`; a missing or unreadable record is empty (an unreadable
+    /// line is skipped).
+    pub fn open(dir: &Path, now_us: u64) -> Ledger {
+        let path = dir.join(crate::store::TMP_DIR).join(LEDGER_FILE);
+        let horizon = now_us.saturating_sub((SIGNATURE_WINDOW.as_secs() + 60) * 1_000_000);
+        let text = read_nofollow(&path).unwrap_or_default();
+        let mut entries: Vec<(SessionId, u64)> = text
+            .lines()
+            .filter_map(|l| {
+                let (id, at) = l.split_once(' ')?;
+                let id = u64::from_str_radix(id, 16).ok()?;
+                let at: u64 = at.trim().parse().ok()?;
+                Some((SessionId(id), at))
+            })
+            .filter(|&(_, at)| at >= horizon)
+            .collect();
+        if entries.len() > MAX_LINES {
+            entries.drain(..entries.len() - MAX_LINES);
+        }
+        Ledger {
+            path,
+            entries,
+            max_lines: MAX_LINES,
+        }
+    }
+
+    /// The sessions to refuse as replays.
+    pub fn sessions(&self) -> Vec<SessionId> {
+        self.entries.iter().map(|(s, _)| *s).collect()
+    }
+
+    /// Records an accepted push durably: appended and flushed before this
+    /// returns. When the record has grown past its bound it is rewritten
+    /// (a temporary file, flushed, renamed over it).
+    pub fn record(&mut self, session: SessionId, signed_at_us: u64) -> io::Result<()> {
+        self.entries.push((session, signed_at_us));
+        if self.entries.len() > self.max_lines {
+            self.entries
+                .drain(..self.entries.len() - self.max_lines / 2);
+            return self.rewrite();
+        }
+        self.ensure_dir()?;
+        let mut f = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&self.path)?;
+        writeln!(f, "{:016x} {signed_at_us}", session.0)?;
+        f.sync_all()
+    }
+
+    /// Creates the temporary area when the push is the first here, and
+    /// refuses one that is a symbolic link.
+    fn ensure_dir(&self) -> io::Result<()> {
+        let parent = self.path.parent().expect("a file below TMP_DIR");
+        match fs::create_dir(parent) {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+            _ => {}
+        }
+        if fs::symlink_metadata(parent)?.file_type().is_symlink() {
+            return Err(io::Error::other(format!(
+                "{} is a symbolic link",
+                parent.display()
+            )));
+        }
+        Ok(())
+    }
+
+    fn rewrite(&self) -> io::Result<()> {
+        self.ensure_dir()?;
+        let tmp = self.path.with_extension("new");
+        let _ = fs::remove_file(&tmp);
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)?;
+        for (s, at) in &self.entries {
+            writeln!(f, "{:016x} {at}", s.0)?;
+        }
+        f.sync_all()?;
+        fs::rename(&tmp, &self.path)?;
+        if let Some(parent) = self.path.parent() {
+            File::open(parent)?.sync_all()?;
+        }
+        Ok(())
+    }
+}
+
+fn read_nofollow(path: &Path) -> io::Result<String> {
+    use std::io::Read;
+    let mut f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    let mut s = String::new();
+    f.read_to_string(&mut s)?;
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepted_pushes_survive_a_restart_for_the_window_only() {
+        let dir = crate::test_dir("ledger");
+        fs::create_dir_all(dir.join(crate::store::TMP_DIR)).unwrap();
+        let now = 1_800_000_000_000_000u64;
+        let mut l = Ledger::open(&dir, now);
+        assert!(l.sessions().is_empty());
+        l.record(SessionId(0xabc), now - 1_000_000).unwrap();
+        l.record(SessionId(0xdef), now).unwrap();
+        // A restart a minute later remembers both; one an hour later, none.
+        assert_eq!(
+            Ledger::open(&dir, now + 60_000_000).sessions(),
+            [SessionId(0xabc), SessionId(0xdef)]
+        );
+        assert!(Ledger::open(&dir, now + 3_600_000_000)
+            .sessions()
+            .is_empty());
+        // Garbage lines are skipped.
+        let path = dir.join(crate::store::TMP_DIR).join(LEDGER_FILE);
+        let mut text = fs::read_to_string(&path).unwrap();
+        text.push_str("zz\n12 x\n");
+        fs::write(&path, text).unwrap();
+        assert_eq!(Ledger::open(&dir, now).sessions().len(), 2);
+        // Bounded: a flood of records keeps at most its bound.
+        let mut l = Ledger::open(&dir, now);
+        l.max_lines = 16;
+        for i in 0..40 {
+            l.record(SessionId(i + 1), now).unwrap();
+        }
+        let n = Ledger::open(&dir, now).sessions().len();
+        assert!((8..=16).contains(&n), "{n}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
