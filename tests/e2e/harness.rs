@@ -236,7 +236,7 @@ pub fn assert_receivers_complete(rx: Vec<Child>, base: &Path, names: &[&str], sr
         let left: Vec<String> = fs::read_dir(dir.join(".mdp-tmp"))
             .map(|d| {
                 d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                    .filter(|n| n != "index")
+                    .filter(|n| n != "index" && n != "sessions")
                     .collect()
             })
             .unwrap_or_default();

@@ -250,15 +250,18 @@ fn run(cmd: &str, env: &[(String, String)], limit: Duration) -> HookResult {
         Ok(fd) => std::process::Stdio::from(fd),
         Err(_) => std::process::Stdio::null(),
     };
-    let child = Command::new("sh")
+    let mut child = Command::new("sh");
+    child
         .arg("-c")
         .arg(cmd)
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(std::process::Stdio::null())
         .stdout(stdout)
         // Its own process group, so that a timeout ends whatever it started.
-        .process_group(0)
-        .spawn();
+        .process_group(0);
+    // A hook acts on files; it has no business with the network
+    // capabilities a receiver service may hold.
+    let child = mdp_net::sys::without_network_capabilities(&mut child).spawn();
     let status: Result<ExitStatus, String> = match child {
         Err(e) => Err(format!("cannot start sh: {e}")),
         Ok(mut c) => loop {
@@ -373,6 +376,41 @@ mod tests {
             std::thread::sleep(Duration::from_millis(20));
         }
         assert!(!alive(), "the hook's child {pid} outlived it");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A hook runs without the network capabilities (as root, where the
+    /// service would hold them): none in its effective set, nor in its
+    /// bounding set, from which nothing it starts could regain them.
+    #[test]
+    fn a_hook_runs_without_network_capabilities() {
+        if !mdp_net::sys::is_root() {
+            eprintln!("skipped: needs root, whose processes hold the capabilities");
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("mdp-hook-caps-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = dir.join("status");
+        let r = run(
+            &format!(
+                "grep -E '^Cap(Eff|Bnd)' /proc/self/status > {}",
+                out.display()
+            ),
+            &[],
+            Duration::from_secs(10),
+        );
+        assert!(r.ok(), "{r:?}");
+        let text = std::fs::read_to_string(&out).unwrap();
+        let net = (10..=13).fold(0u64, |m, c| m | 1 << c);
+        let mut seen = 0;
+        for line in text.lines() {
+            let (name, hex) = line.split_once(':').unwrap();
+            let caps = u64::from_str_radix(hex.trim(), 16).unwrap();
+            assert_eq!(caps & net, 0, "{name}: {hex}");
+            assert_ne!(caps, 0, "{name}: other capabilities stay: {hex}");
+            seen += 1;
+        }
+        assert_eq!(seen, 2, "{text}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

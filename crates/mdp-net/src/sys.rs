@@ -2,6 +2,7 @@
 //! `udp.rs`): free disk space, and the host's network interfaces with
 //! their MTUs.
 
+use std::io;
 use std::net::IpAddr;
 use std::path::Path;
 
@@ -137,6 +138,92 @@ pub fn kill_process_group(pgid: u32) {
     unsafe {
         libc::kill(-pgid, libc::SIGKILL);
     }
+}
+
+/// Linux capabilities that give a process power over the network:
+/// `CAP_NET_BIND_SERVICE`, `CAP_NET_BROADCAST`, `CAP_NET_ADMIN`,
+/// `CAP_NET_RAW`.
+const NET_CAPABILITIES: [u32; 4] = [10, 11, 12, 13];
+
+/// Makes `cmd`'s child drop the network capabilities before it runs
+/// ([`drop_network_capabilities`], between fork and exec).
+pub fn without_network_capabilities(cmd: &mut std::process::Command) -> &mut std::process::Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec and makes
+    // system calls only (no allocation, no lock).
+    unsafe { cmd.pre_exec(drop_network_capabilities) }
+}
+
+/// True when this process runs as root (effective user id 0).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Drops the network capabilities ([`NET_CAPABILITIES`]) from this process
+/// for good: from the bounding set (so that neither an `exec` nor a
+/// set-user-id program can bring them back), the ambient set, and the
+/// effective, permitted and inheritable sets. Meant for a hook's child
+/// between `fork` and `exec` (`pre_exec`): it makes system calls only, no
+/// allocation. Dropping from the bounding set needs `CAP_SETPCAP`; a
+/// process without it never had these capabilities to drop there.
+pub fn drop_network_capabilities() -> io::Result<()> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: libc::c_int,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    for cap in NET_CAPABILITIES {
+        // SAFETY: prctl with integer arguments touches no memory of ours.
+        let r = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+        if r != 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EPERM) {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    // SAFETY: as above. Fails only on kernels without ambient
+    // capabilities (before 4.3), which have none to clear.
+    unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        );
+    }
+    let mut header = Header {
+        version: VERSION_3,
+        pid: 0,
+    };
+    let mut data = [Data {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
+    // SAFETY: capget writes two `Data` (version 3) into `data`, which has
+    // room for them, and reads `header`.
+    if unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    for cap in NET_CAPABILITIES {
+        let (word, bit) = ((cap / 32) as usize, 1u32 << (cap % 32));
+        data[word].effective &= !bit;
+        data[word].permitted &= !bit;
+        data[word].inheritable &= !bit;
+    }
+    // SAFETY: capset reads `header` and two `Data`.
+    if unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 #[cfg(test)]
