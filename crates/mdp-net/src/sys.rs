@@ -160,7 +160,7 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// Drops the network capabilities ([`NET_CAPABILITIES`]) from this process
+/// Drops the network capabilities (`CAP_NET_BIND_SERVICE`, `CAP_NET_BROADCAST`, `CAP_NET_ADMIN`, `CAP_NET_RAW`) from this process
 /// for good: from the bounding set (so that neither an `exec` nor a
 /// set-user-id program can bring them back), the ambient set, and the
 /// effective, permitted and inheritable sets. Meant for a hook's child

@@ -13,7 +13,7 @@
 //! 3. For a receiver whose name and key the sender expects, both sides
 //!    compute the X25519 shared secret and derive, with HKDF-SHA256 over
 //!    both ephemeral keys, both identities and the session id, a key
-//!    encryption key and a feedback key ([`derive`]). The sender sends `K`
+//!    encryption key and a feedback key ([`derive()`]). The sender sends `K`
 //!    sealed under the first ([`wrap`]) in a KEY message; the receiver
 //!    seals its feedback with the second ([`crate::auth::Sealer`]).
 //! 4. The sender seals DATA, FLUSH and DONE with `K` ([`Cipher`]): the
@@ -41,8 +41,8 @@ pub const TAG_LEN: usize = 16;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Aead {
     /// AES-256-GCM: the choice where the CPU has AES and carry-less
-    /// multiply instructions (4.1 GB/s sealing on this project's test
-    /// machine against 1.7 GB/s for ChaCha20-Poly1305).
+    /// multiply instructions, where it is the faster of the two
+    /// (docs/BENCHMARKS-HISTORY.md, `examples/aead_speed.rs`).
     Aes256Gcm,
     /// ChaCha20-Poly1305: the choice on CPUs without them.
     ChaCha20Poly1305,
@@ -60,6 +60,15 @@ impl Aead {
     }
 
     /// Its name in reports and logs.
+    /// Its id in a push claim and in the key agreement's info (1, 2).
+    pub fn wire_id(self) -> u8 {
+        match self {
+            Aead::Aes256Gcm => 1,
+            Aead::ChaCha20Poly1305 => 2,
+        }
+    }
+
+    /// Its name, as reports show it.
     pub fn name(self) -> &'static str {
         match self {
             Aead::Aes256Gcm => "AES-256-GCM",
@@ -152,7 +161,7 @@ impl Ephemeral {
     }
 }
 
-/// Who agreed on a shared secret: the inputs [`derive`] binds its keys to.
+/// Who agreed on a shared secret: the inputs [`derive()`] binds its keys to.
 #[derive(Clone, Copy, Debug)]
 pub struct Transcript<'a> {
     /// The push.
@@ -165,6 +174,11 @@ pub struct Transcript<'a> {
     pub sender_id: &'a [u8; 32],
     /// The receiver's Ed25519 identity (its KEYREQ's signer).
     pub receiver_id: &'a [u8; 32],
+    /// The receiver's node id (its KEYREQ's): the keys are this node's
+    /// alone, not any other node of the same identity.
+    pub node: NodeId,
+    /// The push's AEAD: keys agreed for one never serve the other.
+    pub aead: Aead,
 }
 
 /// The keys one sender–receiver agreement yields.
@@ -197,12 +211,16 @@ impl hkdf::KeyType for Len {
 /// bytes, the key encryption key then the feedback key.
 pub fn derive(shared: &[u8; 32], t: &Transcript<'_>) -> PeerKeys {
     let session = t.session.0.to_be_bytes();
-    let info: [&[u8]; 5] = [
+    let node = t.node.0.to_be_bytes();
+    let aead = [t.aead.wire_id()];
+    let info: [&[u8]; 7] = [
         &session,
         t.sender_eph,
         t.receiver_eph,
         t.sender_id,
         t.receiver_id,
+        &node,
+        &aead,
     ];
     let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, HKDF_SALT).extract(shared);
     let mut okm = [0u8; 64];
@@ -395,6 +413,8 @@ mod tests {
             receiver_eph: r,
             sender_id: sid,
             receiver_id: rid,
+            node: NodeId(3),
+            aead: Aead::Aes256Gcm,
         }
     }
 

@@ -264,10 +264,7 @@ pub fn push_claim(
         None => m.push(0),
         Some(e) => {
             m.push(1);
-            m.push(match e.aead {
-                crate::crypto::Aead::Aes256Gcm => 1,
-                crate::crypto::Aead::ChaCha20Poly1305 => 2,
-            });
+            m.push(e.aead.wire_id());
             m.extend_from_slice(&e.sender_eph);
         }
     }

@@ -250,3 +250,159 @@ fn a_forged_key_for_a_receiver_does_not_open_and_the_real_one_still_works() {
     assert!(w.receiver(0).stats().auth_failed >= 1);
     assert!(w.receiver(0).stats().key_requests_sent >= 2);
 }
+
+/// The sender's latest ANNOUNCE sent in clear, parsed.
+fn last_clear_announce(w: &World) -> wire::Announce {
+    w.sent()
+        .iter()
+        .rev()
+        .find_map(|s| match wire::parse(&s.datagram) {
+            Ok(Packet::Control {
+                message: Control::Announce(a),
+                ..
+            }) if s.datagram[3] & ENC_FLAG == 0 => Some(a),
+            _ => None,
+        })
+        .expect("an ANNOUNCE went out")
+}
+
+#[test]
+fn an_announce_in_clear_moves_nothing_for_a_receiver_that_holds_the_key() {
+    let mut c = config(1, 1, Aead::Aes256Gcm);
+    let session = c.sender.session;
+    c.sender.timeout = Duration::from_secs(20);
+    c.max_time = Duration::from_secs(30);
+    let big = Content::new(
+        &["img"],
+        vec![("img/disk.raw".into(), Content::random_bytes(2 << 20, 5))],
+    );
+    let mut w = World::new(c, big.clone());
+    w.record_sent();
+    // r0 holds the key and the first symbols of the file.
+    assert!(w.drive_until(|w| w.receiver(0).stats().symbols_received > 40));
+    // A forger copies the signed fields and claims the sender passed every
+    // block and acknowledged r0's confirmation.
+    let mut a = last_clear_announce(&w);
+    a.data_pos = (a.object_count + 1, 0);
+    a.acked = vec![wire::Ack {
+        node: w.receiver(0).node(),
+        state: wire::AckState::Confirmed,
+    }];
+    let mut d = Vec::new();
+    wire::write_control(&mut d, session, &Control::Announce(a));
+    let ignored = w.receiver(0).stats().ignored;
+    for _ in 0..5 {
+        w.deliver(Node::Receiver(0), &d);
+        w.drive_for(Duration::from_millis(2));
+    }
+    assert!(w.receiver(0).stats().ignored >= ignored + 5);
+    let w = push(w);
+    let report = w.sender().report().unwrap();
+    assert!(report.success, "{report:?}");
+    // Lossless: r0 never asked for a block the sender had not yet sent.
+    let stats = w.receiver(0).stats();
+    assert_eq!(stats.nack_entries_sent, 0, "{stats:?}");
+    assert_eq!(
+        w.receiver_files(0).get("img/disk.raw"),
+        Some(&big.files[&ObjectId(1)])
+    );
+}
+
+#[test]
+fn sealed_announces_keep_a_member_acknowledged_and_alive() {
+    let mut c = config(1, 1, Aead::ChaCha20Poly1305);
+    c.loss_independent = 0.05;
+    let mut w = World::new(c, content());
+    w.record_sent();
+    let w = push(w);
+    assert!(w.sender().report().unwrap().success);
+    let sealed = w
+        .sent()
+        .iter()
+        .filter(|s| {
+            s.datagram[3] == wire::PacketType::Announce as u8 | ENC_FLAG && s.from == Node::Sender
+        })
+        .count();
+    assert!(sealed > 0, "no sealed ANNOUNCE went out");
+}
+
+#[test]
+fn forged_nacks_hold_off_a_members_repair_only_a_bounded_time() {
+    let mut c = config(1, 1, Aead::Aes256Gcm);
+    let session = c.sender.session;
+    c.sender.timeout = Duration::from_secs(30);
+    c.max_time = Duration::from_secs(40);
+    let mut w = World::new(c, content());
+    // r0 loses the first pass of the file's block 0.
+    w.drop_when(|from, to, d| {
+        from == Node::Sender
+            && to == Node::Receiver(0)
+            && d[3] & !ENC_FLAG == wire::PacketType::Data as u8
+            && d[12..16] == 1u32.to_be_bytes()
+            && d[16..20] == 0u32.to_be_bytes()
+            && d[22] & wire::FLAG_REPAIR == 0
+    });
+    assert!(w.drive_until(|w| w.receiver(0).stats().symbols_received > 0));
+    // Someone keeps saying, every 10 ms, that it needs all of block 0 (and
+    // more of the others), sealed with a made-up key, as if another member.
+    let entries = (0..15)
+        .map(|b| wire::NackEntry {
+            object: ObjectId(1),
+            block: BlockNumber(b),
+            need: u16::MAX,
+            missing: vec![],
+        })
+        .collect();
+    let mut nack = Vec::new();
+    wire::write_control(
+        &mut nack,
+        session,
+        &Control::Nack(wire::Nack {
+            node: mdp_proto::NodeId(0xbad),
+            echo: Echo::default(),
+            loss: 0,
+            entries,
+        }),
+    );
+    let mut s = mdp_proto::auth::Sealer::new(mdp_proto::auth::Key::from_bytes([9; 32]));
+    s.seal(&mut nack, 0, 1);
+    while !w.sender().is_finished() && w.elapsed() < Duration::from_secs(25) {
+        w.deliver(Node::Receiver(0), &nack);
+        w.drive_for(Duration::from_millis(10));
+    }
+    let report = w.sender().report().expect("the sender ended");
+    assert!(report.success, "{report:?}");
+    assert!(
+        w.elapsed() < Duration::from_secs(8),
+        "r0 waited {:?} for its repair",
+        w.elapsed()
+    );
+    assert!(w.receiver(0).stats().nack_entries_sent > 0);
+}
+
+#[test]
+fn a_member_cannot_take_over_another_members_node_with_its_own_key() {
+    let c = config(2, 2, Aead::Aes256Gcm);
+    let session = c.sender.session;
+    let mut w = World::new(c, content());
+    assert!(w.drive_until(|w| w.sender().stats().keys_sent == 2));
+    // r1, compromised, asks for a key in r0's node id, signed with its own
+    // (listed) key under its own name.
+    let mut m = Control::KeyRequest(wire::KeyRequest {
+        node: w.receiver(0).node(),
+        name: "r1".into(),
+        receiver_eph: mdp_proto::crypto::Ephemeral::from_secret([3; 32]).public(),
+        signed: None,
+    });
+    wire::sign_feedback(session, &mut m, &key(11));
+    let mut d = Vec::new();
+    wire::write_control(&mut d, session, &m);
+    let unadmitted = w.sender().stats().unadmitted;
+    w.deliver(Node::Sender, &d);
+    assert_eq!(w.sender().stats().unadmitted, unadmitted + 1);
+    assert_eq!(w.sender().stats().keys_sent, 2, "no KEY for the forger");
+    let w = push(w);
+    let report = w.sender().report().unwrap();
+    assert!(report.success, "{report:?}");
+    assert_eq!(w.sender().stats().auth_failed, 0);
+}

@@ -253,6 +253,13 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
         while let Some(ev) = self.receiver.poll_event() {
             match ev {
                 ReceiverEvent::Finished(outcome) => {
+                    if let Err(e) = self.ledger.record_end(outcome.session) {
+                        tracing::warn!(
+                            "cannot record the end of push {} in {}: {e}; a recording of it replayed after a restart would be taken again (check the directory's permissions)",
+                            outcome.session,
+                            self.dir.join(crate::store::TMP_DIR).display()
+                        );
+                    }
                     let _ = self.writer.cmds.send(WriterCmd::Finish);
                     self.pending_finish = Some(outcome);
                 }

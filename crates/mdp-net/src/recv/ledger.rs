@@ -4,12 +4,18 @@
 //! refused as stale once its signature is older than
 //! [`SIGNATURE_WINDOW`]; until then this record stands in.
 //!
-//! One line per push: the session id (16 hex digits) and its signing time
-//! (µs since the Unix epoch). A line is appended and flushed to disk
-//! (`fsync`) when the push is accepted, before any of its files is
-//! written; lines older than the window (and a minute of slack) are
-//! dropped when the record is read. The file is private to this user and
-//! opened without following symbolic links.
+//! One line when a push is accepted, the session id (16 hex digits) and
+//! its signing time (µs since the Unix epoch), and one more, the same
+//! with ` end`, when it ends here; each is appended and flushed to disk
+//! (`fsync`) before the receiver goes on (the first before any of the
+//! push's files is written). After a restart, a push that ended here is
+//! refused, and so is one that did not end but was signed before another
+//! push accepted here (it would roll the files back); a push that was
+//! under way when the receiver stopped, with none newer, is taken again,
+//! so that a restarted receiver rejoins the push still running. Lines
+//! older than the window (and a minute of slack) are dropped when the
+//! record is read. The file is private to this user and opened without
+//! following symbolic links.
 
 use mdp_proto::identity::SIGNATURE_WINDOW;
 use mdp_proto::SessionId;
@@ -24,12 +30,21 @@ pub const LEDGER_FILE: &str = "sessions";
 /// Most lines kept: far more pushes than a window holds.
 const MAX_LINES: usize = 1024;
 
+/// One accepted push.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Entry {
+    session: SessionId,
+    signed_at_us: u64,
+    /// It ended here.
+    ended: bool,
+}
+
 /// The record of one receiver directory.
 #[derive(Debug)]
 pub struct Ledger {
     path: PathBuf,
-    /// Accepted pushes still inside the window: `(session, signed_at_us)`.
-    entries: Vec<(SessionId, u64)>,
+    /// Accepted pushes still inside the window.
+    entries: Vec<Entry>,
     /// Bound on `entries` ([`MAX_LINES`]; smaller in tests).
     max_lines: usize,
 }
@@ -42,16 +57,28 @@ impl Ledger {
         let path = dir.join(crate::store::TMP_DIR).join(LEDGER_FILE);
         let horizon = now_us.saturating_sub((SIGNATURE_WINDOW.as_secs() + 60) * 1_000_000);
         let text = read_nofollow(&path).unwrap_or_default();
-        let mut entries: Vec<(SessionId, u64)> = text
-            .lines()
-            .filter_map(|l| {
-                let (id, at) = l.split_once(' ')?;
-                let id = u64::from_str_radix(id, 16).ok()?;
-                let at: u64 = at.trim().parse().ok()?;
-                Some((SessionId(id), at))
-            })
-            .filter(|&(_, at)| at >= horizon)
-            .collect();
+        let mut entries: Vec<Entry> = Vec::new();
+        for line in text.lines() {
+            let mut words = line.split(' ');
+            let (Some(id), Some(at)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let (Ok(id), Ok(at)) = (u64::from_str_radix(id, 16), at.trim().parse::<u64>()) else {
+                continue;
+            };
+            if at < horizon {
+                continue;
+            }
+            let ended = words.next() == Some("end");
+            match entries.iter_mut().find(|e| e.session.0 == id) {
+                Some(e) => e.ended |= ended,
+                None => entries.push(Entry {
+                    session: SessionId(id),
+                    signed_at_us: at,
+                    ended,
+                }),
+            }
+        }
         if entries.len() > MAX_LINES {
             entries.drain(..entries.len() - MAX_LINES);
         }
@@ -62,21 +89,51 @@ impl Ledger {
         }
     }
 
-    /// The sessions to refuse as replays.
+    /// The sessions to refuse as replays: those that ended here, and those
+    /// signed before the newest push accepted here.
     pub fn sessions(&self) -> Vec<SessionId> {
-        self.entries.iter().map(|(s, _)| *s).collect()
+        let newest = self.entries.iter().map(|e| e.signed_at_us).max();
+        self.entries
+            .iter()
+            .filter(|e| e.ended || Some(e.signed_at_us) < newest)
+            .map(|e| e.session)
+            .collect()
     }
 
     /// Records an accepted push durably: appended and flushed before this
     /// returns. When the record has grown past its bound it is rewritten
     /// (a temporary file, flushed, renamed over it).
     pub fn record(&mut self, session: SessionId, signed_at_us: u64) -> io::Result<()> {
-        self.entries.push((session, signed_at_us));
+        let entry = Entry {
+            session,
+            signed_at_us,
+            ended: false,
+        };
+        self.entries.push(entry);
         if self.entries.len() > self.max_lines {
             self.entries
                 .drain(..self.entries.len() - self.max_lines / 2);
             return self.rewrite();
         }
+        self.append(&entry)
+    }
+
+    /// Records durably that an accepted push ended here; nothing for a
+    /// push not recorded (unsigned, or already ended).
+    pub fn record_end(&mut self, session: SessionId) -> io::Result<()> {
+        let Some(e) = self
+            .entries
+            .iter_mut()
+            .find(|e| e.session == session && !e.ended)
+        else {
+            return Ok(());
+        };
+        e.ended = true;
+        let entry = *e;
+        self.append(&entry)
+    }
+
+    fn append(&self, e: &Entry) -> io::Result<()> {
         self.ensure_dir()?;
         let mut f = OpenOptions::new()
             .append(true)
@@ -84,7 +141,7 @@ impl Ledger {
             .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW)
             .open(&self.path)?;
-        writeln!(f, "{:016x} {signed_at_us}", session.0)?;
+        writeln!(f, "{}", line(e))?;
         f.sync_all()
     }
 
@@ -115,8 +172,8 @@ impl Ledger {
             .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW)
             .open(&tmp)?;
-        for (s, at) in &self.entries {
-            writeln!(f, "{:016x} {at}", s.0)?;
+        for e in &self.entries {
+            writeln!(f, "{}", line(e))?;
         }
         f.sync_all()?;
         fs::rename(&tmp, &self.path)?;
@@ -125,6 +182,11 @@ impl Ledger {
         }
         Ok(())
     }
+}
+
+fn line(e: &Entry) -> String {
+    let end = if e.ended { " end" } else { "" };
+    format!("{:016x} {}{end}", e.session.0, e.signed_at_us)
 }
 
 fn read_nofollow(path: &Path) -> io::Result<String> {
@@ -151,7 +213,9 @@ mod tests {
         assert!(l.sessions().is_empty());
         l.record(SessionId(0xabc), now - 1_000_000).unwrap();
         l.record(SessionId(0xdef), now).unwrap();
-        // A restart a minute later remembers both; one an hour later, none.
+        l.record_end(SessionId(0xdef)).unwrap();
+        // A restart a minute later refuses both (0xabc was signed before
+        // 0xdef: taking it again would roll back); one an hour later, none.
         assert_eq!(
             Ledger::open(&dir, now + 60_000_000).sessions(),
             [SessionId(0xabc), SessionId(0xdef)]
@@ -165,13 +229,25 @@ mod tests {
         text.push_str("zz\n12 x\n");
         fs::write(&path, text).unwrap();
         assert_eq!(Ledger::open(&dir, now).sessions().len(), 2);
+        // The newest push, under way when the receiver stopped, is taken
+        // again after a restart (the sender may still be sending it); once
+        // it ended, it is refused.
+        let mut l = Ledger::open(&dir, now);
+        l.record(SessionId(0x123), now + 1).unwrap();
+        let after = Ledger::open(&dir, now + 1_000_000).sessions();
+        assert!(!after.contains(&SessionId(0x123)), "{after:?}");
+        assert!(after.contains(&SessionId(0xabc)) && after.contains(&SessionId(0xdef)));
+        l.record_end(SessionId(0x123)).unwrap();
+        assert!(Ledger::open(&dir, now + 1_000_000)
+            .sessions()
+            .contains(&SessionId(0x123)));
         // Bounded: a flood of records keeps at most its bound.
         let mut l = Ledger::open(&dir, now);
         l.max_lines = 16;
         for i in 0..40 {
             l.record(SessionId(i + 1), now).unwrap();
         }
-        let n = Ledger::open(&dir, now).sessions().len();
+        let n = Ledger::open(&dir, now).entries.len();
         assert!((8..=16).contains(&n), "{n}");
         fs::remove_dir_all(&dir).unwrap();
     }

@@ -234,6 +234,7 @@ impl Session {
             if let Some(p) = self.partial.remove(&key) {
                 self.buffered -= p.bytes();
                 self.holdoff.remove(&key);
+                self.others_holds.remove(&key);
                 return self.complete_block(now, cx, key, p, block_len);
             }
         } else if h.flags & FLAG_REPAIR != 0 {
@@ -463,6 +464,7 @@ impl Session {
             } else {
                 self.buffered -= p.bytes();
                 self.holdoff.remove(&key);
+                self.others_holds.remove(&key);
             }
         }
         self.skip_finished_objects();

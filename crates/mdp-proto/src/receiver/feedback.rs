@@ -95,14 +95,7 @@ impl LossMeter {
 impl Session {
     /// An ANNOUNCE of our session.
     pub(super) fn handle_announce(&mut self, now: Instant, cx: &mut Ctx, a: &Announce) {
-        let same = self.coding.symbol_size == a.symbol_size
-            && self.coding.block_k == a.block_k
-            && self.coding.parity == a.parity
-            && self.manifest_len == a.manifest_len
-            && self.manifest_hash == a.manifest_hash
-            && self.object_count == a.object_count
-            && self.keys.as_ref().map(|k| k.announced()) == a.enc.as_ref();
-        if !same {
+        if !self.announces_this_push(a) {
             // A session's parameters never change: this one is forged or broken.
             cx.stats.malformed += 1;
             return;
@@ -111,6 +104,18 @@ impl Session {
         self.advance_sender_pos(now, cx, a.data_pos);
         self.maybe_request_key(now, cx);
         self.maybe_register(now, cx);
+    }
+
+    /// True when `a` repeats what the session's first ANNOUNCE said of
+    /// the push (its signed fields).
+    pub(super) fn announces_this_push(&self, a: &Announce) -> bool {
+        self.coding.symbol_size == a.symbol_size
+            && self.coding.block_k == a.block_k
+            && self.coding.parity == a.parity
+            && self.manifest_len == a.manifest_len
+            && self.manifest_hash == a.manifest_hash
+            && self.object_count == a.object_count
+            && self.keys.as_ref().map(|k| k.announced()) == a.enc.as_ref()
     }
 
     /// A FLUSH: the sender sent every block; answer when it asks.

@@ -5,7 +5,8 @@
 //!
 //! **Invariants:** nothing of an encrypted push is used before the session
 //! key opened it (DATA, FLUSH and DONE that do not open are dropped, not
-//! decoded); a KEY is taken only when it opens under the key agreed with
+//! decoded; an ANNOUNCE in clear only asks for the key; only opened
+//! datagrams keep the session alive once the key is here); a KEY is taken only when it opens under the key agreed with
 //! the ephemeral key the signed ANNOUNCE carries; the session key never
 //! changes once taken.
 
@@ -13,7 +14,7 @@ use super::state::Session;
 use super::Ctx;
 use crate::auth::Sealer;
 use crate::crypto::{self, Cipher, Ephemeral, Transcript};
-use crate::wire::{Control, Encryption, KeyRequest, KeyWrap};
+use crate::wire::{Announce, Control, Encryption, KeyRequest, KeyWrap};
 use std::time::{Duration, Instant};
 
 /// Least time between two KEYREQs.
@@ -31,10 +32,17 @@ pub(super) struct SessionKeys {
     /// Seals this receiver's feedback, once the KEY opened.
     pub(super) feedback: Option<Sealer>,
     last_request: Option<Instant>,
+    /// When the session began.
+    since: Instant,
 }
 
 impl SessionKeys {
-    pub(super) fn new(enc: Encryption, sender_id: [u8; 32], eph_secret: [u8; 32]) -> SessionKeys {
+    pub(super) fn new(
+        now: Instant,
+        enc: Encryption,
+        sender_id: [u8; 32],
+        eph_secret: [u8; 32],
+    ) -> SessionKeys {
         SessionKeys {
             enc,
             sender_id,
@@ -42,6 +50,7 @@ impl SessionKeys {
             cipher: None,
             feedback: None,
             last_request: None,
+            since: now,
         }
     }
 
@@ -80,6 +89,25 @@ impl Session {
         }));
     }
 
+    /// An ANNOUNCE in clear in an encrypted push: anyone could have sent
+    /// it with other timing, acknowledgements or data position, so only
+    /// its signed fields count, and only to ask for the key (and, while
+    /// the key has not come, as a sign that the push is alive, for at most
+    /// [`crate::identity::SIGNATURE_WINDOW`]).
+    pub(super) fn handle_clear_announce(&mut self, now: Instant, cx: &mut Ctx, a: &Announce) {
+        if !self.awaiting_key() || !self.announces_this_push(a) {
+            cx.stats.ignored += 1;
+            return;
+        }
+        // A replayed ANNOUNCE keeps a receiver without the key waiting no
+        // longer than a signature stays fresh; then the idle timeout ends it.
+        let since = self.keys.as_ref().map_or(now, |k| k.since);
+        if now.saturating_duration_since(since) < crate::identity::SIGNATURE_WINDOW {
+            self.last_heard = now;
+        }
+        self.maybe_request_key(now, cx);
+    }
+
     /// A KEY: when it is ours and opens, the push can be read from now on.
     pub(super) fn handle_key(&mut self, cx: &mut Ctx, k: &KeyWrap) {
         let Some(keys) = self.keys.as_mut() else {
@@ -106,6 +134,8 @@ impl Session {
                 receiver_eph: &receiver_eph,
                 sender_id: &keys.sender_id,
                 receiver_id: &receiver_id,
+                node: cx.config.node,
+                aead: keys.enc.aead,
             },
         );
         let Some(session_key) = crypto::unwrap(

@@ -309,6 +309,7 @@ impl Receiver {
                     }
                     let keys = match (&a.enc, &a.signed, self.cx.secrets.as_mut()) {
                         (Some(enc), Some(signed), Some(secrets)) => Some(keys::SessionKeys::new(
+                            now,
                             *enc,
                             signed.signer,
                             secrets.draw("receiver ephemeral", session_id),
@@ -378,6 +379,26 @@ impl Receiver {
         );
         if s.keys.is_some() && must_open && !opened {
             self.cx.stats.auth_failed += 1;
+            return;
+        }
+        if s.keys.is_some() && !opened {
+            // The rest of an encrypted push in clear: the KEY (which opens
+            // only if it is ours), and ANNOUNCE, which asks for the key
+            // while there is none; the sealed copy of each ANNOUNCE says
+            // the rest. An unsealed NACK is no member's.
+            let cx = &mut self.cx;
+            match packet {
+                Packet::Control {
+                    message: Control::Key(k),
+                    ..
+                } => s.handle_key(cx, &k),
+                Packet::Control {
+                    message: Control::Announce(a),
+                    ..
+                } => s.handle_clear_announce(now, cx, &a),
+                _ => cx.stats.ignored += 1,
+            }
+            self.after_input(now);
             return;
         }
         // Only the sender's datagrams show that the push is alive: receivers

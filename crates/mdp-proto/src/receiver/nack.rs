@@ -9,7 +9,12 @@
 //!
 //! **Invariant:** at most one NACK is armed at a time (`Session::nack_at`),
 //! a block in hold-off is never asked for before the hold-off ends, and no
-//! NACK goes to a sender silent for [`super::SENDER_GONE`].
+//! NACK goes to a sender silent for [`super::SENDER_GONE`]. Other
+//! receivers' NACKs cannot be authenticated here (in an encrypted push
+//! each is sealed with its sender's own key), so what they can do is
+//! bounded: a block is held off by them at most [`MAX_OTHERS_HOLDS`]
+//! times, each time for at most [`MAX_OTHERS_HOLD`], however many NACKs
+//! come and whatever they say.
 
 use super::state::Session;
 use super::{Ctx, SENDER_GONE};
@@ -24,6 +29,12 @@ const MIN_GRTT: Duration = Duration::from_millis(1);
 const MIN_GROUP_ESTIMATE: u32 = 32;
 /// Most blocks looked at in one NACK scan.
 const MAX_SCAN: usize = 8192;
+/// Longest one hold-off by other receivers' NACKs lasts, from its start,
+/// however often they repeat.
+pub(super) const MAX_OTHERS_HOLD: Duration = Duration::from_secs(1);
+/// Most hold-offs by other receivers' NACKs one block waits out; after
+/// them, this receiver asks for the block whatever others say.
+pub(super) const MAX_OTHERS_HOLDS: u8 = 3;
 
 /// The back-off factor `K` for a group of `group_size` receivers, at most
 /// `cap`: 1 for a lone receiver, one more per doubling of the group
@@ -174,10 +185,17 @@ impl Session {
             }
         }
         for (key, until) in holds {
-            let entry = self.holdoff.entry(key).or_insert(until);
-            if *entry <= now {
+            let held = self.holdoff.get(&key).is_some_and(|&t| t > now);
+            let round = self.others_holds.entry(key).or_insert((now, 0));
+            if !held {
+                if round.1 >= MAX_OTHERS_HOLDS {
+                    continue;
+                }
+                *round = (now, round.1 + 1);
                 cx.stats.nack_entries_suppressed += 1;
             }
+            let until = until.min(round.0 + MAX_OTHERS_HOLD);
+            let entry = self.holdoff.entry(key).or_insert(until);
             *entry = (*entry).max(until);
         }
     }

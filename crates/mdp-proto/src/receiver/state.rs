@@ -129,6 +129,9 @@ pub(super) struct Session {
     /// The sender sent FLUSH: it has sent every block.
     pub(super) flushed: bool,
     pub(super) holdoff: HashMap<BlockKey, Instant>,
+    /// Per block, when the latest hold-off by another receiver's NACK
+    /// began and how many such hold-offs there were (nack.rs bounds both).
+    pub(super) others_holds: HashMap<BlockKey, (Instant, u8)>,
     /// When the armed NACK goes out, and what it may carry: the blocks
     /// that were candidates when its back-off began ([`NackView`]).
     pub(super) nack_at: Option<(Instant, NackView)>,
@@ -183,6 +186,7 @@ impl Session {
             sender_pos: BlockKey::new(0, 0),
             flushed: false,
             holdoff: HashMap::new(),
+            others_holds: HashMap::new(),
             nack_at: None,
             recheck_at: None,
             registration: Registration::default(),

@@ -1,12 +1,16 @@
 //! The sender's side of an encrypted push (crate::crypto): the session key
 //! and ephemeral key pair, the KEY each admitted receiver is sent in
-//! answer to its signed KEYREQ, the sealing of DATA, FLUSH and DONE, and
-//! the opening of receivers' feedback with each one's own feedback key.
+//! answer to its signed KEYREQ, the sealing of DATA, FLUSH and DONE (and
+//! of a copy of each ANNOUNCE), and the opening of receivers' feedback
+//! with each one's own feedback key.
 //!
 //! **Invariants:** a KEY goes only to a receiver whose KEYREQ was signed by
 //! the key `--expect-file` lists for its name, and is computed once per
 //! (node, ephemeral key): a replayed KEYREQ costs one map lookup and at
-//! most one KEY every [`KEY_RESEND_GAP`]. In an encrypted push, feedback
+//! most one KEY every [`KEY_RESEND_GAP`]. A node id is bound to the name
+//! (and so the key) of its first agreement, and a name has at most one
+//! agreement at a time (a new node of the same identity replaces the
+//! old one): agreements never outnumber the names expected by key. In an encrypted push, feedback
 //! other than KEYREQ counts only when sealed with the feedback key of the
 //! node it names, so no host without that receiver's agreement can speak
 //! for it, and a forgery costs the sender one lookup and one keyed hash.
@@ -22,7 +26,9 @@ pub struct EncryptionConfig {
     /// [`Aead::preferred`]).
     pub aead: Aead,
     /// Where the session key and ephemeral key come from: seeded by the
-    /// caller from the operating system.
+    /// caller from the operating system, afresh for every push (keys are
+    /// drawn by session id, so a source reused with a session id reused
+    /// would repeat them, and nonces with them).
     pub secrets: SecretSource,
 }
 
@@ -50,8 +56,14 @@ pub(super) struct SenderKeys {
     /// The next nonce counter: never repeats under `session_key`.
     counter: u64,
     agreements: HashMap<NodeId, Agreement>,
+    /// The node of each name's agreement.
+    by_name: HashMap<String, NodeId>,
     /// KEYs to send, in request order.
     due: VecDeque<KeyWrap>,
+    /// The ANNOUNCE just sent in clear, to send sealed next: receivers that
+    /// hold the session key take ANNOUNCE's changing fields (timing,
+    /// acknowledgements, data position) only sealed.
+    announce_copy: Option<Control>,
 }
 
 impl SenderKeys {
@@ -66,7 +78,9 @@ impl SenderKeys {
             eph,
             counter: 1,
             agreements: HashMap::new(),
+            by_name: HashMap::new(),
             due: VecDeque::new(),
+            announce_copy: None,
         }
     }
 
@@ -95,6 +109,11 @@ impl SenderKeys {
         }
     }
 
+    /// Keeps `announce`, just sent in clear, to send sealed next.
+    pub(super) fn copy_announce(&mut self, announce: &Control) {
+        self.announce_copy = Some(announce.clone());
+    }
+
     /// The next KEY to send, if any.
     pub(super) fn next_due(&mut self) -> Option<KeyWrap> {
         self.due.pop_front()
@@ -112,6 +131,25 @@ impl SenderKeys {
 }
 
 impl Sender {
+    /// The sealed copy of the ANNOUNCE last sent in clear, when one is due:
+    /// written into `out`; true when it was.
+    pub(super) fn write_sealed_announce(&mut self, out: &mut Gather) -> bool {
+        let Some(keys) = self.keys.as_mut() else {
+            return false;
+        };
+        let Some(announce) = keys.announce_copy.take() else {
+            return false;
+        };
+        let buf = out.bytes_mut();
+        let start = buf.len();
+        wire::write_control(buf, self.config.session, &announce);
+        keys.cipher.seal(buf, start, keys.counter);
+        keys.counter += 1;
+        self.pacer.force_take(buf.len() - start);
+        out.end_datagram(start, None);
+        true
+    }
+
     /// A KEYREQ: answer an expected receiver with its KEY.
     pub(super) fn handle_key_request(&mut self, now: Instant, req: KeyRequest) {
         let Some(keys) = self.keys.as_mut() else {
@@ -138,6 +176,16 @@ impl Sender {
             unreachable!("built above");
         };
         let keys = self.keys.as_mut().expect("checked above");
+        // A node id keeps the name of its first agreement: no identity can
+        // take over another's node (and its feedback key).
+        if keys
+            .agreements
+            .get(&req.node)
+            .is_some_and(|a| a.name != req.name)
+        {
+            self.stats.unadmitted += 1;
+            return;
+        }
         if !keys.agreements.contains_key(&req.node) && keys.agreements.len() >= MAX_PEERS {
             self.stats.unadmitted += 1;
             return;
@@ -157,6 +205,8 @@ impl Sender {
                 receiver_eph: &req.receiver_eph,
                 sender_id: &signer,
                 receiver_id: &receiver_id,
+                node: req.node,
+                aead: keys.aead,
             },
         );
         let (sealed_key, tag) = crypto::wrap(
@@ -171,6 +221,13 @@ impl Sender {
             sealed_key,
             tag,
         };
+        // One agreement per name: the same identity from a new node (a
+        // restarted receiver) replaces its old one.
+        if let Some(old) = keys.by_name.insert(req.name.clone(), req.node) {
+            if old != req.node {
+                keys.agreements.remove(&old);
+            }
+        }
         keys.agreements.insert(
             req.node,
             Agreement {

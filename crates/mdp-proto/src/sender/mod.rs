@@ -799,6 +799,9 @@ impl Sender {
             self.write_control(out, &Control::Key(key));
             return Some(self.single(out));
         }
+        if self.write_sealed_announce(out) {
+            return Some(self.single(out));
+        }
         if self.timers.is_due(Timer::Announce, now) {
             if self.phase == Phase::Announcing
                 && self.cursor.object > 0
@@ -813,6 +816,9 @@ impl Sender {
             }
             let msg = self.announce(now);
             self.write_control(out, &msg);
+            if let Some(keys) = self.keys.as_mut() {
+                keys.copy_announce(&msg);
+            }
             let gap = if self.phase == Phase::Announcing {
                 self.announces += 1;
                 announce_gap(self.announces)
