@@ -742,25 +742,14 @@ pub fn run(bin: &Path) -> Result<()> {
             return Ok(());
         }
     };
-    let key = work.join("sender.key");
-    let _ = fs::remove_file(&key);
-    let out = Command::new(bin.join("mdp-send"))
-        .arg("--gen-identity")
-        .arg(&key)
-        .output()?;
-    if !out.status.success() {
-        bail!(
-            "mdp-send --gen-identity: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    let keys = crate::make_keys(bin, &work.join("keys"), &[])?;
     let ctx = Ctx {
         net: &net,
         bin: bin.to_path_buf(),
         work: work.clone(),
         src,
         pids: Default::default(),
-        identity: (key, String::from_utf8(out.stdout)?.trim().to_string()),
+        identity: (keys.sender, keys.sender_pub),
     };
     let started = Instant::now();
     let scenarios: Vec<(&str, Scenario)> = vec![

@@ -543,6 +543,19 @@ impl Control {
             Control::Key(_) => PacketType::Key,
         }
     }
+
+    /// The receiver a feedback message speaks for (REGISTER, NACK, STATUS,
+    /// CONGESTION); `None` for the sender's messages and KEYREQ, which is
+    /// handled on its own.
+    pub fn feedback_node(&self) -> Option<NodeId> {
+        match self {
+            Control::Register(m) => Some(m.node),
+            Control::Nack(m) => Some(m.node),
+            Control::Status(m) => Some(m.node),
+            Control::Congestion(m) => Some(m.node),
+            _ => None,
+        }
+    }
 }
 
 /// A parsed datagram.

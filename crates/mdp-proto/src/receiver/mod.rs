@@ -486,13 +486,7 @@ impl Receiver {
             return true;
         };
         let origin = match packet {
-            Packet::Control { message, .. } => match message {
-                Control::Register(m) => Some(m.node),
-                Control::Nack(m) => Some(m.node),
-                Control::Status(m) => Some(m.node),
-                Control::Congestion(m) => Some(m.node),
-                _ => None,
-            },
+            Packet::Control { message, .. } => message.feedback_node(),
             Packet::Data { .. } => None,
         };
         let ours = self.state.session_mut().filter(|s| s.id == session);

@@ -271,15 +271,9 @@ impl Sender {
             self.stats.auth_failed += 1;
             return None;
         };
-        let node = match &message {
-            Control::Register(m) => m.node,
-            Control::Nack(m) => m.node,
-            Control::Status(m) => m.node,
-            Control::Congestion(m) => m.node,
-            _ => {
-                self.stats.ignored_received += 1;
-                return None;
-            }
+        let Some(node) = message.feedback_node() else {
+            self.stats.ignored_received += 1;
+            return None;
         };
         let Some(key) = keys.feedback_key(node) else {
             self.stats.unadmitted += 1;

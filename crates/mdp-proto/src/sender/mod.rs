@@ -379,15 +379,9 @@ impl Sender {
             return;
         }
         if self.config.auth.is_some() {
-            let node = match &message {
-                Control::Register(m) => m.node,
-                Control::Nack(m) => m.node,
-                Control::Status(m) => m.node,
-                Control::Congestion(m) => m.node,
-                _ => {
-                    self.stats.ignored_received += 1;
-                    return;
-                }
+            let Some(node) = message.feedback_node() else {
+                self.stats.ignored_received += 1;
+                return;
             };
             let known = self.replay.contains_key(&node);
             if (!known && self.replay.len() >= MAX_PEERS)
