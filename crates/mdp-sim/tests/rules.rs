@@ -356,6 +356,45 @@ fn a_confirmed_ack_ends_a_complete_receiver_without_done() {
     );
 }
 
+/// §7 "End": a receiver stopped by its caller after it confirmed, but
+/// before it heard the sender acknowledge that (the sender may already have
+/// exited on the confirmation), ends complete, so its caller reports the
+/// push and runs its hooks; one stopped mid-push is left as it is.
+#[test]
+fn a_receiver_stopped_after_it_confirmed_ends_complete() {
+    let mut w = world(config(1));
+    // From the first complete STATUS on, nothing more reaches the receiver.
+    let confirmed = Rc::new(Cell::new(false));
+    let seen = confirmed.clone();
+    w.drop_when(move |from, to, d| {
+        if from == Node::Receiver(0) {
+            if let Ok(Packet::Control {
+                message: Control::Status(s),
+                ..
+            }) = wire::parse(d)
+            {
+                seen.set(seen.get() || s.complete);
+            }
+        }
+        seen.get() && to == Node::Receiver(0)
+    });
+    assert!(w.drive_until(|w| w.receiver(0).stats().blocks_completed >= 1));
+    assert!(!confirmed.get(), "the push is too small to stop mid-way");
+    let now = w.now();
+    w.receiver_mut(0).handle_shutdown(now);
+    assert!(!w.receiver(0).is_finished(), "stopped mid-push: left as is");
+    assert!(w.drive_until(|w| confirmed.get() && w.sender().is_finished()));
+    assert!(!w.receiver(0).is_finished(), "the acknowledgement was cut");
+    let now = w.now();
+    w.receiver_mut(0).handle_shutdown(now);
+    assert!(w.receiver(0).is_finished());
+    w.step(); // drains the receiver's events
+    let outcome = w.receiver_outcome(0).expect("an outcome");
+    assert!(outcome.complete, "{outcome:?}");
+    assert!(outcome.problem.is_none(), "{outcome:?}");
+    assert_eq!(w.receiver_files(0).len(), 1);
+}
+
 /// §1 / §7: datagrams of another session are ignored.
 #[test]
 fn a_datagram_of_another_session_is_ignored() {

@@ -26,6 +26,10 @@ use tokio::io::Interest;
 /// How often progress is reported.
 const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 
+/// How long a stopping receiver waits for its writer to finish a push it
+/// completed (see `Driver::stop`).
+const STOP_GRACE: Duration = Duration::from_secs(20);
+
 /// Finished session ids remembered, so that their late datagrams do not
 /// start them again.
 const IGNORED_SESSIONS: usize = 64;
@@ -140,9 +144,42 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
         self.dispatch_events();
         self.report_progress(now);
         let Some(wake) = self.next_wake(now) else {
-            return Ok(Some(true));
+            return Ok(Some(self.stop(true).await));
         };
         self.wait(wake).await
+    }
+
+    /// The run ends (`timed_out`: by --timeout, else by a signal). A push
+    /// this receiver completed but whose confirmation the sender has not
+    /// acknowledged yet (the sender may already have exited on it) is
+    /// finished and reported first, so its hooks run and the ledger records
+    /// its end; the writer gets [`STOP_GRACE`] to finish it. Returns
+    /// `timed_out`.
+    async fn stop(&mut self, timed_out: bool) -> bool {
+        let now = Instant::now();
+        self.receiver.handle_shutdown(now);
+        self.transmit(now).await;
+        self.dispatch_events();
+        let grace = tokio::time::sleep(STOP_GRACE);
+        tokio::pin!(grace);
+        while self.pending_finish.is_some() {
+            tokio::select! {
+                reply = self.writer.replies.recv() => match reply {
+                    Some(reply) => {
+                        self.on_writer_reply(reply);
+                    }
+                    None => break,
+                },
+                _ = &mut grace => {
+                    tracing::warn!(
+                        "stopping before the writer finished the last push (waited {}s); its hooks do not run",
+                        STOP_GRACE.as_secs()
+                    );
+                    break;
+                }
+            }
+        }
+        timed_out
     }
 
     /// A timer that fell due fires here, not only when [`Self::wait`]
@@ -338,7 +375,7 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
             }
             Wake::Writer(reply) => return Ok(self.on_writer_reply(reply)),
             Wake::Timer => self.receiver.handle_timeout(Instant::now()),
-            Wake::Interrupt => return Ok(Some(false)),
+            Wake::Interrupt => return Ok(Some(self.stop(false).await)),
         }
         Ok(None)
     }

@@ -584,6 +584,24 @@ impl Receiver {
         }
     }
 
+    /// The caller is stopping (a signal, its own deadline). A session this
+    /// receiver has completed (every file final, the tree settled, its
+    /// confirmation sent or due) ends now as complete, as if the sender had
+    /// acknowledged it, so that the caller can report it and run what
+    /// follows a delivery. Any other live session is left as it is: the
+    /// caller reports it as interrupted, and what it holds is kept for a
+    /// resume.
+    pub fn handle_shutdown(&mut self, now: Instant) {
+        let State::Live(s) = &mut self.state else {
+            return;
+        };
+        if s.complete() {
+            // A confirmation that became due still goes out first.
+            self.after_input(now);
+            self.finish(End(None));
+        }
+    }
+
     /// The timer armed from [`Receiver::poll_timeout`] fired.
     pub fn handle_timeout(&mut self, now: Instant) {
         let State::Live(s) = &mut self.state else {
