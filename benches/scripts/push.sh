@@ -13,6 +13,7 @@
 # The push is signed (keys made once in KEYS, default /tmp/mdp-push-keys:
 # the sender's, and one per receiver h1..hN, which trust the sender's);
 # ENCRYPT=1 lists the receivers by key (--expect-file), so it is encrypted.
+# RECV_ARGS: more mdp-recv arguments (split at spaces), e.g. --no-fsync.
 # Example: `head -c 256M /dev/urandom > /tmp/big.bin; benches/scripts/net.sh 2;
 # benches/scripts/push.sh 1 --no-hash-cache /tmp/big.bin`.
 set -e
@@ -39,7 +40,7 @@ for i in $(seq 1 "$N"); do
     ip netns exec mdpb-h$i /usr/bin/time -f "r$i %e s, %U user, %S system, %M KiB" \
         "$B/mdp-recv" --dir "$OUT/r$i" --once --json --timeout 60s \
         --interface 10.77.0.$((i + 1)) --name h$i \
-        --trust "$(cat "$KEYS/sender.pub")" --identity "$KEYS/h$i.key" >"$OUT/r$i.log" 2>&1 &
+        --trust "$(cat "$KEYS/sender.pub")" --identity "$KEYS/h$i.key" ${RECV_ARGS:-} >"$OUT/r$i.log" 2>&1 &
 done
 sleep 0.3
 tx0=$(ip netns exec mdpb-h0 cat /sys/class/net/eth0/statistics/tx_bytes)

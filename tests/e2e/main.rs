@@ -20,6 +20,8 @@ mod harness;
 
 /// `--expect`: a closed group with a member that never starts.
 mod closed_group;
+/// Durable placement: flushes before renames, renames before the confirmation.
+mod durable;
 /// Pushes that go wrong mid-way: a receiver killed, a file changed, the
 /// sender interrupted, timeouts, every send failing.
 mod failures;

@@ -149,6 +149,13 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", default_value = "1d", value_parser = parse_duration)]
     keep_partial: Duration,
 
+    /// Do not flush files and directories to the disk before confirming a
+    /// push. Faster on slow disks, but UNSAFE: after a power cut or a kernel
+    /// crash soon after a push, files the sender was told had arrived may be
+    /// short, empty or missing under their final names.
+    #[arg(long)]
+    no_fsync: bool,
+
     /// Kill a hook that runs longer than this.
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
     exec_timeout: Duration,

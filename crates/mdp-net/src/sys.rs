@@ -1,6 +1,6 @@
 //! System calls that std does not wrap (besides the socket ones in
-//! `udp.rs`): free disk space, and the host's network interfaces with
-//! their MTUs.
+//! `udp.rs`): free disk space, early writeback of a file, and the host's
+//! network interfaces with their MTUs.
 
 use std::io;
 use std::net::IpAddr;
@@ -123,6 +123,25 @@ pub fn free_bytes(path: &Path) -> Option<u64> {
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     let ok = unsafe { libc::statvfs(path.as_ptr(), &mut st) } == 0;
     ok.then(|| st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+/// Asks the kernel to start writing `file`'s dirty pages to the disk now,
+/// without waiting for them (`sync_file_range(SYNC_FILE_RANGE_WRITE)` on
+/// Linux; nothing elsewhere). A later `fsync` then waits for less, and the
+/// pages of several files go out together. Errors are ignored: the `fsync`
+/// that follows reports any that matters.
+pub fn start_writeback(file: &std::fs::File) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: plain system call on a descriptor `file` keeps open; it
+        // reads no memory of ours.
+        unsafe {
+            libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = file;
 }
 
 /// Sends SIGKILL to every process of the process group `pgid` (a hook and

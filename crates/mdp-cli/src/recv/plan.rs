@@ -79,6 +79,7 @@ impl RecvPlan {
             timeout: args.timeout,
             socket_buffer: args.socket_buffer.clamp(1, 1024) << 20,
             keep_partial: args.keep_partial,
+            durable: !args.no_fsync,
         };
         Ok(RecvPlan {
             opts,

@@ -104,6 +104,10 @@ pub struct RecvOptions {
     pub socket_buffer: usize,
     /// How long files of an interrupted push are kept for a resume.
     pub keep_partial: Duration,
+    /// Flush each file before it is placed and the push's directories
+    /// before confirming ([`Store::set_durable`]); true unless the operator
+    /// traded it away (`--no-fsync`).
+    pub durable: bool,
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -133,6 +137,7 @@ pub async fn run(opts: RecvOptions, notice: impl FnMut(RecvNotice)) -> Result<En
         source,
     })?;
     store.set_keep_partial(opts.keep_partial);
+    store.set_durable(opts.durable);
     // Blocks held for the running hash count in the block budget; three
     // quarters stay for the blocks that close the gaps.
     store.set_keep_limit(opts.config.buffer_bytes / 4);

@@ -6,7 +6,7 @@
 //! queue is bounded, so a disk slower than the network holds the protocol
 //! task back instead of filling memory.
 
-use crate::store::{HeldBlocks, Store, Written};
+use crate::store::{HeldBlocks, Store, Verified, Written};
 use mdp_proto::fec::{Codec, CompleteBlock};
 use mdp_proto::wire::FailReason;
 use mdp_proto::{Manifest, ObjectId, SessionId};
@@ -18,6 +18,10 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 /// Commands (mostly finished blocks) queued for the writer thread at most.
 pub(super) const WRITE_QUEUE: usize = 16;
+
+/// Files the verifier checks before it flushes and places them (each holds
+/// a descriptor meanwhile).
+const VERIFY_BATCH: usize = 32;
 
 pub(super) enum WriterCmd {
     /// A session: its manifest and bytes per full block.
@@ -69,14 +73,32 @@ fn writer(
     let verifier = std::thread::Builder::new()
         .name("mdp-verifier".into())
         .spawn(move || {
-            for (object, written) in verify_rx {
-                let key = written.path_and_hash();
-                let result = written.verify_and_place();
-                if verify_replies
-                    .send(WriterReply::Verified(object, result, key))
-                    .is_err()
-                {
-                    return;
+            // What is queued is taken as a batch: each file checked and its
+            // writeback started, then each flushed and placed, so that the
+            // flushes of many small files overlap instead of queueing.
+            while let Ok(first) = verify_rx.recv() {
+                let mut batch = vec![first];
+                while batch.len() < VERIFY_BATCH {
+                    match verify_rx.try_recv() {
+                        Ok(next) => batch.push(next),
+                        Err(_) => break,
+                    }
+                }
+                let checked: Vec<_> = batch
+                    .into_iter()
+                    .map(|(object, written)| {
+                        let key = written.path_and_hash();
+                        (object, key, written.verify())
+                    })
+                    .collect();
+                for (object, key, verified) in checked {
+                    let result = verified.and_then(Verified::place);
+                    if verify_replies
+                        .send(WriterReply::Verified(object, result, key))
+                        .is_err()
+                    {
+                        return;
+                    }
                 }
             }
         });

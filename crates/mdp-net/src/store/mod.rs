@@ -42,15 +42,15 @@ mod safe_path;
 mod written;
 
 pub use resume::{HeldBlocks, DEFAULT_KEEP_PARTIAL};
-pub use written::Written;
+pub use written::{Verified, Written};
 
 use crate::stamp::HashCache;
 use mdp_proto::wire::FailReason;
 use mdp_proto::{EntryKind, Manifest, ObjectId, SessionId};
 use resume::{content_stem, BlockMap};
 use running_hash::{hash_open, Bytes, KeptBytes, RunningHash};
-use safe_path::{existing_file, is_own_dir, refuse, safe_dirs};
-use std::collections::HashMap;
+use safe_path::{existing_dir, existing_file, is_own_dir, refuse, safe_dirs};
+use std::collections::{BTreeSet, HashMap};
 use std::fs::{self, File, FileTimes};
 use std::io;
 use std::os::unix::fs::{FileExt, PermissionsExt};
@@ -68,6 +68,11 @@ const INDEX_FILE: &str = "index";
 /// their first write and reopened (never truncated again) when needed, so a
 /// push of any number of files stays far below the process's fd limit.
 const MAX_OPEN_FILES: usize = 64;
+
+/// A durable store asks the kernel to start writing a file out each time
+/// this many bytes were written, so that the flush before the file is
+/// placed waits for the last few MiB only, not for the whole file.
+const WRITEBACK_EVERY: u64 = 8 << 20;
 
 /// Default of [`Store::set_keep_limit`].
 const DEFAULT_KEEP_LIMIT: usize = 8 << 20;
@@ -159,6 +164,15 @@ pub struct Store {
     keep_limit: usize,
     /// [`Store::settle`] ran for this session.
     settled: bool,
+    /// Files are flushed before they are placed, and directories when the
+    /// tree settles ([`Store::set_durable`]).
+    durable: bool,
+    /// Directories (relative) that files were placed in since the tree was
+    /// last settled, to be flushed then.
+    touched_dirs: BTreeSet<String>,
+    /// Bytes written since the disk was last asked to start writing them
+    /// out (durable only; see [`WRITEBACK_EVERY`]).
+    since_writeback: u64,
 }
 
 impl std::fmt::Debug for Store {
@@ -235,6 +249,9 @@ impl Store {
             kept: KeptBytes::default(),
             keep_limit: DEFAULT_KEEP_LIMIT,
             settled: false,
+            durable: true,
+            touched_dirs: BTreeSet::new(),
+            since_writeback: 0,
         })
     }
 
@@ -252,6 +269,16 @@ impl Store {
     pub fn set_keep_partial(&mut self, keep: Duration) {
         self.keep_partial = keep;
         resume::remove_stale(&self.tmp, self.keep_partial);
+    }
+
+    /// Whether placement is durable (the default): each file's data, mode
+    /// and mtime are flushed to the disk before it is renamed into place,
+    /// and every directory of the push (and the cache directory) after the
+    /// tree is settled, so that what the receiver confirms survives a power
+    /// cut. Off (`mdp-recv --no-fsync`), a power cut soon after a push can
+    /// leave files short or empty under their final names.
+    pub fn set_durable(&mut self, durable: bool) {
+        self.durable = durable;
     }
 
     /// The cache directory (canonical).
@@ -333,8 +360,12 @@ impl Store {
     }
 
     /// Records a file [`Written::verify_and_place`] placed, so that the next
-    /// push finds it without hashing it again.
+    /// push finds it without hashing it again, and its directory to be
+    /// flushed when the tree settles.
     pub fn placed(&mut self, path: &str, hash: [u8; 32]) {
+        if let Some((dir, _)) = path.rsplit_once('/') {
+            self.touched_dirs.insert(dir.to_string());
+        }
         if let Some((_, md)) = existing_file(&self.root, path) {
             self.index.remember(path, &md, hash);
         }
@@ -353,6 +384,7 @@ impl Store {
     ) -> io::Result<Vec<HeldBlocks>> {
         self.abort();
         self.settled = false;
+        self.touched_dirs.clear();
         resume::remove_stale(&self.tmp, self.keep_partial);
         self.block_bytes = block_bytes;
         for e in &manifest.entries {
@@ -466,6 +498,13 @@ impl Store {
             t.error = Some(e);
             return;
         }
+        if self.durable {
+            self.since_writeback += block.as_slice().len() as u64;
+            if self.since_writeback >= WRITEBACK_EVERY {
+                self.since_writeback = 0;
+                crate::sys::start_writeback(file);
+            }
+        }
         if let Some(b) = offset.checked_div(self.block_bytes) {
             t.blocks.mark(b as usize);
         }
@@ -517,6 +556,7 @@ impl Store {
             temp,
             error: t.error,
             hashed,
+            durable: self.durable,
         })
     }
 
@@ -549,7 +589,11 @@ impl Store {
     }
 
     /// Saves the hash index, and applies the directories' modes and mtimes
-    /// deepest first (a child's change would move its parent's mtime).
+    /// deepest first (a child's change would move its parent's mtime);
+    /// when durable, then flushes every directory the push touched, with
+    /// their ancestors and the cache directory, so that the entries its
+    /// renames, creations and removals made are on the disk before the
+    /// receiver confirms.
     fn settle_dirs(&mut self) {
         self.index.save();
         let mut dirs: Vec<_> = self
@@ -568,6 +612,44 @@ impl Store {
                 let _ = d.set_times(FileTimes::new().set_modified(t));
             }
         }
+        let touched = std::mem::take(&mut self.touched_dirs);
+        if self.durable {
+            self.flush_dirs(touched);
+        }
+    }
+
+    /// Flushes each directory of `touched` (paths relative to the cache
+    /// directory), each of their ancestors, and the cache directory itself.
+    fn flush_dirs(&self, touched: BTreeSet<String>) {
+        let mut all = BTreeSet::new();
+        let dirs = self
+            .manifest
+            .entries
+            .iter()
+            .filter(|e| e.kind == EntryKind::Dir)
+            .map(|e| e.path.as_str());
+        for d in dirs.chain(touched.iter().map(String::as_str)) {
+            let mut end = d.len();
+            // `d` and each of its ancestors.
+            loop {
+                all.insert(&d[..end]);
+                match d[..end].rfind('/') {
+                    Some(i) => end = i,
+                    None => break,
+                }
+            }
+        }
+        let flush = |p: &Path| {
+            if let Err(err) = File::open(p).and_then(|d| d.sync_all()) {
+                tracing::warn!("cannot flush directory {}: {err}", p.display());
+            }
+        };
+        for d in all {
+            if let Some((p, _)) = existing_dir(&self.root, d) {
+                flush(&p);
+            }
+        }
+        flush(&self.root);
     }
 
     /// Ends the session's unfinished files: with `keep_partial`, a file

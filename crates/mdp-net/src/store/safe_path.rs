@@ -69,6 +69,22 @@ pub(super) fn existing_file(root: &Path, path: &str) -> Option<(PathBuf, fs::Met
     None
 }
 
+/// The path of directory `path` below `root` when it and every directory
+/// on the way are real directories (no symbolic link).
+pub(super) fn existing_dir(root: &Path, path: &str) -> Option<(PathBuf, fs::Metadata)> {
+    let mut p = root.to_path_buf();
+    let mut md = None;
+    for c in path.split('/') {
+        p.push(c);
+        let m = fs::symlink_metadata(&p).ok()?;
+        if !m.is_dir() {
+            return None;
+        }
+        md = Some(m);
+    }
+    md.map(|m| (p, m))
+}
+
 /// True for a manifest path inside the store's own [`TMP_DIR`].
 pub(super) fn is_own_dir(path: &str) -> bool {
     path == TMP_DIR || path.starts_with(&format!("{TMP_DIR}/"))

@@ -2,8 +2,11 @@
 //! placement under its final name.
 //!
 //! **Invariant:** a file appears under its final name only after its hash
-//! matched; the rename is atomic since the temporary directory is inside
-//! the cache directory.
+//! matched and (unless the store is not durable) its data, mode and mtime
+//! reached the disk; the rename is atomic since the temporary directory is
+//! inside the cache directory. The directory entry the rename made is
+//! flushed when the store settles the tree ([`super::Store::settle`]),
+//! before the receiver confirms.
 
 use super::mtime;
 use super::running_hash::hash_open;
@@ -24,6 +27,8 @@ pub struct Written {
     pub(super) error: Option<io::Error>,
     /// The hash of the whole file if it was kept as it was written.
     pub(super) hashed: Option<[u8; 32]>,
+    /// Flush the file to the disk before it is renamed into place.
+    pub(super) durable: bool,
 }
 
 impl Written {
@@ -36,9 +41,15 @@ impl Written {
         (self.entry.path.clone(), hash)
     }
 
-    /// Checks the file's hash; only when it matches gives it its mode and
-    /// mtime and renames it to its final path. A file that fails is removed.
+    /// [`Written::verify`] then [`Verified::place`].
     pub fn verify_and_place(self) -> Result<PathBuf, (FailReason, String)> {
+        self.verify()?.place()
+    }
+
+    /// Checks the file's hash; only when it matches gives it its mode and
+    /// mtime and (when durable) starts writing it to the disk, for
+    /// [`Verified::place`]. A file that fails is removed.
+    pub fn verify(self) -> Result<Verified, (FailReason, String)> {
         let e = &self.entry;
         let fail_io = |err: io::Error| {
             let _ = fs::remove_file(&self.temp);
@@ -68,9 +79,48 @@ impl Written {
             file.set_times(FileTimes::new().set_modified(t))
                 .map_err(fail_io)?;
         }
+        if self.durable {
+            // The flush in `place` then waits for less (and a batch of
+            // files is written out together).
+            crate::sys::start_writeback(&file);
+        }
+        Ok(Verified {
+            file,
+            written: Written {
+                error: None,
+                ..self
+            },
+        })
+    }
+}
+
+/// A file whose hash matched, with its mode and mtime set, ready to be
+/// placed.
+#[derive(Debug)]
+pub struct Verified {
+    file: File,
+    written: Written,
+}
+
+impl Verified {
+    /// Flushes the file to the disk (when durable) and renames it to its
+    /// final path. A file that fails is removed.
+    pub fn place(self) -> Result<PathBuf, (FailReason, String)> {
+        let w = &self.written;
+        let e = &w.entry;
+        let fail_io = |err: io::Error| {
+            let _ = fs::remove_file(&w.temp);
+            (FailReason::Io, format!("{}: {err}", e.path))
+        };
+        if w.durable {
+            // Data, size, mode and mtime on the disk before the name: after
+            // a power cut the final name holds the whole file or the old one.
+            self.file.sync_all().map_err(fail_io)?;
+        }
+        drop(self.file);
         let mut comps: Vec<&str> = e.path.split('/').collect();
         let name = comps.pop().expect("paths have at least one component");
-        let parent = safe_dirs(&self.root, comps.into_iter()).map_err(fail_io)?;
+        let parent = safe_dirs(&w.root, comps.into_iter()).map_err(fail_io)?;
         let dest = parent.join(name);
         if let Ok(md) = fs::symlink_metadata(&dest) {
             if md.is_dir() {
@@ -80,7 +130,12 @@ impl Written {
                 ))));
             }
         }
-        fs::rename(&self.temp, &dest).map_err(fail_io)?;
+        fs::rename(&w.temp, &dest).map_err(fail_io)?;
         Ok(dest)
+    }
+
+    /// The file's path in the manifest and its expected hash.
+    pub fn path_and_hash(&self) -> (String, [u8; 32]) {
+        self.written.path_and_hash()
     }
 }
