@@ -445,11 +445,23 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
                     self.receiver.handle_present(now, &present);
                 }
             }
-            WriterReply::Verified(object, res, (path, hash)) => {
-                let res = match res {
+            WriterReply::Verified(v) => {
+                let ours = self.receiver.session_id() == Some(v.session);
+                let res = match v.result {
                     Ok(placed) => {
-                        let _ = self.writer.cmds.send(WriterCmd::Placed(path, hash));
-                        (self.notice)(RecvNotice::Placed(placed));
+                        let _ =
+                            self.writer
+                                .cmds
+                                .send(WriterCmd::Placed(v.path, v.hash, placed.stamp));
+                        if ours {
+                            (self.notice)(RecvNotice::Placed(placed.path));
+                        } else {
+                            tracing::info!(
+                                "placed {} for push {}, which has ended",
+                                placed.path.display(),
+                                v.session
+                            );
+                        }
                         Ok(())
                     }
                     Err((reason, msg)) => {
@@ -457,8 +469,12 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
                         Err(reason)
                     }
                 };
-                self.receiver
-                    .handle_object_verified(Instant::now(), object, res);
+                // A result of an ended push must not land in the next one,
+                // whose object numbers are the same.
+                if ours {
+                    self.receiver
+                        .handle_object_verified(Instant::now(), v.object, res);
+                }
             }
             WriterReply::BeginFailed(msg) => {
                 // The push cannot be placed here (a directory in the way, a

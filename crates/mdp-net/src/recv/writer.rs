@@ -6,12 +6,11 @@
 //! queue is bounded, so a disk slower than the network holds the protocol
 //! task back instead of filling memory.
 
-use crate::store::{HeldBlocks, Store, Verified, Written};
+use crate::store::{HeldBlocks, Placed, Store, Verified, Written};
 use mdp_proto::fec::{Codec, CompleteBlock};
 use mdp_proto::wire::FailReason;
 use mdp_proto::{Manifest, ObjectId, SessionId};
 use std::io;
-use std::path::PathBuf;
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
@@ -26,8 +25,9 @@ const VERIFY_BATCH: usize = 32;
 pub(super) enum WriterCmd {
     /// A session: its manifest and bytes per full block.
     Begin(SessionId, Arc<Manifest>, u64),
-    /// A file was verified and placed: remember it in the store's index.
-    Placed(String, [u8; 32]),
+    /// A file was verified and placed: remember it in the store's index
+    /// (path, hash, its metadata just after placing).
+    Placed(String, [u8; 32], Option<std::fs::Metadata>),
     Write(ObjectId, u64, CompleteBlock),
     Complete(ObjectId),
     /// Every file is placed or failed: make the tree final (directory
@@ -41,17 +41,44 @@ pub(super) enum WriterCmd {
     Finish,
 }
 
+/// A file's check and placement, as the verifier reports it.
+pub(super) struct VerifiedFile {
+    /// The session the file belongs to: its reply may come after the
+    /// session ended and another began, and must not land in that one.
+    pub(super) session: SessionId,
+    pub(super) object: ObjectId,
+    /// Its manifest path and expected hash.
+    pub(super) path: String,
+    pub(super) hash: [u8; 32],
+    /// Where it was placed, or why not.
+    pub(super) result: Result<Placed, (FailReason, String)>,
+}
+
+impl VerifiedFile {
+    /// The reply that reports it.
+    fn reply(
+        session: SessionId,
+        object: ObjectId,
+        (path, hash): (String, [u8; 32]),
+        result: Result<Placed, (FailReason, String)>,
+    ) -> WriterReply {
+        WriterReply::Verified(Box::new(VerifiedFile {
+            session,
+            object,
+            path,
+            hash,
+            result,
+        }))
+    }
+}
+
 pub(super) enum WriterReply {
     /// The files of the session that are already in place, and the blocks
     /// of others an interrupted push left.
     Present(SessionId, Vec<ObjectId>, Vec<HeldBlocks>),
     /// The session cannot be taken (not enough disk space): why.
     Refuse(SessionId, String),
-    Verified(
-        ObjectId,
-        Result<PathBuf, (FailReason, String)>,
-        (String, [u8; 32]),
-    ),
+    Verified(Box<VerifiedFile>),
     BeginFailed(String),
     /// The tree is final; what `--delete` removed.
     Settled(SessionId, Vec<String>),
@@ -68,7 +95,7 @@ fn writer(
 ) {
     let mut codec = Codec::default();
     let dir = store.root().to_path_buf();
-    let (verify_tx, verify_rx) = mpsc::channel::<(ObjectId, Written)>();
+    let (verify_tx, verify_rx) = mpsc::channel::<(SessionId, ObjectId, Written)>();
     let verify_replies = replies.clone();
     let verifier = std::thread::Builder::new()
         .name("mdp-verifier".into())
@@ -86,15 +113,15 @@ fn writer(
                 }
                 let checked: Vec<_> = batch
                     .into_iter()
-                    .map(|(object, written)| {
+                    .map(|(session, object, written)| {
                         let key = written.path_and_hash();
-                        (object, key, written.verify())
+                        (session, object, key, written.verify())
                     })
                     .collect();
-                for (object, key, verified) in checked {
+                for (session, object, key, verified) in checked {
                     let result = verified.and_then(Verified::place);
                     if verify_replies
-                        .send(WriterReply::Verified(object, result, key))
+                        .send(VerifiedFile::reply(session, object, key, result))
                         .is_err()
                     {
                         return;
@@ -102,9 +129,12 @@ fn writer(
                 }
             }
         });
+    // The session the files being written belong to.
+    let mut current = SessionId(0);
     for cmd in cmds {
         let reply = match cmd {
             WriterCmd::Begin(session, manifest, block_bytes) => {
+                current = session;
                 match store.begin(session, manifest.clone(), block_bytes) {
                     Ok(partial) => {
                         let present = store.present(&manifest);
@@ -123,8 +153,8 @@ fn writer(
                     Err(e) => WriterReply::BeginFailed(e.to_string()),
                 }
             }
-            WriterCmd::Placed(path, hash) => {
-                store.placed(&path, hash);
+            WriterCmd::Placed(path, hash, stamp) => {
+                store.placed(&path, hash, stamp.as_ref());
                 continue;
             }
             WriterCmd::Write(object, offset, block) => {
@@ -136,15 +166,18 @@ fn writer(
             }
             WriterCmd::Complete(object) => match (store.written(object), &verifier) {
                 (Ok(written), Ok(_)) => {
-                    let _ = verify_tx.send((object, written));
+                    let _ = verify_tx.send((current, object, written));
                     continue;
                 }
                 // No verifier thread could be started: verify here.
                 (Ok(written), Err(_)) => {
                     let key = written.path_and_hash();
-                    WriterReply::Verified(object, written.verify_and_place(), key)
+                    let result = written.verify().and_then(Verified::place);
+                    VerifiedFile::reply(current, object, key, result)
                 }
-                (Err(e), _) => WriterReply::Verified(object, Err(e), (String::new(), [0; 32])),
+                (Err(e), _) => {
+                    VerifiedFile::reply(current, object, (String::new(), [0; 32]), Err(e))
+                }
             },
             WriterCmd::Settle { session, prune } => {
                 WriterReply::Settled(session, store.settle(prune))
@@ -193,5 +226,58 @@ impl Writer {
     pub(super) fn join(self) {
         drop(self.cmds);
         let _ = self.thread.join();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mdp_proto::{Entry, EntryKind};
+
+    /// A file's verification may end after its push did and the next one
+    /// began (with the same object numbers): its reply names its own push,
+    /// so that the driver does not hand it to the next.
+    #[test]
+    fn a_verification_result_names_the_push_of_its_file() {
+        let root = crate::test_dir("writer-session");
+        let writer = Writer::spawn(Store::open(&root).unwrap()).unwrap();
+        let manifest = Arc::new(Manifest {
+            entries: vec![Entry {
+                path: "empty".into(),
+                kind: EntryKind::File {
+                    size: 0,
+                    hash: *blake3::hash(&[]).as_bytes(),
+                },
+                mode: 0o644,
+                mtime_secs: 0,
+                mtime_nanos: 0,
+            }],
+        });
+        let (first, second) = (SessionId(1), SessionId(2));
+        let Writer {
+            cmds,
+            mut replies,
+            thread,
+        } = writer;
+        cmds.send(WriterCmd::Begin(first, manifest.clone(), 4096))
+            .unwrap();
+        cmds.send(WriterCmd::Complete(ObjectId(1))).unwrap();
+        cmds.send(WriterCmd::Begin(second, manifest, 4096)).unwrap();
+        drop(cmds);
+        let mut verified = None;
+        while let Some(reply) = replies.blocking_recv() {
+            if let WriterReply::Verified(v) = reply {
+                verified = Some(v);
+            }
+        }
+        thread.join().unwrap();
+        let v = verified.expect("a verification result");
+        assert_eq!(v.session, first);
+        assert_eq!(v.object, ObjectId(1));
+        // Placed or not (the next push's start may clear the temporary
+        // area first), the result is the first push's.
+        if let Ok(placed) = &v.result {
+            assert!(placed.stamp.is_some());
+        }
     }
 }

@@ -42,7 +42,7 @@ mod safe_path;
 mod written;
 
 pub use resume::{HeldBlocks, DEFAULT_KEEP_PARTIAL};
-pub use written::{Verified, Written};
+pub use written::{Placed, Verified, Written};
 
 use crate::stamp::HashCache;
 use mdp_proto::wire::FailReason;
@@ -359,15 +359,16 @@ impl Store {
         out
     }
 
-    /// Records a file [`Written::verify_and_place`] placed, so that the next
-    /// push finds it without hashing it again, and its directory to be
-    /// flushed when the tree settles.
-    pub fn placed(&mut self, path: &str, hash: [u8; 32]) {
+    /// Records a file [`Verified::place`] placed, with the metadata it had
+    /// then (`stamp`), so that the next push finds it without hashing it
+    /// again while it is unchanged; and its directory, to be flushed when
+    /// the tree settles.
+    pub fn placed(&mut self, path: &str, hash: [u8; 32], stamp: Option<&fs::Metadata>) {
         if let Some((dir, _)) = path.rsplit_once('/') {
             self.touched_dirs.insert(dir.to_string());
         }
-        if let Some((_, md)) = existing_file(&self.root, path) {
-            self.index.remember(path, &md, hash);
+        if let Some(md) = stamp {
+            self.index.remember(path, md, hash);
         }
     }
 

@@ -300,3 +300,43 @@ fn an_interrupted_file_keeps_its_blocks_for_the_next_push_of_the_same_content() 
     assert_eq!(parts, 0);
     fs::remove_dir_all(&root).unwrap();
 }
+
+/// The index records a placed file's metadata as it was when placed: a
+/// file changed after that (by a hook, another writer) before the record
+/// is made is hashed again, never vouched for.
+#[test]
+fn the_index_records_a_file_as_it_was_placed() {
+    let root = crate::test_dir("stamp-placed");
+    let mut store = Store::open(&root).unwrap();
+    let m = Arc::new(Manifest {
+        entries: vec![file_entry("x", b"the pushed bytes")],
+    });
+    store.begin(SessionId(1), m.clone(), 4096).unwrap();
+    store.write(ObjectId(1), 0, b"the pushed bytes");
+    let placed = store
+        .written(ObjectId(1))
+        .unwrap()
+        .verify()
+        .unwrap()
+        .place()
+        .unwrap();
+    // Changed in place, same size, its mtime put back.
+    let md = fs::metadata(&placed.path).unwrap();
+    fs::write(&placed.path, b"other bytes here").unwrap();
+    File::options()
+        .write(true)
+        .open(&placed.path)
+        .unwrap()
+        .set_times(FileTimes::new().set_modified(md.modified().unwrap()))
+        .unwrap();
+    let EntryKind::File { hash, .. } = m.entries[0].kind else {
+        unreachable!()
+    };
+    store.placed("x", hash, placed.stamp.as_ref());
+    store.finish();
+    store.begin(SessionId(2), m.clone(), 4096).unwrap();
+    assert!(
+        store.present(&m).is_empty(),
+        "a changed file was vouched for"
+    );
+}

@@ -41,9 +41,9 @@ impl Written {
         (self.entry.path.clone(), hash)
     }
 
-    /// [`Written::verify`] then [`Verified::place`].
+    /// [`Written::verify`] then [`Verified::place`]; the final path.
     pub fn verify_and_place(self) -> Result<PathBuf, (FailReason, String)> {
-        self.verify()?.place()
+        Ok(self.verify()?.place()?.path)
     }
 
     /// Checks the file's hash; only when it matches gives it its mode and
@@ -105,7 +105,7 @@ pub struct Verified {
 impl Verified {
     /// Flushes the file to the disk (when durable) and renames it to its
     /// final path. A file that fails is removed.
-    pub fn place(self) -> Result<PathBuf, (FailReason, String)> {
+    pub fn place(self) -> Result<Placed, (FailReason, String)> {
         let w = &self.written;
         let e = &w.entry;
         let fail_io = |err: io::Error| {
@@ -117,7 +117,6 @@ impl Verified {
             // a power cut the final name holds the whole file or the old one.
             self.file.sync_all().map_err(fail_io)?;
         }
-        drop(self.file);
         let mut comps: Vec<&str> = e.path.split('/').collect();
         let name = comps.pop().expect("paths have at least one component");
         let parent = safe_dirs(&w.root, comps.into_iter()).map_err(fail_io)?;
@@ -131,11 +130,25 @@ impl Verified {
             }
         }
         fs::rename(&w.temp, &dest).map_err(fail_io)?;
-        Ok(dest)
+        // Its stamp for the index, from the descriptor, right after the
+        // rename: never from whatever a hook or another writer may make of
+        // the path later.
+        let stamp = self.file.metadata().ok();
+        Ok(Placed { path: dest, stamp })
     }
 
     /// The file's path in the manifest and its expected hash.
     pub fn path_and_hash(&self) -> (String, [u8; 32]) {
         self.written.path_and_hash()
     }
+}
+
+/// A file placed under its final name.
+#[derive(Debug)]
+pub struct Placed {
+    /// Its final path.
+    pub path: PathBuf,
+    /// Its metadata just after it was placed (`None` if it could not be
+    /// read), for [`super::Store::placed`].
+    pub stamp: Option<fs::Metadata>,
 }
