@@ -50,7 +50,7 @@ use mdp_proto::{EntryKind, Manifest, ObjectId, SessionId};
 use resume::{content_stem, BlockMap};
 use running_hash::{hash_open, Bytes, KeptBytes, RunningHash};
 use safe_path::{existing_dir, existing_file, is_own_dir, refuse, safe_dirs};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::{self, File, FileTimes};
 use std::io;
 use std::os::unix::fs::{FileExt, PermissionsExt};
@@ -73,6 +73,12 @@ const MAX_OPEN_FILES: usize = 64;
 /// this many bytes were written, so that the flush before the file is
 /// placed waits for the last few MiB only, not for the whole file.
 const WRITEBACK_EVERY: u64 = 8 << 20;
+
+/// The resume records of the files being written are brought up to date
+/// each time this many bytes were written (each file's data flushed first):
+/// a receiver killed, or whose host lost power, mid-push keeps what it wrote
+/// before the last checkpoint.
+const CHECKPOINT_EVERY: u64 = 64 << 20;
 
 /// Default of [`Store::set_keep_limit`].
 const DEFAULT_KEEP_LIMIT: usize = 8 << 20;
@@ -141,6 +147,15 @@ fn open_handle<'a>(
     Ok(&handles[&object])
 }
 
+/// Flushes the data of `object`'s temporary file `temp`, through its open
+/// handle or, if it was closed meanwhile, a new one.
+fn sync_data(handles: &HashMap<ObjectId, File>, object: ObjectId, temp: &Path) -> io::Result<()> {
+    match handles.get(&object) {
+        Some(f) => f.sync_data(),
+        None => File::open(temp).and_then(|f| f.sync_data()),
+    }
+}
+
 /// A cache directory that receives the files of one session at a time.
 pub struct Store {
     root: PathBuf,
@@ -173,6 +188,14 @@ pub struct Store {
     /// Bytes written since the disk was last asked to start writing them
     /// out (durable only; see [`WRITEBACK_EVERY`]).
     since_writeback: u64,
+    /// Bytes written since the last checkpoint of the resume records, and
+    /// how many there may be between two ([`CHECKPOINT_EVERY`]).
+    since_checkpoint: u64,
+    checkpoint_every: u64,
+    /// Files written to since the last checkpoint, and files with a record
+    /// on disk (removed once the file is complete).
+    unsaved: HashSet<ObjectId>,
+    recorded: HashSet<ObjectId>,
 }
 
 impl std::fmt::Debug for Store {
@@ -252,6 +275,10 @@ impl Store {
             durable: true,
             touched_dirs: BTreeSet::new(),
             since_writeback: 0,
+            since_checkpoint: 0,
+            checkpoint_every: CHECKPOINT_EVERY,
+            unsaved: HashSet::new(),
+            recorded: HashSet::new(),
         })
     }
 
@@ -299,6 +326,9 @@ impl Store {
             .flat_map(|(_, r)| r.iter().map(|(_, c)| *c as u64))
             .sum::<u64>()
             * self.block_bytes;
+        // A set: a list searched once per file made a million present
+        // files cost minutes.
+        let present: std::collections::HashSet<&ObjectId> = present.iter().collect();
         let needed: u64 = self
             .files
             .iter()
@@ -512,11 +542,45 @@ impl Store {
         if matches!(t.hash, Running::NotStarted) {
             t.hash = Running::Hashing(Box::new(RunningHash::new()));
         }
+        let len = block.as_slice().len() as u64;
         if let Running::Hashing(running) = &mut t.hash {
             if !running.wrote(file, offset, block, &mut self.scratch) {
                 t.hash = Running::Off;
             }
         }
+        if t.by_content && !self.keep_partial.is_zero() {
+            self.unsaved.insert(object);
+            self.since_checkpoint += len;
+            if self.since_checkpoint >= self.checkpoint_every {
+                self.since_checkpoint = 0;
+                self.checkpoint();
+            }
+        }
+    }
+
+    /// Brings the resume record of each file written to since the last
+    /// checkpoint up to date: its data flushed, then its record written
+    /// (atomically). **Invariant:** a record names only blocks on the disk.
+    fn checkpoint(&mut self) {
+        for object in std::mem::take(&mut self.unsaved) {
+            let Some(t) = self.files.get(&object) else {
+                continue;
+            };
+            if t.error.is_some() || !t.created {
+                continue;
+            }
+            let temp = self.temp_path(object, t);
+            if sync_data(&self.handles, object, &temp).is_ok() && t.blocks.save(&temp) {
+                self.recorded.insert(object);
+            }
+        }
+    }
+
+    /// Checkpoints after every `bytes` written instead of
+    /// [`CHECKPOINT_EVERY`] (for tests).
+    #[cfg(test)]
+    pub(crate) fn set_checkpoint_every(&mut self, bytes: u64) {
+        self.checkpoint_every = bytes;
     }
 
     /// Marks `object` as failed (a block could not be rebuilt): it will not
@@ -545,6 +609,11 @@ impl Store {
             return Err((FailReason::Io, format!("{}: {e}", entry.path)));
         }
         self.handles.remove(&object);
+        self.unsaved.remove(&object);
+        if self.recorded.remove(&object) {
+            // Complete: its checkpoint record is of no more use.
+            let _ = fs::remove_file(temp.with_extension("blocks"));
+        }
         let hashed = match t.hash {
             Running::Hashing(r) if r.next == t.size => Some(*r.hasher.finalize().as_bytes()),
             // Nothing written: the empty file's hash.
@@ -665,18 +734,19 @@ impl Store {
             let temp = self.temp_path(object, &t);
             let keep =
                 !self.keep_partial.is_zero() && t.error.is_none() && t.blocks.any() && t.by_content;
-            let kept = keep
-                && self
-                    .handles
-                    .get(&object)
-                    .map_or(Ok(()), |f| f.sync_data())
-                    .is_ok()
-                && t.blocks.save(&temp);
+            let kept =
+                keep && sync_data(&self.handles, object, &temp).is_ok() && t.blocks.save(&temp);
             if !kept {
                 let _ = fs::remove_file(&temp);
+                if self.recorded.contains(&object) {
+                    let _ = fs::remove_file(temp.with_extension("blocks"));
+                }
             }
         }
         self.handles.clear();
+        self.unsaved.clear();
+        self.recorded.clear();
+        self.since_checkpoint = 0;
         self.session = None;
     }
 }

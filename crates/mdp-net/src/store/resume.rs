@@ -1,7 +1,9 @@
 //! Resume records: when a session ends before a file is complete, its
 //! temporary file stays, synced, with `<stem>.blocks` beside it (a bitmap of
 //! the blocks written), so that the next push of the same content and block
-//! size resumes from it. Records older than the keep-partial age, and
+//! size resumes from it. The record is also brought up to date every 64 MiB
+//! written (`Store::checkpoint`), so a receiver killed or powered off
+//! mid-push keeps what it wrote before that. Records older than the keep-partial age, and
 //! temporary files without one, are removed.
 //!
 //! **Invariant:** a record names only blocks whose data reached the disk
@@ -13,6 +15,7 @@ use mdp_proto::ranges::{self, Range};
 use mdp_proto::ObjectId;
 use std::collections::HashSet;
 use std::fs;
+use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
@@ -66,13 +69,18 @@ impl BlockMap {
         (map.0.len() == words(blocks) && map.any()).then_some(map)
     }
 
-    /// Writes the record beside the temporary file `temp` (atomically, by
-    /// rename); false if it could not be.
+    /// Writes the record beside the temporary file `temp` (flushed, then
+    /// renamed into place: after a power cut the record is the old one or
+    /// the new one, whole); false if it could not be.
     pub(super) fn save(&self, temp: &Path) -> bool {
         postcard::to_stdvec(&self.0).is_ok_and(|bytes| {
             let sidecar = temp.with_extension("blocks");
             let tmp = temp.with_extension("blocks.new");
-            fs::write(&tmp, bytes).is_ok() && fs::rename(&tmp, sidecar).is_ok()
+            let written = fs::File::create(&tmp).and_then(|mut f| {
+                f.write_all(&bytes)?;
+                f.sync_data()
+            });
+            written.is_ok() && fs::rename(&tmp, sidecar).is_ok()
         })
     }
 }

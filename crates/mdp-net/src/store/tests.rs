@@ -340,3 +340,38 @@ fn the_index_records_a_file_as_it_was_placed() {
         "a changed file was vouched for"
     );
 }
+
+/// A receiver killed mid-push (no `finish`, no drop) keeps the blocks it
+/// wrote before the last checkpoint: the next push of the same content
+/// resumes from them.
+#[test]
+fn a_store_killed_mid_push_keeps_the_blocks_of_its_last_checkpoint() {
+    let root = crate::test_dir("checkpoint");
+    let data: Vec<u8> = (0..4 * 4096u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let m = Arc::new(Manifest {
+        entries: vec![file_entry("big", &data)],
+    });
+    let mut store = Store::open(&root).unwrap();
+    store.set_checkpoint_every(2 * 4096);
+    store.begin(SessionId(1), m.clone(), 4096).unwrap();
+    store.write(ObjectId(1), 0, &data[..4096]);
+    store.write(ObjectId(1), 2 * 4096, &data[2 * 4096..3 * 4096]);
+    // Killed: nothing of the store runs any more.
+    std::mem::forget(store);
+    let mut store = Store::open(&root).unwrap();
+    let held = store.begin(SessionId(2), m, 4096).unwrap();
+    assert_eq!(held, vec![(ObjectId(1), vec![(0, 1), (2, 1)])]);
+    store.write(ObjectId(1), 4096, &data[4096..2 * 4096]);
+    store.write(ObjectId(1), 3 * 4096, &data[3 * 4096..]);
+    let placed = store.complete(ObjectId(1)).unwrap();
+    assert_eq!(fs::read(placed).unwrap(), data);
+    // Its record went with it.
+    let left: Vec<_> = fs::read_dir(root.join(TMP_DIR))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n != "index")
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
