@@ -99,3 +99,58 @@ fn a_sender_killed_with_sigkill_then_rerun_completes_sending_only_what_is_missin
     assert_eq!(lines[1]["complete"], true, "the rerun");
     fs::remove_dir_all(&base).unwrap();
 }
+
+/// A receiver killed with SIGKILL mid-push (nothing of it runs after the
+/// signal) keeps what it wrote up to its last checkpoint: restarted, it
+/// takes the same push again and the rerun sends about what it lacked.
+#[test]
+fn a_receiver_killed_with_sigkill_then_restarted_takes_only_what_it_lacked() {
+    let Some(_net) = network() else {
+        return;
+    };
+    let base = temp_dir("rx-kill");
+    let src = base.join("src");
+    fs::create_dir_all(&src).unwrap();
+    let total: u64 = 192 << 20;
+    fs::write(src.join("image.bin"), bytes(total as usize, 31)).unwrap();
+    let dir = base.join("svc");
+    let mut rx = receiver(&dir, "svc", &[]);
+    // 192 MiB at 200 Mbit/s take ~8 s: at 5 s about 120 MiB are written,
+    // past the first 64 MiB checkpoint.
+    let mut first = Push::new(
+        &["--receivers", "1", "--rate", "200M"],
+        &[src.join("image.bin")],
+    )
+    .start_quiet();
+    std::thread::sleep(Duration::from_secs(5));
+    rx.kill().unwrap(); // SIGKILL: no record written at the end
+    let _ = rx.wait();
+    first.kill().unwrap();
+    let _ = first.wait();
+    assert!(!dir.join("image.bin").exists(), "the kill came too late");
+    let rx = receiver(&dir, "svc", &[]);
+    std::thread::sleep(Duration::from_millis(300));
+    let out = Push::new(
+        &["--receivers", "1", "--timeout", "60s"],
+        &[src.join("image.bin")],
+    )
+    .run();
+    let report = out.report();
+    assert_eq!(out.code(), Some(0), "{report}");
+    let kept = report["stats"]["skipped_bytes"].as_u64().unwrap();
+    let sent = report["stats"]["bytes_sent"].as_u64().unwrap();
+    println!("rerun after the receiver's kill: {kept} bytes kept, {sent} bytes sent");
+    assert!(kept >= 60 << 20, "kept only {kept} bytes: {report}");
+    assert!(
+        sent < (total - kept) * 11 / 10 + (1 << 20),
+        "sent {sent} bytes for the {} it lacked",
+        total - kept
+    );
+    assert_eq!(
+        fs::read(dir.join("image.bin")).unwrap(),
+        bytes(total as usize, 31)
+    );
+    let (lines, _) = stop_service(rx);
+    assert_eq!(lines.last().unwrap()["complete"], true, "{lines:?}");
+    fs::remove_dir_all(&base).unwrap();
+}
