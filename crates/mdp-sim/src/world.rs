@@ -72,13 +72,14 @@ impl std::fmt::Debug for World {
     }
 }
 
+/// Wall clocks: an arbitrary Unix time at the start of the world.
+const UNIX_AT_START_US: u64 = 1_800_000_000_000_000;
+
 impl World {
     /// Builds the world; the sender starts at once (its first datagrams go
     /// out at the first [`World::step`]).
     pub fn new(config: SimConfig, content: Content) -> World {
         let start = Instant::now();
-        // Wall clocks: an arbitrary Unix time at the start of the world.
-        const UNIX_AT_START_US: u64 = 1_800_000_000_000_000;
         let mut sender_config = config.sender.clone();
         let sender_key = config.sender_key.clone().unwrap_or(config.key.clone());
         sender_config.auth =
@@ -399,6 +400,10 @@ impl World {
             self.crash_stage = 2;
             let mut c = self.sender_config.clone();
             c.session = mdp_proto::SessionId(c.session.0 + 1);
+            // Run again, it signs its push anew, later.
+            if c.identity.is_some() {
+                c.signed_at_us = UNIX_AT_START_US + (now - self.start).as_micros() as u64;
+            }
             self.sender = Sender::new(c, self.content.manifest.clone(), now)
                 .expect("valid simulation settings");
             self.sender_alive = true;

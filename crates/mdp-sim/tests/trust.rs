@@ -3,7 +3,7 @@
 //! no session, sends no feedback and is reported once.
 
 use mdp_proto::identity::{Identity, PublicKey};
-use mdp_proto::receiver::Untrusted;
+use mdp_proto::receiver::{SessionError, Untrusted};
 use mdp_proto::wire::{Control, Packet};
 use mdp_sim::{Content, SimConfig, World};
 use std::time::Duration;
@@ -222,5 +222,37 @@ fn feedback_forged_in_an_expected_name_does_not_confirm_it() {
             "{:?}",
             w.sender().stats()
         );
+    }
+}
+
+/// A sender killed mid-push and run again signs its new push later with the
+/// same key: receivers give the dead push up at once (after 1 s of
+/// silence, not 2 s) and take the new one.
+#[test]
+fn a_rerun_signed_by_the_same_key_takes_over_its_dead_push_at_once() {
+    let k = key(1);
+    let mut c = config(Some(k.clone()), vec![k.public()]);
+    c.sender.timeout = Duration::from_secs(10);
+    c.sender.wait = Duration::from_secs(3);
+    // 600 kB at 200 Mbit/s take ~25 ms: killed at 10 ms, run again 500 ms
+    // later (its ANNOUNCEs begin at once).
+    c.sender_crash = Some((Duration::from_millis(10), Duration::from_millis(510)));
+    let content = Content::new(
+        &["d"],
+        vec![("d/f".into(), Content::random_bytes(600_000, 3))],
+    );
+    let r = World::new(c, content).run();
+    let report = r.report.expect("the rerun finished");
+    assert!(report.success, "{:?}", report.problem);
+    for (i, rx) in r.receivers.iter().enumerate() {
+        assert_eq!(rx.outcomes.len(), 2, "r{i}: {:?}", rx.outcomes);
+        match &rx.outcomes[0].problem {
+            Some(SessionError::Superseded { silent }) => assert!(
+                *silent < Duration::from_millis(1500),
+                "r{i} waited {silent:?} for its dead push"
+            ),
+            other => panic!("r{i}: {other:?}"),
+        }
+        assert!(rx.outcomes[1].complete, "r{i}");
     }
 }

@@ -64,6 +64,13 @@ pub const SENDER_GONE: Duration = Duration::from_secs(1);
 /// A session silent this long is given up when another one is announced.
 pub const SESSION_SWITCH_SILENCE: Duration = Duration::from_secs(2);
 
+/// A signed session silent this long is given up when the key that signed
+/// it announces a newer push (signed later): its sender was killed and run
+/// again, and takes its own dead push over at once. A sender that runs is
+/// never silent this long: it sends an ANNOUNCE or FLUSH at least every
+/// 500 ms ([`SENDER_GONE`]).
+pub const SAME_SIGNER_SWITCH_SILENCE: Duration = SENDER_GONE;
+
 /// Most other receivers whose counters a receiver tracks.
 const MAX_PEER_WINDOWS: usize = 4096;
 
@@ -320,6 +327,7 @@ impl Receiver {
                     // admit() verified the signature when keys are trusted.
                     if let (false, Some(signed)) = (self.cx.config.trust.is_empty(), &a.signed) {
                         session.signer = Some(signed.signer);
+                        session.signed_at_us = signed.signed_at_us;
                         self.cx.events.push_back(ReceiverEvent::Accepted {
                             session: session_id,
                             signed_at_us: signed.signed_at_us,
@@ -350,18 +358,28 @@ impl Receiver {
                     ..
                 }
             );
-            let admitted = match &packet {
+            let (admitted, rerun) = match &packet {
                 Packet::Control {
                     message: Control::Announce(a),
                     ..
-                } => announce && trust::admit(&self.cx.config, now, session_id, a).is_ok(),
-                _ => false,
+                } if announce && trust::admit(&self.cx.config, now, session_id, a).is_ok() => {
+                    // admit() verified the signature: the same key signed
+                    // this push after the one under way.
+                    let rerun = a.signed.as_ref().is_some_and(|sg| {
+                        s.signer == Some(sg.signer) && sg.signed_at_us > s.signed_at_us
+                    });
+                    (true, rerun)
+                }
+                _ => (false, false),
+            };
+            let needed = if rerun {
+                SAME_SIGNER_SWITCH_SILENCE
+            } else {
+                SESSION_SWITCH_SILENCE
             };
             // Only a push this receiver would take replaces a silent one:
             // an untrusted ANNOUNCE must not end a trusted session.
-            if admitted
-                && silent >= SESSION_SWITCH_SILENCE
-                && !self.cx.config.ignore_sessions.contains(&session_id)
+            if admitted && silent >= needed && !self.cx.config.ignore_sessions.contains(&session_id)
             {
                 self.finish(End(Some(SessionError::Superseded { silent })));
             }

@@ -110,6 +110,8 @@ pub(super) struct Session {
     pub(super) delete: bool,
     /// The trusted key that signed the push (`None`: taken unchecked).
     pub(super) signer: Option<[u8; 32]>,
+    /// When it signed it (Unix µs; 0 when unsigned).
+    pub(super) signed_at_us: u64,
     // Collection (collect.rs).
     /// Index 0 is the manifest; files follow once it is known.
     pub(super) objects: Vec<Obj>,
@@ -176,6 +178,7 @@ impl Session {
             object_count: a.object_count,
             delete: a.delete,
             signer: None,
+            signed_at_us: 0,
             objects: vec![Obj::new(a.manifest_len, &coding)],
             first_receiving: 0,
             partial: HashMap::new(),
