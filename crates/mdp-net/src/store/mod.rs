@@ -49,10 +49,12 @@ use mdp_proto::wire::FailReason;
 use mdp_proto::{EntryKind, Manifest, ObjectId, SessionId};
 use resume::{content_stem, BlockMap};
 use running_hash::{hash_open, Bytes, KeptBytes, RunningHash};
-use safe_path::{existing_dir, existing_file, is_own_dir, refuse, safe_dirs};
+use rustix::fs::{self as rfs, AtFlags, Mode, OFlags};
+use safe_path::{is_own_dir, refuse, Beneath};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::{self, File, FileTimes};
 use std::io;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -115,13 +117,15 @@ enum Running {
     Off,
 }
 
-/// The open handle of `object`'s temporary file, creating the file (sparse,
-/// at its final size) on first use and closing another handle when
-/// [`MAX_OPEN_FILES`] are open.
+/// The open handle of `object`'s temporary file `name` in the temporary
+/// directory `tmp`, creating the file (sparse, at its final size, private
+/// to this user, exclusively: never through a link) on first use and
+/// closing another handle when [`MAX_OPEN_FILES`] are open.
 fn open_handle<'a>(
     handles: &'a mut HashMap<ObjectId, File>,
     t: &mut TempFile,
-    path: impl FnOnce() -> PathBuf,
+    tmp: &OwnedFd,
+    name: impl FnOnce() -> String,
     object: ObjectId,
 ) -> io::Result<&'a File> {
     if !handles.contains_key(&object) {
@@ -131,14 +135,21 @@ fn open_handle<'a>(
                 handles.remove(&victim);
             }
         }
-        let mut options = fs::OpenOptions::new();
-        options.read(true).write(true);
-        let path = path();
+        let name = name();
+        let flags = OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let file = if t.created {
-            options.open(&path)?
+            File::from(rfs::openat(tmp, &name, flags, Mode::empty())?)
         } else {
-            let file = options.create(true).truncate(true).open(&path)?;
+            // A file of that name left by an earlier run goes first.
+            let _ = rfs::unlinkat(tmp, &name, AtFlags::empty());
+            let fd = rfs::openat(
+                tmp,
+                &name,
+                flags | OFlags::CREATE | OFlags::EXCL,
+                Mode::from_raw_mode(0o600),
+            )?;
             t.created = true;
+            let file = File::from(fd);
             file.set_len(t.size)?;
             file
         };
@@ -147,12 +158,20 @@ fn open_handle<'a>(
     Ok(&handles[&object])
 }
 
-/// Flushes the data of `object`'s temporary file `temp`, through its open
-/// handle or, if it was closed meanwhile, a new one.
-fn sync_data(handles: &HashMap<ObjectId, File>, object: ObjectId, temp: &Path) -> io::Result<()> {
+/// Flushes the data of `object`'s temporary file `name` in `tmp`, through
+/// its open handle or, if it was closed meanwhile, a new one.
+fn sync_data(
+    handles: &HashMap<ObjectId, File>,
+    object: ObjectId,
+    tmp: &OwnedFd,
+    name: &str,
+) -> io::Result<()> {
     match handles.get(&object) {
         Some(f) => f.sync_data(),
-        None => File::open(temp).and_then(|f| f.sync_data()),
+        None => {
+            let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            File::from(rfs::openat(tmp, name, flags, Mode::empty())?).sync_data()
+        }
     }
 }
 
@@ -160,6 +179,10 @@ fn sync_data(handles: &HashMap<ObjectId, File>, object: ObjectId, temp: &Path) -
 pub struct Store {
     root: PathBuf,
     tmp: PathBuf,
+    /// The cache directory and its temporary directory, held open: every
+    /// operation below them goes through these (safe_path.rs).
+    beneath: Arc<Beneath>,
+    tmp_fd: Arc<OwnedFd>,
     session: Option<SessionId>,
     manifest: Arc<Manifest>,
     files: HashMap<ObjectId, TempFile>,
@@ -215,32 +238,31 @@ fn mtime(secs: i64, nanos: u32) -> Option<std::time::SystemTime> {
     }
 }
 
-/// Where the temporary file of `object` (manifest entry `entry`) lives.
-fn temp_path(
-    tmp: &Path,
+/// The name of the temporary file of `object` (manifest entry `entry`) in
+/// the temporary directory.
+fn temp_name(
     manifest: &Manifest,
     session: Option<SessionId>,
     block_bytes: u64,
     object: ObjectId,
     entry: usize,
     by_content: bool,
-) -> PathBuf {
+) -> String {
     match manifest.entries.get(entry).map(|e| &e.kind) {
         Some(EntryKind::File { hash, .. }) if by_content => {
-            tmp.join(format!("{}.part", content_stem(hash, block_bytes)))
+            format!("{}.part", content_stem(hash, block_bytes))
         }
         _ => match session {
-            Some(s) => tmp.join(format!("{s}-{}.part", object.0)),
-            None => tmp.join(format!("none-{}.part", object.0)),
+            Some(s) => format!("{s}-{}.part", object.0),
+            None => format!("none-{}.part", object.0),
         },
     }
 }
 
 impl Store {
-    /// Where `t`'s temporary file lives.
-    fn temp_path(&self, object: ObjectId, t: &TempFile) -> PathBuf {
-        temp_path(
-            &self.tmp,
+    /// The name of `t`'s temporary file in the temporary directory.
+    fn temp_name(&self, object: ObjectId, t: &TempFile) -> String {
+        temp_name(
             &self.manifest,
             self.session,
             self.block_bytes,
@@ -250,17 +272,26 @@ impl Store {
         )
     }
 
+    /// Where `t`'s temporary file lives (for its resume record).
+    fn temp_path(&self, object: ObjectId, t: &TempFile) -> PathBuf {
+        self.tmp.join(self.temp_name(object, t))
+    }
+
     /// Opens (creating if needed) the cache directory `root`.
     pub fn open(root: &Path) -> io::Result<Store> {
         fs::create_dir_all(root)?;
         let root = fs::canonicalize(root)?;
-        let tmp = safe_dirs(&root, std::iter::once(TMP_DIR))?;
+        let beneath = Beneath::open(&root)?;
+        let tmp_fd = beneath.dir(TMP_DIR, true)?;
+        let tmp = root.join(TMP_DIR);
         // A missing or unreadable index only costs hashing again. The files
         // it describes were written by this store: no settling time needed.
         let index = HashCache::load(tmp.join(INDEX_FILE), Duration::ZERO);
         Ok(Store {
             root,
             tmp,
+            beneath: Arc::new(beneath),
+            tmp_fd: Arc::new(tmp_fd),
             session: None,
             manifest: Arc::new(Manifest::default()),
             files: HashMap::new(),
@@ -351,7 +382,9 @@ impl Store {
             if is_own_dir(&e.path) {
                 continue;
             }
-            let Some((p, md)) = existing_file(&self.root, &e.path) else {
+            // Opened without following a link anywhere on its path; mode
+            // and mtime are then changed on that descriptor, never by name.
+            let Some((file, md)) = self.beneath.file(&e.path) else {
                 continue;
             };
             if md.len() != size {
@@ -360,7 +393,7 @@ impl Store {
             let known = self.index.hash_of(&e.path, &md);
             let got = match known {
                 Some(h) => h,
-                None => match File::open(&p).and_then(|f| hash_open(&f)) {
+                None => match hash_open(&file) {
                     Ok(h) => h,
                     Err(_) => continue,
                 },
@@ -371,16 +404,14 @@ impl Store {
             // Same content: make mode and mtime what a push would give.
             use std::os::unix::fs::MetadataExt;
             if md.mode() & 0o7777 != e.mode & 0o777 {
-                let _ = fs::set_permissions(&p, fs::Permissions::from_mode(e.mode & 0o777));
+                let _ = file.set_permissions(fs::Permissions::from_mode(e.mode & 0o777));
             }
             if let Some(t) = mtime(e.mtime_secs, e.mtime_nanos) {
                 if md.modified().ok() != Some(t) {
-                    if let Ok(f) = File::options().write(true).open(&p) {
-                        let _ = f.set_times(FileTimes::new().set_modified(t));
-                    }
+                    let _ = file.set_times(FileTimes::new().set_modified(t));
                 }
             }
-            if let Ok(md) = fs::symlink_metadata(&p) {
+            if let Ok(md) = file.metadata() {
                 self.index.remember(&e.path, &md, hash);
             }
             out.push(id);
@@ -429,7 +460,7 @@ impl Store {
         self.manifest = manifest.clone();
         for e in &manifest.entries {
             if e.kind == EntryKind::Dir {
-                safe_dirs(&self.root, e.path.split('/'))?;
+                self.beneath.dir(&e.path, true)?;
             }
         }
         let mut object = 0u32;
@@ -514,11 +545,10 @@ impl Store {
         if t.error.is_some() {
             return;
         }
-        let (tmp, manifest, session, bb) =
-            (&self.tmp, &self.manifest, self.session, self.block_bytes);
+        let (manifest, session, bb) = (&self.manifest, self.session, self.block_bytes);
         let (entry, by_content) = (t.entry, t.by_content);
-        let path = || temp_path(tmp, manifest, session, bb, object, entry, by_content);
-        let file = match open_handle(&mut self.handles, t, path, object) {
+        let name = || temp_name(manifest, session, bb, object, entry, by_content);
+        let file = match open_handle(&mut self.handles, t, &self.tmp_fd, name, object) {
             Ok(f) => f,
             Err(e) => {
                 t.error = Some(e);
@@ -569,8 +599,9 @@ impl Store {
             if t.error.is_some() || !t.created {
                 continue;
             }
-            let temp = self.temp_path(object, t);
-            if sync_data(&self.handles, object, &temp).is_ok() && t.blocks.save(&temp) {
+            let (name, temp) = (self.temp_name(object, t), self.temp_path(object, t));
+            if sync_data(&self.handles, object, &self.tmp_fd, &name).is_ok() && t.blocks.save(&temp)
+            {
                 self.recorded.insert(object);
             }
         }
@@ -600,12 +631,18 @@ impl Store {
             return Err((FailReason::Io, format!("object {} is unknown", object.0)));
         };
         let entry = self.manifest.entries[t.entry].clone();
-        let temp = self.temp_path(object, &t);
+        let (name, temp) = (self.temp_name(object, &t), self.temp_path(object, &t));
         // An empty file has had no write: this creates it. The handle is
         // closed here: finished files may wait for the verifier, and must
         // not hold descriptors while they do.
-        if let Err(e) = open_handle(&mut self.handles, &mut t, || temp.clone(), object) {
-            let _ = fs::remove_file(&temp);
+        if let Err(e) = open_handle(
+            &mut self.handles,
+            &mut t,
+            &self.tmp_fd,
+            || name.clone(),
+            object,
+        ) {
+            let _ = rfs::unlinkat(&*self.tmp_fd, &name, AtFlags::empty());
             return Err((FailReason::Io, format!("{}: {e}", entry.path)));
         }
         self.handles.remove(&object);
@@ -622,8 +659,9 @@ impl Store {
         };
         Ok(Written {
             entry,
-            root: self.root.clone(),
-            temp,
+            beneath: self.beneath.clone(),
+            tmp: self.tmp_fd.clone(),
+            temp: name,
             error: t.error,
             hashed,
             durable: self.durable,
@@ -674,11 +712,12 @@ impl Store {
             .collect();
         dirs.sort_by_key(|e| std::cmp::Reverse(e.path.matches('/').count()));
         for e in dirs {
-            let Ok(p) = safe_dirs(&self.root, e.path.split('/')) else {
+            // Mode and mtime set on the directory's own descriptor.
+            let Ok(d) = self.beneath.dir(&e.path, true).map(File::from) else {
                 continue;
             };
-            let _ = fs::set_permissions(&p, fs::Permissions::from_mode(e.mode & 0o777));
-            if let (Some(t), Ok(d)) = (mtime(e.mtime_secs, e.mtime_nanos), File::open(&p)) {
+            let _ = d.set_permissions(fs::Permissions::from_mode(e.mode & 0o777));
+            if let Some(t) = mtime(e.mtime_secs, e.mtime_nanos) {
                 let _ = d.set_times(FileTimes::new().set_modified(t));
             }
         }
@@ -709,17 +748,18 @@ impl Store {
                 }
             }
         }
-        let flush = |p: &Path| {
-            if let Err(err) = File::open(p).and_then(|d| d.sync_all()) {
-                tracing::warn!("cannot flush directory {}: {err}", p.display());
-            }
-        };
-        for d in all {
-            if let Some((p, _)) = existing_dir(&self.root, d) {
-                flush(&p);
+        // The cache directory itself last ("" is below every path).
+        for d in all.into_iter().rev().chain(std::iter::once("")) {
+            let Ok(fd) = self.beneath.dir(d, false) else {
+                continue; // gone, or a link now: not ours to flush
+            };
+            if let Err(err) = File::from(fd).sync_all() {
+                tracing::warn!(
+                    "cannot flush directory {}: {err}",
+                    self.root.join(d).display()
+                );
             }
         }
-        flush(&self.root);
     }
 
     /// Ends the session's unfinished files: with `keep_partial`, a file
@@ -731,13 +771,14 @@ impl Store {
             if !t.created {
                 continue;
             }
-            let temp = self.temp_path(object, &t);
+            let (name, temp) = (self.temp_name(object, &t), self.temp_path(object, &t));
             let keep =
                 !self.keep_partial.is_zero() && t.error.is_none() && t.blocks.any() && t.by_content;
-            let kept =
-                keep && sync_data(&self.handles, object, &temp).is_ok() && t.blocks.save(&temp);
+            let kept = keep
+                && sync_data(&self.handles, object, &self.tmp_fd, &name).is_ok()
+                && t.blocks.save(&temp);
             if !kept {
-                let _ = fs::remove_file(&temp);
+                let _ = rfs::unlinkat(&*self.tmp_fd, &name, AtFlags::empty());
                 if self.recorded.contains(&object) {
                     let _ = fs::remove_file(temp.with_extension("blocks"));
                 }
@@ -755,7 +796,9 @@ impl Drop for Store {
     fn drop(&mut self) {
         self.abort();
         // Only removes the directory when it is empty.
-        let _ = fs::remove_dir(&self.tmp);
+        if let Ok(root) = self.beneath.dir("", false) {
+            let _ = rfs::unlinkat(&root, TMP_DIR, AtFlags::REMOVEDIR);
+        }
     }
 }
 

@@ -3,13 +3,19 @@
 //!
 //! **Invariant:** pruning only looks below the manifest's top-level
 //! directories, never follows a symbolic link (links are removed as
-//! links), and leaves names that are not UTF-8 alone.
+//! links), leaves names that are not UTF-8 alone, and removes each entry
+//! relative to the descriptor of the directory it is in (safe_path.rs), so
+//! that a directory swapped for a link mid-walk leads nowhere outside the
+//! cache directory.
 
-use super::safe_path::safe_dirs;
 use super::Store;
 use mdp_proto::EntryKind;
+use rustix::fs::{self as rfs, AtFlags, Dir, FileType, Mode, OFlags};
 use std::collections::HashMap;
-use std::fs;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+/// Deepest directory nesting a removal walks into.
+const MAX_DEPTH: usize = 256;
 
 impl Store {
     /// `--delete`: removes, below each top-level directory of the
@@ -28,40 +34,91 @@ impl Store {
         let mut removed = Vec::new();
         for e in &manifest.entries {
             if e.kind == EntryKind::Dir && !e.path.contains('/') {
-                self.prune_dir(&listed, &e.path, &mut removed);
+                if let Ok(dir) = self.beneath.dir(&e.path, false) {
+                    prune_dir(&listed, dir, &e.path, &mut removed);
+                }
             }
         }
         removed
     }
+}
 
-    fn prune_dir(&self, listed: &HashMap<&str, bool>, rel: &str, removed: &mut Vec<String>) {
-        let Ok(dir) = safe_dirs(&self.root, rel.split('/')) else {
-            return;
+/// The names in directory `dir` (not `.` and `..`; UTF-8 only: others were
+/// never pushed by mdp and are left alone), with their types.
+fn entries(dir: BorrowedFd<'_>) -> Vec<(String, FileType)> {
+    let Ok(d) = Dir::read_from(dir) else {
+        return Vec::new();
+    };
+    d.flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_str().ok()?.to_string();
+            (name != "." && name != "..").then_some((name, e.file_type()))
+        })
+        .collect()
+}
+
+/// The type of `name` in `dir`, not following a link (for file systems
+/// whose directory entries do not say).
+fn type_of(dir: BorrowedFd<'_>, name: &str, said: FileType) -> Option<FileType> {
+    if said != FileType::Unknown {
+        return Some(said);
+    }
+    let st = rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).ok()?;
+    Some(FileType::from_raw_mode(st.st_mode))
+}
+
+/// Opens directory `name` in `dir` without following a link.
+fn open_subdir(dir: BorrowedFd<'_>, name: &str) -> Option<OwnedFd> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    rfs::openat(dir, name, flags, Mode::empty()).ok()
+}
+
+fn prune_dir(listed: &HashMap<&str, bool>, dir: OwnedFd, rel: &str, removed: &mut Vec<String>) {
+    for (name, said) in entries(dir.as_fd()) {
+        let child = format!("{rel}/{name}");
+        let Some(ft) = type_of(dir.as_fd(), &name, said) else {
+            continue;
         };
-        let Ok(entries) = fs::read_dir(&dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let Some(name) = entry.file_name().to_str().map(str::to_string) else {
-                continue; // not UTF-8: never pushed by mdp, left alone
-            };
-            let child = format!("{rel}/{name}");
-            let Ok(ft) = entry.file_type() else { continue };
-            match listed.get(child.as_str()) {
-                Some(true) if ft.is_dir() => self.prune_dir(listed, &child, removed),
-                Some(_) => {}
-                None => {
-                    let gone = if ft.is_dir() {
-                        // remove_dir_all does not follow symbolic links.
-                        fs::remove_dir_all(entry.path())
-                    } else {
-                        fs::remove_file(entry.path())
-                    };
-                    if gone.is_ok() {
-                        removed.push(child);
-                    }
+        match listed.get(child.as_str()) {
+            Some(true) if ft == FileType::Directory => {
+                if let Some(sub) = open_subdir(dir.as_fd(), &name) {
+                    prune_dir(listed, sub, &child, removed);
+                }
+            }
+            Some(_) => {}
+            None => {
+                let gone = if ft == FileType::Directory {
+                    remove_tree(dir.as_fd(), &name, 0)
+                } else {
+                    rfs::unlinkat(dir.as_fd(), name.as_str(), AtFlags::empty()).is_ok()
+                };
+                if gone {
+                    removed.push(child);
                 }
             }
         }
     }
+}
+
+/// Removes directory `name` in `dir` with everything in it, each entry
+/// relative to its own directory's descriptor; links are removed as links.
+fn remove_tree(dir: BorrowedFd<'_>, name: &str, depth: usize) -> bool {
+    if depth > MAX_DEPTH {
+        return false;
+    }
+    let Some(sub) = open_subdir(dir, name) else {
+        // A link now, or gone: a link is removed, never followed.
+        return rfs::unlinkat(dir, name, AtFlags::empty()).is_ok();
+    };
+    for (child, said) in entries(sub.as_fd()) {
+        match type_of(sub.as_fd(), &child, said) {
+            Some(FileType::Directory) => {
+                remove_tree(sub.as_fd(), &child, depth + 1);
+            }
+            _ => {
+                let _ = rfs::unlinkat(sub.as_fd(), child.as_str(), AtFlags::empty());
+            }
+        }
+    }
+    rfs::unlinkat(dir, name, AtFlags::REMOVEDIR).is_ok()
 }

@@ -375,3 +375,77 @@ fn a_store_killed_mid_push_keeps_the_blocks_of_its_last_checkpoint() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// A local user who can write in the cache directory swaps a pushed
+/// directory for a link to a directory outside it, again and again, while
+/// the store places files, settles modes and prunes with `--delete`:
+/// nothing outside the cache directory is created, changed or removed.
+#[test]
+fn a_directory_swapped_for_a_link_mid_push_leads_nowhere_outside() {
+    use std::os::unix::fs::symlink;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let base = crate::test_dir("swap");
+    let root = base.join("cache");
+    let outside = base.join("outside");
+    fs::create_dir_all(root.join("www")).unwrap();
+    fs::create_dir_all(&outside).unwrap();
+    fs::write(outside.join("victim"), b"keep me").unwrap();
+    fs::set_permissions(&outside, fs::Permissions::from_mode(0o751)).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let swapper = {
+        let (root, outside, stop) = (root.clone(), outside.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let (www, real) = (root.join("www"), root.join("www.real"));
+            while !stop.load(Ordering::Relaxed) {
+                if fs::rename(&www, &real).is_ok() {
+                    let _ = symlink(&outside, &www);
+                    std::thread::yield_now();
+                    let _ = fs::remove_file(&www);
+                    let _ = fs::rename(&real, &www);
+                }
+                std::thread::yield_now();
+            }
+        })
+    };
+    let mut store = Store::open(&root).unwrap();
+    let mut placed = 0;
+    for round in 0..400u32 {
+        let data = format!("file {round}").into_bytes();
+        let m = Arc::new(Manifest {
+            entries: vec![
+                Entry {
+                    path: "www".into(),
+                    kind: EntryKind::Dir,
+                    mode: 0o700,
+                    mtime_secs: 1_000_000_000,
+                    mtime_nanos: 0,
+                },
+                file_entry(&format!("www/f{round}"), &data),
+            ],
+        });
+        if store.begin(SessionId(round as u64 + 1), m, 4096).is_err() {
+            continue;
+        }
+        store.write(ObjectId(1), 0, &data);
+        placed += store.complete(ObjectId(1)).is_ok() as u32;
+        store.settle(true);
+        store.finish();
+    }
+    stop.store(true, Ordering::Relaxed);
+    swapper.join().unwrap();
+    let names: Vec<_> = fs::read_dir(&outside)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["victim"], "written or removed outside");
+    assert_eq!(fs::read(outside.join("victim")).unwrap(), b"keep me");
+    let md = fs::metadata(&outside).unwrap();
+    assert_eq!(
+        md.permissions().mode() & 0o7777,
+        0o751,
+        "mode changed outside"
+    );
+    use std::os::unix::fs::MetadataExt;
+    assert_ne!(md.mtime(), 1_000_000_000, "mtime changed outside");
+    assert!(placed > 0, "no round placed a file: the test shows nothing");
+}

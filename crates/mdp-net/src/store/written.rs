@@ -10,20 +10,25 @@
 
 use super::mtime;
 use super::running_hash::hash_open;
-use super::safe_path::{refuse, safe_dirs};
+use super::safe_path::{refuse, Beneath};
 use mdp_proto::wire::FailReason;
 use mdp_proto::{Entry, EntryKind};
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
 use std::fs::{self, File, FileTimes};
 use std::io;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// A file of the session whose blocks are all written.
 #[derive(Debug)]
 pub struct Written {
-    pub(super) temp: PathBuf,
+    /// Its temporary file's name in the temporary directory `tmp`.
+    pub(super) temp: String,
+    pub(super) tmp: Arc<OwnedFd>,
     pub(super) entry: Entry,
-    pub(super) root: PathBuf,
+    pub(super) beneath: Arc<Beneath>,
     pub(super) error: Option<io::Error>,
     /// The hash of the whole file if it was kept as it was written.
     pub(super) hashed: Option<[u8; 32]>,
@@ -51,8 +56,9 @@ impl Written {
     /// [`Verified::place`]. A file that fails is removed.
     pub fn verify(self) -> Result<Verified, (FailReason, String)> {
         let e = &self.entry;
+        let remove = || rfs::unlinkat(&*self.tmp, &self.temp, AtFlags::empty());
         let fail_io = |err: io::Error| {
-            let _ = fs::remove_file(&self.temp);
+            let _ = remove();
             (FailReason::Io, format!("{}: {err}", e.path))
         };
         if let Some(err) = self.error {
@@ -61,19 +67,22 @@ impl Written {
         let EntryKind::File { hash, .. } = e.kind else {
             unreachable!("open files are File entries")
         };
-        let file = File::open(&self.temp).map_err(fail_io)?;
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let file = rfs::openat(&*self.tmp, &self.temp, flags, Mode::empty())
+            .map(File::from)
+            .map_err(|err| fail_io(err.into()))?;
         let got = match self.hashed {
             Some(h) => h,
             None => hash_open(&file).map_err(fail_io)?,
         };
         if got != hash {
-            let _ = fs::remove_file(&self.temp);
+            let _ = remove();
             return Err((
                 FailReason::HashMismatch,
                 format!("{}: content does not match its BLAKE3 hash", e.path),
             ));
         }
-        fs::set_permissions(&self.temp, fs::Permissions::from_mode(e.mode & 0o777))
+        file.set_permissions(fs::Permissions::from_mode(e.mode & 0o777))
             .map_err(fail_io)?;
         if let Some(t) = mtime(e.mtime_secs, e.mtime_nanos) {
             file.set_times(FileTimes::new().set_modified(t))
@@ -109,7 +118,7 @@ impl Verified {
         let w = &self.written;
         let e = &w.entry;
         let fail_io = |err: io::Error| {
-            let _ = fs::remove_file(&w.temp);
+            let _ = rfs::unlinkat(&*w.tmp, &w.temp, AtFlags::empty());
             (FailReason::Io, format!("{}: {err}", e.path))
         };
         if w.durable {
@@ -117,19 +126,20 @@ impl Verified {
             // a power cut the final name holds the whole file or the old one.
             self.file.sync_all().map_err(fail_io)?;
         }
-        let mut comps: Vec<&str> = e.path.split('/').collect();
-        let name = comps.pop().expect("paths have at least one component");
-        let parent = safe_dirs(&w.root, comps.into_iter()).map_err(fail_io)?;
-        let dest = parent.join(name);
-        if let Ok(md) = fs::symlink_metadata(&dest) {
-            if md.is_dir() {
+        // The parent walked from the cache directory without following a
+        // link, and the rename made between the two directories' own
+        // descriptors: no swap of a directory for a link can move it.
+        let (parent, name) = w.beneath.parent(&e.path, true).map_err(fail_io)?;
+        let dest = w.beneath.path().join(&e.path);
+        if let Ok(st) = rfs::statat(&parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+            if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
                 return Err(fail_io(refuse(format!(
                     "{} is a directory",
                     dest.display()
                 ))));
             }
         }
-        fs::rename(&w.temp, &dest).map_err(fail_io)?;
+        rfs::renameat(&*w.tmp, &w.temp, &parent, name).map_err(|err| fail_io(err.into()))?;
         // Its stamp for the index, from the descriptor, right after the
         // rename: never from whatever a hook or another writer may make of
         // the path later.
