@@ -131,15 +131,18 @@ fn a_file_and_its_directory_reach_the_disk_before_the_receiver_confirms() {
     let text: Vec<String> = raw.iter().map(|l| readable(l)).collect();
     let lines: Vec<&str> = text.iter().map(String::as_str).collect();
     let text = text.join("\n");
-    let final_name = format!("{}\"", dir.join("site/page.bin").display());
-    let rename = find(&lines, 0, &["rename", ".part\"", &final_name])
+    // The store renames between directory descriptors (`renameat(<DIR/
+    // .mdp-tmp>, "x.part", <DIR/site>, "page.bin")`; strace -y names them).
+    let into_site = format!("<{}>, \"page.bin\"", dir.join("site").display());
+    let rename = find(&lines, 0, &["rename", ".part\"", &into_site])
         .unwrap_or_else(|| panic!("no rename into place:\n{text}"));
     let part = lines[rename]
         .split('"')
         .find(|s| s.ends_with(".part"))
         .expect("the temporary name");
+    let part = part.rsplit('/').next().unwrap_or(part);
     // 1. The file's data, before its name.
-    let flushed = find(&lines, 0, &["sync(", &format!("<{part}>")])
+    let flushed = find(&lines, 0, &["sync(", &format!("/{part}>")])
         .unwrap_or_else(|| panic!("{part} was never flushed:\n{text}"));
     assert!(flushed < rename, "renamed before it was flushed:\n{text}");
     // 2. Its directory and the cache directory, after the rename and

@@ -7,7 +7,8 @@
 //!   memory budget for blocks written ahead of it.
 //! - `resume`: the records of blocks written, kept for a resume.
 //! - `prune`: `--delete`.
-//! - `safe_path`: the path rules that keep writes inside the directory.
+//! - `safe_path`: `Beneath`, the handle every operation below the directory
+//!   goes through, so that none leaves it.
 //! - `written`: a complete file's hash check and atomic placement.
 //!
 //! Each file of a session is written to `DIR/.mdp-tmp/<hash>-<block bytes>.part`
@@ -30,10 +31,11 @@
 //! `touch` moves); any other file of the right size is hashed again.
 //!
 //! Paths come from the network. The manifest decoder already refused
-//! absolute paths and `.`/`..` components; here every directory on the way
-//! down is created or checked one component at a time, and a component that
-//! is a symbolic link or not a directory stops the write, so nothing lands
-//! outside `DIR`. Set-user-id, set-group-id and sticky bits are never applied.
+//! absolute paths and `.`/`..` components; here every operation below
+//! `DIR` goes through descriptors walked down from a handle on it, one
+//! component at a time, refusing symbolic links (`safe_path`), so nothing
+//! lands outside `DIR` even when a local user races the store.
+//! Set-user-id, set-group-id and sticky bits are never applied.
 
 mod prune;
 mod resume;

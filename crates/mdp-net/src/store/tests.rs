@@ -409,7 +409,7 @@ fn a_directory_swapped_for_a_link_mid_push_leads_nowhere_outside() {
     };
     let mut store = Store::open(&root).unwrap();
     let mut placed = 0;
-    for round in 0..400u32 {
+    for round in 0..1500u32 {
         let data = format!("file {round}").into_bytes();
         let m = Arc::new(Manifest {
             entries: vec![
