@@ -156,6 +156,13 @@ pub struct Args {
     #[arg(long)]
     no_fsync: bool,
 
+    /// Permission bits (octal) never given to a placed file or directory,
+    /// whatever the sender's modes say: the default 002 places nothing
+    /// world-writable; 0 keeps the sender's modes (set-user-id, set-group-id
+    /// and sticky bits are never applied).
+    #[arg(long, value_name = "OCTAL", default_value = "002", value_parser = parse_mode_mask)]
+    mode_mask: u32,
+
     /// Kill a hook that runs longer than this.
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
     exec_timeout: Duration,
@@ -328,4 +335,15 @@ pub fn run(plan: RecvPlan) -> anyhow::Result<i32> {
             EXIT_INCOMPLETE
         }
     })
+}
+
+/// `--mode-mask`: permission bits in octal (`022`, `0o002`, `0`).
+fn parse_mode_mask(s: &str) -> Result<u32, String> {
+    let digits = s.trim_start_matches("0o");
+    match u32::from_str_radix(digits, 8) {
+        Ok(m) if m <= 0o777 => Ok(m),
+        _ => Err(format!(
+            "{s:?} is not a permission mask: give up to three octal digits, like 022"
+        )),
+    }
 }

@@ -80,6 +80,7 @@ impl RecvPlan {
             socket_buffer: args.socket_buffer.clamp(1, 1024) << 20,
             keep_partial: args.keep_partial,
             durable: !args.no_fsync,
+            mode_mask: args.mode_mask,
         };
         Ok(RecvPlan {
             opts,

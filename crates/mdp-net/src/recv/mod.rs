@@ -108,6 +108,9 @@ pub struct RecvOptions {
     /// before confirming ([`Store::set_durable`]); true unless the operator
     /// traded it away (`--no-fsync`).
     pub durable: bool,
+    /// Permission bits never given to what is placed
+    /// ([`Store::set_mode_mask`]).
+    pub mode_mask: u32,
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -138,6 +141,7 @@ pub async fn run(opts: RecvOptions, notice: impl FnMut(RecvNotice)) -> Result<En
     })?;
     store.set_keep_partial(opts.keep_partial);
     store.set_durable(opts.durable);
+    store.set_mode_mask(opts.mode_mask);
     // Blocks held for the running hash count in the block budget; three
     // quarters stay for the blocks that close the gaps.
     store.set_keep_limit(opts.config.buffer_bytes / 4);

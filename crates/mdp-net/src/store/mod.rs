@@ -84,6 +84,9 @@ const WRITEBACK_EVERY: u64 = 8 << 20;
 /// before the last checkpoint.
 const CHECKPOINT_EVERY: u64 = 64 << 20;
 
+/// Default of [`Store::set_mode_mask`]: nothing world-writable.
+pub const DEFAULT_MODE_MASK: u32 = 0o002;
+
 /// Default of [`Store::set_keep_limit`].
 const DEFAULT_KEEP_LIMIT: usize = 8 << 20;
 
@@ -207,6 +210,9 @@ pub struct Store {
     /// Files are flushed before they are placed, and directories when the
     /// tree settles ([`Store::set_durable`]).
     durable: bool,
+    /// Permission bits never given to what the store places
+    /// ([`Store::set_mode_mask`]).
+    mode_mask: u32,
     /// Directories (relative) that files were placed in since the tree was
     /// last settled, to be flushed then.
     touched_dirs: BTreeSet<String>,
@@ -306,6 +312,7 @@ impl Store {
             keep_limit: DEFAULT_KEEP_LIMIT,
             settled: false,
             durable: true,
+            mode_mask: DEFAULT_MODE_MASK,
             touched_dirs: BTreeSet::new(),
             since_writeback: 0,
             since_checkpoint: 0,
@@ -339,6 +346,19 @@ impl Store {
     /// leave files short or empty under their final names.
     pub fn set_durable(&mut self, durable: bool) {
         self.durable = durable;
+    }
+
+    /// Permission bits never given to a placed file or directory, whatever
+    /// the manifest says (default `0o002`: nothing world-writable unless the
+    /// operator allows it with `mdp-recv --mode-mask 0`). Set-user-id,
+    /// set-group-id and sticky bits are never applied in any case.
+    pub fn set_mode_mask(&mut self, mask: u32) {
+        self.mode_mask = mask & 0o777;
+    }
+
+    /// The mode a manifest's `mode` gets here.
+    fn mode(&self, mode: u32) -> u32 {
+        mode & 0o777 & !self.mode_mask
     }
 
     /// The cache directory (canonical).
@@ -405,8 +425,9 @@ impl Store {
             }
             // Same content: make mode and mtime what a push would give.
             use std::os::unix::fs::MetadataExt;
-            if md.mode() & 0o7777 != e.mode & 0o777 {
-                let _ = file.set_permissions(fs::Permissions::from_mode(e.mode & 0o777));
+            let mode = self.mode(e.mode);
+            if md.mode() & 0o7777 != mode {
+                let _ = file.set_permissions(fs::Permissions::from_mode(mode));
             }
             if let Some(t) = mtime(e.mtime_secs, e.mtime_nanos) {
                 if md.modified().ok() != Some(t) {
@@ -667,6 +688,7 @@ impl Store {
             error: t.error,
             hashed,
             durable: self.durable,
+            mode: self.mode(self.manifest.entries[t.entry].mode),
         })
     }
 
@@ -718,7 +740,7 @@ impl Store {
             let Ok(d) = self.beneath.dir(&e.path, true).map(File::from) else {
                 continue;
             };
-            let _ = d.set_permissions(fs::Permissions::from_mode(e.mode & 0o777));
+            let _ = d.set_permissions(fs::Permissions::from_mode(self.mode(e.mode)));
             if let Some(t) = mtime(e.mtime_secs, e.mtime_nanos) {
                 let _ = d.set_times(FileTimes::new().set_modified(t));
             }

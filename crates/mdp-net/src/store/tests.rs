@@ -449,3 +449,41 @@ fn a_directory_swapped_for_a_link_mid_push_leads_nowhere_outside() {
     assert_ne!(md.mtime(), 1_000_000_000, "mtime changed outside");
     assert!(placed > 0, "no round placed a file: the test shows nothing");
 }
+
+/// Nothing is placed world-writable unless the operator allows it: the
+/// store's mask takes bits off the sender's modes, of files and
+/// directories, placed or found present.
+#[test]
+fn the_mode_mask_keeps_what_the_store_places_from_being_world_writable() {
+    let root = crate::test_dir("mask");
+    let m = Arc::new(Manifest {
+        entries: vec![
+            Entry {
+                path: "d".into(),
+                kind: EntryKind::Dir,
+                mode: 0o777,
+                mtime_secs: 0,
+                mtime_nanos: 0,
+            },
+            Entry {
+                mode: 0o666,
+                ..file_entry("d/f", b"data")
+            },
+        ],
+    });
+    let mode = |p: &str| fs::metadata(root.join(p)).unwrap().permissions().mode() & 0o7777;
+    let mut store = Store::open(&root).unwrap();
+    store.begin(SessionId(1), m.clone(), 4096).unwrap();
+    store.write(ObjectId(1), 0, b"data");
+    store.complete(ObjectId(1)).unwrap();
+    store.settle(false);
+    store.finish();
+    assert_eq!((mode("d"), mode("d/f")), (0o775, 0o664));
+    // Allowed by the operator: the sender's modes, for a file found present.
+    store.set_mode_mask(0);
+    store.begin(SessionId(2), m.clone(), 4096).unwrap();
+    assert_eq!(store.present(&m), [ObjectId(1)]);
+    store.settle(false);
+    store.finish();
+    assert_eq!((mode("d"), mode("d/f")), (0o777, 0o666));
+}

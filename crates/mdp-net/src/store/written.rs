@@ -34,6 +34,8 @@ pub struct Written {
     pub(super) hashed: Option<[u8; 32]>,
     /// Flush the file to the disk before it is renamed into place.
     pub(super) durable: bool,
+    /// Its mode here (the manifest's, less the store's mask).
+    pub(super) mode: u32,
 }
 
 impl Written {
@@ -82,7 +84,7 @@ impl Written {
                 format!("{}: content does not match its BLAKE3 hash", e.path),
             ));
         }
-        file.set_permissions(fs::Permissions::from_mode(e.mode & 0o777))
+        file.set_permissions(fs::Permissions::from_mode(self.mode))
             .map_err(fail_io)?;
         if let Some(t) = mtime(e.mtime_secs, e.mtime_nanos) {
             file.set_times(FileTimes::new().set_modified(t))
