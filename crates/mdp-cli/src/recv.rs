@@ -125,7 +125,7 @@ pub struct Args {
     #[arg(long, value_name = "SIZE", default_value = "1T", value_parser = parse_size)]
     max_file_size: u64,
 
-    /// Refuse a push of more files than this.
+    /// Refuse a push of more files and directories than this.
     #[arg(long, value_name = "N", default_value_t = 1_000_000)]
     max_files: u32,
 

@@ -454,6 +454,33 @@ fn a_receiver_whose_limits_refuse_a_push_says_so_and_the_others_complete() {
     assert!(r.elapsed < Duration::from_secs(2), "took {:?}", r.elapsed);
 }
 
+/// Directories count against `max_files` like files: a push of 2 files
+/// in 5 directories is 7 entries, over a limit of 6.
+#[test]
+fn directories_count_against_a_receivers_file_limit() {
+    let content = Content::new(
+        &["a", "a/b", "a/b/c", "d", "d/e"],
+        vec![
+            ("a/b/c/f".into(), Content::random_bytes(1000, 1)),
+            ("d/e/g".into(), Content::random_bytes(1000, 2)),
+        ],
+    );
+    let mut c = SimConfig::new(1, 516);
+    c.receiver_setup = Some(|_, rc| rc.max_files = 6);
+    let r = World::new(c, content).run();
+    let report = r.report.expect("finished");
+    assert!(!report.success);
+    let o = r.receivers[0].outcome.as_ref().unwrap();
+    assert_eq!(
+        o.problem.as_ref().map(|p| p.to_string()),
+        Some(
+            "refused the push: its 7 files and directories are more than this receiver accepts (--max-files 6)"
+                .to_string()
+        ),
+    );
+    assert!(r.receivers[0].files.is_empty());
+}
+
 #[test]
 fn receivers_fall_quiet_when_the_sender_dies_instead_of_flooding_the_network() {
     let content = Content::new(

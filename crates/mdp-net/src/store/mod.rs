@@ -481,9 +481,16 @@ impl Store {
         }
         self.session = Some(session);
         self.manifest = manifest.clone();
+        // Directories are created when the tree settles (or a file is
+        // placed in one), never before the push is taken (a refusal for
+        // disk space comes after this); what would stop one (a link, a
+        // file in its place) refuses the push now.
         for e in &manifest.entries {
             if e.kind == EntryKind::Dir {
-                self.beneath.dir(&e.path, true)?;
+                match self.beneath.dir(&e.path, false) {
+                    Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err),
+                    _ => {}
+                }
             }
         }
         let mut object = 0u32;
@@ -704,17 +711,18 @@ impl Store {
     /// again.
     pub fn settle(&mut self, prune: bool) -> Vec<String> {
         let removed = if prune { self.prune() } else { Vec::new() };
-        self.settle_dirs();
+        self.settle_dirs(true);
         self.settled = true;
         removed
     }
 
     /// Ends the session: makes the tree final if [`Store::settle`] did not
-    /// (an incomplete push still gets its directories' modes and mtimes)
-    /// and removes what is left of the temporary files.
+    /// (an incomplete push still gets the modes and mtimes of the
+    /// directories it has; none is created) and removes what is left of the
+    /// temporary files.
     pub fn finish(&mut self) {
         if !self.settled {
-            self.settle_dirs();
+            self.settle_dirs(false);
         }
         self.settled = false;
         self.abort();
@@ -725,8 +733,8 @@ impl Store {
     /// when durable, then flushes every directory the push touched, with
     /// their ancestors and the cache directory, so that the entries its
     /// renames, creations and removals made are on the disk before the
-    /// receiver confirms.
-    fn settle_dirs(&mut self) {
+    /// receiver confirms. Missing directories are created when `create`.
+    fn settle_dirs(&mut self, create: bool) {
         self.index.save();
         let mut dirs: Vec<_> = self
             .manifest
@@ -737,7 +745,7 @@ impl Store {
         dirs.sort_by_key(|e| std::cmp::Reverse(e.path.matches('/').count()));
         for e in dirs {
             // Mode and mtime set on the directory's own descriptor.
-            let Ok(d) = self.beneath.dir(&e.path, true).map(File::from) else {
+            let Ok(d) = self.beneath.dir(&e.path, create).map(File::from) else {
                 continue;
             };
             let _ = d.set_permissions(fs::Permissions::from_mode(self.mode(e.mode)));

@@ -487,3 +487,43 @@ fn the_mode_mask_keeps_what_the_store_places_from_being_world_writable() {
     store.finish();
     assert_eq!((mode("d"), mode("d/f")), (0o777, 0o666));
 }
+
+/// Directories are not created before the push is taken: a push that
+/// ends before it settles (refused for disk space, cut off) leaves none
+/// behind; one in the way of a directory refuses the push at once.
+#[test]
+fn directories_appear_only_when_the_tree_settles() {
+    let root = crate::test_dir("dirs-late");
+    let dir = |path: &str| Entry {
+        path: path.into(),
+        kind: EntryKind::Dir,
+        mode: 0o755,
+        mtime_secs: 0,
+        mtime_nanos: 0,
+    };
+    let m = Arc::new(Manifest {
+        entries: vec![dir("new"), dir("new/sub")],
+    });
+    let mut store = Store::open(&root).unwrap();
+    store.begin(SessionId(1), m.clone(), 4096).unwrap();
+    assert!(
+        !root.join("new").exists(),
+        "created before the push was taken"
+    );
+    store.finish();
+    assert!(
+        !root.join("new").exists(),
+        "left behind by a push that never settled"
+    );
+    store.begin(SessionId(2), m, 4096).unwrap();
+    store.settle(false);
+    store.finish();
+    assert!(root.join("new/sub").is_dir());
+    // A file where a directory must go: refused at the start.
+    fs::write(root.join("blocked"), b"x").unwrap();
+    let m = Arc::new(Manifest {
+        entries: vec![dir("blocked"), dir("blocked/sub")],
+    });
+    let err = store.begin(SessionId(3), m, 4096).unwrap_err();
+    assert!(err.to_string().contains("is not a directory"), "{err}");
+}

@@ -483,9 +483,11 @@ fn check_limits(c: &ReceiverConfig, manifest: &Manifest) -> Option<Refusal> {
             max: c.max_push_bytes,
         });
     }
-    if manifest.file_count() > c.max_files {
+    // Directories count too: each is created, and costs an inode, like a file.
+    let entries = u32::try_from(manifest.entries.len()).unwrap_or(u32::MAX);
+    if entries > c.max_files {
         return Some(Refusal::TooManyFiles {
-            files: manifest.file_count(),
+            files: entries,
             max: c.max_files,
         });
     }

@@ -102,10 +102,10 @@ pub enum Refusal {
         /// The limit.
         max: u64,
     },
-    /// The push has more files than `max_files`.
-    #[error("refused the push: its {files} files are more than this receiver accepts (--max-files {max})")]
+    /// The push has more files and directories than `max_files`.
+    #[error("refused the push: its {files} files and directories are more than this receiver accepts (--max-files {max})")]
     TooManyFiles {
-        /// Files in the push.
+        /// Files and directories in the push.
         files: u32,
         /// The limit.
         max: u32,
