@@ -256,3 +256,20 @@ fn a_rerun_signed_by_the_same_key_takes_over_its_dead_push_at_once() {
         assert!(rx.outcomes[1].complete, "r{i}");
     }
 }
+
+/// A recording of a push signed before the newest push of the same key
+/// this receiver took (here: one second before it) is refused as a
+/// replay, even though the receiver never saw that push: taking it would
+/// roll the files back.
+#[test]
+fn a_push_signed_before_the_newest_one_taken_from_its_key_is_refused() {
+    let k = key(1);
+    let mut c = config(Some(k.clone()), vec![k.public()]);
+    // The world's clocks start at this Unix time (world.rs).
+    const START_US: u64 = 1_800_000_000_000_000;
+    c.sender.signed_at_us = START_US - 1_000_000;
+    c.receiver_setup = Some(|_, rc| rc.raise_signed_floor(key(1).public().to_bytes(), START_US));
+    let w = push(c);
+    assert!(!w.sender().report().unwrap().success);
+    refused(&w, |u| matches!(u, Untrusted::Replayed));
+}

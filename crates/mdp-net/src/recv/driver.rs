@@ -26,6 +26,15 @@ use tokio::io::Interest;
 /// How often progress is reported.
 const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 
+/// A new secret source when `config` has one (the key exchange of
+/// encrypted pushes draws from it), from the operating system.
+fn fresh_secrets(config: &ReceiverConfig) -> Option<mdp_proto::crypto::SecretSource> {
+    config
+        .secrets
+        .as_ref()
+        .map(|_| mdp_proto::crypto::SecretSource::new(crate::random_secret()))
+}
+
 /// How long a stopping receiver waits for its writer to finish a push it
 /// completed (see `Driver::stop`).
 const STOP_GRACE: Duration = Duration::from_secs(20);
@@ -95,11 +104,17 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
         let mut config = opts.config.clone();
         let ledger = Ledger::open(&opts.dir, crate::wall_clock().unix_us);
         config.replay_guard.extend(ledger.sessions());
+        for (signer, at) in ledger.floors() {
+            config.raise_signed_floor(signer, at);
+        }
+        let receiver = Receiver::new(ReceiverConfig {
+            clock: Some(crate::wall_clock()),
+            ..config.clone()
+        });
+        // The first push's secret stays with its receiver only.
+        config.secrets = fresh_secrets(&config);
         RecvDriver {
-            receiver: Receiver::new(ReceiverConfig {
-                clock: Some(crate::wall_clock()),
-                ..config.clone()
-            }),
+            receiver,
             config,
             sockets,
             writer,
@@ -306,8 +321,10 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
                 ReceiverEvent::Accepted {
                     session,
                     signed_at_us,
+                    signer,
                 } => {
-                    if let Err(e) = self.ledger.record(session, signed_at_us) {
+                    self.config.raise_signed_floor(signer, signed_at_us);
+                    if let Err(e) = self.ledger.record(session, signed_at_us, signer) {
                         tracing::warn!(
                             "cannot record push {session} in {}: {e}; a recording of it replayed after a restart would not be recognised (check the directory's permissions)",
                             self.dir.join(crate::store::TMP_DIR).display()
@@ -528,6 +545,9 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
         self.receiver = Receiver::new(ReceiverConfig {
             seed: crate::random_u64(),
             clock: Some(crate::wall_clock()),
+            // A fresh secret per push: no seed kept for the service's
+            // lifetime could rebuild an ended push's ephemeral keys.
+            secrets: fresh_secrets(&self.config),
             ..self.config.clone()
         });
         None

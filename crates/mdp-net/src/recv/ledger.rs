@@ -4,9 +4,9 @@
 //! refused as stale once its signature is older than
 //! [`SIGNATURE_WINDOW`]; until then this record stands in.
 //!
-//! One line when a push is accepted, the session id (16 hex digits) and
-//! its signing time (µs since the Unix epoch), and one more, the same
-//! with ` end`, when it ends here; each is appended and flushed to disk
+//! One line when a push is accepted, the session id (16 hex digits), its
+//! signing time (µs since the Unix epoch) and its signer's key (64 hex
+//! digits), and one more, the same with ` end`, when it ends here; each is appended and flushed to disk
 //! (`fsync`) before the receiver goes on (the first before any of the
 //! push's files is written). After a restart, a push that ended here is
 //! refused, and so is one that did not end but was signed before another
@@ -35,6 +35,9 @@ const MAX_LINES: usize = 1024;
 struct Entry {
     session: SessionId,
     signed_at_us: u64,
+    /// The key that signed it (lines written before it was recorded have
+    /// none).
+    signer: Option<[u8; 32]>,
     /// It ended here.
     ended: bool,
 }
@@ -69,12 +72,18 @@ impl Ledger {
             if at < horizon {
                 continue;
             }
-            let ended = words.next() == Some("end");
+            let mut next = words.next();
+            let signer = next.and_then(parse_key);
+            if signer.is_some() {
+                next = words.next();
+            }
+            let ended = next == Some("end");
             match entries.iter_mut().find(|e| e.session.0 == id) {
                 Some(e) => e.ended |= ended,
                 None => entries.push(Entry {
                     session: SessionId(id),
                     signed_at_us: at,
+                    signer,
                     ended,
                 }),
             }
@@ -100,13 +109,33 @@ impl Ledger {
             .collect()
     }
 
+    /// Per signing key, the signing time of the newest push accepted here
+    /// (`ReceiverConfig::signed_floor`).
+    pub fn floors(&self) -> Vec<([u8; 32], u64)> {
+        let mut out: Vec<([u8; 32], u64)> = Vec::new();
+        for e in &self.entries {
+            let Some(k) = e.signer else { continue };
+            match out.iter_mut().find(|(x, _)| *x == k) {
+                Some((_, t)) => *t = (*t).max(e.signed_at_us),
+                None => out.push((k, e.signed_at_us)),
+            }
+        }
+        out
+    }
+
     /// Records an accepted push durably: appended and flushed before this
     /// returns. When the record has grown past its bound it is rewritten
     /// (a temporary file, flushed, renamed over it).
-    pub fn record(&mut self, session: SessionId, signed_at_us: u64) -> io::Result<()> {
+    pub fn record(
+        &mut self,
+        session: SessionId,
+        signed_at_us: u64,
+        signer: [u8; 32],
+    ) -> io::Result<()> {
         let entry = Entry {
             session,
             signed_at_us,
+            signer: Some(signer),
             ended: false,
         };
         self.entries.push(entry);
@@ -186,7 +215,28 @@ impl Ledger {
 
 fn line(e: &Entry) -> String {
     let end = if e.ended { " end" } else { "" };
-    format!("{:016x} {}{end}", e.session.0, e.signed_at_us)
+    let signer: String = e
+        .signer
+        .map(|k| {
+            format!(
+                " {}",
+                k.iter().map(|b| format!("{b:02x}")).collect::<String>()
+            )
+        })
+        .unwrap_or_default();
+    format!("{:016x} {}{signer}{end}", e.session.0, e.signed_at_us)
+}
+
+/// A key written as 64 hexadecimal digits.
+fn parse_key(word: &str) -> Option<[u8; 32]> {
+    if word.len() != 64 || !word.is_ascii() {
+        return None;
+    }
+    let mut key = [0u8; 32];
+    for (i, b) in key.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&word[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(key)
 }
 
 fn read_nofollow(path: &Path) -> io::Result<String> {
@@ -204,6 +254,8 @@ fn read_nofollow(path: &Path) -> io::Result<String> {
 mod tests {
     use super::*;
 
+    const K: [u8; 32] = [7; 32];
+
     #[test]
     fn accepted_pushes_survive_a_restart_for_the_window_only() {
         let dir = crate::test_dir("ledger");
@@ -211,8 +263,8 @@ mod tests {
         let now = 1_800_000_000_000_000u64;
         let mut l = Ledger::open(&dir, now);
         assert!(l.sessions().is_empty());
-        l.record(SessionId(0xabc), now - 1_000_000).unwrap();
-        l.record(SessionId(0xdef), now).unwrap();
+        l.record(SessionId(0xabc), now - 1_000_000, K).unwrap();
+        l.record(SessionId(0xdef), now, K).unwrap();
         l.record_end(SessionId(0xdef)).unwrap();
         // A restart a minute later refuses both (0xabc was signed before
         // 0xdef: taking it again would roll back); one an hour later, none.
@@ -233,7 +285,7 @@ mod tests {
         // again after a restart (the sender may still be sending it); once
         // it ended, it is refused.
         let mut l = Ledger::open(&dir, now);
-        l.record(SessionId(0x123), now + 1).unwrap();
+        l.record(SessionId(0x123), now + 1, K).unwrap();
         let after = Ledger::open(&dir, now + 1_000_000).sessions();
         assert!(!after.contains(&SessionId(0x123)), "{after:?}");
         assert!(after.contains(&SessionId(0xabc)) && after.contains(&SessionId(0xdef)));
@@ -241,11 +293,20 @@ mod tests {
         assert!(Ledger::open(&dir, now + 1_000_000)
             .sessions()
             .contains(&SessionId(0x123)));
+        // Each key's newest signing time survives the restart, and lines
+        // written before keys were recorded still read.
+        assert_eq!(Ledger::open(&dir, now + 1_000_000).floors(), [(K, now + 1)]);
+        let mut text = fs::read_to_string(&path).unwrap();
+        text.push_str(&format!("{:016x} {}\n", 0x456, now + 2));
+        fs::write(&path, text).unwrap();
+        let l = Ledger::open(&dir, now + 1_000_000);
+        assert_eq!(l.floors(), [(K, now + 1)]);
+        assert!(l.entries.iter().any(|e| e.session == SessionId(0x456)));
         // Bounded: a flood of records keeps at most its bound.
         let mut l = Ledger::open(&dir, now);
         l.max_lines = 16;
         for i in 0..40 {
-            l.record(SessionId(i + 1), now).unwrap();
+            l.record(SessionId(i + 1), now, K).unwrap();
         }
         let n = Ledger::open(&dir, now).entries.len();
         assert!((8..=16).contains(&n), "{n}");

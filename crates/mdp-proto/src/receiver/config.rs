@@ -73,6 +73,12 @@ pub struct ReceiverConfig {
     /// Signed pushes this host accepted within the signature window (its
     /// durable record of [`ReceiverEvent::Accepted`]): refused as replays.
     pub replay_guard: Vec<SessionId>,
+    /// Per signing key, when it signed the newest push this host accepted
+    /// (also from its durable record): a push of that key signed before it
+    /// is refused as a replay, so a recording of an older push cannot roll
+    /// the files back. The same push signed at that time is taken again (a
+    /// restarted receiver rejoins the push under way).
+    pub signed_floor: Vec<([u8; 32], u64)>,
     /// The wall clock, for the age of a push's signature; without it the
     /// age is not checked. Long-lived callers refresh it
     /// ([`super::Receiver::handle_wall_clock`]).
@@ -80,6 +86,15 @@ pub struct ReceiverConfig {
 }
 
 impl ReceiverConfig {
+    /// Raises `signer`'s entry of [`ReceiverConfig::signed_floor`] to
+    /// `signed_at_us` (a push of it accepted).
+    pub fn raise_signed_floor(&mut self, signer: [u8; 32], signed_at_us: u64) {
+        match self.signed_floor.iter_mut().find(|(k, _)| *k == signer) {
+            Some((_, t)) => *t = (*t).max(signed_at_us),
+            None => self.signed_floor.push((signer, signed_at_us)),
+        }
+    }
+
     /// Defaults for a node id, name and seed.
     pub fn new(node: NodeId, name: &str, seed: u64) -> Self {
         ReceiverConfig {
@@ -101,6 +116,7 @@ impl ReceiverConfig {
             trust: Vec::new(),
             insecure: false,
             replay_guard: Vec::new(),
+            signed_floor: Vec::new(),
             secrets: None,
             identity: None,
             clock: None,
@@ -186,6 +202,8 @@ pub enum ReceiverEvent {
         session: SessionId,
         /// When the sender signed it, µs since the Unix epoch.
         signed_at_us: u64,
+        /// The key that signed it.
+        signer: [u8; 32],
     },
     /// The session is over for this receiver.
     Finished(SessionOutcome),

@@ -331,6 +331,7 @@ impl Receiver {
                         self.cx.events.push_back(ReceiverEvent::Accepted {
                             session: session_id,
                             signed_at_us: signed.signed_at_us,
+                            signer: signed.signer,
                         });
                     }
                     self.state = State::Live(Box::new(session));

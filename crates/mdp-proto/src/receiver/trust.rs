@@ -88,6 +88,14 @@ pub(super) fn admit(
     if config.replay_guard.contains(&session) {
         return Err(Untrusted::Replayed);
     }
+    // Signed before the newest push of this key taken here: a recording.
+    if config
+        .signed_floor
+        .iter()
+        .any(|(k, t)| *k == signed.signer && signed.signed_at_us < *t)
+    {
+        return Err(Untrusted::Replayed);
+    }
     let claim = wire::push_claim(session, a, &signed.signer, signed.signed_at_us);
     if !key.verify(&claim, &signed.signature()) {
         return Err(Untrusted::BadSignature);
