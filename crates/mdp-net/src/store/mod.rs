@@ -52,7 +52,7 @@ use mdp_proto::{EntryKind, Manifest, ObjectId, SessionId};
 use resume::{content_stem, BlockMap};
 use running_hash::{hash_open, Bytes, KeptBytes, RunningHash};
 use rustix::fs::{self as rfs, AtFlags, Mode, OFlags};
-use safe_path::{is_own_dir, refuse, Beneath};
+use safe_path::{file_at, is_own_dir, refuse, Beneath};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::{self, File, FileTimes};
 use std::io;
@@ -397,6 +397,9 @@ impl Store {
     /// mode and mtime are set as the manifest says, as a push would.
     pub fn present(&mut self, manifest: &Manifest) -> Vec<ObjectId> {
         let mut out = Vec::new();
+        // The directory of the previous file, held open: a manifest lists
+        // a directory's files together, so each is walked to once.
+        let mut parent: Option<(String, OwnedFd)> = None;
         for (id, e) in manifest.files() {
             let EntryKind::File { size, hash } = e.kind else {
                 continue;
@@ -406,7 +409,18 @@ impl Store {
             }
             // Opened without following a link anywhere on its path; mode
             // and mtime are then changed on that descriptor, never by name.
-            let Some((file, md)) = self.beneath.file(&e.path) else {
+            let (dir, name) = e.path.rsplit_once('/').unwrap_or(("", &e.path));
+            if parent.as_ref().map(|(d, _)| d.as_str()) != Some(dir) {
+                parent = self
+                    .beneath
+                    .dir(dir, false)
+                    .ok()
+                    .map(|fd| (dir.to_string(), fd));
+            }
+            let Some((_, dir_fd)) = &parent else {
+                continue;
+            };
+            let Some((file, md)) = file_at(dir_fd, name) else {
                 continue;
             };
             if md.len() != size {

@@ -75,28 +75,28 @@ impl Beneath {
         check_component(name)?;
         Ok((self.dir(dir, create)?, name))
     }
+}
 
-    /// The regular file `rel`, opened for reading without following a link
-    /// at any component, with its metadata; `None` when it is not there or
-    /// not a regular file.
-    pub(super) fn file(&self, rel: &str) -> Option<(File, fs::Metadata)> {
-        let (dir, name) = self.parent(rel, false).ok()?;
-        let st = rfs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW).ok()?;
-        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
-            return None;
-        }
-        // NONBLOCK: had it become a FIFO meanwhile, opening does not hang.
-        let fd = rfs::openat(
-            &dir,
-            name,
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
-            Mode::empty(),
-        )
-        .ok()?;
-        let file = File::from(fd);
-        let md = file.metadata().ok()?;
-        md.is_file().then_some((file, md))
+/// The regular file `name` in the directory `dir` (from [`Beneath::dir`]),
+/// opened for reading without following a link, with its metadata; `None`
+/// when it is not there or not a regular file.
+pub(super) fn file_at(dir: &OwnedFd, name: &str) -> Option<(File, fs::Metadata)> {
+    check_component(name).ok()?;
+    let st = rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).ok()?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+        return None;
     }
+    // NONBLOCK: had it become a FIFO meanwhile, opening does not hang.
+    let fd = rfs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
+        Mode::empty(),
+    )
+    .ok()?;
+    let file = File::from(fd);
+    let md = file.metadata().ok()?;
+    md.is_file().then_some((file, md))
 }
 
 /// Refuses a component that could leave the directory or name it again.
