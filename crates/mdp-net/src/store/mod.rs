@@ -632,32 +632,6 @@ impl Store {
         }
     }
 
-    /// Brings the resume record of each file written to since the last
-    /// checkpoint up to date: its data flushed, then its record written
-    /// (atomically). **Invariant:** a record names only blocks on the disk.
-    fn checkpoint(&mut self) {
-        for object in std::mem::take(&mut self.unsaved) {
-            let Some(t) = self.files.get(&object) else {
-                continue;
-            };
-            if t.error.is_some() || !t.created {
-                continue;
-            }
-            let (name, temp) = (self.temp_name(object, t), self.temp_path(object, t));
-            if sync_data(&self.handles, object, &self.tmp_fd, &name).is_ok() && t.blocks.save(&temp)
-            {
-                self.recorded.insert(object);
-            }
-        }
-    }
-
-    /// Checkpoints after every `bytes` written instead of
-    /// [`CHECKPOINT_EVERY`] (for tests).
-    #[cfg(test)]
-    pub(crate) fn set_checkpoint_every(&mut self, bytes: u64) {
-        self.checkpoint_every = bytes;
-    }
-
     /// Marks `object` as failed (a block could not be rebuilt): it will not
     /// be placed.
     pub fn fail(&mut self, object: ObjectId, error: io::Error) {

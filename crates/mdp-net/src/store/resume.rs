@@ -11,6 +11,7 @@
 //! record is consumed when it is read: a second interruption writes it
 //! again.
 
+use super::{sync_data, Store};
 use mdp_proto::ranges::{self, Range};
 use mdp_proto::ObjectId;
 use std::collections::HashSet;
@@ -146,6 +147,34 @@ pub(super) fn remove_stale(tmp: &Path, keep: Duration) {
         if old || orphan {
             let _ = fs::remove_file(e.path());
         }
+    }
+}
+
+impl Store {
+    /// Brings the resume record of each file written to since the last
+    /// checkpoint up to date: its data flushed, then its record written
+    /// (atomically). **Invariant:** a record names only blocks on the disk.
+    pub(super) fn checkpoint(&mut self) {
+        for object in std::mem::take(&mut self.unsaved) {
+            let Some(t) = self.files.get(&object) else {
+                continue;
+            };
+            if t.error.is_some() || !t.created {
+                continue;
+            }
+            let (name, temp) = (self.temp_name(object, t), self.temp_path(object, t));
+            if sync_data(&self.handles, object, &self.tmp_fd, &name).is_ok() && t.blocks.save(&temp)
+            {
+                self.recorded.insert(object);
+            }
+        }
+    }
+
+    /// Checkpoints after every `bytes` written instead of
+    /// [`CHECKPOINT_EVERY`] (for tests).
+    #[cfg(test)]
+    pub(crate) fn set_checkpoint_every(&mut self, bytes: u64) {
+        self.checkpoint_every = bytes;
     }
 }
 
