@@ -49,11 +49,11 @@ pub use written::{Placed, Verified, Written};
 use crate::stamp::HashCache;
 use mdp_proto::wire::FailReason;
 use mdp_proto::{EntryKind, Manifest, ObjectId, SessionId};
-use resume::{content_stem, BlockMap};
+use resume::{content_stem, BlockMap, Checkpoints};
 use running_hash::{hash_open, Bytes, KeptBytes, RunningHash};
 use rustix::fs::{self as rfs, AtFlags, Mode, OFlags};
 use safe_path::{file_at, is_own_dir, refuse, Beneath};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::fs::{self, File, FileTimes};
 use std::io;
 use std::os::fd::OwnedFd;
@@ -77,12 +77,6 @@ const MAX_OPEN_FILES: usize = 64;
 /// this many bytes were written, so that the flush before the file is
 /// placed waits for the last few MiB only, not for the whole file.
 const WRITEBACK_EVERY: u64 = 8 << 20;
-
-/// The resume records of the files being written are brought up to date
-/// each time this many bytes were written (each file's data flushed first):
-/// a receiver killed, or whose host lost power, mid-push keeps what it wrote
-/// before the last checkpoint.
-const CHECKPOINT_EVERY: u64 = 64 << 20;
 
 /// Default of [`Store::set_mode_mask`]: nothing world-writable.
 pub const DEFAULT_MODE_MASK: u32 = 0o002;
@@ -219,14 +213,8 @@ pub struct Store {
     /// Bytes written since the disk was last asked to start writing them
     /// out (durable only; see [`WRITEBACK_EVERY`]).
     since_writeback: u64,
-    /// Bytes written since the last checkpoint of the resume records, and
-    /// how many there may be between two ([`CHECKPOINT_EVERY`]).
-    since_checkpoint: u64,
-    checkpoint_every: u64,
-    /// Files written to since the last checkpoint, and files with a record
-    /// on disk (removed once the file is complete).
-    unsaved: HashSet<ObjectId>,
-    recorded: HashSet<ObjectId>,
+    /// The resume records' checkpoints during the session (resume.rs).
+    checkpoints: Checkpoints,
 }
 
 impl std::fmt::Debug for Store {
@@ -315,10 +303,7 @@ impl Store {
             mode_mask: DEFAULT_MODE_MASK,
             touched_dirs: BTreeSet::new(),
             since_writeback: 0,
-            since_checkpoint: 0,
-            checkpoint_every: CHECKPOINT_EVERY,
-            unsaved: HashSet::new(),
-            recorded: HashSet::new(),
+            checkpoints: Checkpoints::default(),
         })
     }
 
@@ -622,13 +607,8 @@ impl Store {
                 t.hash = Running::Off;
             }
         }
-        if t.by_content && !self.keep_partial.is_zero() {
-            self.unsaved.insert(object);
-            self.since_checkpoint += len;
-            if self.since_checkpoint >= self.checkpoint_every {
-                self.since_checkpoint = 0;
-                self.checkpoint();
-            }
+        if t.by_content && !self.keep_partial.is_zero() && self.checkpoints.wrote(object, len) {
+            self.checkpoint();
         }
     }
 
@@ -664,8 +644,7 @@ impl Store {
             return Err((FailReason::Io, format!("{}: {e}", entry.path)));
         }
         self.handles.remove(&object);
-        self.unsaved.remove(&object);
-        if self.recorded.remove(&object) {
+        if self.checkpoints.completed(object) {
             // Complete: its checkpoint record is of no more use.
             let _ = fs::remove_file(temp.with_extension("blocks"));
         }
@@ -799,15 +778,13 @@ impl Store {
                 && t.blocks.save(&temp);
             if !kept {
                 let _ = rfs::unlinkat(&*self.tmp_fd, &name, AtFlags::empty());
-                if self.recorded.contains(&object) {
+                if self.checkpoints.has_record(object) {
                     let _ = fs::remove_file(temp.with_extension("blocks"));
                 }
             }
         }
         self.handles.clear();
-        self.unsaved.clear();
-        self.recorded.clear();
-        self.since_checkpoint = 0;
+        self.checkpoints.clear();
         self.session = None;
     }
 }

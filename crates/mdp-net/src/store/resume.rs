@@ -150,12 +150,74 @@ pub(super) fn remove_stale(tmp: &Path, keep: Duration) {
     }
 }
 
+/// The resume records of the files being written are brought up to date
+/// each time this many bytes were written (each file's data flushed first):
+/// a receiver killed, or whose host lost power, mid-push keeps what it wrote
+/// before the last checkpoint.
+const CHECKPOINT_EVERY: u64 = 64 << 20;
+
+/// What a session's checkpoints keep track of.
+#[derive(Debug)]
+pub(super) struct Checkpoints {
+    /// Bytes written since the last checkpoint, and how many there may be
+    /// between two ([`CHECKPOINT_EVERY`]).
+    since: u64,
+    every: u64,
+    /// Files written to since the last checkpoint.
+    unsaved: HashSet<ObjectId>,
+    /// Files with a record on disk (removed once the file is complete).
+    recorded: HashSet<ObjectId>,
+}
+
+impl Default for Checkpoints {
+    fn default() -> Self {
+        Checkpoints {
+            since: 0,
+            every: CHECKPOINT_EVERY,
+            unsaved: HashSet::new(),
+            recorded: HashSet::new(),
+        }
+    }
+}
+
+impl Checkpoints {
+    /// `bytes` of `object` were written; true when a checkpoint is due.
+    pub(super) fn wrote(&mut self, object: ObjectId, bytes: u64) -> bool {
+        self.unsaved.insert(object);
+        self.since += bytes;
+        if self.since < self.every {
+            return false;
+        }
+        self.since = 0;
+        true
+    }
+
+    /// `object` is complete: true when it has a record on disk, now of no
+    /// more use.
+    pub(super) fn completed(&mut self, object: ObjectId) -> bool {
+        self.unsaved.remove(&object);
+        self.recorded.remove(&object)
+    }
+
+    /// The session ended: forgets its files.
+    pub(super) fn clear(&mut self) {
+        self.since = 0;
+        self.unsaved.clear();
+        self.recorded.clear();
+    }
+
+    /// True when `object` has a record on disk.
+    pub(super) fn has_record(&self, object: ObjectId) -> bool {
+        self.recorded.contains(&object)
+    }
+}
+
 impl Store {
     /// Brings the resume record of each file written to since the last
     /// checkpoint up to date: its data flushed, then its record written
     /// (atomically). **Invariant:** a record names only blocks on the disk.
     pub(super) fn checkpoint(&mut self) {
-        for object in std::mem::take(&mut self.unsaved) {
+        for object in std::mem::take(&mut self.checkpoints.unsaved) {
             let Some(t) = self.files.get(&object) else {
                 continue;
             };
@@ -165,7 +227,7 @@ impl Store {
             let (name, temp) = (self.temp_name(object, t), self.temp_path(object, t));
             if sync_data(&self.handles, object, &self.tmp_fd, &name).is_ok() && t.blocks.save(&temp)
             {
-                self.recorded.insert(object);
+                self.checkpoints.recorded.insert(object);
             }
         }
     }
@@ -174,7 +236,7 @@ impl Store {
     /// [`CHECKPOINT_EVERY`] (for tests).
     #[cfg(test)]
     pub(crate) fn set_checkpoint_every(&mut self, bytes: u64) {
-        self.checkpoint_every = bytes;
+        self.checkpoints.every = bytes;
     }
 }
 
