@@ -352,18 +352,16 @@ impl Receiver {
             // the idle timeout, so that the new push (perhaps the same one,
             // restarted) is not missed. Its next ANNOUNCE starts it.
             let silent = now.saturating_duration_since(s.last_heard);
-            let announce = matches!(
-                packet,
-                Packet::Control {
-                    message: Control::Announce(_),
-                    ..
-                }
-            );
+            // While the session is alive, no other ANNOUNCE costs a
+            // signature check: a flood of them cannot slow the push.
+            if silent < SAME_SIGNER_SWITCH_SILENCE {
+                return;
+            }
             let (admitted, rerun) = match &packet {
                 Packet::Control {
                     message: Control::Announce(a),
                     ..
-                } if announce && trust::admit(&self.cx.config, now, session_id, a).is_ok() => {
+                } if trust::admit(&self.cx.config, now, session_id, a).is_ok() => {
                     // admit() verified the signature: the same key signed
                     // this push after the one under way.
                     let rerun = a.signed.as_ref().is_some_and(|sg| {
