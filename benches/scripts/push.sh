@@ -9,7 +9,9 @@
 # target/release); OUT: where the receivers write (default /tmp/mdp-push);
 # PERF=FILE: profile the whole machine while the sender runs (`perf record
 # -a -g`: every host shares its cores), then e.g. `perf report -i FILE
-# --no-children --sort comm,sym`.
+# --no-children --sort comm,sym` (release binaries are stripped: for
+# symbols, `cargo build --profile profiling -p mdp-cli` and
+# B=target/profiling).
 # The push is signed (keys made once in KEYS, default /tmp/mdp-push-keys:
 # the sender's, and one per receiver h1..hN, which trust the sender's);
 # ENCRYPT=1 lists the receivers by key (--expect-file), so it is encrypted.

@@ -6,7 +6,7 @@
 use crate::harness::*;
 use mdp_proto::wire::{self, Control, Packet};
 use std::fs;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 /// The bytes of a C string as strace prints it with `-xx` (`"\x01\x02…"`),
@@ -88,31 +88,29 @@ fn a_file_and_its_directory_reach_the_disk_before_the_receiver_confirms() {
     fs::create_dir_all(&dir).unwrap();
     let dir = fs::canonicalize(&dir).unwrap();
     let trace = base.join("trace");
-    let rx = Command::new("strace")
-        .args(["-f", "-y", "-xx", "-s", "4096", "-qq", "-o"])
-        .arg(&trace)
-        .args([
-            "-e",
-            "trace=fsync,fdatasync,rename,renameat,renameat2,sendto",
-            "--",
-            RECV,
-            "--dir",
-        ])
-        .arg(&dir)
-        .args([
-            "--node-id",
-            "r",
-            "--json",
-            "-q",
-            "--once",
-            "--timeout",
-            "60s",
-        ])
-        .args(["--trust", &test_identity().1])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("strace starts");
+    let rx = Proc::spawn(
+        Command::new("strace")
+            .args(["-f", "-y", "-xx", "-s", "4096", "-qq", "-o"])
+            .arg(&trace)
+            .args([
+                "-e",
+                "trace=fsync,fdatasync,rename,renameat,renameat2,sendto",
+                "--",
+                RECV,
+                "--dir",
+            ])
+            .arg(&dir)
+            .args([
+                "--node-id",
+                "r",
+                "--json",
+                "-q",
+                "--once",
+                "--timeout",
+                "60s",
+            ])
+            .args(["--trust", &test_identity().1]),
+    );
     let out = Push::new(&["--receivers", "1", "--wait", "10s"], &[src.join("site")]).run();
     assert_eq!(out.code(), Some(0), "{}", out.report());
     let got = wait_output(rx, Duration::from_secs(30));
@@ -132,13 +130,15 @@ fn a_file_and_its_directory_reach_the_disk_before_the_receiver_confirms() {
     let lines: Vec<&str> = text.iter().map(String::as_str).collect();
     let text = text.join("\n");
     // The store renames between directory descriptors (`renameat(<DIR/
-    // .mdp-tmp>, "x.part", <DIR/site>, "page.bin")`; strace -y names them).
+    // .mdp-tmp>, "<session>-1.done", <DIR/site>, "page.bin")`; strace -y
+    // names them), from the name of its push's own a complete file waits
+    // under for its check.
     let into_site = format!("<{}>, \"page.bin\"", dir.join("site").display());
-    let rename = find(&lines, 0, &["rename", ".part\"", &into_site])
+    let rename = find(&lines, 0, &["rename", ".done\"", &into_site])
         .unwrap_or_else(|| panic!("no rename into place:\n{text}"));
     let part = lines[rename]
         .split('"')
-        .find(|s| s.ends_with(".part"))
+        .find(|s| s.ends_with(".done"))
         .expect("the temporary name");
     let part = part.rsplit('/').next().unwrap_or(part);
     // 1. The file's data, before its name.

@@ -27,6 +27,7 @@ pub fn announce(session: SessionId, manifest_bytes: &[u8], object_count: u32) ->
             data_pos: (0, 0),
             acked: vec![],
             delete: false,
+            dry_run: false,
             enc: None,
             signed: None,
         }),
@@ -72,6 +73,7 @@ pub fn evil_manifest(path: &str, size: u64) -> Vec<u8> {
             kind: EntryKind::File {
                 size,
                 hash: [7; 32],
+                blocks: Vec::new(),
             },
             mode: 0o6777,
             mtime_secs: 0,

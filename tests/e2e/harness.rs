@@ -196,7 +196,7 @@ pub fn gen_identity(path: &Path) -> String {
 /// `mdp-recv --dir DIR --node-id NAME --json -q EXTRA`, its output piped;
 /// it trusts [`test_identity`] unless `extra` has `--trust` or
 /// `--insecure`.
-pub fn receiver(dir: &Path, name: &str, extra: &[&str]) -> Child {
+pub fn receiver(dir: &Path, name: &str, extra: &[&str]) -> Proc {
     let mut cmd = Command::new(RECV);
     cmd.arg("--dir")
         .arg(dir)
@@ -205,14 +205,11 @@ pub fn receiver(dir: &Path, name: &str, extra: &[&str]) -> Child {
     if !extra.iter().any(|a| *a == "--trust" || *a == "--insecure") {
         cmd.args(["--trust", &test_identity().1]);
     }
-    cmd.stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("mdp-recv starts")
+    Proc::spawn(&mut cmd)
 }
 
 /// Starts one `--once` receiver per name, each in `base/<name>`.
-pub fn start_receivers(base: &Path, names: &[&str]) -> Vec<Child> {
+pub fn start_receivers(base: &Path, names: &[&str]) -> Vec<Proc> {
     names
         .iter()
         .map(|n| receiver(&base.join(n), n, &["--once", "--timeout", "120s"]))
@@ -220,7 +217,7 @@ pub fn start_receivers(base: &Path, names: &[&str]) -> Vec<Child> {
 }
 
 /// Waits for each receiver, checks it exited 0 with `src` intact in its directory.
-pub fn assert_receivers_complete(rx: Vec<Child>, base: &Path, names: &[&str], src: &Path) {
+pub fn assert_receivers_complete(rx: Vec<Proc>, base: &Path, names: &[&str], src: &Path) {
     for (child, name) in rx.into_iter().zip(names) {
         let out = wait_output(child, Duration::from_secs(30));
         assert_eq!(
@@ -265,6 +262,7 @@ impl Push {
         let mut cmd = Command::new(SEND);
         cmd.arg("--json").args(args).args(paths);
         cmd.env("XDG_CACHE_HOME", std::env::temp_dir().join("mdp-e2e-cache"));
+        no_config(&mut cmd);
         Push { cmd }
     }
 
@@ -276,28 +274,17 @@ impl Push {
     /// Starts the push, its output piped, for a test that acts while it
     /// runs; [`Running::finish`] collects it.
     pub fn start(mut self) -> Running {
-        let child = self
-            .cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        Running(child)
+        Running(Proc::spawn(&mut self.cmd))
     }
 
-    /// Starts the push with its output thrown away, for a sender that will
-    /// be killed.
-    pub fn start_quiet(mut self) -> Child {
-        self.cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
+    /// Starts the push, for a sender that will be killed.
+    pub fn start_quiet(mut self) -> Proc {
+        Proc::spawn(&mut self.cmd)
     }
 }
 
 /// A sender started by [`Push::start`].
-pub struct Running(pub Child);
+pub struct Running(pub Proc);
 
 impl Running {
     /// Waits for the sender, at most `limit` (it is killed after that, and
@@ -363,25 +350,85 @@ pub fn push_to_three(base: &Path, src: &Path) -> serde_json::Value {
     report
 }
 
-/// Waits for `child` and collects its output, at most `limit` (then it is
+/// Keeps a configuration file installed on this host (/etc/mdp) out of a
+/// test: each test says every setting it means.
+pub fn no_config(cmd: &mut Command) -> &mut Command {
+    cmd.env("MDP_RECV_CONFIG", "/dev/null")
+        .env("MDP_SEND_CONFIG", "/dev/null")
+}
+
+/// A process whose stdout and stderr are read as it writes them, so that
+/// a long-running one (a receiver service taking many pushes) never blocks
+/// on a full pipe; [`wait_output`] collects what it wrote.
+pub struct Proc {
+    child: Child,
+    out: std::thread::JoinHandle<Vec<u8>>,
+    err: std::thread::JoinHandle<Vec<u8>>,
+}
+
+impl Proc {
+    /// Starts `cmd` with its output piped and drained.
+    pub fn spawn(cmd: &mut Command) -> Proc {
+        let mut child = no_config(cmd)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{:?} starts: {e}", cmd.get_program()));
+        let drain = |mut pipe: Box<dyn std::io::Read + Send>| {
+            std::thread::spawn(move || {
+                let mut all = Vec::new();
+                let _ = pipe.read_to_end(&mut all);
+                all
+            })
+        };
+        let out = drain(Box::new(child.stdout.take().unwrap()));
+        let err = drain(Box::new(child.stderr.take().unwrap()));
+        Proc { child, out, err }
+    }
+
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL, and waits for it to be gone.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits for `proc` and collects its output, at most `limit` (then it is
 /// killed and the test fails).
-pub fn wait_output(child: Child, limit: Duration) -> Output {
+pub fn wait_output(proc: Proc, limit: Duration) -> Output {
+    let Proc {
+        mut child,
+        out,
+        err,
+    } = proc;
     let start = Instant::now();
-    let mut child = child;
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
         }
         if start.elapsed() > limit {
             let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "process ran over {limit:?}: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
+            let _ = child.wait();
+            break None;
         }
         std::thread::sleep(Duration::from_millis(20));
+    };
+    let (stdout, stderr) = (out.join().unwrap(), err.join().unwrap());
+    let Some(status) = status else {
+        panic!(
+            "process ran over {limit:?}: {}{}",
+            String::from_utf8_lossy(&stdout),
+            String::from_utf8_lossy(&stderr)
+        );
+    };
+    Output {
+        status,
+        stdout,
+        stderr,
     }
 }
 
@@ -400,7 +447,7 @@ pub fn wait_for_lines(path: &Path, n: usize, limit: Duration) {
 
 /// Ends a receiver service with SIGTERM, checks that it exits 0, and
 /// returns the JSON line of each push it took, and its stderr.
-pub fn stop_service(service: Child) -> (Vec<serde_json::Value>, String) {
+pub fn stop_service(service: Proc) -> (Vec<serde_json::Value>, String) {
     let term = Command::new("kill")
         .args(["-TERM", &service.id().to_string()])
         .status()

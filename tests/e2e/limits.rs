@@ -1,6 +1,6 @@
 use crate::harness::*;
 use std::fs;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 #[test]
@@ -48,6 +48,15 @@ fn a_receiver_refuses_a_push_beyond_its_limits_and_the_sender_names_why() {
     let got = wait_output(strict, Duration::from_secs(10));
     let line = json(&got);
     assert_eq!(got.status.code(), Some(1));
+    // The receiver's own report names the refused file by its path.
+    assert!(
+        line["failed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["path"] == "big.bin" && f["reason"] == "refused"),
+        "{line}"
+    );
     assert!(
         line["problem"]
             .as_str()
@@ -111,16 +120,13 @@ fn a_receiver_with_few_file_descriptors_takes_a_tree_of_many_files() {
     }
     // The receiver may hold 256 descriptors: far fewer than the files.
     let dir = base.join("r0");
-    let rx = Command::new("sh")
+    let rx = Proc::spawn(
+        Command::new("sh")
         .arg("-c")
         .arg(r#"ulimit -n 256 && exec "$0" --dir "$1" --name r0 --json -q --once --timeout 60s --trust "$2""#)
         .arg(RECV)
         .arg(&dir)
-        .arg(&test_identity().1)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .arg(&test_identity().1));
     let send = Push::new(
         &["--receivers", "1", "--timeout", "60s"],
         std::slice::from_ref(&src),

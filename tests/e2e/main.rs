@@ -20,11 +20,15 @@ mod harness;
 
 /// `--expect`: a closed group with a member that never starts.
 mod closed_group;
+/// Configuration files and send profiles.
+mod config;
 /// Durable placement: flushes before renames, renames before the confirmation.
 mod durable;
 /// Pushes that go wrong mid-way: a receiver killed, a file changed, the
 /// sender interrupted, timeouts, every send failing.
 mod failures;
+/// A forged block: rejected by its hash, asked for again, the file intact.
+mod forged_block;
 /// Hostile datagrams and authentication with a key.
 mod hostile;
 /// Receivers' limits: file size, a push that cannot be placed, few descriptors.
@@ -37,6 +41,8 @@ mod mtu;
 mod networks;
 /// Plain pushes that work, and the command line's usage errors.
 mod plain;
+/// A local user swapping a pushed directory for a link while pushes run.
+mod race;
 /// Repeated pushes and a killed sender run again: only what is missing goes out.
 mod resume;
 /// The hostile-LAN suite: secure defaults, wipes, non-members, replays.
@@ -45,3 +51,5 @@ mod secure;
 mod service;
 /// Signed pushes: identities, and receivers that trust some keys only.
 mod signed;
+/// What of a tree a push carries: excludes, links.
+mod tree;

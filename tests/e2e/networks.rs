@@ -1,6 +1,6 @@
 use crate::harness::*;
 use std::fs;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::Duration;
 
 #[test]
@@ -61,7 +61,7 @@ fn unicast_mode_pushes_to_each_receiver_over_ipv4_and_ipv6() {
             }
         };
         let names = [format!("{family}-a"), format!("{family}-b")];
-        let rx: Vec<Child> = names
+        let rx: Vec<Proc> = names
             .iter()
             .zip([7500u16, 7600])
             .map(|(n, port)| {
@@ -209,7 +209,7 @@ fn a_sender_on_two_networks_reaches_receivers_on_either_and_survives_one_failing
     let src = base.join("src");
     make_source(&src, 4 << 20);
     let push = |names: &[(&str, &[&str])]| {
-        let rx: Vec<Child> = names
+        let rx: Vec<Proc> = names
             .iter()
             .map(|(n, ifaces)| {
                 let mut extra = vec!["--once", "--timeout", "60s"];

@@ -44,7 +44,7 @@ fn usage_errors_exit_2_with_one_line_that_says_what_to_do() {
         .collect();
     assert_eq!(
         errors,
-        ["mdp-send: error: cannot read /nonexistent/mdp-e2e: No such file or directory (os error 2)"],
+        ["mdp-send: error: cannot read /nonexistent/mdp-e2e: No such file or directory (os error 2): check the path"],
         "{err}"
     );
     let out = Command::new(RECV).output().unwrap();

@@ -55,8 +55,7 @@ fn a_sender_killed_with_sigkill_then_rerun_completes_sending_only_what_is_missin
     )
     .start_quiet();
     std::thread::sleep(Duration::from_millis(3500));
-    first.kill().unwrap(); // SIGKILL: no DONE, no goodbye
-    let _ = first.wait();
+    first.kill(); // SIGKILL: no DONE, no goodbye
     let placed_before = fs::read_dir(dir.join("parts"))
         .map(|d| d.count())
         .unwrap_or(0);
@@ -97,6 +96,19 @@ fn a_sender_killed_with_sigkill_then_rerun_completes_sending_only_what_is_missin
         lines[0]
     );
     assert_eq!(lines[1]["complete"], true, "the rerun");
+    // The same key signed the rerun: the receiver took it over after 1 s
+    // of silence, not the 2 s it gives another sender's push.
+    let problem = lines[0]["problem"].as_str().unwrap();
+    let silent: f64 = problem
+        .split("silent for ")
+        .nth(1)
+        .and_then(|r| r.split('s').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no silence in {problem:?}"));
+    assert!(
+        (1.0..2.0).contains(&silent),
+        "taken over after {silent} s of silence: {problem}"
+    );
     fs::remove_dir_all(&base).unwrap();
 }
 
@@ -123,10 +135,8 @@ fn a_receiver_killed_with_sigkill_then_restarted_takes_only_what_it_lacked() {
     )
     .start_quiet();
     std::thread::sleep(Duration::from_secs(5));
-    rx.kill().unwrap(); // SIGKILL: no record written at the end
-    let _ = rx.wait();
-    first.kill().unwrap();
-    let _ = first.wait();
+    rx.kill(); // SIGKILL: no record written at the end
+    first.kill();
     assert!(!dir.join("image.bin").exists(), "the kill came too late");
     let rx = receiver(&dir, "svc", &[]);
     std::thread::sleep(Duration::from_millis(300));

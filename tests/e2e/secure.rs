@@ -8,7 +8,7 @@ use mdp_proto::wire::{self, Announce, Control, Timing};
 use mdp_proto::{Entry, EntryKind, Manifest, SessionId};
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -77,14 +77,14 @@ fn by_default_a_receiver_refuses_every_push_and_says_so_at_start_up() {
     make_source(&src, 64 << 10);
     let dir = base.join("r0");
     // As the unit runs it before a trust file is written: no --trust.
-    let rx = Command::new(RECV)
-        .arg("--dir")
-        .arg(&dir)
-        .args(["--node-id", "r0", "--json", "-q", "--timeout", "6s"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let rx = Proc::spawn(Command::new(RECV).arg("--dir").arg(&dir).args([
+        "--node-id",
+        "r0",
+        "--json",
+        "-q",
+        "--timeout",
+        "6s",
+    ]));
     std::thread::sleep(Duration::from_millis(300));
     for push in [
         Push::new(&["--receivers", "1", "--wait", "1s"], &[src.join("tree")]),
@@ -165,6 +165,7 @@ fn unsigned_untrusted_and_wipe_attempts_change_nothing_and_run_no_hook() {
             data_pos: (1, 0),
             acked: vec![],
             delete: true,
+            dry_run: false,
             enc: None,
             signed: None,
         }),
@@ -313,8 +314,7 @@ fn a_recorded_push_replayed_after_a_receiver_restart_is_refused() {
     // The receiver restarts (a reboot, a crash), and the attacker replays
     // the recording of version 1, well inside its signature's window.
     let mut rx = rx;
-    rx.kill().unwrap();
-    let _ = rx.wait();
+    rx.kill();
     let rx = start();
     std::thread::sleep(Duration::from_millis(300));
     let (sock, ep) = injector();

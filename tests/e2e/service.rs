@@ -152,3 +152,207 @@ fn delete_removes_what_the_sender_no_longer_has_and_only_below_pushed_directorie
     assert!(dir.join("big.bin").exists());
     fs::remove_dir_all(&base).unwrap();
 }
+
+#[test]
+fn delete_leaves_a_volume_mounted_below_a_pushed_directory_whole() {
+    // Mounting needs root; the test's own mount namespace keeps it private.
+    let Some(_net) = network_as_root() else {
+        return;
+    };
+    let base = temp_dir("delete-mount");
+    let src = base.join("src");
+    make_source(&src, 64 << 10);
+    let dir = base.join("r0");
+    let volume = dir.join("tree/volume");
+    fs::create_dir_all(&volume).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "tmpfs"])
+        .arg(&volume)
+        .status()
+        .unwrap();
+    assert!(mounted.success());
+    fs::write(volume.join("data"), b"another file system's").unwrap();
+    let rx = start_receivers(&base, &["r0"]);
+    let out = Push::new(
+        &["--receivers", "1", "--delete", "--timeout", "60s"],
+        &[src.join("tree")],
+    )
+    .run();
+    assert_eq!(out.code(), Some(0), "{}", out.report());
+    let got = wait_output(rx.into_iter().next().unwrap(), Duration::from_secs(30));
+    assert_eq!(got.status.code(), Some(0));
+    assert_eq!(
+        fs::read(volume.join("data")).unwrap(),
+        b"another file system's",
+        "--delete reached into a mounted volume"
+    );
+    let _ = std::process::Command::new("umount").arg(&volume).status();
+    fs::remove_dir_all(&base).unwrap();
+}
+
+#[test]
+fn a_file_group_and_mask_let_that_group_alone_read_what_is_placed() {
+    // Giving files to another group needs root.
+    let Some(_net) = network_as_root() else {
+        return;
+    };
+    use std::os::unix::fs::MetadataExt;
+    let base = temp_dir("file-group");
+    let src = base.join("src");
+    make_source(&src, 64 << 10);
+    let dir = base.join("r0");
+    let rx = receiver(
+        &dir,
+        "r0",
+        &[
+            "--once",
+            "--timeout",
+            "60s",
+            "--file-group",
+            "4242",
+            "--mode-mask",
+            "027",
+        ],
+    );
+    let out = Push::new(&["--receivers", "1"], &[src.join("tree")]).run();
+    assert_eq!(out.code(), Some(0), "{}", out.report());
+    let got = wait_output(rx, Duration::from_secs(30));
+    assert_eq!(got.status.code(), Some(0));
+    let mut seen = 0;
+    let mut stack = vec![dir.join("tree")];
+    while let Some(path) = stack.pop() {
+        let md = fs::symlink_metadata(&path).unwrap();
+        assert_eq!(md.gid(), 4242, "{}", path.display());
+        assert_eq!(md.mode() & 0o007, 0, "others can reach {}", path.display());
+        assert_eq!(
+            md.mode() & 0o040,
+            0o040,
+            "the group cannot read {}",
+            path.display()
+        );
+        if md.is_dir() {
+            stack.extend(fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        }
+        seen += 1;
+    }
+    assert!(seen > 3, "the tree has files and directories");
+    // A group that does not exist stops the receiver at start-up.
+    let bad = std::process::Command::new(RECV)
+        .args([
+            "--dir",
+            "/tmp/x",
+            "--insecure",
+            "--file-group",
+            "no-such-group-mdp",
+        ])
+        .env("MDP_RECV_CONFIG", "/dev/null")
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr)
+            .contains("--file-group no-such-group-mdp: no such group"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    fs::remove_dir_all(&base).unwrap();
+}
+
+/// `GET /metrics` from `addr`: the body, or "" while nothing listens.
+fn scrape(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut c) = std::net::TcpStream::connect(addr) else {
+        return String::new();
+    };
+    c.write_all(b"GET /metrics HTTP/1.1\r\nHost: mdp\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    c.read_to_string(&mut text).unwrap();
+    text
+}
+
+/// The value of the sample `name` (with its labels) in `text`.
+fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn metrics_show_a_push_in_progress_then_its_outcome_and_its_hook() {
+    let Some(_net) = network() else {
+        return;
+    };
+    let base = temp_dir("metrics");
+    let src = base.join("src");
+    make_source(&src, 4 << 20);
+    let addr = "127.0.0.1:9477";
+    let rx = receiver(
+        &base.join("r0"),
+        "r0",
+        &["--metrics", addr, "--exec", "exit 3"],
+    );
+    // 4 MiB at 20 Mbit/s: about 1.7 s to scrape during.
+    let push = Push::new(
+        &["--receivers", "1", "--rate", "20M"],
+        &[src.join("big.bin"), src.join("tree")],
+    )
+    .start();
+    let start = std::time::Instant::now();
+    let during = loop {
+        let text = scrape(addr);
+        if sample(&text, "mdp_recv_push_received_bytes").is_some_and(|b| b > 0.0) {
+            break text;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "never saw the push in progress: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(
+        sample(&during, "mdp_recv_push_in_progress"),
+        Some(1.0),
+        "{during}"
+    );
+    assert!(
+        sample(&during, "mdp_recv_push_total_bytes").unwrap() > 4e6,
+        "{during}"
+    );
+    let out = push.finish(Duration::from_secs(30));
+    assert_eq!(out.code(), Some(0), "{}", out.report());
+    let files = out.report()["files"].as_f64().unwrap();
+    // The hook ends after the confirmation: wait for it to be counted.
+    let after = loop {
+        let text = scrape(addr);
+        if sample(&text, "mdp_recv_hook_runs_total{result=\"failed\"}") == Some(1.0) {
+            break text;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the hook was never counted: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    for (name, want) in [
+        ("mdp_recv_pushes_total{outcome=\"complete\"}", 1.0),
+        ("mdp_recv_pushes_total{outcome=\"incomplete\"}", 0.0),
+        ("mdp_recv_files_placed_total", files),
+        ("mdp_recv_files_failed_total", 0.0),
+        ("mdp_recv_push_in_progress", 0.0),
+        ("mdp_recv_hook_runs_total{result=\"ok\"}", 0.0),
+    ] {
+        assert_eq!(sample(&after, name), Some(want), "{name} in {after}");
+    }
+    assert!(
+        sample(&after, "mdp_recv_received_bytes_total").unwrap() > 4e6,
+        "{after}"
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let last = sample(&after, "mdp_recv_last_complete_push_timestamp_seconds").unwrap();
+    assert!((now - last).abs() < 60.0, "{last} vs {now}");
+    stop_service(rx);
+    fs::remove_dir_all(&base).unwrap();
+}

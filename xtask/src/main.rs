@@ -2,12 +2,16 @@
 //!
 //! - `cargo xtask ci`: every gate CI runs: fmt, clippy, tests, a seed sweep,
 //!   the fault suite (as root), short fuzz runs (with nightly and
-//!   cargo-fuzz), docs, benches compile, `bash -n` on benches/scripts.
-//! - `cargo xtask demo`: builds the binaries and pushes a generated tree to
-//!   four receivers over loopback multicast, then checks their copies.
+//!   cargo-fuzz), the package check (as root), docs, benches compile,
+//!   `bash -n` on benches/scripts.
+//! - `cargo xtask demo` (`demo.rs`): builds the binaries and pushes a
+//!   generated tree to four receivers over loopback multicast, then checks
+//!   their copies (and, as root, pushes it again through loss).
 //! - `cargo xtask bench`: FEC throughput and end-to-end loopback goodput.
 //! - `cargo xtask sim [--seeds N]`: a long seed sweep of simulated pushes.
-//! - `cargo xtask dist`: release binaries, man pages and shell completions.
+//! - `cargo xtask dist [--check]`: the Debian package (binaries, man pages,
+//!   completions, units, configuration, docs); `--check` installs it into a
+//!   throw-away root and verifies it (root).
 //! - `cargo xtask netns`: the fault suite (loss, outage, slow link, killed
 //!   and restarted processes, a full disk) between network namespaces.
 //!
@@ -16,31 +20,38 @@
 //! otherwise on the host's loopback interface, pinned to 127.0.0.1.
 
 mod bench;
+mod demo;
+mod dist;
 mod faults;
 
 use anyhow::{bail, Context, Result};
-use mdp_sim::{netns, Content};
+use mdp_sim::netns;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Instant;
 
 const INNER: &str = "MDP_XTASK_INNER";
 
 fn main() {
+    // The programs this starts (demo, benchmarks, fault suite) say every
+    // setting they mean: a configuration installed on this host
+    // (/etc/mdp) must not change them. Set before any thread starts.
+    std::env::set_var("MDP_RECV_CONFIG", "/dev/null");
+    std::env::set_var("MDP_SEND_CONFIG", "/dev/null");
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci(),
-        Some("demo") => demo(),
+        Some("demo") => demo::run(),
         Some("bench") => bench::run(&args[1..]),
         Some("sim") => sim(&args[1..]),
-        Some("dist") => dist(),
+        Some("dist") => dist_task(&args[1..]),
         Some("netns") => netns_suite(),
         // Internal: the testbed floor of `bench`, run in namespaces.
         Some("blast") => bench::floor::blast(&args[1..]),
         Some("sink") => bench::floor::sink(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <ci|demo|bench|sim>\n  ci                fmt, clippy, tests, a short seed sweep, docs (what CI runs)\n  demo              a real push over loopback multicast to four receivers\n  bench             FEC throughput and loopback goodput, as a table\n  sim [--seeds N]   simulate N pushes with random settings (default 1000)\n  netns             the fault suite: real binaries between network namespaces (root)\n  dist              release binaries, man pages and shell completions in target/dist");
+            eprintln!("usage: cargo xtask <ci|demo|bench|sim>\n  ci                fmt, clippy, tests, a short seed sweep, docs (what CI runs)\n  demo              a real push over loopback multicast to four receivers\n  bench             FEC throughput and loopback goodput, as a table\n  sim [--seeds N]   simulate N pushes with random settings (default 1000)\n  netns             the fault suite: real binaries between network namespaces (root)\n  dist [--check]    the Debian package in target/dist; --check installs it in a throw-away root");
             std::process::exit(2);
         }
     };
@@ -96,6 +107,7 @@ fn ci() -> Result<()> {
     sweep("60", false)?;
     // The fault suite needs root (namespaces, nftables, a tmpfs mount).
     netns_suite()?;
+    dist_ci()?;
     fuzz_short()?;
     run(
         "cargo doc",
@@ -198,10 +210,6 @@ fn build_release() -> Result<PathBuf> {
     Ok(root().join("target/release"))
 }
 
-fn bytes(len: usize, seed: u64) -> Vec<u8> {
-    Content::random_bytes(len, seed)
-}
-
 /// Keys made afresh in one directory (as an operator would with
 /// `--gen-identity`): the sender's key file and public key line, each
 /// receiver's key file, and the sender's `--expect-file` naming them.
@@ -248,109 +256,6 @@ pub(crate) fn make_keys(bin: &Path, dir: &Path, names: &[String]) -> Result<Keys
     })
 }
 
-fn receivers(bin: &Path, base: &Path, keys: &Keys) -> Result<Vec<Child>> {
-    keys.receivers
-        .iter()
-        .enumerate()
-        .map(|(i, key)| {
-            let dir = base.join(format!("receiver{i}"));
-            let _ = fs::remove_dir_all(&dir);
-            Command::new(bin.join("mdp-recv"))
-                .arg("--dir")
-                .arg(&dir)
-                .args(["--once", "--quiet", "--timeout", "300s", "--name"])
-                .arg(format!("receiver{i}"))
-                .args(["--trust", &keys.sender_pub, "--identity"])
-                .arg(key)
-                .stdout(Stdio::null())
-                .spawn()
-                .context("cannot start mdp-recv")
-        })
-        .collect()
-}
-
-fn same_tree(a: &Path, b: &Path) -> Result<(usize, u64)> {
-    let mut files = 0;
-    let mut total = 0;
-    for e in fs::read_dir(a)? {
-        let e = e?;
-        let (pa, pb) = (e.path(), b.join(e.file_name()));
-        if e.file_type()?.is_dir() {
-            let (f, t) = same_tree(&pa, &pb)?;
-            files += f;
-            total += t;
-        } else {
-            let (x, y) = (
-                fs::read(&pa)?,
-                fs::read(&pb).with_context(|| format!("{} is missing", pb.display()))?,
-            );
-            if x != y {
-                bail!("{} differs from the source", pb.display());
-            }
-            files += 1;
-            total += x.len() as u64;
-        }
-    }
-    Ok((files, total))
-}
-
-fn demo() -> Result<()> {
-    let bin = build_release()?;
-    if !enter_private_netns("demo")? {
-        return Ok(());
-    }
-    let base = root().join("target/demo");
-    let src = base.join("source/site");
-    if !src.exists() {
-        eprintln!("==> generating a tree to push in {}", src.display());
-        fs::create_dir_all(src.join("empty-dir"))?;
-        fs::write(src.join("video.bin"), bytes(48 << 20, 1))?;
-        fs::write(src.join("empty-file"), b"")?;
-        for d in 0..8 {
-            let dir = src.join(format!("assets/group{d}"));
-            fs::create_dir_all(&dir)?;
-            for f in 0..25 {
-                fs::write(
-                    dir.join(format!("file{f}.dat")),
-                    bytes(1000 + 4093 * (d * 25 + f), (d * 100 + f) as u64),
-                )?;
-            }
-        }
-    }
-    let n = 4;
-    eprintln!(
-        "==> making keys in {}: the sender's, and one per receiver",
-        base.join("keys").display()
-    );
-    let names: Vec<String> = (0..n).map(|i| format!("receiver{i}")).collect();
-    let keys = make_keys(&bin, &base.join("keys"), &names)?;
-    eprintln!(
-        "==> starting {n} receivers (trusting the sender's key) and a sender (expecting theirs) on 239.255.77.1:7400 via 127.0.0.1; the push is signed and encrypted"
-    );
-    let rx = receivers(&bin, &base, &keys)?;
-    std::thread::sleep(Duration::from_millis(300));
-    let status = Command::new(bin.join("mdp-send"))
-        .arg("--identity")
-        .arg(&keys.sender)
-        .arg("--expect-file")
-        .arg(&keys.expect)
-        .args(["--timeout", "120s"])
-        .arg(&src)
-        .status()?;
-    for mut c in rx {
-        c.wait()?;
-    }
-    for i in 0..n {
-        let (files, total) = same_tree(&src, &base.join(format!("receiver{i}/site")))?;
-        eprintln!("    receiver{i}: {files} files, {total} bytes, identical to the source");
-    }
-    if !status.success() {
-        bail!("mdp-send exited with {status}");
-    }
-    eprintln!("demo: done; the copies are in {}", base.display());
-    Ok(())
-}
-
 fn sim(args: &[String]) -> Result<()> {
     let seeds = match args {
         [] => "1000".to_string(),
@@ -380,37 +285,26 @@ fn sweep(seeds: &str, release: bool) -> Result<()> {
     run(&format!("seed sweep ({seeds} seeds)"), &mut cmd)
 }
 
-fn dist() -> Result<()> {
-    use clap::CommandFactory;
-    let bin = build_release()?;
-    let out = root().join("target/dist");
-    let _ = fs::remove_dir_all(&out);
-    for dir in ["bin", "man/man1", "completions"] {
-        fs::create_dir_all(out.join(dir))?;
+/// `cargo xtask dist [--check]`.
+fn dist_task(args: &[String]) -> Result<()> {
+    let package = dist::dist()?;
+    if args.iter().any(|a| a == "--check") {
+        dist::check(&package)?;
     }
-    let commands = [
-        mdp_cli::send::Args::command(),
-        mdp_cli::recv::Args::command(),
-    ];
-    for mut cmd in commands {
-        let name = cmd.get_name().to_string();
-        fs::copy(bin.join(&name), out.join("bin").join(&name))?;
-        let mut page = Vec::new();
-        clap_mangen::Man::new(cmd.clone()).render(&mut page)?;
-        fs::write(out.join(format!("man/man1/{name}.1")), page)?;
-        for shell in [
-            clap_complete::Shell::Bash,
-            clap_complete::Shell::Zsh,
-            clap_complete::Shell::Fish,
-        ] {
-            clap_complete::generate_to(shell, &mut cmd, &name, out.join("completions"))?;
-        }
-    }
-    eprintln!(
-        "dist: binaries, man pages and completions in {}",
-        out.display()
-    );
     Ok(())
+}
+
+/// The package built and, as root, installed into a throw-away root;
+/// skipped where there is no dpkg-deb (not a Debian-like machine).
+fn dist_ci() -> Result<()> {
+    if Command::new("dpkg-deb").arg("--version").output().is_err() {
+        eprintln!(
+            "skipping the package check: dpkg-deb is not installed (not a Debian-like machine)"
+        );
+        return Ok(());
+    }
+    let package = dist::dist()?;
+    dist::check(&package)
 }
 
 /// Seconds each fuzz target runs in `cargo xtask ci`.

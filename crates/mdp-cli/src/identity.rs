@@ -107,8 +107,13 @@ pub fn gen_identity(path: &Path, comment: &str) -> anyhow::Result<String> {
 /// Reads this host's identity from `path`, warning when other users can
 /// read it.
 pub fn read_identity(path: &Path) -> anyhow::Result<Identity> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| anyhow!("cannot read --identity {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        anyhow!(
+            "cannot read --identity {}: {e}{}",
+            path.display(),
+            mdp_net::sys::io_fix(&e)
+        )
+    })?;
     let identity =
         Identity::parse(&text).map_err(|e| anyhow!("--identity {}: {e}", path.display()))?;
     if let Ok(md) = std::fs::metadata(path) {
@@ -148,8 +153,13 @@ pub fn read_trust(values: &[String]) -> anyhow::Result<Vec<mdp_proto::identity::
 
 /// One line per key of `path`: `SHA256:… name-or-comment (ED25519)`.
 pub fn fingerprints(path: &Path) -> anyhow::Result<Vec<String>> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| anyhow!("cannot read {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        anyhow!(
+            "cannot read {}: {e}{}",
+            path.display(),
+            mdp_net::sys::io_fix(&e)
+        )
+    })?;
     if text.contains("PRIVATE KEY-----") {
         let id = Identity::parse(&text).map_err(|e| anyhow!("{}: {e}", path.display()))?;
         return Ok(vec![format!(

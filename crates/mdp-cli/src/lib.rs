@@ -4,8 +4,14 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod config;
 pub mod hook;
 pub mod identity;
+pub mod manual;
+pub mod metrics;
+pub mod progress;
+
+pub use progress::{progress_bar, ProgressLog};
 pub mod recv;
 pub mod report;
 pub mod send;
@@ -291,64 +297,52 @@ pub fn parse_interface(s: &str) -> Result<String, String> {
 }
 
 /// Logs to stderr: `info` by default, `warn` with `quiet`; `RUST_LOG` overrides.
+/// Each line starts with its time (UTC, RFC 3339) unless stderr is the
+/// systemd journal, which stamps lines itself: a cron job's error file then
+/// says when each line was written.
 pub fn init_logging(program: &str, quiet: bool) {
     let default = if quiet { "warn" } else { "info" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(progress::MakeLogWriter)
         .with_target(false)
-        .without_time()
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
+        .with_ansi(std::io::stderr().is_terminal());
+    let _ = if stderr_is_journal() {
+        builder.without_time().try_init()
+    } else {
+        builder.try_init()
+    };
     let _ = program;
 }
 
-/// A byte progress bar on a terminal, nothing otherwise.
-pub fn progress_bar(enabled: bool, total: u64, what: &str) -> Option<indicatif::ProgressBar> {
-    if !enabled || !std::io::stderr().is_terminal() {
-        return None;
-    }
-    let pb = indicatif::ProgressBar::new(total);
-    pb.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{msg:>10} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    pb.set_message(what.to_string());
-    Some(pb)
+/// True when stderr is connected to the systemd journal: systemd sets
+/// `JOURNAL_STREAM` to the device and inode of that stream
+/// (systemd.exec(5)), and a process whose stderr was redirected elsewhere
+/// has another.
+fn stderr_is_journal() -> bool {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    let Ok(stream) = std::env::var("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Ok(fd) = std::io::stderr().as_fd().try_clone_to_owned() else {
+        return false;
+    };
+    let Ok(md) = std::fs::File::from(fd).metadata() else {
+        return false;
+    };
+    is_journal_stream(&stream, md.dev(), md.ino())
 }
 
-/// Rate-limits plain progress log lines (used when there is no terminal
-/// for a progress bar): at most one a second.
-#[derive(Debug)]
-pub struct ProgressLog {
-    enabled: bool,
-    next: std::time::Instant,
-}
-
-impl ProgressLog {
-    /// A limiter; `enabled = false` never says a line is due.
-    pub fn new(enabled: bool) -> Self {
-        ProgressLog {
-            enabled,
-            next: std::time::Instant::now() + Duration::from_secs(1),
-        }
-    }
-
-    /// True when a progress line should be logged now.
-    pub fn due(&mut self) -> bool {
-        let now = std::time::Instant::now();
-        if self.enabled && now >= self.next {
-            self.next = now + Duration::from_secs(1);
-            true
-        } else {
-            false
-        }
-    }
+/// True when `JOURNAL_STREAM`'s value (`DEVICE:INODE`, decimal) names the
+/// stream of device `dev` and inode `ino`.
+fn is_journal_stream(value: &str, dev: u64, ino: u64) -> bool {
+    value
+        .split_once(':')
+        .and_then(|(d, i)| Some((d.parse::<u64>().ok()?, i.parse::<u64>().ok()?)))
+        == Some((dev, ino))
 }
 
 /// Human-readable bytes.
@@ -369,6 +363,8 @@ pub fn human_bytes(b: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn sizes_parse_with_binary_units() {
         assert_eq!(super::parse_size("4096").unwrap(), 4096);
@@ -379,7 +375,15 @@ mod tests {
         assert!(super::parse_size("-1M").is_err());
     }
 
-    use super::*;
+    #[test]
+    fn the_journal_is_recognised_by_its_stream_only() {
+        assert!(is_journal_stream("8:123456", 8, 123_456));
+        // Redirected elsewhere (`2> push.err` under systemd): another inode.
+        assert!(!is_journal_stream("8:123456", 8, 654_321));
+        assert!(!is_journal_stream("", 8, 123_456));
+        assert!(!is_journal_stream("8", 8, 123_456));
+        assert!(!is_journal_stream("x:y", 8, 123_456));
+    }
 
     #[test]
     fn rates_take_si_suffixes() {

@@ -9,33 +9,93 @@ mod plan;
 pub use plan::RecvPlan;
 
 use crate::hook::{Hooks, PushInfo};
-use crate::report::RecvJson;
+use crate::manual::{self, help_text, Item, Section};
+use crate::report::{PushSpan, RecvJson};
 use crate::{parse_duration, parse_size, NetArgs, OutputArgs, EXIT_INCOMPLETE, EXIT_OK};
 use mdp_net::recv::RecvNotice;
 use std::path::PathBuf;
 use std::time::Duration;
 
-const AFTER_HELP: &str = "\
-Examples:
-  Receive one push into /srv/cache and exit (0 when every file arrived intact):
-    mdp-recv --interface 192.168.1.20 --dir /srv/cache --once
-
-  Run as a service, taking one push after another:
-    mdp-recv --interface 192.168.1.20 --dir /srv/cache
-
-  Reload nginx after each complete push that changed something:
-    mdp-recv --interface 192.168.1.20 --dir /srv/www \\
-      --exec '[ \"$MDP_CHANGED_COUNT\" = 0 ] || systemctl reload nginx'
-
-Files appear under DIR at their pushed paths only after their BLAKE3 hash
-matched (written in DIR/.mdp-tmp, then renamed).
-
-Exit status:
-  0  with --once: every file of the push arrived and was placed;
-     without --once: stopped by SIGINT/SIGTERM
-  1  with --once: the push ended incomplete, --timeout ran out during it (the
-     message says how much had arrived), or no push came within --timeout
-  2  usage error or local I/O error";
+/// `mdp-recv`'s manual beyond its options: the end of `--help`, and the
+/// man page's EXAMPLES, EXIT STATUS, ENVIRONMENT and FILES.
+pub const MANUAL: &[Section] = &[
+    Section {
+        title: "EXAMPLES",
+        items: &[
+            Item::Example {
+                what: "Receive one push into /srv/cache and exit (0 when every file arrived intact):",
+                command: "mdp-recv --interface 192.168.1.20 --dir /srv/cache --trust sender.pub --once",
+            },
+            Item::Example {
+                what: "Run as a service, taking one push after another:",
+                command: "mdp-recv --interface 192.168.1.20 --dir /srv/cache --trust /etc/mdp/trusted",
+            },
+            Item::Example {
+                what: "Reload nginx after each complete push that changed something:",
+                command: "mdp-recv --interface 192.168.1.20 --dir /srv/www --trust /etc/mdp/trusted \\\n  --exec '[ \"$MDP_CHANGED_COUNT\" = 0 ] || systemctl reload nginx'",
+            },
+            Item::Example {
+                what: "As the packaged service does, every setting in /etc/mdp/recv.toml:",
+                command: "systemctl enable --now mdp-recv",
+            },
+        ],
+    },
+    Section {
+        title: "PLACEMENT",
+        items: &[Item::Para(
+            "Files appear under DIR at their pushed paths only after each block and\nthe whole file matched their BLAKE3 hashes (written in DIR/.mdp-tmp,\nflushed, then renamed).",
+        )],
+    },
+    Section {
+        title: "EXIT STATUS",
+        items: &[
+            Item::Entry {
+                term: "0",
+                text: "with --once: every file of the push arrived and was placed;\nwithout --once: stopped by SIGINT/SIGTERM",
+            },
+            Item::Entry {
+                term: "1",
+                text: "with --once: the push ended incomplete, --timeout ran out during it (the\nmessage says how much had arrived), or no push came within --timeout",
+            },
+            manual::EXIT_USAGE,
+        ],
+    },
+    Section {
+        title: "ENVIRONMENT",
+        items: &[
+            Item::Entry {
+                term: "MDP_RECV_CONFIG",
+                text: "the configuration file to read, as --config names it",
+            },
+            manual::ENV_RUST_LOG,
+            manual::ENV_JOURNAL_STREAM,
+            Item::Para(
+                "Hooks (--exec, --exec-file) run with MDP_SESSION, MDP_SENDER, MDP_DIR,\nMDP_FILE_COUNT, MDP_FILES, MDP_FILE_LIST, MDP_CHANGED_COUNT, MDP_CHANGED,\nand for --exec-file MDP_FILE and MDP_PATH, set (docs/SERVICE.md).",
+            ),
+        ],
+    },
+    Section {
+        title: "FILES",
+        items: &[
+            Item::Entry {
+                term: "/etc/mdp/recv.toml",
+                text: "settings, read when it exists: each key an option's long name\n(`dir = \"/var/lib/mdp\"`, `trust = \"/etc/mdp/trusted\"`, `json = true`)",
+            },
+            Item::Entry {
+                term: "/etc/mdp/trusted",
+                text: "the packaged configuration's trust file: one `[name] ssh-ed25519 AAAA…`\nline per sender key",
+            },
+            Item::Entry {
+                term: "DIR/.mdp-tmp/",
+                text: "files being received, the index of placed files and the record of\naccepted pushes (private to the receiver's user)",
+            },
+        ],
+    },
+    Section {
+        title: "SEE ALSO",
+        items: &[Item::Para("mdp-send(1), systemd.exec(5).")],
+    },
+];
 
 /// Receive files pushed with mdp-send over UDP multicast.
 ///
@@ -43,8 +103,15 @@ Exit status:
 /// it lost, rebuilds blocks from any k of n symbols, checks each file's
 /// BLAKE3 hash and only then places it under DIR by atomic rename.
 #[derive(clap::Parser, Debug)]
-#[command(name = "mdp-recv", version, after_long_help = AFTER_HELP)]
+#[command(name = "mdp-recv", version, after_long_help = help_text(MANUAL))]
 pub struct Args {
+    /// Read settings from this TOML file, whose keys are these options'
+    /// long names (`dir = "/srv/www"`, `json = true`); options given here
+    /// replace its values. Read when it exists: /etc/mdp/recv.toml, or
+    /// the file MDP_RECV_CONFIG names.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+
     /// Directory to place received files in (created if missing).
     #[arg(long, value_name = "DIR", required_unless_present_any = ["gen_identity", "fingerprint"])]
     dir: Option<PathBuf>,
@@ -163,6 +230,20 @@ pub struct Args {
     #[arg(long, value_name = "OCTAL", default_value = "002", value_parser = parse_mode_mask)]
     mode_mask: u32,
 
+    /// Serve Prometheus metrics at http://ADDR/metrics: pushes by
+    /// outcome, bytes, files placed and failed, hook results, the last
+    /// push's time and the current push's progress. No authentication:
+    /// give a loopback or management address (e.g. 127.0.0.1:9477).
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics: Option<std::net::SocketAddr>,
+
+    /// Give placed files and directories this group (a name or a number),
+    /// e.g. the web server's; with --mode-mask 027 only it (and the
+    /// receiver's user) can read them. Needs root, or membership of the
+    /// group.
+    #[arg(long, value_name = "GROUP")]
+    file_group: Option<String>,
+
     /// Kill a hook that runs longer than this.
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
     exec_timeout: Duration,
@@ -182,8 +263,12 @@ pub fn run(plan: RecvPlan) -> anyhow::Result<i32> {
         exec,
         exec_file,
         exec_timeout,
+        metrics,
         out,
     } = plan;
+    let metrics = metrics
+        .map(|addr| crate::metrics::Metrics::serve(addr, &name))
+        .transpose()?;
     let (dir, once, timeout) = (opts.dir.clone(), opts.once, opts.timeout);
     if opts.config.trust.is_empty() {
         if opts.config.insecure {
@@ -192,7 +277,7 @@ pub fn run(plan: RecvPlan) -> anyhow::Result<i32> {
             );
         } else {
             tracing::error!(
-                "no key is trusted, so every push will be refused: give --trust KEY|FILE with the sender's public key (mdp-send --fingerprint / --gen-identity print it), or --insecure"
+                "no key is trusted, so every push will be refused: give --trust KEY|FILE (or `trust = \"FILE\"` in the configuration file) with the sender's public key (mdp-send --fingerprint / --gen-identity print it), or --insecure"
             );
         }
     }
@@ -214,6 +299,8 @@ pub fn run(plan: RecvPlan) -> anyhow::Result<i32> {
     // Bytes of the push in progress, and its total, for the message when
     // --timeout or a signal ends it.
     let mut progress: Option<(u64, u64)> = None;
+    // The push in progress, for its report.
+    let mut span: Option<PushSpan> = None;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -245,10 +332,20 @@ pub fn run(plan: RecvPlan) -> anyhow::Result<i32> {
                 authenticated: signer.is_some(),
             };
             progress = Some((0, manifest.total_bytes()));
+            if let Some(m) = &metrics {
+                m.push_started(manifest.total_bytes());
+            }
+            span = Some(PushSpan {
+                node: name.clone(),
+                started: std::time::SystemTime::now(),
+            });
             bar = crate::progress_bar(show_bar, manifest.total_bytes(), "receiving");
         }
         RecvNotice::Progress { bytes, total } => {
             progress = Some((bytes, total));
+            if let Some(m) = &metrics {
+                m.progress(bytes);
+            }
             if let Some(b) = &bar {
                 b.set_position(bytes);
             } else if log.due() {
@@ -269,18 +366,27 @@ pub fn run(plan: RecvPlan) -> anyhow::Result<i32> {
         }
         RecvNotice::Failed(msg) => tracing::warn!("{msg}"),
         RecvNotice::Finished(outcome, stats, removed) => {
-            if let Some(b) = bar.take() {
-                b.finish_and_clear();
-            }
+            crate::progress::finish(bar.take());
             progress = None;
             push.complete = outcome.complete;
+            if let Some(m) = &metrics {
+                m.push_finished(&outcome, &stats);
+            }
+            let metrics = metrics.clone();
             let sender = push.sender.clone();
+            let span = span.take().unwrap_or_else(|| PushSpan {
+                node: name.clone(),
+                started: std::time::SystemTime::now(),
+            });
             // Printed once the push hook (if any) ended, in order.
             hooks.push_done(
                 std::mem::replace(&mut push, PushInfo::empty(dir.clone())),
                 move |hook| {
+                    if let Some(m) = &metrics {
+                        m.hook_done(hook.as_ref());
+                    }
                     if json {
-                        let mut j = RecvJson::new(&outcome, &stats);
+                        let mut j = RecvJson::new(&outcome, &stats, &span);
                         j.sender = sender;
                         j.deleted = removed;
                         j.hook = hook;
@@ -304,6 +410,8 @@ pub fn run(plan: RecvPlan) -> anyhow::Result<i32> {
             );
         }
     }));
+    // A push a signal or --timeout cut short leaves no bar behind.
+    crate::progress::finish(bar.take());
     hooks.finish();
     let ended = ended?;
     if !once {

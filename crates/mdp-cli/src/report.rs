@@ -2,9 +2,48 @@
 //! schema is documented in docs/REPORT.md.
 
 use mdp_proto::wire::FailReason;
-use mdp_proto::{ReceiverStats, SenderReport, SessionOutcome, Verdict};
+use mdp_proto::{Manifest, ObjectId, ReceiverStats, SenderReport, SessionOutcome, Verdict};
 use serde::Serialize;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
+
+/// What the receiver's report needs to know of a push beyond its outcome.
+#[derive(Clone, Debug)]
+pub struct PushSpan {
+    /// This receiver's node name.
+    pub node: String,
+    /// When its manifest arrived.
+    pub started: SystemTime,
+}
+
+/// `t` as RFC 3339 in UTC with milliseconds: `2026-12-04T07:52:31.123Z`.
+pub fn timestamp(t: SystemTime) -> String {
+    let since = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        since.subsec_millis()
+    )
+}
+
+/// The proleptic Gregorian date of a day count from 1970-01-01 (Howard
+/// Hinnant's `civil_from_days`).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
 
 /// `mdp-send --json` output.
 #[derive(Debug, Serialize)]
@@ -13,6 +52,20 @@ pub struct SendJson {
     pub mdp: &'static str,
     /// Session id (hex).
     pub session: String,
+    /// This host's name.
+    pub host: String,
+    /// When the push started (the files were hashed from here on) and
+    /// ended, UTC, RFC 3339.
+    pub started_at: String,
+    /// See `started_at`.
+    pub ended_at: String,
+    /// The files and directories pushed, as given.
+    pub roots: Vec<String>,
+    /// Paths `--exclude` left out (a directory counts once).
+    pub excluded: usize,
+    /// A dry run (`--dry-run`): no file data was sent; each receiver's
+    /// `verified` and `missing` say what it holds and lacks.
+    pub dry_run: bool,
     /// True when every expected receiver confirmed every file.
     pub success: bool,
     /// The process exit code.
@@ -137,18 +190,26 @@ fn reason(r: FailReason) -> &'static str {
 }
 
 impl SendJson {
-    /// Builds the JSON view of a report.
+    /// Builds the JSON view of a report of a push of `roots` that started
+    /// at `started` and took `elapsed`.
     pub fn new(
         r: &SenderReport,
         files: u32,
         bytes: u64,
-        elapsed: Duration,
+        (started, elapsed): (SystemTime, Duration),
+        roots: Vec<String>,
         exit_code: i32,
     ) -> Self {
         let secs = elapsed.as_secs_f64().max(1e-9);
         SendJson {
             mdp: env!("CARGO_PKG_VERSION"),
             session: r.session.to_string(),
+            host: mdp_net::recv::host_name(),
+            started_at: timestamp(started),
+            ended_at: timestamp(started + elapsed),
+            roots,
+            excluded: 0,
+            dry_run: false,
             success: r.success,
             exit_code,
             problem: r.problem.clone(),
@@ -175,6 +236,7 @@ impl SendJson {
                         Verdict::Incomplete => "incomplete",
                         Verdict::Dropped { .. } | Verdict::TooSlow { .. } => "dropped",
                         Verdict::NeverRegistered => "never_registered",
+                        Verdict::DryRun => "dry_run",
                     },
                     dropped_because: match rr.verdict {
                         Verdict::Dropped { .. } => Some("silent"),
@@ -235,7 +297,12 @@ impl SendJson {
     /// The report for people, several lines.
     pub fn text(&self) -> String {
         let mut out = String::new();
-        let status = if self.success { "OK" } else { "FAILED" };
+        let status = match (self.dry_run, self.success) {
+            (true, true) => "DRY RUN",
+            (true, false) => "DRY RUN FAILED",
+            (false, true) => "OK",
+            (false, false) => "FAILED",
+        };
         out.push_str(&format!(
             "mdp-send: {status}: {} files, {} in {:.2}s ({:.0} Mbit/s), session {}\n",
             self.files,
@@ -245,6 +312,25 @@ impl SendJson {
             self.session
         ));
         for r in &self.receivers {
+            if r.verdict == "dry_run" {
+                let mut line = if r.missing.is_empty() {
+                    format!("  {:<24} holds all {} files", r.name, self.files)
+                } else {
+                    format!(
+                        "  {:<24} holds {} of {} files, lacks: {}",
+                        r.name,
+                        r.verified,
+                        self.files,
+                        r.missing.join(", ")
+                    )
+                };
+                if self.files as usize - r.verified as usize > r.missing.len() {
+                    line.push_str(", ...");
+                }
+                out.push_str(&line);
+                out.push('\n');
+                continue;
+            }
             let mut line = format!("  {:<24} {:<10} {} files", r.name, r.verdict, r.verified);
             if let Some(k) = &r.key {
                 line.push_str(&format!(", key {k}"));
@@ -303,6 +389,18 @@ pub struct RecvJson {
     pub mdp: &'static str,
     /// Session id (hex).
     pub session: String,
+    /// This receiver's node name (the host name unless --node-id).
+    pub node: String,
+    /// When the push was first heard and when it ended, UTC, RFC 3339.
+    pub started_at: String,
+    /// See `started_at`.
+    pub ended_at: String,
+    /// Seconds from the first to the last.
+    pub elapsed_secs: f64,
+    /// The push's top-level paths.
+    pub roots: Vec<String>,
+    /// File bytes in the push.
+    pub bytes: u64,
     /// True when every file was verified and placed.
     pub complete: bool,
     /// Why not.
@@ -311,14 +409,17 @@ pub struct RecvJson {
     pub files: u32,
     /// Files verified and placed.
     pub verified: u32,
-    /// Object ids of failed files with the reason.
-    pub failed: Vec<(u32, &'static str)>,
+    /// The files that failed, by path, with the reason.
+    pub failed: Vec<FailedJson>,
     /// Datagrams received.
     pub packets_received: u64,
     /// NACKs sent.
     pub nacks_sent: u64,
     /// Blocks rebuilt with Reed-Solomon.
     pub blocks_decoded: u64,
+    /// Blocks rebuilt that did not match their hash (a forged or corrupt
+    /// symbol went into them): not written, received again.
+    pub blocks_rejected: u64,
     /// DATA symbols of the session received.
     pub symbols_received: u64,
     /// Of those, symbols that were not needed (block already complete).
@@ -348,19 +449,56 @@ pub struct RecvJson {
 }
 
 impl RecvJson {
-    /// Builds the JSON view of an outcome.
-    pub fn new(o: &SessionOutcome, s: &ReceiverStats) -> Self {
+    /// Builds the JSON view of an outcome of `push`.
+    pub fn new(o: &SessionOutcome, s: &ReceiverStats, push: &PushSpan) -> Self {
+        let manifest: Option<&Manifest> = o.manifest.as_deref();
+        // Paths by object, looked up once however many files failed.
+        let paths: std::collections::HashMap<ObjectId, &str> = match manifest {
+            Some(m) if !o.failed.is_empty() => {
+                m.files().map(|(id, e)| (id, e.path.as_str())).collect()
+            }
+            _ => Default::default(),
+        };
+        let path = |id: ObjectId| {
+            paths
+                .get(&id)
+                .map_or_else(|| format!("object {}", id.0), |p| p.to_string())
+        };
+        let mut roots: Vec<String> = manifest
+            .iter()
+            .flat_map(|m| m.entries.iter())
+            .map(|e| e.path.split('/').next().unwrap_or_default().to_string())
+            .collect();
+        roots.dedup();
+        let ended = SystemTime::now();
         RecvJson {
             mdp: env!("CARGO_PKG_VERSION"),
             session: o.session.to_string(),
+            node: push.node.clone(),
+            started_at: timestamp(push.started),
+            ended_at: timestamp(ended),
+            elapsed_secs: ended
+                .duration_since(push.started)
+                .unwrap_or_default()
+                .as_secs_f64(),
+            roots,
+            bytes: manifest.map_or(0, |m| m.total_bytes()),
             complete: o.complete,
             problem: o.problem.as_ref().map(ToString::to_string),
             files: o.files,
             verified: o.verified,
-            failed: o.failed.iter().map(|(id, r)| (id.0, reason(*r))).collect(),
+            failed: o
+                .failed
+                .iter()
+                .map(|(id, r)| FailedJson {
+                    path: path(*id),
+                    reason: reason(*r),
+                })
+                .collect(),
             packets_received: s.packets_received,
             nacks_sent: s.nacks_sent,
             blocks_decoded: s.blocks_decoded,
+            blocks_rejected: s.blocks_rejected,
             symbols_received: s.symbols_received,
             symbols_redundant: s.symbols_redundant,
             nack_entries_sent: s.nack_entries_sent,
@@ -441,9 +579,21 @@ mod tests {
                 limited_by: Some(("a".into(), 3)),
             },
         };
-        let j = SendJson::new(&report, 2, 2000, Duration::from_secs(2), 1);
+        let started = SystemTime::UNIX_EPOCH + Duration::from_millis(1_796_370_751_250);
+        let j = SendJson::new(
+            &report,
+            2,
+            2000,
+            (started, Duration::from_secs(2)),
+            vec!["site".into()],
+            1,
+        );
         let v: serde_json::Value = serde_json::to_value(&j).unwrap();
         assert_eq!(v["session"], "0000000000001234");
+        assert_eq!(v["started_at"], "2026-12-04T07:52:31.250Z");
+        assert_eq!(v["ended_at"], "2026-12-04T07:52:33.250Z");
+        assert_eq!(v["roots"][0], "site");
+        assert!(v["host"].as_str().is_some_and(|h| !h.is_empty()));
         assert_eq!(v["exit_code"], 1);
         assert_eq!(v["receivers"][0]["verdict"], "confirmed");
         assert_eq!(v["receivers"][1]["verdict"], "dropped");
@@ -474,5 +624,14 @@ mod tests {
             text.contains("mdp-send: 2 of 3 receivers did not confirm every file"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn timestamps_are_utc_rfc3339_across_leap_years_and_centuries() {
+        let at = |secs: u64| timestamp(SystemTime::UNIX_EPOCH + Duration::from_secs(secs));
+        assert_eq!(at(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(at(951_782_400), "2000-02-29T00:00:00.000Z");
+        assert_eq!(at(4_107_542_399), "2100-02-28T23:59:59.000Z");
+        assert_eq!(at(4_107_542_400), "2100-03-01T00:00:00.000Z");
     }
 }

@@ -8,32 +8,91 @@ mod plan;
 
 pub use plan::{PushPlan, SendPlan};
 
+use crate::manual::{self, help_text, Item, Section};
 use crate::report::SendJson;
 use crate::{parse_duration, parse_rate, NetArgs, OutputArgs, EXIT_INCOMPLETE, EXIT_OK};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-const AFTER_HELP: &str = "\
-Examples:
-  Push a file and a directory to every receiver that shows up within a second:
-    mdp-send --interface 192.168.1.10 release.tar.gz configs/
-
-  Push to exactly 20 hosts, wait up to 30 s for them, give up after 10 minutes:
-    mdp-send --interface 192.168.1.10 --receivers 20 --wait 30s --timeout 10m images/
-
-  From cron, machine-readable, never above 2 Gbit/s:
-    mdp-send --interface 10.0.0.5 --receivers 40 --max-rate 2G --json /srv/content > /var/log/mdp-push.json
-
-Rate: by default the rate adapts: it starts at 2 Gbit/s, doubles every 10 ms
-until a receiver reports congestion, then follows the slowest receiver that
-can keep --min-rate; slower ones are dropped and reported. --rate fixes it.
-
-Exit status:
-  0  every expected receiver confirmed every file
-  1  some receiver did not (the report names it and what it missed), or none registered
-  2  usage error or local I/O error
-
-Receivers run `mdp-recv --dir DIR` with the same --group and their own --interface.";
+/// `mdp-send`'s manual beyond its options: the end of `--help`, and the
+/// man page's EXAMPLES, EXIT STATUS, ENVIRONMENT and FILES.
+pub const MANUAL: &[Section] = &[
+    Section {
+        title: "EXAMPLES",
+        items: &[
+            Item::Example {
+                what: "Push a file and a directory to every receiver that shows up within a second:",
+                command: "mdp-send --interface 192.168.1.10 release.tar.gz configs/",
+            },
+            Item::Example {
+                what: "Push to exactly 20 hosts, wait up to 30 s for them, give up after 10 minutes:",
+                command: "mdp-send --interface 192.168.1.10 --receivers 20 --wait 30s --timeout 10m images/",
+            },
+            Item::Example {
+                what: "From cron, machine-readable, never above 2 Gbit/s:",
+                command: "mdp-send --interface 10.0.0.5 --receivers 40 --max-rate 2G --json /srv/content > /var/log/mdp-push.json",
+            },
+            Item::Example {
+                what: "The same with its settings in /etc/mdp/send.toml's [profile.content] table:",
+                command: "mdp-send --profile content",
+            },
+        ],
+    },
+    Section {
+        title: "RATE",
+        items: &[Item::Para(
+            "By default the rate adapts: it starts at 2 Gbit/s, doubles every 10 ms\nuntil a receiver reports congestion, then follows the slowest receiver that\ncan keep --min-rate; slower ones are dropped and reported. --rate fixes it.",
+        )],
+    },
+    Section {
+        title: "EXIT STATUS",
+        items: &[
+            Item::Entry {
+                term: "0",
+                text: "every expected receiver confirmed every file",
+            },
+            Item::Entry {
+                term: "1",
+                text: "some receiver did not (the report names it and what it missed), or none registered",
+            },
+            manual::EXIT_USAGE,
+        ],
+    },
+    Section {
+        title: "ENVIRONMENT",
+        items: &[
+            Item::Entry {
+                term: "MDP_SEND_CONFIG",
+                text: "the configuration file to read, as --config names it",
+            },
+            Item::Entry {
+                term: "XDG_CACHE_HOME",
+                text: "where the hash cache lives (default ~/.cache)",
+            },
+            manual::ENV_RUST_LOG,
+            manual::ENV_JOURNAL_STREAM,
+        ],
+    },
+    Section {
+        title: "FILES",
+        items: &[
+            Item::Entry {
+                term: "/etc/mdp/send.toml",
+                text: "settings, read when it exists: each key an option's long name\n(`interface = \"10.0.0.5\"`, `json = true`, `paths = [\"/srv/www\"]`), and\n[profile.NAME] tables that --profile NAME lays over them",
+            },
+            Item::Entry {
+                term: "$XDG_CACHE_HOME/mdp/send-hashes",
+                text: "the hashes of files pushed before, by path, size and times",
+            },
+        ],
+    },
+    Section {
+        title: "SEE ALSO",
+        items: &[Item::Para(
+            "mdp-recv(1). Receivers run `mdp-recv --dir DIR` with the same --group and\ntheir own --interface.",
+        )],
+    },
+];
 
 /// Push files and directory trees to many hosts at once over UDP multicast.
 ///
@@ -43,11 +102,41 @@ Receivers run `mdp-recv --dir DIR` with the same --group and their own --interfa
 /// timeout passed. A file is pushed as its name, a directory as its name and
 /// everything below it (like `scp -r`), with modes and mtimes.
 #[derive(clap::Parser, Debug)]
-#[command(name = "mdp-send", version, after_long_help = AFTER_HELP)]
+#[command(name = "mdp-send", version, after_long_help = help_text(MANUAL))]
 pub struct Args {
+    /// Read settings from this TOML file, whose keys are these options'
+    /// long names (`interface = "10.0.0.5"`, `json = true`, `paths =
+    /// ["/srv/www"]`); options given here replace its values. Read when it
+    /// exists: /etc/mdp/send.toml, or the file MDP_SEND_CONFIG names.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Lay the settings of the configuration file's `[profile.NAME]` table
+    /// over its top-level ones.
+    #[arg(long, value_name = "NAME")]
+    profile: Option<String>,
+
     /// Files and directories to push.
     #[arg(required_unless_present_any = ["gen_key", "gen_identity", "fingerprint"], value_name = "PATH")]
     paths: Vec<PathBuf>,
+
+    /// Send no file data: receivers register with what they hold, and the
+    /// report says per receiver which files it holds and which it lacks
+    /// (as a push would find them). Nothing is written on the receivers.
+    #[arg(long)]
+    dry_run: bool,
+
+    /// Leave out paths that match PATTERN, gitignore-style, matched
+    /// against the paths as they land (`site/cache/x`): `*.tmp` at any
+    /// depth, `/site/cache` anchored at the top, `logs/` directories only,
+    /// `!keep.tmp` taken back in. Repeat it for more patterns.
+    #[arg(long, value_name = "PATTERN")]
+    exclude: Vec<String>,
+
+    /// Read --exclude patterns from FILE, one per line (`#` comments and
+    /// blank lines skipped).
+    #[arg(long, value_name = "FILE")]
+    exclude_from: Vec<PathBuf>,
 
     /// Hash every file again instead of trusting the hashes remembered
     /// for files unchanged since the last push (device, inode, size, mtime
@@ -184,20 +273,32 @@ pub fn run(plan: SendPlan) -> anyhow::Result<i32> {
         config,
         paths,
         hash_cache,
+        exclude,
         group,
         interfaces,
         loopback,
         out,
     } = plan;
+    let dry_run = config.dry_run;
     let started = Instant::now();
+    let started_at = std::time::SystemTime::now();
+    let roots: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     tracing::info!("reading and hashing what to push");
     let mut cache = match hash_cache {
         Some(f) => mdp_net::stamp::HashCache::load(f, Duration::from_secs(2)),
         None => mdp_net::stamp::HashCache::disabled(),
     };
-    let source = mdp_net::scan::scan_cached(&paths, &mut cache)?;
+    let block_bytes = u64::from(config.block_k) * u64::from(config.symbol_size);
+    let hashing = crate::progress::spinner(out.bar(), "reading and hashing what to push");
+    let source = mdp_net::scan::scan_cached(&paths, block_bytes, &mut cache, &exclude);
+    crate::progress::finish(hashing);
+    let source = source?;
     for (p, why) in &source.skipped {
         tracing::warn!("skipping {}: {why}", p.display());
+    }
+    let excluded = source.excluded;
+    if excluded > 0 {
+        tracing::info!("--exclude left out {excluded} paths");
     }
     let files = source.manifest.file_count();
     let bytes = source.manifest.total_bytes();
@@ -220,17 +321,26 @@ pub fn run(plan: SendPlan) -> anyhow::Result<i32> {
         }
         None => {}
     }
-    let bar = crate::progress_bar(out.bar(), bytes, "sending");
+    // A spinner while receivers register; a bar from the first datagram,
+    // so that its rate and ETA count the data alone.
+    let bar = crate::progress::spinner(out.bar(), "waiting for receivers");
+    let mut bar_started = false;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let mut log = crate::ProgressLog::new(!out.quiet && bar.is_none());
     let report = runtime.block_on(mdp_net::send::run(&endpoints, &to, config, source, |p| {
         if let Some(bar) = &bar {
-            bar.set_position(p.bytes_sent);
-            if p.flushing {
-                bar.set_message(format!("{}/{} ok", p.confirmed, p.receivers));
+            if !p.started {
+                bar.set_message(format!("waiting for receivers: {} registered", p.receivers));
+                return;
             }
+            if !bar_started {
+                crate::progress::start_bytes(bar, bytes, "");
+                bar_started = true;
+            }
+            bar.set_position(p.bytes_sent);
+            bar.set_message(hosts_line(p));
         } else if p.started && log.due() {
             tracing::info!(
                 "sent {} of {}, {} receivers, {} confirmed",
@@ -241,16 +351,23 @@ pub fn run(plan: SendPlan) -> anyhow::Result<i32> {
             );
         }
     }));
-    if let Some(bar) = &bar {
-        bar.finish_and_clear();
-    }
+    crate::progress::finish(bar);
     let report = report?;
     let code = if report.success {
         EXIT_OK
     } else {
         EXIT_INCOMPLETE
     };
-    let mut json = SendJson::new(&report, files, bytes, started.elapsed(), code);
+    let mut json = SendJson::new(
+        &report,
+        files,
+        bytes,
+        (started_at, started.elapsed()),
+        roots,
+        code,
+    );
+    json.excluded = excluded;
+    json.dry_run = dry_run;
     if !to.is_empty() {
         // Unicast: every datagram went to each destination.
         json.count_copies(to.len() as u64);
@@ -269,6 +386,19 @@ pub fn run(plan: SendPlan) -> anyhow::Result<i32> {
 }
 
 /// A `--to` destination: `HOST:PORT` (a name is resolved now).
+/// The receivers' states in a few words, beside the bar: `3 rx, 1 ok, 1
+/// dropped`.
+fn hosts_line(p: &mdp_net::send::SendProgress) -> String {
+    let mut line = format!("{} rx", p.receivers);
+    if p.confirmed > 0 || p.flushing {
+        line.push_str(&format!(", {} ok", p.confirmed));
+    }
+    if p.dropped > 0 {
+        line.push_str(&format!(", {} dropped", p.dropped));
+    }
+    line
+}
+
 fn parse_destination(s: &str) -> Result<std::net::SocketAddr, String> {
     use std::net::ToSocketAddrs;
     s.to_socket_addrs()

@@ -15,6 +15,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod exclude;
 pub mod hash;
 pub mod recv;
 pub mod scan;

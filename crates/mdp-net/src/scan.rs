@@ -1,15 +1,18 @@
 //! Builds the manifest of a push from the paths given on the command line.
 //!
 //! A file `a/b/c.txt` is pushed as `c.txt`; a directory `a/b` as `b/...`
-//! (like `scp -r`). Directories are walked in name order; symbolic links and
-//! special files are skipped and reported. Each file is hashed (BLAKE3) here,
+//! (like `scp -r`). Directories are walked in name order; a symbolic link
+//! below a pushed directory is pushed as a link (its target as written),
+//! never followed; special files are skipped and reported. A path given on
+//! the command line is followed if it is a link. Each file is hashed (BLAKE3) here,
 //! before anything is sent: after the walk, all at once on every core
 //! ([`crate::hash`]).
 
+use crate::exclude::Exclude;
 use crate::stamp::{FileId, HashCache};
 use mdp_proto::{Entry, EntryKind, Manifest};
 use std::fs;
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
@@ -28,18 +31,21 @@ pub struct Source {
     pub seen: Vec<FileId>,
     /// Paths left out, with the reason.
     pub skipped: Vec<(PathBuf, &'static str)>,
+    /// Entries `--exclude` left out (a directory counts once, with all it
+    /// holds).
+    pub excluded: usize,
 }
 
 /// Why a push cannot be built.
 #[derive(Debug, Error)]
 pub enum ScanError {
     /// A path could not be read.
-    #[error("cannot read {path}")]
+    #[error("cannot read {path}: {error}{}", crate::sys::io_fix(error))]
     Io {
         /// The path.
         path: PathBuf,
-        /// The error.
-        source: io::Error,
+        /// The error (in the message, with what to do about it).
+        error: io::Error,
     },
     /// A path has no usable final name (e.g. `/` or `..`).
     #[error("cannot push {0}: give a path that ends in a file or directory name")]
@@ -58,9 +64,9 @@ pub enum ScanError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ScanError + '_ {
-    move |source| ScanError::Io {
+    move |error| ScanError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 
@@ -82,31 +88,35 @@ fn entry(path: String, kind: EntryKind, md: &fs::Metadata) -> Entry {
     }
 }
 
-/// Hashes a file, returning its BLAKE3 hash and length.
-pub fn hash_file(path: &Path) -> io::Result<([u8; 32], u64)> {
-    let mut f = fs::File::open(path)?;
-    let mut hasher = blake3::Hasher::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut len = 0u64;
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        len += n as u64;
-    }
-    Ok((*hasher.finalize().as_bytes(), len))
+/// Hashes a file, returning its BLAKE3 hash, the hashes of its blocks of
+/// `block_bytes` (none for a file of one block), and its length.
+pub fn hash_file(path: &Path, block_bytes: u64) -> io::Result<(crate::hash::Hashes, u64)> {
+    let len = fs::metadata(path)?.len();
+    let hashed = crate::hash::hash_files(&[path], &[len], block_bytes, 1);
+    let hashes = hashed.into_iter().next().expect("one result per file")?;
+    Ok((hashes, len))
 }
 
-/// Walks `paths` and hashes every file.
-pub fn scan(paths: &[PathBuf]) -> Result<Source, ScanError> {
-    scan_cached(paths, &mut HashCache::disabled())
+/// Walks `paths` and hashes every file, and each block of `block_bytes` of
+/// the files of more than one block (the push's block size).
+pub fn scan(paths: &[PathBuf], block_bytes: u64) -> Result<Source, ScanError> {
+    scan_cached(
+        paths,
+        block_bytes,
+        &mut HashCache::disabled(),
+        &Exclude::none(),
+    )
 }
 
-/// [`scan`], taking the hash of a file unchanged since it was last hashed
-/// from `cache` (and remembering the others there).
-pub fn scan_cached(paths: &[PathBuf], cache: &mut HashCache) -> Result<Source, ScanError> {
+/// [`scan`], taking the hashes of a file unchanged since it was last hashed
+/// from `cache` (and remembering the others there), and leaving out what
+/// `exclude` matches.
+pub fn scan_cached(
+    paths: &[PathBuf],
+    block_bytes: u64,
+    cache: &mut HashCache,
+    exclude: &Exclude,
+) -> Result<Source, ScanError> {
     let mut src = Source::default();
     let mut pending = Vec::new();
     let mut top = std::collections::HashSet::new();
@@ -121,9 +131,14 @@ pub fn scan_cached(paths: &[PathBuf], cache: &mut HashCache) -> Result<Source, S
         if !top.insert(name.clone()) {
             return Err(ScanError::Duplicate(name));
         }
-        add(&mut src, cache, &mut pending, &abs, name)?;
+        let walk = Walk {
+            cache: &mut *cache,
+            block_bytes,
+            exclude,
+        };
+        add(&mut src, walk, &mut pending, &abs, name)?;
     }
-    hash_pending(&mut src, cache, pending)?;
+    hash_pending(&mut src, (cache, block_bytes), pending)?;
     cache.save();
     Ok(src)
 }
@@ -142,13 +157,13 @@ struct Pending {
 /// none changed meanwhile (hashing one that did once more, alone).
 fn hash_pending(
     src: &mut Source,
-    cache: &mut HashCache,
+    (cache, block_bytes): (&mut HashCache, u64),
     pending: Vec<Pending>,
 ) -> Result<(), ScanError> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
     let paths: Vec<&Path> = pending.iter().map(|p| p.path.as_path()).collect();
     let lens: Vec<u64> = pending.iter().map(|p| p.md.len()).collect();
-    let hashes = crate::hash::hash_files(&paths, &lens, threads);
+    let hashes = crate::hash::hash_files(&paths, &lens, block_bytes, threads);
     for (p, hashed) in pending.into_iter().zip(hashes) {
         let after = fs::symlink_metadata(&p.path).map_err(io_err(&p.path))?;
         let (hash, size, md) =
@@ -157,18 +172,24 @@ fn hash_pending(
             } else {
                 // It changed while it was hashed: once more, alone, and it
                 // must hold still this time.
-                let (h, size) = hash_file(&p.path).map_err(io_err(&p.path))?;
+                let (h, size) = hash_file(&p.path, block_bytes).map_err(io_err(&p.path))?;
                 let again = fs::symlink_metadata(&p.path).map_err(io_err(&p.path))?;
                 if FileId::of(&again) != FileId::of(&after) || size != after.len() {
                     return Err(ScanError::Changing(p.path));
                 }
                 (h, size, after)
             };
-        cache.remember(&p.path.to_string_lossy(), &md, hash);
+        let (hash, blocks) = hash;
+        cache.remember_blocks(
+            &p.path.to_string_lossy(),
+            &md,
+            (hash, blocks.clone()),
+            block_bytes,
+        );
         let e = &mut src.manifest.entries[p.entry];
         *e = entry(
             std::mem::take(&mut e.path),
-            EntryKind::File { size, hash },
+            EntryKind::File { size, hash, blocks },
             &md,
         );
         src.seen[p.object] = FileId::of(&md);
@@ -176,22 +197,50 @@ fn hash_pending(
     Ok(())
 }
 
+/// What the walk reads with.
+struct Walk<'a> {
+    cache: &'a mut HashCache,
+    block_bytes: u64,
+    exclude: &'a Exclude,
+}
+
 fn add(
     src: &mut Source,
-    cache: &mut HashCache,
+    walk: Walk<'_>,
     pending: &mut Vec<Pending>,
     path: &Path,
     rel: String,
 ) -> Result<(), ScanError> {
+    let Walk {
+        cache,
+        block_bytes,
+        exclude,
+    } = walk;
     let md = fs::symlink_metadata(path).map_err(io_err(path))?;
     let ft = md.file_type();
-    if ft.is_symlink() {
-        src.skipped.push((path.to_path_buf(), "symbolic link"));
+    if exclude.excludes(&rel, ft.is_dir()) {
+        src.excluded += 1;
+    } else if ft.is_symlink() {
+        // Pushed as a link, its target as written (it may point anywhere:
+        // the receiver never follows it).
+        let target = fs::read_link(path).map_err(io_err(path))?;
+        match target.to_str() {
+            Some(t) if mdp_proto::manifest::check_target(t).is_ok() => {
+                let kind = EntryKind::Symlink {
+                    target: t.to_string(),
+                };
+                src.manifest.entries.push(entry(rel, kind, &md));
+            }
+            _ => src
+                .skipped
+                .push((path.to_path_buf(), "a link whose target is not UTF-8 text")),
+        }
     } else if ft.is_file() {
         let size = md.len();
-        // The hash, if the cache vouches for it; else hashed after the walk.
-        let hash = cache.hash_of(&path.to_string_lossy(), &md);
-        if hash.is_none() {
+        // The hashes, if the cache vouches for them; else hashed after the
+        // walk.
+        let hashes = cache.hashes_of(&path.to_string_lossy(), &md, block_bytes);
+        if hashes.is_none() {
             pending.push(Pending {
                 entry: src.manifest.entries.len(),
                 object: src.files.len(),
@@ -199,10 +248,10 @@ fn add(
                 md: md.clone(),
             });
         }
-        let hash = hash.unwrap_or_default();
+        let (hash, blocks) = hashes.unwrap_or_default();
         src.manifest
             .entries
-            .push(entry(rel, EntryKind::File { size, hash }, &md));
+            .push(entry(rel, EntryKind::File { size, hash, blocks }, &md));
         src.files.push(path.to_path_buf());
         src.seen.push(FileId::of(&md));
     } else if ft.is_dir() {
@@ -220,7 +269,12 @@ fn add(
                 src.skipped.push((cp, "name is not UTF-8"));
                 continue;
             };
-            add(src, cache, pending, &cp, format!("{rel}/{name}"))?;
+            let walk = Walk {
+                cache: &mut *cache,
+                block_bytes,
+                exclude,
+            };
+            add(src, walk, pending, &cp, format!("{rel}/{name}"))?;
         }
     } else {
         src.skipped
@@ -235,7 +289,7 @@ mod tests {
     use std::os::unix::fs::symlink;
 
     #[test]
-    fn names_entries_like_scp_r_and_skips_links() {
+    fn names_entries_like_scp_r_and_keeps_links_as_links() {
         let d = crate::test_dir("names");
         fs::create_dir_all(d.join("site/sub/empty")).unwrap();
         fs::write(d.join("site/b.txt"), b"bee").unwrap();
@@ -244,7 +298,7 @@ mod tests {
         symlink("/etc/passwd", d.join("site/link")).unwrap();
         fs::set_permissions(d.join("site/b.txt"), fs::Permissions::from_mode(0o640)).unwrap();
 
-        let src = scan(&[d.join("site"), d.join("single.bin")]).unwrap();
+        let src = scan(&[d.join("site"), d.join("single.bin")], 1 << 20).unwrap();
         let paths: Vec<_> = src
             .manifest
             .entries
@@ -256,6 +310,7 @@ mod tests {
             [
                 "site",
                 "site/b.txt",
+                "site/link",
                 "site/sub",
                 "site/sub/a.txt",
                 "site/sub/empty",
@@ -275,13 +330,20 @@ mod tests {
         let b = &src.manifest.entries[1];
         assert_eq!(b.mode, 0o640);
         assert_eq!(
+            src.manifest.entries[2].kind,
+            EntryKind::Symlink {
+                target: "/etc/passwd".into()
+            }
+        );
+        assert_eq!(
             b.kind,
             EntryKind::File {
                 size: 3,
-                hash: *blake3::hash(b"bee").as_bytes()
+                hash: *blake3::hash(b"bee").as_bytes(),
+                blocks: Vec::new(),
             }
         );
-        assert_eq!(src.skipped, [(d.join("site/link"), "symbolic link")]);
+        assert!(src.skipped.is_empty(), "{:?}", src.skipped);
         fs::remove_dir_all(&d).unwrap();
     }
 
@@ -294,15 +356,25 @@ mod tests {
         let mut src = Source::default();
         let mut cache = HashCache::disabled();
         let mut pending = Vec::new();
-        add(&mut src, &mut cache, &mut pending, &f, "grow.txt".into()).unwrap();
+        let walk = Walk {
+            cache: &mut cache,
+            block_bytes: 4,
+            exclude: &Exclude::none(),
+        };
+        add(&mut src, walk, &mut pending, &f, "grow.txt".into()).unwrap();
         // Written between the walk and the hash: its size moved.
         fs::write(&f, b"one two").unwrap();
-        hash_pending(&mut src, &mut cache, pending).unwrap();
+        hash_pending(&mut src, (&mut cache, 4), pending).unwrap();
         assert_eq!(
             src.manifest.entries[0].kind,
             EntryKind::File {
                 size: 7,
-                hash: *blake3::hash(b"one two").as_bytes()
+                hash: *blake3::hash(b"one two").as_bytes(),
+                // Two blocks of 4 bytes.
+                blocks: vec![
+                    *blake3::hash(b"one ").as_bytes(),
+                    *blake3::hash(b"two").as_bytes()
+                ],
             }
         );
         assert!(src.seen[0] == FileId::of(&fs::symlink_metadata(&f).unwrap()));
@@ -314,13 +386,13 @@ mod tests {
         let d = crate::test_dir("dup");
         fs::create_dir_all(d.join("x/data")).unwrap();
         fs::create_dir_all(d.join("y/data")).unwrap();
-        let err = scan(&[d.join("x/data"), d.join("y/data")]).unwrap_err();
+        let err = scan(&[d.join("x/data"), d.join("y/data")], 1 << 20).unwrap_err();
         assert!(
             matches!(err, ScanError::Duplicate(ref n) if n == "data"),
             "{err}"
         );
         assert!(matches!(
-            scan(&[PathBuf::from("/")]),
+            scan(&[PathBuf::from("/")], 1 << 20),
             Err(ScanError::NoName(_))
         ));
         fs::remove_dir_all(&d).unwrap();

@@ -80,6 +80,24 @@ fn ipv6_index(ep: &Endpoint) -> u32 {
     }
 }
 
+/// Why no interface has `addr`, and the fix: a loopback address on a host
+/// (a fresh network namespace, a container) whose loopback is down gets
+/// `ip link set lo up`, which gives it 127.0.0.1 and ::1.
+fn missing_address(addr: IpAddr, all: &[crate::sys::Interface]) -> String {
+    let down_loopback = all
+        .iter()
+        .find(|i| i.name == "lo" && !i.up)
+        .filter(|_| addr.is_loopback());
+    match down_loopback {
+        Some(_) => format!(
+            "no interface has the address {addr}: the loopback interface lo is down (a fresh network namespace or container?); bring it up with `ip link set lo up` (as root)"
+        ),
+        None => format!(
+            "no interface of this host has the address {addr}: give one of its addresses or an interface name (`ip -br addr` lists them)"
+        ),
+    }
+}
+
 /// Resolves `--interface`: an address of this host, or an interface name.
 /// Returns the address to send and join on (of the group's family) and the
 /// interface's index; or one line that names what is wrong and the fix.
@@ -89,9 +107,7 @@ pub fn resolve_interface(spec: &str, group: SocketAddr) -> Result<(IpAddr, u32),
     let (iface, addr) = match spec.parse::<IpAddr>() {
         Ok(addr) => {
             let Some(i) = all.iter().find(|i| i.addrs.contains(&addr)) else {
-                return Err(format!(
-                    "no interface of this host has the address {addr}: give one of its addresses or an interface name (`ip -br addr` lists them)"
-                ));
+                return Err(missing_address(addr, &all));
             };
             (i, addr)
         }
@@ -314,6 +330,33 @@ mod tests {
             e.contains("no interface of this host has the address"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_loopback_address_on_a_host_whose_loopback_is_down_gets_the_real_fix() {
+        let lo = |up| crate::sys::Interface {
+            name: "lo".into(),
+            index: 1,
+            up,
+            multicast: true,
+            addrs: Vec::new(),
+            mtu: Some(65536),
+        };
+        let local: IpAddr = "127.0.0.1".parse().unwrap();
+        let e = missing_address(local, &[lo(false)]);
+        assert!(
+            e.contains("lo is down") && e.contains("ip link set lo up"),
+            "{e}"
+        );
+        let e = missing_address("::1".parse().unwrap(), &[lo(false)]);
+        assert!(e.contains("ip link set lo up"), "{e}");
+        // Up, or another address: the general message.
+        for e in [
+            missing_address(local, &[lo(true)]),
+            missing_address("192.0.2.1".parse().unwrap(), &[lo(false)]),
+        ] {
+            assert!(e.contains("`ip -br addr` lists them"), "{e}");
+        }
     }
 
     #[test]

@@ -44,6 +44,9 @@ impl FileId {
 struct Stamp {
     id: FileId,
     hash: [u8; 32],
+    /// The block size and hashes of its blocks, when they were computed
+    /// (a file of more than one block pushed by a sender).
+    blocks: Option<(u64, Vec<[u8; 32]>)>,
 }
 
 impl Stamp {
@@ -51,6 +54,7 @@ impl Stamp {
         Stamp {
             id: FileId::of(md),
             hash,
+            blocks: None,
         }
     }
 }
@@ -91,7 +95,49 @@ impl HashCache {
     /// The remembered hash of `key`, if `md` shows the file unchanged.
     pub fn hash_of(&self, key: &str, md: &fs::Metadata) -> Option<[u8; 32]> {
         let s = self.map.get(key)?;
-        (Stamp::of(md, s.hash) == *s).then_some(s.hash)
+        (FileId::of(md) == s.id).then_some(s.hash)
+    }
+
+    /// The remembered hash of `key` and of its blocks of `block_bytes` (none
+    /// when it has one block), if `md` shows the file unchanged.
+    pub fn hashes_of(
+        &self,
+        key: &str,
+        md: &fs::Metadata,
+        block_bytes: u64,
+    ) -> Option<crate::hash::Hashes> {
+        let s = self.map.get(key)?;
+        if FileId::of(md) != s.id {
+            return None;
+        }
+        if md.len() <= block_bytes || block_bytes == 0 {
+            return Some((s.hash, Vec::new()));
+        }
+        match &s.blocks {
+            Some((bb, blocks)) if *bb == block_bytes => Some((s.hash, blocks.clone())),
+            _ => None,
+        }
+    }
+
+    /// [`HashCache::remember`], with the hashes of the file's blocks of
+    /// `block_bytes`.
+    pub fn remember_blocks(
+        &mut self,
+        key: &str,
+        md: &fs::Metadata,
+        (hash, blocks): crate::hash::Hashes,
+        block_bytes: u64,
+    ) {
+        self.remember(key, md, hash);
+        if blocks.is_empty() {
+            return;
+        }
+        if let Some(s) = self.map.get_mut(key) {
+            if s.id == FileId::of(md) && s.hash == hash {
+                s.blocks = Some((block_bytes, blocks));
+                self.dirty = true;
+            }
+        }
     }
 
     /// Remembers that the file `md` describes has `hash`.
@@ -109,7 +155,11 @@ impl HashCache {
             return;
         }
         let stamp = Stamp::of(md, hash);
-        if self.map.get(key) != Some(&stamp) {
+        if self
+            .map
+            .get(key)
+            .is_none_or(|s| s.id != stamp.id || s.hash != hash)
+        {
             if self.map.len() >= MAX_ENTRIES {
                 self.map.clear();
             }

@@ -173,10 +173,15 @@ pub fn without_network_capabilities(cmd: &mut std::process::Command) -> &mut std
     unsafe { cmd.pre_exec(drop_network_capabilities) }
 }
 
+/// This process's effective user id.
+pub fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() }
+}
+
 /// True when this process runs as root (effective user id 0).
 pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
+    euid() == 0
 }
 
 /// Drops the network capabilities (`CAP_NET_BIND_SERVICE`, `CAP_NET_BROADCAST`, `CAP_NET_ADMIN`, `CAP_NET_RAW`) from this process
@@ -245,6 +250,57 @@ pub fn drop_network_capabilities() -> io::Result<()> {
     Ok(())
 }
 
+/// The id of the group named `name` (through NSS, as `getent group` sees
+/// it), or `name` itself when it is a number; `None` when no such group
+/// exists.
+pub fn group_id(name: &str) -> io::Result<Option<u32>> {
+    if let Ok(gid) = name.parse::<u32>() {
+        return Ok(Some(gid));
+    }
+    let c_name = std::ffi::CString::new(name)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL in a group name"))?;
+    let mut buf = vec![0u8; 4096];
+    loop {
+        // SAFETY: every pointer is to a live local of the right type, and
+        // `buf`'s length is passed with it.
+        let mut group: libc::group = unsafe { std::mem::zeroed() };
+        let mut found: *mut libc::group = std::ptr::null_mut();
+        let r = unsafe {
+            libc::getgrnam_r(
+                c_name.as_ptr(),
+                &mut group,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut found,
+            )
+        };
+        match r {
+            0 if found.is_null() => return Ok(None),
+            0 => return Ok(Some(group.gr_gid)),
+            libc::ERANGE if buf.len() < 1 << 20 => buf.resize(buf.len() * 2, 0),
+            e => return Err(io::Error::from_raw_os_error(e)),
+        }
+    }
+}
+
+/// What to do about an I/O error, as a clause to append to its message
+/// (`": check the path"`), or "" when there is nothing to add.
+pub fn io_fix(e: &io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(libc::ENOENT) => ": check the path",
+        Some(libc::EACCES) | Some(libc::EPERM) => {
+            ": run as a user who may, or change the permissions"
+        }
+        Some(libc::EROFS) => ": the file system is read-only; choose a place on a writable one",
+        Some(libc::ENOTDIR) | Some(libc::EEXIST) => ": a file is in the way of a directory",
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) => {
+            ": free some space, or choose another file system"
+        }
+        Some(libc::EMFILE) | Some(libc::ENFILE) => ": raise the open-files limit (ulimit -n)",
+        _ => "",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -265,5 +321,21 @@ mod tests {
             super::free_bytes(std::path::Path::new("/no/such/dir")),
             None
         );
+    }
+
+    #[test]
+    fn group_ids_by_name_and_number() {
+        assert_eq!(super::group_id("root").unwrap(), Some(0));
+        assert_eq!(super::group_id("4242").unwrap(), Some(4242));
+        assert_eq!(super::group_id("no-such-group-mdp").unwrap(), None);
+    }
+
+    #[test]
+    fn io_errors_come_with_what_to_do() {
+        let e = |n| std::io::Error::from_raw_os_error(n);
+        assert_eq!(super::io_fix(&e(libc::ENOENT)), ": check the path");
+        assert!(super::io_fix(&e(libc::EACCES)).contains("permissions"));
+        assert!(super::io_fix(&e(libc::ENOSPC)).contains("space"));
+        assert_eq!(super::io_fix(&e(libc::EINTR)), "");
     }
 }

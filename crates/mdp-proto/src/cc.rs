@@ -164,7 +164,9 @@ impl CongestionMeter {
             self.highest = seq;
         }
         let elapsed = now.saturating_duration_since(start);
-        let span = self.highest.wrapping_sub(self.base) + 1;
+        // Wrapping: right after a window `highest` is `base - 1`, and a
+        // forged sequence number may leave it there.
+        let span = self.highest.wrapping_sub(self.base).wrapping_add(1);
         if elapsed > WINDOW_MAX && span < WINDOW_MIN_PACKETS {
             self.restart(now, seq, len);
             return None;
@@ -518,6 +520,21 @@ mod tests {
             }
         }
         reports
+    }
+
+    #[test]
+    fn a_forged_sequence_number_right_after_a_window_is_harmless() {
+        let mut m = CongestionMeter::default();
+        let t0 = Instant::now();
+        feed(&mut m, t0, 10_000, 0, 2_000);
+        let base = m.base;
+        // Half the sequence space ahead of the window's start: it used to
+        // overflow the span (a panic where overflows are checked).
+        let later = t0 + Duration::from_secs(1);
+        assert!(m
+            .on_data(later, base.wrapping_add((1 << 31) - 1), 1400)
+            .is_none());
+        assert!(m.on_data(later, base, 1400).is_none());
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! directory of another entry.
 
 use crate::ids::ObjectId;
+use crate::layout::Coding;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use thiserror::Error;
@@ -27,12 +28,25 @@ pub const MAX_FILE_SIZE: u64 = 1 << 50;
 pub enum EntryKind {
     /// A directory (created even when empty).
     Dir,
-    /// A regular file, with its size and BLAKE3 hash.
+    /// A regular file, with its size and BLAKE3 hashes.
     File {
         /// Length in bytes.
         size: u64,
         /// BLAKE3 hash of the content.
         hash: [u8; 32],
+        /// BLAKE3 hash of each block of the content at the session's block
+        /// size ([`crate::layout::Coding`]), in order, when the file has
+        /// more than one block; empty otherwise (a file of one block is
+        /// checked against `hash`). See [`Entry::block_hash`].
+        blocks: Vec<[u8; 32]>,
+    },
+    /// A symbolic link (not an object: no data follows). Its target is
+    /// taken as written and may point anywhere, as with rsync; the receiver
+    /// never follows it (nor any link) when it places or deletes.
+    Symlink {
+        /// What the link points to, at most [`MAX_PATH_LEN`] bytes, no NUL
+        /// and no control character.
+        target: String,
     },
 }
 
@@ -49,6 +63,37 @@ pub struct Entry {
     pub mtime_secs: i64,
     /// Nanoseconds part of the modification time.
     pub mtime_nanos: u32,
+}
+
+/// The block hashes the manifest carries for a file of content `data` at
+/// `coding`'s block size: the BLAKE3 hash of each block, in order, when
+/// there is more than one block; none otherwise (see [`EntryKind::File`]).
+/// Senders with the file on disk compute the same in one read with its
+/// whole hash; this is the definition, for callers holding the bytes.
+pub fn block_hashes(data: &[u8], coding: &Coding) -> Vec<[u8; 32]> {
+    let block = coding.block_k as usize * coding.symbol_size as usize;
+    if block == 0 || data.len() <= block {
+        return Vec::new();
+    }
+    data.chunks(block)
+        .map(|c| *blake3::hash(c).as_bytes())
+        .collect()
+}
+
+impl Entry {
+    /// The BLAKE3 hash block `block` of this file must have: its entry in
+    /// `blocks`, or the file's `hash` for a file of one block. `None` for a
+    /// directory or a block the entry has no hash for (the caller checked
+    /// [`Manifest::check_block_hashes`], so that is a block out of range).
+    pub fn block_hash(&self, block: u32) -> Option<[u8; 32]> {
+        match &self.kind {
+            EntryKind::File { blocks, .. } if !blocks.is_empty() => {
+                blocks.get(block as usize).copied()
+            }
+            EntryKind::File { hash, .. } if block == 0 => Some(*hash),
+            _ => None,
+        }
+    }
 }
 
 /// The entries of a session, in transmission order.
@@ -76,26 +121,19 @@ pub enum ManifestError {
     /// A file larger than [`MAX_FILE_SIZE`].
     #[error("file {0:?} is too large")]
     TooLarge(String),
+    /// A symbolic link whose target is unusable.
+    #[error("link {0:?} has an unusable target: {1}")]
+    UnsafeTarget(String, &'static str),
+    /// A file whose block hashes do not match its block count.
+    #[error("file {0:?} has {1} block hashes for {2} blocks")]
+    BlockHashes(String, usize, u64),
 }
 
 /// Checks one relative path; returns why it is unsafe.
 pub fn check_path(path: &str) -> Result<(), &'static str> {
-    if path.is_empty() {
-        return Err("empty");
-    }
-    if path.len() > MAX_PATH_LEN {
-        return Err("too long");
-    }
+    check_text(path)?;
     if path.starts_with('/') {
         return Err("absolute");
-    }
-    if path.contains('\0') {
-        return Err("contains NUL");
-    }
-    // A newline would forge a line of the hooks' file lists, an escape
-    // sequence would rewrite an operator's terminal.
-    if path.chars().any(char::is_control) {
-        return Err("contains a control character");
     }
     let mut depth = 0;
     for comp in path.split('/') {
@@ -108,6 +146,34 @@ pub fn check_path(path: &str) -> Result<(), &'static str> {
     }
     if depth > MAX_PATH_DEPTH {
         return Err("too deep");
+    }
+    Ok(())
+}
+
+/// Checks a symbolic link's target; returns why it is unusable. Any path,
+/// absolute or with `..`, is a valid target (nothing follows it), but not
+/// an empty one, an over-long one, or one with a NUL or a control
+/// character (which would reach logs and terminals).
+pub fn check_target(target: &str) -> Result<(), &'static str> {
+    check_text(target)
+}
+
+/// What a path and a link's target share: not empty, at most
+/// [`MAX_PATH_LEN`] bytes, no NUL, and no control character (a newline
+/// would forge a line of the hooks' file lists, an escape sequence would
+/// rewrite an operator's terminal).
+fn check_text(text: &str) -> Result<(), &'static str> {
+    if text.is_empty() {
+        return Err("empty");
+    }
+    if text.len() > MAX_PATH_LEN {
+        return Err("too long");
+    }
+    if text.contains('\0') {
+        return Err("contains NUL");
+    }
+    if text.chars().any(char::is_control) {
+        return Err("contains a control character");
     }
     Ok(())
 }
@@ -149,6 +215,7 @@ impl Manifest {
             return Err(ManifestError::TooManyEntries);
         }
         let mut seen: HashSet<&str> = HashSet::with_capacity(self.entries.len());
+        // Files and links: nothing may live below them.
         let mut files: HashSet<&str> = HashSet::new();
         for e in &self.entries {
             check_path(&e.path).map_err(|why| ManifestError::UnsafePath(e.path.clone(), why))?;
@@ -161,8 +228,13 @@ impl Manifest {
                 }
                 files.insert(&e.path);
             }
+            if let EntryKind::Symlink { target } = &e.kind {
+                check_target(target)
+                    .map_err(|why| ManifestError::UnsafeTarget(e.path.clone(), why))?;
+                files.insert(&e.path);
+            }
         }
-        // No entry may live below a file.
+        // No entry may live below a file or a link.
         for e in &self.entries {
             let mut prefix_end = 0;
             while let Some(i) = e.path[prefix_end..].find('/') {
@@ -171,6 +243,23 @@ impl Manifest {
                     return Err(ManifestError::Conflict(e.path.clone()));
                 }
                 prefix_end += i + 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that each file carries one hash per block at `coding`'s block
+    /// size when it has more than one block, and none otherwise: what a
+    /// receiver checks once it knows the session's coding, before it takes
+    /// a block against them.
+    pub fn check_block_hashes(&self, coding: &Coding) -> Result<(), ManifestError> {
+        for e in &self.entries {
+            if let EntryKind::File { size, blocks, .. } = &e.kind {
+                let n = coding.block_count_wide(*size);
+                let want = if n > 1 { n } else { 0 };
+                if blocks.len() as u64 != want {
+                    return Err(ManifestError::BlockHashes(e.path.clone(), blocks.len(), n));
+                }
             }
         }
         Ok(())
@@ -196,7 +285,7 @@ impl Manifest {
             .iter()
             .map(|e| match e.kind {
                 EntryKind::File { size, .. } => size,
-                EntryKind::Dir => 0,
+                EntryKind::Dir | EntryKind::Symlink { .. } => 0,
             })
             .sum()
     }
@@ -212,6 +301,7 @@ mod tests {
             kind: EntryKind::File {
                 size: 1,
                 hash: [0; 32],
+                blocks: Vec::new(),
             },
             mode: 0o644,
             mtime_secs: 0,
@@ -274,6 +364,46 @@ mod tests {
             entries: vec![file("a"), file("a/b")],
         };
         assert!(matches!(m.validate(), Err(ManifestError::Conflict(_))));
+    }
+
+    #[test]
+    fn links_point_anywhere_but_hold_nothing_below_them_and_no_control_character() {
+        let link = |path: &str, target: &str| Entry {
+            kind: EntryKind::Symlink {
+                target: target.into(),
+            },
+            ..file(path)
+        };
+        // Nothing follows a link, so any target is fine, even outside.
+        let m = Manifest {
+            entries: vec![
+                link("current", "release-42"),
+                link("up", "../../etc"),
+                link("abs", "/etc/passwd"),
+            ],
+        };
+        m.validate().unwrap();
+        assert_eq!(Manifest::decode(&m.encode()).unwrap(), m);
+        assert_eq!(m.file_count(), 0, "a link is no object");
+        let m = Manifest {
+            entries: vec![link("current", "release-42"), file("current/x")],
+        };
+        assert!(matches!(m.validate(), Err(ManifestError::Conflict(_))));
+        for bad in [
+            "",
+            "a\nb",
+            "a\0b",
+            "x\u{1b}[2J",
+            &"t".repeat(MAX_PATH_LEN + 1),
+        ] {
+            let m = Manifest {
+                entries: vec![link("l", bad)],
+            };
+            assert!(
+                matches!(m.validate(), Err(ManifestError::UnsafeTarget(..))),
+                "{bad:?} was accepted"
+            );
+        }
     }
 
     #[test]

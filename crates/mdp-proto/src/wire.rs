@@ -18,7 +18,7 @@ use thiserror::Error;
 /// The two magic bytes that open every mdp datagram: ASCII "md".
 pub const MAGIC: [u8; 2] = *b"md";
 /// The protocol version this implementation speaks.
-pub const VERSION: u8 = 6;
+pub const VERSION: u8 = 7;
 /// DATA flag: this symbol is a repair sent in answer to a NACK.
 pub const FLAG_REPAIR: u8 = 0x01;
 
@@ -195,6 +195,10 @@ pub struct Announce {
     /// After a complete push, receivers remove what the pushed directories
     /// hold beyond the manifest (`mdp-send --delete`).
     pub delete: bool,
+    /// A dry run (`mdp-send --dry-run`): receivers only register with what
+    /// they hold; no file data follows, nothing is written, and DONE ends
+    /// the session once they have.
+    pub dry_run: bool,
     /// Set when the push is encrypted for receivers known by key: only a
     /// receiver sent the session key (KEY) can read DATA, FLUSH and DONE.
     pub enc: Option<Encryption>,
@@ -234,7 +238,7 @@ impl PushSignature {
 
 /// Domain separation of a push claim: no other message mdp signs can be
 /// taken for one.
-pub const PUSH_CLAIM_CONTEXT: &[u8] = b"mdp push claim v6\0";
+pub const PUSH_CLAIM_CONTEXT: &[u8] = b"mdp push claim v8\0";
 
 /// The bytes a sender signs for a push (docs/PROTOCOL.md §5a): the
 /// context, then the session id, `signed_at_us`, the signer's key, and the
@@ -248,7 +252,7 @@ pub fn push_claim(
     signed_at_us: u64,
 ) -> Vec<u8> {
     let mut m =
-        Vec::with_capacity(PUSH_CLAIM_CONTEXT.len() + 8 + 8 + 32 + 2 + 2 + 2 + 8 + 32 + 4 + 1 + 34);
+        Vec::with_capacity(PUSH_CLAIM_CONTEXT.len() + 8 + 8 + 32 + 2 + 2 + 2 + 8 + 32 + 4 + 2 + 34);
     m.extend_from_slice(PUSH_CLAIM_CONTEXT);
     m.extend_from_slice(&session.0.to_be_bytes());
     m.extend_from_slice(&signed_at_us.to_be_bytes());
@@ -260,6 +264,7 @@ pub fn push_claim(
     m.extend_from_slice(&a.manifest_hash);
     m.extend_from_slice(&a.object_count.to_be_bytes());
     m.push(a.delete as u8);
+    m.push(a.dry_run as u8);
     match &a.enc {
         None => m.push(0),
         Some(e) => {
@@ -363,7 +368,7 @@ impl FeedbackSignature {
 }
 
 /// Domain separation of a feedback claim.
-pub const FEEDBACK_CLAIM_CONTEXT: &[u8] = b"mdp feedback claim v6\0";
+pub const FEEDBACK_CLAIM_CONTEXT: &[u8] = b"mdp feedback claim v8\0";
 
 /// The bytes a receiver signs for a REGISTER, STATUS or KEYREQ (docs/PROTOCOL.md
 /// §5b): the context, the session id (big-endian), the packet type, and
@@ -792,7 +797,7 @@ mod tests {
         let mut buf = Vec::new();
         write_data(&mut buf, &h, b"hello");
         assert_eq!(buf.len(), DATA_HEADER_LEN + 5);
-        assert_eq!(&buf[..4], b"md\x06\x01");
+        assert_eq!(&buf[..4], b"md\x07\x01");
         assert_eq!(&buf[24..28], &[0xde, 0xad, 0xbe, 0xef]);
         match parse(&buf).unwrap() {
             Packet::Data { header, payload } => {
@@ -846,7 +851,7 @@ mod tests {
     fn rejects_truncated_and_foreign_datagrams() {
         assert_eq!(parse(b""), Err(WireError::Truncated));
         assert_eq!(
-            parse(b"md\x06\x01\0\0\0\0\0\0\0\0\0"),
+            parse(b"md\x07\x01\0\0\0\0\0\0\0\0\0"),
             Err(WireError::Truncated)
         );
         assert_eq!(
@@ -882,12 +887,17 @@ mod tests {
             parse(b"md\x04\x10\0\0\0\0\0\0\0\0"),
             Err(WireError::UnsupportedVersion(4))
         );
+        // Version 6's manifest had no block hashes.
         assert_eq!(
-            parse(b"md\x06\x37\0\0\0\0\0\0\0\0"),
+            parse(b"md\x06\x10\0\0\0\0\0\0\0\0"),
+            Err(WireError::UnsupportedVersion(6))
+        );
+        assert_eq!(
+            parse(b"md\x07\x37\0\0\0\0\0\0\0\0"),
             Err(WireError::UnknownType(0x37))
         );
         // A NACK claiming 2^32 entries in a 20-byte datagram.
-        let mut buf = b"md\x06\x21\0\0\0\0\0\0\0\0".to_vec();
+        let mut buf = b"md\x07\x21\0\0\0\0\0\0\0\0".to_vec();
         buf.extend_from_slice(&[5, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f]);
         assert!(parse(&buf).is_err());
     }

@@ -23,9 +23,9 @@ fn hex(s: &str) -> Vec<u8> {
     digits.chunks(2).map(|p| p[0] << 4 | p[1]).collect()
 }
 
-/// §3: magic "md", version 6, the type, the session big-endian.
+/// §3: magic "md", version 7, the type, the session big-endian.
 fn common(ty: &str) -> String {
-    format!("6d64 | 06 | {ty} | 0102030405060708 | ")
+    format!("6d64 | 07 | {ty} | 0102030405060708 | ")
 }
 
 /// `message` written equals `common(ty) + body`, and parses back to it.
@@ -116,6 +116,7 @@ fn announce_golden_bytes() {
             },
         ],
         delete: true,
+        dry_run: false,
         enc: None,
         signed: None,
     });
@@ -124,7 +125,7 @@ fn announce_golden_bytes() {
         "10",
         message,
         &format!(
-            "{t} | f80a | c001 | 40 | 02 | {hash} | 05 | 01 02 | 02 07 00 8001 01 | 01 | 00 | 00"
+            "{t} | f80a | c001 | 40 | 02 | {hash} | 05 | 01 02 | 02 07 00 8001 01 | 01 | 00 | 00 | 00"
         ),
     );
 }
@@ -143,6 +144,7 @@ fn signed_announce_golden_bytes() {
         data_pos: (0, 0),
         acked: vec![],
         delete: false,
+        dry_run: false,
         enc: None,
         signed: Some(wire::PushSignature {
             signer: [0x22; 32],
@@ -160,7 +162,7 @@ fn signed_announce_golden_bytes() {
     golden(
         "10",
         message,
-        &format!("{t} | f80a | c001 | 40 | 02 | {hash} | 05 | 00 00 | 00 | 00 | 00 | 01 {signer} ac02 {r} {s}"),
+        &format!("{t} | f80a | c001 | 40 | 02 | {hash} | 05 | 00 00 | 00 | 00 | 00 | 00 | 01 {signer} ac02 {r} {s}"),
     );
 }
 
@@ -180,6 +182,7 @@ fn encrypted_announce_golden_bytes() {
         data_pos: (0, 0),
         acked: vec![],
         delete: false,
+        dry_run: false,
         enc: Some(wire::Encryption {
             aead: mdp_proto::crypto::Aead::ChaCha20Poly1305,
             sender_eph: [0x55; 32],
@@ -190,7 +193,9 @@ fn encrypted_announce_golden_bytes() {
     golden(
         "10",
         message,
-        &format!("{t} | f80a | c001 | 40 | 02 | {hash} | 05 | 00 00 | 00 | 00 | 01 01 {eph} | 00"),
+        &format!(
+            "{t} | f80a | c001 | 40 | 02 | {hash} | 05 | 00 00 | 00 | 00 | 00 | 01 01 {eph} | 00"
+        ),
     );
 }
 
@@ -236,17 +241,18 @@ fn the_push_claim_has_a_fixed_layout() {
         data_pos: (9, 9),
         acked: vec![],
         delete: true,
+        dry_run: false,
         enc: None,
         signed: None,
     };
     let claim = wire::push_claim(SESSION, &a, &[0x22; 32], 0x0b0c);
     let fixed = format!(
-        "0102030405060708 | 0000000000000b0c | {} | 0102 | 0304 | 0506 | 0000000000000708 | {} | 0000090a | 01",
+        "0102030405060708 | 0000000000000b0c | {} | 0102 | 0304 | 0506 | 0000000000000708 | {} | 0000090a | 01 | 00",
         "22".repeat(32),
         "11".repeat(32)
     );
     let expected = [
-        b"mdp push claim v6\0".to_vec(),
+        b"mdp push claim v8\0".to_vec(),
         hex(&format!("{fixed} | 00")),
     ]
     .concat();
@@ -262,7 +268,7 @@ fn the_push_claim_has_a_fixed_layout() {
     };
     let claim = wire::push_claim(SESSION, &a, &[0x22; 32], 0x0b0c);
     let expected = [
-        b"mdp push claim v6\0".to_vec(),
+        b"mdp push claim v8\0".to_vec(),
         hex(&format!("{fixed} | 01 01 {}", "55".repeat(32))),
     ]
     .concat();
@@ -429,7 +435,7 @@ fn the_feedback_claim_is_the_message_without_its_signature() {
     });
     let claim = wire::feedback_claim(SESSION, &message).unwrap();
     let expected = [
-        b"mdp feedback claim v6\0".to_vec(),
+        b"mdp feedback claim v8\0".to_vec(),
         hex("0102030405060708 | 22 | 09 | 00 | 00 00 | 01 | 04 | 01 06 | 01 07 02 | 00"),
     ]
     .concat();
@@ -443,4 +449,21 @@ fn the_feedback_claim_is_the_message_without_its_signature() {
     assert!(id.public().verify(&claim, &signed.signature()));
     // Another session's claim differs.
     assert_ne!(wire::feedback_claim(SessionId(2), &message).unwrap(), claim);
+}
+
+#[test]
+fn a_manifest_with_a_symbolic_link_golden_bytes() {
+    use mdp_proto::{Entry, EntryKind, Manifest};
+    let m = Manifest {
+        entries: vec![Entry {
+            path: "l".into(),
+            kind: EntryKind::Symlink { target: "t".into() },
+            mode: 0o777,
+            mtime_secs: 0,
+            mtime_nanos: 0,
+        }],
+    };
+    // One entry | path "l" | variant 2 (Symlink) | target "t" | mode 511
+    // (varint) | mtime_secs 0 (zigzag varint) | mtime_nanos 0.
+    assert_eq!(m.encode(), hex("01 | 01 6c | 02 | 01 74 | ff 03 | 00 | 00"));
 }

@@ -32,6 +32,15 @@ fn manifest(sizes: &[u64]) -> (Manifest, Vec<Vec<u8>>) {
             kind: EntryKind::File {
                 size,
                 hash: *blake3::hash(&bytes).as_bytes(),
+                // At the coding `session` uses: 16 symbols of 256 bytes.
+                blocks: mdp_proto::manifest::block_hashes(
+                    &bytes,
+                    &mdp_proto::layout::Coding {
+                        symbol_size: 256,
+                        block_k: 16,
+                        parity: 8,
+                    },
+                ),
             },
             mode: 0o644,
             mtime_secs: 3,

@@ -59,6 +59,9 @@ pub struct SimConfig {
     /// datagram of the sender is also delivered with one byte changed, and
     /// again (a replay) 50 ms later.
     pub tamper: f64,
+    /// The attacker of `tamper` forges only this long from the start (none:
+    /// all along).
+    pub tamper_for: Option<Duration>,
     /// The sender is killed (stops dead, says nothing) at the first time
     /// and the same push is started again, as a new session, at the
     /// second. Receivers then run as services: a finished session is
@@ -106,6 +109,7 @@ impl SimConfig {
             trust: Vec::new(),
             receiver_clock_ahead: Duration::ZERO,
             tamper: 0.0,
+            tamper_for: None,
             sender_crash: None,
             receiver_setup: None,
             encode_delay: Duration::ZERO,

@@ -37,6 +37,8 @@ impl Content {
                 kind: EntryKind::File {
                     size: data.len() as u64,
                     hash: *blake3::hash(&data).as_bytes(),
+                    // Filled in for a session's block size: `manifest_for`.
+                    blocks: Vec::new(),
                 },
                 mode: 0o644,
                 mtime_secs: 1_700_000_000,
@@ -48,6 +50,20 @@ impl Content {
             manifest: Manifest { entries },
             files: by_obj,
         }
+    }
+
+    /// The manifest a sender of `coding` announces: [`Content::manifest`]
+    /// with the hash of each block of its files at that block size.
+    pub fn manifest_for(&self, coding: &mdp_proto::layout::Coding) -> Manifest {
+        let mut m = self.manifest.clone();
+        let mut object = 0;
+        for e in &mut m.entries {
+            if let EntryKind::File { blocks, .. } = &mut e.kind {
+                object += 1;
+                *blocks = mdp_proto::manifest::block_hashes(&self.files[&ObjectId(object)], coding);
+            }
+        }
+        m
     }
 
     /// Pseudo-random bytes, reproducible from `seed`.

@@ -240,6 +240,12 @@ pub fn sender_target(data: &[u8]) {
             kind: EntryKind::File {
                 size,
                 hash: [1; 32],
+                // As many as the coding makes blocks (their values do not
+                // matter to the sender).
+                blocks: mdp_proto::manifest::block_hashes(
+                    &vec![0; size as usize],
+                    &config.coding(),
+                ),
             },
             mode: 0o644,
             mtime_secs: 0,

@@ -97,6 +97,11 @@ impl Links {
         }
     }
 
+    /// The attacker stops forging (`SimConfig::tamper_for`).
+    pub(crate) fn stop_tampering(&mut self) {
+        self.tamper = 0.0;
+    }
+
     /// When the next datagram arrives.
     pub(crate) fn next_arrival(&self) -> Option<Instant> {
         self.queue.peek().map(|Reverse((at, _, _))| *at)

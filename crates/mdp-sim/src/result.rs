@@ -39,6 +39,9 @@ pub struct SimResult {
     pub report: Option<Arc<SenderReport>>,
     /// The sender's counters.
     pub sender_stats: mdp_proto::SenderStats,
+    /// The sender's notices ([`mdp_proto::SenderEvent`]) with the virtual
+    /// time since the start at which each came.
+    pub sender_events: Vec<(Duration, mdp_proto::SenderEvent)>,
     /// Every receiver.
     pub receivers: Vec<ReceiverResult>,
     /// Virtual time from start to the sender's end.

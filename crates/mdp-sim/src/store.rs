@@ -1,18 +1,21 @@
 //! A simulated receiver's caller: its files in memory, checked against the
-//! manifest's BLAKE3 hashes like the real store does, the blocks kept for
-//! resume, and the answers to the state machine's requests.
+//! manifest's BLAKE3 hashes like the real store does (each block before it
+//! is written, each file before it counts), the blocks kept for resume, the
+//! blocks of an older version at a file's path that a changed file starts
+//! from, and the answers to the state machine's requests.
 //!
 //! **Invariant:** a file is in `verified` only when its bytes match the
 //! manifest's hash, and a block is in `written` only once its bytes are in
-//! the file's buffer, so resume never claims a block it does not hold.
+//! the file's buffer and matched the manifest's hash for it, so resume never
+//! claims a block it does not hold.
 
 use crate::drain::Output;
 use mdp_proto::fec::Codec;
 use mdp_proto::ranges;
 use mdp_proto::wire::FailReason;
 use mdp_proto::{
-    EntryKind, ObjectId, Receiver, ReceiverConfig, ReceiverEvent, ReceiverRequest, ReceiverStats,
-    SessionOutcome,
+    Entry, EntryKind, ObjectId, Receiver, ReceiverConfig, ReceiverEvent, ReceiverRequest,
+    ReceiverStats, SessionOutcome,
 };
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -20,8 +23,8 @@ use std::time::{Duration, Instant};
 /// What a receiver's caller keeps: files, partial files, outcomes.
 #[derive(Debug, Default)]
 pub(crate) struct Store {
-    /// Path and hash of each file object, by object id.
-    objects: HashMap<ObjectId, (String, [u8; 32])>,
+    /// The manifest entry of each file object, by object id.
+    objects: HashMap<ObjectId, Entry>,
     buffers: HashMap<ObjectId, Vec<u8>>,
     pub(crate) verified: HashMap<String, Vec<u8>>,
     /// Blocks written this session, per file object.
@@ -39,6 +42,9 @@ pub(crate) struct Store {
     /// A [`ReceiverRequest::Settle`] being worked on, answered then.
     pub(crate) settle_at: Option<Instant>,
     pub(crate) settled: Option<Instant>,
+    /// What the last `Settle` said of the push's symbolic links: place
+    /// them (signed, every file in place) or not.
+    pub(crate) settle_links: Option<bool>,
 }
 
 /// How the store answers, the same for every receiver of a world.
@@ -78,25 +84,26 @@ impl Store {
                 // are reported and not received again.
                 let mut present = Vec::new();
                 for (id, e) in manifest.files() {
-                    if let EntryKind::File { size, hash } = e.kind {
+                    if let EntryKind::File { size, hash, .. } = e.kind {
                         let held = self.verified.get(&e.path);
                         if held.is_some_and(|d| *blake3::hash(d).as_bytes() == hash) {
                             present.push(id);
                             continue;
                         }
-                        self.objects.insert(id, (e.path.clone(), hash));
+                        self.objects.insert(id, e.clone());
                         // An earlier, interrupted push of the same file.
-                        match self.partials.remove(&hash) {
-                            Some((data, blocks)) if data.len() == size as usize => {
-                                let ranges = ranges::from_ascending(blocks.iter().copied());
-                                self.buffers.insert(id, data);
-                                self.written.insert(id, blocks);
-                                machine.handle_partial(now, id, &ranges);
-                            }
-                            _ => {
-                                self.buffers.insert(id, vec![0; size as usize]);
-                            }
+                        let (data, blocks) = match self.partials.remove(&hash) {
+                            Some((data, blocks)) if data.len() == size as usize => (data, blocks),
+                            // Else the blocks of an older version at its
+                            // path that are blocks of the new one.
+                            _ => self.start_from_old(e, rules.block_bytes),
+                        };
+                        if !blocks.is_empty() {
+                            let ranges = ranges::from_ascending(blocks.iter().copied());
+                            machine.handle_partial(now, id, &ranges);
                         }
+                        self.buffers.insert(id, data);
+                        self.written.insert(id, blocks);
                     }
                 }
                 machine.handle_present(now, &present);
@@ -107,18 +114,32 @@ impl Store {
                 block,
             }) => {
                 let data = block.into_bytes(codec).expect("k distinct symbols decode");
+                let b = (offset / rules.block_bytes) as u32;
+                let entry = &self.objects[&object];
+                // Checked against the manifest before it is written.
+                if entry.block_hash(b) != Some(*blake3::hash(&data).as_bytes()) {
+                    machine.handle_block_rejected(now, object, b);
+                    return;
+                }
                 let f = self
                     .buffers
                     .get_mut(&object)
                     .expect("object of the manifest");
                 f[offset as usize..offset as usize + data.len()].copy_from_slice(&data);
-                self.written
-                    .entry(object)
-                    .or_default()
-                    .insert((offset / rules.block_bytes) as u32);
+                self.written.entry(object).or_default().insert(b);
             }
             Output::Request(ReceiverRequest::VerifyObject { object }) => {
-                let (path, hash) = self.objects[&object].clone();
+                let entry = &self.objects[&object];
+                let EntryKind::File { size, hash, .. } = entry.kind else {
+                    unreachable!("objects are files")
+                };
+                let held = self.written.get(&object).map_or(0, BTreeSet::len) as u64;
+                if held < size.div_ceil(rules.block_bytes) {
+                    // A block was rejected and is being received again, as
+                    // the real writer does: checked once it is written.
+                    return;
+                }
+                let path = entry.path.clone();
                 let data = self.buffers.remove(&object).unwrap_or_default();
                 self.written.remove(&object);
                 let ok = *blake3::hash(&data).as_bytes() == hash;
@@ -132,7 +153,8 @@ impl Store {
                 };
                 machine.handle_object_verified(now, object, result);
             }
-            Output::Request(ReceiverRequest::Settle { .. }) => {
+            Output::Request(ReceiverRequest::Settle { links, .. }) => {
+                self.settle_links = Some(links);
                 if rules.settle_delay.is_zero() {
                     self.settled = Some(now);
                     machine.handle_settled(now);
@@ -154,12 +176,38 @@ impl Store {
         }
     }
 
+    /// A new buffer for the file `e`, holding the blocks of the older
+    /// version at its path that match the manifest's hashes for them, and
+    /// those blocks (the real store's delta.rs).
+    fn start_from_old(&self, e: &Entry, block_bytes: u64) -> (Vec<u8>, BTreeSet<u32>) {
+        let EntryKind::File { size, blocks, .. } = &e.kind else {
+            unreachable!("objects are files")
+        };
+        let mut data = vec![0; *size as usize];
+        let mut held = BTreeSet::new();
+        let Some(old) = self.verified.get(&e.path).filter(|_| !blocks.is_empty()) else {
+            return (data, held);
+        };
+        for (b, want) in blocks.iter().enumerate() {
+            let start = b * block_bytes as usize;
+            let end = (start + block_bytes as usize).min(data.len());
+            match old.get(start..end) {
+                Some(bytes) if *blake3::hash(bytes).as_bytes() == *want => {
+                    data[start..end].copy_from_slice(bytes);
+                    held.insert(b as u32);
+                }
+                _ => {}
+            }
+        }
+        (data, held)
+    }
+
     /// Service mode: keeps what the finished session left (placed files,
     /// written blocks of the others) and makes a fresh state machine.
     fn next_session(&mut self, config: &mut ReceiverConfig) -> Receiver {
         for (id, data) in std::mem::take(&mut self.buffers) {
             let blocks = self.written.remove(&id).unwrap_or_default();
-            if let Some((_, hash)) = self.objects.get(&id) {
+            if let Some(EntryKind::File { hash, .. }) = self.objects.get(&id).map(|e| &e.kind) {
                 if !blocks.is_empty() {
                     self.partials.insert(*hash, (data, blocks));
                 }

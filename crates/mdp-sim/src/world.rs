@@ -19,7 +19,9 @@ use crate::links::{DropRule, Links, Node, Sent};
 use crate::store::{Rules, Store};
 use crate::{Content, Fate, ReceiverResult, SimConfig, SimResult, SimRng};
 use mdp_proto::fec::Codec;
-use mdp_proto::{Receiver, ReceiverConfig, Sender, SenderConfig, SenderRequest, SessionOutcome};
+use mdp_proto::{
+    Receiver, ReceiverConfig, Sender, SenderConfig, SenderEvent, SenderRequest, SessionOutcome,
+};
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -45,6 +47,8 @@ pub struct World {
     sender: Sender,
     sender_timeout: Option<Instant>,
     sender_end: Option<Instant>,
+    /// The sender's notices, with when they came.
+    sender_events: Vec<(Duration, SenderEvent)>,
     /// The sender's settings (for a restart after `sender_crash`).
     sender_config: SenderConfig,
     sender_alive: bool,
@@ -87,8 +91,12 @@ impl World {
         if sender_config.identity.is_some() && sender_config.signed_at_us == 0 {
             sender_config.signed_at_us = UNIX_AT_START_US;
         }
-        let sender = Sender::new(sender_config.clone(), content.manifest.clone(), start)
-            .expect("valid simulation settings");
+        let sender = Sender::new(
+            sender_config.clone(),
+            content.manifest_for(&sender_config.coding()),
+            start,
+        )
+        .expect("valid simulation settings");
         let mut receiver_configs = Vec::new();
         let mut rng = SimRng::new(config.seed);
         let receivers = (0..config.receivers)
@@ -152,6 +160,7 @@ impl World {
             sender,
             sender_timeout: None,
             sender_end: None,
+            sender_events: Vec::new(),
             receivers,
             encoding: VecDeque::new(),
             codec: Codec::default(),
@@ -209,6 +218,12 @@ impl World {
     /// How receiver `i`'s last finished session ended.
     pub fn receiver_outcome(&self, i: usize) -> Option<&SessionOutcome> {
         self.receivers[i].store.outcome.as_ref()
+    }
+
+    /// Whether receiver `i`'s last `Settle` let the push place its
+    /// symbolic links (`None`: it never settled).
+    pub fn receiver_settle_links(&self, i: usize) -> Option<bool> {
+        self.receivers[i].store.settle_links
     }
 
     /// Why receiver `i` refused pushes (`ReceiverEvent::Untrusted`), in
@@ -319,6 +334,13 @@ impl World {
             "no progress in virtual time: a timer that frees nothing"
         );
         self.now = self.now.max(next);
+        if self
+            .config
+            .tamper_for
+            .is_some_and(|d| self.now >= self.start + d)
+        {
+            self.links.stop_tampering();
+        }
         self.sender_crash_due();
         self.fates_due();
         self.deliver_due();
@@ -360,6 +382,7 @@ impl World {
             .map(|r| r.machine.stats().nack_entries_sent)
             .sum();
         SimResult {
+            sender_events: self.sender_events,
             report: self.sender.report().cloned(),
             sender_stats: self.sender.stats(),
             elapsed: self.sender_end.unwrap_or(self.now) - self.start,
@@ -404,8 +427,8 @@ impl World {
             if c.identity.is_some() {
                 c.signed_at_us = UNIX_AT_START_US + (now - self.start).as_micros() as u64;
             }
-            self.sender = Sender::new(c, self.content.manifest.clone(), now)
-                .expect("valid simulation settings");
+            let manifest = self.content.manifest_for(&c.coding());
+            self.sender = Sender::new(c, manifest, now).expect("valid simulation settings");
             self.sender_alive = true;
             self.sender_end = None;
             self.encoding.clear();
@@ -534,13 +557,18 @@ impl World {
         let content = &self.content;
         let encoding = &mut self.encoding;
         let encode_delay = self.config.encode_delay;
+        let (start, events) = (self.start, &mut self.sender_events);
         self.sender_timeout = self.drain.sender(
             &mut self.sender,
             now,
             |d| links.multicast_from_sender(now, d, n, |i| receivers[i].counted(), false),
             |sender, out| {
-                let Output::Request(req) = out else {
-                    return;
+                let req = match out {
+                    Output::Request(req) => req,
+                    Output::Event(ev) => {
+                        events.push((now - start, ev));
+                        return;
+                    }
                 };
                 if matches!(req, SenderRequest::EncodeParity { .. }) && !encode_delay.is_zero() {
                     encoding.push_back((now + encode_delay, req));

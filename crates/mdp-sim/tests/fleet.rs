@@ -40,7 +40,7 @@ fn a_closed_group_starts_once_everyone_registered_and_succeeds() {
     c.sender.expected_names = names(&["r0", "r1", "r2"]);
     c.sender.wait = Duration::from_secs(30);
     let r = World::new(c, content).run();
-    let report = r.report.expect("finished");
+    let report = r.report.clone().expect("finished");
     assert!(report.success, "{:?}", report.problem);
     assert_eq!((report.expected, report.confirmed), (3, 3));
     assert!(report.receivers.iter().all(|x| x.expected));
@@ -62,7 +62,7 @@ fn an_expected_host_that_never_starts_is_named_and_fails_the_push_in_bounded_tim
         Fate::LateJoin(Duration::from_secs(3600)),
     ];
     let r = World::new(c, content).run();
-    let report = r.report.expect("finished");
+    let report = r.report.clone().expect("finished");
     assert!(!report.success);
     assert_eq!((report.expected, report.confirmed), (3, 2));
     let absent = report
@@ -97,7 +97,7 @@ fn an_unexpected_receiver_is_served_and_reported_but_does_not_decide_success() {
         Fate::Killed(Duration::from_millis(5)),
     ];
     let r = World::new(c, content).run();
-    let report = r.report.expect("finished");
+    let report = r.report.clone().expect("finished");
     assert!(report.success, "{:?}", report.problem);
     assert_eq!((report.expected, report.confirmed), (2, 2));
     if let Some(extra) = report.receivers.iter().find(|x| x.name == "r2") {
@@ -132,7 +132,7 @@ fn a_repeated_push_of_unchanged_files_sends_no_file_data() {
     let mut c = SimConfig::new(3, 504);
     c.preexisting = vec![held(&content); 3];
     let r = World::new(c, content.clone()).run();
-    let report = r.report.expect("finished");
+    let report = r.report.clone().expect("finished");
     assert!(report.success, "{:?}", report.problem);
     assert_eq!(report.stats.files_skipped, 2);
     assert_eq!(report.stats.bytes_skipped, 300_000 + 1234);
@@ -158,7 +158,7 @@ fn a_push_where_one_file_changed_sends_about_that_file_only() {
     c.preexisting = vec![held(&old); 3];
     c.loss_independent = 0.02;
     let r = World::new(c, content.clone()).run();
-    let report = r.report.expect("finished");
+    let report = r.report.clone().expect("finished");
     assert!(report.success, "{:?}", report.problem);
     assert_eq!(report.stats.files_skipped, 1, "a.conf is everywhere");
     assert_eq!(report.stats.bytes_read, 40_000, "only b.conf was read");
@@ -177,7 +177,7 @@ fn a_file_one_receiver_lacks_is_sent_to_all_and_the_others_keep_theirs() {
     let mut c = SimConfig::new(3, 506);
     c.preexisting = vec![held(&content), partial, held(&content)];
     let r = World::new(c, content.clone()).run();
-    let report = r.report.expect("finished");
+    let report = r.report.clone().expect("finished");
     assert!(report.success, "{:?}", report.problem);
     assert_eq!(report.stats.files_skipped, 1, "only b.conf is everywhere");
     for (i, rx) in r.receivers.iter().enumerate() {
@@ -202,7 +202,7 @@ fn a_late_joiner_gets_the_files_the_others_already_had() {
         Fate::LateJoin(Duration::from_millis(40)),
     ];
     let r = World::new(c, content.clone()).run();
-    let report = r.report.expect("finished");
+    let report = r.report.clone().expect("finished");
     assert!(report.success, "{:?}", report.problem);
     assert_eq!(report.stats.files_skipped, 2);
     assert_holds(&r.receivers[2].files, &all, "the late joiner");
@@ -216,7 +216,8 @@ fn a_late_joiner_gets_the_files_the_others_already_had() {
 fn first_announce(session: u64, content: &Content, now: std::time::Instant) -> Vec<u8> {
     let mut config = mdp_proto::SenderConfig::new(mdp_proto::SessionId(session));
     config.expected_receivers = 1;
-    let mut s = mdp_proto::Sender::new(config, content.manifest.clone(), now).unwrap();
+    let manifest = content.manifest_for(&config.coding());
+    let mut s = mdp_proto::Sender::new(config, manifest, now).unwrap();
     let mut buf = Vec::new();
     let t = s.poll_transmit(now, &mut buf).expect("an ANNOUNCE at once");
     buf.truncate(t.size);
@@ -278,7 +279,7 @@ fn forged_and_replayed_packets_change_nothing_with_a_key() {
     c.tamper = 0.05;
     c.loss_independent = 0.02;
     let r = World::new(c, content.clone()).run();
-    let report = r.report.expect("finished");
+    let report = r.report.clone().expect("finished");
     assert!(report.success, "{:?}", report.problem);
     let failed: u64 = r.receivers.iter().map(|x| x.stats.auth_failed).sum();
     let replayed: u64 = r.receivers.iter().map(|x| x.stats.replayed).sum();
@@ -290,14 +291,39 @@ fn forged_and_replayed_packets_change_nothing_with_a_key() {
 }
 
 #[test]
-fn without_a_key_the_same_forgeries_are_caught_only_by_the_hashes() {
+fn without_a_key_forged_symbols_are_caught_by_the_block_hashes_and_asked_for_again() {
     // The control experiment: forged symbols reach the decoder and spoil
-    // blocks; the file hashes catch it, so nothing wrong is ever placed.
+    // blocks; each spoiled block is caught by its hash before it is
+    // written and asked for again. The attacker forges for the first
+    // 100 ms, then stops: every file lands, intact.
     let content = files(10);
     let mut c = SimConfig::new(3, 510);
     c.tamper = 0.05;
+    c.tamper_for = Some(Duration::from_millis(100));
+    let r = World::new(c, content.clone()).run();
+    let rejected: u64 = r.receivers.iter().map(|rx| rx.stats.blocks_rejected).sum();
+    assert!(
+        rejected > 0,
+        "no forged block reached a check: the test shows nothing"
+    );
+    for (i, rx) in r.receivers.iter().enumerate() {
+        assert_holds(&rx.files, &held(&content), &format!("r{i}"));
+    }
+    assert!(r.report.as_ref().expect("finished").success);
+}
+
+#[test]
+fn an_attacker_who_never_stops_forging_gets_nothing_placed() {
+    // Without per-datagram authentication (--key, encryption) an attacker
+    // who forges all along can keep blocks from completing (a denial of
+    // service, docs/SECURITY.md), but nothing forged is ever written.
+    let content = files(10);
+    let mut c = SimConfig::new(3, 510);
+    c.tamper = 0.05;
+    c.sender.drop_after = Duration::from_secs(2);
     let r = World::new(c, content.clone()).run();
     for rx in &r.receivers {
+        assert!(rx.stats.blocks_rejected > 0);
         for (p, data) in &rx.files {
             assert!(held(&content)[p] == *data, "a forged {p} was placed");
         }
@@ -313,7 +339,7 @@ fn a_receiver_with_a_key_refuses_an_unauthenticated_push() {
     c.sender.wait = Duration::from_millis(500);
     c.sender.drop_after = Duration::from_millis(500);
     let r = World::new(c, content).run();
-    let report = r.report.expect("finished");
+    let report = r.report.clone().expect("finished");
     assert!(!report.success);
     for rx in &r.receivers {
         assert!(rx.files.is_empty());
@@ -427,7 +453,7 @@ fn a_receiver_whose_limits_refuse_a_push_says_so_and_the_others_complete() {
         }
     });
     let r = World::new(c, content.clone()).run();
-    let report = r.report.expect("finished");
+    let report = r.report.clone().expect("finished");
     assert!(!report.success);
     let refused = report.receivers.iter().find(|x| x.name == "r1").unwrap();
     assert_eq!(refused.verdict, Verdict::Failed);
@@ -468,7 +494,7 @@ fn directories_count_against_a_receivers_file_limit() {
     let mut c = SimConfig::new(1, 516);
     c.receiver_setup = Some(|_, rc| rc.max_files = 6);
     let r = World::new(c, content).run();
-    let report = r.report.expect("finished");
+    let report = r.report.clone().expect("finished");
     assert!(!report.success);
     let o = r.receivers[0].outcome.as_ref().unwrap();
     assert_eq!(
@@ -506,4 +532,59 @@ fn receivers_fall_quiet_when_the_sender_dies_instead_of_flooding_the_network() {
         let nacks = rx.session_stats[0].nacks_sent;
         assert!(nacks < 120, "r{i} sent {nacks} NACKs to a dead sender");
     }
+}
+
+#[test]
+fn a_dry_run_reports_what_each_receiver_lacks_and_sends_and_writes_nothing() {
+    let old = files(8);
+    let mut new_files = held(&old);
+    new_files.insert("etc/b.conf".into(), Content::random_bytes(40_000, 98));
+    let content = pick(&["etc"], &new_files, &["etc/a.conf", "etc/b.conf"]);
+    let mut c = SimConfig::new(3, 508);
+    c.sender.dry_run = true;
+    c.sender.expected_names = names(&["r0", "r1", "r2"]);
+    // r0 holds the new version, r1 the old one, r2 nothing.
+    c.preexisting = vec![new_files.clone(), held(&old), HashMap::new()];
+    let r = World::new(c, content.clone()).run();
+    let report = r.report.clone().expect("finished");
+    assert!(report.success, "{:?}", report.problem);
+    let by_name = |n: &str| report.receivers.iter().find(|x| x.name == n).unwrap();
+    for (name, holds, lacks) in [
+        ("r0", 2, vec![]),
+        ("r1", 1, vec!["etc/b.conf"]),
+        ("r2", 0, vec!["etc/a.conf", "etc/b.conf"]),
+    ] {
+        let rr = by_name(name);
+        assert_eq!(rr.verdict, Verdict::DryRun, "{name}");
+        assert_eq!(
+            (rr.verified, rr.missing.clone()),
+            (
+                holds,
+                lacks.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+            ),
+            "{name}"
+        );
+    }
+    assert_eq!(report.stats.bytes_read, 0, "no file was read");
+    // Only the manifest (object 0) went out as data.
+    let manifest_symbols = content
+        .manifest
+        .encode()
+        .len()
+        .div_ceil(report.symbol_size as usize) as u64;
+    assert_eq!(
+        report.stats.data_symbols_sent, manifest_symbols,
+        "file data went out"
+    );
+    // Nothing changed anywhere: r1 keeps its old version, r2 stays empty.
+    assert_holds(&r.receivers[1].files, &held(&old), "r1");
+    assert!(
+        r.receivers[2].files.is_empty(),
+        "r2 got {:?}",
+        r.receivers[2].files.keys()
+    );
+    assert!(r
+        .receivers
+        .iter()
+        .all(|x| !x.outcome.as_ref().unwrap().complete));
 }

@@ -498,6 +498,16 @@ fn a_sender_with_no_receiver_ends_with_the_clear_failure() {
         })
         .collect();
     assert_eq!(dones, vec![false; 5], "DONE five times, unsuccessful");
+    // An open group nobody joined gets no file data (it would go to nobody,
+    // at a rate no feedback checks).
+    let file_data = w
+        .sent()
+        .iter()
+        .filter(|s| {
+            matches!(wire::parse(&s.datagram), Ok(Packet::Data { header, .. }) if header.object.0 >= 1)
+        })
+        .count();
+    assert_eq!(file_data, 0, "file data sent to nobody");
 }
 
 /// §7 "Status": `complete` means the tree is final, so a receiver

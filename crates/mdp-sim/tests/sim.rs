@@ -1,7 +1,7 @@
 //! The main test layer: whole sessions of one sender and many receivers over
 //! a lossy simulated network, asserting outcomes and counters.
 
-use mdp_proto::Verdict;
+use mdp_proto::{SenderEvent, Verdict};
 use mdp_sim::{Content, Fate, SimConfig, SimResult, World};
 use std::time::Duration;
 
@@ -189,6 +189,44 @@ fn a_killed_receiver_is_dropped_and_named_while_the_others_complete() {
     }
     // Ended by the drop, well before the session timeout.
     assert!(r.elapsed < Duration::from_secs(10), "took {:?}", r.elapsed);
+    // The sender said so as it happened: each confirmation once, when it
+    // came, and the drop at least drop_after after the last one.
+    let confirmed: Vec<(Duration, String)> = r
+        .sender_events
+        .iter()
+        .filter_map(|(t, e)| match e {
+            SenderEvent::Confirmed {
+                name, failed: 0, ..
+            } => Some((*t, name.clone())),
+            _ => None,
+        })
+        .collect();
+    let mut names: Vec<&str> = confirmed.iter().map(|(_, n)| n.as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["r0", "r2", "r3"], "{:?}", r.sender_events);
+    let silent: Vec<&(Duration, SenderEvent)> = r
+        .sender_events
+        .iter()
+        .filter(|(_, e)| matches!(e, SenderEvent::Silent { .. }))
+        .collect();
+    assert_eq!(silent.len(), 1, "{:?}", r.sender_events);
+    let (
+        at,
+        SenderEvent::Silent {
+            name, silent_for, ..
+        },
+    ) = silent[0]
+    else {
+        unreachable!()
+    };
+    assert_eq!(name, "r1");
+    assert!(*silent_for >= Duration::from_secs(2), "{silent_for:?}");
+    let last_confirmation = confirmed.iter().map(|(t, _)| *t).max().unwrap();
+    assert!(
+        *at > last_confirmation,
+        "the drop came before the others confirmed"
+    );
+    assert!(*at <= r.elapsed);
 }
 
 #[test]

@@ -78,6 +78,22 @@ fn a_push_signed_by_a_trusted_key_is_delivered() {
     for i in 0..2 {
         assert_eq!(w.receiver(i).stats().untrusted, 0);
         assert_eq!(w.receiver_files(i).len(), 1);
+        assert_eq!(
+            w.receiver_settle_links(i),
+            Some(true),
+            "a signed push places its links"
+        );
+    }
+}
+
+#[test]
+fn an_insecure_receiver_places_an_unsigned_pushs_files_but_not_its_links() {
+    // No trust list: the simulated receivers take any push (--insecure).
+    let w = push(config(None, vec![]));
+    assert!(w.sender().report().unwrap().success);
+    for i in 0..2 {
+        assert_eq!(w.receiver_files(i).len(), 1);
+        assert_eq!(w.receiver_settle_links(i), Some(false), "receiver {i}");
     }
 }
 

@@ -15,6 +15,31 @@ pub fn data_file(dir: &Path, name: &str, len: usize, seed: u64) -> Result<PathBu
     Ok(p)
 }
 
+/// An older version of `new`, under `dir/name`, made once: `places` runs
+/// of `bytes_each` bytes spread evenly over it differ (what a receiver holds
+/// before a delta push of `new`).
+pub fn data_older(
+    dir: &Path,
+    name: &str,
+    new: &Path,
+    places: usize,
+    bytes_each: usize,
+) -> Result<PathBuf> {
+    let p = dir.join(name);
+    if !p.exists() {
+        let mut data = fs::read(new)?;
+        let stride = data.len() / places;
+        for i in 0..places {
+            let at = i * stride + stride / 2;
+            for b in &mut data[at..at + bytes_each] {
+                *b ^= 0xa5;
+            }
+        }
+        fs::write(&p, data)?;
+    }
+    Ok(p)
+}
+
 /// A tree of `dirs` directories of `per_dir` files each, of 100 B to
 /// 20 KB (the sizes of configuration files and small packages' parts),
 /// made once under `dir/name`.

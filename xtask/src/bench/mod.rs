@@ -13,6 +13,7 @@
 //! - [`data`]: what is pushed, and how copies are compared.
 //! - [`packages`]: the commands needed, installed when missing.
 //! - [`peers`]: the comparison's cases.
+//! - [`xfs`]: an XFS with reflink on a loop device, for the delta cases.
 
 pub mod data;
 pub mod floor;
@@ -21,10 +22,10 @@ pub mod packages;
 mod peers;
 mod table;
 mod tools;
+mod xfs;
 
-use crate::{
-    build_release, bytes, cargo, enter_private_netns, receivers, root, run as run_cmd, INNER,
-};
+use crate::demo::{bytes, receivers};
+use crate::{build_release, cargo, enter_private_netns, root, run as run_cmd, INNER};
 use anyhow::{bail, Context, Result};
 use mdp_sim::netns;
 use std::fs;

@@ -16,6 +16,11 @@ pub fn ensure_tools() -> Result<()> {
     ])
 }
 
+/// Installs what the XFS cases need (mkfs.xfs).
+pub fn ensure_xfs_tools() -> Result<()> {
+    install_missing(&[("mkfs.xfs", "xfsprogs")])
+}
+
 /// Installs what the namespaced network needs (the fault suite).
 pub fn ensure_netns_tools() -> Result<()> {
     install_missing(&[

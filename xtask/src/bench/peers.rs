@@ -6,12 +6,13 @@
 //! **Invariant:** each case runs on a network of exactly its hosts, and a
 //! network's namespaces are gone before the next one is made.
 
-use super::data::{data_file, data_tree};
+use super::data::{data_file, data_older, data_tree};
 use super::floor::blast_segment;
 use super::net::{Loopback, Net, Place};
 use super::packages::ensure_tools;
 use super::table::render;
-use super::tools::{fastest, row, sweep, Tool};
+use super::tools::{fastest, row, sweep, Older, Tool};
+use super::xfs::Xfs;
 use crate::root;
 use anyhow::Result;
 use std::fs;
@@ -27,6 +28,18 @@ pub fn peers(bin: &Path, runs: usize, only: Option<&str>) -> Result<()> {
     let small = data_file(&work, "file-4.5MiB.bin", 4608 << 10, 11)?;
     let big = data_file(&work, "file-256MiB.bin", 256 << 20, 12)?;
     let tree = data_tree(&work, "tree-10k", 100, 100)?;
+    // A 1 GiB file and an older version of it with 1 MiB changed, in 16
+    // runs of 64 KiB spread over it, for the delta rows; made only when a
+    // case needs them.
+    let gib = if wanted("1 GiB") {
+        let new = data_file(&work, "file-1GiB.bin", 1 << 30, 13)?;
+        let older = work.join("older");
+        fs::create_dir_all(&older)?;
+        let old = data_older(&older, "file-1GiB.bin", &new, 16, 64 << 10)?;
+        Some((new, old))
+    } else {
+        None
+    };
     // Each case runs on a network of exactly its hosts. The bridge floods
     // multicast to every port (there is no IGMP querier), and a host idle
     // in a case would still take every frame, on the same two cores as
@@ -87,6 +100,8 @@ pub fn peers(bin: &Path, runs: usize, only: Option<&str>) -> Result<()> {
         loss: u32,
         limit_all: u32,
         slow_one: u32,
+        /// What each receiver holds before the push (mdp's alone).
+        old: Option<(PathBuf, bool)>,
     }
     let case = |name: &str, file: &Path, n, loss, limit_all, slow_one| Case {
         name: name.to_string(),
@@ -95,6 +110,7 @@ pub fn peers(bin: &Path, runs: usize, only: Option<&str>) -> Result<()> {
         loss,
         limit_all,
         slow_one,
+        old: None,
     };
     let cases = [
         case("4.5 MiB to 1", &small, 1, 0, 0, 0),
@@ -115,6 +131,31 @@ pub fn peers(bin: &Path, runs: usize, only: Option<&str>) -> Result<()> {
         ),
         case("10,000 files (63 MiB) to 4", &tree, 4, 0, 0, 0),
     ];
+    let mut cases = cases.into_iter().collect::<Vec<_>>();
+    if let Some((new, old)) = &gib {
+        // On tmpfs every copy is a copy; on XFS with reflink the copy of an
+        // unchanged block is a shared extent.
+        for fs in ["tmpfs", "XFS with reflink"] {
+            cases.push(case(&format!("1 GiB to 4 (to {fs})"), new, 4, 0, 0, 0));
+            // The older version placed by an earlier push (the receivers'
+            // indexes know its blocks), and copied in (they read it).
+            for (how, pushed) in [("pushed before", true), ("copied in", false)] {
+                cases.push(Case {
+                    old: Some((old.clone(), pushed)),
+                    ..case(
+                        &format!(
+                            "1 GiB to 4 (to {fs}) holding a version with 1 MiB changed in 16 places, {how} (delta)"
+                        ),
+                        new,
+                        4,
+                        0,
+                        0,
+                        0,
+                    )
+                });
+            }
+        }
+    }
     let mut rows = Vec::new();
     for c in cases.iter().filter(|c| wanted(&c.name)) {
         if net.as_ref().is_none_or(|n| n.receivers() != c.n) {
@@ -147,12 +188,25 @@ pub fn peers(bin: &Path, runs: usize, only: Option<&str>) -> Result<()> {
             // udpcast sends one stream (a file, or tar's output), not a tree.
             these.retain(|t| t.name != "udpcast");
         }
+        if c.name.contains("1 GiB") {
+            // mdp's own rows: the full push the delta row is measured
+            // against, and the delta, which no peer has.
+            these.retain(|t| t.name == "mdp");
+        }
         // The tree's receivers write to a tmpfs: on this VM's ext4, creating
         // 10,000 files right after the last run deleted 10,000 others costs
         // seconds of inode searching (`recently_deleted`), more each run,
         // and that measures the disk, not the tools.
         let shm = Path::new("/dev/shm/mdp-bench");
-        let work = if c.file.is_dir() && fs::create_dir_all(shm).is_ok() {
+        let tmpfs = c.file.is_dir() || c.name.contains("tmpfs");
+        let xfs = if c.name.contains("XFS") {
+            Some(Xfs::new(&work, 12)?)
+        } else {
+            None
+        };
+        let work = if let Some(x) = &xfs {
+            x.path().to_path_buf()
+        } else if tmpfs && fs::create_dir_all(shm).is_ok() {
             shm.to_path_buf()
         } else {
             work.clone()
@@ -164,7 +218,16 @@ pub fn peers(bin: &Path, runs: usize, only: Option<&str>) -> Result<()> {
                 &work,
                 &t,
                 &c.name,
-                &c.file,
+                (
+                    &c.file,
+                    c.old.as_ref().map(|(p, pushed)| {
+                        if *pushed {
+                            Older::Pushed(p)
+                        } else {
+                            Older::Copied(p)
+                        }
+                    }),
+                ),
                 c.n,
                 runs,
             )?);
@@ -220,7 +283,7 @@ pub fn peers(bin: &Path, runs: usize, only: Option<&str>) -> Result<()> {
     ];
     for (name, file, n, these) in lo_cases.into_iter().filter(|c| wanted(c.0)) {
         for t in these {
-            rows.push(row(place, bin, &work, &t, name, file, n, runs)?);
+            rows.push(row(place, bin, &work, &t, name, (file, None), n, runs)?);
         }
     }
     drop(lo);

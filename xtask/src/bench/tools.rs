@@ -122,14 +122,60 @@ pub fn wait_limit(c: &mut Child, until: Instant) -> bool {
     }
 }
 
-/// Runs one push of `file` to `n` receivers with `tool`.
+/// How a receiver comes to hold an older version of the pushed file before
+/// a delta push.
+#[derive(Clone, Copy, Debug)]
+pub enum Older<'a> {
+    /// Copied into its directory (its index knows nothing of it).
+    Copied(&'a Path),
+    /// Placed by an earlier push, untimed (its index knows its blocks).
+    Pushed(&'a Path),
+}
+
+/// What each receiver's directory holds when a run starts.
+#[derive(Clone, Copy, Debug)]
+enum Start<'a> {
+    Empty,
+    Holding(&'a Path),
+    AsLeft,
+}
+
+/// Runs one push of `file` to `n` receivers with `tool`; with `old`, each
+/// receiver holds an older version of it under its name first (for a delta
+/// push).
 pub fn run_once(
+    place: Place,
+    bin: &Path,
+    work: &Path,
+    tool: &Tool,
+    (file, old): (&Path, Option<Older>),
+    n: usize,
+) -> Result<Sample> {
+    match old {
+        None => push_once(place, bin, work, tool, file, n, Start::Empty),
+        Some(Older::Copied(old)) => push_once(place, bin, work, tool, file, n, Start::Holding(old)),
+        Some(Older::Pushed(old)) => {
+            let first = push_once(place, bin, work, tool, old, n, Start::Empty)?;
+            anyhow::ensure!(
+                first.ok,
+                "the push of the older version failed: {}",
+                first.note
+            );
+            push_once(place, bin, work, tool, file, n, Start::AsLeft)
+        }
+    }
+}
+
+/// One push of `file` to `n` receivers with `tool`, whose directories are
+/// as `start` says.
+fn push_once(
     place: Place,
     bin: &Path,
     work: &Path,
     tool: &Tool,
     file: &Path,
     n: usize,
+    start: Start,
 ) -> Result<Sample> {
     let size = payload_bytes(file)?;
     let name = file.file_name().context("file name")?;
@@ -146,8 +192,13 @@ pub fn run_once(
     let mut dirs = Vec::new();
     for i in 1..=n {
         let dir = work.join(format!("r{i}"));
-        let _ = fs::remove_dir_all(&dir);
+        if !matches!(start, Start::AsLeft) {
+            let _ = fs::remove_dir_all(&dir);
+        }
         fs::create_dir_all(&dir)?;
+        if let Start::Holding(old) = start {
+            fs::copy(old, dir.join(name))?;
+        }
         let st = work.join(format!("r{i}.time"));
         let _ = fs::remove_file(&st);
         let args: Vec<String> = match tool.name {
@@ -333,7 +384,7 @@ pub fn sweep(
     let mut best: Option<(Tool, f64)> = None;
     let mut seen = Vec::new();
     for t in settings {
-        let s = run_once(place, bin, work, &t, file, 1)?;
+        let s = run_once(place, bin, work, &t, (file, None), 1)?;
         eprintln!(
             "    sweep {}: {}",
             t.label(),
@@ -360,8 +411,8 @@ pub fn fastest(seen: &[(Tool, Sample)], keep: impl Fn(&Tool) -> bool) -> Option<
         .map(|(t, _)| t.clone())
 }
 
-/// `runs` pushes of `file` to `n` receivers with `tool`: one row of the
-/// table, for `case`.
+/// `runs` pushes of `file` to `n` receivers with `tool` (each holding `old`
+/// first, if given): one row of the table, for `case`.
 #[allow(clippy::too_many_arguments)]
 pub fn row(
     place: Place,
@@ -369,13 +420,13 @@ pub fn row(
     work: &Path,
     tool: &Tool,
     case: &str,
-    file: &Path,
+    (file, old): (&Path, Option<Older>),
     n: usize,
     runs: usize,
 ) -> Result<Row> {
     eprintln!("==> {case}: {}", tool.label());
     let samples = (0..runs)
-        .map(|_| run_once(place, bin, work, tool, file, n))
+        .map(|_| run_once(place, bin, work, tool, (file, old), n))
         .collect::<Result<Vec<_>>>()?;
     Ok(Row {
         case: case.to_string(),

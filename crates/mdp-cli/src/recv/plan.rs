@@ -28,6 +28,8 @@ pub struct RecvPlan {
     pub exec_file: Option<String>,
     /// `--exec-timeout`.
     pub exec_timeout: Duration,
+    /// `--metrics`: where to serve Prometheus metrics.
+    pub metrics: Option<std::net::SocketAddr>,
     /// Output settings.
     pub out: OutputArgs,
 }
@@ -42,8 +44,13 @@ impl RecvPlan {
         let Some(dir) = args.dir.clone() else {
             anyhow::bail!("--dir DIR is required: the directory to place received files in");
         };
-        mdp_net::recv::check_dir(&dir)
-            .map_err(|e| anyhow::anyhow!("cannot write to {}: {e}", dir.display()))?;
+        mdp_net::recv::check_dir(&dir).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot write to --dir {}: {e}{}",
+                dir.display(),
+                mdp_net::sys::io_fix(&e)
+            )
+        })?;
         let name = args.name.clone().unwrap_or_else(mdp_net::recv::host_name);
         if name.is_empty() || name.len() > mdp_proto::limits::MAX_NAME_LEN {
             anyhow::bail!(
@@ -81,6 +88,7 @@ impl RecvPlan {
             keep_partial: args.keep_partial,
             durable: !args.no_fsync,
             mode_mask: args.mode_mask,
+            file_group: file_group(args.file_group.as_deref())?,
         };
         Ok(RecvPlan {
             opts,
@@ -90,7 +98,20 @@ impl RecvPlan {
             exec: args.exec.clone(),
             exec_file: args.exec_file.clone(),
             exec_timeout: args.exec_timeout,
+            metrics: args.metrics,
             out: args.out.clone(),
         })
+    }
+}
+
+/// `--file-group`'s id: a number as it is, a name looked up.
+fn file_group(name: Option<&str>) -> anyhow::Result<Option<u32>> {
+    let Some(name) = name else { return Ok(None) };
+    match mdp_net::sys::group_id(name) {
+        Ok(Some(gid)) => Ok(Some(gid)),
+        Ok(None) => anyhow::bail!(
+            "--file-group {name}: no such group (`getent group {name}` finds none): give an existing group's name or number"
+        ),
+        Err(e) => anyhow::bail!("--file-group {name}: cannot look the group up: {e}"),
     }
 }

@@ -35,6 +35,8 @@ pub struct PushPlan {
     pub paths: Vec<PathBuf>,
     /// Where file hashes are remembered; `None`: hash every file.
     pub hash_cache: Option<PathBuf>,
+    /// What `--exclude` and `--exclude-from` leave out.
+    pub exclude: mdp_net::exclude::Exclude,
     /// The group, for the log.
     pub group: SocketAddr,
     /// The interfaces as given, for the log.
@@ -117,7 +119,15 @@ impl SendPlan {
                 });
         config.timeout = args.timeout;
         config.drop_after = args.drop_after;
+        if args.delete && !(args.exclude.is_empty() && args.exclude_from.is_empty()) {
+            // The receivers do not know the patterns: they would delete
+            // what the push leaves out wherever they hold it.
+            anyhow::bail!(
+                "--delete with --exclude would delete on the receivers what --exclude leaves out: push with one or the other"
+            );
+        }
         config.delete = args.delete;
+        config.dry_run = args.dry_run;
         // Encrypted wherever the receivers are known by key.
         if config.identity.is_some() && !config.expected_keys.is_empty() && !args.no_encrypt {
             config.encryption = Some(mdp_proto::sender::EncryptionConfig {
@@ -140,6 +150,8 @@ impl SendPlan {
             } else {
                 hash_cache_file()
             },
+            exclude: mdp_net::exclude::Exclude::new(&args.exclude, &args.exclude_from)
+                .map_err(anyhow::Error::msg)?,
             group: args.net.group,
             interfaces: args.net.interface.clone(),
             loopback: endpoint_is_loopback,

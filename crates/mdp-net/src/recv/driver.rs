@@ -11,6 +11,7 @@ use super::sockets::RecvSockets;
 use super::warnings::{buffer_warning, mtu_warning, AuthWarnings};
 use super::writer::{Writer, WriterCmd, WriterReply};
 use super::{RecvError, RecvNotice, RecvOptions};
+use crate::store::HeldBlocks;
 use mdp_proto::receiver::Refusal;
 use mdp_proto::{
     Receiver, ReceiverConfig, ReceiverEvent, ReceiverRequest, SessionId, SessionOutcome,
@@ -79,6 +80,9 @@ pub(super) struct RecvDriver<N> {
     session_sender: Option<SocketAddr>,
     /// What --delete removed when the tree was settled, for the report.
     pruned: Vec<String>,
+    /// The session whose first rejected block was logged (one warning a
+    /// session: a flood of forged packets must not flood the log too).
+    rejection_logged: Option<SessionId>,
     /// The durable record of accepted signed pushes (ledger.rs).
     ledger: Ledger,
 }
@@ -135,6 +139,7 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
             mtu_checked: None,
             session_sender: None,
             pruned: Vec::new(),
+            rejection_logged: None,
             ledger,
         }
     }
@@ -263,6 +268,7 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
                     manifest,
                     block_bytes,
                     signer,
+                    dry_run,
                     ..
                 } => {
                     if !self.buffer_checked {
@@ -278,7 +284,7 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
                         manifest: manifest.clone(),
                         signer: signer.and_then(|k| mdp_proto::identity::PublicKey::from_bytes(&k)),
                     });
-                    let _ = cmds.send(WriterCmd::Begin(session, manifest, block_bytes));
+                    let _ = cmds.send(WriterCmd::Begin(session, manifest, block_bytes, dry_run));
                 }
                 ReceiverRequest::WriteBlock {
                     object,
@@ -290,9 +296,13 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
                 ReceiverRequest::VerifyObject { object } => {
                     let _ = cmds.send(WriterCmd::Complete(object));
                 }
-                ReceiverRequest::Settle { prune } => {
+                ReceiverRequest::Settle { prune, links } => {
                     if let Some(session) = self.receiver.session_id() {
-                        let _ = cmds.send(WriterCmd::Settle { session, prune });
+                        let _ = cmds.send(WriterCmd::Settle {
+                            session,
+                            prune,
+                            links,
+                        });
                     }
                 }
             }
@@ -440,36 +450,66 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
                     self.receiver.refuse(Instant::now(), Refusal::Caller(why));
                 }
             }
-            WriterReply::Present(session, present, partial) => {
+            WriterReply::Present {
+                session,
+                present,
+                partial,
+                from_old,
+            } => {
                 if self.receiver.session_id() == Some(session) {
                     if !present.is_empty() {
                         tracing::info!("{} files already in place", present.len());
                     }
-                    let now = Instant::now();
-                    for (object, blocks) in &partial {
-                        self.receiver.handle_partial(now, *object, blocks);
-                    }
-                    if !partial.is_empty() {
-                        let blocks: u32 = partial
-                            .iter()
+                    let blocks = |held: &[HeldBlocks]| -> u32 {
+                        held.iter()
                             .flat_map(|(_, r)| r.iter().map(|(_, c)| c))
-                            .sum();
+                            .sum()
+                    };
+                    if !partial.is_empty() {
                         tracing::info!(
-                            "resuming {} files: {blocks} blocks kept from an interrupted push",
-                            partial.len()
+                            "resuming {} files: {} blocks kept from an interrupted push",
+                            partial.len(),
+                            blocks(&partial)
                         );
                     }
+                    if !from_old.is_empty() {
+                        tracing::info!(
+                            "{} changed files start from their older version here: {} blocks unchanged",
+                            from_old.len(),
+                            blocks(&from_old)
+                        );
+                    }
+                    // In object order, as the receiver reports them.
+                    let mut held: Vec<_> = partial.into_iter().chain(from_old).collect();
+                    held.sort_by_key(|(o, _)| *o);
+                    let now = Instant::now();
+                    for (object, blocks) in &held {
+                        self.receiver.handle_partial(now, *object, blocks);
+                    }
                     self.receiver.handle_present(now, &present);
+                }
+            }
+            WriterReply::Rejected(session, object, block) => {
+                if self.receiver.session_id() == Some(session) {
+                    if self.rejection_logged.replace(session) != Some(session) {
+                        tracing::warn!(
+                            "block {block} of file {} did not match its hash (a forged or corrupt packet on the network): asking for it again; the report counts any others",
+                            object.0
+                        );
+                    }
+                    self.receiver
+                        .handle_block_rejected(Instant::now(), object, block);
                 }
             }
             WriterReply::Verified(v) => {
                 let ours = self.receiver.session_id() == Some(v.session);
                 let res = match v.result {
                     Ok(placed) => {
-                        let _ =
-                            self.writer
-                                .cmds
-                                .send(WriterCmd::Placed(v.path, v.hash, placed.stamp));
+                        let _ = self.writer.cmds.send(WriterCmd::Placed(
+                            v.path,
+                            v.hashes,
+                            placed.stamp,
+                        ));
                         if ours {
                             (self.notice)(RecvNotice::Placed(placed.path));
                         } else {

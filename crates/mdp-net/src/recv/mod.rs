@@ -111,6 +111,8 @@ pub struct RecvOptions {
     /// Permission bits never given to what is placed
     /// ([`Store::set_mode_mask`]).
     pub mode_mask: u32,
+    /// The group placed files and directories get ([`Store::set_group`]).
+    pub file_group: Option<u32>,
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -142,9 +144,7 @@ pub async fn run(opts: RecvOptions, notice: impl FnMut(RecvNotice)) -> Result<En
     store.set_keep_partial(opts.keep_partial);
     store.set_durable(opts.durable);
     store.set_mode_mask(opts.mode_mask);
-    // Blocks held for the running hash count in the block budget; three
-    // quarters stay for the blocks that close the gaps.
-    store.set_keep_limit(opts.config.buffer_bytes / 4);
+    store.set_group(opts.file_group);
     let writer = Writer::spawn(store)?;
     let mtu = sockets::smallest_mtu(&opts);
     let mut driver = RecvDriver::new(&opts, sockets, writer, mtu, notice);

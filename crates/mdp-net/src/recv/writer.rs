@@ -6,7 +6,7 @@
 //! queue is bounded, so a disk slower than the network holds the protocol
 //! task back instead of filling memory.
 
-use crate::store::{HeldBlocks, Placed, Store, Verified, Written};
+use crate::store::{BlockRejected, HeldBlocks, KnownContent, Placed, Store, Verified, Written};
 use mdp_proto::fec::{Codec, CompleteBlock};
 use mdp_proto::wire::FailReason;
 use mdp_proto::{Manifest, ObjectId, SessionId};
@@ -24,10 +24,12 @@ const VERIFY_BATCH: usize = 32;
 
 pub(super) enum WriterCmd {
     /// A session: its manifest and bytes per full block.
-    Begin(SessionId, Arc<Manifest>, u64),
+    /// A session's manifest arrived: its block size, and whether it is a
+    /// dry run (find what is held; change and create nothing).
+    Begin(SessionId, Arc<Manifest>, u64, bool),
     /// A file was verified and placed: remember it in the store's index
-    /// (path, hash, its metadata just after placing).
-    Placed(String, [u8; 32], Option<std::fs::Metadata>),
+    /// (path, hashes, its metadata just after placing).
+    Placed(String, KnownContent, Option<std::fs::Metadata>),
     Write(ObjectId, u64, CompleteBlock),
     Complete(ObjectId),
     /// Every file is placed or failed: make the tree final (directory
@@ -36,6 +38,7 @@ pub(super) enum WriterCmd {
     Settle {
         session: SessionId,
         prune: bool,
+        links: bool,
     },
     /// The session ended.
     Finish,
@@ -47,9 +50,9 @@ pub(super) struct VerifiedFile {
     /// session ended and another began, and must not land in that one.
     pub(super) session: SessionId,
     pub(super) object: ObjectId,
-    /// Its manifest path and expected hash.
+    /// Its manifest path, and its hash and block hashes.
     pub(super) path: String,
-    pub(super) hash: [u8; 32],
+    pub(super) hashes: KnownContent,
     /// Where it was placed, or why not.
     pub(super) result: Result<Placed, (FailReason, String)>,
 }
@@ -59,27 +62,36 @@ impl VerifiedFile {
     fn reply(
         session: SessionId,
         object: ObjectId,
-        (path, hash): (String, [u8; 32]),
+        (path, hashes): (String, KnownContent),
         result: Result<Placed, (FailReason, String)>,
     ) -> WriterReply {
         WriterReply::Verified(Box::new(VerifiedFile {
             session,
             object,
             path,
-            hash,
+            hashes,
             result,
         }))
     }
 }
 
 pub(super) enum WriterReply {
-    /// The files of the session that are already in place, and the blocks
-    /// of others an interrupted push left.
-    Present(SessionId, Vec<ObjectId>, Vec<HeldBlocks>),
+    /// The files of the session that are already in place, the blocks of
+    /// others an interrupted push left (`partial`), and the blocks of others
+    /// found in the older version at their path (`from_old`).
+    Present {
+        session: SessionId,
+        present: Vec<ObjectId>,
+        partial: Vec<HeldBlocks>,
+        from_old: Vec<HeldBlocks>,
+    },
     /// The session cannot be taken (not enough disk space): why.
     Refuse(SessionId, String),
     Verified(Box<VerifiedFile>),
     BeginFailed(String),
+    /// A rebuilt block did not match its hash and was not written: the
+    /// session, the file and the block number.
+    Rejected(SessionId, ObjectId, u32),
     /// The tree is final; what `--delete` removed.
     Settled(SessionId, Vec<String>),
     Finished,
@@ -114,7 +126,7 @@ fn writer(
                 let checked: Vec<_> = batch
                     .into_iter()
                     .map(|(session, object, written)| {
-                        let key = written.path_and_hash();
+                        let key = written.path_and_hashes();
                         (session, object, key, written.verify())
                     })
                     .collect();
@@ -133,12 +145,23 @@ fn writer(
     let mut current = SessionId(0);
     for cmd in cmds {
         let reply = match cmd {
-            WriterCmd::Begin(session, manifest, block_bytes) => {
+            WriterCmd::Begin(session, manifest, bytes, dry_run) => {
                 current = session;
-                match store.begin(session, manifest.clone(), block_bytes) {
+                match store.begin(session, manifest.clone(), bytes) {
+                    Ok(partial) if dry_run => {
+                        let present = store.present_unchanged(&manifest);
+                        WriterReply::Present {
+                            session,
+                            present,
+                            partial,
+                            from_old: Vec::new(),
+                        }
+                    }
                     Ok(partial) => {
                         let present = store.present(&manifest);
-                        let needed = store.bytes_needed(&present, &partial);
+                        let from_old = store.start_from_old_versions(&present);
+                        let held: Vec<_> = partial.iter().chain(&from_old).cloned().collect();
+                        let needed = store.bytes_needed(&present, &held);
                         match store.free_bytes() {
                         Some(free) if needed > free => WriterReply::Refuse(
                             session,
@@ -147,23 +170,29 @@ fn writer(
                                 dir.display()
                             ),
                         ),
-                        _ => WriterReply::Present(session, present, partial),
+                        _ => WriterReply::Present { session, present, partial, from_old },
                     }
                     }
                     Err(e) => WriterReply::BeginFailed(e.to_string()),
                 }
             }
-            WriterCmd::Placed(path, hash, stamp) => {
-                store.placed(&path, hash, stamp.as_ref());
+            WriterCmd::Placed(path, hashes, stamp) => {
+                store.placed(&path, hashes, stamp.as_ref());
                 continue;
             }
-            WriterCmd::Write(object, offset, block) => {
-                match block.into_bytes(&mut codec) {
-                    Ok(data) => store.write_block(object, offset, data),
-                    Err(e) => store.fail(object, io::Error::other(e)),
+            WriterCmd::Write(object, offset, block) => match block.into_bytes(&mut codec) {
+                Ok(data) => match store.write(object, offset, data.as_ref()) {
+                    Ok(()) => continue,
+                    Err(BlockRejected { block }) => WriterReply::Rejected(current, object, block),
+                },
+                Err(e) => {
+                    store.fail(object, io::Error::other(e));
+                    continue;
                 }
-                continue;
-            }
+            },
+            // A block of the file was rejected and is being received again:
+            // it is checked once that block is written.
+            WriterCmd::Complete(object) if store.lacks_blocks(object) => continue,
             WriterCmd::Complete(object) => match (store.written(object), &verifier) {
                 (Ok(written), Ok(_)) => {
                     let _ = verify_tx.send((current, object, written));
@@ -171,17 +200,17 @@ fn writer(
                 }
                 // No verifier thread could be started: verify here.
                 (Ok(written), Err(_)) => {
-                    let key = written.path_and_hash();
+                    let key = written.path_and_hashes();
                     let result = written.verify().and_then(Verified::place);
                     VerifiedFile::reply(current, object, key, result)
                 }
-                (Err(e), _) => {
-                    VerifiedFile::reply(current, object, (String::new(), [0; 32]), Err(e))
-                }
+                (Err(e), _) => VerifiedFile::reply(current, object, Default::default(), Err(e)),
             },
-            WriterCmd::Settle { session, prune } => {
-                WriterReply::Settled(session, store.settle(prune))
-            }
+            WriterCmd::Settle {
+                session,
+                prune,
+                links,
+            } => WriterReply::Settled(session, store.settle(prune, links)),
             WriterCmd::Finish => {
                 store.finish();
                 WriterReply::Finished
@@ -247,6 +276,7 @@ mod tests {
                 kind: EntryKind::File {
                     size: 0,
                     hash: *blake3::hash(&[]).as_bytes(),
+                    blocks: Vec::new(),
                 },
                 mode: 0o644,
                 mtime_secs: 0,
@@ -259,10 +289,11 @@ mod tests {
             mut replies,
             thread,
         } = writer;
-        cmds.send(WriterCmd::Begin(first, manifest.clone(), 4096))
+        cmds.send(WriterCmd::Begin(first, manifest.clone(), 4096, false))
             .unwrap();
         cmds.send(WriterCmd::Complete(ObjectId(1))).unwrap();
-        cmds.send(WriterCmd::Begin(second, manifest, 4096)).unwrap();
+        cmds.send(WriterCmd::Begin(second, manifest, 4096, false))
+            .unwrap();
         drop(cmds);
         let mut verified = None;
         while let Some(reply) = replies.blocking_recv() {

@@ -237,7 +237,7 @@ impl<P: FnMut(&SendProgress)> SendDriver<P> {
             match ev {
                 SenderEvent::Registered { node, name } => {
                     self.view.receivers += 1;
-                    tracing::info!("receiver {name} ({node}) registered");
+                    tracing::info!("{name} ({node}) registered");
                 }
                 SenderEvent::DataStarted => {
                     self.view.started = true;
@@ -252,10 +252,30 @@ impl<P: FnMut(&SendProgress)> SendDriver<P> {
                     name,
                     delivered_bps,
                 } => {
+                    self.view.dropped += 1;
                     tracing::warn!(
                         "dropped {name} ({node}): it took only {:.1} Mbit/s, below --min-rate",
                         delivered_bps as f64 / 1e6
                     );
+                }
+                SenderEvent::Silent {
+                    node,
+                    name,
+                    silent_for,
+                } => {
+                    self.view.dropped += 1;
+                    tracing::warn!(
+                        "dropped {name} ({node}): silent for {:.1} s",
+                        silent_for.as_secs_f64()
+                    );
+                }
+                SenderEvent::Confirmed {
+                    node,
+                    name,
+                    failed: 0,
+                } => tracing::info!("{name} ({node}) confirmed: every file placed"),
+                SenderEvent::Confirmed { node, name, failed } => {
+                    tracing::warn!("{name} ({node}) finished with {failed} files failed")
                 }
                 SenderEvent::Flushing => {
                     self.view.flushing = true;
@@ -342,7 +362,11 @@ impl<P: FnMut(&SendProgress)> SendDriver<P> {
         let why = if e.to_string() == CHANGED {
             format!("{}: {CHANGED}; receivers keep no part of it that does not match its hash; push again once it is complete", path.display())
         } else {
-            format!("cannot read {}: {e}", path.display())
+            format!(
+                "cannot read {}: {e}{}",
+                path.display(),
+                crate::sys::io_fix(&e)
+            )
         };
         tracing::error!("{why}");
         self.sender.abort(Instant::now(), &why);

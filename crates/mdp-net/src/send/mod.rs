@@ -55,6 +55,8 @@ pub struct SendProgress {
     pub receivers: usize,
     /// Receivers confirmed.
     pub confirmed: usize,
+    /// Receivers dropped (silent, or too slow).
+    pub dropped: usize,
     /// True once all data went out once and the sender waits for confirmations.
     pub flushing: bool,
     /// True once the data phase began.

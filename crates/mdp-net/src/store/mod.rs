@@ -3,8 +3,10 @@
 //! - `mod.rs` (here): the [`Store`] itself: a session's temporary files,
 //!   their block writes, the open-file limit, files already in place, and
 //!   settling the tree.
-//! - `running_hash`: a file's hash kept as its blocks are written, and the
-//!   memory budget for blocks written ahead of it.
+//! - `blocks`: the content checks: each block against the manifest's hash
+//!   for it before it is written or counted again.
+//! - `delta`: a file whose path holds an older version starts from the
+//!   blocks of that version that are also blocks of the new one.
 //! - `resume`: the records of blocks written, kept for a resume.
 //! - `prune`: `--delete`.
 //! - `safe_path`: `Beneath`, the handle every operation below the directory
@@ -17,9 +19,11 @@
 //! file is complete, the file stays, synced, with `<…>.blocks` beside it (a
 //! bitmap of the blocks written), so that the next push of the same content
 //! resumes ([`Store::begin`] returns the blocks held); they are removed
-//! after [`Store::set_keep_partial`]'s age. When all its blocks are in, the file is hashed;
-//! only a match gives it its mode and mtime and renames it to its final name
-//! under `DIR`. Since the temporary directory is inside `DIR`, the rename is
+//! after [`Store::set_keep_partial`]'s age. Every block is checked against
+//! the manifest's hash for it before it is written (or, kept from an
+//! interrupted push, before it counts again), so a file whose blocks are all
+//! in is the file the manifest describes; only then is it given its mode
+//! and mtime and renamed to its final name under `DIR`. Since the temporary directory is inside `DIR`, the rename is
 //! atomic: a partial or corrupt file is never visible under its final name.
 //!
 //! Files already in place byte for byte are found before a push starts
@@ -37,22 +41,24 @@
 //! lands outside `DIR` even when a local user races the store.
 //! Set-user-id, set-group-id and sticky bits are never applied.
 
+mod blocks;
+mod delta;
+mod links;
 mod prune;
 mod resume;
-mod running_hash;
 mod safe_path;
 mod written;
 
 pub use resume::{HeldBlocks, DEFAULT_KEEP_PARTIAL};
-pub use written::{Placed, Verified, Written};
+pub use written::{KnownContent, Placed, Verified, Written};
 
 use crate::stamp::HashCache;
+use blocks::{all_blocks_match, block_matches, hash_open, recheck};
 use mdp_proto::wire::FailReason;
 use mdp_proto::{EntryKind, Manifest, ObjectId, SessionId};
 use resume::{content_stem, BlockMap, Checkpoints};
-use running_hash::{hash_open, Bytes, KeptBytes, RunningHash};
 use rustix::fs::{self as rfs, AtFlags, Mode, OFlags};
-use safe_path::{file_at, is_own_dir, refuse, Beneath};
+use safe_path::{file_at, is_own_dir, own_private_dir, refuse, Beneath};
 use std::collections::{BTreeSet, HashMap};
 use std::fs::{self, File, FileTimes};
 use std::io;
@@ -78,18 +84,26 @@ const MAX_OPEN_FILES: usize = 64;
 /// placed waits for the last few MiB only, not for the whole file.
 const WRITEBACK_EVERY: u64 = 8 << 20;
 
+/// Gives `file` the group `group`, if any (before its mode is set: a
+/// change of owner may clear mode bits).
+fn set_group(file: &File, group: Option<u32>) -> io::Result<()> {
+    match group {
+        Some(g) => Ok(rustix::fs::fchown(
+            file,
+            None,
+            Some(rustix::fs::Gid::from_raw(g)),
+        )?),
+        None => Ok(()),
+    }
+}
+
 /// Default of [`Store::set_mode_mask`]: nothing world-writable.
 pub const DEFAULT_MODE_MASK: u32 = 0o002;
-
-/// Default of [`Store::set_keep_limit`].
-const DEFAULT_KEEP_LIMIT: usize = 8 << 20;
 
 /// A file of the session that is not complete yet. A store holds one per
 /// file of the manifest from the start of the session, so it is kept small
 /// (about 100 bytes with its map entry): its paths are derived when needed
-/// ([`Store::temp_path`]) and its hasher (about 2 KiB) exists only from
-/// its first write to its last: a push of tens of thousands of small files
-/// would otherwise hold hundreds of MiB.
+/// ([`Store::temp_path`]).
 struct TempFile {
     /// Its entry in the session's manifest.
     entry: usize,
@@ -100,20 +114,17 @@ struct TempFile {
     by_content: bool,
     created: bool,
     error: Option<io::Error>,
-    /// Blocks written, kept for resume.
+    /// Blocks written, each checked against its hash first (blocks.rs);
+    /// kept for resume.
     blocks: BlockMap,
-    hash: Running,
 }
 
-/// Where a [`TempFile`]'s hash stands.
-enum Running {
-    /// Nothing written yet.
-    NotStarted,
-    /// Kept as the blocks are written.
-    Hashing(Box<RunningHash>),
-    /// Given up (or blocks came from an interrupted push): the file is read
-    /// back and hashed once complete.
-    Off,
+/// A rebuilt block did not match the manifest's hash for it (or was not a
+/// whole block): it was not written, and must be received again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockRejected {
+    /// Its block number (the offset it was written at, in blocks).
+    pub block: u32,
 }
 
 /// The open handle of `object`'s temporary file `name` in the temporary
@@ -193,12 +204,6 @@ pub struct Store {
     block_bytes: u64,
     /// How long interrupted files are kept for resume (zero: not kept).
     keep_partial: Duration,
-    /// Read-back buffer of [`RunningHash`] ([`READ_BACK_CHUNK`] at most).
-    scratch: Vec<u8>,
-    /// Bytes of out-of-order blocks the running hashes hold, and the most
-    /// they may.
-    kept: KeptBytes,
-    keep_limit: usize,
     /// [`Store::settle`] ran for this session.
     settled: bool,
     /// Files are flushed before they are placed, and directories when the
@@ -207,6 +212,8 @@ pub struct Store {
     /// Permission bits never given to what the store places
     /// ([`Store::set_mode_mask`]).
     mode_mask: u32,
+    /// The group placed files and directories get ([`Store::set_group`]).
+    group: Option<u32>,
     /// Directories (relative) that files were placed in since the tree was
     /// last settled, to be flushed then.
     touched_dirs: BTreeSet<String>,
@@ -279,6 +286,7 @@ impl Store {
         let root = fs::canonicalize(root)?;
         let beneath = Beneath::open(&root)?;
         let tmp_fd = beneath.dir(TMP_DIR, true)?;
+        own_private_dir(&tmp_fd, &root.join(TMP_DIR))?;
         let tmp = root.join(TMP_DIR);
         // A missing or unreadable index only costs hashing again. The files
         // it describes were written by this store: no settling time needed.
@@ -295,25 +303,14 @@ impl Store {
             index,
             block_bytes: 0,
             keep_partial: DEFAULT_KEEP_PARTIAL,
-            scratch: Vec::new(),
-            kept: KeptBytes::default(),
-            keep_limit: DEFAULT_KEEP_LIMIT,
             settled: false,
             durable: true,
             mode_mask: DEFAULT_MODE_MASK,
+            group: None,
             touched_dirs: BTreeSet::new(),
             since_writeback: 0,
             checkpoints: Checkpoints::default(),
         })
-    }
-
-    /// The most bytes of blocks written out of order that the store holds
-    /// in memory to hash them once the gap before them is written (default
-    /// 8 MiB; beyond it they are read back from the page cache). The
-    /// receiver gives a quarter of its block budget: held blocks still
-    /// count in it, and must leave room for the blocks that close the gaps.
-    pub fn set_keep_limit(&mut self, bytes: usize) {
-        self.keep_limit = bytes;
     }
 
     /// How long the blocks of an interrupted push are kept for a resume
@@ -339,6 +336,14 @@ impl Store {
     /// set-group-id and sticky bits are never applied in any case.
     pub fn set_mode_mask(&mut self, mask: u32) {
         self.mode_mask = mask & 0o777;
+    }
+
+    /// The group every placed file and directory is given (`mdp-recv
+    /// --file-group`), so that, say, a web server's group can read them
+    /// under a mode mask that keeps others out; `None` leaves the group the
+    /// receiver's own.
+    pub fn set_group(&mut self, group: Option<u32>) {
+        self.group = group;
     }
 
     /// The mode a manifest's `mode` gets here.
@@ -381,12 +386,22 @@ impl Store {
     /// the index when the file is unchanged since it was last hashed). Their
     /// mode and mtime are set as the manifest says, as a push would.
     pub fn present(&mut self, manifest: &Manifest) -> Vec<ObjectId> {
+        self.find_present(manifest, true)
+    }
+
+    /// [`Store::present`] that changes nothing: no mode, group or time set,
+    /// nothing recorded (a dry run).
+    pub fn present_unchanged(&mut self, manifest: &Manifest) -> Vec<ObjectId> {
+        self.find_present(manifest, false)
+    }
+
+    fn find_present(&mut self, manifest: &Manifest, touch: bool) -> Vec<ObjectId> {
         let mut out = Vec::new();
         // The directory of the previous file, held open: a manifest lists
         // a directory's files together, so each is walked to once.
         let mut parent: Option<(String, OwnedFd)> = None;
         for (id, e) in manifest.files() {
-            let EntryKind::File { size, hash } = e.kind else {
+            let EntryKind::File { size, hash, .. } = e.kind else {
                 continue;
             };
             if is_own_dir(&e.path) {
@@ -408,23 +423,38 @@ impl Store {
             let Some((file, md)) = file_at(dir_fd, name) else {
                 continue;
             };
-            if md.len() != size {
+            // Only a file of this store's own, with no other name: the
+            // mode, group and time set below must not reach a file a local
+            // user linked in from outside the directory (it is placed
+            // afresh instead, which breaks the link).
+            use std::os::unix::fs::MetadataExt;
+            if md.len() != size || md.nlink() != 1 || md.uid() != crate::sys::euid() {
                 continue;
             }
             let known = self.index.hash_of(&e.path, &md);
-            let got = match known {
-                Some(h) => h,
-                None => match hash_open(&file) {
-                    Ok(h) => h,
-                    Err(_) => continue,
-                },
+            let same = match (known, &e.kind) {
+                (Some(h), _) => h == hash,
+                // Block by block, stopping at the first that differs: a
+                // changed file costs a read up to its first change, not a
+                // read of all of it (its blocks are read again to start
+                // it from, delta.rs).
+                (None, EntryKind::File { blocks, .. }) if !blocks.is_empty() => {
+                    all_blocks_match(&file, e, self.block_bytes)
+                }
+                (None, _) => hash_open(&file).is_ok_and(|h| h == hash),
             };
-            if got != hash {
+            if !same {
+                continue;
+            }
+            if !touch {
+                out.push(id);
                 continue;
             }
             // Same content: make mode and mtime what a push would give.
-            use std::os::unix::fs::MetadataExt;
             let mode = self.mode(e.mode);
+            if self.group.is_some_and(|g| md.gid() != g) {
+                let _ = set_group(&file, self.group);
+            }
             if md.mode() & 0o7777 != mode {
                 let _ = file.set_permissions(fs::Permissions::from_mode(mode));
             }
@@ -434,7 +464,11 @@ impl Store {
                 }
             }
             if let Ok(md) = file.metadata() {
-                self.index.remember(&e.path, &md, hash);
+                if let EntryKind::File { blocks, .. } = &e.kind {
+                    let hashes = (hash, blocks.clone());
+                    self.index
+                        .remember_blocks(&e.path, &md, hashes, self.block_bytes);
+                }
             }
             out.push(id);
         }
@@ -446,12 +480,15 @@ impl Store {
     /// then (`stamp`), so that the next push finds it without hashing it
     /// again while it is unchanged; and its directory, to be flushed when
     /// the tree settles.
-    pub fn placed(&mut self, path: &str, hash: [u8; 32], stamp: Option<&fs::Metadata>) {
+    pub fn placed(&mut self, path: &str, hashes: KnownContent, stamp: Option<&fs::Metadata>) {
         if let Some((dir, _)) = path.rsplit_once('/') {
             self.touched_dirs.insert(dir.to_string());
         }
         if let Some(md) = stamp {
-            self.index.remember(path, md, hash);
+            // With its block hashes: the next push of a changed version
+            // finds the blocks it shares without reading them (delta.rs).
+            self.index
+                .remember_blocks(path, md, (hashes.hash, hashes.blocks), hashes.block_bytes);
         }
     }
 
@@ -478,20 +515,28 @@ impl Store {
                 )));
             }
         }
-        self.session = Some(session);
-        self.manifest = manifest.clone();
         // Directories are created when the tree settles (or a file is
         // placed in one), never before the push is taken (a refusal for
         // disk space comes after this); what would stop one (a link, a
-        // file in its place) refuses the push now.
+        // file in its place), or a link (a directory in its place),
+        // refuses the push now, before the store takes its manifest: a
+        // refused push's directories are not touched when it finishes.
         for e in &manifest.entries {
-            if e.kind == EntryKind::Dir {
-                match self.beneath.dir(&e.path, false) {
-                    Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err),
-                    _ => {}
-                }
+            let refused = match e.kind {
+                EntryKind::Dir => match self.beneath.dir(&e.path, false) {
+                    Err(err) if err.kind() != io::ErrorKind::NotFound => Some(err),
+                    _ => None,
+                },
+                EntryKind::Symlink { .. } => links::check_room(&self.beneath, &e.path).err(),
+                EntryKind::File { .. } => None,
+            };
+            if let Some(err) = refused {
+                self.manifest = Arc::new(Manifest::default());
+                return Err(err);
             }
         }
+        self.session = Some(session);
+        self.manifest = manifest.clone();
         let mut object = 0u32;
         let mut resumed = Vec::new();
         let mut stems = std::collections::HashSet::new();
@@ -499,7 +544,7 @@ impl Store {
         // looks only for the few it may resume.
         let sidecars = resume::records(&self.tmp);
         for (i, e) in manifest.entries.iter().enumerate() {
-            let EntryKind::File { size, hash } = e.kind else {
+            let EntryKind::File { size, hash, .. } = e.kind else {
                 continue;
             };
             object += 1;
@@ -519,18 +564,27 @@ impl Store {
                 created: false,
                 error: None,
                 blocks: BlockMap::new(nblocks),
-                hash: Running::NotStarted,
             };
             if block_bytes == 0 || size == 0 || !stems.insert(hash) {
                 t.by_content = false;
             } else if sidecars.contains(&stem) {
-                if let Some(blocks) = BlockMap::load(&self.tmp, &stem, size, nblocks) {
-                    // Blocks from the earlier push are not written again:
-                    // the file is hashed once complete.
-                    t.created = true;
-                    t.blocks = blocks;
-                    t.hash = Running::Off;
-                    resumed.push((ObjectId(object), t.blocks.ranges(nblocks as u32)));
+                if let Some(mut blocks) = BlockMap::load(&self.tmp, &stem, size, nblocks) {
+                    // Blocks from the earlier push are not written again,
+                    // once read back and found to match their hashes: the
+                    // disk may not have kept what the record says.
+                    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+                    match rfs::openat(&*self.tmp_fd, format!("{stem}.part"), flags, Mode::empty()) {
+                        Ok(fd) => {
+                            recheck(&File::from(fd), e, block_bytes, &mut blocks);
+                        }
+                        // Not read back, not trusted.
+                        Err(_) => blocks = BlockMap::new(nblocks),
+                    }
+                    if blocks.any() {
+                        t.created = true;
+                        t.blocks = blocks;
+                        resumed.push((ObjectId(object), t.blocks.ranges(nblocks as u32)));
+                    }
                 }
             }
             self.files.insert(ObjectId(object), t);
@@ -538,36 +592,40 @@ impl Store {
         Ok(resumed)
     }
 
-    /// Writes a block of a file. An error is kept and reported when the file
-    /// completes.
-    pub fn write(&mut self, object: ObjectId, offset: u64, data: &[u8]) {
-        self.write_inner(object, offset, Bytes::Borrowed(data));
-    }
-
-    /// [`Store::write`], handing over the block: if it comes ahead of the
-    /// file's hash position, the store may hold it in memory to hash it
-    /// later instead of reading it back (see [`Store::set_keep_limit`]).
-    pub fn write_block<B: AsRef<[u8]> + Send + 'static>(
+    /// Writes block `offset / block_bytes` of a file, once it matched the
+    /// manifest's hash for it; else writes nothing and rejects it (a forged
+    /// or corrupt block, to be received again). An I/O error is kept and
+    /// reported when the file completes. A file no longer in the session
+    /// takes nothing.
+    pub fn write(
         &mut self,
         object: ObjectId,
         offset: u64,
-        block: B,
-    ) {
-        let ahead = self.files.get(&object).is_some_and(|t| match &t.hash {
-            Running::NotStarted => offset > 0,
-            Running::Hashing(r) => offset > r.next,
-            Running::Off => false,
-        });
-        if !ahead {
-            return self.write_inner(object, offset, Bytes::Borrowed(block.as_ref()));
+        data: &[u8],
+    ) -> Result<(), BlockRejected> {
+        let Some(t) = self.files.get(&object) else {
+            return Ok(());
+        };
+        let bb = self.block_bytes;
+        if bb > 0 && offset.is_multiple_of(bb) && t.blocks.is_marked(offset / bb) {
+            // Held already (kept from an interrupted push, or found in an
+            // older version, before the state machine heard so): what is
+            // there matched its hash; these bytes, forged or not, change
+            // nothing.
+            return Ok(());
         }
-        match self.kept.keep(Box::new(block), self.keep_limit) {
-            Ok(kept) => self.write_inner(object, offset, Bytes::Kept(kept)),
-            Err(block) => self.write_inner(object, offset, Bytes::Borrowed((*block).as_ref())),
+        let entry = &self.manifest.entries[t.entry];
+        if bb == 0 || !offset.is_multiple_of(bb) || !block_matches(entry, bb, offset / bb, data) {
+            let block = offset.checked_div(bb).map_or(0, |b| b as u32);
+            return Err(BlockRejected { block });
         }
+        self.write_checked(object, offset, data);
+        Ok(())
     }
 
-    fn write_inner(&mut self, object: ObjectId, offset: u64, block: Bytes<'_>) {
+    /// Writes a block already checked against its hash; an I/O error is
+    /// kept for the file.
+    fn write_checked(&mut self, object: ObjectId, offset: u64, data: &[u8]) {
         let Some(t) = self.files.get_mut(&object) else {
             return;
         };
@@ -584,12 +642,13 @@ impl Store {
                 return;
             }
         };
-        if let Err(e) = file.write_all_at(block.as_slice(), offset) {
+        if let Err(e) = file.write_all_at(data, offset) {
             t.error = Some(e);
             return;
         }
+        let len = data.len() as u64;
         if self.durable {
-            self.since_writeback += block.as_slice().len() as u64;
+            self.since_writeback += len;
             if self.since_writeback >= WRITEBACK_EVERY {
                 self.since_writeback = 0;
                 crate::sys::start_writeback(file);
@@ -598,18 +657,18 @@ impl Store {
         if let Some(b) = offset.checked_div(self.block_bytes) {
             t.blocks.mark(b as usize);
         }
-        if matches!(t.hash, Running::NotStarted) {
-            t.hash = Running::Hashing(Box::new(RunningHash::new()));
-        }
-        let len = block.as_slice().len() as u64;
-        if let Running::Hashing(running) = &mut t.hash {
-            if !running.wrote(file, offset, block, &mut self.scratch) {
-                t.hash = Running::Off;
-            }
-        }
         if t.by_content && !self.keep_partial.is_zero() && self.checkpoints.wrote(object, len) {
             self.checkpoint();
         }
+    }
+
+    /// True while a block of `object` is still to be written again after it
+    /// was rejected: the file is not complete, whatever was asked.
+    pub fn lacks_blocks(&self, object: ObjectId) -> bool {
+        self.files.get(&object).is_some_and(|t| {
+            let nblocks = t.size.div_ceil(self.block_bytes.max(1));
+            t.error.is_none() && !t.blocks.all(nblocks)
+        })
     }
 
     /// Marks `object` as failed (a block could not be rebuilt): it will not
@@ -648,21 +707,37 @@ impl Store {
             // Complete: its checkpoint record is of no more use.
             let _ = fs::remove_file(temp.with_extension("blocks"));
         }
-        let hashed = match t.hash {
-            Running::Hashing(r) if r.next == t.size => Some(*r.hasher.finalize().as_bytes()),
-            // Nothing written: the empty file's hash.
-            Running::NotStarted if t.size == 0 => Some(*blake3::hash(&[]).as_bytes()),
+        // A name of this push's own for the verifier: the content-named one
+        // may be taken by the next push of the same content (a resume, a
+        // delta) while this file still waits, and the verifier must place
+        // this file, not that one.
+        let done = match self.session {
+            Some(s) => format!("{s}-{}.done", object.0),
+            None => format!("none-{}.done", object.0),
+        };
+        if let Err(e) = rfs::renameat(&*self.tmp_fd, &name, &*self.tmp_fd, &done) {
+            let _ = rfs::unlinkat(&*self.tmp_fd, &name, AtFlags::empty());
+            return Err((FailReason::Io, format!("{}: {e}", entry.path)));
+        }
+        // Every block matched its hash as it was written: the file is the
+        // one the manifest describes (an empty file has no block).
+        let nblocks = t.size.div_ceil(self.block_bytes.max(1));
+        let hashed = match &self.manifest.entries[t.entry].kind {
+            _ if t.size == 0 => Some(*blake3::hash(&[]).as_bytes()),
+            EntryKind::File { hash, .. } if t.blocks.all(nblocks) => Some(*hash),
             _ => None,
         };
         Ok(Written {
             entry,
             beneath: self.beneath.clone(),
             tmp: self.tmp_fd.clone(),
-            temp: name,
+            temp: done,
             error: t.error,
             hashed,
             durable: self.durable,
             mode: self.mode(self.manifest.entries[t.entry].mode),
+            group: self.group,
+            block_bytes: self.block_bytes,
         })
     }
 
@@ -673,11 +748,28 @@ impl Store {
 
     /// Makes the tree final once every file is placed or failed for good
     /// (the receiver's `Settle`, before it confirms): with `prune`, the
-    /// `--delete` removal ([`Store::prune`], whose list it returns); then
-    /// the directories' modes and mtimes. [`Store::finish`] does not do it
+    /// `--delete` removal ([`Store::prune`], whose list it returns); then,
+    /// with `links` (the receiver's `Settle` says: a signed push, every
+    /// file in place), the symbolic links (`links.rs`); then the
+    /// directories' modes and mtimes. [`Store::finish`] does not do it
     /// again.
-    pub fn settle(&mut self, prune: bool) -> Vec<String> {
+    pub fn settle(&mut self, prune: bool, links: bool) -> Vec<String> {
         let removed = if prune { self.prune() } else { Vec::new() };
+        if links {
+            self.place_links();
+        } else {
+            let n = self
+                .manifest
+                .entries
+                .iter()
+                .filter(|e| matches!(e.kind, EntryKind::Symlink { .. }))
+                .count();
+            if n > 0 {
+                tracing::warn!(
+                    "{n} symbolic links of this push not placed: it was not signed, or some of its files failed"
+                );
+            }
+        }
         self.settle_dirs(true);
         self.settled = true;
         removed
@@ -715,6 +807,13 @@ impl Store {
             let Ok(d) = self.beneath.dir(&e.path, create).map(File::from) else {
                 continue;
             };
+            // A directory of another user's (made by a local user, or
+            // linked from elsewhere) keeps its owner's group and mode.
+            use std::os::unix::fs::MetadataExt;
+            if d.metadata().is_ok_and(|md| md.uid() != crate::sys::euid()) {
+                continue;
+            }
+            let _ = set_group(&d, self.group);
             let _ = d.set_permissions(fs::Permissions::from_mode(self.mode(e.mode)));
             if let Some(t) = mtime(e.mtime_secs, e.mtime_nanos) {
                 let _ = d.set_times(FileTimes::new().set_modified(t));

@@ -6,7 +6,8 @@
 //! links), leaves names that are not UTF-8 alone, and removes each entry
 //! relative to the descriptor of the directory it is in (safe_path.rs), so
 //! that a directory swapped for a link mid-walk leads nowhere outside the
-//! cache directory.
+//! cache directory; and never enters another file system (a volume mounted
+//! below a pushed directory is left whole, as `rsync -x` would).
 
 use super::Store;
 use mdp_proto::EntryKind;
@@ -67,10 +68,13 @@ fn type_of(dir: BorrowedFd<'_>, name: &str, said: FileType) -> Option<FileType> 
     Some(FileType::from_raw_mode(st.st_mode))
 }
 
-/// Opens directory `name` in `dir` without following a link.
+/// Opens directory `name` in `dir` without following a link; `None` for a
+/// directory on another file system than `dir` (a mount point).
 fn open_subdir(dir: BorrowedFd<'_>, name: &str) -> Option<OwnedFd> {
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    rfs::openat(dir, name, flags, Mode::empty()).ok()
+    let sub = rfs::openat(dir, name, flags, Mode::empty()).ok()?;
+    let same_fs = rfs::fstat(&sub).ok()?.st_dev == rfs::fstat(dir).ok()?.st_dev;
+    same_fs.then_some(sub)
 }
 
 fn prune_dir(listed: &HashMap<&str, bool>, dir: OwnedFd, rel: &str, removed: &mut Vec<String>) {

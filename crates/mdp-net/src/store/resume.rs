@@ -43,6 +43,42 @@ impl BlockMap {
         }
     }
 
+    /// True when block `b` was written.
+    pub(super) fn is_marked(&self, b: u64) -> bool {
+        self.0
+            .get((b / 64) as usize)
+            .is_some_and(|w| w & (1 << (b % 64)) != 0)
+    }
+
+    /// Block `b` is not written after all (a check found it wrong).
+    pub(super) fn unmark(&mut self, b: u64) {
+        if let Some(w) = self.0.get_mut((b / 64) as usize) {
+            *w &= !(1 << (b % 64));
+        }
+    }
+
+    /// The blocks written, ascending.
+    pub(super) fn marked(&self) -> Vec<u64> {
+        let mut out = Vec::new();
+        for (i, &w) in self.0.iter().enumerate() {
+            let mut w = w;
+            while w != 0 {
+                out.push(i as u64 * 64 + u64::from(w.trailing_zeros()));
+                w &= w - 1;
+            }
+        }
+        out
+    }
+
+    /// True when all of the first `blocks` blocks were written.
+    pub(super) fn all(&self, blocks: u64) -> bool {
+        (0..blocks).all(|b| {
+            self.0
+                .get((b / 64) as usize)
+                .is_some_and(|w| w & (1 << (b % 64)) != 0)
+        })
+    }
+
     /// True when some block was written.
     pub(super) fn any(&self) -> bool {
         self.0.iter().any(|w| *w != 0)
@@ -116,6 +152,9 @@ pub(super) fn records(tmp: &Path) -> HashSet<String> {
         .collect()
 }
 
+/// How long a complete file left waiting for its check is kept at least.
+const DONE_KEPT: Duration = Duration::from_secs(3600);
+
 /// Removes from `tmp` temporary files and records older than `keep`, and
 /// temporary files without a record (left by a receiver that was killed:
 /// what they hold is not known), and records without their file.
@@ -126,6 +165,20 @@ pub(super) fn remove_stale(tmp: &Path, keep: Duration) {
     let now = std::time::SystemTime::now();
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
+        let age = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| now.duration_since(t).ok());
+        if name.ends_with(".done") {
+            // A complete file waiting for its check (`Store::written`),
+            // left by a receiver that stopped: gone after a while, never
+            // while a verifier may still take it.
+            if age.is_none_or(|a| a >= keep.max(DONE_KEPT)) {
+                let _ = fs::remove_file(e.path());
+            }
+            continue;
+        }
         let (stem, is_part) = if let Some(stem) = name.strip_suffix(".part") {
             (stem.to_string(), true)
         } else if let Some(stem) = name.strip_suffix(".blocks") {
@@ -133,12 +186,7 @@ pub(super) fn remove_stale(tmp: &Path, keep: Duration) {
         } else {
             continue;
         };
-        let old = e
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| now.duration_since(t).ok())
-            .is_none_or(|age| age >= keep);
+        let old = age.is_none_or(|age| age >= keep);
         let orphan = if is_part {
             !tmp.join(format!("{stem}.blocks")).exists()
         } else {

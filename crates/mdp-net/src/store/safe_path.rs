@@ -13,7 +13,9 @@
 //! the file system: a local user who swaps a directory for a link between
 //! two steps makes the next step fail (`ELOOP`/`ENOTDIR`), or it acts on
 //! the directory already opened, never outside the cache directory. Nothing
-//! is written into the store's own [`TMP_DIR`] by a manifest path.
+//! is written into the store's own [`TMP_DIR`] by a manifest path, and
+//! that directory belongs to the receiver's user and is writable by it
+//! alone ([`own_private_dir`]).
 
 use super::TMP_DIR;
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
@@ -97,6 +99,29 @@ pub(super) fn file_at(dir: &OwnedFd, name: &str) -> Option<(File, fs::Metadata)>
     let file = File::from(fd);
     let md = file.metadata().ok()?;
     md.is_file().then_some((file, md))
+}
+
+/// Checks that the temporary directory belongs to this process's user and
+/// that nobody else may enter it (taking every group and other bit away if
+/// any was given): what it holds is trusted once checked, and another user
+/// who could write there could change a file between its check and its
+/// placement; one who could read there would learn every pushed path,
+/// size and hash (the index), even of files a mode mask keeps from them.
+pub(super) fn own_private_dir(fd: &OwnedFd, shown: &Path) -> io::Result<()> {
+    let st = rfs::fstat(fd)?;
+    let me = crate::sys::euid();
+    if st.st_uid != me {
+        return Err(refuse(format!(
+            "{} belongs to uid {}, not to this user (uid {me}): remove it, or run mdp-recv as its owner",
+            shown.display(),
+            st.st_uid
+        )));
+    }
+    let mode = st.st_mode & 0o7777;
+    if mode & 0o077 != 0 {
+        rfs::fchmod(fd, Mode::from_raw_mode(mode & !0o077))?;
+    }
+    Ok(())
 }
 
 /// Refuses a component that could leave the directory or name it again.

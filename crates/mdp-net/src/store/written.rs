@@ -1,15 +1,16 @@
 //! A file whose blocks are all written: its hash check and its atomic
 //! placement under its final name.
 //!
-//! **Invariant:** a file appears under its final name only after its hash
-//! matched and (unless the store is not durable) its data, mode and mtime
+//! **Invariant:** a file appears under its final name only after its
+//! content matched the manifest (each block checked as it was written,
+//! `blocks.rs`, or the whole file read back and hashed here) and (unless the store is not durable) its data, mode and mtime
 //! reached the disk; the rename is atomic since the temporary directory is
 //! inside the cache directory. The directory entry the rename made is
 //! flushed when the store settles the tree ([`super::Store::settle`]),
 //! before the receiver confirms.
 
+use super::blocks::hash_open;
 use super::mtime;
-use super::running_hash::hash_open;
 use super::safe_path::{refuse, Beneath};
 use mdp_proto::wire::FailReason;
 use mdp_proto::{Entry, EntryKind};
@@ -36,16 +37,26 @@ pub struct Written {
     pub(super) durable: bool,
     /// Its mode here (the manifest's, less the store's mask).
     pub(super) mode: u32,
+    /// The group it is given, if the store names one.
+    pub(super) group: Option<u32>,
+    /// The session's bytes per full block (what its block hashes are for).
+    pub(super) block_bytes: u64,
 }
 
 impl Written {
-    /// The file's path in the manifest and its expected hash.
-    pub fn path_and_hash(&self) -> (String, [u8; 32]) {
-        let hash = match self.entry.kind {
-            EntryKind::File { hash, .. } => hash,
-            EntryKind::Dir => [0; 32],
+    /// The file's path in the manifest and its hashes, for the index
+    /// ([`super::Store::placed`]).
+    pub fn path_and_hashes(&self) -> (String, KnownContent) {
+        let (hash, blocks) = match &self.entry.kind {
+            EntryKind::File { hash, blocks, .. } => (*hash, blocks.clone()),
+            EntryKind::Dir | EntryKind::Symlink { .. } => ([0; 32], Vec::new()),
         };
-        (self.entry.path.clone(), hash)
+        let content = KnownContent {
+            hash,
+            block_bytes: self.block_bytes,
+            blocks,
+        };
+        (self.entry.path.clone(), content)
     }
 
     /// [`Written::verify`] then [`Verified::place`]; the final path.
@@ -84,6 +95,7 @@ impl Written {
                 format!("{}: content does not match its BLAKE3 hash", e.path),
             ));
         }
+        super::set_group(&file, self.group).map_err(fail_io)?;
         file.set_permissions(fs::Permissions::from_mode(self.mode))
             .map_err(fail_io)?;
         if let Some(t) = mtime(e.mtime_secs, e.mtime_nanos) {
@@ -149,10 +161,22 @@ impl Verified {
         Ok(Placed { path: dest, stamp })
     }
 
-    /// The file's path in the manifest and its expected hash.
-    pub fn path_and_hash(&self) -> (String, [u8; 32]) {
-        self.written.path_and_hash()
+    /// See [`Written::path_and_hashes`].
+    pub fn path_and_hashes(&self) -> (String, KnownContent) {
+        self.written.path_and_hashes()
     }
+}
+
+/// What a placed file's content is known to be: its hash, and the hashes of
+/// its blocks of `block_bytes` (none for a file of one block).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KnownContent {
+    /// BLAKE3 of the whole file.
+    pub hash: [u8; 32],
+    /// The block size the block hashes are for.
+    pub block_bytes: u64,
+    /// BLAKE3 of each block.
+    pub blocks: Vec<[u8; 32]>,
 }
 
 /// A file placed under its final name.

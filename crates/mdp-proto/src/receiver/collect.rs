@@ -70,6 +70,13 @@ impl Obj {
         }
     }
 
+    /// Block `b` is to be received again (its rebuilt bytes were rejected).
+    fn unset_done(&mut self, b: u32) {
+        self.done[(b / 64) as usize] &= !(1 << (b % 64));
+        self.done_count -= 1;
+        self.first_missing = self.first_missing.min(b);
+    }
+
     /// Not final yet: still receiving, or waiting for its verification.
     pub(super) fn is_pending(&self) -> bool {
         matches!(self.state, ObjState::Receiving | ObjState::Delivered)
@@ -345,13 +352,19 @@ impl Session {
             .files()
             .map(|(_, e)| match e.kind {
                 EntryKind::File { size, .. } => self.coding.block_count_wide(size),
-                EntryKind::Dir => 0,
+                EntryKind::Dir | EntryKind::Symlink { .. } => 0,
             })
             .sum();
         if blocks > MAX_SESSION_BLOCKS {
             return Err(End(Some(Refusal::TooManyBlocks { blocks }.into())));
         }
+        // Every block is checked against these before it is written.
+        if let Err(e) = manifest.check_block_hashes(&self.coding) {
+            return Err(End(Some(e.into())));
+        }
         let refusal = check_limits(&cx.config, &manifest);
+        let manifest = Arc::new(manifest);
+        self.manifest = Some(manifest.clone());
         let coding = self.coding;
         for (_, e) in manifest.files() {
             if let EntryKind::File { size, .. } = e.kind {
@@ -368,15 +381,37 @@ impl Session {
         }
         cx.requests.push_back(ReceiverRequest::CheckPresent {
             session: self.id,
-            manifest: Arc::new(manifest),
+            manifest,
             // Nothing unauthenticated deletes.
             delete: self.delete && self.signer.is_some(),
             signer: self.signer,
             block_bytes: self.coding.block_k as u64 * self.coding.symbol_size as u64,
+            dry_run: self.dry_run,
         });
         // Registration and empty files wait for handle_present.
         self.maybe_register(now, cx);
         Ok(())
+    }
+
+    /// See [`super::Receiver::handle_block_rejected`]. True when the block
+    /// is to be received again (a NACK may be due then).
+    pub(super) fn block_rejected(&mut self, cx: &mut Ctx, object: ObjectId, block: u32) -> bool {
+        let Some(obj) = self.objects.get_mut(object.0 as usize) else {
+            return false;
+        };
+        if object.0 == 0 || !obj.is_pending() || block >= obj.blocks || !obj.is_done(block) {
+            return false;
+        }
+        obj.unset_done(block);
+        // A verification asked for meanwhile is called off: its answer is
+        // ignored (`object_verified` takes only delivered objects), and
+        // the file is asked for again once the block is written.
+        obj.state = ObjState::Receiving;
+        let len = self.coding.block_len(obj.size, BlockNumber(block)) as u64;
+        cx.stats.bytes_delivered = cx.stats.bytes_delivered.saturating_sub(len);
+        cx.stats.blocks_rejected += 1;
+        self.first_receiving = self.first_receiving.min(object.0);
+        true
     }
 
     /// See [`super::Receiver::handle_partial`]. True when the blocks were

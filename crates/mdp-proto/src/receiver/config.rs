@@ -149,12 +149,18 @@ pub enum ReceiverRequest {
         /// Bytes per full block (file block `b` starts at `b * block_bytes`):
         /// what a store needs to keep interrupted files for resume.
         block_bytes: u64,
+        /// A dry run: find what is in place and held in part, and nothing
+        /// more (no temporary file, no copy of an older version's blocks);
+        /// no data will follow.
+        dry_run: bool,
     },
     /// A block with enough symbols: rebuild it with
     /// [`CompleteBlock::into_bytes`] (a Reed-Solomon decode when a source
-    /// symbol was lost; run it off the socket loop) and write it at `offset`
-    /// of the object's file. No answer: the block counts in the buffer
-    /// gauge until the caller drops it.
+    /// symbol was lost; run it off the socket loop), check it against the
+    /// manifest's hash for it ([`crate::Entry::block_hash`]) and only then
+    /// write it at `offset` of the object's file. No answer when it
+    /// matched; [`super::Receiver::handle_block_rejected`] when it did not.
+    /// The block counts in the buffer gauge until the caller drops it.
     WriteBlock {
         /// File object.
         object: ObjectId,
@@ -176,6 +182,11 @@ pub enum ReceiverRequest {
     Settle {
         /// Do the sender's `--delete`: asked for, and no file failed.
         prune: bool,
+        /// Place the push's symbolic links: the push is signed (never for
+        /// `insecure` pushes: a link may point anywhere) and no file
+        /// failed (a `current -> release` link must not switch to a
+        /// release that did not arrive whole).
+        links: bool,
     },
 }
 
@@ -224,6 +235,10 @@ pub struct SessionOutcome {
     pub files: u32,
     /// Files that failed for good.
     pub failed: Vec<(ObjectId, FailReason)>,
+    /// The session's manifest, when it was collected: the paths of the
+    /// files (`failed` names them by object: object `n` is the `n`th file
+    /// of [`Manifest::files`]).
+    pub manifest: Option<Arc<Manifest>>,
 }
 
 /// Counters.
@@ -253,6 +268,10 @@ pub struct ReceiverStats {
     pub blocks_completed: u64,
     /// Blocks that needed Reed-Solomon decoding.
     pub blocks_decoded: u64,
+    /// Blocks the caller rebuilt and found unlike the manifest's block hash
+    /// ([`super::Receiver::handle_block_rejected`]: a forged or corrupt
+    /// symbol), asked for again.
+    pub blocks_rejected: u64,
     /// NACK datagrams sent.
     pub nacks_sent: u64,
     /// NACK entries sent.

@@ -16,6 +16,10 @@ use thiserror::Error;
 /// of the `String` it replaced: outcomes travel inside the drivers' enums.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 pub enum SessionError {
+    /// The sender's `--dry-run`: this receiver told it what it holds;
+    /// nothing was sent or written.
+    #[error("a dry run: the sender learnt what this receiver holds; nothing was sent")]
+    DryRun,
     /// Nothing came from the sender for the idle timeout.
     #[error("the sender went silent for {}s", .idle.as_secs())]
     SenderSilent {

@@ -77,7 +77,9 @@ impl LossMeter {
         if seq.wrapping_sub(self.highest) < 1 << 31 {
             self.highest = seq;
         }
-        let span = self.highest.wrapping_sub(base) + 1;
+        // Wrapping: right after an epoch `highest` is `base - 1`, and a
+        // forged sequence number may leave it there.
+        let span = self.highest.wrapping_sub(base).wrapping_add(1);
         if span >= Self::EPOCH {
             let loss = 1.0 - (self.received as f64 / span as f64).min(1.0);
             self.estimate = 0.75 * self.estimate + 0.25 * loss;
@@ -249,6 +251,19 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_forged_sequence_number_right_after_an_epoch_is_harmless() {
+        let mut m = LossMeter::default();
+        for seq in 0..LossMeter::EPOCH {
+            m.on_seq(seq);
+        }
+        // Half the sequence space ahead of the new epoch's start: it used
+        // to overflow the span (a panic where overflows are checked).
+        m.on_seq(LossMeter::EPOCH + (1 << 31) - 1);
+        m.on_seq(LossMeter::EPOCH);
+        assert_eq!(m.wire(), 0);
+    }
 
     #[test]
     fn loss_meter_converges_on_the_loss_rate() {

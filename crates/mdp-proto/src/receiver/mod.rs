@@ -556,6 +556,23 @@ impl Receiver {
         }
     }
 
+    /// After [`ReceiverRequest::WriteBlock`]: the caller rebuilt block
+    /// `block` of `object` and it did not match the manifest's hash for it
+    /// (a forged or corrupt symbol went into it), so it was not written.
+    /// The block is received again: it becomes a NACK candidate at once,
+    /// and a verification of its file asked for meanwhile is called off
+    /// (its answer is ignored; the file is verified once the block is
+    /// written).
+    pub fn handle_block_rejected(&mut self, now: Instant, object: ObjectId, block: u32) {
+        let State::Live(s) = &mut self.state else {
+            return;
+        };
+        if s.block_rejected(&mut self.cx, object, block) {
+            s.maybe_arm_nack(now, &mut self.cx);
+            self.after_input(now);
+        }
+    }
+
     /// Answers [`ReceiverRequest::CheckPresent`]: `present` lists the files
     /// of the manifest that are already in place byte for byte (same path,
     /// same hash, as the caller's store found them). They count as verified
@@ -766,6 +783,7 @@ mod tests {
             data_pos: (0, 0),
             acked: Vec::new(),
             delete: false,
+            dry_run: false,
             enc: None,
             signed: None,
         };

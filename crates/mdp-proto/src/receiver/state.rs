@@ -36,8 +36,10 @@ use crate::auth::ReplayWindow;
 use crate::cc::CongestionMeter;
 use crate::ids::{BlockKey, NodeId, ObjectId, SessionId};
 use crate::layout::Coding;
+use crate::manifest::Manifest;
 use crate::wire::{Announce, Control, FailReason, Timing};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Whether the receiver has a session, and whether it is over.
@@ -105,9 +107,14 @@ pub(super) struct Session {
     pub(super) coding: Coding,
     pub(super) manifest_len: u64,
     pub(super) manifest_hash: [u8; 32],
+    /// The manifest, once collected and validated (for the outcome's
+    /// paths).
+    pub(super) manifest: Option<Arc<Manifest>>,
     pub(super) object_count: u32,
     /// The sender asked for `--delete`.
     pub(super) delete: bool,
+    /// The sender's `--dry-run`: register with what is held, then DONE.
+    pub(super) dry_run: bool,
     /// The trusted key that signed the push (`None`: taken unchecked).
     pub(super) signer: Option<[u8; 32]>,
     /// When it signed it (Unix µs; 0 when unsigned).
@@ -175,8 +182,10 @@ impl Session {
             coding,
             manifest_len: a.manifest_len,
             manifest_hash: a.manifest_hash,
+            manifest: None,
             object_count: a.object_count,
             delete: a.delete,
+            dry_run: a.dry_run,
             signer: None,
             signed_at_us: 0,
             objects: vec![Obj::new(a.manifest_len, &coding)],
@@ -246,7 +255,9 @@ impl Session {
     /// Receiving to Settling (or, when the push was refused and nothing
     /// placed, straight to Confirming) once every file is final.
     pub(super) fn check_complete(&mut self, cx: &mut Ctx) {
-        if !matches!(self.phase, Phase::Receiving) {
+        // A dry run never settles (no --delete, no directory times) nor
+        // confirms: it waits for the sender's DONE.
+        if !matches!(self.phase, Phase::Receiving) || self.dry_run {
             return;
         }
         // Every file object is verified or failed for good (each counted
@@ -258,8 +269,10 @@ impl Session {
                 self.status_due = true;
             } else {
                 self.phase = Phase::Settling;
+                let whole_and_signed = self.signer.is_some() && self.failed.is_empty();
                 cx.requests.push_back(ReceiverRequest::Settle {
-                    prune: self.delete && self.signer.is_some() && self.failed.is_empty(),
+                    prune: self.delete && whole_and_signed,
+                    links: whole_and_signed,
                 });
             }
         }
@@ -320,6 +333,8 @@ impl Session {
             .0
             .or_else(|| self.refused.clone().map(SessionError::from))
         {
+            // A dry run ends by the sender's DONE, as it should.
+            None if self.dry_run => Some(SessionError::DryRun),
             Some(p) => Some(p),
             None if !complete => Some(SessionError::Incomplete {
                 verified: self.verified,
@@ -337,6 +352,7 @@ impl Session {
             verified: self.verified,
             files,
             failed: self.failed.clone(),
+            manifest: self.manifest.clone(),
         }
     }
 }

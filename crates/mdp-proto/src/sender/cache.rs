@@ -261,6 +261,7 @@ mod tests {
                 kind: EntryKind::File {
                     size: 8000,
                     hash: *blake3::hash(&content).as_bytes(),
+                    blocks: Vec::new(),
                 },
                 mode: 0o644,
                 mtime_secs: 0,

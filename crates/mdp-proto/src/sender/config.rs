@@ -57,6 +57,10 @@ pub struct SenderConfig {
     /// Ask receivers to remove what the pushed directories hold beyond
     /// the manifest, after a complete push (`--delete`).
     pub delete: bool,
+    /// A dry run: receivers register with what they hold, the report says
+    /// per receiver which files it lacks, and no file data is sent
+    /// (`mdp-send --dry-run`).
+    pub dry_run: bool,
     /// Encrypt the push for the receivers in `expected_keys` (keys.rs);
     /// needs `identity` and excludes `auth`.
     pub encryption: Option<super::EncryptionConfig>,
@@ -90,11 +94,14 @@ impl SenderConfig {
             identity: None,
             signed_at_us: 0,
             delete: false,
+            dry_run: false,
             encryption: None,
         }
     }
 
-    pub(super) fn coding(&self) -> Coding {
+    /// The coding parameters (symbol size, block size, parity) a session of
+    /// these settings announces: what the manifest's block hashes are for.
+    pub fn coding(&self) -> Coding {
         Coding {
             symbol_size: self.symbol_size,
             block_k: self.block_k,

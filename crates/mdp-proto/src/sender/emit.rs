@@ -70,6 +70,7 @@ impl Sender {
             data_pos: (self.cursor.object, self.cursor.block),
             acked: self.acks.take(),
             delete: self.config.delete,
+            dry_run: self.config.dry_run,
             enc: self.keys.as_ref().map(|k| k.announced()),
             signed: self.signed,
         })

@@ -48,6 +48,26 @@ pub enum SenderEvent {
         /// The rate that last reached it, bits per second.
         delivered_bps: u64,
     },
+    /// A receiver went silent after the data was sent, longer than
+    /// `drop_after`, and was dropped (it may come back).
+    Silent {
+        /// Its node id.
+        node: NodeId,
+        /// Its name.
+        name: String,
+        /// How long it had been silent.
+        silent_for: std::time::Duration,
+    },
+    /// A receiver confirmed that its push ended: every file verified and
+    /// placed, or (`failed` > 0) some failed there for good.
+    Confirmed {
+        /// Its node id.
+        node: NodeId,
+        /// Its name.
+        name: String,
+        /// Files that failed there.
+        failed: usize,
+    },
     /// A receiver joined.
     Registered {
         /// Its node id.

@@ -181,6 +181,7 @@ impl Sender {
     ) -> Result<Sender, ConfigError> {
         config.validate()?;
         manifest.validate()?;
+        manifest.check_block_hashes(&config.coding())?;
         let manifest_bytes = manifest.encode();
         if manifest_bytes.len() as u64 > crate::manifest::MAX_MANIFEST_LEN {
             return Err(ConfigError::TooManyFiles);
@@ -191,7 +192,7 @@ impl Sender {
             .files()
             .map(|(_, e)| match e.kind {
                 EntryKind::File { size, .. } => coding.block_count_wide(size),
-                EntryKind::Dir => 0,
+                EntryKind::Dir | EntryKind::Symlink { .. } => 0,
             })
             .sum::<u64>()
             + coding.block_count_wide(manifest_bytes.len() as u64);
@@ -240,6 +241,7 @@ impl Sender {
                 data_pos: (0, 0),
                 acked: Vec::new(),
                 delete: config.delete,
+                dry_run: config.dry_run,
                 enc: keys.as_ref().map(|k| k.announced()),
                 signed: None,
             };
@@ -483,11 +485,20 @@ impl Sender {
                     .filter(|(o, _)| o.0 >= 1 && o.0 < max_obj)
                     .collect();
                 if s.complete {
-                    peer.state = if peer.failed.is_empty() {
+                    let state = if peer.failed.is_empty() {
                         PeerState::Confirmed
                     } else {
                         PeerState::Failed
                     };
+                    if peer.state != state {
+                        // The STATUS repeats until acknowledged: one event.
+                        self.events.push_back(SenderEvent::Confirmed {
+                            node: s.node,
+                            name: peer.name.clone(),
+                            failed: peer.failed.len(),
+                        });
+                    }
+                    peer.state = state;
                     self.push_ack(s.node, AckState::Confirmed);
                 }
             }
@@ -599,10 +610,27 @@ impl Sender {
         }
         if self.phase == Phase::Announcing {
             let enough = self.expected_count() > 0 && self.unregistered_expected() == 0;
+            if (enough || self.timers.is_due(Timer::DataStart, now)) && self.config.dry_run {
+                // What each receiver holds is known from its REGISTER:
+                // the report says what it lacks, and no data goes out.
+                self.finish(now);
+                return;
+            }
             if enough || self.timers.is_due(Timer::DataStart, now) {
                 self.phase = Phase::Sending;
                 self.plan_skips();
                 self.plan_block_skips();
+                if self.peers.is_empty() && self.expected_count() == 0 {
+                    // An open group nobody joined: its data would go to
+                    // nobody, at a rate no feedback checks. The FLUSH
+                    // rounds still give a receiver whose REGISTER was lost
+                    // its chance: it NACKs what it lacks.
+                    self.cursor = Cursor {
+                        object: self.sizes.len() as u32,
+                        block: 0,
+                        esi: 0,
+                    };
+                }
                 // Announce at once: receivers learn the final group size.
                 self.timers.stop(Timer::DataStart);
                 self.timers.set(Timer::Announce, now);
@@ -627,12 +655,18 @@ impl Sender {
     /// per data packet.
     fn check_flushing(&mut self, now: Instant) {
         let flush_start = self.flush_start.unwrap_or(now);
-        for p in self.peers.values_mut() {
+        for (node, p) in self.peers.iter_mut() {
             if p.state == PeerState::Active {
                 let silent_since = p.last_heard.max(flush_start);
                 let silent = now.saturating_duration_since(silent_since);
                 if silent >= self.config.drop_after {
-                    p.state = PeerState::Dropped(now.saturating_duration_since(p.last_heard));
+                    let silent_for = now.saturating_duration_since(p.last_heard);
+                    p.state = PeerState::Dropped(silent_for);
+                    self.events.push_back(SenderEvent::Silent {
+                        node: *node,
+                        name: p.name.clone(),
+                        silent_for,
+                    });
                 }
             }
         }

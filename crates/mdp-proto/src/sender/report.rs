@@ -31,6 +31,9 @@ pub enum Verdict {
     },
     /// An expected receiver that never registered.
     NeverRegistered,
+    /// A dry run (`mdp-send --dry-run`): it registered, and `verified` and
+    /// `missing` say which files it holds and lacks; nothing was sent.
+    DryRun,
 }
 
 impl Verdict {
@@ -43,6 +46,7 @@ impl Verdict {
             Verdict::Dropped { .. } => "dropped: silent",
             Verdict::TooSlow { .. } => "dropped: too slow",
             Verdict::NeverRegistered => "never registered",
+            Verdict::DryRun => "dry run",
         }
     }
 }
@@ -157,6 +161,30 @@ pub struct SenderStats {
     pub keys_sent: u64,
 }
 
+/// Files 1..`objects` that the ranges `have` cover.
+fn held_files(have: &[(u32, u32)], objects: u32) -> u32 {
+    crate::ranges::normalize(have, objects)
+        .iter()
+        .map(|&(first, count)| count - u32::from(first == 0).min(count))
+        .sum()
+}
+
+/// Files 1..`objects` that the ranges `have` do not cover, in order,
+/// walking the gaps (not every file).
+fn lacking(have: &[(u32, u32)], objects: u32) -> impl Iterator<Item = u32> {
+    let held = crate::ranges::normalize(have, objects);
+    let mut gaps = Vec::new();
+    let mut next = 1u32;
+    for (first, count) in held {
+        if first > next {
+            gaps.push(next..first);
+        }
+        next = next.max(first.saturating_add(count));
+    }
+    gaps.push(next..objects);
+    gaps.into_iter().flatten()
+}
+
 impl Sender {
     /// The fingerprint of the key `--expect-file` lists for `name`.
     fn key_of(&self, name: &str) -> Option<String> {
@@ -179,8 +207,10 @@ impl Sender {
                 .cloned()
                 .collect::<Vec<_>>()
         };
+        let dry = self.config.dry_run;
         for (node, p) in &self.peers {
             let verdict = match p.state {
+                PeerState::Active if dry => Verdict::DryRun,
                 PeerState::Active => Verdict::Incomplete,
                 PeerState::Confirmed => Verdict::Confirmed,
                 PeerState::Failed => Verdict::Failed,
@@ -196,9 +226,18 @@ impl Sender {
                 key: self.key_of(&p.name),
                 name: p.name.clone(),
                 expected: self.is_expected(&p.name),
-                verified: p.verified,
+                verified: if dry {
+                    held_files(&p.have, self.paths.len() as u32)
+                } else {
+                    p.verified
+                },
                 missing: if verdict == Verdict::Confirmed {
                     Vec::new()
+                } else if dry {
+                    lacking(&p.have, self.paths.len() as u32)
+                        .map(|o| path(&ObjectId(o)))
+                        .take(crate::limits::MAX_STATUS_OBJECTS)
+                        .collect()
                 } else if !p.status_seen {
                     // Never reported progress: it misses everything.
                     everything()
@@ -227,15 +266,17 @@ impl Sender {
         // best verdict counts.
         let mut satisfied: Vec<&str> = Vec::new();
         let mut short: Vec<(&str, &'static str)> = Vec::new();
+        // In a dry run, registering is all a receiver can do.
+        let done = |v: &Verdict| *v == Verdict::Confirmed || *v == Verdict::DryRun;
         for r in receivers.iter().filter(|r| r.expected) {
-            if r.verdict == Verdict::Confirmed {
+            if done(&r.verdict) {
                 satisfied.push(&r.name);
             }
         }
         let named = !self.config.expected_names.is_empty();
         for r in receivers.iter().filter(|r| r.expected) {
             let covered = named && satisfied.contains(&r.name.as_str());
-            if r.verdict != Verdict::Confirmed && !covered {
+            if !done(&r.verdict) && !covered {
                 short.push((&r.name, r.verdict.describe()));
             }
         }

@@ -1,0 +1,73 @@
+//! The push's symbolic links.
+//!
+//! **Invariant:** a link is made, and an old entry replaced, only by name
+//! within a directory opened beneath DIR without following any link
+//! (safe_path.rs): `symlinkat` under a temporary name, then `renameat` over
+//! the link's path, so the path holds the old entry or the new link, never
+//! nothing; neither call follows the link, nor does anything later (the
+//! delete walk removes links as links). A link may point anywhere: nothing
+//! mdp does goes through it.
+
+use super::safe_path::{refuse, Beneath};
+use super::Store;
+use mdp_proto::EntryKind;
+use rustix::fs::{self as rfs, AtFlags, FileType};
+use std::io;
+
+/// Refuses a push whose link `path` would replace a directory (which a
+/// rename cannot do, and which the push could only empty by `--delete`):
+/// before anything of the push is written, as a directory blocked by a
+/// file is.
+pub(super) fn check_room(beneath: &Beneath, path: &str) -> io::Result<()> {
+    let (parent, name) = match beneath.parent(path, false) {
+        Ok(p) => p,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    match rfs::statat(&parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => Err(refuse(format!(
+            "{path} is a directory here and a symbolic link in the push: remove the directory, or push it as a directory"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+impl Store {
+    /// Places the push's symbolic links (when the tree settles, after its
+    /// files and before its directories' times): a link already there with
+    /// the same target is left alone; any other entry under the name (a
+    /// file, a link elsewhere) is replaced. A link that cannot be made is
+    /// logged; the directories it touched are flushed with the others.
+    pub(super) fn place_links(&mut self) {
+        let manifest = self.manifest.clone();
+        let session = self.session.map_or(0, |s| s.0);
+        for (i, e) in manifest.entries.iter().enumerate() {
+            let EntryKind::Symlink { target } = &e.kind else {
+                continue;
+            };
+            if let Err(err) =
+                self.place_link(&e.path, target, &format!(".mdp-link-{session:x}-{i}"))
+            {
+                tracing::warn!("cannot place the link {} -> {target}: {err}", e.path);
+            }
+        }
+    }
+
+    fn place_link(&mut self, path: &str, target: &str, temp: &str) -> io::Result<()> {
+        let (parent, name) = self.beneath.parent(path, true)?;
+        if rfs::readlinkat(&parent, name, Vec::new())
+            .is_ok_and(|t| t.as_bytes() == target.as_bytes())
+        {
+            return Ok(());
+        }
+        let _ = rfs::unlinkat(&parent, temp, AtFlags::empty());
+        rfs::symlinkat(target, &parent, temp)?;
+        if let Err(e) = rfs::renameat(&parent, temp, &parent, name) {
+            let _ = rfs::unlinkat(&parent, temp, AtFlags::empty());
+            return Err(e.into());
+        }
+        let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
+        self.touched_dirs.insert(dir.to_string());
+        Ok(())
+    }
+}

@@ -1,0 +1,206 @@
+//! What of a tree a push carries: `--exclude` and `--exclude-from`, and
+//! symbolic links as links.
+
+use crate::harness::*;
+use std::fs;
+use std::time::Duration;
+
+/// The relative paths of every entry below `root`, sorted.
+fn listing(root: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            out.push(p.strip_prefix(root).unwrap().display().to_string());
+            if p.is_dir() {
+                stack.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn excluded_paths_are_neither_sent_nor_placed() {
+    let Some(_net) = network() else { return };
+    let base = temp_dir("exclude");
+    let src = base.join("src");
+    make_source(&src, 64 << 10);
+    fs::write(src.join("tree/a/debug.log"), b"noise").unwrap();
+    fs::write(src.join("tree/keep.log"), b"wanted").unwrap();
+    fs::create_dir_all(src.join("tree/cache/x")).unwrap();
+    fs::write(src.join("tree/cache/x/blob"), bytes(1 << 20, 9)).unwrap();
+    let patterns = base.join("excludes");
+    fs::write(&patterns, "# build leftovers\n/tree/a/b\n").unwrap();
+    let rx = start_receivers(&base, &["r0"]);
+    let out = Push::new(
+        &[
+            "--receivers",
+            "1",
+            "--exclude",
+            "*.log",
+            "--exclude",
+            "!keep.log",
+            "--exclude",
+            "cache/",
+            "--exclude-from",
+            patterns.to_str().unwrap(),
+        ],
+        &[src.join("tree")],
+    )
+    .run();
+    assert_eq!(out.code(), Some(0), "{}", out.report());
+    let report = out.report();
+    // top.txt, mid.bin, keep.log: nothing of cache/ went out.
+    assert_eq!(report["files"], 3, "{report}");
+    assert!(report["bytes"].as_u64().unwrap() < 200_000, "{report}");
+    let got = wait_output(rx.into_iter().next().unwrap(), Duration::from_secs(30));
+    assert_eq!(got.status.code(), Some(0));
+    assert_eq!(
+        listing(&base.join("r0/tree")),
+        ["a", "a/mid.bin", "emptydir", "keep.log", "top.txt"]
+    );
+    assert_eq!(
+        report["excluded"], 3,
+        "a/debug.log, a/b/ and cache/: {report}"
+    );
+    // A pattern that is not one stops the sender before it sends anything.
+    let bad = Push::new(&["--exclude", "a/[z-a]"], &[src.join("tree")]).run();
+    assert_eq!(bad.code(), Some(2));
+    assert!(
+        bad.stderr()
+            .contains("--exclude \"a/[z-a]\" is not a valid pattern"),
+        "{}",
+        bad.stderr()
+    );
+    // With --delete the receivers would remove what is left out: refused.
+    let both = Push::new(&["--exclude", "*.log", "--delete"], &[src.join("tree")]).run();
+    assert_eq!(both.code(), Some(2));
+    assert!(
+        both.stderr().contains("--delete with --exclude"),
+        "{}",
+        both.stderr()
+    );
+    fs::remove_dir_all(&base).unwrap();
+}
+
+#[test]
+fn symbolic_links_are_pushed_as_links_and_switch_with_the_next_push() {
+    let Some(_net) = network() else { return };
+    let base = temp_dir("links");
+    let src = base.join("src/site");
+    for r in ["release-42", "release-43"] {
+        fs::create_dir_all(src.join(r)).unwrap();
+        fs::write(src.join(r).join("index.html"), r.as_bytes()).unwrap();
+    }
+    std::os::unix::fs::symlink("release-42", src.join("current")).unwrap();
+    // A link may point anywhere; the receiver never follows it.
+    std::os::unix::fs::symlink("/etc/hostname", src.join("host")).unwrap();
+    let dir = base.join("r0");
+    let rx = receiver(&dir, "r0", &[]);
+    let push = || {
+        let out = Push::new(
+            &["--receivers", "1", "--delete"],
+            std::slice::from_ref(&src),
+        )
+        .run();
+        assert_eq!(out.code(), Some(0), "{}", out.report());
+    };
+    push();
+    let link = |name: &str| fs::read_link(dir.join("site").join(name)).unwrap();
+    assert_eq!(link("current"), std::path::Path::new("release-42"));
+    assert_eq!(link("host"), std::path::Path::new("/etc/hostname"));
+    assert_eq!(
+        fs::read(dir.join("site/current/index.html")).unwrap(),
+        b"release-42"
+    );
+    // The next release: the link flips, in one rename.
+    fs::remove_file(src.join("current")).unwrap();
+    std::os::unix::fs::symlink("release-43", src.join("current")).unwrap();
+    push();
+    assert_eq!(link("current"), std::path::Path::new("release-43"));
+    assert_eq!(
+        fs::read(dir.join("site/current/index.html")).unwrap(),
+        b"release-43"
+    );
+    let (lines, _) = stop_service(rx);
+    assert_eq!(lines.len(), 2);
+    assert!(lines.iter().all(|l| l["complete"] == true), "{lines:?}");
+    fs::remove_dir_all(&base).unwrap();
+}
+
+#[test]
+fn a_dry_run_names_per_host_what_it_lacks_and_changes_nothing() {
+    let Some(_net) = network() else { return };
+    let base = temp_dir("dry-run");
+    let src = base.join("src/site");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a.conf"), b"version 2 of a").unwrap();
+    fs::write(src.join("b.conf"), b"b, the same everywhere").unwrap();
+    // web1 holds the new version, web2 an old a.conf, web3 nothing.
+    for (host, a) in [
+        ("web1", &b"version 2 of a"[..]),
+        ("web2", b"version 1 of a"),
+    ] {
+        fs::create_dir_all(base.join(host).join("site")).unwrap();
+        fs::write(base.join(host).join("site/a.conf"), a).unwrap();
+        fs::write(
+            base.join(host).join("site/b.conf"),
+            b"b, the same everywhere",
+        )
+        .unwrap();
+    }
+    let rx: Vec<_> = ["web1", "web2", "web3"]
+        .iter()
+        .map(|h| receiver(&base.join(h), h, &[]))
+        .collect();
+    let out = Push::new(
+        &["--expect", "web1,web2,web3", "--dry-run"],
+        std::slice::from_ref(&src),
+    )
+    .run();
+    let report = out.report();
+    assert_eq!(out.code(), Some(0), "{report}");
+    assert_eq!(report["dry_run"], true);
+    let host = |n: &str| {
+        report["receivers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == n)
+            .unwrap()
+            .clone()
+    };
+    for (name, holds, lacks) in [
+        ("web1", 2, serde_json::json!([])),
+        ("web2", 1, serde_json::json!(["site/a.conf"])),
+        ("web3", 0, serde_json::json!(["site/a.conf", "site/b.conf"])),
+    ] {
+        let r = host(name);
+        assert_eq!(r["verdict"], "dry_run", "{r}");
+        assert_eq!(
+            (r["verified"].clone(), r["missing"].clone()),
+            (holds.into(), lacks),
+            "{r}"
+        );
+    }
+    // Nothing was sent or written: web2 keeps its old version, web3 has
+    // no directory at all.
+    assert_eq!(report["stats"]["skipped_files"], 0);
+    assert_eq!(
+        fs::read(base.join("web2/site/a.conf")).unwrap(),
+        b"version 1 of a"
+    );
+    assert!(!base.join("web3/site").exists());
+    for rx in rx {
+        let (lines, _) = stop_service(rx);
+        assert!(
+            lines[0]["problem"].as_str().unwrap().contains("a dry run"),
+            "{}",
+            lines[0]
+        );
+    }
+    fs::remove_dir_all(&base).unwrap();
+}
