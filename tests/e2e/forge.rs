@@ -67,18 +67,17 @@ pub fn injector() -> (std::net::UdpSocket, Endpoint) {
 }
 
 pub fn evil_manifest(path: &str, size: u64) -> Vec<u8> {
-    Manifest {
-        entries: vec![Entry {
-            path: path.into(),
-            kind: EntryKind::File {
-                size,
-                hash: [7; 32],
-                blocks: Vec::new(),
-            },
-            mode: 0o6777,
-            mtime_secs: 0,
-            mtime_nanos: 0,
-        }],
-    }
+    Manifest::new(vec![Entry {
+        path: path.into(),
+        kind: EntryKind::File {
+            size,
+            hash: [7; 32],
+            blocks: Vec::new(),
+        },
+        mode: 0o6777,
+        mtime_secs: 0,
+        mtime_nanos: 0,
+        owner: 0,
+    }])
     .encode()
 }

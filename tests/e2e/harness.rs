@@ -432,19 +432,6 @@ pub fn wait_output(proc: Proc, limit: Duration) -> Output {
     }
 }
 
-/// Waits until `path` holds at least `n` lines, at most `limit`.
-pub fn wait_for_lines(path: &Path, n: usize, limit: Duration) {
-    let start = Instant::now();
-    while fs::read_to_string(path).map_or(0, |t| t.lines().count()) < n {
-        assert!(
-            start.elapsed() < limit,
-            "{} has fewer than {n} lines after {limit:?}",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// Ends a receiver service with SIGTERM, checks that it exits 0, and
 /// returns the JSON line of each push it took, and its stderr.
 pub fn stop_service(service: Proc) -> (Vec<serde_json::Value>, String) {

@@ -134,15 +134,14 @@ fn unsigned_untrusted_and_wipe_attempts_change_nothing_and_run_no_hook() {
     // 3. Forged datagrams: a push of an empty `www` with the delete flag,
     //    every byte of it complete and consistent, only not signed.
     let (sock, ep) = injector();
-    let m = Manifest {
-        entries: vec![Entry {
-            path: "www".into(),
-            kind: EntryKind::Dir,
-            mode: 0o755,
-            mtime_secs: 0,
-            mtime_nanos: 0,
-        }],
-    }
+    let m = Manifest::new(vec![Entry {
+        path: "www".into(),
+        kind: EntryKind::Dir,
+        mode: 0o755,
+        mtime_secs: 0,
+        mtime_nanos: 0,
+        owner: 0,
+    }])
     .encode();
     let session = SessionId(0x3a3a);
     let mut a = Vec::new();

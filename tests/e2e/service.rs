@@ -45,8 +45,11 @@ fn a_receiver_service_takes_three_pushes_and_runs_its_hooks_each_time() {
         // confirms only after its tree is final (directory times too): a
         // cron job may read it right away.
         assert_same_tree(&src.join("tree"), &dir.join("tree"));
-        // The hook runs when the session ends, at the sender's DONE.
-        wait_for_lines(&log, round + 1, Duration::from_secs(10));
+        // The hook ran before the receiver confirmed: its line is there
+        // when the sender exits, and the sender's report says it worked.
+        let lines = fs::read_to_string(&log).unwrap_or_default();
+        assert_eq!(lines.lines().count(), round + 1, "push {round}: {lines}");
+        assert_eq!(report["receivers"][0]["hook"]["result"], "succeeded");
     }
     // SIGTERM ends the service cleanly.
     std::thread::sleep(Duration::from_millis(300));
@@ -319,9 +322,11 @@ fn metrics_show_a_push_in_progress_then_its_outcome_and_its_hook() {
         "{during}"
     );
     let out = push.finish(Duration::from_secs(30));
-    assert_eq!(out.code(), Some(0), "{}", out.report());
+    // Delivered, but the hook failed: exit status 3.
+    assert_eq!(out.code(), Some(3), "{}", out.report());
     let files = out.report()["files"].as_f64().unwrap();
-    // The hook ends after the confirmation: wait for it to be counted.
+    // The receiver counts it when its session ends, after the sender's
+    // acknowledgement: wait for that.
     let after = loop {
         let text = scrape(addr);
         if sample(&text, "mdp_recv_hook_runs_total{result=\"failed\"}") == Some(1.0) {
@@ -354,5 +359,53 @@ fn metrics_show_a_push_in_progress_then_its_outcome_and_its_hook() {
     let last = sample(&after, "mdp_recv_last_complete_push_timestamp_seconds").unwrap();
     assert!((now - last).abs() < 60.0, "{last} vs {now}");
     stop_service(rx);
+    fs::remove_dir_all(&base).unwrap();
+}
+
+/// The push hook runs before a receiver confirms, and its outcome rides in
+/// the confirmation: the sender's JSON report names the host whose hook
+/// failed (report.rs's tests check the text), and the exit status says so (3) though every file
+/// was delivered.
+#[test]
+fn a_hook_failing_on_one_host_is_in_the_senders_report_and_exit_status() {
+    let Some(_net) = network() else {
+        return;
+    };
+    let base = temp_dir("hook-report");
+    let src = base.join("src");
+    make_source(&src, 1 << 20);
+    let ok = receiver(&base.join("ok"), "ok", &["--exec", "true"]);
+    let bad = receiver(&base.join("bad"), "bad", &["--exec", "exit 7"]);
+    let none = receiver(&base.join("none"), "none", &[]);
+    let out = Push::new(
+        &["--receivers", "3", "--timeout", "60s"],
+        &[src.join("tree")],
+    )
+    .run();
+    let report = out.report();
+    assert_eq!(out.code(), Some(3), "{report}");
+    assert_eq!(report["success"], true, "every file was delivered");
+    assert_eq!(report["hook_failures"], serde_json::json!(["bad"]));
+    let hook = |name: &str| {
+        report["receivers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name)
+            .unwrap_or_else(|| panic!("{name} in {report}"))["hook"]
+            .clone()
+    };
+    assert_eq!(
+        hook("ok"),
+        serde_json::json!({"result": "succeeded", "exit_code": null})
+    );
+    assert_eq!(
+        hook("bad"),
+        serde_json::json!({"result": "exited", "exit_code": 7})
+    );
+    assert_eq!(hook("none"), serde_json::Value::Null);
+    for rx in [ok, bad, none] {
+        stop_service(rx);
+    }
     fs::remove_dir_all(&base).unwrap();
 }

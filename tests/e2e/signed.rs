@@ -173,6 +173,7 @@ fn a_sender_with_keys_counts_only_feedback_signed_by_the_listed_key() {
                 verified: 3,
                 missing: vec![],
                 failed: vec![],
+                hook: None,
                 signed: None,
             }),
         ] {

@@ -204,3 +204,55 @@ fn a_dry_run_names_per_host_what_it_lacks_and_changes_nothing() {
     }
     fs::remove_dir_all(&base).unwrap();
 }
+
+/// A receiver running as root gives each placed file, directory and link
+/// the owner and group it has on the sender (by name where this host knows
+/// it, else by number); `--no-owners` leaves them root's. A second push of
+/// the same tree finds the files in place though they belong to others
+/// now: nothing is sent again.
+#[test]
+fn owners_are_kept_when_the_receiver_runs_as_root() {
+    use std::os::unix::fs::{chown, lchown, MetadataExt};
+    let Some(_net) = network_as_root() else {
+        return;
+    };
+    let base = temp_dir("owners");
+    let src = base.join("src/tree");
+    fs::create_dir_all(src.join("sub")).unwrap();
+    fs::write(src.join("numeric.txt"), b"ids only").unwrap();
+    fs::write(src.join("sub/named.txt"), b"daemon's").unwrap();
+    std::os::unix::fs::symlink("numeric.txt", src.join("link")).unwrap();
+    // No such user or group here: kept by number.
+    chown(src.join("numeric.txt"), Some(1234), Some(2345)).unwrap();
+    // nobody:nogroup, and daemon:daemon, by name.
+    let (nobody, nogroup) = (65534, 65534);
+    chown(src.join("sub"), Some(nobody), Some(nogroup)).unwrap();
+    chown(src.join("sub/named.txt"), Some(1), Some(1)).unwrap();
+    lchown(src.join("link"), Some(4321), Some(4322)).unwrap();
+    let keep = receiver(&base.join("keep"), "keep", &[]);
+    let root = receiver(&base.join("root"), "root", &["--no-owners"]);
+    let push = || {
+        let out = Push::new(&["--receivers", "2"], std::slice::from_ref(&src)).run();
+        assert_eq!(out.code(), Some(0), "{}", out.report());
+        out.report()
+    };
+    push();
+    let owner = |dir: &str, path: &str| {
+        let md = fs::symlink_metadata(base.join(dir).join("tree").join(path)).unwrap();
+        (md.uid(), md.gid())
+    };
+    assert_eq!(owner("keep", "numeric.txt"), (1234, 2345));
+    assert_eq!(owner("keep", "sub"), (nobody, nogroup));
+    assert_eq!(owner("keep", "sub/named.txt"), (1, 1));
+    assert_eq!(owner("keep", "link"), (4321, 4322));
+    for path in ["numeric.txt", "sub", "sub/named.txt", "link", ""] {
+        assert_eq!(owner("root", path), (0, 0), "--no-owners: {path}");
+    }
+    // The same tree again: every file is already in place, owners and all.
+    let again = push();
+    assert_eq!(again["stats"]["skipped_files"], 2, "{again}");
+    assert_eq!(owner("keep", "numeric.txt"), (1234, 2345));
+    stop_service(keep);
+    stop_service(root);
+    fs::remove_dir_all(&base).unwrap();
+}

@@ -14,6 +14,7 @@
 //! with control characters (a name may still start with `-`: pass them
 //! after `--`).
 
+use mdp_proto::wire::HookOutcome;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::sync::mpsc;
@@ -37,9 +38,22 @@ impl HookResult {
     pub fn ok(&self) -> bool {
         self.exit_code == Some(0) && self.error.is_none()
     }
+
+    /// What the receiver's confirmation tells the sender.
+    pub fn outcome(&self) -> HookOutcome {
+        match (self.exit_code, &self.error) {
+            (Some(0), None) => HookOutcome::Succeeded,
+            (Some(code), _) => HookOutcome::Exited(u8::try_from(code).unwrap_or(u8::MAX)),
+            (None, Some(e)) if e.starts_with(NOT_STARTED) => HookOutcome::NotStarted,
+            (None, _) => HookOutcome::Killed,
+        }
+    }
 }
 
-/// What a finished push tells its hook.
+/// How the error of a hook that could not start begins.
+const NOT_STARTED: &str = "cannot start";
+
+/// What a settled push tells its hook.
 #[derive(Clone, Debug)]
 pub struct PushInfo {
     /// Session id (hex).
@@ -263,7 +277,7 @@ fn run(cmd: &str, env: &[(String, String)], limit: Duration) -> HookResult {
     // capabilities a receiver service may hold.
     let child = mdp_net::sys::without_network_capabilities(&mut child).spawn();
     let status: Result<ExitStatus, String> = match child {
-        Err(e) => Err(format!("cannot start sh: {e}")),
+        Err(e) => Err(format!("{NOT_STARTED} sh: {e}")),
         Ok(mut c) => loop {
             match c.try_wait() {
                 Ok(Some(st)) => break Ok(st),
@@ -346,8 +360,14 @@ mod tests {
         let env = vec![];
         let r = run("exit 3", &env, Duration::from_secs(10));
         assert_eq!((r.exit_code, r.ok()), (Some(3), false));
+        assert_eq!(r.outcome(), HookOutcome::Exited(3));
+        assert_eq!(
+            run("true", &env, Duration::from_secs(10)).outcome(),
+            HookOutcome::Succeeded
+        );
         let r = run("sleep 5", &env, Duration::from_millis(200));
         assert!(!r.ok());
+        assert_eq!(r.outcome(), HookOutcome::Killed);
         assert!(r.error.unwrap().contains("killed"), "timeout reported");
         assert!(r.secs < 4.0);
     }

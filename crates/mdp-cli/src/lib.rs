@@ -194,6 +194,9 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_INCOMPLETE: i32 = 1;
 /// Exit code: usage error or local I/O error.
 pub const EXIT_ERROR: i32 = 2;
+/// Exit code (mdp-send): every receiver confirmed every file, but the push
+/// hook (`mdp-recv --exec`) failed on at least one.
+pub const EXIT_HOOK_FAILED: i32 = 3;
 
 /// Parses a rate in bits per second: `800M`, `1G`, `1.5G`, `64k`, `1000000`.
 pub fn parse_rate(s: &str) -> Result<u64, String> {

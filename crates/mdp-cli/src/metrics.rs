@@ -329,6 +329,7 @@ mod tests {
             files: 4,
             failed: vec![(ObjectId(4), mdp_proto::wire::FailReason::Io)],
             manifest: None,
+            hook: None,
         };
         let stats = ReceiverStats {
             blocks_rejected: 2,

@@ -8,12 +8,13 @@ mod plan;
 
 pub use plan::RecvPlan;
 
-use crate::hook::{Hooks, PushInfo};
+use crate::hook::{HookResult, Hooks, PushInfo};
 use crate::manual::{self, help_text, Item, Section};
 use crate::report::{PushSpan, RecvJson};
 use crate::{parse_duration, parse_size, NetArgs, OutputArgs, EXIT_INCOMPLETE, EXIT_OK};
 use mdp_net::recv::RecvNotice;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// `mdp-recv`'s manual beyond its options: the end of `--help`, and the
@@ -244,6 +245,14 @@ pub struct Args {
     #[arg(long, value_name = "GROUP")]
     file_group: Option<String>,
 
+    /// As root, leave placed files, directories and links owned by root.
+    /// By default a receiver running as root gives each the owner and
+    /// group it has on the sender, by name where this host knows the name,
+    /// else by number (--file-group still sets the group). A receiver not
+    /// running as root always owns what it places.
+    #[arg(long)]
+    no_owners: bool,
+
     /// Kill a hook that runs longer than this.
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
     exec_timeout: Duration,
@@ -296,6 +305,9 @@ pub fn run(plan: RecvPlan) -> anyhow::Result<i32> {
     let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
     // The push in progress, for the hooks.
     let mut push = PushInfo::empty(dir.clone());
+    // How the push hook of the push in progress ended, for its report
+    // (written on the hook thread, before the receiver confirms).
+    let hook_ran: Arc<Mutex<Option<HookResult>>> = Arc::default();
     // Bytes of the push in progress, and its total, for the message when
     // --timeout or a signal ends it.
     let mut progress: Option<(u64, u64)> = None;
@@ -365,6 +377,17 @@ pub fn run(plan: RecvPlan) -> anyhow::Result<i32> {
             }
         }
         RecvNotice::Failed(msg) => tracing::warn!("{msg}"),
+        RecvNotice::Settled { reply, .. } => {
+            // Every file is placed and the tree settled: the push hook runs
+            // now, and the receiver confirms once it ended, with its
+            // outcome.
+            push.complete = true;
+            let slot = hook_ran.clone();
+            hooks.push_done(push.clone(), move |hook| {
+                reply.send(hook.as_ref().map(HookResult::outcome));
+                *slot.lock().unwrap_or_else(|e| e.into_inner()) = hook;
+            });
+        }
         RecvNotice::Finished(outcome, stats, removed) => {
             crate::progress::finish(bar.take());
             progress = None;
@@ -372,42 +395,43 @@ pub fn run(plan: RecvPlan) -> anyhow::Result<i32> {
             if let Some(m) = &metrics {
                 m.push_finished(&outcome, &stats);
             }
-            let metrics = metrics.clone();
-            let sender = push.sender.clone();
             let span = span.take().unwrap_or_else(|| PushSpan {
                 node: name.clone(),
                 started: std::time::SystemTime::now(),
             });
-            // Printed once the push hook (if any) ended, in order.
-            hooks.push_done(
-                std::mem::replace(&mut push, PushInfo::empty(dir.clone())),
-                move |hook| {
-                    if let Some(m) = &metrics {
-                        m.hook_done(hook.as_ref());
+            let sender = std::mem::replace(&mut push, PushInfo::empty(dir.clone())).sender;
+            // The hook ended before the receiver confirmed; a push that
+            // never settled ran none.
+            let hook = hook_ran.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(m) = &metrics {
+                m.hook_done(hook.as_ref());
+            }
+            if json {
+                let mut j = RecvJson::new(&outcome, &stats, &span);
+                j.sender = sender;
+                j.deleted = removed;
+                j.hook = hook;
+                println!("{}", serde_json::to_string(&j).expect("serializable"));
+            } else if outcome.complete {
+                println!(
+                    "mdp-recv: push {} complete: {} files placed{}",
+                    outcome.session,
+                    outcome.verified,
+                    match &hook {
+                        Some(h) => format!("; hook {}", h.outcome().describe()),
+                        None => String::new(),
                     }
-                    if json {
-                        let mut j = RecvJson::new(&outcome, &stats, &span);
-                        j.sender = sender;
-                        j.deleted = removed;
-                        j.hook = hook;
-                        println!("{}", serde_json::to_string(&j).expect("serializable"));
-                    } else if outcome.complete {
-                        println!(
-                            "mdp-recv: push {} complete: {} files placed",
-                            outcome.session, outcome.verified
-                        );
-                    } else {
-                        println!(
-                            "mdp-recv: push {} incomplete: {}",
-                            outcome.session,
-                            outcome
-                                .problem
-                                .as_ref()
-                                .map_or("unknown reason".into(), |p| p.to_string())
-                        );
-                    }
-                },
-            );
+                );
+            } else {
+                println!(
+                    "mdp-recv: push {} incomplete: {}",
+                    outcome.session,
+                    outcome
+                        .problem
+                        .as_ref()
+                        .map_or("unknown reason".into(), |p| p.to_string())
+                );
+            }
         }
     }));
     // A push a signal or --timeout cut short leaves no bar behind.

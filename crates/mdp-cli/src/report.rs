@@ -1,7 +1,7 @@
 //! The final reports, as text for people and JSON for scripts. The JSON
 //! schema is documented in docs/REPORT.md.
 
-use mdp_proto::wire::FailReason;
+use mdp_proto::wire::{FailReason, HookOutcome};
 use mdp_proto::{Manifest, ObjectId, ReceiverStats, SenderReport, SessionOutcome, Verdict};
 use serde::Serialize;
 use std::time::{Duration, SystemTime};
@@ -94,6 +94,9 @@ pub struct SendJson {
     pub goodput_mbps: f64,
     /// One entry per receiver.
     pub receivers: Vec<ReceiverJson>,
+    /// Receivers that confirmed every file but whose push hook failed
+    /// (exit code 3 when the push is otherwise a success).
+    pub hook_failures: Vec<String>,
     /// Counters.
     pub stats: SendStatsJson,
     /// Rate control.
@@ -142,6 +145,31 @@ pub struct ReceiverJson {
     pub missing: Vec<String>,
     /// Files that failed there.
     pub failed: Vec<FailedJson>,
+    /// How its push hook (`mdp-recv --exec`) ended; null when it ran none
+    /// (no hook configured, or it did not confirm).
+    pub hook: Option<HookJson>,
+}
+
+/// A receiver's push hook, in [`ReceiverJson`].
+#[derive(Debug, Serialize)]
+pub struct HookJson {
+    /// `succeeded`, `exited` (non-zero status), `killed` (a signal or its
+    /// time limit) or `not_started`.
+    pub result: &'static str,
+    /// For `exited`: its exit status.
+    pub exit_code: Option<u8>,
+}
+
+impl From<HookOutcome> for HookJson {
+    fn from(h: HookOutcome) -> Self {
+        let (result, exit_code) = match h {
+            HookOutcome::Succeeded => ("succeeded", None),
+            HookOutcome::Exited(code) => ("exited", Some(code)),
+            HookOutcome::Killed => ("killed", None),
+            HookOutcome::NotStarted => ("not_started", None),
+        };
+        HookJson { result, exit_code }
+    }
 }
 
 /// A failed file.
@@ -261,8 +289,10 @@ impl SendJson {
                             reason: reason(*r),
                         })
                         .collect(),
+                    hook: rr.hook.map(HookJson::from),
                 })
                 .collect(),
+            hook_failures: r.hook_failures().map(|rr| rr.name.clone()).collect(),
             stats: SendStatsJson {
                 packets_sent: r.stats.packets_sent,
                 bytes_sent: r.stats.bytes_sent,
@@ -300,6 +330,7 @@ impl SendJson {
         let status = match (self.dry_run, self.success) {
             (true, true) => "DRY RUN",
             (true, false) => "DRY RUN FAILED",
+            (false, true) if !self.hook_failures.is_empty() => "HOOK FAILED",
             (false, true) => "OK",
             (false, false) => "FAILED",
         };
@@ -347,11 +378,22 @@ impl SendJson {
             for f in &r.failed {
                 line.push_str(&format!(", {} failed ({})", f.path, f.reason));
             }
+            if let Some(h) = &r.hook {
+                line.push_str(&format!(", hook {}", h.result.replace('_', " ")));
+                if let Some(code) = h.exit_code {
+                    line.push_str(&format!(" (status {code})"));
+                }
+            }
             out.push_str(&line);
             out.push('\n');
         }
         if let Some(p) = &self.problem {
             out.push_str(&format!("mdp-send: {p}\n"));
+        } else if !self.hook_failures.is_empty() {
+            out.push_str(&format!(
+                "mdp-send: every file was delivered, but the push hook failed on {}: see mdp-recv's log there (journalctl -u mdp-recv)\n",
+                self.hook_failures.join(", ")
+            ));
         }
         out.push_str(&match (&self.rate.limited_by, self.rate.mode) {
             (_, "fixed") => format!("  rate: fixed at {:.0} Mbit/s\n", self.rate.final_mbps),
@@ -531,6 +573,7 @@ mod tests {
             missing: vec!["tree/x".into()],
             failed: vec![("tree/y".into(), FailReason::HashMismatch)],
             key: None,
+            hook: None,
         }
     }
 
@@ -622,6 +665,61 @@ mod tests {
         assert!(text.contains("paced to a (3 congestion cuts"), "{text}");
         assert!(
             text.contains("mdp-send: 2 of 3 receivers did not confirm every file"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_failed_hook_is_named_per_host_in_json_and_text() {
+        let ok = |name: &str, hook| ReceiverReport {
+            missing: vec![],
+            failed: vec![],
+            hook,
+            ..receiver(name, Verdict::Confirmed)
+        };
+        let report = SenderReport {
+            session: SessionId(0x99),
+            success: true,
+            expected: 3,
+            confirmed: 3,
+            problem: None,
+            timed_out: false,
+            symbol_size: 1444,
+            encryption: None,
+            receivers: vec![
+                ok("web1", Some(HookOutcome::Succeeded)),
+                ok("web2", Some(HookOutcome::Exited(7))),
+                ok("web3", Some(HookOutcome::Killed)),
+                ok("web4", None),
+            ],
+            stats: SenderStats::default(),
+            rate: mdp_proto::RateSummary {
+                adaptive: false,
+                final_bps: 1,
+                lowest_bps: 1,
+                limited_by: None,
+            },
+        };
+        let j = SendJson::new(
+            &report,
+            1,
+            10,
+            (SystemTime::UNIX_EPOCH, Duration::from_secs(1)),
+            vec![],
+            3,
+        );
+        let v: serde_json::Value = serde_json::to_value(&j).unwrap();
+        assert_eq!(v["hook_failures"], serde_json::json!(["web2", "web3"]));
+        assert_eq!(v["receivers"][0]["hook"]["result"], "succeeded");
+        assert_eq!(v["receivers"][1]["hook"]["exit_code"], 7);
+        assert_eq!(v["receivers"][2]["hook"]["result"], "killed");
+        assert_eq!(v["receivers"][3]["hook"], serde_json::Value::Null);
+        let text = j.text();
+        assert!(text.starts_with("mdp-send: HOOK FAILED: 1 files"), "{text}");
+        assert!(text.contains("hook exited (status 7)"), "{text}");
+        assert!(text.contains("hook killed"), "{text}");
+        assert!(
+            text.contains("the push hook failed on web2, web3"),
             "{text}"
         );
     }

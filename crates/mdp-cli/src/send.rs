@@ -10,7 +10,9 @@ pub use plan::{PushPlan, SendPlan};
 
 use crate::manual::{self, help_text, Item, Section};
 use crate::report::SendJson;
-use crate::{parse_duration, parse_rate, NetArgs, OutputArgs, EXIT_INCOMPLETE, EXIT_OK};
+use crate::{
+    parse_duration, parse_rate, NetArgs, OutputArgs, EXIT_HOOK_FAILED, EXIT_INCOMPLETE, EXIT_OK,
+};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -56,6 +58,10 @@ pub const MANUAL: &[Section] = &[
                 text: "some receiver did not (the report names it and what it missed), or none registered",
             },
             manual::EXIT_USAGE,
+            Item::Entry {
+                term: "3",
+                text: "every expected receiver confirmed every file, but the push hook\n(mdp-recv --exec) failed on some (the report names them)",
+            },
         ],
     },
     Section {
@@ -353,10 +359,12 @@ pub fn run(plan: SendPlan) -> anyhow::Result<i32> {
     }));
     crate::progress::finish(bar);
     let report = report?;
-    let code = if report.success {
-        EXIT_OK
-    } else {
+    let code = if !report.success {
         EXIT_INCOMPLETE
+    } else if report.hook_failures().next().is_some() {
+        EXIT_HOOK_FAILED
+    } else {
+        EXIT_OK
     };
     let mut json = SendJson::new(
         &report,

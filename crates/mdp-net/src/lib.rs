@@ -17,6 +17,7 @@
 
 pub mod exclude;
 pub mod hash;
+pub mod owners;
 pub mod recv;
 pub mod scan;
 pub mod send;

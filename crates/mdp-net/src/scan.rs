@@ -9,6 +9,7 @@
 //! ([`crate::hash`]).
 
 use crate::exclude::Exclude;
+use crate::owners::OwnerTable;
 use crate::stamp::{FileId, HashCache};
 use mdp_proto::{Entry, EntryKind, Manifest};
 use std::fs;
@@ -34,6 +35,9 @@ pub struct Source {
     /// Entries `--exclude` left out (a directory counts once, with all it
     /// holds).
     pub excluded: usize,
+    /// The owners of the entries so far (moved into the manifest at the
+    /// end of the scan).
+    owners: OwnerTable,
 }
 
 /// Why a push cannot be built.
@@ -70,7 +74,7 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ScanError + '_ {
     }
 }
 
-fn entry(path: String, kind: EntryKind, md: &fs::Metadata) -> Entry {
+fn entry(path: String, kind: EntryKind, md: &fs::Metadata, owners: &mut OwnerTable) -> Entry {
     let (secs, nanos) = match md
         .modified()
         .ok()
@@ -85,6 +89,7 @@ fn entry(path: String, kind: EntryKind, md: &fs::Metadata) -> Entry {
         mode: md.permissions().mode() & 0o7777,
         mtime_secs: secs,
         mtime_nanos: nanos,
+        owner: owners.number(md.uid(), md.gid()),
     }
 }
 
@@ -140,6 +145,7 @@ pub fn scan_cached(
     }
     hash_pending(&mut src, (cache, block_bytes), pending)?;
     cache.save();
+    src.manifest.owners = std::mem::take(&mut src.owners).into_owners();
     Ok(src)
 }
 
@@ -191,6 +197,7 @@ fn hash_pending(
             std::mem::take(&mut e.path),
             EntryKind::File { size, hash, blocks },
             &md,
+            &mut src.owners,
         );
         src.seen[p.object] = FileId::of(&md);
     }
@@ -229,7 +236,9 @@ fn add(
                 let kind = EntryKind::Symlink {
                     target: t.to_string(),
                 };
-                src.manifest.entries.push(entry(rel, kind, &md));
+                src.manifest
+                    .entries
+                    .push(entry(rel, kind, &md, &mut src.owners));
             }
             _ => src
                 .skipped
@@ -249,15 +258,18 @@ fn add(
             });
         }
         let (hash, blocks) = hashes.unwrap_or_default();
-        src.manifest
-            .entries
-            .push(entry(rel, EntryKind::File { size, hash, blocks }, &md));
+        src.manifest.entries.push(entry(
+            rel,
+            EntryKind::File { size, hash, blocks },
+            &md,
+            &mut src.owners,
+        ));
         src.files.push(path.to_path_buf());
         src.seen.push(FileId::of(&md));
     } else if ft.is_dir() {
         src.manifest
             .entries
-            .push(entry(rel.clone(), EntryKind::Dir, &md));
+            .push(entry(rel.clone(), EntryKind::Dir, &md, &mut src.owners));
         let mut children: Vec<_> = fs::read_dir(path)
             .map_err(io_err(path))?
             .collect::<Result<_, _>>()

@@ -250,6 +250,50 @@ pub fn drop_network_capabilities() -> io::Result<()> {
     Ok(())
 }
 
+/// One NSS lookup (`getpwnam_r` and its kin): calls `call` with a record,
+/// a buffer, its length and the result pointer, growing the buffer on
+/// `ERANGE`, and hands the record found to `take` while the buffer its
+/// strings point into is alive. `None` when there is no such entry.
+fn nss_lookup<T, R>(
+    mut call: impl FnMut(*mut T, *mut libc::c_char, usize, *mut *mut T) -> libc::c_int,
+    take: impl FnOnce(&T) -> R,
+) -> io::Result<Option<R>> {
+    let mut buf = vec![0u8; 4096];
+    loop {
+        // SAFETY: a zeroed passwd or group is a valid value of those plain
+        // C structs; `call` fills it, its strings pointing into `buf`.
+        let mut record: T = unsafe { std::mem::zeroed() };
+        let mut found: *mut T = std::ptr::null_mut();
+        let r = call(&mut record, buf.as_mut_ptr().cast(), buf.len(), &mut found);
+        match r {
+            0 if found.is_null() => return Ok(None),
+            0 => return Ok(Some(take(&record))),
+            libc::ERANGE if buf.len() < 1 << 20 => buf.resize(buf.len() * 2, 0),
+            e => return Err(io::Error::from_raw_os_error(e)),
+        }
+    }
+}
+
+fn c_name(name: &str) -> io::Result<std::ffi::CString> {
+    std::ffi::CString::new(name)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL in a name"))
+}
+
+/// A C string NSS returned, as UTF-8 (`None` when it is not).
+///
+/// # Safety
+/// `p` is null or points to a NUL-terminated string that is alive.
+unsafe fn c_text(p: *const libc::c_char) -> Option<String> {
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: the caller's promise.
+    unsafe { std::ffi::CStr::from_ptr(p) }
+        .to_str()
+        .ok()
+        .map(str::to_string)
+}
+
 /// The id of the group named `name` (through NSS, as `getent group` sees
 /// it), or `name` itself when it is a number; `None` when no such group
 /// exists.
@@ -257,30 +301,48 @@ pub fn group_id(name: &str) -> io::Result<Option<u32>> {
     if let Ok(gid) = name.parse::<u32>() {
         return Ok(Some(gid));
     }
-    let c_name = std::ffi::CString::new(name)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL in a group name"))?;
-    let mut buf = vec![0u8; 4096];
-    loop {
-        // SAFETY: every pointer is to a live local of the right type, and
-        // `buf`'s length is passed with it.
-        let mut group: libc::group = unsafe { std::mem::zeroed() };
-        let mut found: *mut libc::group = std::ptr::null_mut();
-        let r = unsafe {
-            libc::getgrnam_r(
-                c_name.as_ptr(),
-                &mut group,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                &mut found,
-            )
-        };
-        match r {
-            0 if found.is_null() => return Ok(None),
-            0 => return Ok(Some(group.gr_gid)),
-            libc::ERANGE if buf.len() < 1 << 20 => buf.resize(buf.len() * 2, 0),
-            e => return Err(io::Error::from_raw_os_error(e)),
-        }
-    }
+    let c = c_name(name)?;
+    // SAFETY: every pointer is to a live value of the right type, and the
+    // buffer's length is passed with it.
+    nss_lookup(
+        |g, buf, len, found| unsafe { libc::getgrnam_r(c.as_ptr(), g, buf, len, found) },
+        |g: &libc::group| g.gr_gid,
+    )
+}
+
+/// The id of the user named `name` (through NSS, as `getent passwd` sees
+/// it); `None` when no such user exists.
+pub fn user_id(name: &str) -> io::Result<Option<u32>> {
+    let c = c_name(name)?;
+    // SAFETY: as in `group_id`.
+    nss_lookup(
+        |p, buf, len, found| unsafe { libc::getpwnam_r(c.as_ptr(), p, buf, len, found) },
+        |p: &libc::passwd| p.pw_uid,
+    )
+}
+
+/// The name of user `uid`, when NSS knows one and it is UTF-8.
+pub fn user_name(uid: u32) -> Option<String> {
+    // SAFETY: as in `group_id`; the name is read while the buffer lives.
+    nss_lookup(
+        |p, buf, len, found| unsafe { libc::getpwuid_r(uid, p, buf, len, found) },
+        |p: &libc::passwd| unsafe { c_text(p.pw_name) },
+    )
+    .ok()
+    .flatten()
+    .flatten()
+}
+
+/// The name of group `gid`, when NSS knows one and it is UTF-8.
+pub fn group_name(gid: u32) -> Option<String> {
+    // SAFETY: as in `user_name`.
+    nss_lookup(
+        |g, buf, len, found| unsafe { libc::getgrgid_r(gid, g, buf, len, found) },
+        |g: &libc::group| unsafe { c_text(g.gr_name) },
+    )
+    .ok()
+    .flatten()
+    .flatten()
 }
 
 /// What to do about an I/O error, as a clause to append to its message
@@ -328,6 +390,11 @@ mod tests {
         assert_eq!(super::group_id("root").unwrap(), Some(0));
         assert_eq!(super::group_id("4242").unwrap(), Some(4242));
         assert_eq!(super::group_id("no-such-group-mdp").unwrap(), None);
+        assert_eq!(super::user_id("root").unwrap(), Some(0));
+        assert_eq!(super::user_id("no-such-user-mdp").unwrap(), None);
+        assert_eq!(super::user_name(0).as_deref(), Some("root"));
+        assert_eq!(super::group_name(0).as_deref(), Some("root"));
+        assert_eq!(super::user_name(4_000_000_000), None);
     }
 
     #[test]

@@ -133,7 +133,7 @@
 //!                     };
 //!                     receiver.handle_object_verified(now, object, result);
 //!                 }
-//!                 ReceiverRequest::Settle { .. } => receiver.handle_settled(now),
+//!                 ReceiverRequest::Settle { .. } => receiver.handle_settled(now, None),
 //!             }
 //!         }
 //!         while let Some(event) = receiver.poll_event() {

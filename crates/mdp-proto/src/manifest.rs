@@ -22,6 +22,10 @@ pub const MAX_PATH_LEN: usize = 4096;
 pub const MAX_PATH_DEPTH: usize = 128;
 /// Largest file mdp carries (1 PiB), which keeps every block number in u32.
 pub const MAX_FILE_SIZE: u64 = 1 << 50;
+/// Most distinct owners (user and group pairs) in one manifest.
+pub const MAX_OWNERS: usize = 4096;
+/// Longest user or group name, in bytes (Linux's own limit is 32).
+pub const MAX_NAME_LEN: usize = 32;
 
 /// What an entry is.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,6 +67,44 @@ pub struct Entry {
     pub mtime_secs: i64,
     /// Nanoseconds part of the modification time.
     pub mtime_nanos: u32,
+    /// Its owner and group on the sender: 0 when not recorded, `n` for
+    /// [`Manifest::owners`]`[n - 1]`. A receiver running as root gives the
+    /// entry that owner (by name, else by number); any other keeps its own.
+    pub owner: u32,
+}
+
+/// An owner and group of entries on the sender, by number and, when the
+/// sender's system has one, by name (empty otherwise).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Owner {
+    /// User id on the sender.
+    pub uid: u32,
+    /// Group id on the sender.
+    pub gid: u32,
+    /// User name on the sender (`""`: none).
+    pub user: String,
+    /// Group name on the sender (`""`: none).
+    pub group: String,
+}
+
+/// Checks a user or group name; returns why it is unusable. Empty (no
+/// name), or at most [`MAX_NAME_LEN`] bytes of the portable set `A-Z a-z
+/// 0-9 . _ -` (not starting with `-`), with an optional final `$`.
+pub fn check_name(name: &str) -> Result<(), &'static str> {
+    if name.len() > MAX_NAME_LEN {
+        return Err("too long");
+    }
+    let body = name.strip_suffix('$').unwrap_or(name);
+    if body.starts_with('-') {
+        return Err("starts with -");
+    }
+    if !body
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    {
+        return Err("not a portable name");
+    }
+    Ok(())
 }
 
 /// The block hashes the manifest carries for a file of content `data` at
@@ -99,8 +141,11 @@ impl Entry {
 /// The entries of a session, in transmission order.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
-    /// Entries; files become objects 1, 2, ... in this order.
+    /// Entries; files become objects 1, 2, ... in this order. (The first
+    /// field: [`Manifest::encoded_entry_count`] reads its length.)
     pub entries: Vec<Entry>,
+    /// The owners entries refer to ([`Entry::owner`]), each once.
+    pub owners: Vec<Owner>,
 }
 
 /// Why a manifest was rejected.
@@ -124,6 +169,10 @@ pub enum ManifestError {
     /// A symbolic link whose target is unusable.
     #[error("link {0:?} has an unusable target: {1}")]
     UnsafeTarget(String, &'static str),
+    /// Too many owners, an unusable owner name, or an entry naming an
+    /// owner the manifest does not hold.
+    #[error("bad owner: {0}")]
+    BadOwner(&'static str),
     /// A file whose block hashes do not match its block count.
     #[error("file {0:?} has {1} block hashes for {2} blocks")]
     BlockHashes(String, usize, u64),
@@ -179,6 +228,21 @@ fn check_text(text: &str) -> Result<(), &'static str> {
 }
 
 impl Manifest {
+    /// A manifest of `entries` with no owners recorded.
+    pub fn new(entries: Vec<Entry>) -> Manifest {
+        Manifest {
+            entries,
+            owners: Vec::new(),
+        }
+    }
+
+    /// The owner [`Entry::owner`] names, if any.
+    pub fn owner_of(&self, e: &Entry) -> Option<&Owner> {
+        (e.owner as usize)
+            .checked_sub(1)
+            .and_then(|i| self.owners.get(i))
+    }
+
     /// Encodes for transmission as object 0.
     pub fn encode(&self) -> Vec<u8> {
         postcard::to_stdvec(self).expect("postcard serialization into a Vec is infallible")
@@ -214,11 +278,23 @@ impl Manifest {
         if self.entries.len() > MAX_ENTRIES {
             return Err(ManifestError::TooManyEntries);
         }
+        if self.owners.len() > MAX_OWNERS {
+            return Err(ManifestError::BadOwner("too many owners"));
+        }
+        for o in &self.owners {
+            check_name(&o.user).map_err(ManifestError::BadOwner)?;
+            check_name(&o.group).map_err(ManifestError::BadOwner)?;
+        }
         let mut seen: HashSet<&str> = HashSet::with_capacity(self.entries.len());
         // Files and links: nothing may live below them.
         let mut files: HashSet<&str> = HashSet::new();
         for e in &self.entries {
             check_path(&e.path).map_err(|why| ManifestError::UnsafePath(e.path.clone(), why))?;
+            if e.owner as usize > self.owners.len() {
+                return Err(ManifestError::BadOwner(
+                    "an entry names an owner not listed",
+                ));
+            }
             if !seen.insert(&e.path) {
                 return Err(ManifestError::Conflict(e.path.clone()));
             }
@@ -306,15 +382,14 @@ mod tests {
             mode: 0o644,
             mtime_secs: 0,
             mtime_nanos: 0,
+            owner: 0,
         }
     }
 
     #[test]
     fn the_entry_count_is_read_from_the_prefix_alone() {
         for n in [0usize, 1, 127, 128, 300, 20_000] {
-            let m = Manifest {
-                entries: (0..n).map(|i| file(&format!("f{i}"))).collect(),
-            };
+            let m = Manifest::new((0..n).map(|i| file(&format!("f{i}"))).collect());
             assert_eq!(Manifest::encoded_entry_count(&m.encode()), Some(n as u64));
         }
         assert_eq!(Manifest::encoded_entry_count(&[]), None);
@@ -344,9 +419,7 @@ mod tests {
             "a\u{7f}",
             "a\u{9b}b",
         ] {
-            let m = Manifest {
-                entries: vec![file(bad)],
-            };
+            let m = Manifest::new(vec![file(bad)]);
             assert!(
                 Manifest::decode(&m.encode()).is_err(),
                 "{bad:?} was accepted"
@@ -355,14 +428,54 @@ mod tests {
     }
 
     #[test]
+    fn owners_are_checked_names_and_entries_name_only_listed_ones() {
+        let owner = |user: &str, group: &str| Owner {
+            uid: 33,
+            gid: 33,
+            user: user.into(),
+            group: group.into(),
+        };
+        let mut m = Manifest {
+            entries: vec![Entry {
+                owner: 1,
+                ..file("a")
+            }],
+            owners: vec![owner("www-data", "www-data")],
+        };
+        m.validate().unwrap();
+        assert_eq!(Manifest::decode(&m.encode()).unwrap(), m);
+        assert_eq!(m.owner_of(&m.entries[0]).unwrap().user, "www-data");
+        m.owners[0] = owner("", "");
+        m.validate().unwrap();
+        m.owners[0] = owner("host$", "_x.y-z");
+        m.validate().unwrap();
+        for (user, group) in [
+            ("-rf", "g"),
+            ("a b", "g"),
+            ("u", "g\n"),
+            ("u", "é"),
+            ("u", &"g".repeat(MAX_NAME_LEN + 1)),
+        ] {
+            m.owners[0] = owner(user, group);
+            assert!(
+                matches!(m.validate(), Err(ManifestError::BadOwner(_))),
+                "{user:?} {group:?}"
+            );
+        }
+        m.owners.clear();
+        assert!(
+            matches!(m.validate(), Err(ManifestError::BadOwner(_))),
+            "an entry names owner 1 of none"
+        );
+        m.owners = vec![Owner::default(); MAX_OWNERS + 1];
+        assert!(matches!(m.validate(), Err(ManifestError::BadOwner(_))));
+    }
+
+    #[test]
     fn rejects_duplicates_and_files_used_as_directories() {
-        let m = Manifest {
-            entries: vec![file("a"), file("a")],
-        };
+        let m = Manifest::new(vec![file("a"), file("a")]);
         assert!(matches!(m.validate(), Err(ManifestError::Conflict(_))));
-        let m = Manifest {
-            entries: vec![file("a"), file("a/b")],
-        };
+        let m = Manifest::new(vec![file("a"), file("a/b")]);
         assert!(matches!(m.validate(), Err(ManifestError::Conflict(_))));
     }
 
@@ -375,19 +488,15 @@ mod tests {
             ..file(path)
         };
         // Nothing follows a link, so any target is fine, even outside.
-        let m = Manifest {
-            entries: vec![
-                link("current", "release-42"),
-                link("up", "../../etc"),
-                link("abs", "/etc/passwd"),
-            ],
-        };
+        let m = Manifest::new(vec![
+            link("current", "release-42"),
+            link("up", "../../etc"),
+            link("abs", "/etc/passwd"),
+        ]);
         m.validate().unwrap();
         assert_eq!(Manifest::decode(&m.encode()).unwrap(), m);
         assert_eq!(m.file_count(), 0, "a link is no object");
-        let m = Manifest {
-            entries: vec![link("current", "release-42"), file("current/x")],
-        };
+        let m = Manifest::new(vec![link("current", "release-42"), file("current/x")]);
         assert!(matches!(m.validate(), Err(ManifestError::Conflict(_))));
         for bad in [
             "",
@@ -396,9 +505,7 @@ mod tests {
             "x\u{1b}[2J",
             &"t".repeat(MAX_PATH_LEN + 1),
         ] {
-            let m = Manifest {
-                entries: vec![link("l", bad)],
-            };
+            let m = Manifest::new(vec![link("l", bad)]);
             assert!(
                 matches!(m.validate(), Err(ManifestError::UnsafeTarget(..))),
                 "{bad:?} was accepted"
@@ -410,9 +517,7 @@ mod tests {
     fn numbers_files_from_one_skipping_directories() {
         let mut dir = file("d");
         dir.kind = EntryKind::Dir;
-        let m = Manifest {
-            entries: vec![dir, file("d/x"), file("y")],
-        };
+        let m = Manifest::new(vec![dir, file("d/x"), file("y")]);
         m.validate().unwrap();
         let ids: Vec<_> = m.files().map(|(id, e)| (id.0, e.path.as_str())).collect();
         assert_eq!(ids, vec![(1, "d/x"), (2, "y")]);

@@ -18,7 +18,7 @@ use thiserror::Error;
 /// The two magic bytes that open every mdp datagram: ASCII "md".
 pub const MAGIC: [u8; 2] = *b"md";
 /// The protocol version this implementation speaks.
-pub const VERSION: u8 = 7;
+pub const VERSION: u8 = 8;
 /// DATA flag: this symbol is a repair sent in answer to a NACK.
 pub const FLAG_REPAIR: u8 = 0x01;
 
@@ -238,7 +238,7 @@ impl PushSignature {
 
 /// Domain separation of a push claim: no other message mdp signs can be
 /// taken for one.
-pub const PUSH_CLAIM_CONTEXT: &[u8] = b"mdp push claim v8\0";
+pub const PUSH_CLAIM_CONTEXT: &[u8] = b"mdp push claim v9\0";
 
 /// The bytes a sender signs for a push (docs/PROTOCOL.md §5a): the
 /// context, then the session id, `signed_at_us`, the signer's key, and the
@@ -368,7 +368,7 @@ impl FeedbackSignature {
 }
 
 /// Domain separation of a feedback claim.
-pub const FEEDBACK_CLAIM_CONTEXT: &[u8] = b"mdp feedback claim v8\0";
+pub const FEEDBACK_CLAIM_CONTEXT: &[u8] = b"mdp feedback claim v9\0";
 
 /// The bytes a receiver signs for a REGISTER, STATUS or KEYREQ (docs/PROTOCOL.md
 /// §5b): the context, the session id (big-endian), the packet type, and
@@ -466,6 +466,40 @@ pub enum FailReason {
     Refused,
 }
 
+/// How a receiver's push hook (`mdp-recv --exec`) ended, in its
+/// confirmation. The hook runs after the tree is settled and before the
+/// receiver confirms, so the sender's report can say whether what follows
+/// a delivery (a reload, a restart) worked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HookOutcome {
+    /// It exited 0.
+    Succeeded,
+    /// It exited with this non-zero status.
+    Exited(u8),
+    /// It was killed: by a signal, or for running over its time limit.
+    Killed,
+    /// It could not be started.
+    NotStarted,
+}
+
+impl HookOutcome {
+    /// True unless it [`HookOutcome::Succeeded`].
+    pub fn failed(self) -> bool {
+        self != HookOutcome::Succeeded
+    }
+
+    /// A few words for reports: `succeeded`, `exited with status 3`,
+    /// `killed`, `could not start`.
+    pub fn describe(self) -> String {
+        match self {
+            HookOutcome::Succeeded => "succeeded".into(),
+            HookOutcome::Exited(code) => format!("exited with status {code}"),
+            HookOutcome::Killed => "killed".into(),
+            HookOutcome::NotStarted => "could not start".into(),
+        }
+    }
+}
+
 /// STATUS: a receiver's progress, or its confirmation when `complete`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
@@ -483,6 +517,9 @@ pub struct Status {
     pub missing: Vec<ObjectId>,
     /// Objects that failed for good, with the reason (first few).
     pub failed: Vec<(ObjectId, FailReason)>,
+    /// How its push hook ended, when one ran (only in a `complete`
+    /// STATUS; `None` before, and when it has no hook or ran none).
+    pub hook: Option<HookOutcome>,
     /// The receiver's signature ([`feedback_claim`]), when it has an
     /// identity.
     pub signed: Option<FeedbackSignature>,
@@ -797,7 +834,7 @@ mod tests {
         let mut buf = Vec::new();
         write_data(&mut buf, &h, b"hello");
         assert_eq!(buf.len(), DATA_HEADER_LEN + 5);
-        assert_eq!(&buf[..4], b"md\x07\x01");
+        assert_eq!(&buf[..4], b"md\x08\x01");
         assert_eq!(&buf[24..28], &[0xde, 0xad, 0xbe, 0xef]);
         match parse(&buf).unwrap() {
             Packet::Data { header, payload } => {
@@ -851,7 +888,7 @@ mod tests {
     fn rejects_truncated_and_foreign_datagrams() {
         assert_eq!(parse(b""), Err(WireError::Truncated));
         assert_eq!(
-            parse(b"md\x07\x01\0\0\0\0\0\0\0\0\0"),
+            parse(b"md\x08\x01\0\0\0\0\0\0\0\0\0"),
             Err(WireError::Truncated)
         );
         assert_eq!(
@@ -893,11 +930,11 @@ mod tests {
             Err(WireError::UnsupportedVersion(6))
         );
         assert_eq!(
-            parse(b"md\x07\x37\0\0\0\0\0\0\0\0"),
+            parse(b"md\x08\x37\0\0\0\0\0\0\0\0"),
             Err(WireError::UnknownType(0x37))
         );
         // A NACK claiming 2^32 entries in a 20-byte datagram.
-        let mut buf = b"md\x07\x21\0\0\0\0\0\0\0\0".to_vec();
+        let mut buf = b"md\x08\x21\0\0\0\0\0\0\0\0".to_vec();
         buf.extend_from_slice(&[5, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f]);
         assert!(parse(&buf).is_err());
     }
@@ -936,6 +973,7 @@ mod tests {
             verified: 3,
             missing: vec![ObjectId(4)],
             failed: vec![(ObjectId(5), FailReason::Io)],
+            hook: None,
             signed: None,
         });
         let mut buf = Vec::new();

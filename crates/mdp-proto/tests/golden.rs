@@ -23,9 +23,9 @@ fn hex(s: &str) -> Vec<u8> {
     digits.chunks(2).map(|p| p[0] << 4 | p[1]).collect()
 }
 
-/// §3: magic "md", version 7, the type, the session big-endian.
+/// §3: magic "md", version 8, the type, the session big-endian.
 fn common(ty: &str) -> String {
-    format!("6d64 | 07 | {ty} | 0102030405060708 | ")
+    format!("6d64 | 08 | {ty} | 0102030405060708 | ")
 }
 
 /// `message` written equals `common(ty) + body`, and parses back to it.
@@ -252,7 +252,7 @@ fn the_push_claim_has_a_fixed_layout() {
         "11".repeat(32)
     );
     let expected = [
-        b"mdp push claim v8\0".to_vec(),
+        b"mdp push claim v9\0".to_vec(),
         hex(&format!("{fixed} | 00")),
     ]
     .concat();
@@ -268,7 +268,7 @@ fn the_push_claim_has_a_fixed_layout() {
     };
     let claim = wire::push_claim(SESSION, &a, &[0x22; 32], 0x0b0c);
     let expected = [
-        b"mdp push claim v8\0".to_vec(),
+        b"mdp push claim v9\0".to_vec(),
         hex(&format!("{fixed} | 01 01 {}", "55".repeat(32))),
     ]
     .concat();
@@ -349,12 +349,54 @@ fn status_golden_bytes() {
         verified: 4,
         missing: vec![ObjectId(6)],
         failed: vec![(ObjectId(7), FailReason::Refused)],
+        hook: None,
         signed: None,
     });
     golden(
         "22",
         message,
-        "09 | 00 | 00 00 | 01 | 04 | 01 06 | 01 07 02 | 00",
+        "09 | 00 | 00 00 | 01 | 04 | 01 06 | 01 07 02 | 00 | 00",
+    );
+}
+
+#[test]
+fn a_confirmation_with_its_hooks_outcome_golden_bytes() {
+    use mdp_proto::wire::HookOutcome;
+    let status = |hook| {
+        Control::Status(Status {
+            node: NodeId(9),
+            name: String::new(),
+            echo: Echo::default(),
+            complete: true,
+            verified: 4,
+            missing: vec![],
+            failed: vec![],
+            hook: Some(hook),
+            signed: None,
+        })
+    };
+    // hook: Some (01), then the variant: 0 Succeeded, 1 Exited(u8),
+    // 2 Killed, 3 NotStarted.
+    let head = "09 | 00 | 00 00 | 01 | 04 | 00 | 00 | 01";
+    golden(
+        "22",
+        status(HookOutcome::Succeeded),
+        &format!("{head} 00 | 00"),
+    );
+    golden(
+        "22",
+        status(HookOutcome::Exited(7)),
+        &format!("{head} 01 07 | 00"),
+    );
+    golden(
+        "22",
+        status(HookOutcome::Killed),
+        &format!("{head} 02 | 00"),
+    );
+    golden(
+        "22",
+        status(HookOutcome::NotStarted),
+        &format!("{head} 03 | 00"),
     );
 }
 
@@ -431,12 +473,13 @@ fn the_feedback_claim_is_the_message_without_its_signature() {
         verified: 4,
         missing: vec![ObjectId(6)],
         failed: vec![(ObjectId(7), FailReason::Refused)],
+        hook: None,
         signed: None,
     });
     let claim = wire::feedback_claim(SESSION, &message).unwrap();
     let expected = [
-        b"mdp feedback claim v8\0".to_vec(),
-        hex("0102030405060708 | 22 | 09 | 00 | 00 00 | 01 | 04 | 01 06 | 01 07 02 | 00"),
+        b"mdp feedback claim v9\0".to_vec(),
+        hex("0102030405060708 | 22 | 09 | 00 | 00 00 | 01 | 04 | 01 06 | 01 07 02 | 00 | 00"),
     ]
     .concat();
     assert_eq!(claim, expected);
@@ -454,16 +497,49 @@ fn the_feedback_claim_is_the_message_without_its_signature() {
 #[test]
 fn a_manifest_with_a_symbolic_link_golden_bytes() {
     use mdp_proto::{Entry, EntryKind, Manifest};
+    let m = Manifest::new(vec![Entry {
+        path: "l".into(),
+        kind: EntryKind::Symlink { target: "t".into() },
+        mode: 0o777,
+        mtime_secs: 0,
+        mtime_nanos: 0,
+        owner: 0,
+    }]);
+    // One entry | path "l" | variant 2 (Symlink) | target "t" | mode 511
+    // (varint) | mtime_secs 0 (zigzag varint) | mtime_nanos 0 | owner 0
+    // (none) | no owners.
+    assert_eq!(
+        m.encode(),
+        hex("01 | 01 6c | 02 | 01 74 | ff 03 | 00 | 00 | 00 | 00")
+    );
+}
+
+#[test]
+fn a_manifest_with_an_owner_golden_bytes() {
+    use mdp_proto::manifest::Owner;
+    use mdp_proto::{Entry, EntryKind, Manifest};
     let m = Manifest {
         entries: vec![Entry {
-            path: "l".into(),
-            kind: EntryKind::Symlink { target: "t".into() },
-            mode: 0o777,
+            path: "d".into(),
+            kind: EntryKind::Dir,
+            mode: 0o755,
             mtime_secs: 0,
             mtime_nanos: 0,
+            owner: 1,
+        }],
+        owners: vec![Owner {
+            uid: 33,
+            gid: 1000,
+            user: "www".into(),
+            group: "ops".into(),
         }],
     };
-    // One entry | path "l" | variant 2 (Symlink) | target "t" | mode 511
-    // (varint) | mtime_secs 0 (zigzag varint) | mtime_nanos 0.
-    assert_eq!(m.encode(), hex("01 | 01 6c | 02 | 01 74 | ff 03 | 00 | 00"));
+    // One entry | path "d" | variant 0 (Dir) | mode 493 | mtime 0 0 |
+    // owner 1 (the first of the table) | one owner: uid 33 | gid 1000
+    // (varint) | "www" | "ops".
+    assert_eq!(
+        m.encode(),
+        hex("01 | 01 64 | 00 | ed 03 | 00 | 00 | 01 | 01 | 21 | e8 07 | 03 777777 | 03 6f7073")
+    );
+    assert_eq!(Manifest::decode(&m.encode()).unwrap(), m);
 }

@@ -23,6 +23,7 @@ fn manifest(sizes: &[u64]) -> (Manifest, Vec<Vec<u8>>) {
         mode: 0o755,
         mtime_secs: 1,
         mtime_nanos: 2,
+        owner: 0,
     }];
     let mut data = Vec::new();
     for (i, &size) in sizes.iter().enumerate() {
@@ -45,10 +46,11 @@ fn manifest(sizes: &[u64]) -> (Manifest, Vec<Vec<u8>>) {
             mode: 0o644,
             mtime_secs: 3,
             mtime_nanos: 4,
+            owner: 0,
         });
         data.push(bytes);
     }
-    (Manifest { entries }, data)
+    (Manifest::new(entries), data)
 }
 
 /// One session, lossy in both directions by a fixed pattern; returns what

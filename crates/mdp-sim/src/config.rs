@@ -78,6 +78,10 @@ pub struct SimConfig {
     /// ([`ReceiverRequest::Settle`]: directory times, `--delete`); zero
     /// settles at once.
     pub settle_delay: Duration,
+    /// Per receiver: how its push hook ends, reported with its
+    /// confirmation of a signed push in which no file failed (missing
+    /// entries: it has no hook).
+    pub hooks: Vec<Option<mdp_proto::wire::HookOutcome>>,
     /// Virtual time after which the run is abandoned.
     pub max_time: Duration,
 }
@@ -114,6 +118,7 @@ impl SimConfig {
             receiver_setup: None,
             encode_delay: Duration::ZERO,
             settle_delay: Duration::ZERO,
+            hooks: Vec::new(),
             max_time: Duration::from_secs(300),
         }
     }

@@ -28,6 +28,7 @@ impl Content {
                 mode: 0o755,
                 mtime_secs: 1_700_000_000,
                 mtime_nanos: 0,
+                owner: 0,
             });
         }
         let mut by_obj = HashMap::new();
@@ -43,11 +44,12 @@ impl Content {
                 mode: 0o644,
                 mtime_secs: 1_700_000_000,
                 mtime_nanos: 0,
+                owner: 0,
             });
             by_obj.insert(ObjectId(i as u32 + 1), data);
         }
         Content {
-            manifest: Manifest { entries },
+            manifest: Manifest::new(entries),
             files: by_obj,
         }
     }

@@ -178,7 +178,7 @@ pub fn accept_all(
         ReceiverRequest::VerifyObject { object } => {
             receiver.handle_object_verified(now, object, Ok(()))
         }
-        ReceiverRequest::Settle { .. } => receiver.handle_settled(now),
+        ReceiverRequest::Settle { .. } => receiver.handle_settled(now, None),
         ReceiverRequest::WriteBlock { .. } => {}
     }
 }

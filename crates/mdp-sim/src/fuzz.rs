@@ -187,7 +187,7 @@ pub fn receiver_target(data: &[u8]) -> Option<mdp_proto::SessionOutcome> {
                     };
                     r.handle_object_verified(now, object, result);
                 }
-                Output::Request(ReceiverRequest::Settle { .. }) => r.handle_settled(now),
+                Output::Request(ReceiverRequest::Settle { .. }) => r.handle_settled(now, None),
                 Output::Event(ReceiverEvent::Finished(o)) => outcome = Some(o),
                 Output::Event(_) => {}
             },
@@ -233,6 +233,7 @@ pub fn sender_target(data: &[u8]) {
         mode: 0o755,
         mtime_secs: 0,
         mtime_nanos: 0,
+        owner: 0,
     }];
     for (p, size) in files {
         entries.push(Entry {
@@ -250,9 +251,10 @@ pub fn sender_target(data: &[u8]) {
             mode: 0o644,
             mtime_secs: 0,
             mtime_nanos: 0,
+            owner: 0,
         });
     }
-    let mut s = Sender::new(config, Manifest { entries }, t0).expect("valid settings");
+    let mut s = Sender::new(config, Manifest::new(entries), t0).expect("valid settings");
     let mut now = t0;
     // A bound on what one step may send: no input can hang the target.
     let mut drain = Drain::with_batch_limit(10_000);

@@ -12,7 +12,7 @@
 use crate::drain::Output;
 use mdp_proto::fec::Codec;
 use mdp_proto::ranges;
-use mdp_proto::wire::FailReason;
+use mdp_proto::wire::{FailReason, HookOutcome};
 use mdp_proto::{
     Entry, EntryKind, ObjectId, Receiver, ReceiverConfig, ReceiverEvent, ReceiverRequest,
     ReceiverStats, SessionOutcome,
@@ -45,6 +45,9 @@ pub(crate) struct Store {
     /// What the last `Settle` said of the push's symbolic links: place
     /// them (signed, every file in place) or not.
     pub(crate) settle_links: Option<bool>,
+    /// What this receiver's push hook does: reported when a signed push
+    /// in which no file failed settles (`None`: it has no hook).
+    pub(crate) hook: Option<HookOutcome>,
 }
 
 /// How the store answers, the same for every receiver of a world.
@@ -58,10 +61,19 @@ pub(crate) struct Rules {
 }
 
 impl Store {
-    /// A store whose directory already holds `files` (path → bytes).
-    pub(crate) fn new(files: HashMap<String, Vec<u8>>) -> Store {
+    /// The hook outcome to report with the settle asked for last: a hook
+    /// runs only for a signed push in which no file failed, as in
+    /// mdp-recv.
+    pub(crate) fn hook_for_settle(&self) -> Option<HookOutcome> {
+        self.hook.filter(|_| self.settle_links == Some(true))
+    }
+
+    /// A store whose directory already holds `files` (path → bytes), whose
+    /// push hook ends as `hook` (`None`: it has none).
+    pub(crate) fn new(files: HashMap<String, Vec<u8>>, hook: Option<HookOutcome>) -> Store {
         Store {
             verified: files,
+            hook,
             ..Store::default()
         }
     }
@@ -157,7 +169,7 @@ impl Store {
                 self.settle_links = Some(links);
                 if rules.settle_delay.is_zero() {
                     self.settled = Some(now);
-                    machine.handle_settled(now);
+                    machine.handle_settled(now, self.hook_for_settle());
                 } else {
                     self.settle_at = Some(now + rules.settle_delay);
                 }

@@ -131,7 +131,10 @@ impl World {
                 receiver_configs.push(rc.clone());
                 SimReceiver {
                     machine: Receiver::new(rc),
-                    store: Store::new(config.preexisting.get(i).cloned().unwrap_or_default()),
+                    store: Store::new(
+                        config.preexisting.get(i).cloned().unwrap_or_default(),
+                        config.hooks.get(i).copied().flatten(),
+                    ),
                     fate,
                     alive: true,
                     started: !matches!(fate, Fate::LateJoin(_)),
@@ -492,7 +495,8 @@ impl World {
             if r.counted() && r.store.settle_at.is_some_and(|t| t <= now) {
                 r.store.settle_at = None;
                 r.store.settled = Some(now);
-                r.machine.handle_settled(now);
+                let hook = r.store.hook_for_settle();
+                r.machine.handle_settled(now, hook);
                 self.drain_receiver(i);
             }
         }

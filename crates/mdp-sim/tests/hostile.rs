@@ -163,6 +163,7 @@ fn a_sender_survives_forged_feedback() {
                 verified: rng.next_u64() as u32,
                 missing: vec![ObjectId(rng.next_u64() as u32)],
                 failed: vec![(ObjectId(rng.next_u64() as u32), wire::FailReason::Io)],
+                hook: None,
                 signed: None,
             }),
             _ => {
@@ -189,19 +190,18 @@ fn a_sender_survives_forged_feedback() {
 fn a_receiver_refuses_a_manifest_that_would_need_huge_block_maps() {
     use mdp_proto::wire::{Announce, DataHeader, Timing};
     use mdp_proto::{Entry, EntryKind, Manifest, SymbolId};
-    let manifest = Manifest {
-        entries: vec![Entry {
-            path: "huge".into(),
-            kind: EntryKind::File {
-                size: 1 << 40,
-                hash: [0; 32],
-                blocks: Vec::new(),
-            },
-            mode: 0o644,
-            mtime_secs: 0,
-            mtime_nanos: 0,
-        }],
-    }
+    let manifest = Manifest::new(vec![Entry {
+        path: "huge".into(),
+        kind: EntryKind::File {
+            size: 1 << 40,
+            hash: [0; 32],
+            blocks: Vec::new(),
+        },
+        mode: 0o644,
+        mtime_secs: 0,
+        mtime_nanos: 0,
+        owner: 0,
+    }])
     .encode();
     let session = SessionId(0xf00d);
     let t = 16usize;

@@ -188,6 +188,7 @@ fn forge_confirmation(
             verified: 1,
             missing: vec![],
             failed: vec![],
+            hook: None,
             signed: None,
         }),
     ];
@@ -288,4 +289,44 @@ fn a_push_signed_before_the_newest_one_taken_from_its_key_is_refused() {
     let w = push(c);
     assert!(!w.sender().report().unwrap().success);
     refused(&w, |u| matches!(u, Untrusted::Replayed));
+}
+
+/// A receiver's push hook runs between settling and confirming, so its
+/// outcome rides in the confirmation: the sender's report names the hook
+/// that failed, per receiver, and the files still count as delivered. A
+/// push taken unsigned runs no hook, and its confirmation says none ran.
+#[test]
+fn each_receivers_hook_outcome_reaches_the_senders_report() {
+    use mdp_proto::wire::HookOutcome;
+    let mut c = config(Some(key(1)), vec![key(1).public()]);
+    c.receivers = 3;
+    c.sender.expected_receivers = 3;
+    c.hooks = vec![Some(HookOutcome::Succeeded), Some(HookOutcome::Exited(3))];
+    let w = push(c);
+    let report = w.sender().report().unwrap();
+    assert!(report.success, "{:?}", report.problem);
+    let hook_of = |name: &str| {
+        report
+            .receivers
+            .iter()
+            .find(|r| r.name == name)
+            .unwrap_or_else(|| panic!("{name} in {:?}", report.receivers))
+            .hook
+    };
+    assert_eq!(hook_of("r0"), Some(HookOutcome::Succeeded));
+    assert_eq!(hook_of("r1"), Some(HookOutcome::Exited(3)));
+    assert_eq!(hook_of("r2"), None, "r2 has no hook");
+    let failed: Vec<&str> = report.hook_failures().map(|r| r.name.as_str()).collect();
+    assert_eq!(failed, ["r1"]);
+    for i in 0..3 {
+        assert_eq!(w.receiver_files(i).len(), 1, "receiver {i}");
+    }
+
+    // Unsigned, taken without a trust list: no hook may run.
+    let mut c = config(None, Vec::new());
+    c.hooks = vec![Some(HookOutcome::Exited(1)), Some(HookOutcome::Exited(1))];
+    let w = push(c);
+    let report = w.sender().report().unwrap();
+    assert!(report.success, "{:?}", report.problem);
+    assert!(report.receivers.iter().all(|r| r.hook.is_none()));
 }

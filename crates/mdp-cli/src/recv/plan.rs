@@ -89,6 +89,7 @@ impl RecvPlan {
             durable: !args.no_fsync,
             mode_mask: args.mode_mask,
             file_group: file_group(args.file_group.as_deref())?,
+            keep_owners: !args.no_owners && mdp_net::sys::euid() == 0,
         };
         Ok(RecvPlan {
             opts,

@@ -10,9 +10,10 @@ use super::ledger::Ledger;
 use super::sockets::RecvSockets;
 use super::warnings::{buffer_warning, mtu_warning, AuthWarnings};
 use super::writer::{Writer, WriterCmd, WriterReply};
-use super::{RecvError, RecvNotice, RecvOptions};
+use super::{HookReply, RecvError, RecvNotice, RecvOptions};
 use crate::store::HeldBlocks;
 use mdp_proto::receiver::Refusal;
+use mdp_proto::wire::HookOutcome;
 use mdp_proto::{
     Receiver, ReceiverConfig, ReceiverEvent, ReceiverRequest, SessionId, SessionOutcome,
 };
@@ -23,6 +24,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 use tokio::io::Interest;
+use tokio::sync::oneshot;
 
 /// How often progress is reported.
 const PROGRESS_EVERY: Duration = Duration::from_millis(100);
@@ -85,6 +87,12 @@ pub(super) struct RecvDriver<N> {
     rejection_logged: Option<SessionId>,
     /// The durable record of accepted signed pushes (ledger.rs).
     ledger: Ledger,
+    /// The session whose settle may run a push hook (signed, no file
+    /// failed), from its `Settle { links }`.
+    hook_may_run: Option<SessionId>,
+    /// The push hook the caller is running for a settled session: the
+    /// confirmation waits for its answer.
+    hook_wait: Option<(SessionId, oneshot::Receiver<Option<HookOutcome>>)>,
 }
 
 /// What woke [`RecvDriver::wait`].
@@ -92,6 +100,7 @@ enum Wake {
     Data(io::Result<()>),
     Feedback(io::Result<(usize, SocketAddr)>),
     Writer(WriterReply),
+    Hook(Option<HookOutcome>),
     Timer,
     Interrupt,
 }
@@ -141,6 +150,8 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
             pruned: Vec::new(),
             rejection_logged: None,
             ledger,
+            hook_may_run: None,
+            hook_wait: None,
         }
     }
 
@@ -176,6 +187,13 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
     /// its end; the writer gets [`STOP_GRACE`] to finish it. Returns
     /// `timed_out`.
     async fn stop(&mut self, timed_out: bool) -> bool {
+        // A push hook under way ends first (within the grace): the push is
+        // then complete, and confirmed below like any other.
+        if let Some((session, rx)) = self.hook_wait.take() {
+            if let Ok(Ok(hook)) = tokio::time::timeout(STOP_GRACE, rx).await {
+                self.settled_with(session, hook);
+            }
+        }
         let now = Instant::now();
         self.receiver.handle_shutdown(now);
         self.transmit(now).await;
@@ -298,6 +316,8 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
                 }
                 ReceiverRequest::Settle { prune, links } => {
                     if let Some(session) = self.receiver.session_id() {
+                        // `links`: signed, and no file failed.
+                        self.hook_may_run = links.then_some(session);
                         let _ = cmds.send(WriterCmd::Settle {
                             session,
                             prune,
@@ -387,6 +407,13 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
             r = self.sockets.data.readable() => Wake::Data(r),
             r = self.sockets.feedback.recv_from(&mut self.fbuf) => Wake::Feedback(r),
             Some(reply) = self.writer.replies.recv() => Wake::Writer(reply),
+            // A dropped reply: no hook ran.
+            hook = async {
+                match &mut self.hook_wait {
+                    Some((_, rx)) => rx.await.unwrap_or(None),
+                    None => std::future::pending().await,
+                }
+            } => Wake::Hook(hook),
             _ = tokio::time::sleep_until(wake.into()) => Wake::Timer,
             _ = &mut self.interrupt => Wake::Interrupt,
         };
@@ -401,6 +428,11 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
                     .handle_datagram(Instant::now(), &self.fbuf[..n]);
             }
             Wake::Writer(reply) => return Ok(self.on_writer_reply(reply)),
+            Wake::Hook(hook) => {
+                if let Some((session, _)) = self.hook_wait.take() {
+                    self.settled_with(session, hook);
+                }
+            }
             Wake::Timer => self.receiver.handle_timeout(Instant::now()),
             Wake::Interrupt => return Ok(Some(self.stop(false).await)),
         }
@@ -545,12 +577,32 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
             WriterReply::Settled(session, removed) => {
                 if self.receiver.session_id() == Some(session) {
                     self.pruned = removed;
-                    self.receiver.handle_settled(Instant::now());
+                    if self.hook_may_run.take() == Some(session) {
+                        // The caller runs its push hook; the confirmation
+                        // waits for it (see `Wake::Hook`).
+                        let (tx, rx) = oneshot::channel();
+                        self.hook_wait = Some((session, rx));
+                        (self.notice)(RecvNotice::Settled {
+                            session,
+                            reply: HookReply(tx),
+                        });
+                    } else {
+                        self.receiver.handle_settled(Instant::now(), None);
+                    }
                 }
             }
             WriterReply::Finished => return self.on_session_finished(),
         }
         None
+    }
+
+    /// The caller's push hook for `session` ended (`hook`: how; `None`:
+    /// none ran): the receiver confirms, if that session is still the one
+    /// under way.
+    fn settled_with(&mut self, session: SessionId, hook: Option<HookOutcome>) {
+        if self.receiver.session_id() == Some(session) {
+            self.receiver.handle_settled(Instant::now(), hook);
+        }
     }
 
     /// The writer finished the session: report it, and start a fresh

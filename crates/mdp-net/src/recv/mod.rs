@@ -23,6 +23,7 @@ pub use warnings::{buffer_warning, mtu_warning, BUFFER_MS};
 use crate::socket::Endpoint;
 use crate::store::Store;
 use driver::RecvDriver;
+use mdp_proto::wire::HookOutcome;
 use mdp_proto::{Manifest, ReceiverConfig, ReceiverStats, SessionId, SessionOutcome};
 use sockets::RecvSockets;
 use std::io;
@@ -55,7 +56,7 @@ pub enum RecvError {
 }
 
 /// A view of the receiver, for progress displays and logs.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub enum RecvNotice {
     /// A session's manifest arrived.
     Started {
@@ -80,8 +81,33 @@ pub enum RecvNotice {
     Placed(PathBuf),
     /// A file failed.
     Failed(String),
+    /// A signed push in which every file was placed is settled: its tree
+    /// is final and on the disk, `--delete` done. The caller runs its push
+    /// hook now, if it has one, and answers with how it ended; the
+    /// receiver confirms to the sender only then, with that outcome, so
+    /// the sender's report shows it. Dropping `reply` answers "no hook
+    /// ran". (No hook may run for any other push: one taken `--insecure`,
+    /// or one in which a file failed, confirms without this notice.)
+    Settled {
+        /// Session.
+        session: SessionId,
+        /// The answer.
+        reply: HookReply,
+    },
     /// A session ended; the last field lists what `--delete` removed.
     Finished(SessionOutcome, ReceiverStats, Vec<String>),
+}
+
+/// The answer to [`RecvNotice::Settled`].
+#[derive(Debug)]
+pub struct HookReply(pub(super) tokio::sync::oneshot::Sender<Option<HookOutcome>>);
+
+impl HookReply {
+    /// How the push hook ended (`None`: none ran).
+    pub fn send(self, outcome: Option<HookOutcome>) {
+        // The receiver may have stopped meanwhile: nobody to tell then.
+        let _ = self.0.send(outcome);
+    }
 }
 
 /// Settings of the receiver driver.
@@ -113,6 +139,9 @@ pub struct RecvOptions {
     pub mode_mask: u32,
     /// The group placed files and directories get ([`Store::set_group`]).
     pub file_group: Option<u32>,
+    /// Give placed entries the sender's owners ([`Store::set_keep_owners`];
+    /// only a receiver running as root can).
+    pub keep_owners: bool,
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -145,6 +174,7 @@ pub async fn run(opts: RecvOptions, notice: impl FnMut(RecvNotice)) -> Result<En
     store.set_durable(opts.durable);
     store.set_mode_mask(opts.mode_mask);
     store.set_group(opts.file_group);
+    store.set_keep_owners(opts.keep_owners);
     let writer = Writer::spawn(store)?;
     let mtu = sockets::smallest_mtu(&opts);
     let mut driver = RecvDriver::new(&opts, sockets, writer, mtu, notice);

@@ -270,19 +270,18 @@ mod tests {
     fn a_verification_result_names_the_push_of_its_file() {
         let root = crate::test_dir("writer-session");
         let writer = Writer::spawn(Store::open(&root).unwrap()).unwrap();
-        let manifest = Arc::new(Manifest {
-            entries: vec![Entry {
-                path: "empty".into(),
-                kind: EntryKind::File {
-                    size: 0,
-                    hash: *blake3::hash(&[]).as_bytes(),
-                    blocks: Vec::new(),
-                },
-                mode: 0o644,
-                mtime_secs: 0,
-                mtime_nanos: 0,
-            }],
-        });
+        let manifest = Arc::new(Manifest::new(vec![Entry {
+            path: "empty".into(),
+            kind: EntryKind::File {
+                size: 0,
+                hash: *blake3::hash(&[]).as_bytes(),
+                blocks: Vec::new(),
+            },
+            mode: 0o644,
+            mtime_secs: 0,
+            mtime_nanos: 0,
+            owner: 0,
+        }]));
         let (first, second) = (SessionId(1), SessionId(2));
         let Writer {
             cmds,

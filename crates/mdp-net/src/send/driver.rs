@@ -9,6 +9,7 @@ use super::sockets::SendSockets;
 use super::workers::{ReadRequest, Workers, CHANGED};
 use super::{SendError, SendProgress};
 use crate::udp::BatchSender;
+use mdp_proto::wire::HookOutcome;
 use mdp_proto::{Sender, SenderEvent, SenderReport, SenderRequest};
 use std::future::Future;
 use std::io;
@@ -272,10 +273,20 @@ impl<P: FnMut(&SendProgress)> SendDriver<P> {
                 SenderEvent::Confirmed {
                     node,
                     name,
-                    failed: 0,
-                } => tracing::info!("{name} ({node}) confirmed: every file placed"),
-                SenderEvent::Confirmed { node, name, failed } => {
-                    tracing::warn!("{name} ({node}) finished with {failed} files failed")
+                    failed,
+                    hook,
+                } => {
+                    let hook_said = match hook {
+                        Some(h) => format!("; its push hook {}", h.describe()),
+                        None => String::new(),
+                    };
+                    if failed == 0 && !hook.is_some_and(HookOutcome::failed) {
+                        tracing::info!("{name} ({node}) confirmed: every file placed{hook_said}")
+                    } else if failed == 0 {
+                        tracing::warn!("{name} ({node}) confirmed: every file placed{hook_said}")
+                    } else {
+                        tracing::warn!("{name} ({node}) finished with {failed} files failed")
+                    }
                 }
                 SenderEvent::Flushing => {
                     self.view.flushing = true;

@@ -10,6 +10,7 @@
 
 use super::safe_path::{refuse, Beneath};
 use super::Store;
+use crate::owners::Ownership;
 use mdp_proto::EntryKind;
 use rustix::fs::{self as rfs, AtFlags, FileType};
 use std::io;
@@ -45,23 +46,35 @@ impl Store {
             let EntryKind::Symlink { target } = &e.kind else {
                 continue;
             };
-            if let Err(err) =
-                self.place_link(&e.path, target, &format!(".mdp-link-{session:x}-{i}"))
-            {
+            let owner = self.ownership(e);
+            let temp = format!(".mdp-link-{session:x}-{i}");
+            if let Err(err) = self.place_link(&e.path, target, &temp, owner) {
                 tracing::warn!("cannot place the link {} -> {target}: {err}", e.path);
             }
         }
     }
 
-    fn place_link(&mut self, path: &str, target: &str, temp: &str) -> io::Result<()> {
+    fn place_link(
+        &mut self,
+        path: &str,
+        target: &str,
+        temp: &str,
+        owner: Ownership,
+    ) -> io::Result<()> {
         let (parent, name) = self.beneath.parent(path, true)?;
         if rfs::readlinkat(&parent, name, Vec::new())
             .is_ok_and(|t| t.as_bytes() == target.as_bytes())
         {
-            return Ok(());
+            // The same link: only its owner may need setting (never
+            // following it).
+            return owner.apply_at(&parent, name);
         }
         let _ = rfs::unlinkat(&parent, temp, AtFlags::empty());
         rfs::symlinkat(target, &parent, temp)?;
+        if let Err(e) = owner.apply_at(&parent, temp) {
+            let _ = rfs::unlinkat(&parent, temp, AtFlags::empty());
+            return Err(e);
+        }
         if let Err(e) = rfs::renameat(&parent, temp, &parent, name) {
             let _ = rfs::unlinkat(&parent, temp, AtFlags::empty());
             return Err(e.into());

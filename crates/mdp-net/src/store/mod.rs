@@ -52,10 +52,11 @@ mod written;
 pub use resume::{HeldBlocks, DEFAULT_KEEP_PARTIAL};
 pub use written::{KnownContent, Placed, Verified, Written};
 
+use crate::owners::Ownership;
 use crate::stamp::HashCache;
 use blocks::{all_blocks_match, block_matches, hash_open, recheck};
 use mdp_proto::wire::FailReason;
-use mdp_proto::{EntryKind, Manifest, ObjectId, SessionId};
+use mdp_proto::{Entry, EntryKind, Manifest, ObjectId, SessionId};
 use resume::{content_stem, BlockMap, Checkpoints};
 use rustix::fs::{self as rfs, AtFlags, Mode, OFlags};
 use safe_path::{file_at, is_own_dir, own_private_dir, refuse, Beneath};
@@ -83,19 +84,6 @@ const MAX_OPEN_FILES: usize = 64;
 /// this many bytes were written, so that the flush before the file is
 /// placed waits for the last few MiB only, not for the whole file.
 const WRITEBACK_EVERY: u64 = 8 << 20;
-
-/// Gives `file` the group `group`, if any (before its mode is set: a
-/// change of owner may clear mode bits).
-fn set_group(file: &File, group: Option<u32>) -> io::Result<()> {
-    match group {
-        Some(g) => Ok(rustix::fs::fchown(
-            file,
-            None,
-            Some(rustix::fs::Gid::from_raw(g)),
-        )?),
-        None => Ok(()),
-    }
-}
 
 /// Default of [`Store::set_mode_mask`]: nothing world-writable.
 pub const DEFAULT_MODE_MASK: u32 = 0o002;
@@ -214,6 +202,12 @@ pub struct Store {
     mode_mask: u32,
     /// The group placed files and directories get ([`Store::set_group`]).
     group: Option<u32>,
+    /// Give placed entries the owners the manifest records
+    /// ([`Store::set_keep_owners`]).
+    keep_owners: bool,
+    /// The current manifest's owners as this host's `(uid, gid)`, when
+    /// they are kept.
+    owner_ids: Vec<(u32, u32)>,
     /// Directories (relative) that files were placed in since the tree was
     /// last settled, to be flushed then.
     touched_dirs: BTreeSet<String>,
@@ -307,6 +301,8 @@ impl Store {
             durable: true,
             mode_mask: DEFAULT_MODE_MASK,
             group: None,
+            keep_owners: false,
+            owner_ids: Vec::new(),
             touched_dirs: BTreeSet::new(),
             since_writeback: 0,
             checkpoints: Checkpoints::default(),
@@ -344,6 +340,32 @@ impl Store {
     /// receiver's own.
     pub fn set_group(&mut self, group: Option<u32>) {
         self.group = group;
+    }
+
+    /// Whether placed files, directories and links get the owner and group
+    /// the manifest records for them (by name when this host knows it,
+    /// else by number; a `--file-group` still wins for the group). Only a
+    /// receiver running as root can; `mdp-recv` keeps them then unless
+    /// told `--no-owners`. Off, everything belongs to the receiver's user.
+    pub fn set_keep_owners(&mut self, keep: bool) {
+        self.keep_owners = keep;
+    }
+
+    /// Who entry `e` of the current manifest is to belong to here.
+    fn ownership(&self, e: &Entry) -> Ownership {
+        let kept = (e.owner as usize)
+            .checked_sub(1)
+            .and_then(|i| self.owner_ids.get(i));
+        Ownership::new(kept.map(|k| k.0), self.group.or(kept.map(|k| k.1)))
+    }
+
+    /// True when an entry with metadata `md` is this store's to change: it
+    /// belongs to the receiver's user, or to the owner the store gives `e`
+    /// (a file of another user, made or linked in by a local user, is
+    /// left alone).
+    fn ours(&self, md: &fs::Metadata, e: &Entry) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        md.uid() == crate::sys::euid() || self.ownership(e).uid == Some(md.uid())
     }
 
     /// The mode a manifest's `mode` gets here.
@@ -428,7 +450,7 @@ impl Store {
             // user linked in from outside the directory (it is placed
             // afresh instead, which breaks the link).
             use std::os::unix::fs::MetadataExt;
-            if md.len() != size || md.nlink() != 1 || md.uid() != crate::sys::euid() {
+            if md.len() != size || md.nlink() != 1 || !self.ours(&md, e) {
                 continue;
             }
             let known = self.index.hash_of(&e.path, &md);
@@ -450,10 +472,12 @@ impl Store {
                 out.push(id);
                 continue;
             }
-            // Same content: make mode and mtime what a push would give.
+            // Same content: make owner, mode and mtime what a push would
+            // give.
             let mode = self.mode(e.mode);
-            if self.group.is_some_and(|g| md.gid() != g) {
-                let _ = set_group(&file, self.group);
+            let owner = self.ownership(e);
+            if !owner.holds(&md) {
+                let _ = owner.apply(&file);
             }
             if md.mode() & 0o7777 != mode {
                 let _ = file.set_permissions(fs::Permissions::from_mode(mode));
@@ -536,6 +560,11 @@ impl Store {
             }
         }
         self.session = Some(session);
+        self.owner_ids = if self.keep_owners {
+            crate::owners::map_owners(&manifest.owners)
+        } else {
+            Vec::new()
+        };
         self.manifest = manifest.clone();
         let mut object = 0u32;
         let mut resumed = Vec::new();
@@ -736,7 +765,7 @@ impl Store {
             hashed,
             durable: self.durable,
             mode: self.mode(self.manifest.entries[t.entry].mode),
-            group: self.group,
+            owner: self.ownership(&self.manifest.entries[t.entry]),
             block_bytes: self.block_bytes,
         })
     }
@@ -809,11 +838,10 @@ impl Store {
             };
             // A directory of another user's (made by a local user, or
             // linked from elsewhere) keeps its owner's group and mode.
-            use std::os::unix::fs::MetadataExt;
-            if d.metadata().is_ok_and(|md| md.uid() != crate::sys::euid()) {
+            if d.metadata().is_ok_and(|md| !self.ours(&md, e)) {
                 continue;
             }
-            let _ = set_group(&d, self.group);
+            let _ = self.ownership(e).apply(&d);
             let _ = d.set_permissions(fs::Permissions::from_mode(self.mode(e.mode)));
             if let Some(t) = mtime(e.mtime_secs, e.mtime_nanos) {
                 let _ = d.set_times(FileTimes::new().set_modified(t));

@@ -39,6 +39,7 @@ fn file_entry_in(path: &str, data: &[u8], block_bytes: u64) -> Entry {
         mode: 0o4755,
         mtime_secs: 1_600_000_000,
         mtime_nanos: 5,
+        owner: 0,
     }
 }
 
@@ -46,12 +47,10 @@ fn file_entry_in(path: &str, data: &[u8], block_bytes: u64) -> Entry {
 fn a_file_appears_only_after_its_hash_matched() {
     let root = crate::test_dir("place");
     let mut store = Store::open(&root).unwrap();
-    let m = Arc::new(Manifest {
-        entries: vec![
-            file_entry("d/x.bin", b"hello world"),
-            file_entry("y", b"abc"),
-        ],
-    });
+    let m = Arc::new(Manifest::new(vec![
+        file_entry("d/x.bin", b"hello world"),
+        file_entry("y", b"abc"),
+    ]));
     store.begin(SessionId(1), m, 4096).unwrap();
     // Not a whole block: rejected.
     assert_eq!(
@@ -89,7 +88,7 @@ fn a_file_appears_only_after_its_hash_matched() {
 fn store_with(name: &str, entries: Vec<Entry>, block_bytes: u64) -> (PathBuf, Store) {
     let root = crate::test_dir(name);
     let mut store = Store::open(&root).unwrap();
-    let m = Arc::new(Manifest { entries });
+    let m = Arc::new(Manifest::new(entries));
     store.begin(SessionId(4), m, block_bytes).unwrap();
     (root, store)
 }
@@ -157,11 +156,11 @@ fn many_files_written_in_interleaved_blocks_stay_within_the_open_file_limit() {
     let data: Vec<Vec<u8>> = (0..n)
         .map(|i| format!("{i:04}-block-one|block-two").into_bytes())
         .collect();
-    let m = Arc::new(Manifest {
-        entries: (0..n)
+    let m = Arc::new(Manifest::new(
+        (0..n)
             .map(|i| file_entry_in(&format!("f{i}"), &data[i], 15))
             .collect(),
-    });
+    ));
     let fds = || fs::read_dir("/proc/self/fd").unwrap().count();
     let before = fds();
     store.begin(SessionId(3), m, 15).unwrap();
@@ -220,9 +219,7 @@ fn a_symbolic_link_in_the_way_stops_the_write() {
     let outside = crate::test_dir("symlink-outside");
     std::os::unix::fs::symlink(&outside, root.join("d")).unwrap();
     let mut store = Store::open(&root).unwrap();
-    let m = Arc::new(Manifest {
-        entries: vec![file_entry("d/evil", b"x")],
-    });
+    let m = Arc::new(Manifest::new(vec![file_entry("d/evil", b"x")]));
     store.begin(SessionId(2), m, 4096).unwrap();
     store.write(ObjectId(1), 0, b"x").unwrap();
     assert_eq!(store.complete(ObjectId(1)).unwrap_err().0, FailReason::Io);
@@ -235,9 +232,7 @@ fn a_symbolic_link_in_the_way_stops_the_write() {
 fn an_interrupted_file_keeps_its_blocks_for_the_next_push_of_the_same_content() {
     let root = crate::test_dir("resume");
     let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7) as u8).collect();
-    let m = Arc::new(Manifest {
-        entries: vec![file_entry("f", &data)],
-    });
+    let m = Arc::new(Manifest::new(vec![file_entry("f", &data)]));
     let block = 4096u64;
     {
         let mut store = Store::open(&root).unwrap();
@@ -259,9 +254,7 @@ fn an_interrupted_file_keeps_its_blocks_for_the_next_push_of_the_same_content() 
     store.finish();
     // Another block size: nothing to resume from.
     let mut store = Store::open(&root).unwrap();
-    let m8 = Arc::new(Manifest {
-        entries: vec![file_entry_in("f", &data, 8192)],
-    });
+    let m8 = Arc::new(Manifest::new(vec![file_entry_in("f", &data, 8192)]));
     fs::remove_file(root.join("f")).unwrap();
     assert!(store
         .begin(SessionId(3), m8.clone(), 8192)
@@ -290,9 +283,7 @@ fn an_interrupted_file_keeps_its_blocks_for_the_next_push_of_the_same_content() 
 fn the_index_records_a_file_as_it_was_placed() {
     let root = crate::test_dir("stamp-placed");
     let mut store = Store::open(&root).unwrap();
-    let m = Arc::new(Manifest {
-        entries: vec![file_entry("x", b"the pushed bytes")],
-    });
+    let m = Arc::new(Manifest::new(vec![file_entry("x", b"the pushed bytes")]));
     store.begin(SessionId(1), m.clone(), 4096).unwrap();
     store.write(ObjectId(1), 0, b"the pushed bytes").unwrap();
     let placed = store
@@ -336,9 +327,7 @@ fn a_store_killed_mid_push_keeps_the_blocks_of_its_last_checkpoint() {
     let data: Vec<u8> = (0..4 * 4096u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
-    let m = Arc::new(Manifest {
-        entries: vec![file_entry("big", &data)],
-    });
+    let m = Arc::new(Manifest::new(vec![file_entry("big", &data)]));
     let mut store = Store::open(&root).unwrap();
     store.set_checkpoint_every(2 * 4096);
     store.begin(SessionId(1), m.clone(), 4096).unwrap();
@@ -408,18 +397,17 @@ fn a_directory_swapped_for_a_link_mid_push_leads_nowhere_outside() {
             break;
         }
         let data = format!("file {round}").into_bytes();
-        let m = Arc::new(Manifest {
-            entries: vec![
-                Entry {
-                    path: "www".into(),
-                    kind: EntryKind::Dir,
-                    mode: 0o700,
-                    mtime_secs: 1_000_000_000,
-                    mtime_nanos: 0,
-                },
-                file_entry(&format!("www/f{round}"), &data),
-            ],
-        });
+        let m = Arc::new(Manifest::new(vec![
+            Entry {
+                path: "www".into(),
+                kind: EntryKind::Dir,
+                mode: 0o700,
+                mtime_secs: 1_000_000_000,
+                mtime_nanos: 0,
+                owner: 0,
+            },
+            file_entry(&format!("www/f{round}"), &data),
+        ]));
         if store.begin(SessionId(round as u64 + 1), m, 4096).is_err() {
             continue;
         }
@@ -454,21 +442,20 @@ fn a_directory_swapped_for_a_link_mid_push_leads_nowhere_outside() {
 #[test]
 fn the_mode_mask_keeps_what_the_store_places_from_being_world_writable() {
     let root = crate::test_dir("mask");
-    let m = Arc::new(Manifest {
-        entries: vec![
-            Entry {
-                path: "d".into(),
-                kind: EntryKind::Dir,
-                mode: 0o777,
-                mtime_secs: 0,
-                mtime_nanos: 0,
-            },
-            Entry {
-                mode: 0o666,
-                ..file_entry("d/f", b"data")
-            },
-        ],
-    });
+    let m = Arc::new(Manifest::new(vec![
+        Entry {
+            path: "d".into(),
+            kind: EntryKind::Dir,
+            mode: 0o777,
+            mtime_secs: 0,
+            mtime_nanos: 0,
+            owner: 0,
+        },
+        Entry {
+            mode: 0o666,
+            ..file_entry("d/f", b"data")
+        },
+    ]));
     let mode = |p: &str| fs::metadata(root.join(p)).unwrap().permissions().mode() & 0o7777;
     let mut store = Store::open(&root).unwrap();
     store.begin(SessionId(1), m.clone(), 4096).unwrap();
@@ -499,12 +486,10 @@ fn a_file_linked_in_from_outside_is_placed_afresh_and_the_outside_file_keeps_its
     fs::write(&outside, b"data").unwrap();
     fs::set_permissions(&outside, fs::Permissions::from_mode(0o600)).unwrap();
     fs::hard_link(&outside, root.join("d/f")).unwrap();
-    let m = Arc::new(Manifest {
-        entries: vec![Entry {
-            mode: 0o664,
-            ..file_entry("d/f", b"data")
-        }],
-    });
+    let m = Arc::new(Manifest::new(vec![Entry {
+        mode: 0o664,
+        ..file_entry("d/f", b"data")
+    }]));
     let mut store = Store::open(&root).unwrap();
     store.begin(SessionId(1), m.clone(), 4096).unwrap();
     assert!(
@@ -541,10 +526,9 @@ fn directories_appear_only_when_the_tree_settles() {
         mode: 0o755,
         mtime_secs: 0,
         mtime_nanos: 0,
+        owner: 0,
     };
-    let m = Arc::new(Manifest {
-        entries: vec![dir("new"), dir("new/sub")],
-    });
+    let m = Arc::new(Manifest::new(vec![dir("new"), dir("new/sub")]));
     let mut store = Store::open(&root).unwrap();
     store.begin(SessionId(1), m.clone(), 4096).unwrap();
     assert!(
@@ -562,9 +546,7 @@ fn directories_appear_only_when_the_tree_settles() {
     assert!(root.join("new/sub").is_dir());
     // A file where a directory must go: refused at the start.
     fs::write(root.join("blocked"), b"x").unwrap();
-    let m = Arc::new(Manifest {
-        entries: vec![dir("blocked"), dir("blocked/sub")],
-    });
+    let m = Arc::new(Manifest::new(vec![dir("blocked"), dir("blocked/sub")]));
     let err = store.begin(SessionId(3), m, 4096).unwrap_err();
     assert!(err.to_string().contains("is not a directory"), "{err}");
 }
@@ -575,9 +557,7 @@ fn directories_appear_only_when_the_tree_settles() {
 fn a_kept_block_the_disk_did_not_keep_is_received_again() {
     let root = crate::test_dir("resume-check");
     let data: Vec<u8> = (0..3 * 4096u32).map(|i| (i * 11 % 253) as u8).collect();
-    let m = Arc::new(Manifest {
-        entries: vec![file_entry("f", &data)],
-    });
+    let m = Arc::new(Manifest::new(vec![file_entry("f", &data)]));
     {
         let mut store = Store::open(&root).unwrap();
         store.begin(SessionId(1), m.clone(), BLOCK).unwrap();
@@ -624,9 +604,10 @@ fn a_changed_file_starts_from_the_blocks_of_its_old_version() {
     // The same old version, outside, behind a link in the cache.
     fs::write(outside.join("img"), &old).unwrap();
     std::os::unix::fs::symlink(outside.join("img"), root.join("linked")).unwrap();
-    let m = Arc::new(Manifest {
-        entries: vec![file_entry("d/img", &new), file_entry("linked", &new)],
-    });
+    let m = Arc::new(Manifest::new(vec![
+        file_entry("d/img", &new),
+        file_entry("linked", &new),
+    ]));
     let mut store = Store::open(&root).unwrap();
     assert!(store
         .begin(SessionId(1), m.clone(), BLOCK)
@@ -656,9 +637,7 @@ fn a_changed_file_starts_from_the_blocks_of_its_old_version() {
 #[test]
 fn a_file_waiting_for_its_check_is_not_confused_with_the_next_push_of_its_content() {
     let data: Vec<u8> = (0..3 * 4096u32).map(|i| (i * 29 % 241) as u8).collect();
-    let m = Arc::new(Manifest {
-        entries: vec![file_entry("f", &data)],
-    });
+    let m = Arc::new(Manifest::new(vec![file_entry("f", &data)]));
     let (root, mut store) = store_with("done-name", m.entries.clone(), BLOCK);
     write_blocks(&mut store, &data, 0..3);
     let waiting = store.written(ObjectId(1)).unwrap();
@@ -717,9 +696,7 @@ fn a_changed_version_of_a_placed_file_starts_from_the_blocks_the_index_knows() {
     v2[5 * 4096 + 3] ^= 1;
     let push =
         |store: &mut Store, session: u64, data: &[u8], held: Vec<(ObjectId, Vec<(u32, u32)>)>| {
-            let m = Arc::new(Manifest {
-                entries: vec![file_entry("img", data)],
-            });
+            let m = Arc::new(Manifest::new(vec![file_entry("img", data)]));
             store.begin(SessionId(session), m.clone(), BLOCK).unwrap();
             let present = store.present(&m);
             assert!(present.is_empty());
@@ -779,6 +756,7 @@ fn links_are_placed_as_links_and_replace_what_is_in_their_way_but_a_directory() 
         mode: 0o777,
         mtime_secs: 0,
         mtime_nanos: 0,
+        owner: 0,
     };
     let dir = |path: &str| Entry {
         path: path.into(),
@@ -786,15 +764,14 @@ fn links_are_placed_as_links_and_replace_what_is_in_their_way_but_a_directory() 
         mode: 0o755,
         mtime_secs: 0,
         mtime_nanos: 0,
+        owner: 0,
     };
-    let m = Arc::new(Manifest {
-        entries: vec![
-            dir("site"),
-            link("site/current", "release-42"),
-            link("site/old", "/etc/passwd"),
-            link("site/new/deep", "../x"),
-        ],
-    });
+    let m = Arc::new(Manifest::new(vec![
+        dir("site"),
+        link("site/current", "release-42"),
+        link("site/old", "/etc/passwd"),
+        link("site/new/deep", "../x"),
+    ]));
     let mut store = Store::open(&root).unwrap();
     // Not signed, or a file failed: no link is placed.
     store.begin(SessionId(1), m.clone(), 4096).unwrap();
@@ -831,9 +808,10 @@ fn links_are_placed_as_links_and_replace_what_is_in_their_way_but_a_directory() 
         ino
     );
     // A directory where a link goes: refused at once.
-    let m = Arc::new(Manifest {
-        entries: vec![dir("site"), link("site/release-42", "elsewhere")],
-    });
+    let m = Arc::new(Manifest::new(vec![
+        dir("site"),
+        link("site/release-42", "elsewhere"),
+    ]));
     let err = store.begin(SessionId(3), m, 4096).unwrap_err();
     assert!(err.to_string().contains("is a directory here"), "{err}");
     assert!(root.join("site/release-42").is_dir());

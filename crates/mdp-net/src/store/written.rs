@@ -37,8 +37,8 @@ pub struct Written {
     pub(super) durable: bool,
     /// Its mode here (the manifest's, less the store's mask).
     pub(super) mode: u32,
-    /// The group it is given, if the store names one.
-    pub(super) group: Option<u32>,
+    /// The owner and group it is given, where the store gives one.
+    pub(super) owner: crate::owners::Ownership,
     /// The session's bytes per full block (what its block hashes are for).
     pub(super) block_bytes: u64,
 }
@@ -95,7 +95,7 @@ impl Written {
                 format!("{}: content does not match its BLAKE3 hash", e.path),
             ));
         }
-        super::set_group(&file, self.group).map_err(fail_io)?;
+        self.owner.apply(&file).map_err(fail_io)?;
         file.set_permissions(fs::Permissions::from_mode(self.mode))
             .map_err(fail_io)?;
         if let Some(t) = mtime(e.mtime_secs, e.mtime_nanos) {

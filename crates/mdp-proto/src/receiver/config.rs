@@ -239,6 +239,9 @@ pub struct SessionOutcome {
     /// files (`failed` names them by object: object `n` is the `n`th file
     /// of [`Manifest::files`]).
     pub manifest: Option<Arc<Manifest>>,
+    /// How the push hook ended, as the caller reported it to
+    /// [`super::Receiver::handle_settled`] (`None`: none ran).
+    pub hook: Option<crate::wire::HookOutcome>,
 }
 
 /// Counters.

@@ -224,6 +224,7 @@ impl Session {
                 .take(MAX_STATUS_OBJECTS)
                 .copied()
                 .collect(),
+            hook: self.hook,
             signed: None,
         }
     }

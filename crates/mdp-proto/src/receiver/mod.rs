@@ -51,7 +51,7 @@ use crate::ids::{NodeId, ObjectId, SessionId};
 use crate::limits::{field, AUTH_FLAG, COMMON_HEADER_LEN, ENC_FLAG, TRAILER_LEN};
 use crate::rng::Rng;
 use crate::transmit::{Destination, Transmit};
-use crate::wire::{self, Control, FailReason, Packet};
+use crate::wire::{self, Control, FailReason, HookOutcome, Packet};
 use state::{End, Phase, Session, State};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -607,13 +607,15 @@ impl Receiver {
         }
     }
 
-    /// The caller made the tree final after [`ReceiverRequest::Settle`]: the
-    /// receiver is complete now and confirms it to the sender.
-    pub fn handle_settled(&mut self, now: Instant) {
+    /// The caller made the tree final after [`ReceiverRequest::Settle`] and
+    /// ran its push hook, if it has one (`hook`: how it ended; `None` when
+    /// none ran): the receiver is complete now and confirms it to the
+    /// sender, with the hook's outcome.
+    pub fn handle_settled(&mut self, now: Instant, hook: Option<HookOutcome>) {
         let State::Live(s) = &mut self.state else {
             return;
         };
-        if s.settled() {
+        if s.settled(hook) {
             self.after_input(now);
         }
     }

@@ -37,7 +37,7 @@ use crate::cc::CongestionMeter;
 use crate::ids::{BlockKey, NodeId, ObjectId, SessionId};
 use crate::layout::Coding;
 use crate::manifest::Manifest;
-use crate::wire::{Announce, Control, FailReason, Timing};
+use crate::wire::{Announce, Control, FailReason, HookOutcome, Timing};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -156,6 +156,8 @@ pub(super) struct Session {
     pub(super) failed: Vec<(ObjectId, FailReason)>,
     /// Why this receiver refused the push, if it did.
     pub(super) refused: Option<Refusal>,
+    /// How the caller's push hook ended, reported when settled.
+    pub(super) hook: Option<HookOutcome>,
     /// With a key: counters seen from the sender and from other receivers.
     pub(super) sender_replay: ReplayWindow,
     pub(super) peer_replay: HashMap<NodeId, ReplayWindow>,
@@ -208,6 +210,7 @@ impl Session {
             verified: 0,
             failed: Vec::new(),
             refused: None,
+            hook: None,
             sender_replay: ReplayWindow::default(),
             peer_replay: HashMap::new(),
             keys,
@@ -278,11 +281,13 @@ impl Session {
         }
     }
 
-    /// Settling to Confirming. True when the session was settling.
-    pub(super) fn settled(&mut self) -> bool {
+    /// Settling to Confirming, with how the push hook ended (if one
+    /// ran). True when the session was settling.
+    pub(super) fn settled(&mut self, hook: Option<HookOutcome>) -> bool {
         if !matches!(self.phase, Phase::Settling) {
             return false;
         }
+        self.hook = hook;
         self.phase = Phase::Confirming { acked: false };
         self.status_due = true;
         true
@@ -353,6 +358,7 @@ impl Session {
             files,
             failed: self.failed.clone(),
             manifest: self.manifest.clone(),
+            hook: self.hook,
         }
     }
 }

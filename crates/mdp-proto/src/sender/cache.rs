@@ -255,19 +255,18 @@ mod tests {
     fn a_padded_block_holds_no_more_memory_than_its_symbols() {
         use crate::manifest::{Entry, EntryKind};
         let content = [7u8; 8000];
-        let manifest = Manifest {
-            entries: vec![Entry {
-                path: "f".into(),
-                kind: EntryKind::File {
-                    size: 8000,
-                    hash: *blake3::hash(&content).as_bytes(),
-                    blocks: Vec::new(),
-                },
-                mode: 0o644,
-                mtime_secs: 0,
-                mtime_nanos: 0,
-            }],
-        };
+        let manifest = Manifest::new(vec![Entry {
+            path: "f".into(),
+            kind: EntryKind::File {
+                size: 8000,
+                hash: *blake3::hash(&content).as_bytes(),
+                blocks: Vec::new(),
+            },
+            mode: 0o644,
+            mtime_secs: 0,
+            mtime_nanos: 0,
+            owner: 0,
+        }]);
         let now = Instant::now();
         let mut sender = Sender::new(SenderConfig::new(SessionId(1)), manifest, now).unwrap();
         // The file's one block, short, as the reader returns it: padded to

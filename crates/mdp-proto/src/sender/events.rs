@@ -67,6 +67,8 @@ pub enum SenderEvent {
         name: String,
         /// Files that failed there.
         failed: usize,
+        /// How its push hook ended, when one ran.
+        hook: Option<crate::wire::HookOutcome>,
     },
     /// A receiver joined.
     Registered {

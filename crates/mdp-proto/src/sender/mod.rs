@@ -65,8 +65,8 @@ use crate::pacer::Pacer;
 use crate::ranges;
 use crate::transmit::{Destination, Gather, Transmit};
 use crate::wire::{
-    self, Ack, AckState, Announce, Control, DataHeader, Done, Echo, FailReason, Flush, NackEntry,
-    Packet, Timing, FLAG_REPAIR,
+    self, Ack, AckState, Announce, Control, DataHeader, Done, Echo, FailReason, Flush, HookOutcome,
+    NackEntry, Packet, Timing, FLAG_REPAIR,
 };
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -485,6 +485,7 @@ impl Sender {
                     .filter(|(o, _)| o.0 >= 1 && o.0 < max_obj)
                     .collect();
                 if s.complete {
+                    peer.hook = s.hook;
                     let state = if peer.failed.is_empty() {
                         PeerState::Confirmed
                     } else {
@@ -496,6 +497,7 @@ impl Sender {
                             node: s.node,
                             name: peer.name.clone(),
                             failed: peer.failed.len(),
+                            hook: s.hook,
                         });
                     }
                     peer.state = state;

@@ -44,6 +44,8 @@ pub(super) struct Peer {
     pub(super) status_seen: bool,
     pub(super) missing: Vec<ObjectId>,
     pub(super) failed: Vec<(ObjectId, FailReason)>,
+    /// How its push hook ended, from its confirmation.
+    pub(super) hook: Option<HookOutcome>,
 }
 
 /// Acknowledgements owed to receivers, each repeated in
@@ -168,6 +170,7 @@ impl Sender {
                 status_seen: false,
                 missing: Vec::new(),
                 failed: Vec::new(),
+                hook: None,
             },
         );
         if registers {

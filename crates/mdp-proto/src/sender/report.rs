@@ -72,6 +72,9 @@ pub struct ReceiverReport {
     /// With receivers known by key: the fingerprint of the key listed for
     /// its name (the one its feedback was signed with).
     pub key: Option<String>,
+    /// How its push hook (`mdp-recv --exec`) ended, from its
+    /// confirmation (`None`: it ran none, or did not confirm).
+    pub hook: Option<HookOutcome>,
 }
 
 /// The outcome of a session.
@@ -99,6 +102,16 @@ pub struct SenderReport {
     pub stats: SenderStats,
     /// How the rate behaved.
     pub rate: RateSummary,
+}
+
+impl SenderReport {
+    /// The receivers whose push hook failed (they confirmed their files;
+    /// what was to follow the delivery there did not work).
+    pub fn hook_failures(&self) -> impl Iterator<Item = &ReceiverReport> {
+        self.receivers
+            .iter()
+            .filter(|r| r.hook.is_some_and(HookOutcome::failed))
+    }
 }
 
 /// The rate control's part of the report.
@@ -245,6 +258,7 @@ impl Sender {
                     p.missing.iter().map(path).collect()
                 },
                 failed: p.failed.iter().map(|(o, r)| (path(o), *r)).collect(),
+                hook: p.hook,
                 verdict,
             });
         }
@@ -259,6 +273,7 @@ impl Sender {
                     verified: 0,
                     missing: everything(),
                     failed: Vec::new(),
+                    hook: None,
                 });
             }
         }
