@@ -256,3 +256,59 @@ fn owners_are_kept_when_the_receiver_runs_as_root() {
     stop_service(root);
     fs::remove_dir_all(&base).unwrap();
 }
+
+/// `--dest SUBDIR` lands a push below SUBDIR of each receiver's directory;
+/// with `--delete`, only the pushed directory is pruned there, never the
+/// rest of SUBDIR or its neighbours; a `--dest` that would leave the
+/// directory is a usage error.
+#[test]
+fn dest_lands_a_push_below_a_subdirectory_and_delete_stays_inside_the_pushed_one() {
+    let Some(_net) = network() else { return };
+    let base = temp_dir("dest");
+    let src = base.join("src/site");
+    fs::create_dir_all(src.join("css")).unwrap();
+    fs::write(src.join("index.html"), b"v2").unwrap();
+    fs::write(src.join("css/main.css"), b"body{}").unwrap();
+    let dir = base.join("r0");
+    for (path, text) in [
+        ("releases/web/site/old.html", "stale"),
+        ("releases/web/notes.txt", "beside the push"),
+        ("releases/api/keep.txt", "another service"),
+    ] {
+        fs::create_dir_all(dir.join(path).parent().unwrap()).unwrap();
+        fs::write(dir.join(path), text).unwrap();
+    }
+    let rx = receiver(&dir, "r0", &[]);
+    let out = Push::new(
+        &["--receivers", "1", "--delete", "--dest", "releases/web/"],
+        std::slice::from_ref(&src),
+    )
+    .run();
+    assert_eq!(out.code(), Some(0), "{}", out.report());
+    assert_same_tree(&src, &dir.join("releases/web/site"));
+    assert!(!dir.join("site").exists(), "landed at the top too");
+    assert!(
+        !dir.join("releases/web/site/old.html").exists(),
+        "--delete left what the pushed directory no longer has"
+    );
+    assert_eq!(
+        fs::read_to_string(dir.join("releases/web/notes.txt")).unwrap(),
+        "beside the push"
+    );
+    assert_eq!(
+        fs::read_to_string(dir.join("releases/api/keep.txt")).unwrap(),
+        "another service"
+    );
+    stop_service(rx);
+    for bad in ["../up", "/etc", "a/./b", ""] {
+        let out = Push::new(
+            &["--receivers", "1", "--dest", bad],
+            std::slice::from_ref(&src),
+        )
+        .run();
+        assert_eq!(out.code(), Some(2), "--dest {bad:?}");
+        let err = out.stderr();
+        assert!(err.contains("--dest"), "{err}");
+    }
+    fs::remove_dir_all(&base).unwrap();
+}

@@ -126,6 +126,13 @@ pub struct Args {
     #[arg(required_unless_present_any = ["gen_key", "gen_identity", "fingerprint"], value_name = "PATH")]
     paths: Vec<PathBuf>,
 
+    /// Land the push below SUBDIR of each receiver's directory (a relative
+    /// path, created as needed): `--dest releases/web site` places
+    /// DIR/releases/web/site. With --delete, only what the pushed
+    /// directories hold is pruned, never the rest of SUBDIR.
+    #[arg(long, value_name = "SUBDIR")]
+    dest: Option<String>,
+
     /// Send no file data: receivers register with what they hold, and the
     /// report says per receiver which files it holds and which it lacks
     /// (as a push would find them). Nothing is written on the receivers.
@@ -280,6 +287,7 @@ pub fn run(plan: SendPlan) -> anyhow::Result<i32> {
         paths,
         hash_cache,
         exclude,
+        dest,
         group,
         interfaces,
         loopback,
@@ -298,7 +306,10 @@ pub fn run(plan: SendPlan) -> anyhow::Result<i32> {
     let hashing = crate::progress::spinner(out.bar(), "reading and hashing what to push");
     let source = mdp_net::scan::scan_cached(&paths, block_bytes, &mut cache, &exclude);
     crate::progress::finish(hashing);
-    let source = source?;
+    let mut source = source?;
+    if let Some(dest) = &dest {
+        source.manifest.place_under(dest);
+    }
     for (p, why) in &source.skipped {
         tracing::warn!("skipping {}: {why}", p.display());
     }

@@ -236,6 +236,17 @@ impl Manifest {
         }
     }
 
+    /// Moves every entry below the directory `dir` (a relative path that
+    /// [`check_path`] accepts): `site/index.html` becomes
+    /// `dir/site/index.html` (`mdp-send --dest`). `dir` itself and its
+    /// parents are not listed: receivers create them as needed, and
+    /// `--delete` still prunes only below the pushed directories.
+    pub fn place_under(&mut self, dir: &str) {
+        for e in &mut self.entries {
+            e.path = format!("{dir}/{}", e.path);
+        }
+    }
+
     /// The owner [`Entry::owner`] names, if any.
     pub fn owner_of(&self, e: &Entry) -> Option<&Owner> {
         (e.owner as usize)

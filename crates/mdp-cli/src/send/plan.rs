@@ -37,6 +37,8 @@ pub struct PushPlan {
     pub hash_cache: Option<PathBuf>,
     /// What `--exclude` and `--exclude-from` leave out.
     pub exclude: mdp_net::exclude::Exclude,
+    /// `--dest`: the directory of the receivers' the push lands below.
+    pub dest: Option<String>,
     /// The group, for the log.
     pub group: SocketAddr,
     /// The interfaces as given, for the log.
@@ -152,11 +154,24 @@ impl SendPlan {
             },
             exclude: mdp_net::exclude::Exclude::new(&args.exclude, &args.exclude_from)
                 .map_err(anyhow::Error::msg)?,
+            dest: args.dest.as_deref().map(dest_dir).transpose()?,
             group: args.net.group,
             interfaces: args.net.interface.clone(),
             loopback: endpoint_is_loopback,
             out: args.out.clone(),
         })))
+    }
+}
+
+/// `--dest`'s directory, checked as receivers check every path (a final
+/// `/` dropped).
+fn dest_dir(dest: &str) -> anyhow::Result<String> {
+    let dir = dest.trim_end_matches('/');
+    match mdp_proto::manifest::check_path(dir) {
+        Ok(()) => Ok(dir.to_string()),
+        Err(why) => anyhow::bail!(
+            "--dest {dest:?}: {why}: give a path relative to the receivers' directories, like releases/web"
+        ),
     }
 }
 

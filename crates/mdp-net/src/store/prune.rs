@@ -2,7 +2,8 @@
 //! manifest, like rsync's `--delete`.
 //!
 //! **Invariant:** pruning only looks below the manifest's top-level
-//! directories, never follows a symbolic link (links are removed as
+//! directories (those whose parent the manifest does not list: the pushed
+//! directories, also when `mdp-send --dest` put them below a directory), never follows a symbolic link (links are removed as
 //! links), leaves names that are not UTF-8 alone, and removes each entry
 //! relative to the descriptor of the directory it is in (safe_path.rs), so
 //! that a directory swapped for a link mid-walk leads nowhere outside the
@@ -20,7 +21,9 @@ const MAX_DEPTH: usize = 256;
 
 impl Store {
     /// `--delete`: removes, below each top-level directory of the
-    /// manifest, every entry the manifest does not list (like rsync's
+    /// manifest (one whose parent it does not list as a directory: what
+    /// the sender pushed, wherever `--dest` put it), every entry the
+    /// manifest does not list (like rsync's
     /// `--delete`): extra files, symbolic links and whole directories.
     /// Symbolic links are removed, never followed. Returns the paths
     /// removed, relative to the cache directory. Call it only after a
@@ -33,8 +36,12 @@ impl Store {
             .map(|e| (e.path.as_str(), e.kind == EntryKind::Dir))
             .collect();
         let mut removed = Vec::new();
+        let top = |path: &str| match path.rsplit_once('/') {
+            Some((parent, _)) => listed.get(parent) != Some(&true),
+            None => true,
+        };
         for e in &manifest.entries {
-            if e.kind == EntryKind::Dir && !e.path.contains('/') {
+            if e.kind == EntryKind::Dir && top(&e.path) {
                 if let Ok(dir) = self.beneath.dir(&e.path, false) {
                     prune_dir(&listed, dir, &e.path, &mut removed);
                 }
