@@ -312,3 +312,55 @@ fn dest_lands_a_push_below_a_subdirectory_and_delete_stays_inside_the_pushed_one
     }
     fs::remove_dir_all(&base).unwrap();
 }
+
+/// Two names of one file in a pushed tree arrive as one file with two
+/// names: its data crosses the network once, and a second push finds both
+/// in place.
+#[test]
+fn hard_links_within_a_push_arrive_as_hard_links() {
+    use std::os::unix::fs::MetadataExt;
+    let Some(_net) = network() else { return };
+    let base = temp_dir("hardlinks");
+    let src = base.join("src/tree");
+    fs::create_dir_all(src.join("bin")).unwrap();
+    fs::write(src.join("bin/tool"), bytes(300_000, 5)).unwrap();
+    fs::hard_link(src.join("bin/tool"), src.join("bin/tool-alias")).unwrap();
+    fs::hard_link(src.join("bin/tool"), src.join("same-elsewhere")).unwrap();
+    fs::write(src.join("plain"), b"one name").unwrap();
+    let dir = base.join("r0");
+    let rx = receiver(&dir, "r0", &[]);
+    let push = || {
+        let out = Push::new(&["--receivers", "1"], std::slice::from_ref(&src)).run();
+        assert_eq!(out.code(), Some(0), "{}", out.report());
+        out.report()
+    };
+    let first = push();
+    assert_eq!(
+        first["files"], 2,
+        "one object per file, not per name: {first}"
+    );
+    assert!(
+        first["stats"]["bytes_sent"].as_u64().unwrap() < 2 * 300_000,
+        "{first}"
+    );
+    let ino = |p: &str| {
+        let md = fs::symlink_metadata(dir.join("tree").join(p)).unwrap();
+        (md.ino(), md.nlink(), md.is_file())
+    };
+    let (tool, nlink, regular) = ino("bin/tool");
+    assert!(regular);
+    assert_eq!(nlink, 3);
+    assert_eq!(ino("bin/tool-alias").0, tool);
+    assert_eq!(ino("same-elsewhere").0, tool);
+    assert_eq!(ino("plain").1, 1);
+    assert_eq!(
+        fs::read(dir.join("tree/bin/tool-alias")).unwrap(),
+        bytes(300_000, 5)
+    );
+    // Again: everything in place, the names kept.
+    let again = push();
+    assert_eq!(again["stats"]["skipped_files"], 2, "{again}");
+    assert_eq!(ino("same-elsewhere").0, ino("bin/tool").0);
+    stop_service(rx);
+    fs::remove_dir_all(&base).unwrap();
+}

@@ -3,7 +3,8 @@
 //! A file `a/b/c.txt` is pushed as `c.txt`; a directory `a/b` as `b/...`
 //! (like `scp -r`). Directories are walked in name order; a symbolic link
 //! below a pushed directory is pushed as a link (its target as written),
-//! never followed; special files are skipped and reported. A path given on
+//! never followed; a file's second and later names in the push go as hard
+//! links to its first; special files are skipped and reported. A path given on
 //! the command line is followed if it is a link. Each file is hashed (BLAKE3) here,
 //! before anything is sent: after the walk, all at once on every core
 //! ([`crate::hash`]).
@@ -38,6 +39,9 @@ pub struct Source {
     /// The owners of the entries so far (moved into the manifest at the
     /// end of the scan).
     owners: OwnerTable,
+    /// Files with more than one name: (device, inode) → the manifest path
+    /// of the first name pushed, which later names link to.
+    names: std::collections::HashMap<(u64, u64), String>,
 }
 
 /// Why a push cannot be built.
@@ -244,7 +248,18 @@ fn add(
                 .skipped
                 .push((path.to_path_buf(), "a link whose target is not UTF-8 text")),
         }
+    } else if ft.is_file() && md.nlink() > 1 && src.names.contains_key(&(md.dev(), md.ino())) {
+        // Another name of a file this push carries already: a hard link
+        // to it, no second copy of the data.
+        let target = src.names[&(md.dev(), md.ino())].clone();
+        let kind = EntryKind::HardLink { target };
+        src.manifest
+            .entries
+            .push(entry(rel, kind, &md, &mut src.owners));
     } else if ft.is_file() {
+        if md.nlink() > 1 {
+            src.names.insert((md.dev(), md.ino()), rel.clone());
+        }
         let size = md.len();
         // The hashes, if the cache vouches for them; else hashed after the
         // walk.

@@ -52,6 +52,13 @@ pub enum EntryKind {
         /// and no control character.
         target: String,
     },
+    /// A hard link to a file of the same push (not an object: no data
+    /// follows): the receiver makes this path another name of the file it
+    /// placed at `target`, when the tree settles.
+    HardLink {
+        /// The path of a [`EntryKind::File`] entry of the same manifest.
+        target: String,
+    },
 }
 
 /// One directory or file.
@@ -169,6 +176,9 @@ pub enum ManifestError {
     /// A symbolic link whose target is unusable.
     #[error("link {0:?} has an unusable target: {1}")]
     UnsafeTarget(String, &'static str),
+    /// A hard link whose target is not a file of the same manifest.
+    #[error("hard link {0:?} names no file of the push")]
+    HardLinkTarget(String),
     /// Too many owners, an unusable owner name, or an entry naming an
     /// owner the manifest does not hold.
     #[error("bad owner: {0}")]
@@ -244,6 +254,9 @@ impl Manifest {
     pub fn place_under(&mut self, dir: &str) {
         for e in &mut self.entries {
             e.path = format!("{dir}/{}", e.path);
+            if let EntryKind::HardLink { target } = &mut e.kind {
+                *target = format!("{dir}/{target}");
+            }
         }
     }
 
@@ -321,6 +334,22 @@ impl Manifest {
                 files.insert(&e.path);
             }
         }
+        // A hard link names a file of the push (every path was checked
+        // above, and a link's own path is one of them).
+        let regular: HashSet<&str> = self
+            .entries
+            .iter()
+            .filter(|e| matches!(e.kind, EntryKind::File { .. }))
+            .map(|e| e.path.as_str())
+            .collect();
+        for e in &self.entries {
+            if let EntryKind::HardLink { target } = &e.kind {
+                if !regular.contains(target.as_str()) {
+                    return Err(ManifestError::HardLinkTarget(e.path.clone()));
+                }
+                files.insert(&e.path);
+            }
+        }
         // No entry may live below a file or a link.
         for e in &self.entries {
             let mut prefix_end = 0;
@@ -372,7 +401,7 @@ impl Manifest {
             .iter()
             .map(|e| match e.kind {
                 EntryKind::File { size, .. } => size,
-                EntryKind::Dir | EntryKind::Symlink { .. } => 0,
+                EntryKind::Dir | EntryKind::Symlink { .. } | EntryKind::HardLink { .. } => 0,
             })
             .sum()
     }
@@ -480,6 +509,48 @@ mod tests {
         );
         m.owners = vec![Owner::default(); MAX_OWNERS + 1];
         assert!(matches!(m.validate(), Err(ManifestError::BadOwner(_))));
+    }
+
+    #[test]
+    fn a_hard_link_names_a_file_of_the_push_and_holds_nothing_below_it() {
+        let hard = |path: &str, target: &str| Entry {
+            kind: EntryKind::HardLink {
+                target: target.into(),
+            },
+            ..file(path)
+        };
+        let dir = Entry {
+            kind: EntryKind::Dir,
+            ..file("d")
+        };
+        let mut m = Manifest::new(vec![dir.clone(), file("d/a"), hard("d/b", "d/a")]);
+        m.validate().unwrap();
+        assert_eq!(Manifest::decode(&m.encode()).unwrap(), m);
+        assert_eq!(m.file_count(), 1, "a hard link is no object");
+        m.place_under("x/y");
+        assert_eq!(
+            m.entries[2].kind,
+            EntryKind::HardLink {
+                target: "x/y/d/a".into()
+            }
+        );
+        m.validate().unwrap();
+        for bad in [
+            // Its target must be a file of the same push: not missing, not
+            // a directory, not another link.
+            vec![file("a"), hard("b", "c")],
+            vec![dir.clone(), hard("b", "d")],
+            vec![file("a"), hard("b", "a"), hard("c", "b")],
+            vec![file("a"), hard("b", "/etc/shadow")],
+        ] {
+            let m = Manifest::new(bad);
+            assert!(
+                matches!(m.validate(), Err(ManifestError::HardLinkTarget(_))),
+                "{m:?}"
+            );
+        }
+        let m = Manifest::new(vec![file("a"), hard("b", "a"), file("b/c")]);
+        assert!(matches!(m.validate(), Err(ManifestError::Conflict(_))));
     }
 
     #[test]

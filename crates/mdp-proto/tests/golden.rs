@@ -515,6 +515,39 @@ fn a_manifest_with_a_symbolic_link_golden_bytes() {
 }
 
 #[test]
+fn a_manifest_with_a_hard_link_golden_bytes() {
+    use mdp_proto::{Entry, EntryKind, Manifest};
+    let entry = |path: &str, kind| Entry {
+        path: path.into(),
+        kind,
+        mode: 0o644,
+        mtime_secs: 0,
+        mtime_nanos: 0,
+        owner: 0,
+    };
+    let m = Manifest::new(vec![
+        entry(
+            "a",
+            EntryKind::File {
+                size: 0,
+                hash: [0; 32],
+                blocks: vec![],
+            },
+        ),
+        entry("b", EntryKind::HardLink { target: "a".into() }),
+    ]);
+    let zeros = "00".repeat(32);
+    // Two entries | "a" File { size 0, hash, no blocks } mode 420 ... |
+    // "b" variant 3 (HardLink) target "a" mode 420 ... | no owners.
+    assert_eq!(
+        m.encode(),
+        hex(&format!(
+            "02 | 01 61 | 01 00 {zeros} 00 | a4 03 | 00 00 00 | 01 62 | 03 01 61 | a4 03 | 00 00 00 | 00"
+        ))
+    );
+}
+
+#[test]
 fn a_manifest_with_an_owner_golden_bytes() {
     use mdp_proto::manifest::Owner;
     use mdp_proto::{Entry, EntryKind, Manifest};

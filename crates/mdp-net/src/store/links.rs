@@ -1,4 +1,4 @@
-//! The push's symbolic links.
+//! The push's symbolic and hard links.
 //!
 //! **Invariant:** a link is made, and an old entry replaced, only by name
 //! within a directory opened beneath DIR without following any link
@@ -6,7 +6,9 @@
 //! the link's path, so the path holds the old entry or the new link, never
 //! nothing; neither call follows the link, nor does anything later (the
 //! delete walk removes links as links). A link may point anywhere: nothing
-//! mdp does goes through it.
+//! mdp does goes through it. A hard link is made the same way, `linkat`
+//! (which does not follow a link either) from its target, a regular file
+//! the push placed, under a temporary name, then `renameat`.
 
 use super::safe_path::{refuse, Beneath};
 use super::Store;
@@ -43,15 +45,49 @@ impl Store {
         let manifest = self.manifest.clone();
         let session = self.session.map_or(0, |s| s.0);
         for (i, e) in manifest.entries.iter().enumerate() {
-            let EntryKind::Symlink { target } = &e.kind else {
-                continue;
-            };
-            let owner = self.ownership(e);
             let temp = format!(".mdp-link-{session:x}-{i}");
-            if let Err(err) = self.place_link(&e.path, target, &temp, owner) {
-                tracing::warn!("cannot place the link {} -> {target}: {err}", e.path);
+            match &e.kind {
+                EntryKind::Symlink { target } => {
+                    let owner = self.ownership(e);
+                    if let Err(err) = self.place_link(&e.path, target, &temp, owner) {
+                        tracing::warn!("cannot place the link {} -> {target}: {err}", e.path);
+                    }
+                }
+                EntryKind::HardLink { target } => {
+                    if let Err(err) = self.place_hard_link(&e.path, target, &temp) {
+                        tracing::warn!("cannot make {} another name of {target}: {err}", e.path);
+                    }
+                }
+                EntryKind::File { .. } | EntryKind::Dir => {}
             }
         }
+    }
+
+    /// Makes `path` another name of the regular file at `target` (both
+    /// relative to DIR): left alone when it already is one.
+    fn place_hard_link(&mut self, path: &str, target: &str, temp: &str) -> io::Result<()> {
+        let (tdir, tname) = self.beneath.parent(target, false)?;
+        let st = rfs::statat(&tdir, tname, AtFlags::SYMLINK_NOFOLLOW)?;
+        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+            return Err(io::Error::other(format!(
+                "{target} is not a regular file here"
+            )));
+        }
+        let (parent, name) = self.beneath.parent(path, true)?;
+        if rfs::statat(&parent, name, AtFlags::SYMLINK_NOFOLLOW)
+            .is_ok_and(|o| (o.st_dev, o.st_ino) == (st.st_dev, st.st_ino))
+        {
+            return Ok(());
+        }
+        let _ = rfs::unlinkat(&parent, temp, AtFlags::empty());
+        rfs::linkat(&tdir, tname, &parent, temp, AtFlags::empty())?;
+        if let Err(e) = rfs::renameat(&parent, temp, &parent, name) {
+            let _ = rfs::unlinkat(&parent, temp, AtFlags::empty());
+            return Err(e.into());
+        }
+        let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
+        self.touched_dirs.insert(dir.to_string());
+        Ok(())
     }
 
     fn place_link(

@@ -422,6 +422,14 @@ impl Store {
         // The directory of the previous file, held open: a manifest lists
         // a directory's files together, so each is walked to once.
         let mut parent: Option<(String, OwnedFd)> = None;
+        // How many names each file has in the push (itself and its hard
+        // links): a file in place with exactly that many is still ours.
+        let mut names: HashMap<&str, u64> = HashMap::new();
+        for e in &manifest.entries {
+            if let EntryKind::HardLink { target } = &e.kind {
+                *names.entry(target.as_str()).or_insert(1) += 1;
+            }
+        }
         for (id, e) in manifest.files() {
             let EntryKind::File { size, hash, .. } = e.kind else {
                 continue;
@@ -445,12 +453,14 @@ impl Store {
             let Some((file, md)) = file_at(dir_fd, name) else {
                 continue;
             };
-            // Only a file of this store's own, with no other name: the
-            // mode, group and time set below must not reach a file a local
-            // user linked in from outside the directory (it is placed
-            // afresh instead, which breaks the link).
+            // Only a file of this store's own, with no names beyond the
+            // push's own hard links: the mode, group and time set below
+            // must not reach a file a local user linked in from outside
+            // the directory (it is placed afresh instead, which breaks the
+            // link).
             use std::os::unix::fs::MetadataExt;
-            if md.len() != size || md.nlink() != 1 || !self.ours(&md, e) {
+            let own_names = names.get(e.path.as_str()).copied().unwrap_or(1);
+            if md.len() != size || md.nlink() != own_names || !self.ours(&md, e) {
                 continue;
             }
             let known = self.index.hash_of(&e.path, &md);
@@ -551,7 +561,9 @@ impl Store {
                     Err(err) if err.kind() != io::ErrorKind::NotFound => Some(err),
                     _ => None,
                 },
-                EntryKind::Symlink { .. } => links::check_room(&self.beneath, &e.path).err(),
+                EntryKind::Symlink { .. } | EntryKind::HardLink { .. } => {
+                    links::check_room(&self.beneath, &e.path).err()
+                }
                 EntryKind::File { .. } => None,
             };
             if let Some(err) = refused {
@@ -791,11 +803,16 @@ impl Store {
                 .manifest
                 .entries
                 .iter()
-                .filter(|e| matches!(e.kind, EntryKind::Symlink { .. }))
+                .filter(|e| {
+                    matches!(
+                        e.kind,
+                        EntryKind::Symlink { .. } | EntryKind::HardLink { .. }
+                    )
+                })
                 .count();
             if n > 0 {
                 tracing::warn!(
-                    "{n} symbolic links of this push not placed: it was not signed, or some of its files failed"
+                    "{n} links (symbolic or hard) of this push not placed: it was not signed, or some of its files failed"
                 );
             }
         }

@@ -49,7 +49,9 @@ impl Written {
     pub fn path_and_hashes(&self) -> (String, KnownContent) {
         let (hash, blocks) = match &self.entry.kind {
             EntryKind::File { hash, blocks, .. } => (*hash, blocks.clone()),
-            EntryKind::Dir | EntryKind::Symlink { .. } => ([0; 32], Vec::new()),
+            EntryKind::Dir | EntryKind::Symlink { .. } | EntryKind::HardLink { .. } => {
+                ([0; 32], Vec::new())
+            }
         };
         let content = KnownContent {
             hash,

@@ -352,7 +352,7 @@ impl Session {
             .files()
             .map(|(_, e)| match e.kind {
                 EntryKind::File { size, .. } => self.coding.block_count_wide(size),
-                EntryKind::Dir | EntryKind::Symlink { .. } => 0,
+                EntryKind::Dir | EntryKind::Symlink { .. } | EntryKind::HardLink { .. } => 0,
             })
             .sum();
         if blocks > MAX_SESSION_BLOCKS {

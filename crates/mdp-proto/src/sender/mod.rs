@@ -192,7 +192,7 @@ impl Sender {
             .files()
             .map(|(_, e)| match e.kind {
                 EntryKind::File { size, .. } => coding.block_count_wide(size),
-                EntryKind::Dir | EntryKind::Symlink { .. } => 0,
+                EntryKind::Dir | EntryKind::Symlink { .. } | EntryKind::HardLink { .. } => 0,
             })
             .sum::<u64>()
             + coding.block_count_wide(manifest_bytes.len() as u64);
