@@ -301,13 +301,14 @@ pub fn run(plan: RecvPlan) -> anyhow::Result<i32> {
     let json = out.json;
     let mut log = crate::ProgressLog::new(!out.quiet);
     let has_hooks = exec.is_some() || exec_file.is_some();
+    let has_push_hook = exec.is_some();
     let hooks = Hooks::new(exec, exec_file, exec_timeout);
     let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
     // The push in progress, for the hooks.
     let mut push = PushInfo::empty(dir.clone());
-    // How the push hook of the push in progress ended, for its report
-    // (written on the hook thread, before the receiver confirms).
-    let hook_ran: Arc<Mutex<Option<HookResult>>> = Arc::default();
+    // How the push hook of a push ended, with its session, for its report
+    // (written on the hook thread before the receiver may confirm).
+    let hook_ran: Arc<Mutex<Option<(String, HookResult)>>> = Arc::default();
     // Bytes of the push in progress, and its total, for the message when
     // --timeout or a signal ends it.
     let mut progress: Option<(u64, u64)> = None;
@@ -377,15 +378,25 @@ pub fn run(plan: RecvPlan) -> anyhow::Result<i32> {
             }
         }
         RecvNotice::Failed(msg) => tracing::warn!("{msg}"),
-        RecvNotice::Settled { reply, .. } => {
+        RecvNotice::Settled { reply, session } => {
             // Every file is placed and the tree settled: the push hook runs
             // now, and the receiver confirms once it ended, with its
             // outcome.
             push.complete = true;
             let slot = hook_ran.clone();
+            let session = session.to_string();
             hooks.push_done(push.clone(), move |hook| {
-                reply.send(hook.as_ref().map(HookResult::outcome));
-                *slot.lock().unwrap_or_else(|e| e.into_inner()) = hook;
+                let outcome = match &hook {
+                    Some(h) => Some(h.outcome()),
+                    // A hook is configured but none could run (the hook
+                    // thread is gone): the sender hears it failed.
+                    None if has_push_hook => Some(mdp_proto::wire::HookOutcome::NotStarted),
+                    None => None,
+                };
+                // Recorded before the answer: the push's report, printed
+                // once the sender acknowledged, finds it.
+                *slot.lock().unwrap_or_else(|e| e.into_inner()) = hook.map(|h| (session, h));
+                reply.send(outcome);
             });
         }
         RecvNotice::Finished(outcome, stats, removed) => {
@@ -402,7 +413,17 @@ pub fn run(plan: RecvPlan) -> anyhow::Result<i32> {
             let sender = std::mem::replace(&mut push, PushInfo::empty(dir.clone())).sender;
             // The hook ended before the receiver confirmed; a push that
             // never settled ran none.
-            let hook = hook_ran.lock().unwrap_or_else(|e| e.into_inner()).take();
+            let hook = {
+                let mut slot = hook_ran.lock().unwrap_or_else(|e| e.into_inner());
+                match slot.take() {
+                    Some((s, h)) if s == outcome.session.to_string() => Some(h),
+                    // Another push's (one that ended before its hook did).
+                    other => {
+                        *slot = other;
+                        None
+                    }
+                }
+            };
             if let Some(m) = &metrics {
                 m.hook_done(hook.as_ref());
             }

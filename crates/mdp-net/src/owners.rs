@@ -59,29 +59,61 @@ impl OwnerTable {
     }
 }
 
+/// How a name of the sender's maps here.
+#[derive(Clone, Copy)]
+enum Found {
+    /// This host knows the name: its id.
+    Id(u32),
+    /// This host has no such name: the sender's number is used.
+    Unknown,
+    /// The lookup failed (a directory service down): nothing is applied,
+    /// rather than a number that may belong to someone else here.
+    Failed,
+}
+
+impl Found {
+    fn of(r: std::io::Result<Option<u32>>) -> Found {
+        match r {
+            Ok(Some(id)) => Found::Id(id),
+            Ok(None) => Found::Unknown,
+            Err(_) => Found::Failed,
+        }
+    }
+
+    fn or_number(self, number: u32) -> Option<u32> {
+        match self {
+            Found::Id(id) => Some(id),
+            Found::Unknown => Some(number),
+            Found::Failed => None,
+        }
+    }
+}
+
 /// This host's `(uid, gid)` for each of `owners`: the ids of the names when
-/// this host knows them, else the sender's numbers.
-pub fn map_owners(owners: &[Owner]) -> Vec<(u32, u32)> {
-    let mut users: HashMap<&str, Option<u32>> = HashMap::new();
-    let mut groups: HashMap<&str, Option<u32>> = HashMap::new();
+/// this host knows them, else the sender's numbers (as rsync does without
+/// `--numeric-ids`); `None` for one whose lookup failed (the entry keeps
+/// the receiver's own then).
+pub fn map_owners(owners: &[Owner]) -> Vec<(Option<u32>, Option<u32>)> {
+    let mut users: HashMap<&str, Found> = HashMap::new();
+    let mut groups: HashMap<&str, Found> = HashMap::new();
     owners
         .iter()
         .map(|o| {
             let uid = match o.user.as_str() {
-                "" => None,
+                "" => Found::Unknown,
                 name => *users
                     .entry(name)
-                    .or_insert_with(|| crate::sys::user_id(name).ok().flatten()),
+                    .or_insert_with(|| Found::of(crate::sys::user_id(name))),
             };
             let gid = match o.group.as_str() {
-                "" => None,
+                "" => Found::Unknown,
                 // A name of digits only would be read as a number there.
-                name if name.bytes().all(|b| b.is_ascii_digit()) => None,
+                name if name.bytes().all(|b| b.is_ascii_digit()) => Found::Unknown,
                 name => *groups
                     .entry(name)
-                    .or_insert_with(|| crate::sys::group_id(name).ok().flatten()),
+                    .or_insert_with(|| Found::of(crate::sys::group_id(name))),
             };
-            (uid.unwrap_or(o.uid), gid.unwrap_or(o.gid))
+            (uid.or_number(o.uid), gid.or_number(o.gid))
         })
         .collect()
 }
@@ -124,17 +156,23 @@ impl Ownership {
     }
 
     /// Gives the entry `name` of directory `dir` this owner, without
-    /// following it if it is a symbolic link.
+    /// following it if it is a symbolic link (an empty `name`: `dir` is a
+    /// descriptor of the entry itself, `O_PATH` included).
     pub(crate) fn apply_at(self, dir: impl std::os::fd::AsFd, name: &str) -> std::io::Result<()> {
         if self == Ownership::default() {
             return Ok(());
         }
+        let flags = if name.is_empty() {
+            rustix::fs::AtFlags::EMPTY_PATH | rustix::fs::AtFlags::SYMLINK_NOFOLLOW
+        } else {
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW
+        };
         Ok(rustix::fs::chownat(
             dir,
             name,
             self.uid.map(rustix::fs::Uid::from_raw),
             self.gid.map(rustix::fs::Gid::from_raw),
-            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+            flags,
         )?)
     }
 }
@@ -173,6 +211,13 @@ mod tests {
             owner(1234, 2345, "no-such-user-mdp", "no-such-group-mdp"),
             owner(77, 88, "", ""),
         ]);
-        assert_eq!(mapped, [(0, 0), (1234, 2345), (77, 88)]);
+        assert_eq!(
+            mapped,
+            [
+                (Some(0), Some(0)),
+                (Some(1234), Some(2345)),
+                (Some(77), Some(88))
+            ]
+        );
     }
 }

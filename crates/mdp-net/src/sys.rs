@@ -254,7 +254,12 @@ pub fn drop_network_capabilities() -> io::Result<()> {
 /// a buffer, its length and the result pointer, growing the buffer on
 /// `ERANGE`, and hands the record found to `take` while the buffer its
 /// strings point into is alive. `None` when there is no such entry.
-fn nss_lookup<T, R>(
+///
+/// # Safety
+/// `T` is a plain C struct for which all-zero bytes are a valid value
+/// (`libc::passwd`, `libc::group`), and `call` is one of the reentrant NSS
+/// functions for it.
+unsafe fn nss_lookup<T, R>(
     mut call: impl FnMut(*mut T, *mut libc::c_char, usize, *mut *mut T) -> libc::c_int,
     take: impl FnOnce(&T) -> R,
 ) -> io::Result<Option<R>> {
@@ -302,32 +307,40 @@ pub fn group_id(name: &str) -> io::Result<Option<u32>> {
         return Ok(Some(gid));
     }
     let c = c_name(name)?;
-    // SAFETY: every pointer is to a live value of the right type, and the
-    // buffer's length is passed with it.
-    nss_lookup(
-        |g, buf, len, found| unsafe { libc::getgrnam_r(c.as_ptr(), g, buf, len, found) },
-        |g: &libc::group| g.gr_gid,
-    )
+    // SAFETY: `libc::group` may be all zeros and `getgrnam_r` fills it;
+    // every pointer is to a live value of the right type, and the buffer's
+    // length is passed with it.
+    unsafe {
+        nss_lookup(
+            |g, buf, len, found| libc::getgrnam_r(c.as_ptr(), g, buf, len, found),
+            |g: &libc::group| g.gr_gid,
+        )
+    }
 }
 
 /// The id of the user named `name` (through NSS, as `getent passwd` sees
 /// it); `None` when no such user exists.
 pub fn user_id(name: &str) -> io::Result<Option<u32>> {
     let c = c_name(name)?;
-    // SAFETY: as in `group_id`.
-    nss_lookup(
-        |p, buf, len, found| unsafe { libc::getpwnam_r(c.as_ptr(), p, buf, len, found) },
-        |p: &libc::passwd| p.pw_uid,
-    )
+    // SAFETY: as in `group_id`, for `libc::passwd` and `getpwnam_r`.
+    unsafe {
+        nss_lookup(
+            |p, buf, len, found| libc::getpwnam_r(c.as_ptr(), p, buf, len, found),
+            |p: &libc::passwd| p.pw_uid,
+        )
+    }
 }
 
 /// The name of user `uid`, when NSS knows one and it is UTF-8.
 pub fn user_name(uid: u32) -> Option<String> {
-    // SAFETY: as in `group_id`; the name is read while the buffer lives.
-    nss_lookup(
-        |p, buf, len, found| unsafe { libc::getpwuid_r(uid, p, buf, len, found) },
-        |p: &libc::passwd| unsafe { c_text(p.pw_name) },
-    )
+    // SAFETY: as in `user_id`, for `getpwuid_r`; the name is read while
+    // the buffer it points into lives.
+    unsafe {
+        nss_lookup(
+            |p, buf, len, found| libc::getpwuid_r(uid, p, buf, len, found),
+            |p: &libc::passwd| c_text(p.pw_name),
+        )
+    }
     .ok()
     .flatten()
     .flatten()
@@ -335,11 +348,14 @@ pub fn user_name(uid: u32) -> Option<String> {
 
 /// The name of group `gid`, when NSS knows one and it is UTF-8.
 pub fn group_name(gid: u32) -> Option<String> {
-    // SAFETY: as in `user_name`.
-    nss_lookup(
-        |g, buf, len, found| unsafe { libc::getgrgid_r(gid, g, buf, len, found) },
-        |g: &libc::group| unsafe { c_text(g.gr_name) },
-    )
+    // SAFETY: as in `group_id`, for `getgrgid_r`; the name is read while
+    // the buffer it points into lives.
+    unsafe {
+        nss_lookup(
+            |g, buf, len, found| libc::getgrgid_r(gid, g, buf, len, found),
+            |g: &libc::group| c_text(g.gr_name),
+        )
+    }
     .ok()
     .flatten()
     .flatten()

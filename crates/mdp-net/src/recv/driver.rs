@@ -302,7 +302,14 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
                         manifest: manifest.clone(),
                         signer: signer.and_then(|k| mdp_proto::identity::PublicKey::from_bytes(&k)),
                     });
-                    let _ = cmds.send(WriterCmd::Begin(session, manifest, block_bytes, dry_run));
+                    let signed = signer.is_some();
+                    let _ = cmds.send(WriterCmd::Begin(
+                        session,
+                        manifest,
+                        block_bytes,
+                        dry_run,
+                        signed,
+                    ));
                 }
                 ReceiverRequest::WriteBlock {
                     object,

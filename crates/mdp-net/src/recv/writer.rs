@@ -26,7 +26,9 @@ pub(super) enum WriterCmd {
     /// A session: its manifest and bytes per full block.
     /// A session's manifest arrived: its block size, and whether it is a
     /// dry run (find what is held; change and create nothing).
-    Begin(SessionId, Arc<Manifest>, u64, bool),
+    /// A push begins: session, manifest, block bytes, dry run, signed by
+    /// a trusted key.
+    Begin(SessionId, Arc<Manifest>, u64, bool, bool),
     /// A file was verified and placed: remember it in the store's index
     /// (path, hashes, its metadata just after placing).
     Placed(String, KnownContent, Option<std::fs::Metadata>),
@@ -145,8 +147,9 @@ fn writer(
     let mut current = SessionId(0);
     for cmd in cmds {
         let reply = match cmd {
-            WriterCmd::Begin(session, manifest, bytes, dry_run) => {
+            WriterCmd::Begin(session, manifest, bytes, dry_run, signed) => {
                 current = session;
+                store.set_push_signed(signed);
                 match store.begin(session, manifest.clone(), bytes) {
                     Ok(partial) if dry_run => {
                         let present = store.present_unchanged(&manifest);
@@ -288,10 +291,10 @@ mod tests {
             mut replies,
             thread,
         } = writer;
-        cmds.send(WriterCmd::Begin(first, manifest.clone(), 4096, false))
+        cmds.send(WriterCmd::Begin(first, manifest.clone(), 4096, false, true))
             .unwrap();
         cmds.send(WriterCmd::Complete(ObjectId(1))).unwrap();
-        cmds.send(WriterCmd::Begin(second, manifest, 4096, false))
+        cmds.send(WriterCmd::Begin(second, manifest, 4096, false, true))
             .unwrap();
         drop(cmds);
         let mut verified = None;

@@ -1,10 +1,12 @@
 //! The push's symbolic and hard links.
 //!
-//! **Invariant:** a link is made, and an old entry replaced, only by name
-//! within a directory opened beneath DIR without following any link
-//! (safe_path.rs): `symlinkat` under a temporary name, then `renameat` over
-//! the link's path, so the path holds the old entry or the new link, never
-//! nothing; neither call follows the link, nor does anything later (the
+//! **Invariant:** a link is made under a temporary name in the store's
+//! private directory (`.mdp-tmp`, 0700: no local user can swap it there),
+//! given its owner there, then renamed over its path within a directory
+//! opened beneath DIR without following any link (safe_path.rs), so the
+//! path holds the old entry or the new link, never nothing; an existing
+//! link is only touched through a descriptor of it (`O_PATH`,
+//! `O_NOFOLLOW`) that was checked to be a link; neither call follows the link, nor does anything later (the
 //! delete walk removes links as links). A link may point anywhere: nothing
 //! mdp does goes through it. A hard link is made the same way, `linkat`
 //! (which does not follow a link either) from its target, a regular file
@@ -14,8 +16,9 @@ use super::safe_path::{refuse, Beneath};
 use super::Store;
 use crate::owners::Ownership;
 use mdp_proto::EntryKind;
-use rustix::fs::{self as rfs, AtFlags, FileType};
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
 use std::io;
+use std::os::fd::OwnedFd;
 
 /// Refuses a push whose link `path` would replace a directory (which a
 /// rename cannot do, and which the push could only empty by `--delete`):
@@ -33,6 +36,21 @@ pub(super) fn check_room(beneath: &Beneath, path: &str) -> io::Result<()> {
         ))),
         _ => Ok(()),
     }
+}
+
+/// The symbolic link `name` in `dir`, opened as itself (`O_PATH`, never
+/// followed), when it is one and points to `target`.
+fn same_link(dir: &OwnedFd, name: &str, target: &str) -> Option<OwnedFd> {
+    let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let link = rfs::openat(dir, name, flags, Mode::empty()).ok()?;
+    let st = rfs::fstat(&link).ok()?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::Symlink {
+        return None;
+    }
+    rfs::readlinkat(&link, "", Vec::new())
+        .ok()
+        .filter(|t| t.as_bytes() == target.as_bytes())
+        .map(|_| link)
 }
 
 impl Store {
@@ -79,10 +97,11 @@ impl Store {
         {
             return Ok(());
         }
-        let _ = rfs::unlinkat(&parent, temp, AtFlags::empty());
-        rfs::linkat(&tdir, tname, &parent, temp, AtFlags::empty())?;
-        if let Err(e) = rfs::renameat(&parent, temp, &parent, name) {
-            let _ = rfs::unlinkat(&parent, temp, AtFlags::empty());
+        let tmp = self.tmp_fd.clone();
+        let _ = rfs::unlinkat(&*tmp, temp, AtFlags::empty());
+        rfs::linkat(&tdir, tname, &*tmp, temp, AtFlags::empty())?;
+        if let Err(e) = rfs::renameat(&*tmp, temp, &parent, name) {
+            let _ = rfs::unlinkat(&*tmp, temp, AtFlags::empty());
             return Err(e.into());
         }
         let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
@@ -98,21 +117,20 @@ impl Store {
         owner: Ownership,
     ) -> io::Result<()> {
         let (parent, name) = self.beneath.parent(path, true)?;
-        if rfs::readlinkat(&parent, name, Vec::new())
-            .is_ok_and(|t| t.as_bytes() == target.as_bytes())
-        {
-            // The same link: only its owner may need setting (never
-            // following it).
-            return owner.apply_at(&parent, name);
+        if let Some(link) = same_link(&parent, name, target) {
+            // The same link: only its owner may need setting, through a
+            // descriptor of the link itself.
+            return owner.apply_at(&link, "");
         }
-        let _ = rfs::unlinkat(&parent, temp, AtFlags::empty());
-        rfs::symlinkat(target, &parent, temp)?;
-        if let Err(e) = owner.apply_at(&parent, temp) {
-            let _ = rfs::unlinkat(&parent, temp, AtFlags::empty());
+        let tmp = self.tmp_fd.clone();
+        let _ = rfs::unlinkat(&*tmp, temp, AtFlags::empty());
+        rfs::symlinkat(target, &*tmp, temp)?;
+        if let Err(e) = owner.apply_at(&*tmp, temp) {
+            let _ = rfs::unlinkat(&*tmp, temp, AtFlags::empty());
             return Err(e);
         }
-        if let Err(e) = rfs::renameat(&parent, temp, &parent, name) {
-            let _ = rfs::unlinkat(&parent, temp, AtFlags::empty());
+        if let Err(e) = rfs::renameat(&*tmp, temp, &parent, name) {
+            let _ = rfs::unlinkat(&*tmp, temp, AtFlags::empty());
             return Err(e.into());
         }
         let dir = path.rsplit_once('/').map_or("", |(d, _)| d);

@@ -205,9 +205,12 @@ pub struct Store {
     /// Give placed entries the owners the manifest records
     /// ([`Store::set_keep_owners`]).
     keep_owners: bool,
+    /// The next push is signed: only then may its owners be applied
+    /// ([`Store::set_push_signed`]).
+    push_signed: bool,
     /// The current manifest's owners as this host's `(uid, gid)`, when
     /// they are kept.
-    owner_ids: Vec<(u32, u32)>,
+    owner_ids: Vec<(Option<u32>, Option<u32>)>,
     /// Directories (relative) that files were placed in since the tree was
     /// last settled, to be flushed then.
     touched_dirs: BTreeSet<String>,
@@ -302,6 +305,7 @@ impl Store {
             mode_mask: DEFAULT_MODE_MASK,
             group: None,
             keep_owners: false,
+            push_signed: false,
             owner_ids: Vec::new(),
             touched_dirs: BTreeSet::new(),
             since_writeback: 0,
@@ -351,12 +355,22 @@ impl Store {
         self.keep_owners = keep;
     }
 
+    /// Whether the push [`Store::begin`] takes next is signed by a trusted
+    /// key: owners are applied only for such a push (one taken
+    /// `--insecure` places everything as the receiver's own).
+    pub fn set_push_signed(&mut self, signed: bool) {
+        self.push_signed = signed;
+    }
+
     /// Who entry `e` of the current manifest is to belong to here.
     fn ownership(&self, e: &Entry) -> Ownership {
         let kept = (e.owner as usize)
             .checked_sub(1)
             .and_then(|i| self.owner_ids.get(i));
-        Ownership::new(kept.map(|k| k.0), self.group.or(kept.map(|k| k.1)))
+        Ownership::new(
+            kept.and_then(|k| k.0),
+            self.group.or(kept.and_then(|k| k.1)),
+        )
     }
 
     /// True when an entry with metadata `md` is this store's to change: it
@@ -572,7 +586,7 @@ impl Store {
             }
         }
         self.session = Some(session);
-        self.owner_ids = if self.keep_owners {
+        self.owner_ids = if self.keep_owners && self.push_signed {
             crate::owners::map_owners(&manifest.owners)
         } else {
             Vec::new()

@@ -105,12 +105,14 @@ pub struct SenderReport {
 }
 
 impl SenderReport {
-    /// The receivers whose push hook failed (they confirmed their files;
-    /// what was to follow the delivery there did not work).
+    /// The expected receivers that confirmed every file but whose push
+    /// hook failed (what was to follow the delivery there did not work).
+    /// Hosts that were not expected (an open group's extra members, a name
+    /// not listed) do not count.
     pub fn hook_failures(&self) -> impl Iterator<Item = &ReceiverReport> {
-        self.receivers
-            .iter()
-            .filter(|r| r.hook.is_some_and(HookOutcome::failed))
+        self.receivers.iter().filter(|r| {
+            r.expected && r.verdict == Verdict::Confirmed && r.hook.is_some_and(HookOutcome::failed)
+        })
     }
 }
 
