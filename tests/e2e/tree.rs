@@ -364,3 +364,99 @@ fn hard_links_within_a_push_arrive_as_hard_links() {
     stop_service(rx);
     fs::remove_dir_all(&base).unwrap();
 }
+
+/// `--atomic`: a reader that opens the pushed directory while pushes land
+/// (once per look, as a web server resolves a request) always sees one
+/// whole release, never half of one and half of the next; the directory
+/// switches only when every file is in place; unchanged files are linked
+/// from the current version, not sent; old versions are kept to a count;
+/// a plain directory from an earlier push becomes the first version.
+#[test]
+fn an_atomic_push_switches_the_whole_tree_at_once_for_a_reader() {
+    use std::os::fd::AsRawFd;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let Some(_net) = network() else { return };
+    let base = temp_dir("atomic");
+    let src = base.join("src/site");
+    const FILES: usize = 40;
+    let release = |v: u32, changed: Option<usize>| {
+        fs::create_dir_all(&src).unwrap();
+        for i in 0..FILES {
+            // All files of release v, or (changed) only that file.
+            if changed.is_none_or(|c| c == i) {
+                let mut text = format!("v{v} {i}\n").into_bytes();
+                text.resize(30_000, b'.');
+                fs::write(src.join(format!("f{i:02}")), text).unwrap();
+            }
+        }
+    };
+    let dir = base.join("r0");
+    let rx = receiver(&dir, "r0", &["--keep-versions", "2"]);
+    let push = |atomic: bool| {
+        let mut args = vec!["--receivers", "1", "--rate", "30M"];
+        if atomic {
+            args.push("--atomic");
+        }
+        let out = Push::new(&args, std::slice::from_ref(&src)).run();
+        assert_eq!(out.code(), Some(0), "{}", out.report());
+        out.report()
+    };
+    // Release 0 arrives the plain way.
+    release(0, None);
+    push(false);
+    assert!(fs::symlink_metadata(dir.join("site")).unwrap().is_dir());
+    // A reader: each look opens `site` once and reads every file through
+    // that handle.
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Mutex::new(std::collections::BTreeSet::new()));
+    let reader = {
+        let (site, stop, seen) = (dir.join("site"), stop.clone(), seen.clone());
+        std::thread::spawn(move || {
+            let mut looks = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                let Ok(d) = fs::File::open(&site) else {
+                    continue;
+                };
+                let mut versions = std::collections::BTreeSet::new();
+                for i in 0..FILES {
+                    let p = format!("/proc/self/fd/{}/f{i:02}", d.as_raw_fd());
+                    let text = fs::read(&p).unwrap_or_else(|e| panic!("{p} missing: {e}"));
+                    let v = String::from_utf8_lossy(
+                        &text[..text.iter().position(|&b| b == b' ').unwrap()],
+                    )
+                    .into_owned();
+                    versions.insert(v);
+                }
+                assert_eq!(versions.len(), 1, "a mix of releases: {versions:?}");
+                seen.lock().unwrap().extend(versions);
+                looks += 1;
+            }
+            looks
+        })
+    };
+    for v in 1..=3 {
+        release(v, None);
+        push(true);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let looks = reader.join().expect("the reader never saw a mix");
+    let seen = seen.lock().unwrap().clone();
+    assert!(looks > 10 && seen.len() >= 2, "{looks} looks saw {seen:?}");
+    // One file changed: the rest are linked from the current version.
+    release(4, Some(7));
+    let last = push(true);
+    assert_eq!(last["stats"]["skipped_files"], FILES - 1, "{last}");
+    // `site` is a link to the newest version; two versions are kept.
+    let target = fs::read_link(dir.join("site")).unwrap();
+    assert!(target.starts_with(".mdp-versions/site"), "{target:?}");
+    assert_eq!(fs::read(dir.join("site/f07")).unwrap()[..5], *b"v4 7\n");
+    assert_eq!(fs::read(dir.join("site/f08")).unwrap()[..5], *b"v3 8\n");
+    let versions = fs::read_dir(dir.join(".mdp-versions/site"))
+        .unwrap()
+        .count();
+    assert_eq!(versions, 2, "--keep-versions 2");
+    let (lines, _) = stop_service(rx);
+    assert!(lines.iter().all(|l| l["complete"] == true), "{lines:?}");
+    fs::remove_dir_all(&base).unwrap();
+}

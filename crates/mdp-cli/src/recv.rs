@@ -253,6 +253,12 @@ pub struct Args {
     #[arg(long)]
     no_owners: bool,
 
+    /// For pushes made with mdp-send --atomic: keep this many versions of
+    /// each pushed directory (in DIR/.mdp-versions), the current one
+    /// included; older ones are removed after each switch.
+    #[arg(long, value_name = "N", default_value_t = mdp_net::store::DEFAULT_KEEP_VERSIONS as u64, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    keep_versions: u64,
+
     /// Kill a hook that runs longer than this.
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
     exec_timeout: Duration,

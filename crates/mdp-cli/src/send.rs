@@ -133,6 +133,15 @@ pub struct Args {
     #[arg(long, value_name = "SUBDIR")]
     dest: Option<String>,
 
+    /// Switch each pushed directory as a whole: receivers place the push
+    /// in a new version (DIR/.mdp-versions/NAME/...) and point NAME at it,
+    /// by one rename, only once every file arrived and was verified, so a
+    /// reader never sees half of one release and half of the next. Files
+    /// unchanged since the current version are linked, not sent.
+    /// Receivers keep --keep-versions versions.
+    #[arg(long)]
+    atomic: bool,
+
     /// Send no file data: receivers register with what they hold, and the
     /// report says per receiver which files it holds and which it lacks
     /// (as a push would find them). Nothing is written on the receivers.
@@ -288,6 +297,7 @@ pub fn run(plan: SendPlan) -> anyhow::Result<i32> {
         hash_cache,
         exclude,
         dest,
+        atomic,
         group,
         interfaces,
         loopback,
@@ -310,6 +320,7 @@ pub fn run(plan: SendPlan) -> anyhow::Result<i32> {
     if let Some(dest) = &dest {
         source.manifest.place_under(dest);
     }
+    source.manifest.atomic = atomic;
     for (p, why) in &source.skipped {
         tracing::warn!("skipping {}: {why}", p.display());
     }

@@ -153,6 +153,11 @@ pub struct Manifest {
     pub entries: Vec<Entry>,
     /// The owners entries refer to ([`Entry::owner`]), each once.
     pub owners: Vec<Owner>,
+    /// Switch each pushed directory as a whole (`mdp-send --atomic`): the
+    /// receiver places the push in a new version of each top-level
+    /// directory and points the directory's name at it only once every
+    /// file is in place.
+    pub atomic: bool,
 }
 
 /// Why a manifest was rejected.
@@ -243,6 +248,7 @@ impl Manifest {
         Manifest {
             entries,
             owners: Vec::new(),
+            atomic: false,
         }
     }
 
@@ -481,6 +487,7 @@ mod tests {
                 ..file("a")
             }],
             owners: vec![owner("www-data", "www-data")],
+            atomic: false,
         };
         m.validate().unwrap();
         assert_eq!(Manifest::decode(&m.encode()).unwrap(), m);

@@ -507,10 +507,10 @@ fn a_manifest_with_a_symbolic_link_golden_bytes() {
     }]);
     // One entry | path "l" | variant 2 (Symlink) | target "t" | mode 511
     // (varint) | mtime_secs 0 (zigzag varint) | mtime_nanos 0 | owner 0
-    // (none) | no owners.
+    // (none) | no owners | not atomic.
     assert_eq!(
         m.encode(),
-        hex("01 | 01 6c | 02 | 01 74 | ff 03 | 00 | 00 | 00 | 00")
+        hex("01 | 01 6c | 02 | 01 74 | ff 03 | 00 | 00 | 00 | 00 | 00")
     );
 }
 
@@ -538,11 +538,11 @@ fn a_manifest_with_a_hard_link_golden_bytes() {
     ]);
     let zeros = "00".repeat(32);
     // Two entries | "a" File { size 0, hash, no blocks } mode 420 ... |
-    // "b" variant 3 (HardLink) target "a" mode 420 ... | no owners.
+    // "b" variant 3 (HardLink) target "a" mode 420 ... | no owners | not atomic.
     assert_eq!(
         m.encode(),
         hex(&format!(
-            "02 | 01 61 | 01 00 {zeros} 00 | a4 03 | 00 00 00 | 01 62 | 03 01 61 | a4 03 | 00 00 00 | 00"
+            "02 | 01 61 | 01 00 {zeros} 00 | a4 03 | 00 00 00 | 01 62 | 03 01 61 | a4 03 | 00 00 00 | 00 | 00"
         ))
     );
 }
@@ -566,13 +566,16 @@ fn a_manifest_with_an_owner_golden_bytes() {
             user: "www".into(),
             group: "ops".into(),
         }],
+        atomic: true,
     };
     // One entry | path "d" | variant 0 (Dir) | mode 493 | mtime 0 0 |
     // owner 1 (the first of the table) | one owner: uid 33 | gid 1000
-    // (varint) | "www" | "ops".
+    // (varint) | "www" | "ops" | atomic: true.
     assert_eq!(
         m.encode(),
-        hex("01 | 01 64 | 00 | ed 03 | 00 | 00 | 01 | 01 | 21 | e8 07 | 03 777777 | 03 6f7073")
+        hex(
+            "01 | 01 64 | 00 | ed 03 | 00 | 00 | 01 | 01 | 21 | e8 07 | 03 777777 | 03 6f7073 | 01"
+        )
     );
     assert_eq!(Manifest::decode(&m.encode()).unwrap(), m);
 }

@@ -90,6 +90,7 @@ impl RecvPlan {
             mode_mask: args.mode_mask,
             file_group: file_group(args.file_group.as_deref())?,
             keep_owners: !args.no_owners && mdp_net::sys::euid() == 0,
+            keep_versions: args.keep_versions as usize,
         };
         Ok(RecvPlan {
             opts,

@@ -39,6 +39,8 @@ pub struct PushPlan {
     pub exclude: mdp_net::exclude::Exclude,
     /// `--dest`: the directory of the receivers' the push lands below.
     pub dest: Option<String>,
+    /// `--atomic`: each pushed directory switches as a whole.
+    pub atomic: bool,
     /// The group, for the log.
     pub group: SocketAddr,
     /// The interfaces as given, for the log.
@@ -155,6 +157,7 @@ impl SendPlan {
             exclude: mdp_net::exclude::Exclude::new(&args.exclude, &args.exclude_from)
                 .map_err(anyhow::Error::msg)?,
             dest: args.dest.as_deref().map(dest_dir).transpose()?,
+            atomic: args.atomic,
             group: args.net.group,
             interfaces: args.net.interface.clone(),
             loopback: endpoint_is_loopback,

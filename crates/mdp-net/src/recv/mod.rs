@@ -142,6 +142,9 @@ pub struct RecvOptions {
     /// Give placed entries the sender's owners ([`Store::set_keep_owners`];
     /// only a receiver running as root can).
     pub keep_owners: bool,
+    /// Versions of each directory an atomic push keeps
+    /// ([`Store::set_keep_versions`]).
+    pub keep_versions: usize,
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -175,6 +178,7 @@ pub async fn run(opts: RecvOptions, notice: impl FnMut(RecvNotice)) -> Result<En
     store.set_mode_mask(opts.mode_mask);
     store.set_group(opts.file_group);
     store.set_keep_owners(opts.keep_owners);
+    store.set_keep_versions(opts.keep_versions);
     let writer = Writer::spawn(store)?;
     let mtu = sockets::smallest_mtu(&opts);
     let mut driver = RecvDriver::new(&opts, sockets, writer, mtu, notice);

@@ -152,7 +152,7 @@ fn writer(
                 store.set_push_signed(signed);
                 match store.begin(session, manifest.clone(), bytes) {
                     Ok(partial) if dry_run => {
-                        let present = store.present_unchanged(&manifest);
+                        let present = store.present_unchanged();
                         WriterReply::Present {
                             session,
                             present,
@@ -161,7 +161,7 @@ fn writer(
                         }
                     }
                     Ok(partial) => {
-                        let present = store.present(&manifest);
+                        let present = store.present();
                         let from_old = store.start_from_old_versions(&present);
                         let held: Vec<_> = partial.iter().chain(&from_old).cloned().collect();
                         let needed = store.bytes_needed(&present, &held);

@@ -69,9 +69,16 @@ impl Store {
         if blocks.is_empty() || bb == 0 {
             return 0;
         }
-        // The old version: a regular file at the path, reached without
-        // following a link.
-        let Ok((dir, name)) = self.beneath.parent(&entry.path, false) else {
+        // The old version: a regular file at the path (in an atomic push,
+        // at its path in the current version), reached without following
+        // a link.
+        let path = match &self.switch {
+            Some(s) => s
+                .old_path(&entry.path)
+                .unwrap_or_else(|| entry.path.clone()),
+            None => entry.path.clone(),
+        };
+        let Ok((dir, name)) = self.beneath.parent(&path, false) else {
             return 0;
         };
         let Some((old, md)) = file_at(&dir, name) else {
@@ -79,7 +86,7 @@ impl Store {
         };
         let shared: Vec<u64> = match self
             .index
-            .hashes_of(&entry.path, &md, bb)
+            .hashes_of(&path, &md, bb)
             .filter(|(_, b)| !b.is_empty())
         {
             // The index vouches for it: its block hashes, unread.

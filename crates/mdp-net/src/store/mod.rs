@@ -47,9 +47,11 @@ mod links;
 mod prune;
 mod resume;
 mod safe_path;
+mod versions;
 mod written;
 
 pub use resume::{HeldBlocks, DEFAULT_KEEP_PARTIAL};
+pub use versions::{DEFAULT_KEEP_VERSIONS, VERSIONS_DIR};
 pub use written::{KnownContent, Placed, Verified, Written};
 
 use crate::owners::Ownership;
@@ -205,6 +207,11 @@ pub struct Store {
     /// Give placed entries the owners the manifest records
     /// ([`Store::set_keep_owners`]).
     keep_owners: bool,
+    /// The atomic switch of the current push, if it is one (versions.rs).
+    switch: Option<versions::Switch>,
+    /// Versions of each atomically pushed directory kept
+    /// ([`Store::set_keep_versions`]).
+    keep_versions: usize,
     /// The next push is signed: only then may its owners be applied
     /// ([`Store::set_push_signed`]).
     push_signed: bool,
@@ -305,6 +312,8 @@ impl Store {
             mode_mask: DEFAULT_MODE_MASK,
             group: None,
             keep_owners: false,
+            switch: None,
+            keep_versions: DEFAULT_KEEP_VERSIONS,
             push_signed: false,
             owner_ids: Vec::new(),
             touched_dirs: BTreeSet::new(),
@@ -353,6 +362,12 @@ impl Store {
     /// told `--no-owners`. Off, everything belongs to the receiver's user.
     pub fn set_keep_owners(&mut self, keep: bool) {
         self.keep_owners = keep;
+    }
+
+    /// How many versions of each directory an atomic push (`mdp-send
+    /// --atomic`) keeps, the current one included (at least 1).
+    pub fn set_keep_versions(&mut self, keep: usize) {
+        self.keep_versions = keep.max(1);
     }
 
     /// Whether the push [`Store::begin`] takes next is signed by a trusted
@@ -421,17 +436,29 @@ impl Store {
     /// a regular file at the same path with the same BLAKE3 hash (taken from
     /// the index when the file is unchanged since it was last hashed). Their
     /// mode and mtime are set as the manifest says, as a push would.
-    pub fn present(&mut self, manifest: &Manifest) -> Vec<ObjectId> {
-        self.find_present(manifest, true)
+    /// In an atomic push, the files the current version holds as the push
+    /// has them count too (linked into the new version).
+    pub fn present(&mut self) -> Vec<ObjectId> {
+        self.find_present(true)
     }
 
     /// [`Store::present`] that changes nothing: no mode, group or time set,
-    /// nothing recorded (a dry run).
-    pub fn present_unchanged(&mut self, manifest: &Manifest) -> Vec<ObjectId> {
-        self.find_present(manifest, false)
+    /// nothing recorded or linked (a dry run).
+    pub fn present_unchanged(&mut self) -> Vec<ObjectId> {
+        self.find_present(false)
     }
 
-    fn find_present(&mut self, manifest: &Manifest, touch: bool) -> Vec<ObjectId> {
+    fn find_present(&mut self, touch: bool) -> Vec<ObjectId> {
+        let manifest = self.manifest.clone();
+        let mut out = self.carry_over(touch);
+        out.extend(self.find_in_place(&manifest, touch));
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// Files of `manifest` in place at their own paths.
+    fn find_in_place(&mut self, manifest: &Manifest, touch: bool) -> Vec<ObjectId> {
         let mut out = Vec::new();
         // The directory of the previous file, held open: a manifest lists
         // a directory's files together, so each is walked to once.
@@ -557,12 +584,27 @@ impl Store {
         resume::remove_stale(&self.tmp, self.keep_partial);
         self.block_bytes = block_bytes;
         for e in &manifest.entries {
-            if is_own_dir(&e.path) {
+            if is_own_dir(&e.path) || versions::is_versions_dir(&e.path) {
+                let own = if is_own_dir(&e.path) {
+                    TMP_DIR
+                } else {
+                    VERSIONS_DIR
+                };
                 return Err(refuse(format!(
-                    "refusing to write into {TMP_DIR}, mdp's own directory"
+                    "refusing to write into {own}, mdp's own directory"
                 )));
             }
         }
+        // An atomic push lands in new versions of its directories: the
+        // store works on its paths moved there.
+        self.switch = None;
+        let manifest = if manifest.atomic {
+            let (switch, rewritten) = versions::Switch::plan(self, &manifest, session)?;
+            self.switch = Some(switch);
+            Arc::new(rewritten)
+        } else {
+            manifest
+        };
         // Directories are created when the tree settles (or a file is
         // placed in one), never before the push is taken (a refusal for
         // disk space comes after this); what would stop one (a link, a
@@ -831,6 +873,12 @@ impl Store {
             }
         }
         self.settle_dirs(true);
+        if links {
+            // Every file arrived, signed: an atomic push's directories now
+            // point at their new versions.
+            self.switch_versions();
+        }
+        self.switch = None;
         self.settled = true;
         removed
     }

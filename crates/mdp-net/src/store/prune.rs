@@ -53,7 +53,7 @@ impl Store {
 
 /// The names in directory `dir` (not `.` and `..`; UTF-8 only: others were
 /// never pushed by mdp and are left alone), with their types.
-fn entries(dir: BorrowedFd<'_>) -> Vec<(String, FileType)> {
+pub(super) fn entries(dir: BorrowedFd<'_>) -> Vec<(String, FileType)> {
     let Ok(d) = Dir::read_from(dir) else {
         return Vec::new();
     };
@@ -113,7 +113,7 @@ fn prune_dir(listed: &HashMap<&str, bool>, dir: OwnedFd, rel: &str, removed: &mu
 
 /// Removes directory `name` in `dir` with everything in it, each entry
 /// relative to its own directory's descriptor; links are removed as links.
-fn remove_tree(dir: BorrowedFd<'_>, name: &str, depth: usize) -> bool {
+pub(super) fn remove_tree(dir: BorrowedFd<'_>, name: &str, depth: usize) -> bool {
     if depth > MAX_DEPTH {
         return false;
     }

@@ -312,10 +312,7 @@ fn the_index_records_a_file_as_it_was_placed() {
     store.placed("x", hashes, placed.stamp.as_ref());
     store.finish();
     store.begin(SessionId(2), m.clone(), 4096).unwrap();
-    assert!(
-        store.present(&m).is_empty(),
-        "a changed file was vouched for"
-    );
+    assert!(store.present().is_empty(), "a changed file was vouched for");
 }
 
 /// A receiver killed mid-push (no `finish`, no drop) keeps the blocks it
@@ -467,7 +464,7 @@ fn the_mode_mask_keeps_what_the_store_places_from_being_world_writable() {
     // Allowed by the operator: the sender's modes, for a file found present.
     store.set_mode_mask(0);
     store.begin(SessionId(2), m.clone(), 4096).unwrap();
-    assert_eq!(store.present(&m), [ObjectId(1)]);
+    assert_eq!(store.present(), [ObjectId(1)]);
     store.settle(false, true);
     store.finish();
     assert_eq!((mode("d"), mode("d/f")), (0o777, 0o666));
@@ -493,7 +490,7 @@ fn a_file_linked_in_from_outside_is_placed_afresh_and_the_outside_file_keeps_its
     let mut store = Store::open(&root).unwrap();
     store.begin(SessionId(1), m.clone(), 4096).unwrap();
     assert!(
-        store.present(&m).is_empty(),
+        store.present().is_empty(),
         "a linked file counted as present"
     );
     store.write(ObjectId(1), 0, b"data").unwrap();
@@ -511,7 +508,7 @@ fn a_file_linked_in_from_outside_is_placed_afresh_and_the_outside_file_keeps_its
     assert_eq!(mode(&root.join("d/f")), 0o664);
     // Placed by the store itself, it is present next time.
     store.begin(SessionId(2), m.clone(), 4096).unwrap();
-    assert_eq!(store.present(&m), [ObjectId(1)]);
+    assert_eq!(store.present(), [ObjectId(1)]);
 }
 
 /// Directories are not created before the push is taken: a push that
@@ -613,7 +610,7 @@ fn a_changed_file_starts_from_the_blocks_of_its_old_version() {
         .begin(SessionId(1), m.clone(), BLOCK)
         .unwrap()
         .is_empty());
-    let present = store.present(&m);
+    let present = store.present();
     assert!(present.is_empty());
     let held = store.start_from_old_versions(&present);
     // Blocks 0-2, 4, 5 and 7 are the old ones; 3 and 6 changed, 8-10 are new.
@@ -698,7 +695,7 @@ fn a_changed_version_of_a_placed_file_starts_from_the_blocks_the_index_knows() {
         |store: &mut Store, session: u64, data: &[u8], held: Vec<(ObjectId, Vec<(u32, u32)>)>| {
             let m = Arc::new(Manifest::new(vec![file_entry("img", data)]));
             store.begin(SessionId(session), m.clone(), BLOCK).unwrap();
-            let present = store.present(&m);
+            let present = store.present();
             assert!(present.is_empty());
             assert_eq!(store.start_from_old_versions(&present), held);
             let have: Vec<u64> = held
