@@ -26,6 +26,7 @@ pub fn announce(session: SessionId, manifest_bytes: &[u8], object_count: u32) ->
             object_count,
             data_pos: (0, 0),
             acked: vec![],
+            poll: vec![],
             delete: false,
             dry_run: false,
             enc: None,

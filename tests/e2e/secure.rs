@@ -163,6 +163,7 @@ fn unsigned_untrusted_and_wipe_attempts_change_nothing_and_run_no_hook() {
             object_count: 0,
             data_pos: (1, 0),
             acked: vec![],
+            poll: vec![],
             delete: true,
             dry_run: false,
             enc: None,

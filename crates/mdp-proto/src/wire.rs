@@ -192,6 +192,11 @@ pub struct Announce {
     pub data_pos: (u32, u32),
     /// Recently acknowledged registrations.
     pub acked: Vec<Ack>,
+    /// Registered receivers the sender has not heard from for a while
+    /// during the data: each listed answers with a STATUS, so that one
+    /// that died is dropped as it happens, not only after the data (at
+    /// most [`MAX_NODE_LIST`]).
+    pub poll: Vec<NodeId>,
     /// After a complete push, receivers remove what the pushed directories
     /// hold beyond the manifest (`mdp-send --delete`).
     pub delete: bool,
@@ -759,7 +764,8 @@ fn validate(message: &Control) -> Result<(), WireError> {
                 a.object_count <= crate::manifest::MAX_ENTRIES as u32,
                 "object_count",
             )?;
-            check(a.acked.len() <= MAX_NODE_LIST, "acked")
+            check(a.acked.len() <= MAX_NODE_LIST, "acked")?;
+            check(a.poll.len() <= MAX_NODE_LIST, "poll")
         }
         Control::Flush(f) => {
             check(f.awaiting.len() <= MAX_NODE_LIST, "awaiting")?;

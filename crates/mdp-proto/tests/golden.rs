@@ -115,6 +115,7 @@ fn announce_golden_bytes() {
                 state: AckState::Confirmed,
             },
         ],
+        poll: vec![NodeId(9)],
         delete: true,
         dry_run: false,
         enc: None,
@@ -125,7 +126,7 @@ fn announce_golden_bytes() {
         "10",
         message,
         &format!(
-            "{t} | f80a | c001 | 40 | 02 | {hash} | 05 | 01 02 | 02 07 00 8001 01 | 01 | 00 | 00 | 00"
+            "{t} | f80a | c001 | 40 | 02 | {hash} | 05 | 01 02 | 02 07 00 8001 01 | 01 09 | 01 | 00 | 00 | 00"
         ),
     );
 }
@@ -143,6 +144,7 @@ fn signed_announce_golden_bytes() {
         object_count: 5,
         data_pos: (0, 0),
         acked: vec![],
+        poll: vec![],
         delete: false,
         dry_run: false,
         enc: None,
@@ -162,7 +164,7 @@ fn signed_announce_golden_bytes() {
     golden(
         "10",
         message,
-        &format!("{t} | f80a | c001 | 40 | 02 | {hash} | 05 | 00 00 | 00 | 00 | 00 | 00 | 01 {signer} ac02 {r} {s}"),
+        &format!("{t} | f80a | c001 | 40 | 02 | {hash} | 05 | 00 00 | 00 | 00 | 00 | 00 | 00 | 01 {signer} ac02 {r} {s}"),
     );
 }
 
@@ -181,6 +183,7 @@ fn encrypted_announce_golden_bytes() {
         object_count: 5,
         data_pos: (0, 0),
         acked: vec![],
+        poll: vec![],
         delete: false,
         dry_run: false,
         enc: Some(wire::Encryption {
@@ -194,7 +197,7 @@ fn encrypted_announce_golden_bytes() {
         "10",
         message,
         &format!(
-            "{t} | f80a | c001 | 40 | 02 | {hash} | 05 | 00 00 | 00 | 00 | 00 | 01 01 {eph} | 00"
+            "{t} | f80a | c001 | 40 | 02 | {hash} | 05 | 00 00 | 00 | 00 | 00 | 00 | 01 01 {eph} | 00"
         ),
     );
 }
@@ -240,6 +243,7 @@ fn the_push_claim_has_a_fixed_layout() {
         object_count: 0x090a,
         data_pos: (9, 9),
         acked: vec![],
+        poll: vec![],
         delete: true,
         dry_run: false,
         enc: None,

@@ -228,6 +228,7 @@ fn a_receiver_refuses_a_manifest_that_would_need_huge_block_maps() {
             object_count: 1,
             data_pos: (0, 0),
             acked: vec![],
+            poll: vec![],
             delete: false,
             dry_run: false,
             enc: None,

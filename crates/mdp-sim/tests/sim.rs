@@ -153,6 +153,61 @@ fn every_receiver_gets_identical_files_across_group_sizes_and_loss() {
     }
 }
 
+/// A receiver killed early in a long push is polled in the ANNOUNCE
+/// heartbeats, and dropped as it happens: before the data ends, not only
+/// after it, while the others take the whole push.
+#[test]
+fn a_receiver_killed_during_the_data_is_dropped_before_the_data_ends() {
+    let content = Content::new(
+        &["d"],
+        vec![("d/big.bin".into(), Content::random_bytes(8 << 20, 3))],
+    );
+    let mut c = SimConfig::new(3, 7);
+    // 8 MiB at 20 Mbit/s: about 3.4 s of data.
+    c.sender.rate = mdp_proto::RateMode::Fixed(20_000_000);
+    c.sender.drop_after = Duration::from_secs(1);
+    c.fates = vec![
+        Fate::Normal,
+        Fate::Killed(Duration::from_millis(300)),
+        Fate::Normal,
+    ];
+    let r = run(c, &content);
+    let at = |want: fn(&SenderEvent) -> bool| {
+        r.sender_events
+            .iter()
+            .find(|(_, e)| want(e))
+            .map(|(t, _)| *t)
+            .unwrap_or_else(|| panic!("{:?}", r.sender_events))
+    };
+    let dropped = at(|e| matches!(e, SenderEvent::Silent { name, .. } if name == "r1"));
+    let flushing = at(|e| matches!(e, SenderEvent::Flushing));
+    assert!(
+        dropped < flushing,
+        "dropped at {dropped:?}, the data ended at {flushing:?}"
+    );
+    // Not before it was silent for drop_after.
+    assert!(dropped >= Duration::from_millis(1300), "{dropped:?}");
+    let report = r.report.expect("sender finished");
+    for rr in &report.receivers {
+        let want_dropped = rr.name == "r1";
+        assert_eq!(
+            matches!(rr.verdict, Verdict::Dropped { .. }),
+            want_dropped,
+            "{}: {:?}",
+            rr.name,
+            rr.verdict
+        );
+    }
+    // The live ones were polled too, and never dropped.
+    assert_eq!(
+        r.sender_events
+            .iter()
+            .filter(|(_, e)| matches!(e, SenderEvent::Silent { .. }))
+            .count(),
+        1
+    );
+}
+
 #[test]
 fn a_killed_receiver_is_dropped_and_named_while_the_others_complete() {
     let content = tree(11);

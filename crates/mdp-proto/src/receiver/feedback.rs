@@ -103,6 +103,10 @@ impl Session {
             return;
         }
         self.handle_timing(now, cx, &a.timing, &a.acked);
+        // Polled during the data: a STATUS says this receiver is alive.
+        if self.registration.acked && a.poll.contains(&cx.config.node) {
+            self.status_due = true;
+        }
         self.advance_sender_pos(now, cx, a.data_pos);
         self.maybe_request_key(now, cx);
         self.maybe_register(now, cx);

@@ -784,6 +784,7 @@ mod tests {
             object_count: 1,
             data_pos: (0, 0),
             acked: Vec::new(),
+            poll: Vec::new(),
             delete: false,
             dry_run: false,
             enc: None,

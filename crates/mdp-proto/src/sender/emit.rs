@@ -69,11 +69,43 @@ impl Sender {
             object_count: (self.sizes.len() - 1) as u32,
             data_pos: (self.cursor.object, self.cursor.block),
             acked: self.acks.take(),
+            poll: self.polls(now),
             delete: self.config.delete,
             dry_run: self.config.dry_run,
             enc: self.keys.as_ref().map(|k| k.announced()),
             signed: self.signed,
         })
+    }
+
+    /// The receivers an ANNOUNCE during the data polls: active ones not
+    /// heard from for [`POLL_AFTER`] of `drop_after`, the longest silent
+    /// first, at most [`POLLS_PER_ANNOUNCE`] (so that a group of any size
+    /// answers with a bounded number of STATUS a second).
+    fn polls(&mut self, now: Instant) -> Vec<NodeId> {
+        if self.phase != Phase::Sending {
+            return Vec::new();
+        }
+        let after = self.config.drop_after / POLL_AFTER;
+        let mut quiet: Vec<(Instant, NodeId)> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| {
+                p.state == PeerState::Active
+                    && p.registered
+                    && now.saturating_duration_since(p.last_heard) >= after
+            })
+            .map(|(n, p)| (p.last_heard, *n))
+            .collect();
+        if quiet.len() > POLLS_PER_ANNOUNCE {
+            quiet.select_nth_unstable(POLLS_PER_ANNOUNCE);
+            quiet.truncate(POLLS_PER_ANNOUNCE);
+        }
+        for (_, n) in &quiet {
+            if let Some(p) = self.peers.get_mut(n) {
+                p.unanswered_polls = p.unanswered_polls.saturating_add(1);
+            }
+        }
+        quiet.into_iter().map(|(_, n)| n).collect()
     }
 
     pub(super) fn flush(&mut self, now: Instant) -> Control {

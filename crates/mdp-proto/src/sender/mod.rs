@@ -164,6 +164,15 @@ fn announce_gap(n: u32) -> Duration {
     (ANNOUNCE_FIRST_GAP * 2u32.pow(n.saturating_sub(1).min(4))).min(ANNOUNCE_INTERVAL)
 }
 const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(100);
+/// During the data, a receiver not heard from for `drop_after /
+/// POLL_AFTER` is polled in the ANNOUNCE heartbeats.
+const POLL_AFTER: u32 = 5;
+/// Receivers polled per ANNOUNCE heartbeat, at most (so at most 120 STATUS
+/// a second answer, whatever the group's size).
+const POLLS_PER_ANNOUNCE: usize = 12;
+/// Polls a receiver silent for `drop_after` must have left unanswered to
+/// be dropped during the data.
+const POLLS_BEFORE_DROP: u32 = 3;
 /// DONE goes out [`DONE_REPEATS`] times: back to back after a push every
 /// receiver confirmed, else half a GRTT apart within these bounds: spread
 /// over more than a burst of loss on the group's network, but not holding
@@ -240,6 +249,7 @@ impl Sender {
                 object_count: (sizes.len() - 1) as u32,
                 data_pos: (0, 0),
                 acked: Vec::new(),
+                poll: Vec::new(),
                 delete: config.delete,
                 dry_run: config.dry_run,
                 enc: keys.as_ref().map(|k| k.announced()),
@@ -652,6 +662,32 @@ impl Sender {
         }
     }
 
+    /// During the data: drops each receiver silent for `drop_after` that
+    /// left [`POLLS_BEFORE_DROP`] polls unanswered (killed, its host gone),
+    /// as it happens; its congestion reports stop counting. One that
+    /// answers later is tracked again. O(receivers), once per heartbeat.
+    fn drop_silent_during_data(&mut self, now: Instant) {
+        let mut dropped = Vec::new();
+        for (node, p) in self.peers.iter_mut() {
+            let silent_for = now.saturating_duration_since(p.last_heard);
+            if p.state == PeerState::Active
+                && p.unanswered_polls >= POLLS_BEFORE_DROP
+                && silent_for >= self.config.drop_after
+            {
+                p.state = PeerState::Dropped(silent_for);
+                dropped.push(*node);
+                self.events.push_back(SenderEvent::Silent {
+                    node: *node,
+                    name: p.name.clone(),
+                    silent_for,
+                });
+            }
+        }
+        for node in dropped {
+            self.cc.forget(node);
+        }
+    }
+
     /// Drops silent receivers and ends the session when every receiver is
     /// final. O(receivers): called on feedback, timers and FLUSH rounds, not
     /// per data packet.
@@ -856,6 +892,9 @@ impl Sender {
                 HEARTBEAT_INTERVAL
             };
             self.timers.set(Timer::Announce, now + gap);
+            if self.phase == Phase::Sending {
+                self.drop_silent_during_data(now);
+            }
             return Some(self.single(out));
         }
         if self.timers.is_due(Timer::Flush, now) {

@@ -46,6 +46,8 @@ pub(super) struct Peer {
     pub(super) failed: Vec<(ObjectId, FailReason)>,
     /// How its push hook ended, from its confirmation.
     pub(super) hook: Option<HookOutcome>,
+    /// ANNOUNCE polls it has not answered since it was last heard.
+    pub(super) unanswered_polls: u32,
 }
 
 /// Acknowledgements owed to receivers, each repeated in
@@ -141,6 +143,7 @@ impl Sender {
         }
         if let Some(p) = self.peers.get_mut(&node) {
             p.last_heard = now;
+            p.unanswered_polls = 0;
             if p.name.is_empty() && !name.is_empty() {
                 p.name = name.to_string();
             }
@@ -171,6 +174,7 @@ impl Sender {
                 missing: Vec::new(),
                 failed: Vec::new(),
                 hook: None,
+                unanswered_polls: 0,
             },
         );
         if registers {
