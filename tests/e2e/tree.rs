@@ -452,7 +452,7 @@ fn an_atomic_push_switches_the_whole_tree_at_once_for_a_reader() {
     assert!(target.starts_with(".mdp-versions/site"), "{target:?}");
     assert_eq!(fs::read(dir.join("site/f07")).unwrap()[..5], *b"v4 7\n");
     assert_eq!(fs::read(dir.join("site/f08")).unwrap()[..5], *b"v3 8\n");
-    let versions = fs::read_dir(dir.join(".mdp-versions/site"))
+    let versions = fs::read_dir(dir.join(".mdp-versions/site/@"))
         .unwrap()
         .count();
     assert_eq!(versions, 2, "--keep-versions 2");

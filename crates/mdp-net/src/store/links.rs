@@ -62,6 +62,15 @@ impl Store {
     pub(super) fn place_links(&mut self) {
         let manifest = self.manifest.clone();
         let session = self.session.map_or(0, |s| s.0);
+        // The files hard links may name, by path.
+        let files: std::collections::HashMap<&str, (&mdp_proto::Entry, [u8; 32])> = manifest
+            .entries
+            .iter()
+            .filter_map(|t| match &t.kind {
+                EntryKind::File { hash, .. } => Some((t.path.as_str(), (t, *hash))),
+                _ => None,
+            })
+            .collect();
         for (i, e) in manifest.entries.iter().enumerate() {
             let temp = format!(".mdp-link-{session:x}-{i}");
             match &e.kind {
@@ -72,7 +81,10 @@ impl Store {
                     }
                 }
                 EntryKind::HardLink { target } => {
-                    if let Err(err) = self.place_hard_link(&e.path, target, &temp) {
+                    let Some(&(file, hash)) = files.get(target.as_str()) else {
+                        continue;
+                    };
+                    if let Err(err) = self.place_hard_link(&e.path, file, hash, &temp) {
                         tracing::warn!("cannot make {} another name of {target}: {err}", e.path);
                     }
                 }
@@ -81,9 +93,19 @@ impl Store {
         }
     }
 
-    /// Makes `path` another name of the regular file at `target` (both
-    /// relative to DIR): left alone when it already is one.
-    fn place_hard_link(&mut self, path: &str, target: &str, temp: &str) -> io::Result<()> {
+    /// Makes `path` another name of the file the push placed at `file`'s
+    /// path (content `hash`): left alone when it already is one. The file
+    /// linked is checked after the link, under its private temporary
+    /// name: this store's own, with the push's content (a local user who
+    /// swapped the target's name gets nothing linked).
+    fn place_hard_link(
+        &mut self,
+        path: &str,
+        file: &mdp_proto::Entry,
+        hash: [u8; 32],
+        temp: &str,
+    ) -> io::Result<()> {
+        let target = file.path.as_str();
         let (tdir, tname) = self.beneath.parent(target, false)?;
         let st = rfs::statat(&tdir, tname, AtFlags::SYMLINK_NOFOLLOW)?;
         if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
@@ -100,6 +122,15 @@ impl Store {
         let tmp = self.tmp_fd.clone();
         let _ = rfs::unlinkat(&*tmp, temp, AtFlags::empty());
         rfs::linkat(&tdir, tname, &*tmp, temp, AtFlags::empty())?;
+        let checked = super::safe_path::file_at(&tmp, temp).is_some_and(|(f, md)| {
+            self.ours(&md, file) && super::blocks::hash_open(&f).is_ok_and(|h| h == hash)
+        });
+        if !checked {
+            let _ = rfs::unlinkat(&*tmp, temp, AtFlags::empty());
+            return Err(io::Error::other(format!(
+                "{target} is not the file this push placed (changed or replaced meanwhile)"
+            )));
+        }
         if let Err(e) = rfs::renameat(&*tmp, temp, &parent, name) {
             let _ = rfs::unlinkat(&*tmp, temp, AtFlags::empty());
             return Err(e.into());

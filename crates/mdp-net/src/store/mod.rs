@@ -291,6 +291,13 @@ impl Store {
         let beneath = Beneath::open(&root)?;
         let tmp_fd = beneath.dir(TMP_DIR, true)?;
         own_private_dir(&tmp_fd, &root.join(TMP_DIR))?;
+        // A directory an atomic switch exchanged away just before a crash:
+        // superseded, its new version is current.
+        for (name, _) in prune::entries(std::os::fd::AsFd::as_fd(&tmp_fd)) {
+            if name.starts_with(versions::SWITCH_TEMP) {
+                prune::remove_tree(std::os::fd::AsFd::as_fd(&tmp_fd), &name, 0);
+            }
+        }
         let tmp = root.join(TMP_DIR);
         // A missing or unreadable index only costs hashing again. The files
         // it describes were written by this store: no settling time needed.
@@ -463,12 +470,12 @@ impl Store {
         // The directory of the previous file, held open: a manifest lists
         // a directory's files together, so each is walked to once.
         let mut parent: Option<(String, OwnedFd)> = None;
-        // How many names each file has in the push (itself and its hard
-        // links): a file in place with exactly that many is still ours.
-        let mut names: HashMap<&str, u64> = HashMap::new();
+        // The other names each file has in the push (its hard links): a
+        // file in place with exactly those names is still ours.
+        let mut names: HashMap<&str, Vec<&str>> = HashMap::new();
         for e in &manifest.entries {
             if let EntryKind::HardLink { target } = &e.kind {
-                *names.entry(target.as_str()).or_insert(1) += 1;
+                names.entry(target.as_str()).or_default().push(&e.path);
             }
         }
         for (id, e) in manifest.files() {
@@ -500,8 +507,19 @@ impl Store {
             // the directory (it is placed afresh instead, which breaks the
             // link).
             use std::os::unix::fs::MetadataExt;
-            let own_names = names.get(e.path.as_str()).copied().unwrap_or(1);
-            if md.len() != size || md.nlink() != own_names || !self.ours(&md, e) {
+            let links = names.get(e.path.as_str()).map_or(&[][..], Vec::as_slice);
+            if md.len() != size || md.nlink() != 1 + links.len() as u64 || !self.ours(&md, e) {
+                continue;
+            }
+            // Each of those names is this file (a name of a file from
+            // elsewhere would count in `nlink` just the same).
+            let is_this = |link: &&str| {
+                self.beneath.parent(link, false).is_ok_and(|(d, n)| {
+                    rfs::statat(&d, n, AtFlags::SYMLINK_NOFOLLOW)
+                        .is_ok_and(|st| (st.st_dev, st.st_ino) == (md.dev(), md.ino()))
+                })
+            };
+            if !links.iter().all(is_this) {
                 continue;
             }
             let known = self.index.hash_of(&e.path, &md);
@@ -601,6 +619,7 @@ impl Store {
         let manifest = if manifest.atomic {
             let (switch, rewritten) = versions::Switch::plan(self, &manifest, session)?;
             self.switch = Some(switch);
+            self.prepare_versions()?;
             Arc::new(rewritten)
         } else {
             manifest
@@ -877,8 +896,9 @@ impl Store {
             // Every file arrived, signed: an atomic push's directories now
             // point at their new versions.
             self.switch_versions();
+        } else {
+            self.drop_versions();
         }
-        self.switch = None;
         self.settled = true;
         removed
     }
@@ -971,6 +991,8 @@ impl Store {
     /// with written blocks is kept for a resume (its data synced to disk
     /// first, then its block bitmap written beside it); others are removed.
     fn abort(&mut self) {
+        // An atomic push that ends unswitched leaves no version behind.
+        self.drop_versions();
         let files = std::mem::take(&mut self.files);
         for (object, t) in files {
             if !t.created {

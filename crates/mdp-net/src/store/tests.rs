@@ -813,3 +813,37 @@ fn links_are_placed_as_links_and_replace_what_is_in_their_way_but_a_directory() 
     assert!(err.to_string().contains("is a directory here"), "{err}");
     assert!(root.join("site/release-42").is_dir());
 }
+
+#[test]
+fn a_hard_link_is_made_only_to_the_file_the_push_placed() {
+    use std::os::unix::fs::MetadataExt;
+    let data = b"the pushed file";
+    let entries = || {
+        vec![
+            file_entry("a", data),
+            Entry {
+                kind: EntryKind::HardLink { target: "a".into() },
+                ..file_entry("b", b"")
+            },
+        ]
+    };
+    // As pushed: b is another name of a.
+    let (root, mut store) = store_with("hardlink", entries(), 4096);
+    store.write(ObjectId(1), 0, data).unwrap();
+    store.complete(ObjectId(1)).unwrap();
+    store.settle(false, true);
+    let ino = |p: &str| fs::metadata(root.join(p)).unwrap().ino();
+    assert_eq!(ino("a"), ino("b"));
+    // A local user swaps the placed file for one of their own before the
+    // tree settles: no name of the push is given to it.
+    let (root, mut store) = store_with("hardlink-swap", entries(), 4096);
+    store.write(ObjectId(1), 0, data).unwrap();
+    store.complete(ObjectId(1)).unwrap();
+    fs::rename(root.join("a"), root.join("a.orig")).unwrap();
+    fs::write(root.join("a"), b"someone else's").unwrap();
+    store.settle(false, true);
+    assert!(
+        !root.join("b").exists(),
+        "linked to a file the push did not place"
+    );
+}

@@ -1,7 +1,7 @@
 //! Atomic whole-tree switches (`mdp-send --atomic`). Each pushed directory
 //! `T` (a top-level directory of the manifest) lives in versions,
-//! `.mdp-versions/T/NNNNNN-SESSION/`, and `T` itself is a symbolic link to
-//! the current one. A push lands in a new version: the store takes a
+//! `.mdp-versions/T/@/NNNNNN-SESSION/`, and `T` itself is a symbolic link
+//! to the current one. A push lands in a new version: the store takes a
 //! manifest whose paths are rewritten into it ([`Switch::plan`]); files
 //! unchanged since the current version are linked into it instead of sent
 //! ([`Store::carry_over`]); a changed file starts from the current
@@ -14,17 +14,24 @@
 //! new one is complete, settled and on the disk before the rename that
 //! points `T` at it, and no file of a version is changed once `T` pointed
 //! to it (a carried file is another name of the same inode, and the store
-//! never writes into a placed file; it places new ones by rename).
+//! never writes into a placed file; it places new ones by rename). A new
+//! version is private (0700) until it settles, and one that never became
+//! current is removed when its push ends.
 
 use super::prune::{entries, remove_tree};
 use super::safe_path::{file_at, refuse};
 use super::Store;
 use mdp_proto::{EntryKind, Manifest, ObjectId, SessionId};
-use rustix::fs::{self as rfs, AtFlags, FileType, RenameFlags};
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode, RenameFlags};
 use std::fs::File;
 use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
+
+/// The name the link that switches a directory is made under in `.mdp-tmp`
+/// begins with this; one a crash left there (after the exchange, before
+/// the old directory was moved into its versions) is removed at start-up.
+pub(super) const SWITCH_TEMP: &str = ".mdp-switch-";
 
 /// The directory of the versions, below DIR. Pushes may not write there.
 pub const VERSIONS_DIR: &str = ".mdp-versions";
@@ -57,9 +64,20 @@ pub(super) fn is_versions_dir(path: &str) -> bool {
     path == VERSIONS_DIR || path.starts_with(&format!("{VERSIONS_DIR}/"))
 }
 
-/// The versions directory of pushed directory `top`.
+/// The versions directory of pushed directory `top` (its own `@`
+/// component: the versions of `a` and of a directory `a/000001-x` pushed
+/// on its own never share a directory).
 fn versions_of(top: &str) -> String {
-    format!("{VERSIONS_DIR}/{top}")
+    format!("{VERSIONS_DIR}/{top}/@")
+}
+
+/// A version's number, from its name (`NNNNNN-SESSION`).
+fn version_number(name: &str) -> Option<u64> {
+    let (digits, rest) = name.split_once('-')?;
+    if digits.len() < 6 || rest.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
 }
 
 impl Switch {
@@ -91,11 +109,27 @@ impl Switch {
             let current = store.current_version(&e.path)?;
             let number = store.next_version_number(&e.path);
             let new = format!("{}/{number:06}-{session}", versions_of(&e.path));
+            store.check_switchable(&e.path)?;
             switch.tops.push(Top {
                 path: e.path.clone(),
                 current,
                 new,
             });
+        }
+        // A crafted manifest could list a top directory below another
+        // (`a` and `a/b/c` without `a/b`): which one a file lands in would
+        // depend on the order. The sender's walk never makes one.
+        for t in &switch.tops {
+            if switch
+                .tops
+                .iter()
+                .any(|o| t.path.starts_with(&format!("{}/", o.path)))
+            {
+                return Err(refuse(format!(
+                    "{} lies below another pushed directory of this atomic push",
+                    t.path
+                )));
+            }
         }
         let mut rewritten = manifest.clone();
         for e in &mut rewritten.entries {
@@ -168,10 +202,10 @@ impl Store {
 
     /// The number of the next version of `top`: one above the highest
     /// there.
-    fn next_version_number(&self, top: &str) -> u32 {
+    fn next_version_number(&self, top: &str) -> u64 {
         self.versions(top)
             .last()
-            .and_then(|v| v.get(..6)?.parse::<u32>().ok())
+            .and_then(|v| version_number(v))
             .map_or(1, |n| n + 1)
     }
 
@@ -180,18 +214,96 @@ impl Store {
         let Ok(dir) = self.beneath.dir(&versions_of(top), false) else {
             return Vec::new();
         };
-        let mut names: Vec<String> = entries(dir.as_fd())
+        let mut names: Vec<(u64, String)> = entries(dir.as_fd())
             .into_iter()
-            .filter(|(n, t)| {
-                *t == FileType::Directory
-                    && n.len() > 7
-                    && n.as_bytes()[..6].iter().all(u8::is_ascii_digit)
-                    && n.as_bytes()[6] == b'-'
-            })
-            .map(|(n, _)| n)
+            .filter(|(_, t)| *t == FileType::Directory)
+            .filter_map(|(n, _)| Some((version_number(&n)?, n)))
             .collect();
         names.sort();
-        names
+        names.into_iter().map(|(_, n)| n).collect()
+    }
+
+    /// Refuses, before anything is written, an atomic push whose switch of
+    /// `top` could not be made: the link is made in `.mdp-tmp` and renamed
+    /// into `top`'s directory, which must be on the same file system; a
+    /// plain directory `top` is exchanged with it, which the file system
+    /// must support (`renameat2(RENAME_EXCHANGE)`).
+    fn check_switchable(&self, top: &str) -> io::Result<()> {
+        let (parent, _) = self.beneath.parent(top, true)?;
+        let same_fs = rfs::fstat(&parent)?.st_dev == rfs::fstat(&*self.tmp_fd)?.st_dev;
+        if !same_fs {
+            return Err(refuse(format!(
+                "{top} would be on another file system than {}: an atomic push switches by a rename within one; push it without --atomic, or below another directory",
+                self.root.display()
+            )));
+        }
+        let tmp = &*self.tmp_fd;
+        let (a, b) = (".mdp-probe-a", ".mdp-probe-b");
+        let _ = rfs::unlinkat(tmp, a, AtFlags::REMOVEDIR);
+        let _ = rfs::unlinkat(tmp, b, AtFlags::empty());
+        rfs::mkdirat(tmp, a, Mode::from_raw_mode(0o700))?;
+        let probe = rfs::symlinkat("x", tmp, b)
+            .and_then(|()| rfs::renameat_with(tmp, a, tmp, b, RenameFlags::EXCHANGE));
+        let _ = rfs::unlinkat(tmp, a, AtFlags::empty());
+        let _ = rfs::unlinkat(tmp, a, AtFlags::REMOVEDIR);
+        let _ = rfs::unlinkat(tmp, b, AtFlags::empty());
+        let _ = rfs::unlinkat(tmp, b, AtFlags::REMOVEDIR);
+        probe.map_err(|e| {
+            refuse(format!(
+                "the file system of {} cannot exchange a directory and a link atomically ({e}): push without --atomic",
+                self.root.display()
+            ))
+        })
+    }
+
+    /// Makes each new version's directory, private (0700) until the tree
+    /// settles and its mode is applied, and removes the versions of the
+    /// push's directories that never became current (a push that failed,
+    /// or a receiver that crashed before its switch): those newer than
+    /// the current one, or all while there is none.
+    pub(super) fn prepare_versions(&mut self) -> io::Result<()> {
+        let Some(switch) = self.switch.take() else {
+            return Ok(());
+        };
+        let made = (|| {
+            for top in &switch.tops {
+                let current_number = top
+                    .current
+                    .as_deref()
+                    .and_then(|c| c.rsplit('/').next())
+                    .and_then(version_number);
+                if let Ok(vdir) = self.beneath.dir(&versions_of(&top.path), false) {
+                    for name in self.versions(&top.path) {
+                        let newer = version_number(&name) > current_number;
+                        if newer {
+                            remove_tree(vdir.as_fd(), &name, 0);
+                        }
+                    }
+                }
+                let (vdir, name) = self.beneath.parent(&top.new, true)?;
+                match rfs::mkdirat(&vdir, name, Mode::from_raw_mode(0o700)) {
+                    Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                    Err(e) => return Err(io::Error::from(e)),
+                }
+            }
+            Ok(())
+        })();
+        self.switch = Some(switch);
+        made
+    }
+
+    /// The push ends without its switch (a file failed, not signed, or
+    /// interrupted): its new versions go, so that only versions that were
+    /// current count towards those kept.
+    pub(super) fn drop_versions(&mut self) {
+        let Some(switch) = self.switch.take() else {
+            return;
+        };
+        for top in &switch.tops {
+            if let Ok((vdir, name)) = self.beneath.parent(&top.new, false) {
+                remove_tree(vdir.as_fd(), name, 0);
+            }
+        }
     }
 
     /// Files of the push that the current version already holds as the
@@ -238,8 +350,24 @@ impl Store {
                 if rfs::linkat(&old_dir, old_name, &new_dir, new_name, AtFlags::empty()).is_err() {
                     continue;
                 }
-                self.index
-                    .remember_blocks(&e.path, &md, (*hash, blocks.clone()), self.block_bytes);
+                // The name was linked, not the descriptor checked above: it
+                // must still be that file (a local user may have swapped
+                // the name meanwhile).
+                let Some((_, linked)) = file_at(&new_dir, new_name) else {
+                    continue;
+                };
+                if (linked.dev(), linked.ino()) != (md.dev(), md.ino()) {
+                    let _ = rfs::unlinkat(&new_dir, new_name, AtFlags::empty());
+                    continue;
+                }
+                // As it is after the link (which moved its ctime), so that
+                // the next push's check of this version finds it unread.
+                self.index.remember_blocks(
+                    &e.path,
+                    &linked,
+                    (*hash, blocks.clone()),
+                    self.block_bytes,
+                );
             }
             out.push(id);
         }
@@ -258,18 +386,22 @@ impl Store {
         };
         let session = self.session.map_or(0, |s| s.0);
         for (i, top) in switch.tops.iter().enumerate() {
-            if let Err(err) = self.switch_one(top, &format!(".mdp-switch-{session:x}-{i}")) {
+            if let Err(err) = self.switch_one(top, &format!("{SWITCH_TEMP}{session:x}-{i}")) {
                 tracing::warn!(
                     "cannot switch {} to its new version {}: {err}; it still shows the previous one",
                     top.path,
                     top.new
                 );
+                if let Ok((vdir, name)) = self.beneath.parent(&top.new, false) {
+                    remove_tree(vdir.as_fd(), name, 0);
+                }
                 continue;
             }
             self.remove_old_versions(top);
         }
     }
 
+    /// Switches `top` to its new version; an error leaves it as it was.
     fn switch_one(&mut self, top: &Top, temp: &str) -> io::Result<()> {
         // A relative link, so that DIR may move or be mounted elsewhere.
         let target = format!("{}{}", "../".repeat(top.path.matches('/').count()), top.new);
@@ -288,15 +420,35 @@ impl Store {
             let _ = rfs::unlinkat(&*tmp, temp, AtFlags::empty());
             return Err(e.into());
         }
+        // Switched: what follows cannot undo it.
         if self.durable {
-            File::from(parent).sync_all()?;
+            if let Err(e) = File::from(parent).sync_all() {
+                tracing::warn!("cannot flush the directory of {}: {e}", top.path);
+            }
         }
         if is_dir {
             // The plain directory it was is now at `temp`: it becomes the
-            // version before the new one.
-            let (vdir, new_name) = self.beneath.parent(&top.new, false)?;
-            let before = format!("{}-0", &new_name[..6]);
-            rfs::renameat(&*tmp, temp, &vdir, before.as_str())?;
+            // version before the new one (numbered one below it).
+            let before = top
+                .new
+                .rsplit('/')
+                .next()
+                .and_then(version_number)
+                .map_or(0, |n| n.saturating_sub(1));
+            let moved = self
+                .beneath
+                .dir(&versions_of(&top.path), false)
+                .and_then(|vdir| {
+                    let name = format!("{before:06}-0");
+                    Ok(rfs::renameat(&*tmp, temp, &vdir, name.as_str())?)
+                });
+            if let Err(e) = moved {
+                tracing::warn!(
+                    "{} switched, but its previous directory could not be kept as a version ({e}): removed",
+                    top.path
+                );
+                remove_tree(tmp.as_fd(), temp, 0);
+            }
         }
         Ok(())
     }
