@@ -82,6 +82,8 @@ pub struct SimConfig {
     /// confirmation of a signed push in which no file failed (missing
     /// entries: it has no hook).
     pub hooks: Vec<Option<mdp_proto::wire::HookOutcome>>,
+    /// Receivers whose caller cannot make the tree final (by index).
+    pub settle_fails: Vec<usize>,
     /// Virtual time after which the run is abandoned.
     pub max_time: Duration,
 }
@@ -119,6 +121,7 @@ impl SimConfig {
             encode_delay: Duration::ZERO,
             settle_delay: Duration::ZERO,
             hooks: Vec::new(),
+            settle_fails: Vec::new(),
             max_time: Duration::from_secs(300),
         }
     }

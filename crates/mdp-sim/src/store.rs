@@ -48,6 +48,9 @@ pub(crate) struct Store {
     /// What this receiver's push hook does: reported when a signed push
     /// in which no file failed settles (`None`: it has no hook).
     pub(crate) hook: Option<HookOutcome>,
+    /// Its caller cannot make the tree final (a flush fails): every
+    /// settle is answered with `handle_settle_failed`.
+    pub(crate) settle_fails: bool,
 }
 
 /// How the store answers, the same for every receiver of a world.
@@ -167,7 +170,9 @@ impl Store {
             }
             Output::Request(ReceiverRequest::Settle { links, .. }) => {
                 self.settle_links = Some(links);
-                if rules.settle_delay.is_zero() {
+                if self.settle_fails {
+                    machine.handle_settle_failed(now, "a flush failed".into());
+                } else if rules.settle_delay.is_zero() {
                     self.settled = Some(now);
                     machine.handle_settled(now, self.hook_for_settle());
                 } else {

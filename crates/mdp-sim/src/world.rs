@@ -131,10 +131,14 @@ impl World {
                 receiver_configs.push(rc.clone());
                 SimReceiver {
                     machine: Receiver::new(rc),
-                    store: Store::new(
-                        config.preexisting.get(i).cloned().unwrap_or_default(),
-                        config.hooks.get(i).copied().flatten(),
-                    ),
+                    store: {
+                        let mut s = Store::new(
+                            config.preexisting.get(i).cloned().unwrap_or_default(),
+                            config.hooks.get(i).copied().flatten(),
+                        );
+                        s.settle_fails = config.settle_fails.contains(&i);
+                        s
+                    },
                     fate,
                     alive: true,
                     started: !matches!(fate, Fate::LateJoin(_)),

@@ -330,3 +330,34 @@ fn each_receivers_hook_outcome_reaches_the_senders_report() {
     assert!(report.success, "{:?}", report.problem);
     assert!(report.receivers.iter().all(|r| r.hook.is_none()));
 }
+
+/// A receiver whose caller cannot make the tree final (a flush failed)
+/// does not confirm: the sender reports it failed, with every file it had
+/// placed, and its own outcome says why; the others confirm.
+#[test]
+fn a_receiver_that_cannot_settle_its_tree_is_reported_failed_not_confirmed() {
+    use mdp_proto::receiver::SessionError;
+    use mdp_proto::Verdict;
+    let mut c = config(Some(key(1)), vec![key(1).public()]);
+    c.settle_fails = vec![1];
+    let w = push(c);
+    let report = w.sender().report().unwrap();
+    assert!(!report.success);
+    let verdict = |name: &str| {
+        report
+            .receivers
+            .iter()
+            .find(|r| r.name == name)
+            .map(|r| (r.verdict.clone(), r.failed.len()))
+            .unwrap()
+    };
+    assert_eq!(verdict("r0"), (Verdict::Confirmed, 0));
+    assert_eq!(verdict("r1"), (Verdict::Failed, 1));
+    let outcome = w.receiver_outcome(1).expect("r1 ended");
+    assert!(!outcome.complete);
+    assert!(
+        matches!(outcome.problem, Some(SessionError::NotSettled(_))),
+        "{:?}",
+        outcome.problem
+    );
+}

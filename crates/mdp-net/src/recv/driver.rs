@@ -581,10 +581,16 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
                 (self.notice)(RecvNotice::Failed(why.clone()));
                 self.receiver.refuse(Instant::now(), Refusal::Caller(why));
             }
-            WriterReply::Settled(session, removed) => {
+            WriterReply::Settled(session, removed, problem) => {
                 if self.receiver.session_id() == Some(session) {
                     self.pruned = removed;
-                    if self.hook_may_run.take() == Some(session) {
+                    if let Some(why) = problem {
+                        // Not final, or not on the disk: never confirmed,
+                        // and no hook runs.
+                        self.hook_may_run = None;
+                        (self.notice)(RecvNotice::Failed(why.clone()));
+                        self.receiver.handle_settle_failed(Instant::now(), why);
+                    } else if self.hook_may_run.take() == Some(session) {
                         // The caller runs its push hook; the confirmation
                         // waits for it (see `Wake::Hook`).
                         let (tx, rx) = oneshot::channel();

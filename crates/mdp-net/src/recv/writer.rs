@@ -94,8 +94,9 @@ pub(super) enum WriterReply {
     /// A rebuilt block did not match its hash and was not written: the
     /// session, the file and the block number.
     Rejected(SessionId, ObjectId, u32),
-    /// The tree is final; what `--delete` removed.
-    Settled(SessionId, Vec<String>),
+    /// The tree is final; what `--delete` removed; or why it could not be
+    /// made final (then the push is not confirmed).
+    Settled(SessionId, Vec<String>, Option<String>),
     Finished,
 }
 
@@ -213,7 +214,10 @@ fn writer(
                 session,
                 prune,
                 links,
-            } => WriterReply::Settled(session, store.settle(prune, links)),
+            } => {
+                let removed = store.settle(prune, links);
+                WriterReply::Settled(session, removed, store.take_settle_problem())
+            }
             WriterCmd::Finish => {
                 store.finish();
                 WriterReply::Finished

@@ -131,13 +131,7 @@ impl Store {
                 "{target} is not the file this push placed (changed or replaced meanwhile)"
             )));
         }
-        if let Err(e) = rfs::renameat(&*tmp, temp, &parent, name) {
-            let _ = rfs::unlinkat(&*tmp, temp, AtFlags::empty());
-            return Err(e.into());
-        }
-        let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
-        self.touched_dirs.insert(dir.to_string());
-        Ok(())
+        self.move_into_place(temp, &parent, name, path)
     }
 
     fn place_link(
@@ -160,7 +154,20 @@ impl Store {
             let _ = rfs::unlinkat(&*tmp, temp, AtFlags::empty());
             return Err(e);
         }
-        if let Err(e) = rfs::renameat(&*tmp, temp, &parent, name) {
+        self.move_into_place(temp, &parent, name, path)
+    }
+
+    /// Renames the link made as `temp` in `.mdp-tmp` over `name` in
+    /// `parent` (the directory of `path`), or removes it if that fails.
+    fn move_into_place(
+        &mut self,
+        temp: &str,
+        parent: &OwnedFd,
+        name: &str,
+        path: &str,
+    ) -> io::Result<()> {
+        let tmp = self.tmp_fd.clone();
+        if let Err(e) = rfs::renameat(&*tmp, temp, parent, name) {
             let _ = rfs::unlinkat(&*tmp, temp, AtFlags::empty());
             return Err(e.into());
         }

@@ -209,6 +209,9 @@ pub struct Store {
     keep_owners: bool,
     /// The atomic switch of the current push, if it is one (versions.rs).
     switch: Option<versions::Switch>,
+    /// Why the last [`Store::settle`] could not make the tree final (a
+    /// flush failed, a switch could not be made).
+    settle_problem: Option<String>,
     /// Versions of each atomically pushed directory kept
     /// ([`Store::set_keep_versions`]).
     keep_versions: usize,
@@ -320,6 +323,7 @@ impl Store {
             group: None,
             keep_owners: false,
             switch: None,
+            settle_problem: None,
             keep_versions: DEFAULT_KEEP_VERSIONS,
             push_signed: false,
             owner_ids: Vec::new(),
@@ -369,6 +373,12 @@ impl Store {
     /// told `--no-owners`. Off, everything belongs to the receiver's user.
     pub fn set_keep_owners(&mut self, keep: bool) {
         self.keep_owners = keep;
+    }
+
+    /// Why the last [`Store::settle`] could not make the tree final, if it
+    /// could not: then the receiver must not confirm the push.
+    pub fn take_settle_problem(&mut self) -> Option<String> {
+        self.settle_problem.take()
     }
 
     /// How many versions of each directory an atomic push (`mdp-send
@@ -870,6 +880,7 @@ impl Store {
     /// directories' modes and mtimes. [`Store::finish`] does not do it
     /// again.
     pub fn settle(&mut self, prune: bool, links: bool) -> Vec<String> {
+        self.settle_problem = None;
         let removed = if prune { self.prune() } else { Vec::new() };
         if links {
             self.place_links();
@@ -892,9 +903,9 @@ impl Store {
             }
         }
         self.settle_dirs(true);
-        if links {
-            // Every file arrived, signed: an atomic push's directories now
-            // point at their new versions.
+        if links && self.settle_problem.is_none() {
+            // Every file arrived, signed, on the disk: an atomic push's
+            // directories now point at their new versions.
             self.switch_versions();
         } else {
             self.drop_versions();
@@ -954,7 +965,7 @@ impl Store {
 
     /// Flushes each directory of `touched` (paths relative to the cache
     /// directory), each of their ancestors, and the cache directory itself.
-    fn flush_dirs(&self, touched: BTreeSet<String>) {
+    fn flush_dirs(&mut self, touched: BTreeSet<String>) {
         let mut all = BTreeSet::new();
         let dirs = self
             .manifest
@@ -979,10 +990,12 @@ impl Store {
                 continue; // gone, or a link now: not ours to flush
             };
             if let Err(err) = File::from(fd).sync_all() {
-                tracing::warn!(
+                let why = format!(
                     "cannot flush directory {}: {err}",
                     self.root.join(d).display()
                 );
+                tracing::warn!("{why}");
+                self.settle_problem.get_or_insert(why);
             }
         }
     }

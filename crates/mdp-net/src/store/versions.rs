@@ -387,11 +387,12 @@ impl Store {
         let session = self.session.map_or(0, |s| s.0);
         for (i, top) in switch.tops.iter().enumerate() {
             if let Err(err) = self.switch_one(top, &format!("{SWITCH_TEMP}{session:x}-{i}")) {
-                tracing::warn!(
+                let why = format!(
                     "cannot switch {} to its new version {}: {err}; it still shows the previous one",
-                    top.path,
-                    top.new
+                    top.path, top.new
                 );
+                tracing::warn!("{why}");
+                self.settle_problem.get_or_insert(why);
                 if let Ok((vdir, name)) = self.beneath.parent(&top.new, false) {
                     remove_tree(vdir.as_fd(), name, 0);
                 }

@@ -45,6 +45,11 @@ pub enum SessionError {
         /// Files in the session.
         files: u32,
     },
+    /// Every file arrived, but the caller could not make the tree final
+    /// (a flush failed, an atomic switch could not be made): the push is
+    /// reported failed, not confirmed.
+    #[error("the tree could not be made final: {0}")]
+    NotSettled(String),
     /// Every file is final, but some failed for good.
     #[error("{count} files failed")]
     FilesFailed {

@@ -620,6 +620,20 @@ impl Receiver {
         }
     }
 
+    /// The caller could not make the tree final after
+    /// [`ReceiverRequest::Settle`] (`why`: a flush failed, an atomic switch
+    /// could not be made): the receiver reports every file it placed as
+    /// failed, so the sender does not count it confirmed, and its outcome
+    /// says why.
+    pub fn handle_settle_failed(&mut self, now: Instant, why: String) {
+        let State::Live(s) = &mut self.state else {
+            return;
+        };
+        if s.settle_failed(why) {
+            self.after_input(now);
+        }
+    }
+
     /// The caller is stopping (a signal, its own deadline). A session this
     /// receiver has completed (every file final, the tree settled, its
     /// confirmation sent or due) ends now as complete, as if the sender had

@@ -158,6 +158,8 @@ pub(super) struct Session {
     pub(super) refused: Option<Refusal>,
     /// How the caller's push hook ended, reported when settled.
     pub(super) hook: Option<HookOutcome>,
+    /// Why the caller could not settle the tree, if it could not.
+    pub(super) not_settled: Option<String>,
     /// With a key: counters seen from the sender and from other receivers.
     pub(super) sender_replay: ReplayWindow,
     pub(super) peer_replay: HashMap<NodeId, ReplayWindow>,
@@ -211,6 +213,7 @@ impl Session {
             failed: Vec::new(),
             refused: None,
             hook: None,
+            not_settled: None,
             sender_replay: ReplayWindow::default(),
             peer_replay: HashMap::new(),
             keys,
@@ -293,6 +296,25 @@ impl Session {
         true
     }
 
+    /// Settling to Confirming when the caller could not make the tree
+    /// final (`why`): every file it had placed counts as failed (`Io`), so
+    /// the sender reports this receiver failed instead of confirmed. True
+    /// when the session was settling.
+    pub(super) fn settle_failed(&mut self, why: String) -> bool {
+        if !matches!(self.phase, Phase::Settling) {
+            return false;
+        }
+        for (o, obj) in self.objects.iter().enumerate().skip(1) {
+            if matches!(obj.state, ObjState::Verified) {
+                self.failed.push((ObjectId(o as u32), FailReason::Io));
+            }
+        }
+        self.not_settled = Some(why);
+        self.phase = Phase::Confirming { acked: false };
+        self.status_due = true;
+        true
+    }
+
     /// Every file not yet final fails as refused; see
     /// [`super::Receiver::refuse`]. The manifest is known.
     pub(super) fn refuse(&mut self, now: Instant, cx: &mut Ctx, why: Refusal) {
@@ -337,6 +359,7 @@ impl Session {
         let problem = match end
             .0
             .or_else(|| self.refused.clone().map(SessionError::from))
+            .or_else(|| self.not_settled.clone().map(SessionError::NotSettled))
         {
             // A dry run ends by the sender's DONE, as it should.
             None if self.dry_run => Some(SessionError::DryRun),
