@@ -208,6 +208,43 @@ fn a_receiver_killed_during_the_data_is_dropped_before_the_data_ends() {
     );
 }
 
+/// A receiver killed near the end of the data, too late to be dropped
+/// during it, is dropped `drop_after` after it fell silent, not
+/// `drop_after` after the data ended: the polls it left unanswered show
+/// its silence began before the flush.
+#[test]
+fn a_receiver_killed_late_in_the_data_is_dropped_from_when_it_fell_silent() {
+    let content = Content::new(
+        &["d"],
+        vec![("d/big.bin".into(), Content::random_bytes(8 << 20, 4))],
+    );
+    let mut c = SimConfig::new(3, 8);
+    // About 3.4 s of data; killed at 2.5 s.
+    c.sender.rate = mdp_proto::RateMode::Fixed(20_000_000);
+    c.sender.drop_after = Duration::from_secs(2);
+    c.fates = vec![
+        Fate::Normal,
+        Fate::Killed(Duration::from_millis(2500)),
+        Fate::Normal,
+    ];
+    let r = run(c, &content);
+    let at = |want: fn(&SenderEvent) -> bool| {
+        r.sender_events
+            .iter()
+            .find(|(_, e)| want(e))
+            .map(|(t, _)| *t)
+            .unwrap_or_else(|| panic!("{:?}", r.sender_events))
+    };
+    let dropped = at(|e| matches!(e, SenderEvent::Silent { name, .. } if name == "r1"));
+    let flushing = at(|e| matches!(e, SenderEvent::Flushing));
+    assert!(flushing < Duration::from_millis(4500), "{flushing:?}");
+    assert!(
+        dropped < flushing + Duration::from_millis(1500),
+        "dropped at {dropped:?}, flushing began at {flushing:?}"
+    );
+    assert!(dropped >= Duration::from_millis(4000), "{dropped:?}");
+}
+
 #[test]
 fn a_killed_receiver_is_dropped_and_named_while_the_others_complete() {
     let content = tree(11);

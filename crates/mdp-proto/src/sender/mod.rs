@@ -695,7 +695,14 @@ impl Sender {
         let flush_start = self.flush_start.unwrap_or(now);
         for (node, p) in self.peers.iter_mut() {
             if p.state == PeerState::Active {
-                let silent_since = p.last_heard.max(flush_start);
+                // Receivers are quiet during the data, so silence counts
+                // from the flush; but one that left the data's polls
+                // unanswered has been silent since it was last heard.
+                let silent_since = if p.unanswered_polls >= POLLS_BEFORE_DROP {
+                    p.last_heard
+                } else {
+                    p.last_heard.max(flush_start)
+                };
                 let silent = now.saturating_duration_since(silent_since);
                 if silent >= self.config.drop_after {
                     let silent_for = now.saturating_duration_since(p.last_heard);
