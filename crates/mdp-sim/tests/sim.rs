@@ -219,12 +219,13 @@ fn a_receiver_killed_late_in_the_data_is_dropped_from_when_it_fell_silent() {
         vec![("d/big.bin".into(), Content::random_bytes(8 << 20, 4))],
     );
     let mut c = SimConfig::new(3, 8);
-    // About 3.4 s of data; killed at 2.5 s.
+    // About 3.4 s of data; killed at 2 s: three polls (0.4 s apart) go
+    // unanswered before the data ends, the drop comes after it.
     c.sender.rate = mdp_proto::RateMode::Fixed(20_000_000);
     c.sender.drop_after = Duration::from_secs(2);
     c.fates = vec![
         Fate::Normal,
-        Fate::Killed(Duration::from_millis(2500)),
+        Fate::Killed(Duration::from_millis(2000)),
         Fate::Normal,
     ];
     let r = run(c, &content);
@@ -238,11 +239,42 @@ fn a_receiver_killed_late_in_the_data_is_dropped_from_when_it_fell_silent() {
     let dropped = at(|e| matches!(e, SenderEvent::Silent { name, .. } if name == "r1"));
     let flushing = at(|e| matches!(e, SenderEvent::Flushing));
     assert!(flushing < Duration::from_millis(4500), "{flushing:?}");
+    assert!(dropped > flushing, "dropped during the data: {dropped:?}");
     assert!(
         dropped < flushing + Duration::from_millis(1500),
         "dropped at {dropped:?}, flushing began at {flushing:?}"
     );
-    assert!(dropped >= Duration::from_millis(4000), "{dropped:?}");
+    assert!(dropped >= Duration::from_millis(3500), "{dropped:?}");
+}
+
+/// Live receivers are never dropped by the polls: not after a long
+/// registration wait (their silence counts from the data's start), and not
+/// on a path whose round trip is longer than the heartbeat (a receiver is
+/// polled again only after four round trips).
+#[test]
+fn live_receivers_far_away_after_a_long_wait_are_never_dropped_by_the_polls() {
+    let content = Content::new(
+        &["d"],
+        vec![("d/big.bin".into(), Content::random_bytes(4 << 20, 5))],
+    );
+    let mut c = SimConfig::new(3, 9);
+    c.sender.rate = mdp_proto::RateMode::Fixed(10_000_000);
+    c.sender.drop_after = Duration::from_secs(2);
+    // An open group waits the whole registration window.
+    c.sender.expected_receivers = 0;
+    c.sender.wait = Duration::from_secs(4);
+    c.sender.initial_grtt = Duration::from_millis(400);
+    // Lossless: the receivers have nothing to NACK, so only the polls
+    // hear from them during the data.
+    c.latency = Duration::from_millis(200);
+    let r = run(c, &content);
+    let silent: Vec<_> = r
+        .sender_events
+        .iter()
+        .filter(|(_, e)| matches!(e, SenderEvent::Silent { .. }))
+        .collect();
+    assert!(silent.is_empty(), "{silent:?}");
+    assert_all_delivered(&r, &content, "far and late");
 }
 
 #[test]

@@ -424,7 +424,10 @@ impl Store {
         // Switched: what follows cannot undo it.
         if self.durable {
             if let Err(e) = File::from(parent).sync_all() {
-                tracing::warn!("cannot flush the directory of {}: {e}", top.path);
+                // Switched, but not on the disk: not confirmed.
+                let why = format!("cannot flush the directory of {}: {e}", top.path);
+                tracing::warn!("{why}");
+                self.settle_problem.get_or_insert(why);
             }
         }
         if is_dir {

@@ -304,10 +304,16 @@ impl Session {
         if !matches!(self.phase, Phase::Settling) {
             return false;
         }
+        let before = self.failed.len();
         for (o, obj) in self.objects.iter().enumerate().skip(1) {
             if matches!(obj.state, ObjState::Verified) {
                 self.failed.push((ObjectId(o as u32), FailReason::Io));
             }
+        }
+        if self.failed.len() == before {
+            // No file of the push was placed here (directories and links
+            // only, or all present): the tree itself failed.
+            self.failed.push((ObjectId(0), FailReason::Io));
         }
         self.not_settled = Some(why);
         self.phase = Phase::Confirming { acked: false };

@@ -78,21 +78,25 @@ impl Sender {
     }
 
     /// The receivers an ANNOUNCE during the data polls: active ones not
-    /// heard from for [`POLL_AFTER`] of `drop_after`, the longest silent
+    /// heard from, nor polled, for the poll interval (`drop_after /`
+    /// [`POLL_AFTER`], at least four round-trip times), the longest silent
     /// first, at most [`POLLS_PER_ANNOUNCE`] (so that a group of any size
-    /// answers with a bounded number of STATUS a second).
+    /// is polled at a bounded rate, and each answer has time to arrive
+    /// before the next poll).
     fn polls(&mut self, now: Instant) -> Vec<NodeId> {
         if self.phase != Phase::Sending {
             return Vec::new();
         }
-        let after = self.config.drop_after / POLL_AFTER;
+        let every = self.poll_interval();
         let mut quiet: Vec<(Instant, NodeId)> = self
             .peers
             .iter()
             .filter(|(_, p)| {
                 p.state == PeerState::Active
                     && p.registered
-                    && now.saturating_duration_since(p.last_heard) >= after
+                    && now.saturating_duration_since(p.last_heard) >= every
+                    && p.last_polled
+                        .is_none_or(|t| now.saturating_duration_since(t) >= every)
             })
             .map(|(n, p)| (p.last_heard, *n))
             .collect();
@@ -103,6 +107,7 @@ impl Sender {
         for (_, n) in &quiet {
             if let Some(p) = self.peers.get_mut(n) {
                 p.unanswered_polls = p.unanswered_polls.saturating_add(1);
+                p.last_polled = Some(now);
             }
         }
         quiet.into_iter().map(|(_, n)| n).collect()

@@ -126,6 +126,8 @@ pub struct Sender {
     /// ANNOUNCEs sent while registering (they start close together).
     announces: u32,
     flush_start: Option<Instant>,
+    /// When the data began (the phase Sending).
+    data_start: Option<Instant>,
     flushes_sent: u32,
     timed_out: bool,
     aborted: Option<String>,
@@ -305,6 +307,7 @@ impl Sender {
             grtt: config.initial_grtt,
             announces: 0,
             flush_start: None,
+            data_start: None,
             flushes_sent: 0,
             timed_out: false,
             aborted: None,
@@ -489,10 +492,12 @@ impl Sender {
                     .into_iter()
                     .filter(|o| o.0 >= 1 && o.0 < max_obj)
                     .collect();
+                // Object 0 fails when the receiver could not make the
+                // tree final in a push that had no file placed there.
                 peer.failed = s
                     .failed
                     .into_iter()
-                    .filter(|(o, _)| o.0 >= 1 && o.0 < max_obj)
+                    .filter(|(o, _)| o.0 < max_obj)
                     .collect();
                 if s.complete {
                     peer.hook = s.hook;
@@ -644,6 +649,7 @@ impl Sender {
                     };
                 }
                 // Announce at once: receivers learn the final group size.
+                self.data_start = Some(now);
                 self.timers.stop(Timer::DataStart);
                 self.timers.set(Timer::Announce, now);
                 self.events.push_back(SenderEvent::DataStarted);
@@ -662,17 +668,26 @@ impl Sender {
         }
     }
 
-    /// During the data: drops each receiver silent for `drop_after` that
-    /// left [`POLLS_BEFORE_DROP`] polls unanswered (killed, its host gone),
-    /// as it happens; its congestion reports stop counting. One that
-    /// answers later is tracked again. O(receivers), once per heartbeat.
+    /// How often a quiet receiver is polled during the data: `drop_after
+    /// /` [`POLL_AFTER`], and at least four round-trip times.
+    pub(super) fn poll_interval(&self) -> Duration {
+        (self.config.drop_after / POLL_AFTER).max(self.grtt * 4)
+    }
+
+    /// During the data: drops each receiver silent for `drop_after` (since
+    /// the data began, at the earliest) that left [`POLLS_BEFORE_DROP`]
+    /// polls unanswered, a poll interval apart (killed, its host gone), as
+    /// it happens; its congestion state is forgotten. Any feedback from it
+    /// later makes it active again. O(receivers), once per heartbeat.
     fn drop_silent_during_data(&mut self, now: Instant) {
         let mut dropped = Vec::new();
+        let data_start = self.data_start.unwrap_or(now);
         for (node, p) in self.peers.iter_mut() {
             let silent_for = now.saturating_duration_since(p.last_heard);
+            let silent_in_data = now.saturating_duration_since(p.last_heard.max(data_start));
             if p.state == PeerState::Active
                 && p.unanswered_polls >= POLLS_BEFORE_DROP
-                && silent_for >= self.config.drop_after
+                && silent_in_data >= self.config.drop_after
             {
                 p.state = PeerState::Dropped(silent_for);
                 dropped.push(*node);

@@ -48,6 +48,8 @@ pub(super) struct Peer {
     pub(super) hook: Option<HookOutcome>,
     /// ANNOUNCE polls it has not answered since it was last heard.
     pub(super) unanswered_polls: u32,
+    /// When it was last polled.
+    pub(super) last_polled: Option<Instant>,
 }
 
 /// Acknowledgements owed to receivers, each repeated in
@@ -144,6 +146,11 @@ impl Sender {
         if let Some(p) = self.peers.get_mut(&node) {
             p.last_heard = now;
             p.unanswered_polls = 0;
+            if matches!(p.state, PeerState::Dropped(_)) {
+                // A receiver dropped as silent spoke again (any feedback):
+                // it is tracked again.
+                p.state = PeerState::Active;
+            }
             if p.name.is_empty() && !name.is_empty() {
                 p.name = name.to_string();
             }
@@ -175,6 +182,7 @@ impl Sender {
                 failed: Vec::new(),
                 hook: None,
                 unanswered_polls: 0,
+                last_polled: None,
             },
         );
         if registers {

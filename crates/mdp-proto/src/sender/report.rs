@@ -235,7 +235,10 @@ impl Sender {
                     min_bps: self.cc.mode().min(),
                 },
             };
-            let path = |o: &ObjectId| self.paths.get(o.0 as usize).cloned().unwrap_or_default();
+            let path = |o: &ObjectId| match o.0 {
+                0 => "(the push's tree)".to_string(),
+                n => self.paths.get(n as usize).cloned().unwrap_or_default(),
+            };
             receivers.push(ReceiverReport {
                 node: Some(*node),
                 key: self.key_of(&p.name),
