@@ -153,15 +153,38 @@ fn every_receiver_gets_identical_files_across_group_sizes_and_loss() {
     }
 }
 
+/// One file of `bytes` (8 MiB: about 3.4 s of data at 20 Mbit/s).
+fn one_big_file(bytes: usize, seed: u64) -> Content {
+    Content::new(
+        &["d"],
+        vec![("d/big.bin".into(), Content::random_bytes(bytes, seed))],
+    )
+}
+
+/// When the sender first said what `want` matches, and when its data
+/// ended (`Flushing`), in virtual time.
+fn when(r: &SimResult, want: impl Fn(&SenderEvent) -> bool) -> (Duration, Duration) {
+    let at = |want: &dyn Fn(&SenderEvent) -> bool| {
+        r.sender_events
+            .iter()
+            .find(|(_, e)| want(e))
+            .map(|(t, _)| *t)
+            .unwrap_or_else(|| panic!("{:?}", r.sender_events))
+    };
+    (at(&want), at(&|e| matches!(e, SenderEvent::Flushing)))
+}
+
+/// True for the sender's notice that receiver `r1` was dropped as silent.
+fn r1_dropped(e: &SenderEvent) -> bool {
+    matches!(e, SenderEvent::Silent { name, .. } if name == "r1")
+}
+
 /// A receiver killed early in a long push is polled in the ANNOUNCE
 /// heartbeats, and dropped as it happens: before the data ends, not only
 /// after it, while the others take the whole push.
 #[test]
 fn a_receiver_killed_during_the_data_is_dropped_before_the_data_ends() {
-    let content = Content::new(
-        &["d"],
-        vec![("d/big.bin".into(), Content::random_bytes(8 << 20, 3))],
-    );
+    let content = one_big_file(8 << 20, 3);
     let mut c = SimConfig::new(3, 7);
     // 8 MiB at 20 Mbit/s: about 3.4 s of data.
     c.sender.rate = mdp_proto::RateMode::Fixed(20_000_000);
@@ -172,15 +195,7 @@ fn a_receiver_killed_during_the_data_is_dropped_before_the_data_ends() {
         Fate::Normal,
     ];
     let r = run(c, &content);
-    let at = |want: fn(&SenderEvent) -> bool| {
-        r.sender_events
-            .iter()
-            .find(|(_, e)| want(e))
-            .map(|(t, _)| *t)
-            .unwrap_or_else(|| panic!("{:?}", r.sender_events))
-    };
-    let dropped = at(|e| matches!(e, SenderEvent::Silent { name, .. } if name == "r1"));
-    let flushing = at(|e| matches!(e, SenderEvent::Flushing));
+    let (dropped, flushing) = when(&r, r1_dropped);
     assert!(
         dropped < flushing,
         "dropped at {dropped:?}, the data ended at {flushing:?}"
@@ -214,10 +229,7 @@ fn a_receiver_killed_during_the_data_is_dropped_before_the_data_ends() {
 /// its silence began before the flush.
 #[test]
 fn a_receiver_killed_late_in_the_data_is_dropped_from_when_it_fell_silent() {
-    let content = Content::new(
-        &["d"],
-        vec![("d/big.bin".into(), Content::random_bytes(8 << 20, 4))],
-    );
+    let content = one_big_file(8 << 20, 4);
     let mut c = SimConfig::new(3, 8);
     // About 3.4 s of data; killed at 2 s: three polls (0.4 s apart) go
     // unanswered before the data ends, the drop comes after it.
@@ -229,15 +241,7 @@ fn a_receiver_killed_late_in_the_data_is_dropped_from_when_it_fell_silent() {
         Fate::Normal,
     ];
     let r = run(c, &content);
-    let at = |want: fn(&SenderEvent) -> bool| {
-        r.sender_events
-            .iter()
-            .find(|(_, e)| want(e))
-            .map(|(t, _)| *t)
-            .unwrap_or_else(|| panic!("{:?}", r.sender_events))
-    };
-    let dropped = at(|e| matches!(e, SenderEvent::Silent { name, .. } if name == "r1"));
-    let flushing = at(|e| matches!(e, SenderEvent::Flushing));
+    let (dropped, flushing) = when(&r, r1_dropped);
     assert!(flushing < Duration::from_millis(4500), "{flushing:?}");
     assert!(dropped > flushing, "dropped during the data: {dropped:?}");
     assert!(
@@ -253,10 +257,7 @@ fn a_receiver_killed_late_in_the_data_is_dropped_from_when_it_fell_silent() {
 /// polled again only after four round trips).
 #[test]
 fn live_receivers_far_away_after_a_long_wait_are_never_dropped_by_the_polls() {
-    let content = Content::new(
-        &["d"],
-        vec![("d/big.bin".into(), Content::random_bytes(4 << 20, 5))],
-    );
+    let content = one_big_file(4 << 20, 5);
     let mut c = SimConfig::new(3, 9);
     c.sender.rate = mdp_proto::RateMode::Fixed(10_000_000);
     c.sender.drop_after = Duration::from_secs(2);
