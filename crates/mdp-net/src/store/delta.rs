@@ -72,12 +72,11 @@ impl Store {
         // The old version: a regular file at the path (in an atomic push,
         // at its path in the current version), reached without following
         // a link.
-        let path = match &self.switch {
-            Some(s) => s
-                .old_path(&entry.path)
-                .unwrap_or_else(|| entry.path.clone()),
-            None => entry.path.clone(),
-        };
+        let path: std::borrow::Cow<'_, str> =
+            match self.switch.as_ref().and_then(|s| s.old_path(&entry.path)) {
+                Some(old) => old.into(),
+                None => entry.path.as_str().into(),
+            };
         let Ok((dir, name)) = self.beneath.parent(&path, false) else {
             return 0;
         };

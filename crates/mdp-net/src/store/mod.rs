@@ -44,6 +44,7 @@
 mod blocks;
 mod delta;
 mod links;
+mod ownership;
 mod prune;
 mod resume;
 mod safe_path;
@@ -54,11 +55,10 @@ pub use resume::{HeldBlocks, DEFAULT_KEEP_PARTIAL};
 pub use versions::{DEFAULT_KEEP_VERSIONS, VERSIONS_DIR};
 pub use written::{KnownContent, Placed, Verified, Written};
 
-use crate::owners::Ownership;
 use crate::stamp::HashCache;
 use blocks::{all_blocks_match, block_matches, hash_open, recheck};
 use mdp_proto::wire::FailReason;
-use mdp_proto::{Entry, EntryKind, Manifest, ObjectId, SessionId};
+use mdp_proto::{EntryKind, Manifest, ObjectId, SessionId};
 use resume::{content_stem, BlockMap, Checkpoints};
 use rustix::fs::{self as rfs, AtFlags, Mode, OFlags};
 use safe_path::{file_at, is_own_dir, own_private_dir, refuse, Beneath};
@@ -366,15 +366,6 @@ impl Store {
         self.group = group;
     }
 
-    /// Whether placed files, directories and links get the owner and group
-    /// the manifest records for them (by name when this host knows it,
-    /// else by number; a `--file-group` still wins for the group). Only a
-    /// receiver running as root can; `mdp-recv` keeps them then unless
-    /// told `--no-owners`. Off, everything belongs to the receiver's user.
-    pub fn set_keep_owners(&mut self, keep: bool) {
-        self.keep_owners = keep;
-    }
-
     /// Why the last [`Store::settle`] could not make the tree final, if it
     /// could not: then the receiver must not confirm the push.
     pub fn take_settle_problem(&mut self) -> Option<String> {
@@ -385,33 +376,6 @@ impl Store {
     /// --atomic`) keeps, the current one included (at least 1).
     pub fn set_keep_versions(&mut self, keep: usize) {
         self.keep_versions = keep.max(1);
-    }
-
-    /// Whether the push [`Store::begin`] takes next is signed by a trusted
-    /// key: owners are applied only for such a push (one taken
-    /// `--insecure` places everything as the receiver's own).
-    pub fn set_push_signed(&mut self, signed: bool) {
-        self.push_signed = signed;
-    }
-
-    /// Who entry `e` of the current manifest is to belong to here.
-    fn ownership(&self, e: &Entry) -> Ownership {
-        let kept = (e.owner as usize)
-            .checked_sub(1)
-            .and_then(|i| self.owner_ids.get(i));
-        Ownership::new(
-            kept.and_then(|k| k.0),
-            self.group.or(kept.and_then(|k| k.1)),
-        )
-    }
-
-    /// True when an entry with metadata `md` is this store's to change: it
-    /// belongs to the receiver's user, or to the owner the store gives `e`
-    /// (a file of another user, made or linked in by a local user, is
-    /// left alone).
-    fn ours(&self, md: &fs::Metadata, e: &Entry) -> bool {
-        use std::os::unix::fs::MetadataExt;
-        md.uid() == crate::sys::euid() || self.ownership(e).uid == Some(md.uid())
     }
 
     /// The mode a manifest's `mode` gets here.
@@ -657,11 +621,7 @@ impl Store {
             }
         }
         self.session = Some(session);
-        self.owner_ids = if self.keep_owners && self.push_signed {
-            crate::owners::map_owners(&manifest.owners)
-        } else {
-            Vec::new()
-        };
+        self.take_owners(&manifest);
         self.manifest = manifest.clone();
         let mut object = 0u32;
         let mut resumed = Vec::new();

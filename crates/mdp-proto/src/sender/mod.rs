@@ -480,11 +480,9 @@ impl Sender {
                     return;
                 }
                 let max_obj = self.sizes.len() as u32;
+                // (A dropped receiver that speaks again was made active by
+                // `touch_peer`.)
                 let peer = self.peers.get_mut(&s.node).expect("touch_peer inserted it");
-                if matches!(peer.state, PeerState::Dropped(_)) {
-                    // A dropped receiver came back: it is tracked again.
-                    peer.state = PeerState::Active;
-                }
                 peer.verified = s.verified;
                 peer.status_seen = true;
                 peer.missing = s
