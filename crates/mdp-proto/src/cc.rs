@@ -16,12 +16,20 @@
 //! queue (kernel timestamps): a window in which even the freshest batch
 //! waited more than [`QUEUE_LIMIT`] is congested too. That signal comes
 //! before any loss, while the socket buffer still absorbs the excess, which
-//! on a host-limited receiver (CPU, disk) is where loss would start.
+//! on a host-limited receiver (CPU, disk) is where loss would start. Behind
+//! such a queue the datagrams arrive at the sender's pace: the report then
+//! carries the rate at which this host *took* them from its socket (the
+//! read times the IO layer hands in with the delays), and, as its loss, the
+//! share it could not keep up with, so that one report brings the sender
+//! down to what the receiver sustains (every later report waits behind
+//! the queue).
 //!
 //! **The sender** starts at its start rate and doubles it every
 //! [`STARTUP_STEP`] (half a window) until the first report (a LAN is
 //! reached in tens of milliseconds, not after a slow crawl), then grows by
-//! [`GROWTH`] per window without a report. A report cuts the rate to what
+//! [`GROWTH`] per window without a report, but by [`PROBE_GROWTH`] only
+//! near the capacity the last cut measured (it settles there instead of
+//! overshooting it every few windows). A report cuts the rate to what
 //! reached that receiver, corrected for its floor, times [`BACKOFF`], but
 //! at most to [`MAX_CUT`] of the rate (of the rate actually sent in the
 //! last steps, when the sender's CPU or disk held it below the rate: a cut
@@ -49,6 +57,9 @@ pub const WINDOW_MIN_PACKETS: u32 = 64;
 /// A window in which even the freshest batch waited this long in the
 /// receiver's socket queue is congested: the receiver falls behind.
 pub const QUEUE_LIMIT: Duration = Duration::from_millis(4);
+/// A standing queue into which datagrams arrive at less than this fraction
+/// of the rate the receiver takes them out is draining: no congestion.
+const DRAINING: f64 = 0.98;
 /// Fewest separate runs of lost datagrams in a window that loses more
 /// than the floor explains before that loss counts as congestion. Loss
 /// that comes in few bursts (a whole GSO batch or GRO train dropped at
@@ -61,6 +72,16 @@ pub const MIN_LOSS_RUNS: u32 = 4;
 const WINDOW_MAX: Duration = Duration::from_millis(500);
 /// Rate growth per window without congestion, after the first report.
 pub const GROWTH: f64 = 1.03;
+/// Rate growth per window without congestion while the rate is within
+/// [`PROBE_SPAN`] above the capacity the last cut measured: the rate
+/// settles near what the limiting receiver can take and probes beyond it
+/// gently, instead of overshooting it by [`GROWTH`] twice a cut and cutting
+/// again (a sawtooth of a few windows, as many cuts a second).
+pub const PROBE_GROWTH: f64 = 1.005;
+/// How far above the last measured capacity [`PROBE_GROWTH`] applies;
+/// beyond it the rate grows by [`GROWTH`] again (the path got faster, or
+/// the receiver that limited it left).
+pub const PROBE_SPAN: f64 = 1.1;
 /// Rate growth per step before the first report.
 pub const STARTUP_GROWTH: f64 = 2.0;
 /// The growth step before the first report.
@@ -140,6 +161,14 @@ pub struct CongestionMeter {
     windows: u64,
     /// Smallest queue delay reported in this window.
     min_queue: Option<Duration>,
+    /// When this receiver read the batch of the window's first datagram
+    /// from its socket, and the batch of its latest one: the window's
+    /// datagrams were taken in between, which, behind a standing queue, is
+    /// the pace at which this host drains them (see [`Self::drain_bps`]).
+    read_start: Option<Instant>,
+    read_last: Option<Instant>,
+    /// Batches read in this window.
+    batches: u32,
 }
 
 impl CongestionMeter {
@@ -175,18 +204,39 @@ impl CongestionMeter {
             return None;
         }
         let loss = 1.0 - (self.received as f64 / span as f64).min(1.0);
-        let delivered_bps = (self.bytes as f64 * 8.0 / elapsed.as_secs_f64()) as u64;
+        let arrived_bps = self.bytes as f64 * 8.0 / elapsed.as_secs_f64();
+        // Behind a standing queue the datagrams arrive at the sender's
+        // pace and are taken at this host's own: what it can sustain. A
+        // queue that drains (they arrive more slowly than it takes them:
+        // the sender cut already) is no news.
+        let drained = self.drain_bps();
+        let standing_queue = self.min_queue.is_some_and(|q| q > QUEUE_LIMIT)
+            && drained.is_none_or(|d| arrived_bps > d * DRAINING);
+        let delivered_bps = match drained {
+            Some(d) if standing_queue => arrived_bps.min(d),
+            _ => arrived_bps,
+        } as u64;
         self.windows += 1;
-        let standing_queue = self.min_queue.is_some_and(|q| q > QUEUE_LIMIT);
         let lossy = loss > threshold(self.floor) && self.runs >= MIN_LOSS_RUNS;
         let congested = self.windows > 1 && (lossy || standing_queue);
+        // A window congested by a standing queue reports, as its loss, the
+        // share of what arrived that this host could not take at its pace
+        // (it would be lost, later, when the queue is full), and as its
+        // runs the batches it read, each of which waited: the overload
+        // lasted the whole window, so the sender may cut deep at once.
+        let (overload, batches) = if standing_queue {
+            let behind = 1.0 - delivered_bps as f64 / arrived_bps.max(1.0);
+            (behind.max(0.0), self.batches)
+        } else {
+            (0.0, 0)
+        };
         let sample = congested.then(|| CongestionSample {
             delivered_bps,
-            loss: to_wire(loss),
+            loss: to_wire(loss.max(overload)),
             floor: to_wire(self.floor),
             first_seq: self.base,
             last_seq: self.highest,
-            runs: self.runs.min(u16::MAX as u32) as u16,
+            runs: self.runs.max(batches).min(u16::MAX as u32) as u16,
         });
         if !congested {
             // The first window sets the floor; later ones move it slowly.
@@ -202,12 +252,26 @@ impl CongestionMeter {
         self.runs = 0;
         self.bytes = 0;
         self.min_queue = None;
+        self.batches = 0;
+        self.read_start = self.read_last;
         sample
     }
 
-    /// The oldest datagram of a batch waited `waited` in the socket queue.
-    pub fn on_queue_delay(&mut self, waited: Duration) {
+    /// A batch of datagrams was read from the socket at `now`, and its
+    /// oldest one had waited `waited` in the socket's queue.
+    pub fn on_queue_delay(&mut self, now: Instant, waited: Duration) {
         self.min_queue = Some(self.min_queue.map_or(waited, |q| q.min(waited)));
+        self.read_start.get_or_insert(now);
+        self.read_last = Some(now);
+        self.batches += 1;
+    }
+
+    /// The rate at which this host took the window's datagrams from its
+    /// socket, by the read times of [`Self::on_queue_delay`]; `None` when
+    /// they span too little time to tell (under half a [`WINDOW`]).
+    fn drain_bps(&self) -> Option<f64> {
+        let took = self.read_last?.checked_duration_since(self.read_start?)?;
+        (took >= WINDOW / 2).then(|| self.bytes as f64 * 8.0 / took.as_secs_f64())
     }
 
     fn restart(&mut self, now: Instant, seq: u32, len: usize) {
@@ -217,6 +281,7 @@ impl CongestionMeter {
         self.received = 1;
         self.runs = 0;
         self.bytes = len as u64;
+        self.read_start = self.read_last;
     }
 
     /// The loss floor seen so far.
@@ -304,6 +369,9 @@ pub struct RateController {
     /// The rate actually sent in the last two steps that sent anything
     /// (bits per second; 0: not measured).
     achieved: [f64; 2],
+    /// What the report behind the last cut said its receiver can take
+    /// (bits per second), and who sent it: growth slows near it.
+    capacity: Option<(NodeId, f64)>,
 }
 
 impl RateController {
@@ -321,6 +389,7 @@ impl RateController {
             lowest: rate,
             sent: 0,
             achieved: [0.0; 2],
+            capacity: None,
         }
     }
 
@@ -393,12 +462,27 @@ impl RateController {
         self.last_step = now;
         let quiet = self.cut.as_ref().is_none_or(|c| now >= c.at + WINDOW * 2);
         if sending && quiet {
-            let g = if self.startup { STARTUP_GROWTH } else { GROWTH };
-            self.rate = (self.rate * g).min(max_bps as f64);
+            self.rate = self.grown().min(max_bps as f64);
         }
         // Receivers that stopped reporting are no longer slow.
         self.slow_since
             .retain(|_, (_, last)| now < *last + WINDOW * 10);
+    }
+
+    /// The rate after one more step of growth: doubling before the first
+    /// report; after it, [`GROWTH`] up to where a cut by the last measured
+    /// capacity puts it ([`BACKOFF`] of it: a little below, so that a
+    /// standing queue drains), [`PROBE_GROWTH`] from there to
+    /// [`PROBE_SPAN`] above it, and [`GROWTH`] again beyond.
+    fn grown(&self) -> f64 {
+        if self.startup {
+            return self.rate * STARTUP_GROWTH;
+        }
+        match self.capacity {
+            Some((_, c)) if self.rate < c * BACKOFF => (self.rate * GROWTH).min(c * BACKOFF),
+            Some((_, c)) if self.rate < c * PROBE_SPAN => self.rate * PROBE_GROWTH,
+            _ => self.rate * GROWTH,
+        }
     }
 
     /// A receiver's congestion report. Returns true when that receiver has
@@ -472,6 +556,7 @@ impl RateController {
         };
         if target < self.rate {
             *self.cuts.entry(node).or_default() += 1;
+            self.capacity = Some((node, capacity.clamp(min, max)));
             self.rate = target;
             self.lowest = self.lowest.min(target);
             self.startup = false;
@@ -492,6 +577,9 @@ impl RateController {
     /// Forgets a receiver (dropped or gone).
     pub fn forget(&mut self, node: NodeId) {
         self.slow_since.remove(&node);
+        if self.capacity.is_some_and(|(n, _)| n == node) {
+            self.capacity = None;
+        }
     }
 
     /// The receiver that cut the rate most often, with its cut count.
@@ -610,7 +698,8 @@ mod tests {
         // No loss, but every batch waited 10 ms in the socket queue.
         let mut got = None;
         for seq in 10_000..20_000u32 {
-            m.on_queue_delay(Duration::from_millis(10));
+            let at = t0 + Duration::from_secs_f64(seq as f64 / 100_000.0);
+            m.on_queue_delay(at + Duration::from_millis(10), Duration::from_millis(10));
             let at = t0 + Duration::from_secs_f64(seq as f64 / 100_000.0);
             got = got.or(m.on_data(at, seq, 1400));
         }
@@ -619,11 +708,43 @@ mod tests {
         let mut again = None;
         for seq in 20_000..30_000u32 {
             let wait = if seq % 100 == 0 { 0 } else { 10 };
-            m.on_queue_delay(Duration::from_millis(wait));
+            let at = t0 + Duration::from_secs_f64(seq as f64 / 100_000.0);
+            m.on_queue_delay(
+                at + Duration::from_millis(wait),
+                Duration::from_millis(wait),
+            );
             let at = t0 + Duration::from_secs_f64(seq as f64 / 100_000.0);
             again = again.or(m.on_data(at, seq, 1400));
         }
         assert_eq!(again, None, "a queue that drains is no congestion");
+    }
+
+    #[test]
+    fn behind_a_standing_queue_the_rate_reported_is_the_one_drained() {
+        // Datagrams arrive at 100,000 a second; this host reads them in
+        // batches of 50 every millisecond, half as fast, so its socket
+        // queue grows. The report must say what it can take (about
+        // 560 Mbit/s of 1400-byte datagrams), not the arrival rate
+        // (1120 Mbit/s): a cut to a fraction of the arrival rate leaves the
+        // sender too fast, and it cuts again and again.
+        let mut m = CongestionMeter::default();
+        let t0 = Instant::now();
+        assert_eq!(feed(&mut m, t0, 100_000, 0, 5_000), 0);
+        let start = t0 + Duration::from_millis(50);
+        let mut got = None;
+        for batch in 0..400u32 {
+            let read = start + Duration::from_millis(batch as u64);
+            let first = 5_000 + batch * 50;
+            let oldest = t0 + Duration::from_secs_f64(first as f64 / 100_000.0);
+            m.on_queue_delay(read, read.saturating_duration_since(oldest));
+            for seq in first..first + 50 {
+                let at = t0 + Duration::from_secs_f64(seq as f64 / 100_000.0);
+                got = got.or(m.on_data(at, seq, 1400));
+            }
+        }
+        let got = got.expect("a standing queue is reported");
+        let mbit = got.delivered_bps as f64 / 1e6;
+        assert!((500.0..620.0).contains(&mbit), "reported {mbit:.0} Mbit/s");
     }
 
     fn adaptive() -> RateMode {
@@ -765,8 +886,142 @@ mod tests {
         r(&mut c, 3, 400_000_000);
         assert_eq!(c.rate_bps(), 380_000_000, "then to what reached it");
         c.on_timer(t0 + WINDOW * 9, true);
-        assert_eq!(c.rate_bps(), (380_000_000.0 * GROWTH) as u64);
+        // It sits where a cut by what reached it puts it: from there it
+        // probes gently.
+        assert_eq!(c.rate_bps(), (380_000_000.0 * PROBE_GROWTH) as u64);
         assert_eq!(c.limiting(), Some((NodeId(7), 4)));
+    }
+
+    /// A push of `secs` to one receiver that takes at most `capacity_bps`
+    /// from its socket (its CPU or disk), behind a socket buffer of 16 MiB,
+    /// in steps of a millisecond: the sender paced by its controller, the
+    /// receiver's meter fed each batch it reads, its reports handed back
+    /// a millisecond later. Returns the cuts, the mean rate that reached
+    /// the receiver over the last half, and the datagrams its full buffer
+    /// dropped.
+    fn closed_loop(capacity_bps: f64, sender_bps: f64, secs: u32) -> (u32, f64, u32) {
+        const BYTES: usize = 1400;
+        let t0 = Instant::now();
+        let mode = RateMode::Adaptive {
+            min_bps: 10_000_000,
+            max_bps: 40_000_000_000,
+            start_bps: 2_000_000_000,
+        };
+        let mut c = RateController::new(mode, t0);
+        let mut m = CongestionMeter::default();
+        let mut queue = std::collections::VecDeque::new();
+        let (mut seq, mut send_credit, mut read_credit, mut dropped) = (0u32, 0.0, 0.0, 0);
+        let mut reports: Vec<CongestionSample> = Vec::new();
+        let mut late_bytes = 0u64;
+        let steps = secs * 1000;
+        for ms in 0..steps {
+            let now = t0 + Duration::from_millis(ms as u64);
+            for r in reports.drain(..) {
+                c.on_report(now, NodeId(1), &r, seq);
+            }
+            c.on_timer(now, true);
+            send_credit += (c.rate_bps() as f64).min(sender_bps) / 1000.0 / (BYTES * 8) as f64;
+            while send_credit >= 1.0 {
+                send_credit -= 1.0;
+                c.on_sent(BYTES);
+                if queue.len() < (16 << 20) / BYTES {
+                    queue.push_back((seq, now));
+                } else {
+                    dropped += 1;
+                }
+                seq += 1;
+            }
+            read_credit += capacity_bps / 1000.0 / (BYTES * 8) as f64;
+            let take = (read_credit as usize).min(queue.len());
+            read_credit -= take as f64;
+            if take > 0 {
+                let oldest = queue[0].1;
+                m.on_queue_delay(now, now.saturating_duration_since(oldest));
+                for (s, at) in queue.drain(..take) {
+                    reports.extend(m.on_data(at, s, BYTES));
+                    if ms >= steps / 2 {
+                        late_bytes += BYTES as u64;
+                    }
+                }
+            }
+        }
+        let cuts = c.limiting().map_or(0, |(_, n)| n);
+        let mean = late_bytes as f64 * 8.0 / (secs as f64 / 2.0);
+        (cuts, mean, dropped)
+    }
+
+    #[test]
+    fn a_receiver_that_limits_the_push_paces_it_without_a_sawtooth() {
+        // A receiver whose CPU or disk drains 2.4 Gbit/s, a sender that
+        // can send 3.2 (the bench's testbed on a long push): the rate
+        // settles near what the receiver takes, with three cuts a second
+        // or fewer (the controller before this test: 178 in 20 s, and
+        // 54,866 datagrams lost to the full buffer), and its socket buffer
+        // never overflows.
+        let (cuts, mean, dropped) = closed_loop(2.4e9, 3.2e9, 20);
+        assert_eq!(dropped, 0, "datagrams lost to a full socket buffer");
+        assert!(
+            mean > 0.9 * 2.4e9,
+            "only {:.0} Mbit/s reached it",
+            mean / 1e6
+        );
+        assert!(cuts <= 60, "{cuts} cuts in 20 s");
+    }
+
+    #[test]
+    fn above_the_capacity_a_cut_measured_growth_is_gentle_and_bounded() {
+        let t0 = Instant::now();
+        let mut c = RateController::new(adaptive(), t0);
+        let seqs = 0..100;
+        // Its window lost nothing: a standing queue; 500 Mbit/s drained.
+        c.on_report(t0, NodeId(2), &window(seqs, 500_000_000, 0.0), 100);
+        assert_eq!(c.rate_bps(), 700_000_000, "one cut at most to 70 %");
+        let mut t = t0 + WINDOW * 2;
+        fn step(c: &mut RateController, t: &mut Instant) -> f64 {
+            *t += WINDOW;
+            c.on_timer(*t, true);
+            c.rate_bps() as f64
+        }
+        // Not cut again (the report cut to 70 % of 1 Gbit/s), it grows from
+        // 700 Mbit/s above the 500 it measured, gently, until 10 % above.
+        let before = c.rate_bps() as f64;
+        assert!(before > 500e6 * PROBE_SPAN);
+        assert_eq!(step(&mut c, &mut t), before * GROWTH);
+        // Two more reports of 500 Mbit/s cut to 95 % of it (70 % of the rate
+        // at most each time).
+        c.on_report(t, NodeId(2), &window(200..300, 500_000_000, 0.0), 400);
+        assert!(c.rate_bps().abs_diff(504_700_000) < 10);
+        c.on_report(t, NodeId(2), &window(400..500, 500_000_000, 0.0), 500);
+        assert_eq!(c.rate_bps(), 475_000_000);
+        t += WINDOW * 2;
+        let mut last = c.rate_bps() as f64;
+        let mut grown = Vec::new();
+        for _ in 0..40 {
+            let r = step(&mut c, &mut t);
+            grown.push(r / last);
+            last = r;
+        }
+        // From there it probes gently to 10 % above the capacity, then
+        // grows by GROWTH again.
+        let gentle = grown
+            .iter()
+            .take_while(|g| (**g - PROBE_GROWTH).abs() < 1e-6)
+            .count();
+        assert_eq!(gentle, 30, "{grown:?}");
+        assert!(
+            grown[30..].iter().all(|g| (g - GROWTH).abs() < 1e-6),
+            "{grown:?}"
+        );
+        // Near the capacity again, forgetting the receiver that measured it
+        // (dropped, or gone) lifts the brake.
+        c.on_report(t, NodeId(2), &window(9000..9100, 500_000_000, 0.0), 9100);
+        c.on_report(t, NodeId(2), &window(9200..9300, 500_000_000, 0.0), 9300);
+        assert_eq!(c.rate_bps(), 475_000_000);
+        t += WINDOW * 2;
+        let last = step(&mut c, &mut t);
+        assert!((last / 475e6 - PROBE_GROWTH).abs() < 1e-6);
+        c.forget(NodeId(2));
+        assert!((step(&mut c, &mut t) / last - GROWTH).abs() < 1e-6);
     }
 
     #[test]

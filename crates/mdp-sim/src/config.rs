@@ -86,6 +86,10 @@ pub struct SimConfig {
     pub settle_fails: Vec<usize>,
     /// Virtual time after which the run is abandoned.
     pub max_time: Duration,
+    /// Receivers whose hosts take datagrams from their socket at most at
+    /// this many bits per second (their CPU or disk), with a socket buffer
+    /// of [`crate::host::SOCKET_BUFFER`]: (receiver index, bits per second).
+    pub slow_hosts: Vec<(usize, u64)>,
 }
 
 impl SimConfig {
@@ -123,6 +127,7 @@ impl SimConfig {
             hooks: Vec::new(),
             settle_fails: Vec::new(),
             max_time: Duration::from_secs(300),
+            slow_hosts: Vec::new(),
         }
     }
 }

@@ -21,7 +21,8 @@
 //!
 //! Rooms: [`world`] steps the world, [`links`] carries datagrams,
 //! [`drain`] is the one drain loop every caller of a state machine uses,
-//! `store` is a receiver's caller (files in memory), [`content`] what is
+//! `store` is a receiver's caller (files in memory), [`host`] a receiving
+//! host slower than the network (its socket queue), [`content`] what is
 //! pushed, [`config`] the settings, [`result`] what a run ended with,
 //! [`fuzz`] the fuzz bodies, [`netns`] the helpers that put real-binary
 //! tests in private network namespaces.
@@ -32,6 +33,7 @@ pub mod config;
 pub mod content;
 pub mod drain;
 pub mod fuzz;
+pub mod host;
 pub mod links;
 pub mod netns;
 pub mod result;

@@ -30,6 +30,9 @@ pub struct ReceiverResult {
     /// When (from the start) its caller finished settling the tree of the
     /// last session that got that far.
     pub settled: Option<Duration>,
+    /// Datagrams its host's full socket queue dropped (a slow host of
+    /// [`crate::SimConfig::slow_hosts`]; 0 for the others).
+    pub socket_drops: u64,
 }
 
 /// The outcome of a run.

@@ -15,6 +15,7 @@
 
 use crate::drain::Drain;
 use crate::drain::Output;
+use crate::host::HostQueue;
 use crate::links::{DropRule, Links, Node, Sent};
 use crate::store::{Rules, Store};
 use crate::{Content, Fate, ReceiverResult, SimConfig, SimResult, SimRng};
@@ -35,6 +36,8 @@ struct SimReceiver {
     timeout: Option<Instant>,
     /// A test changed the machine: drain it before the next step.
     dirty: bool,
+    /// Its host's socket queue, when the host is slower than the network.
+    host: Option<HostQueue>,
 }
 
 /// The simulated world.
@@ -143,6 +146,11 @@ impl World {
                     alive: true,
                     started: !matches!(fate, Fate::LateJoin(_)),
                     timeout: None,
+                    host: config
+                        .slow_hosts
+                        .iter()
+                        .find(|(h, _)| *h == i)
+                        .map(|(_, bps)| HostQueue::new(*bps)),
                     dirty: false,
                 }
             })
@@ -351,6 +359,7 @@ impl World {
         self.sender_crash_due();
         self.fates_due();
         self.deliver_due();
+        self.hosts_due();
         self.parity_due();
         self.timers_due();
         true
@@ -410,6 +419,7 @@ impl World {
                     outcomes: r.store.outcomes,
                     session_stats: r.store.session_stats,
                     settled: r.store.settled.map(|t| t - self.start),
+                    socket_drops: r.host.as_ref().map_or(0, |h| h.dropped),
                 })
                 .collect(),
         }
@@ -466,10 +476,33 @@ impl World {
                 }
                 Node::Receiver(i) => {
                     if self.receivers[i].counted() {
+                        if let Some(host) = &mut self.receivers[i].host {
+                            host.arrive(now, d);
+                            continue;
+                        }
                         self.receivers[i].machine.handle_datagram(now, &d);
                         self.drain_receiver(i);
                     }
                 }
+            }
+        }
+    }
+
+    /// Slow hosts take the datagrams due from their socket queues.
+    fn hosts_due(&mut self) {
+        let now = self.now;
+        for i in 0..self.receivers.len() {
+            let r = &mut self.receivers[i];
+            let mut took = false;
+            while let Some((arrived, waited, d)) = r.host.as_mut().and_then(|h| h.take_due(now)) {
+                if r.counted() {
+                    r.machine.handle_queue_delay(now, waited);
+                    r.machine.handle_datagram(arrived, &d);
+                    took = true;
+                }
+            }
+            if took {
+                self.drain_receiver(i);
             }
         }
     }
@@ -539,6 +572,7 @@ impl World {
             if r.started {
                 consider(r.store.settle_at);
             }
+            consider(r.host.as_ref().and_then(HostQueue::next));
         }
         t
     }

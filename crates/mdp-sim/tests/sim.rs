@@ -654,3 +654,83 @@ fn a_lone_receiver_gets_its_missing_source_symbols_back_and_decodes_nothing() {
         );
     }
 }
+
+/// An adaptive push of `bytes` to four receivers, one of whose hosts takes
+/// only `slow_bps` from its socket; `min_bps` the push's floor.
+fn push_with_a_slow_host(bytes: usize, slow_bps: u64, min_bps: u64) -> (SimResult, Content) {
+    let content = one_big_file(bytes, 11);
+    let mut c = SimConfig::new(4, 5);
+    c.sender.rate = mdp_proto::RateMode::Adaptive {
+        min_bps,
+        // A 1 Gbit/s network.
+        max_bps: 1_000_000_000,
+        start_bps: 1_000_000_000,
+    };
+    c.slow_hosts = vec![(3, slow_bps)];
+    let r = run(c, &content);
+    (r, content)
+}
+
+/// A receiver whose host cannot keep up with the network (its CPU or disk)
+/// paces the push: its socket queue is the early signal, its reports say
+/// what it drains, and the sender settles there at once instead of
+/// overrunning it again and again and repairing what it overran.
+#[test]
+fn a_receiver_slower_than_the_network_paces_the_push_without_a_repair_storm() {
+    let (r, content) = push_with_a_slow_host(24 << 20, 300_000_000, 10_000_000);
+    assert_all_delivered(&r, &content, "slow host");
+    let slow = &r.receivers[3];
+    let summary = format!(
+        "{:?}, {:.3} wire bytes per byte, {} repairs, {} datagrams dropped by the slow host's full socket queue, {:?}",
+        r.elapsed,
+        r.wire_per_byte(),
+        r.sender_stats.repair_symbols_sent,
+        slow.socket_drops,
+        r.report.as_ref().map(|x| &x.rate)
+    );
+    assert_eq!(slow.socket_drops, 0, "{summary}");
+    assert!(r.wire_per_byte() < 1.03, "{summary}");
+    // Paced to it: about the time its host needs for the bytes.
+    let paced = Duration::from_secs_f64(content.total_bytes() as f64 * 8.0 / 300e6);
+    assert!(r.elapsed < paced.mul_f64(1.2), "{summary}");
+    let report = r.report.as_ref().expect("sender finished");
+    assert_eq!(
+        report.rate.limited_by.as_ref().map(|(n, _)| n.as_str()),
+        Some("r3"),
+        "{summary}"
+    );
+}
+
+/// A receiver slower than the push's floor (`--min-rate`) is dropped and
+/// named; the others take the push at their pace, without repairs for
+/// what the slow one lost.
+#[test]
+fn a_receiver_slower_than_the_floor_is_dropped_and_the_others_are_not_held_back() {
+    // Long enough at the floor (2.7 s) for the slow one to stay below it
+    // for cc::SLOW_DROP_AFTER.
+    let (r, content) = push_with_a_slow_host(160 << 20, 300_000_000, 500_000_000);
+    let report = r.report.as_ref().expect("sender finished");
+    for rr in &report.receivers {
+        let want_dropped = rr.name == "r3";
+        assert_eq!(
+            matches!(rr.verdict, Verdict::TooSlow { .. }),
+            want_dropped,
+            "{}: {:?}",
+            rr.name,
+            rr.verdict
+        );
+    }
+    for (i, rx) in r.receivers.iter().enumerate().take(3) {
+        for (id, e) in content.manifest.files() {
+            assert!(
+                rx.files.get(&e.path) == Some(&content.files[&id]),
+                "r{i} {}",
+                e.path
+            );
+        }
+    }
+    assert!(r.wire_per_byte() < 1.05, "{:.3}", r.wire_per_byte());
+    // Not paced to the slow one: faster than it could have taken the push.
+    let paced = Duration::from_secs_f64(content.total_bytes() as f64 * 8.0 / 300e6);
+    assert!(r.elapsed < paced, "{:?}", r.elapsed);
+}

@@ -457,7 +457,7 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
             Ok(_) => {
                 let now = Instant::now();
                 if let Some(waited) = s.batch.queue_delay() {
-                    self.receiver.handle_queue_delay(waited);
+                    self.receiver.handle_queue_delay(now, waited);
                 }
                 // Each datagram at its arrival time, so that the receiver's
                 // echoes and hold-offs leave out the time it sat in our own

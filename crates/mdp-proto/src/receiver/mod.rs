@@ -186,12 +186,13 @@ impl Receiver {
         self.cx.config.clock = Some(clock);
     }
 
-    /// The oldest datagram of the batch about to be handed in waited this
-    /// long in the socket's queue: a standing queue means this receiver
-    /// cannot keep up with the sender (see [`crate::cc`]).
-    pub fn handle_queue_delay(&mut self, waited: Duration) {
+    /// The batch about to be handed in was read from the socket at `now`,
+    /// and its oldest datagram waited `waited` in the socket's queue: a
+    /// standing queue means this receiver cannot keep up with the sender,
+    /// and the read times tell the pace it can keep (see [`crate::cc`]).
+    pub fn handle_queue_delay(&mut self, now: Instant, waited: Duration) {
         if let Some(s) = self.state.session_mut() {
-            s.congestion.on_queue_delay(waited);
+            s.congestion.on_queue_delay(now, waited);
         }
     }
 
