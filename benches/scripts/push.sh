@@ -16,6 +16,8 @@
 # the sender's, and one per receiver h1..hN, which trust the sender's);
 # ENCRYPT=1 lists the receivers by key (--expect-file), so it is encrypted.
 # RECV_ARGS: more mdp-recv arguments (split at spaces), e.g. --no-fsync.
+# SLOW_CPU=PERCENT: the last receiver runs in a cpu cgroup with that share
+# of one core (cgroup v2 cpu.max, or v1 cpu.cfs_quota_us), a slow host.
 # Example: `head -c 256M /dev/urandom > /tmp/big.bin; benches/scripts/net.sh 2;
 # benches/scripts/push.sh 1 --no-hash-cache /tmp/big.bin`.
 set -e
@@ -37,9 +39,25 @@ if [ "${ENCRYPT:-0}" = 1 ]; then
 else
     group=(--receivers "$N")
 fi
+slow_group=
+if [ -n "${SLOW_CPU:-}" ]; then
+    if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+        slow_group=/sys/fs/cgroup/mdp-slow
+        mkdir -p $slow_group
+        echo "$((SLOW_CPU * 1000)) 100000" >$slow_group/cpu.max
+    else
+        slow_group=/sys/fs/cgroup/cpu/mdp-slow
+        mkdir -p $slow_group
+        echo 100000 >$slow_group/cpu.cfs_period_us
+        echo $((SLOW_CPU * 1000)) >$slow_group/cpu.cfs_quota_us
+    fi
+fi
 for i in $(seq 1 "$N"); do
     mkdir -p "$OUT/r$i"
-    ip netns exec mdpb-h$i /usr/bin/time -f "r$i %e s, %U user, %S system, %M KiB" \
+    cg=
+    [ -n "$slow_group" ] && [ "$i" = "$N" ] && cg=$slow_group
+    GROUP=$cg bash -c '[ -n "$GROUP" ] && echo $$ >"$GROUP/cgroup.procs"; exec "$@"' _ \
+        ip netns exec mdpb-h$i /usr/bin/time -f "r$i %e s, %U user, %S system, %M KiB" \
         "$B/mdp-recv" --dir "$OUT/r$i" --once --json --timeout 60s \
         --interface 10.77.0.$((i + 1)) --name h$i \
         --trust "$(cat "$KEYS/sender.pub")" --identity "$KEYS/h$i.key" ${RECV_ARGS:-} >"$OUT/r$i.log" 2>&1 &

@@ -47,7 +47,7 @@
 //! one slow host cannot hold the others below the floor.
 
 use crate::ids::NodeId;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 /// Shortest measurement window, and the sender's growth step.
@@ -161,20 +161,15 @@ pub struct CongestionMeter {
     windows: u64,
     /// Smallest queue delay reported in this window.
     min_queue: Option<Duration>,
-    /// When this receiver read the batch of the window's first datagram
-    /// from its socket, and the batch of its latest one: the window's
-    /// datagrams were taken in between, which, behind a standing queue, is
-    /// the pace at which this host drains them (see [`Self::drain_bps`]).
-    read_start: Option<Instant>,
-    read_last: Option<Instant>,
-    /// Batches read in this window.
-    batches: u32,
+    /// How fast this host takes datagrams from its socket.
+    drain: DrainMeter,
 }
 
 impl CongestionMeter {
     /// Counts a DATA datagram of `len` bytes with sequence number `seq`;
     /// returns a sample when it closes a congested window.
     pub fn on_data(&mut self, now: Instant, seq: u32, len: usize) -> Option<CongestionSample> {
+        self.drain.total += len as u64;
         let Some(start) = self.start else {
             self.restart(now, seq, len);
             return None;
@@ -209,7 +204,7 @@ impl CongestionMeter {
         // pace and are taken at this host's own: what it can sustain. A
         // queue that drains (they arrive more slowly than it takes them:
         // the sender cut already) is no news.
-        let drained = self.drain_bps();
+        let drained = self.drain.bps();
         let standing_queue = self.min_queue.is_some_and(|q| q > QUEUE_LIMIT)
             && drained.is_none_or(|d| arrived_bps > d * DRAINING);
         let delivered_bps = match drained {
@@ -222,11 +217,11 @@ impl CongestionMeter {
         // A window congested by a standing queue reports, as its loss, the
         // share of what arrived that this host could not take at its pace
         // (it would be lost, later, when the queue is full), and as its
-        // runs the batches it read, each of which waited: the overload
+        // runs the datagrams it got, each of which waited: the overload
         // lasted the whole window, so the sender may cut deep at once.
-        let (overload, batches) = if standing_queue {
+        let (overload, waited) = if standing_queue {
             let behind = 1.0 - delivered_bps as f64 / arrived_bps.max(1.0);
-            (behind.max(0.0), self.batches)
+            (behind.max(0.0), self.received)
         } else {
             (0.0, 0)
         };
@@ -236,7 +231,7 @@ impl CongestionMeter {
             floor: to_wire(self.floor),
             first_seq: self.base,
             last_seq: self.highest,
-            runs: self.runs.max(batches).min(u16::MAX as u32) as u16,
+            runs: self.runs.max(waited).min(u16::MAX as u32) as u16,
         });
         if !congested {
             // The first window sets the floor; later ones move it slowly.
@@ -252,8 +247,6 @@ impl CongestionMeter {
         self.runs = 0;
         self.bytes = 0;
         self.min_queue = None;
-        self.batches = 0;
-        self.read_start = self.read_last;
         sample
     }
 
@@ -261,17 +254,7 @@ impl CongestionMeter {
     /// oldest one had waited `waited` in the socket's queue.
     pub fn on_queue_delay(&mut self, now: Instant, waited: Duration) {
         self.min_queue = Some(self.min_queue.map_or(waited, |q| q.min(waited)));
-        self.read_start.get_or_insert(now);
-        self.read_last = Some(now);
-        self.batches += 1;
-    }
-
-    /// The rate at which this host took the window's datagrams from its
-    /// socket, by the read times of [`Self::on_queue_delay`]; `None` when
-    /// they span too little time to tell (under half a [`WINDOW`]).
-    fn drain_bps(&self) -> Option<f64> {
-        let took = self.read_last?.checked_duration_since(self.read_start?)?;
-        (took >= WINDOW / 2).then(|| self.bytes as f64 * 8.0 / took.as_secs_f64())
+        self.drain.on_read(now);
     }
 
     fn restart(&mut self, now: Instant, seq: u32, len: usize) {
@@ -281,12 +264,51 @@ impl CongestionMeter {
         self.received = 1;
         self.runs = 0;
         self.bytes = len as u64;
-        self.read_start = self.read_last;
     }
 
     /// The loss floor seen so far.
     pub fn floor(&self) -> f64 {
         self.floor
+    }
+}
+
+/// How far back the drained rate looks: several windows, and two periods
+/// of a CPU quota (cgroup `cpu.max`'s default period is 100 ms), so that a
+/// host that reads in bursts is measured at its average pace.
+pub const DRAIN_SPAN: Duration = Duration::from_millis(200);
+/// Reads the drained rate remembers at most.
+const DRAIN_READS: usize = 4096;
+
+/// How fast this host takes DATA from its socket: the bytes it read over
+/// the last [`DRAIN_SPAN`] of reads, by the read times the IO layer hands
+/// in. Behind a standing queue the datagrams arrive at the sender's pace,
+/// and this is the receiver's own.
+#[derive(Clone, Debug, Default)]
+struct DrainMeter {
+    /// Per read: when, and the DATA bytes taken before it; oldest first.
+    reads: VecDeque<(Instant, u64)>,
+    /// DATA bytes taken so far.
+    total: u64,
+}
+
+impl DrainMeter {
+    /// A batch is read at `now` (its datagrams follow).
+    fn on_read(&mut self, now: Instant) {
+        self.reads.push_back((now, self.total));
+        while self.reads.len() > DRAIN_READS
+            || (self.reads.len() > 2
+                && now.saturating_duration_since(self.reads[1].0) >= DRAIN_SPAN)
+        {
+            self.reads.pop_front();
+        }
+    }
+
+    /// Bits per second taken between the oldest read remembered and the
+    /// latest; `None` until they span a [`WINDOW`].
+    fn bps(&self) -> Option<f64> {
+        let (&(t0, b0), &(t1, b1)) = (self.reads.front()?, self.reads.back()?);
+        let took = t1.checked_duration_since(t0)?;
+        (took >= WINDOW).then(|| b1.saturating_sub(b0) as f64 * 8.0 / took.as_secs_f64())
     }
 }
 
@@ -890,6 +912,43 @@ mod tests {
         // probes gently.
         assert_eq!(c.rate_bps(), (380_000_000.0 * PROBE_GROWTH) as u64);
         assert_eq!(c.limiting(), Some((NodeId(7), 4)));
+    }
+
+    #[test]
+    fn a_host_that_reads_in_bursts_reports_its_average_pace() {
+        // A receiver under a CPU quota: it runs 25 ms of every 100 and then
+        // reads 100 datagrams a millisecond, 25,000 a second on average,
+        // while they arrive at 100,000 a second. Each window's datagrams
+        // are read within one burst, at four times the average pace: the
+        // report must say the average (280 Mbit/s of 1400-byte datagrams).
+        let mut m = CongestionMeter::default();
+        let t0 = Instant::now();
+        let mut queue = std::collections::VecDeque::new();
+        let mut got = Vec::new();
+        for ms in 0..1000u32 {
+            let now = t0 + Duration::from_millis(ms as u64);
+            for i in 0..100 {
+                queue.push_back((ms * 100 + i, now));
+            }
+            if ms % 100 < 25 && ms >= 5 {
+                let take = 100.min(queue.len());
+                let oldest = queue[0].1;
+                m.on_queue_delay(now, now.saturating_duration_since(oldest));
+                for (seq, at) in queue.drain(..take) {
+                    got.extend(m.on_data(at, seq, 1400));
+                }
+            }
+        }
+        let late: Vec<f64> = got
+            .iter()
+            .skip(3)
+            .map(|c| c.delivered_bps as f64 / 1e6)
+            .collect();
+        assert!(!late.is_empty());
+        assert!(
+            late.iter().all(|mbit| (200.0..400.0).contains(mbit)),
+            "reported {late:?} Mbit/s"
+        );
     }
 
     /// A push of `secs` to one receiver that takes at most `capacity_bps`
