@@ -14,9 +14,12 @@
 //! - [`packages`]: the commands needed, installed when missing.
 //! - [`peers`]: the comparison's cases.
 //! - [`xfs`]: an XFS with reflink on a loop device, for the delta cases.
+//! - [`long`]: long pushes (5 GiB; one slowed receiver) beside `dd`, mdp
+//!   alone (`--only long`).
 
 pub mod data;
 pub mod floor;
+mod long;
 pub mod net;
 pub mod packages;
 mod peers;
@@ -75,7 +78,17 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     let bin = build_release()?;
     if std::env::var(INNER).is_err() && netns::available() {
-        // The comparison covers the loopback cases too.
+        // Long pushes (mdp alone), then the comparison, which covers the
+        // loopback cases too. `--only long` runs the long rows alone.
+        let long_only = only.is_some_and(|o| o.starts_with("long"));
+        if only.is_none() || long_only {
+            long::long(&bin, runs, &|case: &str| {
+                only.is_none_or(|o| case.contains(o))
+            })?;
+        }
+        if long_only {
+            return Ok(());
+        }
         return peers::peers(&bin, runs, only);
     }
     if std::env::var(INNER).is_err() {
