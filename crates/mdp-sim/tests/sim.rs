@@ -655,16 +655,21 @@ fn a_lone_receiver_gets_its_missing_source_symbols_back_and_decodes_nothing() {
     }
 }
 
-/// An adaptive push of `bytes` to four receivers, one of whose hosts takes
-/// only `slow_bps` from its socket; `min_bps` the push's floor.
-fn push_with_a_slow_host(bytes: usize, slow_bps: u64, min_bps: u64) -> (SimResult, Content) {
+/// An adaptive push of `bytes` to four receivers on a network of `net_bps`,
+/// one of whose hosts takes only `slow_bps` from its socket; `min_bps` the
+/// push's floor.
+fn push_with_a_slow_host(
+    bytes: usize,
+    net_bps: u64,
+    slow_bps: u64,
+    min_bps: u64,
+) -> (SimResult, Content) {
     let content = one_big_file(bytes, 11);
     let mut c = SimConfig::new(4, 5);
     c.sender.rate = mdp_proto::RateMode::Adaptive {
         min_bps,
-        // A 1 Gbit/s network.
-        max_bps: 1_000_000_000,
-        start_bps: 1_000_000_000,
+        max_bps: net_bps,
+        start_bps: net_bps,
     };
     c.slow_hosts = vec![(3, slow_bps)];
     let r = run(c, &content);
@@ -677,7 +682,7 @@ fn push_with_a_slow_host(bytes: usize, slow_bps: u64, min_bps: u64) -> (SimResul
 /// overrunning it again and again and repairing what it overran.
 #[test]
 fn a_receiver_slower_than_the_network_paces_the_push_without_a_repair_storm() {
-    let (r, content) = push_with_a_slow_host(24 << 20, 300_000_000, 10_000_000);
+    let (r, content) = push_with_a_slow_host(24 << 20, 1_000_000_000, 300_000_000, 10_000_000);
     assert_all_delivered(&r, &content, "slow host");
     let slow = &r.receivers[3];
     let summary = format!(
@@ -702,13 +707,12 @@ fn a_receiver_slower_than_the_network_paces_the_push_without_a_repair_storm() {
 }
 
 /// A receiver slower than the push's floor (`--min-rate`) is dropped and
-/// named; the others take the push at their pace, without repairs for
-/// what the slow one lost.
+/// named; the others take the push at their pace, not held back to its.
 #[test]
 fn a_receiver_slower_than_the_floor_is_dropped_and_the_others_are_not_held_back() {
-    // Long enough at the floor (2.7 s) for the slow one to stay below it
-    // for cc::SLOW_DROP_AFTER.
-    let (r, content) = push_with_a_slow_host(160 << 20, 300_000_000, 500_000_000);
+    // Long enough (2.7 s at the network's 600 Mbit/s) for the slow one to
+    // stay below the floor for cc::SLOW_DROP_AFTER while the data goes out.
+    let (r, content) = push_with_a_slow_host(192 << 20, 600_000_000, 300_000_000, 500_000_000);
     let report = r.report.as_ref().expect("sender finished");
     for rr in &report.receivers {
         let want_dropped = rr.name == "r3";
@@ -729,7 +733,9 @@ fn a_receiver_slower_than_the_floor_is_dropped_and_the_others_are_not_held_back(
             );
         }
     }
-    assert!(r.wire_per_byte() < 1.05, "{:.3}", r.wire_per_byte());
+    // Until it is dropped (2 s below the floor) the slow one is a member:
+    // what it lost in those seconds is repaired, for everyone.
+    assert!(r.wire_per_byte() < 1.1, "{:.3}", r.wire_per_byte());
     // Not paced to the slow one: faster than it could have taken the push.
     let paced = Duration::from_secs_f64(content.total_bytes() as f64 * 8.0 / 300e6);
     assert!(r.elapsed < paced, "{:?}", r.elapsed);
