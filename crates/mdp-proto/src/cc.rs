@@ -260,7 +260,7 @@ impl CongestionMeter {
     /// oldest one had waited `waited` in the socket's queue.
     pub fn on_queue_delay(&mut self, now: Instant, waited: Duration) {
         self.min_queue = Some(self.min_queue.map_or(waited, |q| q.min(waited)));
-        self.drain.on_read(now);
+        self.drain.on_read(now, waited);
     }
 
     fn restart(&mut self, now: Instant, seq: u32, len: usize) {
@@ -298,8 +298,14 @@ struct DrainMeter {
 }
 
 impl DrainMeter {
-    /// A batch is read at `now` (its datagrams follow).
-    fn on_read(&mut self, now: Instant) {
+    /// A batch is read at `now`, its oldest datagram having waited
+    /// `waited` (its datagrams follow). A batch that hardly waited finds
+    /// the host keeping up: the time before it is no measure of its pace
+    /// (the sender was slower, or sent nothing), and is forgotten.
+    fn on_read(&mut self, now: Instant, waited: Duration) {
+        if waited <= QUEUE_LIMIT {
+            self.reads.clear();
+        }
         self.reads.push_back((now, self.total));
         while self.reads.len() > DRAIN_READS
             || (self.reads.len() > 2
@@ -955,6 +961,36 @@ mod tests {
             late.iter().all(|mbit| (200.0..400.0).contains(mbit)),
             "reported {late:?} Mbit/s"
         );
+    }
+
+    #[test]
+    fn a_quiet_spell_before_the_data_is_not_taken_for_a_slow_host() {
+        // 250 ms of control datagrams only (each batch read at once), then
+        // DATA at 100,000 a second into a host that reads 75,000 a second
+        // (840 Mbit/s of 1400-byte datagrams): its first report must say
+        // about 840, not the bytes of the data over the quiet spell too
+        // (a deep cut to a sixth of the rate, a second to climb back).
+        let mut m = CongestionMeter::default();
+        let t0 = Instant::now();
+        for ms in 0..250u64 {
+            m.on_queue_delay(t0 + Duration::from_millis(ms), Duration::ZERO);
+        }
+        let start = t0 + Duration::from_millis(250);
+        let mut queue = std::collections::VecDeque::new();
+        let mut first = None;
+        for ms in 0..300u32 {
+            let now = start + Duration::from_millis(ms as u64);
+            for i in 0..100 {
+                queue.push_back((ms * 100 + i, now));
+            }
+            let oldest = queue[0].1;
+            m.on_queue_delay(now, now.saturating_duration_since(oldest));
+            for (seq, at) in queue.drain(..75) {
+                first = first.or(m.on_data(at, seq, 1400));
+            }
+        }
+        let mbit = first.expect("a standing queue is reported").delivered_bps as f64 / 1e6;
+        assert!((700.0..950.0).contains(&mbit), "reported {mbit:.0} Mbit/s");
     }
 
     /// A push of `secs` to one receiver that takes at most `capacity_bps`

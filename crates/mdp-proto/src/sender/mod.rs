@@ -720,6 +720,7 @@ impl Sender {
                 if silent >= self.config.drop_after {
                     let silent_for = now.saturating_duration_since(p.last_heard);
                     p.state = PeerState::Dropped(silent_for);
+                    self.cc.forget(*node);
                     self.events.push_back(SenderEvent::Silent {
                         node: *node,
                         name: p.name.clone(),
