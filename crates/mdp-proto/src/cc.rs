@@ -781,6 +781,15 @@ mod tests {
         assert!((500.0..620.0).contains(&mbit), "reported {mbit:.0} Mbit/s");
     }
 
+    /// The defaults of an adaptive push: 10 Mbit/s to 40 Gbit/s, from 2.
+    fn lan() -> RateMode {
+        RateMode::Adaptive {
+            min_bps: 10_000_000,
+            max_bps: MAX_BPS,
+            start_bps: START_BPS,
+        }
+    }
+
     fn adaptive() -> RateMode {
         RateMode::Adaptive {
             min_bps: 10_000_000,
@@ -865,11 +874,7 @@ mod tests {
     #[test]
     fn a_sender_held_below_its_rate_cuts_from_what_it_sent() {
         let t0 = Instant::now();
-        let mode = RateMode::Adaptive {
-            min_bps: 10_000_000,
-            max_bps: 40_000_000_000,
-            start_bps: 2_000_000_000,
-        };
+        let mode = lan();
         // Its CPU lets it send 7 Gbit/s, while start-up takes the rate to
         // the 40 Gbit/s ceiling.
         let mut c = RateController::new(mode, t0);
@@ -1003,11 +1008,7 @@ mod tests {
     fn closed_loop(capacity_bps: f64, sender_bps: f64, secs: u32) -> (u32, f64, u32) {
         const BYTES: usize = 1400;
         let t0 = Instant::now();
-        let mode = RateMode::Adaptive {
-            min_bps: 10_000_000,
-            max_bps: 40_000_000_000,
-            start_bps: 2_000_000_000,
-        };
+        let mode = lan();
         let mut c = RateController::new(mode, t0);
         let mut m = CongestionMeter::default();
         let mut queue = std::collections::VecDeque::new();

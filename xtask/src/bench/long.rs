@@ -135,35 +135,18 @@ pub fn long(bin: &Path, runs: usize, wanted: &dyn Fn(&str) -> bool) -> Result<()
     // on a smaller machine that row pushes what fits, and says so.
     let avail = mem_available()?;
     let four = (LONG.min(avail.saturating_sub(4 * GIB) / 4) / GIB).max(1) * GIB;
+    let plain = |bytes, n, dest| Case::Push {
+        bytes,
+        n,
+        dest,
+        slow: false,
+        floor: None,
+    };
     let mut cases = vec![
-        Case::Push {
-            bytes: 256 << 20,
-            n: 1,
-            dest: Dest::Tmpfs,
-            slow: false,
-            floor: None,
-        },
-        Case::Push {
-            bytes: LONG,
-            n: 1,
-            dest: Dest::Tmpfs,
-            slow: false,
-            floor: None,
-        },
-        Case::Push {
-            bytes: four,
-            n: 4,
-            dest: Dest::Tmpfs,
-            slow: false,
-            floor: None,
-        },
-        Case::Push {
-            bytes: LONG,
-            n: 1,
-            dest: Dest::Disk,
-            slow: false,
-            floor: None,
-        },
+        plain(256 << 20, 1, Dest::Tmpfs),
+        plain(LONG, 1, Dest::Tmpfs),
+        plain(four, 4, Dest::Tmpfs),
+        plain(LONG, 1, Dest::Disk),
     ];
     if cpu_quota_available() {
         for floor in [None, Some(SLOW_FLOOR)] {
