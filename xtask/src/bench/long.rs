@@ -293,7 +293,7 @@ pub fn long(bin: &Path, runs: usize, wanted: &dyn Fn(&str) -> bool) -> Result<()
         }
     }
     drop(tmpfs);
-    let (md, json) = render(&rows, runs);
+    let (md, json) = render(&rows);
     let out = root().join("target/bench");
     fs::write(out.join("long.md"), &md)?;
     fs::write(out.join("long.json"), serde_json::to_string_pretty(&json)?)?;
@@ -342,7 +342,7 @@ fn slow_floor(rows: &[(String, String, Vec<Sample>, u64)], cases: &[Case], place
 
 /// The table, and a line per goal: time per byte of the long push against
 /// the 256 MiB push's, and the disk push against `dd`'s copy.
-fn render(rows: &[(String, String, Vec<Sample>, u64)], runs: usize) -> (String, serde_json::Value) {
+fn render(rows: &[(String, String, Vec<Sample>, u64)]) -> (String, serde_json::Value) {
     let mut md = String::new();
     let _ = writeln!(
         md,
@@ -397,49 +397,79 @@ fn render(rows: &[(String, String, Vec<Sample>, u64)], runs: usize) -> (String, 
             "cuts_median": med(samples, &|s| s.cuts),
         }));
     }
-    // The goals, from the rows of this run.
-    let per_gib = |case: &str, place: &str| {
+    // The goals, from the rows of this run, found by the cases' own names.
+    let per_gib = |case: &Case, place: &str| {
+        let name = case.name();
         rows.iter()
-            .find(|(c, p, _, _)| c == case && p == place)
+            .find(|(c, p, _, _)| *c == name && p == place)
             .map(|(_, _, s, b)| med(s, &|x| x.secs) / (*b as f64 / GIB as f64))
     };
+    let push = |bytes, dest| Case::Push {
+        bytes,
+        n: 1,
+        dest,
+        slow: false,
+        floor: None,
+    };
+    let dd_tmpfs = per_gib(
+        &Case::Dd {
+            bytes: LONG,
+            dest: Dest::Tmpfs,
+        },
+        "—",
+    );
+    let dd_disk = per_gib(
+        &Case::Dd {
+            bytes: LONG,
+            dest: Dest::Disk,
+        },
+        "—",
+    );
     let _ = writeln!(md);
     for place in ["bridge", "loopback"] {
-        let short = per_gib("long: 256 MiB to 1 (tmpfs)", place);
-        let long = per_gib("long: 5 GiB to 1 (tmpfs)", place);
-        if let (Some(s), Some(l)) = (short, long) {
-            let _ = writeln!(
-                md,
-                "- {place}: time per GiB, 5 GiB push {l:.2} s against 256 MiB push {s:.2} s: {:.2}× (goal ≤ 1.3×)",
-                l / s
-            );
-        }
-        let disk = per_gib("long: 5 GiB to 1 (the disk, durable)", place);
-        let dd = per_gib("long: dd of 5 GiB to the disk, durable (conv=fsync)", "—");
-        if let (Some(p), Some(d)) = (disk, dd) {
-            let _ = writeln!(
-                md,
-                "- {place}: 5 GiB push to the disk against `dd` of it with its flush: {:.2}× (goal ≤ 1.2×)",
-                p / d
-            );
-        }
-        if let (Some(l), Some(f)) = (long, per_gib(FLOOR, place)) {
-            let _ = writeln!(
-                md,
-                "- {place}: 5 GiB push to tmpfs against the testbed floor: {:.2}×",
-                l / f
-            );
-        }
-        let tmp = per_gib("long: dd of 5 GiB to tmpfs", "—");
-        if let (Some(l), Some(d)) = (long, tmp) {
-            let _ = writeln!(
-                md,
-                "- {place}: 5 GiB push to tmpfs against `dd` of it to the same tmpfs: {:.2}×",
-                l / d
-            );
+        let short = per_gib(&push(256 << 20, Dest::Tmpfs), place);
+        let long = per_gib(&push(LONG, Dest::Tmpfs), place);
+        let disk = per_gib(&push(LONG, Dest::Disk), place);
+        let floor = rows
+            .iter()
+            .find(|(c, p, _, _)| c == FLOOR && p == place)
+            .map(|(_, _, s, b)| med(s, &|x| x.secs) / (*b as f64 / GIB as f64));
+        let lines = [
+            (
+                long,
+                short,
+                "time per GiB, 5 GiB push against 256 MiB push",
+                " (goal ≤ 1.3×)",
+            ),
+            (
+                disk,
+                dd_disk,
+                "5 GiB push to the disk against `dd` of it with its flush",
+                " (goal ≤ 1.2×)",
+            ),
+            (
+                long,
+                floor,
+                "5 GiB push to tmpfs against the testbed floor",
+                "",
+            ),
+            (
+                long,
+                dd_tmpfs,
+                "5 GiB push to tmpfs against `dd` of it to the same tmpfs",
+                "",
+            ),
+        ];
+        for (a, b, what, goal) in lines {
+            if let (Some(a), Some(b)) = (a, b) {
+                let _ = writeln!(
+                    md,
+                    "- {place}: {what}: {a:.2} s against {b:.2} s per GiB, {:.2}×{goal}",
+                    a / b
+                );
+            }
         }
     }
-    let _ = runs;
     (md, serde_json::Value::Array(json))
 }
 
