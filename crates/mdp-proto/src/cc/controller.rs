@@ -84,6 +84,9 @@ pub struct RateController {
     /// What the report behind the last cut said its receiver can take
     /// (bits per second), and who sent it: growth slows near it.
     capacity: Option<(NodeId, f64)>,
+    /// The last report, of any window, from a receiver that takes less
+    /// than the rate: growth waits [`HOLD`] after it.
+    overrun: Option<Instant>,
 }
 
 impl RateController {
@@ -102,6 +105,7 @@ impl RateController {
             sent: 0,
             achieved: [0.0; 2],
             capacity: None,
+            overrun: None,
         }
     }
 
@@ -172,7 +176,8 @@ impl RateController {
         }
         self.sent = 0;
         self.last_step = now;
-        let quiet = self.cut.as_ref().is_none_or(|c| now >= c.at + WINDOW * 2);
+        let quiet = self.cut.as_ref().is_none_or(|c| now >= c.at + WINDOW * 2)
+            && self.overrun.is_none_or(|at| now >= at + HOLD);
         if sending && quiet {
             self.rate = self.grown().min(max_bps as f64);
         }
@@ -229,18 +234,37 @@ impl RateController {
         // sequence numbers the receiver saw: wholly before it (the overload
         // that cut already answered), across it (a mix of two rates:
         // ignored), or wholly after it (news).
+        let deep = from_wire(c.loss) > DEEP_LOSS && c.runs >= DEEP_RUNS;
         let target = match self.cut.as_mut() {
             Some(cut) if seq_before(c.last_seq, cut.seq) => {
                 // Seen by another receiver, it may cut once more (several
-                // overloaded receivers bring the rate down together); seen
-                // again by one that cut already (a backlog of its older
-                // windows, reported at once), it says nothing new.
-                if cut.by.contains(&node) || cut.by.len() >= CUT_NODES {
+                // overloaded receivers bring the rate down together). Seen
+                // again by one that cut already, it is a backlog of its
+                // older windows, reported at once, and says nothing new,
+                // unless the last cut was more than a DRAIN_SPAN ago: then
+                // what it measured (the pace at which its host drained
+                // its socket, over at most that span) is from after the
+                // cut, and its own queue delays its news (a host with a
+                // CPU quota behind a deep socket buffer: half a second).
+                // Targets are what the report measured, never a fraction
+                // of one another: a backlog cannot take the rate below
+                // what its slowest window reached.
+                let again = cut.by.contains(&node);
+                let heard = if again {
+                    now < cut.at + DRAIN_SPAN
+                } else {
+                    cut.by.len() >= CUT_NODES
+                };
+                if heard {
                     rate
                 } else {
-                    let target = asked(MAX_CUT);
+                    let target = asked(if deep { DEEP_CUT } else { MAX_CUT });
                     if target < rate {
-                        cut.by.push(node);
+                        if again {
+                            cut.at = now;
+                        } else {
+                            cut.by.push(node);
+                        }
                     }
                     target
                 }
@@ -254,7 +278,6 @@ impl RateController {
                 // reports again from the next window. A window that lost
                 // most of its datagrams, all through it, may cut deeper
                 // (DEEP_CUT).
-                let deep = from_wire(c.loss) > DEEP_LOSS && c.runs >= DEEP_RUNS;
                 let target = asked(if deep { DEEP_CUT } else { MAX_CUT });
                 if target < rate {
                     self.cut = Some(Cut {
@@ -266,6 +289,9 @@ impl RateController {
                 target
             }
         };
+        if capacity * BACKOFF < self.rate {
+            self.overrun = Some(now);
+        }
         if target < self.rate {
             *self.cuts.entry(node).or_default() += 1;
             self.capacity = Some((node, capacity.clamp(min, max)));

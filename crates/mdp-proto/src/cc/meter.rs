@@ -17,9 +17,15 @@ pub struct CongestionMeter {
     runs: u32,
     bytes: u64,
     floor: f64,
+    /// Whether a window measured the floor yet.
+    floor_set: bool,
     windows: u64,
     /// Smallest queue delay reported in this window.
     min_queue: Option<Duration>,
+    /// Largest queue delay reported in this window.
+    max_queue: Duration,
+    /// The queue delay of the batch being read.
+    batch_wait: Option<Duration>,
     /// How fast this host takes datagrams from its socket.
     drain: DrainMeter,
 }
@@ -71,7 +77,8 @@ impl CongestionMeter {
             _ => arrived_bps,
         } as u64;
         self.windows += 1;
-        let lossy = loss > threshold(self.floor) && self.runs >= MIN_LOSS_RUNS;
+        let fell_behind = self.max_queue > QUEUE_LIMIT;
+        let lossy = loss > threshold(self.floor) && (self.runs >= MIN_LOSS_RUNS || fell_behind);
         let congested = self.windows > 1 && (lossy || standing_queue);
         // A window congested by a standing queue reports, as its loss, the
         // share of what arrived that this host could not take at its pace
@@ -92,20 +99,35 @@ impl CongestionMeter {
             last_seq: self.highest,
             runs: self.runs.max(waited).min(u16::MAX as u32) as u16,
         });
-        if !congested {
-            // The first window sets the floor; later ones move it slowly.
-            self.floor = if self.windows == 1 {
-                loss.min(0.3)
-            } else {
+        // The floor is the path's own loss: measured only in windows in
+        // which this host kept up (no batch waited long). Behind a queue
+        // loss comes from its full socket buffer, in bursts while a CPU
+        // quota holds it (a host that catches up within the window still
+        // lost what arrived while it was held):
+        // taken into the floor, that loss would raise it towards one half
+        // and every report's capacity (delivered over one minus the floor)
+        // towards twice what the host takes.
+        if !congested && !fell_behind {
+            // The first such window sets the floor; later ones move it
+            // slowly.
+            self.floor = if self.floor_set {
                 0.9 * self.floor + 0.1 * loss
+            } else {
+                loss.min(0.3)
             };
+            self.floor_set = true;
         }
         self.start = Some(now);
         self.base = self.highest.wrapping_add(1);
         self.received = 0;
         self.runs = 0;
         self.bytes = 0;
+        // The rest of the batch being read belongs to the next window, and
+        // waited as long: had it been forgotten, a window read within one
+        // batch (a burst lost from a full buffer, then a few datagrams)
+        // would seem to have been read by a host that kept up.
         self.min_queue = None;
+        self.max_queue = self.batch_wait.unwrap_or_default();
         sample
     }
 
@@ -113,6 +135,8 @@ impl CongestionMeter {
     /// oldest one had waited `waited` in the socket's queue.
     pub fn on_queue_delay(&mut self, now: Instant, waited: Duration) {
         self.min_queue = Some(self.min_queue.map_or(waited, |q| q.min(waited)));
+        self.max_queue = self.max_queue.max(waited);
+        self.batch_wait = Some(waited);
         self.drain.on_read(now, waited);
     }
 

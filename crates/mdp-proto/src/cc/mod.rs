@@ -9,7 +9,8 @@
 //! depend on the rate (a lossy link) shows as a steady *floor*, tracked by
 //! a slow average of the uncongested windows; a window whose loss is well
 //! above the floor (`loss > 1.5 × floor + 5 %`), in at least
-//! [`MIN_LOSS_RUNS`] separate runs, means the sender is faster than this
+//! [`MIN_LOSS_RUNS`] separate runs (or in any, when this host fell behind
+//! in the window), means the sender is faster than this
 //! receiver, its CPU or its path can take. The receiver then
 //! sends a CONGESTION report with the rate that did reach it. The IO layer
 //! also hands in how long each batch of datagrams waited in the socket's
@@ -39,10 +40,13 @@
 //! window spans, and the sender remembers where its last cut took effect:
 //! a window after it is news and may cut again; a window before it may cut
 //! once more if it comes from another receiver (the same overload, seen
-//! elsewhere), and not at all from one that cut already (a backlog of old
-//! windows it catches up on); a window across it measured two rates and is
-//! ignored. Without reports the rate never falls: silence is no reason to
-//! collapse. The rate stays within `[min, max]`. A receiver
+//! elsewhere), and from one that cut already only a [`DRAIN_SPAN`] after
+//! the cut (sooner, it is a backlog of old windows it catches up on;
+//! later, its drained rate measured its host after the cut, and its own
+//! queue delays its news); a window across it measured two rates and is
+//! ignored. Any report that says its receiver takes less than the rate
+//! holds growth for [`HOLD`]. Without reports the rate never falls:
+//! silence is no reason to collapse. The rate stays within `[min, max]`. A receiver
 //! whose reports stay below `min` for [`SLOW_DROP_AFTER`] is dropped, so
 //! one slow host cannot hold the others below the floor.
 //!
@@ -72,12 +76,15 @@ pub const QUEUE_LIMIT: Duration = Duration::from_millis(4);
 /// of the rate the receiver takes them out is draining: no congestion.
 const DRAINING: f64 = 0.98;
 /// Fewest separate runs of lost datagrams in a window that loses more
-/// than the floor explains before that loss counts as congestion. Loss
+/// than the floor explains before that loss counts as congestion, unless
+/// this host fell behind in the window (a batch waited more than
+/// [`QUEUE_LIMIT`]: the burst is its own socket buffer overflowing, as a
+/// host under a CPU quota does in every period it is held). Otherwise loss
 /// that comes in few bursts (a whole GSO batch or GRO train dropped at
-/// once, a stall that overflowed the socket buffer once) says nothing
-/// about the rate, and in a short window at a low rate a burst or two
-/// alone would exceed the threshold: counted as congestion, the cuts that
-/// follow shrink the windows further until the rate reaches the floor.
+/// once) says nothing about the rate, and in a short window at a low rate
+/// a burst or two alone would exceed the threshold: counted as congestion,
+/// the cuts that follow shrink the windows further until the rate reaches
+/// the floor.
 pub const MIN_LOSS_RUNS: u32 = 4;
 /// A window this long without enough packets is discarded.
 const WINDOW_MAX: Duration = Duration::from_millis(500);
@@ -127,6 +134,14 @@ pub const DEEP_CUT: f64 = MAX_CUT / 4.0;
 pub const DEEP_LOSS: f64 = 0.5;
 /// See [`DEEP_CUT`].
 pub const DEEP_RUNS: u16 = 16;
+/// How long growth waits after a report from a receiver that takes less
+/// than the rate, whether or not that report cut it. A receiver behind
+/// its own socket queue reports windows from before the last cut for as
+/// long as the queue takes to drain (a host with a CPU quota: a tenth of
+/// a second and more), and those reports cut no further; growing
+/// meanwhile by [`GROWTH`] a window overruns it again before its first
+/// report from after the cut arrives.
+pub const HOLD: Duration = Duration::from_millis(40);
 /// Fraction of a limiting receiver's delivered rate the sender cuts to.
 pub const BACKOFF: f64 = 0.95;
 /// The deepest single cut: at most to this fraction of the rate.

@@ -378,7 +378,9 @@ fn a_quiet_spell_before_the_data_is_not_taken_for_a_slow_host() {
 /// a millisecond later. Returns the cuts, the mean rate that reached
 /// the receiver over the last half, and the datagrams its full buffer
 /// dropped.
-fn closed_loop(capacity_bps: f64, sender_bps: f64, secs: u32) -> (u32, f64, u32) {
+/// With `quota` below one the host runs only that share of every 100 ms
+/// (a cgroup CPU quota) and reads at `capacity_bps / quota` meanwhile.
+fn closed_loop(capacity_bps: f64, sender_bps: f64, secs: u32, quota: f64) -> (u32, f64, u32) {
     const BYTES: usize = 1400;
     let t0 = Instant::now();
     let mode = lan();
@@ -406,7 +408,10 @@ fn closed_loop(capacity_bps: f64, sender_bps: f64, secs: u32) -> (u32, f64, u32)
             }
             seq += 1;
         }
-        read_credit += capacity_bps / 1000.0 / (BYTES * 8) as f64;
+        if (ms % 100) as f64 >= quota * 100.0 {
+            continue;
+        }
+        read_credit += capacity_bps / quota / 1000.0 / (BYTES * 8) as f64;
         let take = (read_credit as usize).min(queue.len());
         read_credit -= take as f64;
         if take > 0 {
@@ -433,7 +438,7 @@ fn a_receiver_that_limits_the_push_paces_it_without_a_sawtooth() {
     // or fewer (the controller before this test: 178 in 20 s, and
     // 54,866 datagrams lost to the full buffer), and its socket buffer
     // never overflows.
-    let (cuts, mean, dropped) = closed_loop(2.4e9, 3.2e9, 20);
+    let (cuts, mean, dropped) = closed_loop(2.4e9, 3.2e9, 20, 1.0);
     assert_eq!(dropped, 0, "datagrams lost to a full socket buffer");
     assert!(
         mean > 0.9 * 2.4e9,
@@ -582,4 +587,120 @@ fn a_fixed_rate_ignores_reports() {
     c.on_timer(t0 + WINDOW * 5, true);
     assert_eq!(c.rate_bps(), 5_000_000);
     assert_eq!(c.next_step(), None);
+}
+
+#[test]
+fn a_host_under_a_cpu_quota_paces_the_push_without_overflowing() {
+    // A receiver that takes 1 Gbit/s on average but runs only 15 ms of
+    // every 100 (the bench's slowed host): while it is held its socket
+    // buffer overflows in one burst, and its reports wait behind its own
+    // queue. Before its loss in bursts counted (it fell behind), stale
+    // reports of its could cut again and held growth: 903,000 datagrams
+    // lost of the 2.2 million sent in 20 s.
+    let (_, mean, dropped) = closed_loop(1e9, 3.2e9, 20, 0.15);
+    assert!(
+        dropped < 80_000,
+        "{dropped} datagrams lost to a full buffer"
+    );
+    assert!(mean > 0.9e9, "only {:.0} Mbit/s reached it", mean / 1e6);
+}
+
+#[test]
+fn loss_while_this_host_fell_behind_is_not_the_floor() {
+    // 4 % lost in a burst a window (below the threshold, in one run: no
+    // report), in windows in which a batch waited 30 ms: the host's own
+    // full buffer, not the path. The floor stays where the path put it.
+    let mut m = CongestionMeter::default();
+    let t0 = Instant::now();
+    for seq in 0..20_000u32 {
+        let at = t0 + Duration::from_secs_f64(seq as f64 / 10_000.0);
+        if seq % 200 == 0 {
+            m.on_queue_delay(at, Duration::from_millis(30));
+        }
+        if seq % 200 < 8 {
+            continue;
+        }
+        m.on_data(at, seq, 1400);
+    }
+    assert!(m.floor() < 0.001, "floor {}", m.floor());
+}
+
+#[test]
+fn a_window_of_burst_loss_while_this_host_fell_behind_is_congestion() {
+    // Half of each window lost in one burst, the host behind for a while
+    // (a batch waited 30 ms; no standing queue: it caught up): its own
+    // buffer overflowed. Without the wait it is
+    // the path's bursts (loss_in_a_few_bursts_is_no_congestion_however_high).
+    let t0 = Instant::now();
+    let run = |wait: Duration| {
+        let mut m = CongestionMeter::default();
+        let mut reports = 0;
+        for seq in 0..20_000u32 {
+            let at = t0 + Duration::from_secs_f64(seq as f64 / 10_000.0);
+            // A batch that waited, then one read at once: it caught up.
+            if seq % 200 == 0 {
+                m.on_queue_delay(at, wait);
+            }
+            if seq % 200 == 150 {
+                m.on_queue_delay(at, Duration::from_micros(500));
+            }
+            if seq > 1000 && seq % 400 < 200 {
+                continue;
+            }
+            reports += m.on_data(at, seq, 1400).is_some() as u32;
+        }
+        reports
+    };
+    assert_eq!(run(Duration::from_micros(500)), 0);
+    assert!(run(Duration::from_millis(30)) > 20);
+}
+
+#[test]
+fn a_slow_host_behind_its_own_queue_cuts_again_from_windows_before_the_cut() {
+    let t0 = Instant::now();
+    let mut c = RateController::new(adaptive(), t0);
+    // Two fast receivers cut the rate from 1 Gbit/s; the cut takes
+    // effect from DATA 1000 on.
+    c.on_report(t0, NodeId(1), &window(500..600, 900_000_000, 0.2), 1000);
+    assert_eq!(c.rate_bps(), 855_000_000);
+    // The slow one's first report is older still, and lost most of its
+    // window all through: another receiver's view of the same overload,
+    // it may cut deeply.
+    let mut deep = window(0..100, 100_000_000, 0.8);
+    deep.runs = DEEP_RUNS;
+    c.on_report(t0, NodeId(3), &deep, 1000);
+    assert_eq!(c.rate_bps(), 149_625_000, "to DEEP_CUT of the rate");
+    // A receiver that reports a window before the cut says it takes less
+    // than the rate: growth waits for HOLD.
+    let mut c = RateController::new(adaptive(), t0);
+    c.on_report(t0, NodeId(1), &window(0..100, 900_000_000, 0.2), 1000);
+    let cut = c.rate_bps();
+    let mut t = t0 + WINDOW * 2;
+    c.on_timer(t, true);
+    let grown = c.rate_bps();
+    assert!(grown > cut);
+    c.on_report(t, NodeId(1), &window(100..200, 600_000_000, 0.2), 1100);
+    assert_eq!(c.rate_bps(), grown, "the same overload: no cut");
+    let reported = t;
+    while t + WINDOW < reported + HOLD {
+        t += WINDOW;
+        c.on_timer(t, true);
+        assert_eq!(c.rate_bps(), grown, "held");
+    }
+    c.on_timer(reported + HOLD, true);
+    assert!(c.rate_bps() > grown, "and grows after HOLD");
+    // Its windows from before the cut keep coming, a DRAIN_SPAN after
+    // the cut: its queue delays its news, and what it measured is from
+    // after the cut. It cuts again, to what it measured.
+    t = t0 + DRAIN_SPAN;
+    c.on_report(t, NodeId(1), &window(200..300, 700_000_000, 0.2), 1500);
+    assert_eq!(c.rate_bps(), 665_000_000);
+    // And not again within a DRAIN_SPAN of that.
+    c.on_report(
+        t + WINDOW,
+        NodeId(1),
+        &window(300..400, 300_000_000, 0.2),
+        1600,
+    );
+    assert_eq!(c.rate_bps(), 665_000_000);
 }
