@@ -23,6 +23,7 @@ mod bench;
 mod demo;
 mod dist;
 mod faults;
+mod routed;
 
 use anyhow::{bail, Context, Result};
 use mdp_sim::netns;

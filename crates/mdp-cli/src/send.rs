@@ -403,8 +403,16 @@ pub fn run(plan: SendPlan) -> anyhow::Result<i32> {
         json.count_copies(to.len() as u64);
     }
     if let Some(p) = &mut json.problem {
+        let unheard = report.receivers.is_empty()
+            || report.receivers.len() < report.expected as usize
+            || report
+                .receivers
+                .iter()
+                .any(|r| r.verdict == mdp_proto::sender::Verdict::NeverRegistered);
         if report.receivers.is_empty() && loopback {
             p.push_str(" (mdp-send uses loopback unless you give --interface)");
+        } else if unheard && to.is_empty() && endpoints.iter().all(|e| e.ttl <= 1) {
+            p.push_str(ROUTED_HINT);
         }
     }
     if out.json {
@@ -414,6 +422,10 @@ pub fn run(plan: SendPlan) -> anyhow::Result<i32> {
     }
     Ok(code)
 }
+
+/// Appended to the problem of a multicast push at TTL 1 that some
+/// receiver never answered.
+const ROUTED_HINT: &str = " (with --ttl 1 multicast stays on this network: for receivers beyond a router give --ttl one more than the routers between, on both ends, and route the group both ways; see docs/CROSSING.md)";
 
 /// A `--to` destination: `HOST:PORT` (a name is resolved now).
 /// The receivers' states in a few words, beside the bar: `3 rx, 1 ok, 1

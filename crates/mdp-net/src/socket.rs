@@ -167,6 +167,23 @@ pub fn interface_mtu(ep: &Endpoint) -> Option<u32> {
         .and_then(|i| i.mtu)
 }
 
+/// Whether `addr` is on one of the networks of `ep`'s interface (a
+/// neighbour, reached without a router); `None` when the interface or its
+/// networks are unknown.
+pub fn on_link(ep: &Endpoint, addr: IpAddr) -> Option<bool> {
+    let i = crate::sys::interfaces().into_iter().find(|i| {
+        if ep.index != 0 {
+            i.index == ep.index
+        } else {
+            i.addrs.contains(&ep.interface)
+        }
+    })?;
+    if i.nets.is_empty() {
+        return None;
+    }
+    Some(i.nets.iter().any(|n| crate::sys::in_network(addr, *n)))
+}
+
 /// A non-blocking UDP socket of `ipv4`'s family with large buffers (a
 /// receiver must absorb bursts while it writes blocks).
 fn udp_socket(ipv4: bool) -> io::Result<Socket> {
@@ -340,6 +357,7 @@ mod tests {
             up,
             multicast: true,
             addrs: Vec::new(),
+            nets: Vec::new(),
             mtu: Some(65536),
         };
         let local: IpAddr = "127.0.0.1".parse().unwrap();

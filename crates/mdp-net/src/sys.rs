@@ -20,6 +20,9 @@ pub struct Interface {
     pub multicast: bool,
     /// Its addresses.
     pub addrs: Vec<IpAddr>,
+    /// Its networks: each address with its prefix length (from the
+    /// netmask `getifaddrs` gives beside it).
+    pub nets: Vec<(IpAddr, u8)>,
     /// Its MTU in bytes (`SIOCGIFMTU`; `None` if the kernel did not say).
     pub mtu: Option<u32>,
 }
@@ -43,21 +46,11 @@ pub fn interfaces() -> Vec<Interface> {
                 .to_string_lossy()
                 .into_owned();
             let flags = ifa.ifa_flags;
-            let addr = if ifa.ifa_addr.is_null() {
-                None
-            } else {
-                match (*ifa.ifa_addr).sa_family as libc::c_int {
-                    libc::AF_INET => {
-                        let a = &*(ifa.ifa_addr as *const libc::sockaddr_in);
-                        Some(IpAddr::from(u32::from_be(a.sin_addr.s_addr).to_be_bytes()))
-                    }
-                    libc::AF_INET6 => {
-                        let a = &*(ifa.ifa_addr as *const libc::sockaddr_in6);
-                        Some(IpAddr::from(a.sin6_addr.s6_addr))
-                    }
-                    _ => None,
-                }
-            };
+            let addr = ip_of(ifa.ifa_addr);
+            let prefix = ip_of(ifa.ifa_netmask).map(|m| match m {
+                IpAddr::V4(m) => u32::from(m).leading_ones() as u8,
+                IpAddr::V6(m) => u128::from(m).leading_ones() as u8,
+            });
             let i = match out.iter().position(|x| x.name == name) {
                 Some(i) => i,
                 None => {
@@ -68,6 +61,7 @@ pub fn interfaces() -> Vec<Interface> {
                         up: flags & libc::IFF_UP as u32 != 0,
                         multicast: flags & (libc::IFF_MULTICAST | libc::IFF_LOOPBACK) as u32 != 0,
                         addrs: Vec::new(),
+                        nets: Vec::new(),
                         mtu: None,
                     });
                     out.len() - 1
@@ -75,6 +69,9 @@ pub fn interfaces() -> Vec<Interface> {
             };
             if let Some(a) = addr {
                 out[i].addrs.push(a);
+                if let Some(p) = prefix {
+                    out[i].nets.push((a, p));
+                }
             }
             cur = ifa.ifa_next;
         }
@@ -85,6 +82,49 @@ pub fn interfaces() -> Vec<Interface> {
         i.mtu = mtu(&i.name);
     }
     out
+}
+
+/// The address in `sa`, when it is an IPv4 or IPv6 one.
+///
+/// # Safety
+/// `sa` is null or points to a sockaddr of the family it names.
+unsafe fn ip_of(sa: *const libc::sockaddr) -> Option<IpAddr> {
+    if sa.is_null() {
+        return None;
+    }
+    // SAFETY: the caller's promise: a sockaddr of the family it names.
+    unsafe {
+        match (*sa).sa_family as libc::c_int {
+            libc::AF_INET => {
+                let a = &*(sa as *const libc::sockaddr_in);
+                Some(IpAddr::from(u32::from_be(a.sin_addr.s_addr).to_be_bytes()))
+            }
+            libc::AF_INET6 => {
+                let a = &*(sa as *const libc::sockaddr_in6);
+                Some(IpAddr::from(a.sin6_addr.s6_addr))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// True when `addr` lies in the network `(net, prefix)`.
+pub fn in_network(addr: IpAddr, (net, prefix): (IpAddr, u8)) -> bool {
+    match (addr, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            let mask = u32::MAX
+                .checked_shl(32 - u32::from(prefix.min(32)))
+                .unwrap_or(0);
+            u32::from(a) & mask == u32::from(n) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => {
+            let mask = u128::MAX
+                .checked_shl(128 - u32::from(prefix.min(128)))
+                .unwrap_or(0);
+            u128::from(a) & mask == u128::from(n) & mask
+        }
+        _ => false,
+    }
 }
 
 /// The MTU of the interface `name`, asked of the kernel (`SIOCGIFMTU`) in
@@ -381,6 +421,37 @@ pub fn io_fix(e: &io::Error) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    use std::net::IpAddr;
+
+    #[test]
+    fn an_address_is_in_a_network_by_its_prefix() {
+        use super::in_network;
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(in_network(ip("10.78.2.3"), (ip("10.78.2.1"), 24)));
+        assert!(!in_network(ip("10.78.1.2"), (ip("10.78.2.1"), 24)));
+        assert!(in_network(ip("10.78.1.2"), (ip("10.78.2.1"), 16)));
+        assert!(in_network(ip("192.0.2.9"), (ip("10.0.0.1"), 0)));
+        assert!(!in_network(ip("10.0.0.2"), (ip("10.0.0.1"), 32)));
+        assert!(in_network(ip("fd00::1:5"), (ip("fd00::1:1"), 112)));
+        assert!(!in_network(ip("fd00::2:5"), (ip("fd00::1:1"), 112)));
+        assert!(
+            !in_network(ip("10.0.0.1"), (ip("::1"), 0)),
+            "families differ"
+        );
+    }
+
+    #[test]
+    fn loopback_has_its_network() {
+        let lo = super::interfaces()
+            .into_iter()
+            .find(|i| i.name == "lo")
+            .expect("lo");
+        let v4: IpAddr = "127.0.0.1".parse().unwrap();
+        if lo.addrs.contains(&v4) {
+            assert!(lo.nets.contains(&(v4, 8)), "{:?}", lo.nets);
+        }
+    }
+
     #[test]
     fn loopback_is_listed_with_its_addresses() {
         let all = super::interfaces();

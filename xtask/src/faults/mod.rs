@@ -9,6 +9,8 @@
 //! byte and the verdicts of the sender's JSON report; the table goes to
 //! stdout and to target/netns/faults.md.
 
+mod routed;
+
 use crate::bench::data::data_file;
 use crate::bench::net::{host, ip, sh, Net};
 use anyhow::{bail, Context, Result};
@@ -764,6 +766,15 @@ pub fn run(bin: &Path) -> Result<()> {
         ("receiver restarted", Box::new(receiver_restarted)),
         ("sender killed", Box::new(sender_killed)),
         ("full disk", Box::new(full_disk)),
+        ("routed multicast", Box::new(routed::across_a_router)),
+        (
+            "feedback TTL 1 across a router",
+            Box::new(routed::feedback_ttl_too_small),
+        ),
+        (
+            "push TTL 1 across a router",
+            Box::new(routed::push_ttl_too_small),
+        ),
     ];
     let mut rows = Vec::new();
     for (name, f) in &scenarios {

@@ -8,7 +8,7 @@
 
 use super::ledger::Ledger;
 use super::sockets::RecvSockets;
-use super::warnings::{buffer_warning, mtu_warning, AuthWarnings};
+use super::warnings::{buffer_warning, mtu_warning, off_link_warning, AuthWarnings};
 use super::writer::{Writer, WriterCmd, WriterReply};
 use super::{HookReply, RecvError, RecvNotice, RecvOptions};
 use crate::store::HeldBlocks;
@@ -78,6 +78,9 @@ pub(super) struct RecvDriver<N> {
     /// the last session whose symbol size was checked against it.
     mtu: Option<u32>,
     mtu_checked: Option<SessionId>,
+    /// The first interface's endpoint, for the route check.
+    endpoint: crate::socket::Endpoint,
+    route_checked: Option<SessionId>,
     /// The source address of the ANNOUNCE the current session began with.
     session_sender: Option<SocketAddr>,
     /// What --delete removed when the tree was settled, for the report.
@@ -146,6 +149,8 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
             buffer_checked: false,
             mtu,
             mtu_checked: None,
+            endpoint: opts.endpoint,
+            route_checked: None,
             session_sender: None,
             pruned: Vec::new(),
             rejection_logged: None,
@@ -171,6 +176,7 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
         self.fire_due_timers(now);
         self.transmit(now).await;
         self.check_mtu();
+        self.check_route();
         self.dispatch_requests();
         self.dispatch_events();
         self.report_progress(now);
@@ -269,6 +275,22 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
                 self.mtu_checked = Some(id);
                 let sealed = self.config.auth.is_some();
                 if let Some(msg) = mtu_warning(t, mtu, self.ipv6, sealed) {
+                    tracing::warn!("{msg}");
+                }
+            }
+        }
+    }
+
+    /// Once per session, as soon as its sender's address is known: warns
+    /// when the sender is beyond a router and this receiver's feedback
+    /// (TTL 1) cannot follow its push back.
+    fn check_route(&mut self) {
+        if let (Some(id), Some(sender)) = (self.receiver.session_id(), self.session_sender) {
+            if self.route_checked != Some(id) {
+                self.route_checked = Some(id);
+                let ep = &self.endpoint;
+                let near = crate::socket::on_link(ep, sender.ip());
+                if let Some(msg) = off_link_warning(ep, sender.ip(), near) {
                     tracing::warn!("{msg}");
                 }
             }

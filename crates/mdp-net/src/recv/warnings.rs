@@ -3,6 +3,7 @@
 //! interface's MTU, packets dropped by authentication.
 
 use mdp_proto::ReceiverStats;
+use std::net::IpAddr;
 
 /// Says once, in one line, why packets are being dropped by authentication.
 #[derive(Default)]
@@ -68,9 +69,30 @@ pub fn mtu_warning(symbol_size: u16, mtu: u32, ipv6: bool, sealed: bool) -> Opti
     ))
 }
 
+/// What a receiver whose sender is at `sender`, beyond a router, should
+/// be told when its feedback cannot follow: `None` when it can (a TTL
+/// above 1, unicast replies, a neighbour, loopback).
+pub fn off_link_warning(
+    ep: &crate::socket::Endpoint,
+    sender: IpAddr,
+    on_link: Option<bool>,
+) -> Option<String> {
+    if ep.unicast || ep.ttl > 1 || sender.is_loopback() || on_link != Some(false) {
+        return None;
+    }
+    Some(format!(
+        "the sender {sender} is not on this host's network on {}: its push crossed a router, but this receiver's feedback (--ttl 1) cannot, so the sender will not hear it; give --ttl one more than the routers between (2 across one router) and have them route group {} port {} back to the sender (see docs/CROSSING.md)",
+        ep.interface,
+        ep.group.ip(),
+        ep.feedback().port()
+    ))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{buffer_warning, mtu_warning};
+    use super::{buffer_warning, mtu_warning, off_link_warning};
+    use crate::socket::Endpoint;
+    use std::net::IpAddr;
 
     #[test]
     fn the_mtu_warning_comes_only_when_a_symbol_needs_more_than_a_packet() {
@@ -105,5 +127,31 @@ mod tests {
         assert_eq!(buffer_warning(4 << 20, None), None, "no session, no rate");
         let w = buffer_warning(1 << 20, Some(1_000_000_000)).expect("too small");
         assert!(w.contains("net.core.rmem_max="), "{w}");
+    }
+
+    #[test]
+    fn a_sender_beyond_a_router_is_told_only_to_a_receiver_whose_feedback_cannot_follow() {
+        let ep = |ttl, unicast| Endpoint {
+            group: "239.255.77.1:7400".parse().unwrap(),
+            interface: "10.78.2.2".parse().unwrap(),
+            ttl,
+            index: 0,
+            dscp: 0,
+            unicast,
+        };
+        let far: IpAddr = "10.78.1.2".parse().unwrap();
+        let w = off_link_warning(&ep(1, false), far, Some(false)).expect("told");
+        assert!(
+            w.contains("10.78.1.2") && w.contains("--ttl") && w.contains("239.255.77.1 port 7401"),
+            "{w}"
+        );
+        // Its feedback follows: a TTL above 1, unicast replies.
+        assert_eq!(off_link_warning(&ep(2, false), far, Some(false)), None);
+        assert_eq!(off_link_warning(&ep(1, true), far, Some(false)), None);
+        // A neighbour, loopback, or networks unknown: nothing to say.
+        assert_eq!(off_link_warning(&ep(1, false), far, Some(true)), None);
+        assert_eq!(off_link_warning(&ep(1, false), far, None), None);
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        assert_eq!(off_link_warning(&ep(1, false), lo, Some(false)), None);
     }
 }
