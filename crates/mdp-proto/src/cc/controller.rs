@@ -68,7 +68,8 @@ pub struct RateController {
     rate: f64,
     startup: bool,
     last_step: Instant,
-    /// The last cut that a whole window after the one before it caused.
+    /// The last cut: caused by a whole window after the one before it, or
+    /// by a receiver that cut for that one, again, a [`DRAIN_SPAN`] later.
     cut: Option<Cut>,
     /// Receivers whose reports are below the minimum, since when.
     slow_since: HashMap<NodeId, (Instant, Instant)>,
@@ -84,8 +85,8 @@ pub struct RateController {
     /// What the report behind the last cut said its receiver can take
     /// (bits per second), and who sent it: growth slows near it.
     capacity: Option<(NodeId, f64)>,
-    /// The last report, of any window, from a receiver that takes less
-    /// than the rate: growth waits [`HOLD`] after it.
+    /// The last report from a receiver that cut for the last cut and
+    /// still takes less than the rate: growth waits [`HOLD`] after it.
     overrun: Option<Instant>,
 }
 
@@ -235,6 +236,19 @@ impl RateController {
         // that cut already answered), across it (a mix of two rates:
         // ignored), or wholly after it (news).
         let deep = from_wire(c.loss) > DEEP_LOSS && c.runs >= DEEP_RUNS;
+        // A cut older than a quarter of the sequence numbers is forgotten:
+        // past half of them, windows after it would compare as before it.
+        if self
+            .cut
+            .as_ref()
+            .is_some_and(|cut| next_seq.wrapping_sub(cut.seq) > 1 << 30)
+        {
+            self.cut = None;
+        }
+        // A receiver that cut for the last cut and still takes less than
+        // the rate holds growth, whether or not this report cuts again.
+        let holds = capacity * BACKOFF < self.rate
+            && self.cut.as_ref().is_some_and(|cut| cut.by.contains(&node));
         let target = match self.cut.as_mut() {
             Some(cut) if seq_before(c.last_seq, cut.seq) => {
                 // Seen by another receiver, it may cut once more (several
@@ -261,7 +275,13 @@ impl RateController {
                     let target = asked(if deep { DEEP_CUT } else { MAX_CUT });
                     if target < rate {
                         if again {
-                            cut.at = now;
+                            // A new cut: the windows it measured are
+                            // answered, and the ones after it are news.
+                            *cut = Cut {
+                                at: now,
+                                seq: next_seq,
+                                by: vec![node],
+                            };
                         } else {
                             cut.by.push(node);
                         }
@@ -289,7 +309,7 @@ impl RateController {
                 target
             }
         };
-        if capacity * BACKOFF < self.rate {
+        if holds {
             self.overrun = Some(now);
         }
         if target < self.rate {

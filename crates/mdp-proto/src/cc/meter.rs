@@ -26,6 +26,8 @@ pub struct CongestionMeter {
     max_queue: Duration,
     /// The queue delay of the batch being read.
     batch_wait: Option<Duration>,
+    /// Windows in a row, up to this one, in which this host fell behind.
+    behind: u32,
     /// How fast this host takes datagrams from its socket.
     drain: DrainMeter,
 }
@@ -78,7 +80,13 @@ impl CongestionMeter {
         } as u64;
         self.windows += 1;
         let fell_behind = self.max_queue > QUEUE_LIMIT;
-        let lossy = loss > threshold(self.floor) && (self.runs >= MIN_LOSS_RUNS || fell_behind);
+        self.behind = if fell_behind { self.behind + 1 } else { 0 };
+        // Loss in a few bursts counts when this host fell behind in this
+        // window and the one before: its own buffer, overflowing again and
+        // again (a CPU quota holds it every period). Once is a stall, which
+        // says nothing about the rate.
+        let own_bursts = self.behind >= 2;
+        let lossy = loss > threshold(self.floor) && (self.runs >= MIN_LOSS_RUNS || own_bursts);
         let congested = self.windows > 1 && (lossy || standing_queue);
         // A window congested by a standing queue reports, as its loss, the
         // share of what arrived that this host could not take at its pace
@@ -99,33 +107,40 @@ impl CongestionMeter {
             last_seq: self.highest,
             runs: self.runs.max(waited).min(u16::MAX as u32) as u16,
         });
-        // The floor is the path's own loss: measured only in windows in
-        // which this host kept up (no batch waited long). Behind a queue
-        // loss comes from its full socket buffer, in bursts while a CPU
-        // quota holds it (a host that catches up within the window still
-        // lost what arrived while it was held):
-        // taken into the floor, that loss would raise it towards one half
-        // and every report's capacity (delivered over one minus the floor)
-        // towards twice what the host takes.
-        if !congested && !fell_behind {
-            // The first such window sets the floor; later ones move it
-            // slowly.
-            self.floor = if self.floor_set {
-                0.9 * self.floor + 0.1 * loss
-            } else {
-                loss.min(0.3)
-            };
-            self.floor_set = true;
+        // The floor is the path's own loss: measured in windows in which
+        // this host kept up (no batch waited long). Behind a queue loss
+        // comes from its full socket buffer, in bursts while a CPU quota
+        // holds it (a host that catches up within the window still lost
+        // what arrived while it was held): taken into the floor, that loss
+        // raised it towards one half and every report's capacity (delivered
+        // over one minus the floor) towards twice what the host takes. The
+        // first window sets it whatever happened in it (provisionally, when
+        // the host fell behind: the first window in which it kept up
+        // replaces it), so that a lossy path is known from the start;
+        // later windows that are not congested move it slowly.
+        if !congested {
+            if !fell_behind {
+                self.floor = if self.floor_set {
+                    0.9 * self.floor + 0.1 * loss
+                } else {
+                    loss.min(0.3)
+                };
+                self.floor_set = true;
+            } else if self.windows == 1 {
+                self.floor = loss.min(0.3);
+            }
         }
         self.start = Some(now);
         self.base = self.highest.wrapping_add(1);
         self.received = 0;
         self.runs = 0;
         self.bytes = 0;
-        // The rest of the batch being read belongs to the next window, and
-        // waited as long: had it been forgotten, a window read within one
-        // batch (a burst lost from a full buffer, then a few datagrams)
-        // would seem to have been read by a host that kept up.
+        // The rest of the batch being read (if any) belongs to the next
+        // window, and waited as long: had it been forgotten, a window read
+        // within one batch (a burst lost from a full buffer, then a few
+        // datagrams) would seem to have been read by a host that kept up.
+        // Carried until the next batch: a batch may hold several windows
+        // (one read after a host was held for 85 ms).
         self.min_queue = None;
         self.max_queue = self.batch_wait.unwrap_or_default();
         sample
@@ -147,6 +162,8 @@ impl CongestionMeter {
         self.received = 1;
         self.runs = 0;
         self.bytes = len as u64;
+        self.max_queue = Duration::ZERO;
+        self.batch_wait = None;
     }
 
     /// The loss floor seen so far.

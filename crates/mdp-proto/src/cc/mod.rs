@@ -7,10 +7,11 @@
 //! [`WINDOW`] and [`WINDOW_MIN_PACKETS`] datagrams and measure, from the
 //! DATA sequence numbers, the fraction lost in each. Loss that does not
 //! depend on the rate (a lossy link) shows as a steady *floor*, tracked by
-//! a slow average of the uncongested windows; a window whose loss is well
+//! a slow average of the uncongested windows in which this host kept up
+//! (no batch waited long in its socket); a window whose loss is well
 //! above the floor (`loss > 1.5 × floor + 5 %`), in at least
 //! [`MIN_LOSS_RUNS`] separate runs (or in any, when this host fell behind
-//! in the window), means the sender is faster than this
+//! in this window and the one before), means the sender is faster than this
 //! receiver, its CPU or its path can take. The receiver then
 //! sends a CONGESTION report with the rate that did reach it. The IO layer
 //! also hands in how long each batch of datagrams waited in the socket's
@@ -44,8 +45,8 @@
 //! the cut (sooner, it is a backlog of old windows it catches up on;
 //! later, its drained rate measured its host after the cut, and its own
 //! queue delays its news); a window across it measured two rates and is
-//! ignored. Any report that says its receiver takes less than the rate
-//! holds growth for [`HOLD`]. Without reports the rate never falls:
+//! ignored. A report from a receiver that cut for the last cut and still
+//! takes less than the rate holds growth for [`HOLD`]. Without reports the rate never falls:
 //! silence is no reason to collapse. The rate stays within `[min, max]`. A receiver
 //! whose reports stay below `min` for [`SLOW_DROP_AFTER`] is dropped, so
 //! one slow host cannot hold the others below the floor.
@@ -70,16 +71,20 @@ pub const WINDOW: Duration = Duration::from_millis(20);
 /// Fewest DATA datagrams a window spans before it counts.
 pub const WINDOW_MIN_PACKETS: u32 = 64;
 /// A window in which even the freshest batch waited this long in the
-/// receiver's socket queue is congested: the receiver falls behind.
+/// receiver's socket queue is congested: the receiver falls behind. A
+/// window in which any batch waited this long *fell behind*: its loss is
+/// not the path's floor, and (after another such window) its loss in
+/// bursts is this host's own full buffer.
 pub const QUEUE_LIMIT: Duration = Duration::from_millis(4);
 /// A standing queue into which datagrams arrive at less than this fraction
 /// of the rate the receiver takes them out is draining: no congestion.
 const DRAINING: f64 = 0.98;
 /// Fewest separate runs of lost datagrams in a window that loses more
 /// than the floor explains before that loss counts as congestion, unless
-/// this host fell behind in the window (a batch waited more than
-/// [`QUEUE_LIMIT`]: the burst is its own socket buffer overflowing, as a
-/// host under a CPU quota does in every period it is held). Otherwise loss
+/// this host fell behind in this window and the one before (a batch waited
+/// more than [`QUEUE_LIMIT`]: the burst is its own socket buffer
+/// overflowing again, as a host under a CPU quota does in every period it
+/// is held; once, it is a stall). Otherwise loss
 /// that comes in few bursts (a whole GSO batch or GRO train dropped at
 /// once) says nothing about the rate, and in a short window at a low rate
 /// a burst or two alone would exceed the threshold: counted as congestion,
@@ -134,8 +139,9 @@ pub const DEEP_CUT: f64 = MAX_CUT / 4.0;
 pub const DEEP_LOSS: f64 = 0.5;
 /// See [`DEEP_CUT`].
 pub const DEEP_RUNS: u16 = 16;
-/// How long growth waits after a report from a receiver that takes less
-/// than the rate, whether or not that report cut it. A receiver behind
+/// How long growth waits after a report from a receiver that cut for the
+/// last cut and still takes less than the rate, whether or not that report
+/// cut again. A receiver behind
 /// its own socket queue reports windows from before the last cut for as
 /// long as the queue takes to drain (a host with a CPU quota: a tenth of
 /// a second and more), and those reports cut no further; growing

@@ -605,62 +605,91 @@ fn a_host_under_a_cpu_quota_paces_the_push_without_overflowing() {
     assert!(mean > 0.9e9, "only {:.0} Mbit/s reached it", mean / 1e6);
 }
 
-#[test]
-fn loss_while_this_host_fell_behind_is_not_the_floor() {
-    // 4 % lost in a burst a window (below the threshold, in one run: no
-    // report), in windows in which a batch waited 30 ms: the host's own
-    // full buffer, not the path. The floor stays where the path put it.
-    let mut m = CongestionMeter::default();
-    let t0 = Instant::now();
-    for seq in 0..20_000u32 {
+/// Feeds `m` DATA `seqs` at 10,000 a second from `t0`, skipping those
+/// `lost` says, with a batch read every 200 datagrams that waited
+/// `wait(seq)` (and one read at once 150 datagrams later: the host caught
+/// up); returns the reports.
+fn feed_batches(
+    m: &mut CongestionMeter,
+    t0: Instant,
+    seqs: std::ops::Range<u32>,
+    lost: impl Fn(u32) -> bool,
+    wait: impl Fn(u32) -> Duration,
+) -> u32 {
+    let mut reports = 0;
+    for seq in seqs {
         let at = t0 + Duration::from_secs_f64(seq as f64 / 10_000.0);
         if seq % 200 == 0 {
-            m.on_queue_delay(at, Duration::from_millis(30));
+            m.on_queue_delay(at, wait(seq));
         }
-        if seq % 200 < 8 {
-            continue;
+        if seq % 200 == 150 {
+            m.on_queue_delay(at, Duration::from_micros(500));
         }
-        m.on_data(at, seq, 1400);
+        if !lost(seq) {
+            reports += m.on_data(at, seq, 1400).is_some() as u32;
+        }
     }
-    assert!(m.floor() < 0.001, "floor {}", m.floor());
+    reports
+}
+
+#[test]
+fn loss_while_this_host_fell_behind_is_not_the_floor() {
+    // The path loses 1 % (one datagram in a hundred) while the host keeps
+    // up: that is the floor. Then the host falls behind (a batch waits
+    // 30 ms in every window) and loses 4 % more in a burst a window
+    // (below the threshold: no report): its own buffer, not the path. The
+    // floor stays where the path put it.
+    let mut m = CongestionMeter::default();
+    let t0 = Instant::now();
+    let quick = |_| Duration::from_micros(500);
+    feed_batches(&mut m, t0, 0..10_000, |s| s % 100 == 7, quick);
+    assert!((0.008..0.012).contains(&m.floor()), "floor {}", m.floor());
+    let behind = |_| Duration::from_millis(30);
+    let lost = |s: u32| s % 100 == 7 || s % 200 < 8;
+    feed_batches(&mut m, t0, 10_000..30_000, lost, behind);
+    assert!((0.008..0.012).contains(&m.floor()), "floor {}", m.floor());
 }
 
 #[test]
 fn a_window_of_burst_loss_while_this_host_fell_behind_is_congestion() {
-    // Half of each window lost in one burst, the host behind for a while
-    // (a batch waited 30 ms; no standing queue: it caught up): its own
-    // buffer overflowed. Without the wait it is
-    // the path's bursts (loss_in_a_few_bursts_is_no_congestion_however_high).
+    // After a clean start, half of every other 200 datagrams is lost in
+    // one burst. With the host behind in window after window (a batch
+    // waited 30 ms; no standing queue: it caught up each time) it is its
+    // own buffer overflowing again and again: congestion. Without the
+    // wait it is the path's bursts
+    // (loss_in_a_few_bursts_is_no_congestion_however_high).
     let t0 = Instant::now();
     let run = |wait: Duration| {
         let mut m = CongestionMeter::default();
-        let mut reports = 0;
-        for seq in 0..20_000u32 {
-            let at = t0 + Duration::from_secs_f64(seq as f64 / 10_000.0);
-            // A batch that waited, then one read at once: it caught up.
-            if seq % 200 == 0 {
-                m.on_queue_delay(at, wait);
-            }
-            if seq % 200 == 150 {
-                m.on_queue_delay(at, Duration::from_micros(500));
-            }
-            if seq > 1000 && seq % 400 < 200 {
-                continue;
-            }
-            reports += m.on_data(at, seq, 1400).is_some() as u32;
-        }
-        reports
+        let quick = |_| Duration::from_micros(500);
+        feed_batches(&mut m, t0, 0..2000, |_| false, quick);
+        let lost = |s: u32| s % 400 < 200;
+        feed_batches(&mut m, t0, 2000..20_000, lost, |_| wait)
     };
     assert_eq!(run(Duration::from_micros(500)), 0);
     assert!(run(Duration::from_millis(30)) > 20);
+    // Once (a stall): one window behind, one burst lost. It says nothing
+    // about the rate.
+    let mut m = CongestionMeter::default();
+    let quick = |_| Duration::from_micros(500);
+    feed_batches(&mut m, t0, 0..2000, |_| false, quick);
+    let stall = |s: u32| {
+        if s == 4000 {
+            Duration::from_millis(30)
+        } else {
+            Duration::from_micros(500)
+        }
+    };
+    let lost = |s: u32| (3800..4000).contains(&s);
+    assert_eq!(feed_batches(&mut m, t0, 2000..20_000, lost, stall), 0);
 }
 
 #[test]
 fn a_slow_host_behind_its_own_queue_cuts_again_from_windows_before_the_cut() {
     let t0 = Instant::now();
     let mut c = RateController::new(adaptive(), t0);
-    // Two fast receivers cut the rate from 1 Gbit/s; the cut takes
-    // effect from DATA 1000 on.
+    // A fast receiver cuts the rate from 1 Gbit/s; the cut takes effect
+    // from DATA 1000 on.
     c.on_report(t0, NodeId(1), &window(500..600, 900_000_000, 0.2), 1000);
     assert_eq!(c.rate_bps(), 855_000_000);
     // The slow one's first report is older still, and lost most of its
@@ -695,12 +724,33 @@ fn a_slow_host_behind_its_own_queue_cuts_again_from_windows_before_the_cut() {
     t = t0 + DRAIN_SPAN;
     c.on_report(t, NodeId(1), &window(200..300, 700_000_000, 0.2), 1500);
     assert_eq!(c.rate_bps(), 665_000_000);
-    // And not again within a DRAIN_SPAN of that.
+    // That is a new cut, from DATA 1500 on: its windows before 1500 cut
+    // no more within a DRAIN_SPAN, even those after the first cut's 1000,
+    // which measured the rate before this one.
+    let later = t + WINDOW;
+    c.on_report(later, NodeId(1), &window(300..400, 300_000_000, 0.2), 1600);
     c.on_report(
-        t + WINDOW,
+        later,
         NodeId(1),
-        &window(300..400, 300_000_000, 0.2),
+        &window(1000..1100, 300_000_000, 0.2),
         1600,
     );
     assert_eq!(c.rate_bps(), 665_000_000);
+    c.on_report(
+        later,
+        NodeId(1),
+        &window(1500..1600, 600_000_000, 0.2),
+        1700,
+    );
+    assert_eq!(c.rate_bps(), 570_000_000, "news");
+    // A receiver that did not cut for the last cut holds nothing: a
+    // window of its across the cut is ignored, and growth goes on.
+    let mut t = later + WINDOW * 3;
+    c.on_timer(t, true);
+    let before = c.rate_bps();
+    c.on_report(t, NodeId(9), &window(1650..1750, 100_000_000, 0.2), 1800);
+    assert_eq!(c.rate_bps(), before);
+    t += WINDOW;
+    c.on_timer(t, true);
+    assert!(c.rate_bps() > before, "not held");
 }
