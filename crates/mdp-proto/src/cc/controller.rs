@@ -332,6 +332,12 @@ impl RateController {
         false
     }
 
+    /// True while `node` reports that it takes less than the floor (it is
+    /// dropped if that lasts [`SLOW_DROP_AFTER`]).
+    pub fn below_floor(&self, node: NodeId) -> bool {
+        self.slow_since.contains_key(&node)
+    }
+
     /// Forgets a receiver (dropped or gone).
     pub fn forget(&mut self, node: NodeId) {
         self.slow_since.remove(&node);

@@ -439,6 +439,14 @@ impl Sender {
                 if !self.touch_peer(now, n.node, "", n.echo) || self.too_slow(n.node) {
                     return;
                 }
+                // A receiver that takes less than the floor loses most of
+                // what the floor sends: repairing it, for everyone, would
+                // cost more than the push until it is dropped. Its NACKs
+                // count again once it keeps up (or stops reporting).
+                if self.cc.below_floor(n.node) {
+                    self.stats.nacks_below_floor += 1;
+                    return;
+                }
                 // Scale each need by the asking receiver's loss rate, so that
                 // it most likely gets enough of the repair in one round.
                 let loss = (n.loss as f64 / 65536.0).min(0.5);

@@ -147,6 +147,9 @@ pub struct SenderStats {
     pub nacks_received: u64,
     /// NACK entries received.
     pub nack_entries_received: u64,
+    /// NACK datagrams ignored because their receiver was reporting that it
+    /// takes less than the floor (`--min-rate`).
+    pub nacks_below_floor: u64,
     /// Datagrams received that were not valid mdp packets for this session.
     pub ignored_received: u64,
     /// Blocks whose parity was computed.
