@@ -169,7 +169,9 @@ pub fn interface_mtu(ep: &Endpoint) -> Option<u32> {
 
 /// Whether `addr` is on one of the networks of `ep`'s interface (a
 /// neighbour, reached without a router); `None` when the interface or its
-/// networks are unknown.
+/// networks are unknown, or it has a single-address network (a /32 or
+/// /128: a point-to-point link or a cloud address, whose peers are
+/// neighbours without sharing a prefix).
 pub fn on_link(ep: &Endpoint, addr: IpAddr) -> Option<bool> {
     let i = crate::sys::interfaces().into_iter().find(|i| {
         if ep.index != 0 {
@@ -178,7 +180,8 @@ pub fn on_link(ep: &Endpoint, addr: IpAddr) -> Option<bool> {
             i.addrs.contains(&ep.interface)
         }
     })?;
-    if i.nets.is_empty() {
+    let whole = |(a, p): &(IpAddr, u8)| *p == if a.is_ipv4() { 32 } else { 128 };
+    if i.nets.is_empty() || i.nets.iter().any(whole) {
         return None;
     }
     Some(i.nets.iter().any(|n| crate::sys::in_network(addr, *n)))

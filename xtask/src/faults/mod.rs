@@ -114,21 +114,20 @@ impl Ctx<'_> {
 
     /// The sender on host 0 with `args`, pushing the source tree.
     fn sender(&self, args: &[&str]) -> Command {
+        let mut c = self.sender_on(&host(0), &ip(0));
+        c.args(["--timeout", "80s"]).args(args).arg(&self.src);
+        c
+    }
+
+    /// mdp-send in namespace `ns` on `interface`, reporting in JSON, with
+    /// the suite's identity; its arguments follow.
+    fn sender_on(&self, ns: &str, interface: &str) -> Command {
         let mut c = Command::new("ip");
-        c.args(["netns", "exec", &host(0)])
+        c.args(["netns", "exec", ns])
             .arg(self.bin.join("mdp-send"))
-            .args([
-                "--interface",
-                &ip(0),
-                "--json",
-                "--quiet",
-                "--timeout",
-                "80s",
-            ])
+            .args(["--interface", interface, "--json", "--quiet"])
             .arg("--identity")
             .arg(&self.identity.0)
-            .args(args)
-            .arg(&self.src)
             .env("XDG_CACHE_HOME", self.work.join("cache"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -72,24 +72,11 @@ fn push(
     std::thread::sleep(Duration::from_millis(300));
     let tx0 = net.tx_bytes("s")?;
     let start = Instant::now();
-    let sender = Command::new("ip")
-        .args(["netns", "exec", &ns("s")])
-        .arg(ctx.bin.join("mdp-send"))
-        .args([
-            "--interface",
-            addr("s"),
-            "--group",
-            &format!("{GROUP}:{PORT}"),
-        ])
-        .args(["--json", "--quiet", "--receivers", "3"])
-        .arg("--identity")
-        .arg(&ctx.identity.0)
+    let sender = ctx
+        .sender_on(&ns("s"), addr("s"))
+        .args(["--group", &format!("{GROUP}:{PORT}"), "--receivers", "3"])
         .args(args)
         .arg(&ctx.src)
-        .env("XDG_CACHE_HOME", ctx.work.join("cache"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .spawn()?;
     let sender = ctx.started(sender)?;
     let out = wait_output(sender, SEND_LIMIT)?;
@@ -134,16 +121,28 @@ fn copy_of(ctx: &Ctx, name: &str) -> Result<(), String> {
     same_tree(&ctx.src, &dir(ctx, name).join(src)).map_err(|e| format!("{name}: {e}"))
 }
 
-/// Builds the routed network, or a skipped row saying why not.
-fn network(ctx: &Ctx, condition: &str) -> Result<RoutedNet, Row> {
-    RoutedNet::new(&ctx.work).map_err(|e| Row {
+/// A scenario on the routed network: builds it, pushes, and judges the
+/// push with `judge`, which gives the result and what the verdicts column
+/// adds.
+fn scenario(
+    ctx: &Ctx,
+    condition: &str,
+    (ttls, args, loss, settle): ([u32; 3], &[&str], u32, bool),
+    judge: impl Fn(&Routed) -> (Result<(), String>, String),
+) -> Result<Row> {
+    // The suite installed nftables; a router that cannot be built is a
+    // failure, not a skip, or the crossing would silently go untested.
+    let net = RoutedNet::new(&ctx.work).context("building the routed network")?;
+    let p = push(ctx, &net, ttls, args, loss, settle)?;
+    let (result, more) = judge(&p);
+    Ok(Row {
         scenario: "routed multicast",
-        condition: condition.to_string(),
-        secs: 0.0,
-        wire: 0.0,
-        verdicts: format!("skipped: {e:#}"),
-        result: Ok(()),
-        skipped: true,
+        condition: condition.into(),
+        secs: p.secs,
+        wire: p.wire,
+        verdicts: format!("{}; {more}", summary(&p.report)),
+        result,
+        skipped: false,
     })
 }
 
@@ -152,43 +151,26 @@ fn network(ctx: &Ctx, condition: &str) -> Result<RoutedNet, Row> {
 /// forwards into b is lost, so repairs must follow the NACKs.
 pub fn across_a_router(ctx: &Ctx) -> Result<Row> {
     let condition = "s and a1 on segment a, b1 and b2 beyond a router, --ttl 2, 3 % lost into b";
-    let net = match network(ctx, condition) {
-        Ok(n) => n,
-        Err(row) => return Ok(row),
-    };
-    let p = push(
-        ctx,
-        &net,
-        [2, 2, 2],
-        &["--ttl", "2", "--timeout", "60s"],
-        3,
-        true,
-    )?;
-    let mut result = if p.code != 0 {
-        Err(format!("sender exited {}: {}", p.code, p.report["problem"]))
-    } else {
-        Ok(())
-    };
-    for (name, code, err) in &p.receivers {
-        if result.is_ok() && *code != Some(0) {
-            result = Err(format!("{name} exited {code:?}: {}", err.trim()));
+    let args: &[&str] = &["--ttl", "2", "--timeout", "60s"];
+    scenario(ctx, condition, ([2, 2, 2], args, 3, true), |p| {
+        let mut result = if p.code != 0 {
+            Err(format!("sender exited {}: {}", p.code, p.report["problem"]))
+        } else {
+            Ok(())
+        };
+        for (name, code, err) in &p.receivers {
+            if result.is_ok() && *code != Some(0) {
+                result = Err(format!("{name} exited {code:?}: {}", err.trim()));
+            }
         }
-    }
-    for name in RECEIVERS {
-        result = result.and_then(|()| copy_of(ctx, name));
-    }
-    let nacks = p.report["stats"]["nacks_received"].as_u64().unwrap_or(0);
-    if result.is_ok() && nacks == 0 {
-        result = Err("no NACK crossed the router back to the sender".into());
-    }
-    Ok(Row {
-        scenario: "routed multicast",
-        condition: condition.into(),
-        secs: p.secs,
-        wire: p.wire,
-        verdicts: format!("{}; {nacks} NACKs through the router", summary(&p.report)),
-        result,
-        skipped: false,
+        for name in RECEIVERS {
+            result = result.and_then(|()| copy_of(ctx, name));
+        }
+        let nacks = p.report["stats"]["nacks_received"].as_u64().unwrap_or(0);
+        if result.is_ok() && nacks == 0 {
+            result = Err("no NACK crossed the router back to the sender".into());
+        }
+        (result, format!("{nacks} NACKs through the router"))
     })
 }
 
@@ -197,36 +179,25 @@ pub fn across_a_router(ctx: &Ctx) -> Result<Row> {
 /// line, and the sender reports them missing.
 pub fn feedback_ttl_too_small(ctx: &Ctx) -> Result<Row> {
     let condition = "sender --ttl 2, b1 and b2 at --ttl 1";
-    let net = match network(ctx, condition) {
-        Ok(n) => n,
-        Err(row) => return Ok(row),
-    };
-    let args = ["--ttl", "2", "--wait", "3s", "--timeout", "15s"];
-    let p = push(ctx, &net, [1, 1, 1], &args, 0, false)?;
-    let mut result = if p.code == 0 {
-        Err("the sender succeeded without hearing b1 and b2".to_string())
-    } else {
-        copy_of(ctx, "a1")
-    };
-    for (name, _, err) in &p.receivers {
-        let far = name.starts_with('b');
-        let told = err.contains("is not on this host's network") && err.contains("--ttl");
-        if result.is_ok() && far != told {
-            result = Err(format!(
-                "{name} {} the route warning: {}",
-                if far { "lacks" } else { "has" },
-                err.trim()
-            ));
+    let args: &[&str] = &["--ttl", "2", "--wait", "3s", "--timeout", "15s"];
+    scenario(ctx, condition, ([1, 1, 1], args, 0, false), |p| {
+        let mut result = if p.code == 0 {
+            Err("the sender succeeded without hearing b1 and b2".to_string())
+        } else {
+            copy_of(ctx, "a1")
+        };
+        for (name, _, err) in &p.receivers {
+            let far = name.starts_with('b');
+            let told = err.contains("is not on this host's network") && err.contains("--ttl");
+            if result.is_ok() && far != told {
+                result = Err(format!(
+                    "{name} {} the route warning: {}",
+                    if far { "lacks" } else { "has" },
+                    err.trim()
+                ));
+            }
         }
-    }
-    Ok(Row {
-        scenario: "routed multicast",
-        condition: condition.into(),
-        secs: p.secs,
-        wire: p.wire,
-        verdicts: format!("{}; b1, b2 told to raise --ttl", summary(&p.report)),
-        result,
-        skipped: false,
+        (result, "b1, b2 told to raise --ttl".into())
     })
 }
 
@@ -234,35 +205,18 @@ pub fn feedback_ttl_too_small(ctx: &Ctx) -> Result<Row> {
 /// receivers hear nothing, and the sender's report says how to cross.
 pub fn push_ttl_too_small(ctx: &Ctx) -> Result<Row> {
     let condition = "sender --ttl 1, receivers at --ttl 2";
-    let net = match network(ctx, condition) {
-        Ok(n) => n,
-        Err(row) => return Ok(row),
-    };
-    let p = push(
-        ctx,
-        &net,
-        [2, 2, 2],
-        &["--wait", "3s", "--timeout", "15s"],
-        0,
-        false,
-    )?;
-    let problem = p.report["problem"].as_str().unwrap_or_default();
-    let result = if p.code == 0 {
-        Err("the sender succeeded without hearing b1 and b2".to_string())
-    } else if !problem.contains("--ttl") {
-        Err(format!(
-            "the sender's problem does not name --ttl: {problem}"
-        ))
-    } else {
-        copy_of(ctx, "a1")
-    };
-    Ok(Row {
-        scenario: "routed multicast",
-        condition: condition.into(),
-        secs: p.secs,
-        wire: p.wire,
-        verdicts: format!("{}; the report names --ttl", summary(&p.report)),
-        result,
-        skipped: false,
+    let args: &[&str] = &["--wait", "3s", "--timeout", "15s"];
+    scenario(ctx, condition, ([2, 2, 2], args, 0, false), |p| {
+        let problem = p.report["problem"].as_str().unwrap_or_default();
+        let result = if p.code == 0 {
+            Err("the sender succeeded without hearing b1 and b2".to_string())
+        } else if !problem.contains("--ttl") {
+            Err(format!(
+                "the sender's problem does not name --ttl: {problem}"
+            ))
+        } else {
+            copy_of(ctx, "a1")
+        };
+        (result, "the report names --ttl".into())
     })
 }

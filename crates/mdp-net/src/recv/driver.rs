@@ -78,8 +78,9 @@ pub(super) struct RecvDriver<N> {
     /// the last session whose symbol size was checked against it.
     mtu: Option<u32>,
     mtu_checked: Option<SessionId>,
-    /// The first interface's endpoint, for the route check.
+    /// The interfaces' endpoints, for the route check.
     endpoint: crate::socket::Endpoint,
+    also: Vec<crate::socket::Endpoint>,
     route_checked: Option<SessionId>,
     /// The source address of the ANNOUNCE the current session began with.
     session_sender: Option<SocketAddr>,
@@ -150,6 +151,7 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
             mtu,
             mtu_checked: None,
             endpoint: opts.endpoint,
+            also: opts.also.clone(),
             route_checked: None,
             session_sender: None,
             pruned: Vec::new(),
@@ -288,8 +290,17 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
         if let (Some(id), Some(sender)) = (self.receiver.session_id(), self.session_sender) {
             if self.route_checked != Some(id) {
                 self.route_checked = Some(id);
+                // A neighbour on any of its interfaces is near.
                 let ep = &self.endpoint;
-                let near = crate::socket::on_link(ep, sender.ip());
+                let near = std::iter::once(ep)
+                    .chain(&self.also)
+                    .map(|e| crate::socket::on_link(e, sender.ip()))
+                    .reduce(|a, b| match (a, b) {
+                        (Some(true), _) | (_, Some(true)) => Some(true),
+                        (Some(false), Some(false)) => Some(false),
+                        _ => None,
+                    })
+                    .flatten();
                 if let Some(msg) = off_link_warning(ep, sender.ip(), near) {
                     tracing::warn!("{msg}");
                 }

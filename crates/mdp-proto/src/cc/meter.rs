@@ -83,8 +83,10 @@ impl CongestionMeter {
         self.behind = if fell_behind { self.behind + 1 } else { 0 };
         // Loss in a few bursts counts when this host fell behind in this
         // window and the one before: its own buffer, overflowing again and
-        // again (a CPU quota holds it every period). Once is a stall, which
-        // says nothing about the rate.
+        // again (a CPU quota holds it every period). A stall within one
+        // window says nothing about the rate; one whose backlog spans two
+        // windows and overflowed the buffer costs one cut (later reports
+        // of the same overload are answered by it, see the controller).
         let own_bursts = self.behind >= 2;
         let lossy = loss > threshold(self.floor) && (self.runs >= MIN_LOSS_RUNS || own_bursts);
         let congested = self.windows > 1 && (lossy || standing_queue);
@@ -127,7 +129,10 @@ impl CongestionMeter {
                 };
                 self.floor_set = true;
             } else if self.windows == 1 {
-                self.floor = loss.min(0.3);
+                // Provisional, and small: a host that never keeps up
+                // (under a CPU quota) never replaces it, and a start-up
+                // overshoot's loss must not stay its floor.
+                self.floor = loss.min(PROVISIONAL_FLOOR);
             }
         }
         self.start = Some(now);
@@ -162,6 +167,7 @@ impl CongestionMeter {
         self.received = 1;
         self.runs = 0;
         self.bytes = len as u64;
+        self.min_queue = None;
         self.max_queue = Duration::ZERO;
         self.batch_wait = None;
     }
@@ -171,6 +177,9 @@ impl CongestionMeter {
         self.floor
     }
 }
+
+/// The most a first window that fell behind may set the floor to.
+const PROVISIONAL_FLOOR: f64 = 0.05;
 
 /// How far back the drained rate looks: several windows, and two periods
 /// of a CPU quota (cgroup `cpu.max`'s default period is 100 ms), so that a

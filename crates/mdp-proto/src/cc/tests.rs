@@ -668,8 +668,8 @@ fn a_window_of_burst_loss_while_this_host_fell_behind_is_congestion() {
     };
     assert_eq!(run(Duration::from_micros(500)), 0);
     assert!(run(Duration::from_millis(30)) > 20);
-    // Once (a stall): one window behind, one burst lost. It says nothing
-    // about the rate.
+    // Once (a stall within one window): one window behind, one burst
+    // lost. It says nothing about the rate.
     let mut m = CongestionMeter::default();
     let quick = |_| Duration::from_micros(500);
     feed_batches(&mut m, t0, 0..2000, |_| false, quick);

@@ -439,11 +439,14 @@ impl Sender {
                 if !self.touch_peer(now, n.node, "", n.echo) || self.too_slow(n.node) {
                     return;
                 }
-                // A receiver that takes less than the floor loses most of
-                // what the floor sends: repairing it, for everyone, would
-                // cost more than the push until it is dropped. Its NACKs
-                // count again once it keeps up (or stops reporting).
-                if self.cc.below_floor(n.node) {
+                // While the data goes out, a receiver that takes less than
+                // the floor loses most of what the floor sends: repairing
+                // it, for everyone, would cost more than the push until it
+                // is dropped. Its NACKs count again once it keeps up, stops
+                // reporting, or the data is all sent (in the flush its
+                // repairs are all it needs, and a forged report cannot hold
+                // them back there).
+                if self.phase == Phase::Sending && self.cc.below_floor(n.node) {
                     self.stats.nacks_below_floor += 1;
                     return;
                 }
