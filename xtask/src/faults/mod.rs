@@ -158,13 +158,7 @@ impl Ctx<'_> {
         let out = wait_output(child, SEND_LIMIT)?;
         let secs = start.elapsed().as_secs_f64();
         let tx = self.net.sender_tx_bytes()? - tx0;
-        let report = last_json(&out).with_context(|| {
-            format!(
-                "the sender printed no report: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            )
-        })?;
-        let bytes = report["bytes"].as_f64().unwrap_or(1.0).max(1.0);
+        let (report, bytes) = sender_report(&out)?;
         Ok((
             report,
             secs,
@@ -193,6 +187,19 @@ fn wait_output(mut child: Child, limit: Duration) -> Result<Output> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The sender's JSON report in `out`, and the bytes it pushed (at least 1,
+/// to divide by).
+fn sender_report(out: &Output) -> Result<(serde_json::Value, f64)> {
+    let report = last_json(out).with_context(|| {
+        format!(
+            "the sender printed no report: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )
+    })?;
+    let bytes = report["bytes"].as_f64().unwrap_or(1.0).max(1.0);
+    Ok((report, bytes))
 }
 
 fn last_json(out: &Output) -> Option<serde_json::Value> {

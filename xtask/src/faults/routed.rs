@@ -2,7 +2,7 @@
 //! multicast router with feedback through it, and the two ways a TTL of 1
 //! keeps it from crossing, each with the one line that says so.
 
-use super::{last_json, same_tree, summary, wait_output, Ctx, Row, SEND_LIMIT};
+use super::{same_tree, sender_report, summary, wait_output, Ctx, Row, SEND_LIMIT};
 use crate::routed::{addr, ns, RoutedNet, GROUP, PORT};
 use anyhow::{Context, Result};
 use std::fs;
@@ -83,13 +83,7 @@ fn push(
     let secs = start.elapsed().as_secs_f64();
     let tx = net.tx_bytes("s")? - tx0;
     net.forward(0)?;
-    let report = last_json(&out).with_context(|| {
-        format!(
-            "the sender printed no report: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )
-    })?;
-    let bytes = report["bytes"].as_f64().unwrap_or(1.0).max(1.0);
+    let (report, bytes) = sender_report(&out)?;
     let mut receivers = Vec::new();
     if !settle {
         // a1 confirms before the sender ends; give its last writes a moment.
