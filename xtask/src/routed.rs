@@ -20,7 +20,7 @@
 //! duplicates there), after a rule that lets TTL 1 through to the router
 //! alone. What the hosts see is what a kernel-routed hop shows them.
 
-use crate::bench::net::{in_ns, sh};
+use crate::bench::net::{flooding_bridge, in_ns, ip_n, sh};
 use anyhow::Result;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -68,78 +68,36 @@ impl RoutedNet {
             rules: work.join("router.nft"),
         };
         sh(&["ip", "netns", "add", ROUTER])?;
-        sh(&["ip", "-n", ROUTER, "link", "set", "lo", "up"])?;
+        ip_n(ROUTER, &["link", "set", "lo", "up"])?;
         in_ns(ROUTER, &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
         for seg in ['a', 'b'] {
             let br = format!("br-{seg}");
-            let net_ip = segment(seg);
-            sh(&["ip", "-n", ROUTER, "link", "add", &br, "type", "bridge"])?;
-            sh(&[
-                "ip",
-                "-n",
+            flooding_bridge(ROUTER, &br)?;
+            ip_n(
                 ROUTER,
-                "link",
-                "set",
-                &br,
-                "type",
-                "bridge",
-                "mcast_snooping",
-                "0",
-            ])?;
-            sh(&["ip", "-n", ROUTER, "link", "set", &br, "up"])?;
-            sh(&[
-                "ip",
-                "-n",
-                ROUTER,
-                "addr",
-                "add",
-                &format!("{net_ip}.1/24"),
-                "dev",
-                &br,
-            ])?;
+                &["addr", "add", &format!("{}.1/24", segment(seg)), "dev", &br],
+            )?;
         }
         for (name, seg, ip) in HOSTS {
             let h = ns(name);
             let port = format!("p-{name}");
             sh(&["ip", "netns", "add", &h])?;
-            sh(&[
-                "ip", "-n", ROUTER, "link", "add", &port, "type", "veth", "peer", "name", "eth0",
-                "netns", &h,
-            ])?;
-            sh(&[
-                "ip",
-                "-n",
+            ip_n(
                 ROUTER,
-                "link",
-                "set",
-                &port,
-                "master",
-                &format!("br-{seg}"),
-                "up",
-            ])?;
-            sh(&["ip", "-n", &h, "link", "set", "lo", "up"])?;
-            sh(&["ip", "-n", &h, "link", "set", "eth0", "up"])?;
-            sh(&[
-                "ip",
-                "-n",
-                &h,
-                "addr",
-                "add",
-                &format!("{ip}/24"),
-                "dev",
-                "eth0",
-            ])?;
-            sh(&[
-                "ip",
-                "-n",
-                &h,
-                "route",
-                "add",
-                "default",
-                "via",
-                &format!("{}.1", segment(seg)),
-            ])?;
-            sh(&["ip", "-n", &h, "route", "add", "224.0.0.0/4", "dev", "eth0"])?;
+                &[
+                    "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &h,
+                ],
+            )?;
+            ip_n(
+                ROUTER,
+                &["link", "set", &port, "master", &format!("br-{seg}"), "up"],
+            )?;
+            ip_n(&h, &["link", "set", "lo", "up"])?;
+            ip_n(&h, &["link", "set", "eth0", "up"])?;
+            ip_n(&h, &["addr", "add", &format!("{ip}/24"), "dev", "eth0"])?;
+            let router = format!("{}.1", segment(seg));
+            ip_n(&h, &["route", "add", "default", "via", &router])?;
+            ip_n(&h, &["route", "add", "224.0.0.0/4", "dev", "eth0"])?;
         }
         net.forward(0)?;
         Ok(net)

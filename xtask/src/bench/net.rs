@@ -37,6 +37,24 @@ pub fn sh(args: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// `ip -n NS ARGS…`.
+pub fn ip_n(ns: &str, args: &[&str]) -> Result<()> {
+    let mut v = vec!["ip", "-n", ns];
+    v.extend_from_slice(args);
+    sh(&v)
+}
+
+/// A bridge `name` in namespace `ns`, up, that floods multicast to every
+/// port (there is no IGMP querier to make snooping work).
+pub fn flooding_bridge(ns: &str, name: &str) -> Result<()> {
+    ip_n(ns, &["link", "add", name, "type", "bridge"])?;
+    ip_n(
+        ns,
+        &["link", "set", name, "type", "bridge", "mcast_snooping", "0"],
+    )?;
+    ip_n(ns, &["link", "set", name, "up"])
+}
+
 pub fn in_ns(ns: &str, args: &[&str]) -> Result<()> {
     let mut v = vec!["ip", "netns", "exec", ns];
     v.extend_from_slice(args);
@@ -54,21 +72,7 @@ impl Net {
     pub fn new(hosts: usize) -> Result<Net> {
         Net::cleanup(hosts + 4);
         sh(&["ip", "netns", "add", HUB])?;
-        sh(&["ip", "-n", HUB, "link", "add", "br0", "type", "bridge"])?;
-        // Flood multicast to every port: no IGMP querier here.
-        sh(&[
-            "ip",
-            "-n",
-            HUB,
-            "link",
-            "set",
-            "br0",
-            "type",
-            "bridge",
-            "mcast_snooping",
-            "0",
-        ])?;
-        sh(&["ip", "-n", HUB, "link", "set", "br0", "up"])?;
+        flooding_bridge(HUB, "br0")?;
         for i in 0..hosts {
             let h = host(i);
             let port = format!("p{i}");
