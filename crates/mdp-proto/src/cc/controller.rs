@@ -20,6 +20,17 @@ struct Cut {
     by: Vec<NodeId>,
 }
 
+/// A receiver's pace: the moving average ([`PACE_WEIGHT`]) of the
+/// capacities it reports.
+#[derive(Clone, Debug)]
+struct Pace {
+    mean: f64,
+    /// Since when the average is below the minimum rate.
+    below_since: Option<Instant>,
+    /// Its last report.
+    last: Instant,
+}
+
 /// Receivers a cut remembers: those beyond cut no further for it.
 const CUT_NODES: usize = 64;
 
@@ -71,8 +82,9 @@ pub struct RateController {
     /// The last cut: caused by a whole window after the one before it, or
     /// by a receiver that cut for that one, again, a [`DRAIN_SPAN`] later.
     cut: Option<Cut>,
-    /// Receivers whose reports are below the minimum, since when.
-    slow_since: HashMap<NodeId, (Instant, Instant)>,
+    /// Each reporting receiver's pace, and since when it is below the
+    /// minimum.
+    paces: HashMap<NodeId, Pace>,
     /// Cuts per receiver (who paced the push).
     cuts: HashMap<NodeId, u32>,
     /// Lowest rate the controller set.
@@ -100,7 +112,7 @@ impl RateController {
             startup: true,
             last_step: now,
             cut: None,
-            slow_since: HashMap::new(),
+            paces: HashMap::new(),
             cuts: HashMap::new(),
             lowest: rate,
             sent: 0,
@@ -182,9 +194,9 @@ impl RateController {
         if sending && quiet {
             self.rate = self.grown().min(max_bps as f64);
         }
-        // Receivers that stopped reporting are no longer slow.
-        self.slow_since
-            .retain(|_, (_, last)| now < *last + WINDOW * 10);
+        // Receivers that stopped reporting are no longer slow: their pace
+        // starts afresh from their next report.
+        self.paces.retain(|_, p| now < p.last + WINDOW * 10);
     }
 
     /// The rate after one more step of growth: doubling before the first
@@ -319,28 +331,36 @@ impl RateController {
             self.lowest = self.lowest.min(target);
             self.startup = false;
         }
-        if capacity < min_bps as f64 {
-            let (since, last) = self.slow_since.entry(node).or_insert((now, now));
-            *last = now;
-            if now >= *since + SLOW_DROP_AFTER {
-                self.slow_since.remove(&node);
+        let pace = self.paces.entry(node).or_insert(Pace {
+            mean: capacity,
+            below_since: None,
+            last: now,
+        });
+        pace.mean += (capacity - pace.mean) * PACE_WEIGHT;
+        pace.last = now;
+        if pace.mean < min_bps as f64 {
+            let since = *pace.below_since.get_or_insert(now);
+            if now >= since + SLOW_DROP_AFTER {
+                self.paces.remove(&node);
                 return true;
             }
         } else {
-            self.slow_since.remove(&node);
+            pace.below_since = None;
         }
         false
     }
 
-    /// True while `node` reports that it takes less than the floor (it is
-    /// dropped if that lasts [`SLOW_DROP_AFTER`]).
+    /// True while `node`'s pace is below the floor (it is dropped if that
+    /// lasts [`SLOW_DROP_AFTER`]).
     pub fn below_floor(&self, node: NodeId) -> bool {
-        self.slow_since.contains_key(&node)
+        self.paces
+            .get(&node)
+            .is_some_and(|p| p.below_since.is_some())
     }
 
     /// Forgets a receiver (dropped or gone).
     pub fn forget(&mut self, node: NodeId) {
-        self.slow_since.remove(&node);
+        self.paces.remove(&node);
         if self.capacity.is_some_and(|(n, _)| n == node) {
             self.capacity = None;
         }

@@ -580,6 +580,63 @@ fn a_receiver_below_the_floor_is_dropped_after_a_while() {
 }
 
 #[test]
+fn a_receiver_below_the_floor_on_average_is_dropped_though_some_windows_reach_it() {
+    // A host that gets the CPU in slices (the bench's at 10 % of a core)
+    // reports windows on both sides of its pace: here 7.5 Mbit/s on
+    // average under a floor of 10, with every fourth window above the
+    // floor. It used to be forgiven by each of those, and was never
+    // dropped.
+    let t0 = Instant::now();
+    let mut c = RateController::new(adaptive(), t0);
+    let capacities = [7_000_000, 6_000_000, 5_000_000, 12_000_000];
+    let mut t = t0;
+    let mut dropped_at = None;
+    for (i, delivered) in capacities.iter().cycle().take(60).enumerate() {
+        let seq = i as u32 * 100;
+        let w = window(seq..seq + 100, *delivered, 0.3);
+        if c.on_report(t, NodeId(1), &w, seq + 100) {
+            dropped_at = Some(t);
+            break;
+        }
+        assert!(
+            c.below_floor(NodeId(1)),
+            "window {i}: its pace is below the floor"
+        );
+        t += WINDOW * 5;
+    }
+    let at = dropped_at.expect("dropped");
+    assert!(at >= t0 + SLOW_DROP_AFTER, "not before {SLOW_DROP_AFTER:?}");
+    assert!(
+        at <= t0 + SLOW_DROP_AFTER + WINDOW * 5,
+        "dropped at {:?}",
+        at - t0
+    );
+}
+
+#[test]
+fn one_slow_window_does_not_put_a_receiver_below_the_floor_for_long() {
+    // A stall (a window with almost nothing delivered) in a receiver that
+    // keeps 12 Mbit/s under a floor of 10: its NACKs are ignored for a
+    // few windows at most, and it is never dropped.
+    let t0 = Instant::now();
+    let mut c = RateController::new(adaptive(), t0);
+    let mut t = t0;
+    let mut below = 0;
+    for i in 0..40u32 {
+        let delivered = if i == 5 { 100_000 } else { 12_000_000 };
+        let w = window(i * 100..i * 100 + 100, delivered, 0.3);
+        assert!(!c.on_report(t, NodeId(1), &w, i * 100 + 100));
+        below += u32::from(c.below_floor(NodeId(1)));
+        t += WINDOW * 5;
+    }
+    assert!(
+        (1..=3).contains(&below),
+        "below the floor for {below} windows"
+    );
+    assert!(!c.below_floor(NodeId(1)));
+}
+
+#[test]
 fn a_fixed_rate_ignores_reports() {
     let t0 = Instant::now();
     let mut c = RateController::new(RateMode::Fixed(5_000_000), t0);
