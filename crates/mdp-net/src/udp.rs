@@ -397,16 +397,21 @@ impl BatchReceiver {
     /// read): the kernel's timestamp when there is one, else `now`. A
     /// receiver that is behind its socket thus still sees when each
     /// datagram reached the host.
-    pub fn for_each(&self, now: std::time::Instant, mut f: impl FnMut(std::time::Instant, &[u8])) {
+    pub fn for_each(
+        &mut self,
+        now: std::time::Instant,
+        mut f: impl FnMut(std::time::Instant, &mut [u8]),
+    ) {
         self.for_each_from(now, |at, _, d| f(at, d));
     }
 
     /// [`BatchReceiver::for_each`], with the index of the datagram's slot
-    /// for [`BatchReceiver::source`].
+    /// for [`BatchReceiver::source`]. Each datagram is handed over mutable,
+    /// so that it can be decrypted where it lies.
     pub fn for_each_from(
-        &self,
+        &mut self,
         now: std::time::Instant,
-        mut f: impl FnMut(std::time::Instant, usize, &[u8]),
+        mut f: impl FnMut(std::time::Instant, usize, &mut [u8]),
     ) {
         let wall = std::time::SystemTime::now();
         for (i, &(len, segment, arrived)) in self.filled.iter().enumerate() {
@@ -414,13 +419,13 @@ impl BatchReceiver {
                 .and_then(|a| wall.duration_since(a).ok())
                 .and_then(|ago| now.checked_sub(ago))
                 .unwrap_or(now);
-            let slot = &self.slots[i * SLOT..i * SLOT + len];
+            let slot = &mut self.slots[i * SLOT..i * SLOT + len];
             if segment == 0 || segment >= len {
                 if len > 0 {
                     f(at, i, slot);
                 }
             } else {
-                slot.chunks(segment).for_each(|d| f(at, i, d));
+                slot.chunks_mut(segment).for_each(|d| f(at, i, d));
             }
         }
     }

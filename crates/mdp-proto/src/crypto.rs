@@ -28,7 +28,7 @@
 
 use crate::ids::{NodeId, SessionId};
 use crate::limits::{COMMON_HEADER_LEN, DATA_HEADER_LEN, ENC_FLAG, TRAILER_LEN};
-use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
+use ring::aead::{self, Aad, LessSafeKey, Nonce, Tag, UnboundKey};
 use ring::hkdf;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -369,6 +369,18 @@ impl Cipher {
     /// (the flag still set) and plaintext into `out` (cleared first) and
     /// returns its counter.
     pub fn open(&self, datagram: &[u8], out: &mut Vec<u8>) -> Result<u64, OpenError> {
+        out.clear();
+        out.extend_from_slice(datagram);
+        let (counter, len) = self.open_in_place(out)?;
+        out.truncate(len);
+        Ok(counter)
+    }
+
+    /// Opens a datagram [`Cipher::seal`] made where it lies: returns its
+    /// counter and the length of its clear header (the flag still set) and
+    /// plaintext, which then begin `datagram`. What `datagram` holds after
+    /// an error is unspecified.
+    pub fn open_in_place(&self, datagram: &mut [u8]) -> Result<(u64, usize), OpenError> {
         let ty = *datagram
             .get(crate::limits::field::TYPE)
             .ok_or(OpenError::Truncated)?;
@@ -377,22 +389,17 @@ impl Cipher {
             return Err(OpenError::Truncated);
         }
         let body_end = datagram.len() - TRAILER_LEN;
-        let counter = u64::from_be_bytes(
-            datagram[body_end..body_end + 8]
-                .try_into()
-                .expect("8 bytes"),
-        );
-        out.clear();
-        out.extend_from_slice(&datagram[..body_end]);
-        out.extend_from_slice(&datagram[body_end + 8..]);
-        let (head, rest) = out.split_at_mut(header);
+        let (sealed, trailer) = datagram.split_at_mut(body_end);
+        let (counter, tag) = trailer.split_at(8);
+        let counter = u64::from_be_bytes(counter.try_into().expect("8 bytes"));
+        let tag = Tag::try_from(tag).map_err(|_| OpenError::Truncated)?;
+        let (head, body) = sealed.split_at_mut(header);
         let plain_len = self
             .key
-            .open_in_place(nonce(counter), Aad::from(&*head), rest)
+            .open_in_place_separate_tag(nonce(counter), Aad::from(&*head), tag, body, 0..)
             .map_err(|_| OpenError::BadTag)?
             .len();
-        out.truncate(header + plain_len);
-        Ok(counter)
+        Ok((counter, header + plain_len))
     }
 }
 
@@ -498,6 +505,10 @@ mod tests {
                 }
                 other => panic!("{other:?}"),
             }
+            // Opened where it lies: the same header and plaintext.
+            let mut inplace = dgram.to_vec();
+            let (counter, len) = c.open_in_place(&mut inplace).unwrap();
+            assert_eq!((counter, &inplace[..len]), (77, &out[..]));
             // Any changed byte, header or body or counter, fails.
             for i in [3, 13, 27, 40, dgram.len() - 20, dgram.len() - 1] {
                 let mut forged = dgram.to_vec();
@@ -507,6 +518,7 @@ mod tests {
                     Err(OpenError::BadTag),
                     "byte {i}"
                 );
+                assert_eq!(c.open_in_place(&mut forged), Err(OpenError::BadTag));
             }
             assert_eq!(
                 Cipher::new(aead, &[4; 32]).open(dgram, &mut out),

@@ -496,15 +496,17 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
                 // echoes and hold-offs leave out the time it sat in our own
                 // socket queue.
                 let receiver = &mut self.receiver;
-                let session_sender = &mut self.session_sender;
-                let batch = &s.batch;
-                batch.for_each_from(now, |at, slot, d| {
+                let mut joined_in = None;
+                s.batch.for_each_from(now, |at, slot, d| {
                     let joined = receiver.session_id().is_some();
-                    receiver.handle_datagram(at, d);
+                    receiver.handle_datagram_mut(at, d);
                     if !joined && receiver.session_id().is_some() {
-                        *session_sender = batch.source(slot);
+                        joined_in = Some(slot);
                     }
                 });
+                if let Some(slot) = joined_in {
+                    self.session_sender = s.batch.source(slot);
+                }
                 Ok(())
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),

@@ -196,20 +196,46 @@ impl Receiver {
         }
     }
 
-    /// A datagram arrived from the network.
+    /// A datagram arrived from the network. An encrypted one is opened in
+    /// a copy: [`Receiver::handle_datagram_mut`] spares that copy.
     pub fn handle_datagram(&mut self, now: Instant, datagram: &[u8]) {
-        if let State::Finished(_) = self.state {
-            self.cx.stats.packets_received += 1;
-            self.cx.stats.bytes_received += datagram.len() as u64;
+        if is_sealed(datagram) {
+            let mut copy = std::mem::take(&mut self.scratch);
+            copy.clear();
+            copy.extend_from_slice(datagram);
+            self.handle_datagram_mut(now, &mut copy);
+            self.scratch = copy;
+        } else if self.count_arrival(datagram) {
+            self.handle_clear(now, datagram);
+        }
+    }
+
+    /// [`Receiver::handle_datagram`] for a datagram the caller gives up:
+    /// an encrypted one is decrypted where it lies, and what `datagram`
+    /// holds afterwards is unspecified.
+    pub fn handle_datagram_mut(&mut self, now: Instant, datagram: &mut [u8]) {
+        if !self.count_arrival(datagram) {
             return;
         }
+        if is_sealed(datagram) {
+            self.handle_encrypted(now, datagram);
+        } else {
+            self.handle_clear(now, datagram);
+        }
+    }
+
+    /// Counts a datagram in; false once the receiver has finished (it is
+    /// then only counted).
+    fn count_arrival(&mut self, datagram: &[u8]) -> bool {
         self.cx.stats.packets_received += 1;
         self.cx.stats.bytes_received += datagram.len() as u64;
+        !matches!(self.state, State::Finished(_))
+    }
+
+    /// A datagram the session key does not seal: checked against the
+    /// group key when there is one, parsed and handled.
+    fn handle_clear(&mut self, now: Instant, datagram: &[u8]) {
         let ty = datagram.get(field::TYPE).copied().unwrap_or(0);
-        if ty & ENC_FLAG != 0 {
-            self.handle_encrypted(now, datagram);
-            return;
-        }
         if ty & AUTH_FLAG != 0 && self.cx.config.auth.is_none() && self.encrypted_session() {
             self.handle_overheard(now, datagram);
             return;
@@ -242,10 +268,10 @@ impl Receiver {
         matches!(&self.state, State::Live(s) if s.keys.is_some())
     }
 
-    /// A datagram the session key seals (DATA, FLUSH, DONE): opened, then
-    /// handled as any other; dropped when this receiver has no key for it
-    /// or it does not open.
-    fn handle_encrypted(&mut self, now: Instant, datagram: &[u8]) {
+    /// A datagram the session key seals (DATA, FLUSH, DONE): opened where
+    /// it lies, then handled as any other; dropped when this receiver has
+    /// no key for it or it does not open.
+    fn handle_encrypted(&mut self, now: Instant, datagram: &mut [u8]) {
         let session = datagram
             .get(field::SESSION)
             .map(|b| SessionId(u64::from_be_bytes(b.try_into().expect("8 bytes"))));
@@ -261,16 +287,16 @@ impl Receiver {
             self.cx.stats.ignored += 1;
             return;
         }
-        let mut scratch = std::mem::take(&mut self.scratch);
-        match cipher.open(datagram, &mut scratch) {
-            Ok(counter) if s.sender_replay.accept(counter) => match wire::parse(&scratch) {
-                Ok(packet) => self.handle_packet(now, packet, counter, true),
-                Err(_) => self.cx.stats.malformed += 1,
-            },
+        match cipher.open_in_place(datagram) {
+            Ok((counter, len)) if s.sender_replay.accept(counter) => {
+                match wire::parse(&datagram[..len]) {
+                    Ok(packet) => self.handle_packet(now, packet, counter, true),
+                    Err(_) => self.cx.stats.malformed += 1,
+                }
+            }
             Ok(_) => self.cx.stats.replayed += 1,
             Err(_) => self.cx.stats.auth_failed += 1,
         }
-        self.scratch = scratch;
     }
 
     /// Another receiver's feedback in an encrypted push, sealed with its
@@ -767,6 +793,12 @@ impl Receiver {
     }
 }
 
+/// True when `datagram` says the session key seals it ([`ENC_FLAG`]).
+fn is_sealed(datagram: &[u8]) -> bool {
+    datagram
+        .get(field::TYPE)
+        .is_some_and(|ty| ty & ENC_FLAG != 0)
+}
 #[cfg(test)]
 mod tests {
     use super::*;
