@@ -62,6 +62,25 @@ pub enum PacketType {
     Key = 0x13,
 }
 
+/// True when `datagram` is, by its type byte, receiver feedback other than
+/// a NACK (REGISTER, STATUS, CONGESTION, KEY_REQUEST): what other receivers
+/// send the sender, and a receiver has no use for. A receiver drops it
+/// before checking or decoding it: in a group of thousands most of what a
+/// receiver hears is that.
+pub fn is_feedback_for_the_sender(datagram: &[u8]) -> bool {
+    datagram.get(field::TYPE).is_some_and(|&ty| {
+        matches!(
+            PacketType::from_u8(ty & !(AUTH_FLAG | ENC_FLAG)),
+            Some(
+                PacketType::Register
+                    | PacketType::Status
+                    | PacketType::Congestion
+                    | PacketType::KeyRequest
+            )
+        )
+    })
+}
+
 impl PacketType {
     fn from_u8(v: u8) -> Option<Self> {
         Some(match v {

@@ -90,6 +90,13 @@ pub struct SimConfig {
     /// this many bits per second (their CPU or disk), with a socket buffer
     /// of [`crate::host::SOCKET_BUFFER`]: (receiver index, bits per second).
     pub slow_hosts: Vec<(usize, u64)>,
+    /// Receivers keep the files they receive (true, the default) or only
+    /// check them (false): each rebuilt block is hashed against the
+    /// manifest and then dropped, and a file whose blocks all matched
+    /// counts as verified, as the real store's block map vouches for a
+    /// file without reading it back. Large groups are simulated this way
+    /// ([`crate::ReceiverResult::files`] then stays empty).
+    pub keep_files: bool,
 }
 
 impl SimConfig {
@@ -128,6 +135,7 @@ impl SimConfig {
             settle_fails: Vec::new(),
             max_time: Duration::from_secs(300),
             slow_hosts: Vec::new(),
+            keep_files: true,
         }
     }
 }

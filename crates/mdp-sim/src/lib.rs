@@ -39,6 +39,7 @@ pub mod netns;
 pub mod result;
 mod rng;
 mod store;
+mod wakes;
 pub mod world;
 
 pub use config::{Fate, SimConfig};

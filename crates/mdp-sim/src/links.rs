@@ -66,8 +66,18 @@ pub(crate) struct Links {
     duplicate: f64,
     tamper: f64,
     seq: u64,
-    queue: BinaryHeap<Reverse<(Instant, u64, Node)>>,
-    in_flight: HashMap<u64, Rc<[u8]>>,
+    /// When each entry of `in_flight` arrives, by its number.
+    queue: BinaryHeap<Reverse<(Instant, u64)>>,
+    /// Datagrams in flight, each with the nodes it arrives at then, in
+    /// the order they were scheduled: one entry for a multicast's copies
+    /// that arrive at the same moment, so that a datagram to ten thousand
+    /// receivers is one entry, not ten thousand.
+    in_flight: HashMap<u64, (Rc<[u8]>, Vec<Node>)>,
+    /// The last entry scheduled (still in the queue): a copy of the same
+    /// datagram arriving at the same moment joins it.
+    last: Option<(u64, Instant)>,
+    /// The rest of the entry being delivered.
+    delivering: Option<(Instant, Rc<[u8]>, std::vec::IntoIter<Node>)>,
     /// Distinct blocks of which a live receiver lost a first transmission.
     pub(crate) lost_blocks: HashSet<(u32, u32)>,
     /// Every datagram sent, when the tap is on.
@@ -91,6 +101,8 @@ impl Links {
             seq: 0,
             queue: BinaryHeap::new(),
             in_flight: HashMap::new(),
+            last: None,
+            delivering: None,
             lost_blocks: HashSet::new(),
             tap: None,
             drop_rule: None,
@@ -104,18 +116,32 @@ impl Links {
 
     /// When the next datagram arrives.
     pub(crate) fn next_arrival(&self) -> Option<Instant> {
-        self.queue.peek().map(|Reverse((at, _, _))| *at)
+        match &self.delivering {
+            Some((at, _, rest)) if rest.len() > 0 => Some(*at),
+            _ => self.queue.peek().map(|Reverse((at, _))| *at),
+        }
     }
 
     /// The next datagram due at or before `now`, and its destination.
     pub(crate) fn pop_due(&mut self, now: Instant) -> Option<(Node, Rc<[u8]>)> {
-        let Reverse((at, seq, to)) = self.queue.peek().copied()?;
-        if at > now {
-            return None;
+        loop {
+            if let Some((_, d, rest)) = &mut self.delivering {
+                if let Some(to) = rest.next() {
+                    return Some((to, d.clone()));
+                }
+                self.delivering = None;
+            }
+            let Reverse((at, seq)) = self.queue.peek().copied()?;
+            if at > now {
+                return None;
+            }
+            self.queue.pop();
+            if self.last.is_some_and(|(last, _)| last == seq) {
+                self.last = None;
+            }
+            let (d, to) = self.in_flight.remove(&seq).expect("queued datagram");
+            self.delivering = Some((at, d, to.into_iter()));
         }
-        self.queue.pop();
-        let d = self.in_flight.remove(&seq).expect("queued datagram");
-        Some((to, d))
     }
 
     fn record(&mut self, now: Instant, from: Node, datagram: &[u8], injected: bool) {
@@ -154,9 +180,19 @@ impl Links {
     }
 
     fn schedule_at(&mut self, at: Instant, to: Node, datagram: Rc<[u8]>) {
+        // Delivered in the order scheduled among those due at one moment,
+        // as if each copy had an entry of its own.
+        if let Some((seq, when)) = self.last {
+            let (d, nodes) = self.in_flight.get_mut(&seq).expect("last is queued");
+            if when == at && Rc::ptr_eq(d, &datagram) {
+                nodes.push(to);
+                return;
+            }
+        }
         self.seq += 1;
-        self.in_flight.insert(self.seq, datagram);
-        self.queue.push(Reverse((at, self.seq, to)));
+        self.in_flight.insert(self.seq, (datagram, vec![to]));
+        self.queue.push(Reverse((at, self.seq)));
+        self.last = Some((self.seq, at));
     }
 
     /// The sender multicasts `datagram` to the `receivers`; `counted(i)`

@@ -18,6 +18,7 @@ use crate::drain::Output;
 use crate::host::HostQueue;
 use crate::links::{DropRule, Links, Node, Sent};
 use crate::store::{Rules, Store};
+use crate::wakes::Wakes;
 use crate::{Content, Fate, ReceiverResult, SimConfig, SimResult, SimRng};
 use mdp_proto::fec::Codec;
 use mdp_proto::{
@@ -71,6 +72,13 @@ pub struct World {
     booted: bool,
     /// Steps in a row that did not move the clock.
     stuck: u32,
+    /// The ordinary receivers' wake-ups.
+    wakes: Wakes,
+    /// The receivers with a fate or a slow host, looked at in every step
+    /// (the others wake through `wakes`).
+    special: Vec<usize>,
+    /// Receivers a test changed, to drain before the next step.
+    dirty: Vec<usize>,
 }
 
 impl std::fmt::Debug for World {
@@ -87,6 +95,7 @@ impl World {
     /// out at the first [`World::step`]).
     pub fn new(config: SimConfig, content: Content) -> World {
         let start = Instant::now();
+        let config_receivers = config.receivers;
         let mut sender_config = config.sender.clone();
         let sender_key = config.sender_key.clone().unwrap_or(config.key.clone());
         sender_config.auth =
@@ -102,7 +111,7 @@ impl World {
         .expect("valid simulation settings");
         let mut receiver_configs = Vec::new();
         let mut rng = SimRng::new(config.seed);
-        let receivers = (0..config.receivers)
+        let receivers: Vec<SimReceiver> = (0..config.receivers)
             .map(|i| {
                 let mut rc = ReceiverConfig::new(
                     mdp_proto::NodeId(rng.next_u64()),
@@ -155,10 +164,17 @@ impl World {
                 }
             })
             .collect();
+        let special = receivers
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.fate != Fate::Normal || r.host.is_some())
+            .map(|(i, _)| i)
+            .collect();
         let rules = Rules {
             block_bytes: config.sender.block_k as u64 * config.sender.symbol_size as u64,
             settle_delay: config.settle_delay,
             service: config.sender_crash.is_some(),
+            keep_files: config.keep_files,
         };
         World {
             links: Links::new(&config, rng, start),
@@ -182,6 +198,9 @@ impl World {
             drain: Drain::new(),
             booted: false,
             stuck: 0,
+            wakes: Wakes::new(config_receivers),
+            special,
+            dirty: Vec::new(),
         }
     }
 
@@ -221,7 +240,10 @@ impl World {
     /// Receiver `i`'s state machine, to change it; it is drained before
     /// the next step.
     pub fn receiver_mut(&mut self, i: usize) -> &mut Receiver {
-        self.receivers[i].dirty = true;
+        if !self.receivers[i].dirty {
+            self.receivers[i].dirty = true;
+            self.dirty.push(i);
+        }
         &mut self.receivers[i].machine
     }
 
@@ -455,7 +477,8 @@ impl World {
 
     fn fates_due(&mut self) {
         let now = self.now;
-        for r in &mut self.receivers {
+        for &i in &self.special {
+            let r = &mut self.receivers[i];
             match r.fate {
                 Fate::LateJoin(d) if !r.started && now >= self.start + d => r.started = true,
                 Fate::Killed(d) if r.alive && now >= self.start + d => r.alive = false,
@@ -491,7 +514,8 @@ impl World {
     /// Slow hosts take the datagrams due from their socket queues.
     fn hosts_due(&mut self) {
         let now = self.now;
-        for i in 0..self.receivers.len() {
+        for s in 0..self.special.len() {
+            let i = self.special[s];
             let r = &mut self.receivers[i];
             let mut took = false;
             while let Some((arrived, waited, d)) = r.host.as_mut().and_then(|h| h.take_due(now)) {
@@ -522,7 +546,13 @@ impl World {
             self.sender.handle_timeout(now);
             self.drain_sender();
         }
-        for i in 0..self.receivers.len() {
+        // The ordinary receivers due, and the special ones, in the order
+        // of their index (as when each was looked at in turn).
+        let mut due = Vec::new();
+        self.wakes.take_due(now, &mut due);
+        due.extend_from_slice(&self.special);
+        due.sort_unstable();
+        for i in due {
             let r = &mut self.receivers[i];
             if r.counted() && r.timeout.is_some_and(|t| t <= now) {
                 r.machine.handle_timeout(now);
@@ -536,11 +566,29 @@ impl World {
                 r.machine.handle_settled(now, hook);
                 self.drain_receiver(i);
             }
+            self.rewake(i);
         }
     }
 
-    fn next_time(&self) -> Option<Instant> {
+    /// Sets ordinary receiver `i`'s wake-up from its timer and its
+    /// settle (special receivers are looked at in every step).
+    fn rewake(&mut self, i: usize) {
+        let r = &self.receivers[i];
+        if r.fate != Fate::Normal || r.host.is_some() {
+            return;
+        }
+        let at = match (r.timeout, r.store.settle_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.wakes.set(i, at);
+    }
+
+    fn next_time(&mut self) -> Option<Instant> {
         let mut t = self.links.next_arrival();
+        if let Some(w) = self.wakes.next() {
+            t = Some(t.map_or(w, |t| t.min(w)));
+        }
         let mut consider = |x: Option<Instant>| {
             if let Some(x) = x {
                 t = Some(t.map_or(x, |t: Instant| t.min(x)));
@@ -557,7 +605,7 @@ impl World {
                 _ => {}
             }
         }
-        for r in &self.receivers {
+        for r in self.special.iter().map(|&i| &self.receivers[i]) {
             if !r.alive {
                 continue;
             }
@@ -584,7 +632,9 @@ impl World {
         if self.sender_dirty {
             self.drain_sender();
         }
-        for i in 0..self.receivers.len() {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        dirty.sort_unstable();
+        for i in dirty {
             if self.receivers[i].dirty {
                 self.drain_receiver(i);
             }
@@ -641,6 +691,7 @@ impl World {
             |machine, out| store.handle(machine, now, out, rules, codec, config),
         );
         r.dirty = false;
+        self.rewake(i);
     }
 }
 

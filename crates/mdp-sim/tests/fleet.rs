@@ -588,3 +588,23 @@ fn a_dry_run_reports_what_each_receiver_lacks_and_sends_and_writes_nothing() {
         .iter()
         .all(|x| !x.outcome.as_ref().unwrap().complete));
 }
+
+#[test]
+fn a_large_group_that_keeps_no_files_is_served_and_every_receiver_confirms() {
+    // 500 receivers, each losing 5 % on its own: the simulator's large
+    // groups (receivers that check each block and drop it). Every one
+    // confirms, none holds a file, and the forged-free run rejects no block.
+    let mut c = SimConfig::new(500, 77);
+    c.loss_independent = 0.05;
+    c.keep_files = false;
+    let content = Content::new(&[], vec![("big".into(), Content::random_bytes(1 << 20, 9))]);
+    let r = World::new(c, content).run();
+    assert_eq!(r.report.as_ref().map(|x| x.success), Some(true));
+    for (i, x) in r.receivers.iter().enumerate() {
+        let o = x.outcome.as_ref().expect("finished");
+        assert!(o.complete && o.verified == 1, "r{i}: {o:?}");
+        assert!(x.files.is_empty(), "r{i} kept its file");
+        assert_eq!(x.stats.blocks_rejected, 0, "r{i}");
+    }
+    assert!(r.blocks_with_loss > 0 && r.nack_entries > 0);
+}

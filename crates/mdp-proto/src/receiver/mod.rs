@@ -235,6 +235,10 @@ impl Receiver {
     /// A datagram the session key does not seal: checked against the
     /// group key when there is one, parsed and handled.
     fn handle_clear(&mut self, now: Instant, datagram: &[u8]) {
+        if wire::is_feedback_for_the_sender(datagram) {
+            self.cx.stats.ignored += 1;
+            return;
+        }
         let ty = datagram.get(field::TYPE).copied().unwrap_or(0);
         if ty & AUTH_FLAG != 0 && self.cx.config.auth.is_none() && self.encrypted_session() {
             self.handle_overheard(now, datagram);
@@ -805,13 +809,8 @@ mod tests {
     use crate::ids::BlockNumber;
     use crate::wire::{Announce, Echo, Nack, NackEntry, Timing};
 
-    /// A forged NACK asking for nearly `u16::MAX` symbols of a block this
-    /// receiver still lacks must be taken as a (large) need, not overflow
-    /// the suppression margin `need + need / 4`.
-    #[test]
-    fn an_overheard_nack_with_a_huge_need_does_not_overflow() {
-        let t0 = Instant::now();
-        let session = SessionId(0x5e55);
+    /// A receiver in a session (an ANNOUNCE taken), and a buffer.
+    fn live_receiver(t0: Instant, session: SessionId) -> (Receiver, Vec<u8>) {
         let mut config = ReceiverConfig::new(NodeId(7), "test", 7);
         config.insecure = true;
         let mut r = Receiver::new(config);
@@ -840,6 +839,17 @@ mod tests {
         wire::write_control(&mut buf, session, &Control::Announce(announce));
         r.handle_datagram(t0, &buf);
         assert_eq!(r.session_id(), Some(session));
+        (r, buf)
+    }
+
+    /// A forged NACK asking for nearly `u16::MAX` symbols of a block this
+    /// receiver still lacks must be taken as a (large) need, not overflow
+    /// the suppression margin `need + need / 4`.
+    #[test]
+    fn an_overheard_nack_with_a_huge_need_does_not_overflow() {
+        let t0 = Instant::now();
+        let session = SessionId(0x5e55);
+        let (mut r, mut buf) = live_receiver(t0, session);
         for need in [u16::MAX, 52_429, 60_000] {
             let nack = Nack {
                 node: NodeId(99),
@@ -858,6 +868,25 @@ mod tests {
         }
         assert_eq!(r.stats().malformed, 0);
         assert!(!r.is_finished());
+    }
+
+    /// Another receiver's REGISTER, STATUS, CONGESTION or KEY_REQUEST is
+    /// dropped by its type, before it is checked or decoded: a body that
+    /// does not decode is not even malformed.
+    #[test]
+    fn other_receivers_feedback_but_nacks_is_dropped_undecoded() {
+        let t0 = Instant::now();
+        let session = SessionId(0x5e55);
+        let (mut r, mut buf) = live_receiver(t0, session);
+        for ty in [0x20u8, 0x22, 0x23, 0x24, 0x20 | AUTH_FLAG] {
+            buf.truncate(COMMON_HEADER_LEN);
+            buf[field::TYPE] = ty;
+            buf.extend_from_slice(&[0xff; 40]);
+            let ignored = r.stats().ignored;
+            r.handle_datagram(t0, &buf);
+            assert_eq!(r.stats().ignored, ignored + 1, "type {ty:#x}");
+        }
+        assert_eq!((r.stats().malformed, r.stats().auth_failed), (0, 0));
     }
 
     #[test]
