@@ -45,6 +45,8 @@ mod plain;
 mod race;
 /// Repeated pushes and a killed sender run again: only what is missing goes out.
 mod resume;
+/// A hundred receiver processes on one host.
+mod scale;
 /// The hostile-LAN suite: secure defaults, wipes, non-members, replays.
 mod secure;
 /// Receiver services: hooks per push, and `--delete`.
