@@ -215,8 +215,9 @@ impl RateController {
         }
     }
 
-    /// A receiver's congestion report. Returns true when that receiver has
-    /// stayed below the minimum rate long enough to be dropped.
+    /// A receiver's congestion report. Returns its pace (bits per second)
+    /// when that receiver has stayed below the minimum rate long enough to
+    /// be dropped.
     ///
     /// `next_seq` is the DATA sequence number the sender will send next: a
     /// cut takes effect from it.
@@ -226,12 +227,12 @@ impl RateController {
         node: NodeId,
         c: &CongestionSample,
         next_seq: u32,
-    ) -> bool {
+    ) -> Option<u64> {
         let RateMode::Adaptive {
             min_bps, max_bps, ..
         } = self.mode
         else {
-            return false;
+            return None;
         };
         // What reached it, over what got through its random loss: what it
         // can take from us.
@@ -331,23 +332,27 @@ impl RateController {
             self.lowest = self.lowest.min(target);
             self.startup = false;
         }
+        // No receiver takes more than it is sent: a forged or broken
+        // report of a huge capacity counts as the rate (or the floor).
+        let taken = capacity.min(self.rate.max(min_bps as f64));
         let pace = self.paces.entry(node).or_insert(Pace {
-            mean: capacity,
+            mean: taken,
             below_since: None,
             last: now,
         });
-        pace.mean += (capacity - pace.mean) * PACE_WEIGHT;
+        pace.mean += (taken - pace.mean) * PACE_WEIGHT;
         pace.last = now;
         if pace.mean < min_bps as f64 {
             let since = *pace.below_since.get_or_insert(now);
             if now >= since + SLOW_DROP_AFTER {
+                let mean = pace.mean;
                 self.paces.remove(&node);
-                return true;
+                return Some(mean as u64);
             }
         } else {
             pace.below_since = None;
         }
-        false
+        None
     }
 
     /// True while `node`'s pace is below the floor (it is dropped if that

@@ -284,7 +284,9 @@ fn follows_the_limiting_receiver_and_grows_back_slowly() {
     let r = |c: &mut RateController, i: u32, bps| {
         let t = t0 + WINDOW * 2 * i;
         let seqs = i * 100..i * 100 + 100;
-        assert!(!c.on_report(t, NodeId(7), &window(seqs, bps, 0.4), i * 100 + 100));
+        assert!(c
+            .on_report(t, NodeId(7), &window(seqs, bps, 0.4), i * 100 + 100)
+            .is_none());
     };
     r(&mut c, 0, 1_000_000_000);
     assert_eq!(c.rate_bps(), 950_000_000);
@@ -567,13 +569,13 @@ fn a_receiver_below_the_floor_is_dropped_after_a_while() {
     let mut dropped = false;
     while t < t0 + SLOW_DROP_AFTER {
         let (w, next) = slow();
-        assert!(!c.on_report(t, NodeId(1), &w, next));
+        assert!(c.on_report(t, NodeId(1), &w, next).is_none());
         t += WINDOW * 3;
     }
     assert_eq!(c.rate_bps(), 10_000_000, "held at the floor meanwhile");
     for _ in 0..3 {
         let (w, next) = slow();
-        dropped |= c.on_report(t, NodeId(1), &w, next);
+        dropped |= c.on_report(t, NodeId(1), &w, next).is_some();
         t += WINDOW * 3;
     }
     assert!(dropped, "dropped once below the floor for long enough");
@@ -594,7 +596,11 @@ fn a_receiver_below_the_floor_on_average_is_dropped_though_some_windows_reach_it
     for (i, delivered) in capacities.iter().cycle().take(60).enumerate() {
         let seq = i as u32 * 100;
         let w = window(seq..seq + 100, *delivered, 0.3);
-        if c.on_report(t, NodeId(1), &w, seq + 100) {
+        if let Some(pace) = c.on_report(t, NodeId(1), &w, seq + 100) {
+            assert!(
+                pace < 10_000_000,
+                "reported at its pace, {pace}, not its last window"
+            );
             dropped_at = Some(t);
             break;
         }
@@ -614,6 +620,28 @@ fn a_receiver_below_the_floor_on_average_is_dropped_though_some_windows_reach_it
 }
 
 #[test]
+fn one_huge_report_does_not_lift_a_slow_receivers_pace_for_long() {
+    // A forged (or broken) report of u64::MAX bits per second counts as
+    // no more than the rate: the slow receiver is still dropped within a
+    // few windows of the usual 2 s.
+    let t0 = Instant::now();
+    let mut c = RateController::new(adaptive(), t0);
+    let mut t = t0;
+    let mut dropped_at = None;
+    for i in 0..60u32 {
+        let delivered = if i == 0 { u64::MAX } else { 5_000_000 };
+        let w = window(i * 100..i * 100 + 100, delivered, 0.3);
+        if c.on_report(t, NodeId(1), &w, i * 100 + 100).is_some() {
+            dropped_at = Some(t - t0);
+            break;
+        }
+        t += WINDOW * 5;
+    }
+    let at = dropped_at.expect("dropped");
+    assert!(at <= SLOW_DROP_AFTER * 2, "dropped after {at:?}");
+}
+
+#[test]
 fn one_slow_window_does_not_put_a_receiver_below_the_floor_for_long() {
     // A stall (a window with almost nothing delivered) in a receiver that
     // keeps 12 Mbit/s under a floor of 10: its NACKs are ignored for a
@@ -625,7 +653,7 @@ fn one_slow_window_does_not_put_a_receiver_below_the_floor_for_long() {
     for i in 0..40u32 {
         let delivered = if i == 5 { 100_000 } else { 12_000_000 };
         let w = window(i * 100..i * 100 + 100, delivered, 0.3);
-        assert!(!c.on_report(t, NodeId(1), &w, i * 100 + 100));
+        assert!(c.on_report(t, NodeId(1), &w, i * 100 + 100).is_none());
         below += u32::from(c.below_floor(NodeId(1)));
         t += WINDOW * 5;
     }
@@ -640,7 +668,9 @@ fn one_slow_window_does_not_put_a_receiver_below_the_floor_for_long() {
 fn a_fixed_rate_ignores_reports() {
     let t0 = Instant::now();
     let mut c = RateController::new(RateMode::Fixed(5_000_000), t0);
-    assert!(!c.on_report(t0, NodeId(1), &window(0..100, 1000, 0.9), 100));
+    assert!(c
+        .on_report(t0, NodeId(1), &window(0..100, 1000, 0.9), 100)
+        .is_none());
     c.on_timer(t0 + WINDOW * 5, true);
     assert_eq!(c.rate_bps(), 5_000_000);
     assert_eq!(c.next_step(), None);

@@ -45,7 +45,8 @@ pub enum SenderEvent {
         node: NodeId,
         /// Its name.
         name: String,
-        /// The rate that last reached it, bits per second.
+        /// Its pace when it was dropped (the moving average of what it
+        /// reported taking), bits per second.
         delivered_bps: u64,
     },
     /// A receiver went silent after the data was sent, longer than

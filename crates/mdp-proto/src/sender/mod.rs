@@ -474,14 +474,14 @@ impl Sender {
                     last_seq: c.last_seq,
                     runs: c.runs,
                 };
-                if self.cc.on_report(now, c.node, &sample, self.data_seq) {
+                if let Some(pace) = self.cc.on_report(now, c.node, &sample, self.data_seq) {
                     let peer = self.peers.get_mut(&c.node).expect("touch_peer inserted it");
-                    peer.state = PeerState::TooSlow(c.delivered_bps);
+                    peer.state = PeerState::TooSlow(pace);
                     self.cc.forget(c.node);
                     self.events.push_back(SenderEvent::Dropped {
                         node: c.node,
                         name: peer.name.clone(),
-                        delivered_bps: c.delivered_bps,
+                        delivered_bps: pace,
                     });
                 }
                 self.apply_rate();

@@ -24,7 +24,8 @@ pub enum Verdict {
     },
     /// It could not take the minimum rate and was dropped.
     TooSlow {
-        /// The rate (bits per second) that last reached it.
+        /// Its pace (bits per second) when it was dropped: the moving
+        /// average of what it reported taking.
         delivered_bps: u64,
         /// The minimum rate of the push.
         min_bps: u64,
