@@ -120,6 +120,8 @@ pub struct Sender {
     repair_queue: VecDeque<BlockKey>,
     repairs: HashMap<BlockKey, RepairState>,
     peers: BTreeMap<NodeId, Peer>,
+    /// Counts that follow the peers (peers.rs).
+    tally: peers::Tally,
     acks: Acks,
     await_rotation: usize,
     grtt: Duration,
@@ -302,6 +304,7 @@ impl Sender {
             repair_queue: VecDeque::new(),
             repairs: HashMap::new(),
             peers: BTreeMap::new(),
+            tally: peers::Tally::new(&config.expected_names),
             acks: Acks::default(),
             await_rotation: 0,
             grtt: config.initial_grtt,
@@ -476,7 +479,7 @@ impl Sender {
                 };
                 if let Some(pace) = self.cc.on_report(now, c.node, &sample, self.data_seq) {
                     let peer = self.peers.get_mut(&c.node).expect("touch_peer inserted it");
-                    peer.state = PeerState::TooSlow(pace);
+                    peers::set_state(&mut self.tally.active, peer, PeerState::TooSlow(pace));
                     self.cc.forget(c.node);
                     self.events.push_back(SenderEvent::Dropped {
                         node: c.node,
@@ -524,7 +527,7 @@ impl Sender {
                             hook: s.hook,
                         });
                     }
-                    peer.state = state;
+                    peers::set_state(&mut self.tally.active, peer, state);
                     self.push_ack(s.node, AckState::Confirmed);
                 }
             }
@@ -698,7 +701,7 @@ impl Sender {
                 && p.unanswered_polls >= POLLS_BEFORE_DROP
                 && silent_in_data >= self.config.drop_after
             {
-                p.state = PeerState::Dropped(silent_for);
+                peers::set_state(&mut self.tally.active, p, PeerState::Dropped(silent_for));
                 dropped.push(*node);
                 self.events.push_back(SenderEvent::Silent {
                     node: *node,
@@ -713,36 +716,42 @@ impl Sender {
     }
 
     /// Drops silent receivers and ends the session when every receiver is
-    /// final. O(receivers): called on feedback, timers and FLUSH rounds, not
-    /// per data packet.
+    /// final. Called on feedback, timers and FLUSH rounds: O(1), but
+    /// O(receivers) when `DropCheck` is due (once per firing, not per
+    /// feedback: a group of ten thousand confirming would otherwise cost
+    /// a hundred million looks).
     fn check_flushing(&mut self, now: Instant) {
         let flush_start = self.flush_start.unwrap_or(now);
-        for (node, p) in self.peers.iter_mut() {
-            if p.state == PeerState::Active {
-                // Receivers are quiet during the data, so silence counts
-                // from the flush; but one that left the data's polls
-                // unanswered has been silent since it was last heard.
-                let silent_since = if p.unanswered_polls >= POLLS_BEFORE_DROP {
-                    p.last_heard
-                } else {
-                    p.last_heard.max(flush_start)
-                };
-                let silent = now.saturating_duration_since(silent_since);
-                if silent >= self.config.drop_after {
-                    let silent_for = now.saturating_duration_since(p.last_heard);
-                    p.state = PeerState::Dropped(silent_for);
-                    self.cc.forget(*node);
-                    self.events.push_back(SenderEvent::Silent {
-                        node: *node,
-                        name: p.name.clone(),
-                        silent_for,
-                    });
+        // The look at every receiver only when its timer says someone may
+        // be due (or at the start of the flush), not on every feedback.
+        if !self.timers.is_armed(Timer::DropCheck) || self.timers.is_due(Timer::DropCheck, now) {
+            for (node, p) in self.peers.iter_mut() {
+                if p.state == PeerState::Active {
+                    let silent = now.saturating_duration_since(p.silent_since(flush_start));
+                    if silent >= self.config.drop_after {
+                        let silent_for = now.saturating_duration_since(p.last_heard);
+                        peers::set_state(&mut self.tally.active, p, PeerState::Dropped(silent_for));
+                        self.cc.forget(*node);
+                        self.events.push_back(SenderEvent::Silent {
+                            node: *node,
+                            name: p.name.clone(),
+                            silent_for,
+                        });
+                    }
                 }
             }
+            self.timers
+                .set_opt(Timer::DropCheck, self.next_drop_check());
+            debug_assert_eq!(
+                self.tally.active,
+                self.peers
+                    .values()
+                    .filter(|p| p.state == PeerState::Active)
+                    .count(),
+                "the tally follows the peers"
+            );
         }
-        self.timers
-            .set_opt(Timer::DropCheck, self.next_drop_check());
-        let all_final = self.peers.values().all(|p| p.state != PeerState::Active);
+        let all_final = self.tally.active == 0;
         let expected = self.expected_count();
         let since_flush = now.saturating_duration_since(flush_start);
         let done = if self.peers.is_empty() && expected == 0 {

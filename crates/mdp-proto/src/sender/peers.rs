@@ -5,6 +5,10 @@
 //! **Invariant:** at most [`MAX_PEERS`] receivers are tracked and each
 //! keeps at most [`MAX_PEER_HAVE_RANGES`] ranges, whatever the feedback
 //! claims; the acknowledgement queue holds at most two entries per peer.
+//! [`Tally`] agrees with the peers at all times (every change of a peer's
+//! state goes through [`set_state`], every registration and naming through
+//! [`Tally::registered`]), so the end of the push is decided without a look
+//! at each receiver on each feedback.
 
 use super::*;
 
@@ -23,6 +27,84 @@ pub(super) enum PeerState {
     Dropped(Duration),
     /// Could not take the minimum rate: its feedback is ignored from now on.
     TooSlow(u64),
+}
+
+/// Counts kept as the peers change: what deciding the end of the push
+/// needs, in O(1) per feedback however large the group.
+#[derive(Debug, Default)]
+pub(super) struct Tally {
+    /// Peers in [`PeerState::Active`].
+    pub(super) active: usize,
+    /// Peers whose registration is complete.
+    registered: usize,
+    /// A closed group's names, each with how often the list names it.
+    expected: HashMap<String, usize>,
+    /// Names of `expected` that a registered peer carries.
+    expected_seen: HashSet<String>,
+    /// Entries of the closed group's list those names account for.
+    expected_registered: usize,
+}
+
+impl Tally {
+    /// The tally of a sender whose closed group is `names` (empty: a group
+    /// given by count, or an open one).
+    pub(super) fn new(names: &[String]) -> Tally {
+        let mut expected = HashMap::new();
+        for n in names {
+            *expected.entry(n.clone()).or_insert(0) += 1;
+        }
+        Tally {
+            expected,
+            ..Tally::default()
+        }
+    }
+
+    /// A peer named `name` completed its registration, or a registered
+    /// peer was named (`first` false: it was counted already).
+    pub(super) fn registered(&mut self, name: &str, first: bool) {
+        if first {
+            self.registered += 1;
+        }
+        if let Some(&times) = self.expected.get(name) {
+            if self.expected_seen.insert(name.to_string()) {
+                self.expected_registered += times;
+            }
+        }
+    }
+
+    /// Expected receivers not registered yet: of `count` when the group is
+    /// given by count, else of the closed group's list.
+    pub(super) fn unregistered_expected(&self, names: usize, count: usize) -> usize {
+        if names == 0 {
+            count.saturating_sub(self.registered)
+        } else {
+            names - self.expected_registered
+        }
+    }
+}
+
+impl Peer {
+    /// Since when it counts as silent in the flush that began at
+    /// `flush_start`: receivers are quiet during the data, so silence
+    /// counts from the flush; but one that left the data's polls
+    /// unanswered has been silent since it was last heard.
+    pub(super) fn silent_since(&self, flush_start: Instant) -> Instant {
+        if self.unanswered_polls >= POLLS_BEFORE_DROP {
+            self.last_heard
+        } else {
+            self.last_heard.max(flush_start)
+        }
+    }
+}
+
+/// Sets `p`'s state, keeping `active` (the count of active peers) true.
+pub(super) fn set_state(active: &mut usize, p: &mut Peer, state: PeerState) {
+    match (p.state == PeerState::Active, state == PeerState::Active) {
+        (true, false) => *active -= 1,
+        (false, true) => *active += 1,
+        _ => {}
+    }
+    p.state = state;
 }
 
 #[derive(Debug)]
@@ -149,19 +231,23 @@ impl Sender {
             if matches!(p.state, PeerState::Dropped(_)) {
                 // A receiver dropped as silent spoke again (any feedback):
                 // it is tracked again.
-                p.state = PeerState::Active;
+                set_state(&mut self.tally.active, p, PeerState::Active);
             }
             if p.name.is_empty() && !name.is_empty() {
                 p.name = name.to_string();
+                if p.registered {
+                    self.tally.registered(name, false);
+                }
             }
             if registers && !p.registered {
                 p.registered = true;
+                self.tally.registered(&p.name, true);
                 let name = p.name.clone();
                 self.push_ack(node, AckState::Registered);
                 self.events
                     .push_back(SenderEvent::Registered { node, name });
             }
-            self.refresh_drop_check();
+            self.refresh_drop_check(now);
             return true;
         }
         if self.peers.len() >= MAX_PEERS {
@@ -185,14 +271,16 @@ impl Sender {
                 last_polled: None,
             },
         );
+        self.tally.active += 1;
         if registers {
+            self.tally.registered(name, true);
             self.push_ack(node, AckState::Registered);
             self.events.push_back(SenderEvent::Registered {
                 node,
                 name: name.to_string(),
             });
         }
-        self.refresh_drop_check();
+        self.refresh_drop_check(now);
         true
     }
 
@@ -231,16 +319,10 @@ impl Sender {
 
     /// Expected receivers not registered yet.
     pub(super) fn unregistered_expected(&self) -> usize {
-        let registered = self.peers.values().filter(|p| p.registered);
-        if self.config.expected_names.is_empty() {
-            return (self.config.expected_receivers as usize).saturating_sub(registered.count());
-        }
-        let names: HashSet<&str> = registered.map(|p| p.name.as_str()).collect();
-        self.config
-            .expected_names
-            .iter()
-            .filter(|n| !names.contains(n.as_str()))
-            .count()
+        self.tally.unregistered_expected(
+            self.config.expected_names.len(),
+            self.config.expected_receivers as usize,
+        )
     }
 
     /// When the first active receiver will have been silent for
@@ -250,7 +332,7 @@ impl Sender {
         self.peers
             .values()
             .filter(|p| p.state == PeerState::Active)
-            .map(|p| p.last_heard.max(start) + self.config.drop_after)
+            .map(|p| p.silent_since(start) + self.config.drop_after)
             .min()
     }
 
@@ -283,10 +365,14 @@ impl Sender {
     }
 
     /// Re-arms the silence check after a receiver was heard from.
-    fn refresh_drop_check(&mut self) {
-        if self.phase == Phase::Flushing {
+    /// A receiver was heard during the flush: its own deadline moved on,
+    /// and the check stays armed no later than the earliest (it may fire
+    /// early, then re-arms: see the timers' invariant). Only when none was
+    /// armed (no one active) is it armed for this one.
+    fn refresh_drop_check(&mut self, now: Instant) {
+        if self.phase == Phase::Flushing && !self.timers.is_armed(Timer::DropCheck) {
             self.timers
-                .set_opt(Timer::DropCheck, self.next_drop_check());
+                .set(Timer::DropCheck, now + self.config.drop_after);
         }
     }
 }

@@ -14,8 +14,10 @@
 //!
 //! **Invariant:** a phase change disarms the entries of the phase it
 //! leaves, so a stale deadline never wakes the caller for nothing, and
-//! `DropCheck` is recomputed whenever a receiver's silence can change (its
-//! feedback, or a check that dropped someone).
+//! `DropCheck` is never later than the moment the first active receiver
+//! will have been silent too long. It may be earlier (feedback moved that
+//! moment on): the check then finds no one to drop and re-arms it, once per
+//! firing, instead of a look at every receiver on every feedback.
 //!
 //! [`Sender::poll_timeout`]: super::Sender::poll_timeout
 
@@ -74,6 +76,11 @@ impl Timers {
     /// Disarms every timer.
     pub(super) fn stop_all(&mut self) {
         self.0 = Default::default();
+    }
+
+    /// True when `timer` is armed.
+    pub(super) fn is_armed(&self, timer: Timer) -> bool {
+        self.0[timer as usize].is_some()
     }
 
     /// True when `timer` is armed and its instant has come.
