@@ -722,9 +722,15 @@ impl Sender {
     /// a hundred million looks).
     fn check_flushing(&mut self, now: Instant) {
         let flush_start = self.flush_start.unwrap_or(now);
-        // The look at every receiver only when its timer says someone may
-        // be due (or at the start of the flush), not on every feedback.
-        if !self.timers.is_armed(Timer::DropCheck) || self.timers.is_due(Timer::DropCheck, now) {
+        // The look at every receiver only when someone is active and its
+        // timer says one may be due (or at the start of the flush), not on
+        // every feedback. With no one active there is no one to drop (one
+        // dropped that speaks again arms the timer: `refresh_drop_check`).
+        let check =
+            !self.timers.is_armed(Timer::DropCheck) || self.timers.is_due(Timer::DropCheck, now);
+        if self.tally.active == 0 {
+            self.timers.stop(Timer::DropCheck);
+        } else if check {
             for (node, p) in self.peers.iter_mut() {
                 if p.state == PeerState::Active {
                     let silent = now.saturating_duration_since(p.silent_since(flush_start));
