@@ -100,7 +100,10 @@ impl Peer {
 /// Sets `p`'s state, keeping `active` (the count of active peers) true.
 pub(super) fn set_state(active: &mut usize, p: &mut Peer, state: PeerState) {
     match (p.state == PeerState::Active, state == PeerState::Active) {
-        (true, false) => *active -= 1,
+        (true, false) => {
+            debug_assert!(*active > 0, "the tally counts this peer as active");
+            *active = active.saturating_sub(1);
+        }
         (false, true) => *active += 1,
         _ => {}
     }
@@ -364,7 +367,6 @@ impl Sender {
             .is_some_and(|claim| key.verify(&claim, &signed.signature()))
     }
 
-    /// Re-arms the silence check after a receiver was heard from.
     /// A receiver was heard during the flush: its own deadline moved on,
     /// and the check stays armed no later than the earliest (it may fire
     /// early, then re-arms: see the timers' invariant). Only when none was

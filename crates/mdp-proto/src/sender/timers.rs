@@ -35,8 +35,8 @@ pub(super) enum Timer {
     Announce,
     /// The next FLUSH round.
     Flush,
-    /// The first moment an active receiver has been silent for
-    /// `drop_after`.
+    /// No later than the first moment an active receiver has been silent
+    /// for `drop_after`; disarmed while no receiver is active.
     DropCheck,
     /// The next DONE repeat.
     Done,
