@@ -148,6 +148,10 @@ pub struct ReceiverJson {
     /// How its push hook (`mdp-recv --exec`) ended; null when it ran none
     /// (no hook configured, or it did not confirm).
     pub hook: Option<HookJson>,
+    /// The relay it is behind, by name (absent: it heard this sender
+    /// directly); a relay that went silent takes its hosts with it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
 }
 
 /// A receiver's push hook, in [`ReceiverJson`].
@@ -290,6 +294,7 @@ impl SendJson {
                         })
                         .collect(),
                     hook: rr.hook.map(HookJson::from),
+                    via: rr.via.clone(),
                 })
                 .collect(),
             hook_failures: r.hook_failures().map(|rr| rr.name.clone()).collect(),
@@ -365,6 +370,9 @@ impl SendJson {
             let mut line = format!("  {:<24} {:<10} {} files", r.name, r.verdict, r.verified);
             if let Some(k) = &r.key {
                 line.push_str(&format!(", key {k}"));
+            }
+            if let Some(v) = &r.via {
+                line.push_str(&format!(", via relay {v}"));
             }
             if let Some(s) = r.silent_secs {
                 line.push_str(&format!(", silent for {s:.1}s"));
@@ -574,6 +582,7 @@ mod tests {
             failed: vec![("tree/y".into(), FailReason::HashMismatch)],
             key: None,
             hook: None,
+            via: None,
         }
     }
 

@@ -173,8 +173,8 @@ pub use cc::RateMode;
 pub use ids::{BlockNumber, NodeId, ObjectId, SessionId, SymbolId};
 pub use manifest::{Entry, EntryKind, Manifest, ManifestError};
 pub use receiver::{
-    Receiver, ReceiverConfig, ReceiverEvent, ReceiverRequest, ReceiverStats, SessionError,
-    SessionOutcome,
+    Receiver, ReceiverConfig, ReceiverEvent, ReceiverRequest, ReceiverStats, RelaySource,
+    SessionError, SessionOutcome,
 };
 pub use sender::{
     ConfigError, RateSummary, ReceiverReport, Sender, SenderConfig, SenderEvent, SenderReport,

@@ -58,12 +58,14 @@ pub enum PacketType {
     Congestion = 0x23,
     /// A receiver asks for the session key of an encrypted push (receiver to group).
     KeyRequest = 0x24,
+    /// A relay passes on a downstream receiver's REGISTER or STATUS (relay to group).
+    Relay = 0x25,
     /// The session key sealed for one receiver (sender to group).
     Key = 0x13,
 }
 
 /// True when `datagram` is, by its type byte, receiver feedback other than
-/// a NACK (REGISTER, STATUS, CONGESTION, KEY_REQUEST): what other receivers
+/// a NACK (REGISTER, STATUS, CONGESTION, KEY_REQUEST, RELAY): what other receivers
 /// send the sender, and a receiver has no use for. A receiver drops it
 /// before checking or decoding it: in a group of thousands most of what a
 /// receiver hears is that.
@@ -76,6 +78,7 @@ pub fn is_feedback_for_the_sender(datagram: &[u8]) -> bool {
                     | PacketType::Status
                     | PacketType::Congestion
                     | PacketType::KeyRequest
+                    | PacketType::Relay
             )
         )
     })
@@ -94,6 +97,7 @@ impl PacketType {
             0x22 => Self::Status,
             0x23 => Self::Congestion,
             0x24 => Self::KeyRequest,
+            0x25 => Self::Relay,
             _ => return None,
         })
     }
@@ -572,6 +576,47 @@ pub struct Congestion {
     pub runs: u16,
 }
 
+/// RELAY: a relay (a receiver of this session that passes the push on to
+/// receivers of its own) passes on one of its downstream receivers'
+/// REGISTER or STATUS as that receiver sent it, signature included, so
+/// that the origin's report names every host behind it and, with
+/// receivers known by key, checks each one's own signature: a relay can
+/// withhold a host's word, never forge it (docs/SECURITY.md).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Relay {
+    /// The relay.
+    pub node: NodeId,
+    /// What the downstream receiver said.
+    pub message: Relayed,
+}
+
+/// The downstream messages a [`Relay`] carries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Relayed {
+    /// A downstream receiver registered.
+    Register(Register),
+    /// A downstream receiver reported (or confirmed).
+    Status(Status),
+}
+
+impl Relayed {
+    /// The downstream receiver.
+    pub fn node(&self) -> NodeId {
+        match self {
+            Relayed::Register(m) => m.node,
+            Relayed::Status(m) => m.node,
+        }
+    }
+
+    /// As the message the downstream receiver sent.
+    pub fn to_control(&self) -> Control {
+        match self {
+            Relayed::Register(m) => Control::Register(m.clone()),
+            Relayed::Status(m) => Control::Status(m.clone()),
+        }
+    }
+}
+
 /// A control message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Control {
@@ -593,6 +638,8 @@ pub enum Control {
     KeyRequest(KeyRequest),
     /// See [`KeyWrap`].
     Key(KeyWrap),
+    /// See [`Relay`].
+    Relay(Relay),
 }
 
 impl Control {
@@ -607,6 +654,7 @@ impl Control {
             Control::Congestion(_) => PacketType::Congestion,
             Control::KeyRequest(_) => PacketType::KeyRequest,
             Control::Key(_) => PacketType::Key,
+            Control::Relay(_) => PacketType::Relay,
         }
     }
 
@@ -619,6 +667,7 @@ impl Control {
             Control::Nack(m) => Some(m.node),
             Control::Status(m) => Some(m.node),
             Control::Congestion(m) => Some(m.node),
+            Control::Relay(m) => Some(m.node),
             _ => None,
         }
     }
@@ -680,6 +729,7 @@ pub fn write_control(buf: &mut Vec<u8>, session: SessionId, message: &Control) {
         Control::Congestion(m) => postcard::to_io(m, &mut *buf).map(drop),
         Control::KeyRequest(m) => postcard::to_io(m, &mut *buf).map(drop),
         Control::Key(m) => postcard::to_io(m, &mut *buf).map(drop),
+        Control::Relay(m) => postcard::to_io(m, &mut *buf).map(drop),
     };
     res.expect("postcard serialization into a Vec is infallible for mdp's types");
 }
@@ -736,6 +786,7 @@ pub fn parse(datagram: &[u8]) -> Result<Packet<'_>, WireError> {
         PacketType::Congestion => Control::Congestion(decode(body)?),
         PacketType::KeyRequest => Control::KeyRequest(decode(body)?),
         PacketType::Key => Control::Key(decode(body)?),
+        PacketType::Relay => Control::Relay(decode(body)?),
     };
     validate(&message)?;
     Ok(Packet::Control { session, message })
@@ -791,6 +842,8 @@ fn validate(message: &Control) -> Result<(), WireError> {
             check(f.acked.len() <= MAX_NODE_LIST, "acked")
         }
         Control::Done(_) | Control::Congestion(_) | Control::Key(_) => Ok(()),
+        // What a downstream receiver sent is held to its own rules.
+        Control::Relay(r) => validate(&r.message.to_control()),
         Control::KeyRequest(k) => check(k.name.len() <= MAX_NAME_LEN, "name"),
         Control::Register(r) => {
             check(r.name.len() <= MAX_NAME_LEN, "name")?;

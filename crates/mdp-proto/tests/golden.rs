@@ -364,6 +364,31 @@ fn status_golden_bytes() {
 }
 
 #[test]
+fn relay_golden_bytes() {
+    // The relay (node 5) passes on receiver 9's confirming STATUS as it
+    // came: the variant index 1, then STATUS's own bytes.
+    let message = Control::Relay(wire::Relay {
+        node: NodeId(5),
+        message: wire::Relayed::Status(Status {
+            node: NodeId(9),
+            name: String::new(),
+            echo: Echo::default(),
+            complete: true,
+            verified: 4,
+            missing: vec![],
+            failed: vec![],
+            hook: None,
+            signed: None,
+        }),
+    });
+    golden(
+        "25",
+        message,
+        "05 | 01 | 09 | 00 | 00 00 | 01 | 04 | 00 | 00 | 00 | 00",
+    );
+}
+
+#[test]
 fn a_confirmation_with_its_hooks_outcome_golden_bytes() {
     use mdp_proto::wire::HookOutcome;
     let status = |hook| {

@@ -36,6 +36,7 @@ pub mod fuzz;
 pub mod host;
 pub mod links;
 pub mod netns;
+pub mod relayed;
 pub mod result;
 mod rng;
 mod store;

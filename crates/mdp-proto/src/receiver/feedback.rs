@@ -107,6 +107,7 @@ impl Session {
         if self.registration.acked && a.poll.contains(&cx.config.node) {
             self.status_due = true;
         }
+        self.repeat_passed_on(cx);
         self.advance_sender_pos(now, cx, a.data_pos);
         self.maybe_request_key(now, cx);
         self.maybe_register(now, cx);
@@ -128,6 +129,7 @@ impl Session {
     pub(super) fn handle_flush(&mut self, now: Instant, cx: &mut Ctx, f: &Flush) {
         self.handle_timing(now, cx, &f.timing, &f.acked);
         self.flushed = true;
+        self.repeat_passed_on(cx);
         let listed = f.awaiting.contains(&cx.config.node);
         let unconfirmed = matches!(self.phase, Phase::Confirming { acked: false });
         if listed || unconfirmed || !self.registration.acked {
@@ -147,6 +149,8 @@ impl Session {
                         *acked = true;
                     }
                 }
+            } else {
+                self.passed_on.acked(a);
             }
         }
     }

@@ -37,12 +37,14 @@ mod error;
 mod feedback;
 mod keys;
 mod nack;
+mod relay;
 mod state;
 mod trust;
 
 pub use config::{ReceiverConfig, ReceiverEvent, ReceiverRequest, ReceiverStats, SessionOutcome};
 pub use error::{Refusal, SessionError};
 pub use nack::backoff_factor_for;
+pub use relay::{RelaySource, MAX_PASSED_ON, MAX_RELAY_MESSAGE};
 pub use trust::Untrusted;
 
 use crate::auth::{self, AuthError, Sealer};
@@ -358,6 +360,7 @@ impl Receiver {
                     // admit() verified the signature when keys are trusted.
                     if let (false, Some(signed)) = (self.cx.config.trust.is_empty(), &a.signed) {
                         session.signer = Some(signed.signer);
+                        session.signature = Some(*signed);
                         session.signed_at_us = signed.signed_at_us;
                         self.cx.events.push_back(ReceiverEvent::Accepted {
                             session: session_id,
@@ -458,7 +461,8 @@ impl Receiver {
                     | Control::Register(_)
                     | Control::Status(_)
                     | Control::Congestion(_)
-                    | Control::KeyRequest(_),
+                    | Control::KeyRequest(_)
+                    | Control::Relay(_),
                 ..
             }
         );
@@ -489,7 +493,8 @@ impl Receiver {
                 Control::Register(_)
                 | Control::Status(_)
                 | Control::Congestion(_)
-                | Control::KeyRequest(_) => {
+                | Control::KeyRequest(_)
+                | Control::Relay(_) => {
                     cx.stats.ignored += 1;
                     Ok(())
                 }
@@ -635,6 +640,33 @@ impl Receiver {
         };
         if s.object_verified(&mut self.cx, object, result) {
             self.after_input(now);
+        }
+    }
+
+    /// A relay: its sender heard `message` from one of its own receivers
+    /// ([`crate::SenderEvent::Feedback`]); it goes to the origin in a
+    /// RELAY, repeated until acknowledged. Ignored without a live session.
+    pub fn pass_on(&mut self, now: Instant, message: wire::Relayed) {
+        let State::Live(s) = &mut self.state else {
+            return;
+        };
+        s.pass_on(&mut self.cx, message);
+        self.after_input(now);
+    }
+
+    /// A relay: words of its receivers the origin has not acknowledged
+    /// yet. A relay confirms its own copy only when this is zero and its
+    /// own push ended (so the origin knows every receiver behind it first).
+    pub fn passed_on_pending(&self) -> usize {
+        self.state.session().map_or(0, |s| s.passed_on.pending())
+    }
+
+    /// A relay: what its sender announces to pass this push on, once the
+    /// manifest is here (`None` before, and without a live session).
+    pub fn relay_source(&self) -> Option<RelaySource> {
+        match &self.state {
+            State::Live(s) => s.relay_source(),
+            _ => None,
         }
     }
 

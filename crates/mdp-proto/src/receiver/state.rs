@@ -165,6 +165,11 @@ pub(super) struct Session {
     pub(super) peer_replay: HashMap<NodeId, ReplayWindow>,
     /// An encrypted push's keys (keys.rs).
     pub(super) keys: Option<SessionKeys>,
+    /// The push's signature, when a trusted key signed it (what a relay
+    /// announces again, relay.rs).
+    pub(super) signature: Option<crate::wire::PushSignature>,
+    /// A relay: its receivers' words for the origin (relay.rs).
+    pub(super) passed_on: super::relay::PassedOn,
 }
 
 impl Session {
@@ -217,6 +222,8 @@ impl Session {
             sender_replay: ReplayWindow::default(),
             peer_replay: HashMap::new(),
             keys,
+            signature: None,
+            passed_on: Default::default(),
         }
     }
 
@@ -349,7 +356,7 @@ impl Session {
             cx.transmits.push_back(Control::Status(status));
         }
         match self.phase {
-            Phase::Confirming { acked: true } => Err(End(None)),
+            Phase::Confirming { acked: true } if self.passed_on.pending() == 0 => Err(End(None)),
             _ => Ok(()),
         }
     }

@@ -64,6 +64,13 @@ pub struct SenderConfig {
     /// Encrypt the push for the receivers in `expected_keys` (keys.rs);
     /// needs `identity` and excludes `auth`.
     pub encryption: Option<super::EncryptionConfig>,
+    /// A relay's sender: the origin's signature of the push, announced
+    /// unchanged (the session, the coding and the manifest must be the
+    /// origin's: the claim covers them). Excludes `identity`.
+    pub forwarded_signature: Option<wire::PushSignature>,
+    /// A relay's sender: every REGISTER and STATUS is also handed to the
+    /// caller ([`SenderEvent::Feedback`]) to pass upstream.
+    pub pass_on_feedback: bool,
 }
 
 impl SenderConfig {
@@ -96,6 +103,8 @@ impl SenderConfig {
             delete: false,
             dry_run: false,
             encryption: None,
+            forwarded_signature: None,
+            pass_on_feedback: false,
         }
     }
 
@@ -159,6 +168,11 @@ impl SenderConfig {
                 return Err(ConfigError::EncryptionWithSharedKey);
             }
         }
+        if self.forwarded_signature.is_some()
+            && (self.identity.is_some() || self.encryption.is_some())
+        {
+            return Err(ConfigError::RelaySigns);
+        }
         Ok(())
     }
 
@@ -217,6 +231,9 @@ pub enum ConfigError {
     /// Encryption and a shared key together.
     #[error("--key-file is for unencrypted pushes (encryption authenticates every packet already): drop --key-file, or push with --no-encrypt")]
     EncryptionWithSharedKey,
+    /// A relay's sender given an identity or encryption of its own.
+    #[error("a relay passes the origin's signed push on as it is: it neither signs nor encrypts")]
+    RelaySigns,
     /// The cache cannot hold the read-ahead window.
     #[error("block cache too small for the read-ahead window")]
     CacheTooSmall,

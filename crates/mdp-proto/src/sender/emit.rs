@@ -94,6 +94,7 @@ impl Sender {
             .filter(|(_, p)| {
                 p.state == PeerState::Active
                     && p.registered
+                    && p.via.is_none()
                     && now.saturating_duration_since(p.last_heard) >= every
                     && p.last_polled
                         .is_none_or(|t| now.saturating_duration_since(t) >= every)
@@ -117,7 +118,9 @@ impl Sender {
         let active: Vec<NodeId> = self
             .peers
             .iter()
-            .filter(|(_, p)| p.state == PeerState::Active)
+            // Receivers behind a relay do not hear this FLUSH: their relay
+            // answers for them.
+            .filter(|(_, p)| p.state == PeerState::Active && p.via.is_none())
             .map(|(n, _)| *n)
             .collect();
         let awaiting = if active.len() <= MAX_NODE_LIST {

@@ -71,6 +71,13 @@ pub enum SenderEvent {
         /// How its push hook ended, when one ran.
         hook: Option<crate::wire::HookOutcome>,
     },
+    /// A relay's sender (`SenderConfig::pass_on_feedback`): a
+    /// receiver's REGISTER or STATUS, as it came, for the relay to pass
+    /// upstream with [`crate::Receiver::pass_on`].
+    Feedback {
+        /// What the receiver said.
+        message: crate::wire::Relayed,
+    },
     /// A receiver joined.
     Registered {
         /// Its node id.

@@ -32,6 +32,7 @@ mod emit;
 mod events;
 mod keys;
 mod peers;
+mod relays;
 mod repair;
 mod report;
 mod skip;
@@ -120,6 +121,9 @@ pub struct Sender {
     repair_queue: VecDeque<BlockKey>,
     repairs: HashMap<BlockKey, RepairState>,
     peers: BTreeMap<NodeId, Peer>,
+    /// The relays heard from (relays.rs), each with whether the receivers
+    /// behind it were let go when it stopped being active.
+    relays: BTreeMap<NodeId, bool>,
     /// Counts that follow the peers (peers.rs).
     tally: peers::Tally,
     acks: Acks,
@@ -235,39 +239,41 @@ impl Sender {
             .encryption
             .as_ref()
             .map(|e| SenderKeys::new(e, config.session));
-        let signed = config.identity.as_ref().map(|id| {
-            let signer = id.public().to_bytes();
-            // The fields the claim covers, as every ANNOUNCE carries them.
-            let fixed = Announce {
-                timing: Timing {
-                    ts_us: 0,
-                    grtt_us: 0,
-                    rate_bps: 0,
-                    group_size: 0,
-                },
-                symbol_size: coding.symbol_size,
-                block_k: coding.block_k,
-                parity: coding.parity,
-                manifest_len: manifest_bytes.len() as u64,
-                manifest_hash,
-                object_count: (sizes.len() - 1) as u32,
-                data_pos: (0, 0),
-                acked: Vec::new(),
-                poll: Vec::new(),
-                delete: config.delete,
-                dry_run: config.dry_run,
-                enc: keys.as_ref().map(|k| k.announced()),
-                signed: None,
-            };
-            let claim = wire::push_claim(config.session, &fixed, &signer, config.signed_at_us);
-            let sig = id.sign(&claim);
-            let (r, s) = sig.split_at(32);
-            wire::PushSignature {
-                signer,
-                signed_at_us: config.signed_at_us,
-                sig_r: r.try_into().expect("32 bytes"),
-                sig_s: s.try_into().expect("32 bytes"),
-            }
+        let signed = config.forwarded_signature.or_else(|| {
+            config.identity.as_ref().map(|id| {
+                let signer = id.public().to_bytes();
+                // The fields the claim covers, as every ANNOUNCE carries them.
+                let fixed = Announce {
+                    timing: Timing {
+                        ts_us: 0,
+                        grtt_us: 0,
+                        rate_bps: 0,
+                        group_size: 0,
+                    },
+                    symbol_size: coding.symbol_size,
+                    block_k: coding.block_k,
+                    parity: coding.parity,
+                    manifest_len: manifest_bytes.len() as u64,
+                    manifest_hash,
+                    object_count: (sizes.len() - 1) as u32,
+                    data_pos: (0, 0),
+                    acked: Vec::new(),
+                    poll: Vec::new(),
+                    delete: config.delete,
+                    dry_run: config.dry_run,
+                    enc: keys.as_ref().map(|k| k.announced()),
+                    signed: None,
+                };
+                let claim = wire::push_claim(config.session, &fixed, &signer, config.signed_at_us);
+                let sig = id.sign(&claim);
+                let (r, s) = sig.split_at(32);
+                wire::PushSignature {
+                    signer,
+                    signed_at_us: config.signed_at_us,
+                    sig_r: r.try_into().expect("32 bytes"),
+                    sig_s: s.try_into().expect("32 bytes"),
+                }
+            })
         });
         Ok(Sender {
             signed,
@@ -304,6 +310,7 @@ impl Sender {
             repair_queue: VecDeque::new(),
             repairs: HashMap::new(),
             peers: BTreeMap::new(),
+            relays: BTreeMap::new(),
             tally: peers::Tally::new(&config.expected_names),
             acks: Acks::default(),
             await_rotation: 0,
@@ -416,8 +423,27 @@ impl Sender {
         self.handle_feedback(now, message);
     }
 
-    /// Feedback that passed authentication and admission.
+    /// Feedback that passed authentication and admission. A relay's
+    /// sender passes each REGISTER (its last chunk) and confirming STATUS
+    /// on as it came ([`SenderEvent::Feedback`]): what the origin needs to
+    /// know the receiver and its outcome, not its progress.
     fn handle_feedback(&mut self, now: Instant, message: Control) {
+        if self.config.pass_on_feedback {
+            let relayed = match &message {
+                Control::Register(m) if !m.more => Some(wire::Relayed::Register(m.clone())),
+                Control::Status(m) if m.complete => Some(wire::Relayed::Status(m.clone())),
+                Control::Relay(r) => Some(r.message.clone()),
+                _ => None,
+            };
+            if let Some(message) = relayed {
+                self.events.push_back(SenderEvent::Feedback { message });
+            }
+        }
+        self.apply_feedback(now, message);
+    }
+
+    /// [`Sender::handle_feedback`] without passing it on.
+    fn apply_feedback(&mut self, now: Instant, message: Control) {
         match message {
             Control::Register(r) => {
                 if self.touch_peer_as(now, r.node, &r.name, r.echo, !r.more) {
@@ -535,6 +561,7 @@ impl Sender {
                 self.handle_key_request(now, k);
                 return;
             }
+            Control::Relay(r) => self.handle_relay(now, r),
             // Our own packets looped back, or another sender's.
             Control::Announce(_) | Control::Flush(_) | Control::Done(_) | Control::Key(_) => {
                 self.stats.ignored_received += 1;
@@ -619,6 +646,7 @@ impl Sender {
 
     /// Re-evaluates everything after an input: phase changes, drops, the end.
     fn check_progress(&mut self, now: Instant) {
+        self.drop_orphans(now);
         self.advance_phase(now);
         if self.phase == Phase::Flushing {
             self.check_flushing(now);
@@ -698,6 +726,7 @@ impl Sender {
             let silent_for = now.saturating_duration_since(p.last_heard);
             let silent_in_data = now.saturating_duration_since(p.last_heard.max(data_start));
             if p.state == PeerState::Active
+                && p.via.is_none()
                 && p.unanswered_polls >= POLLS_BEFORE_DROP
                 && silent_in_data >= self.config.drop_after
             {
@@ -732,7 +761,9 @@ impl Sender {
             self.timers.stop(Timer::DropCheck);
         } else if check {
             for (node, p) in self.peers.iter_mut() {
-                if p.state == PeerState::Active {
+                // A receiver behind a relay is as alive as its relay
+                // (`drop_orphans`).
+                if p.state == PeerState::Active && p.via.is_none() {
                     let silent = now.saturating_duration_since(p.silent_since(flush_start));
                     if silent >= self.config.drop_after {
                         let silent_for = now.saturating_duration_since(p.last_heard);

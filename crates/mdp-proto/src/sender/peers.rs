@@ -135,6 +135,9 @@ pub(super) struct Peer {
     pub(super) unanswered_polls: u32,
     /// When it was last polled.
     pub(super) last_polled: Option<Instant>,
+    /// The relay it is behind (relays.rs): its word comes through that
+    /// relay, and it is as alive as that relay.
+    pub(super) via: Option<NodeId>,
 }
 
 /// Acknowledgements owed to receivers, each repeated in
@@ -272,6 +275,7 @@ impl Sender {
                 hook: None,
                 unanswered_polls: 0,
                 last_polled: None,
+                via: None,
             },
         );
         self.tally.active += 1;
@@ -334,7 +338,7 @@ impl Sender {
         let start = self.flush_start.unwrap_or(self.epoch);
         self.peers
             .values()
-            .filter(|p| p.state == PeerState::Active)
+            .filter(|p| p.state == PeerState::Active && p.via.is_none())
             .map(|p| p.silent_since(start) + self.config.drop_after)
             .min()
     }
@@ -350,6 +354,12 @@ impl Sender {
             Control::KeyRequest(m) => &m.name,
             Control::Nack(m) => return self.peers.get(&m.node).is_some_and(|p| p.registered),
             Control::Congestion(m) => return self.peers.get(&m.node).is_some_and(|p| p.registered),
+            // From a relay admitted by its own key, and what it passes on
+            // signed by the key listed for the downstream receiver's name.
+            Control::Relay(m) => {
+                return self.peers.get(&m.node).is_some_and(|p| p.registered)
+                    && self.admitted(&m.message.to_control())
+            }
             Control::Announce(_) | Control::Flush(_) | Control::Done(_) | Control::Key(_) => {
                 return true
             }

@@ -76,6 +76,9 @@ pub struct ReceiverReport {
     /// How its push hook (`mdp-recv --exec`) ended, from its
     /// confirmation (`None`: it ran none, or did not confirm).
     pub hook: Option<HookOutcome>,
+    /// The relay it is behind, by name (`None`: it heard this sender
+    /// directly).
+    pub via: Option<String>,
 }
 
 /// The outcome of a session.
@@ -178,6 +181,8 @@ pub struct SenderStats {
     /// Session keys sealed for a receiver (one per admitted KEYREQ;
     /// re-sent copies not counted).
     pub keys_sent: u64,
+    /// RELAY messages taken: a relay's receivers' REGISTER and STATUS.
+    pub relayed_received: u64,
 }
 
 /// Files 1..`objects` that the ranges `have` cover.
@@ -268,6 +273,7 @@ impl Sender {
                 },
                 failed: p.failed.iter().map(|(o, r)| (path(o), *r)).collect(),
                 hook: p.hook,
+                via: self.relay_name(node),
                 verdict,
             });
         }
@@ -283,6 +289,7 @@ impl Sender {
                     missing: everything(),
                     failed: Vec::new(),
                     hook: None,
+                    via: None,
                 });
             }
         }

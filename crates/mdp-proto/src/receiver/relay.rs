@@ -1,0 +1,183 @@
+//! A relay's upstream side (docs/PROTOCOL.md §5d): what the relay's own
+//! receivers said (their REGISTER and STATUS, handed over by the relay's
+//! sender) goes to the origin in RELAY messages, unchanged, and is
+//! repeated with each ANNOUNCE or FLUSH until the origin acknowledges it;
+//! and what the relay's sender needs to announce the same push
+//! ([`RelaySource`]).
+//!
+//! **Invariant:** at most [`MAX_PASSED_ON`] receivers' words are held,
+//! one (the latest that matters) per receiver; a final STATUS is never
+//! replaced by an earlier kind of word; the session does not end while
+//! one is not acknowledged (unless the origin ends it).
+
+use super::*;
+use crate::layout::Coding;
+use crate::limits::MAX_PEERS;
+use crate::manifest::Manifest;
+use crate::wire::{Ack, AckState, Relay, Relayed};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Receivers behind one relay whose word it holds, at most.
+pub const MAX_PASSED_ON: usize = MAX_PEERS;
+
+/// Words repeated per ANNOUNCE or FLUSH of the origin, at most.
+const REPEATS_PER_ROUND: usize = 8;
+
+/// Most bytes of a RELAY's message: it must fit one datagram on any
+/// network the push crosses, with the headers of a tunnel.
+pub const MAX_RELAY_MESSAGE: usize = 1200;
+
+/// What a relay's sender announces: the origin's push as it is.
+#[derive(Clone, Debug)]
+pub struct RelaySource {
+    /// The origin's session id.
+    pub session: SessionId,
+    /// Its coding parameters.
+    pub coding: Coding,
+    /// Its manifest (whose hash the origin announced).
+    pub manifest: Arc<Manifest>,
+    /// The manifest's BLAKE3 hash, as announced.
+    pub manifest_hash: [u8; 32],
+    /// The origin's signature (`None`: an unsigned push taken with
+    /// `--insecure`).
+    pub signature: Option<wire::PushSignature>,
+    /// The push asks for `--delete`.
+    pub delete: bool,
+    /// The push is a dry run.
+    pub dry_run: bool,
+    /// The push is encrypted: a relay cannot pass it on (it does not hold
+    /// the origin's key agreement).
+    pub encrypted: bool,
+}
+
+/// The receivers' words held for the origin.
+#[derive(Debug, Default)]
+pub(super) struct PassedOn {
+    entries: BTreeMap<NodeId, Word>,
+    /// Where the next round of repeats starts (a node id).
+    next: u64,
+}
+
+#[derive(Debug)]
+struct Word {
+    message: Relayed,
+    acked: bool,
+}
+
+/// True when `m` is a receiver's last word: a STATUS that confirms.
+fn is_final(m: &Relayed) -> bool {
+    matches!(m, Relayed::Status(s) if s.complete)
+}
+
+impl PassedOn {
+    /// Words the origin has not acknowledged.
+    pub(super) fn pending(&self) -> usize {
+        self.entries.values().filter(|w| !w.acked).count()
+    }
+
+    /// Keeps `message` as its receiver's word; false when it adds nothing
+    /// (a word other than final after a final one) or there is no room.
+    fn keep(&mut self, message: Relayed) -> bool {
+        let node = message.node();
+        let full = self.entries.len() >= MAX_PASSED_ON;
+        match self.entries.get_mut(&node) {
+            Some(w) if is_final(&w.message) && !is_final(&message) => false,
+            Some(w) => {
+                w.acked = w.acked && w.message == message;
+                w.message = message;
+                true
+            }
+            None if full => false,
+            None => {
+                self.entries.insert(
+                    node,
+                    Word {
+                        message,
+                        acked: false,
+                    },
+                );
+                true
+            }
+        }
+    }
+
+    /// The origin acknowledged `ack`: a registration acknowledges any word
+    /// but a final one, a confirmation the final one.
+    pub(super) fn acked(&mut self, ack: &Ack) {
+        if let Some(w) = self.entries.get_mut(&ack.node) {
+            let fin = is_final(&w.message);
+            if (ack.state == AckState::Confirmed) == fin {
+                w.acked = true;
+            }
+        }
+    }
+
+    /// Up to [`REPEATS_PER_ROUND`] unacknowledged words, rotating.
+    fn round(&mut self) -> Vec<Relayed> {
+        let mut out = Vec::new();
+        let next = NodeId(self.next);
+        let after = self.entries.range(next..).chain(self.entries.range(..next));
+        let mut last = None;
+        for (node, w) in after {
+            if out.len() == REPEATS_PER_ROUND {
+                break;
+            }
+            if !w.acked {
+                out.push(w.message.clone());
+                last = Some(*node);
+            }
+        }
+        if let Some(NodeId(n)) = last {
+            self.next = n.wrapping_add(1);
+        }
+        out
+    }
+}
+
+impl Session {
+    /// The relay's sender heard `message` from one of its receivers.
+    pub(super) fn pass_on(&mut self, cx: &mut Ctx, message: Relayed) {
+        let relay = Relay {
+            node: cx.config.node,
+            message,
+        };
+        let mut body = Vec::new();
+        wire::write_control(&mut body, self.id, &Control::Relay(relay.clone()));
+        if body.len() > COMMON_HEADER_LEN + MAX_RELAY_MESSAGE {
+            // A REGISTER with long have-lists: the receiver shows up with
+            // its STATUS instead.
+            cx.stats.relay_too_large += 1;
+            return;
+        }
+        if self.passed_on.keep(relay.message.clone()) {
+            cx.transmits.push_back(Control::Relay(relay));
+        }
+    }
+
+    /// An ANNOUNCE or FLUSH of the origin came: words not acknowledged yet
+    /// go again.
+    pub(super) fn repeat_passed_on(&mut self, cx: &mut Ctx) {
+        for message in self.passed_on.round() {
+            cx.transmits.push_back(Control::Relay(Relay {
+                node: cx.config.node,
+                message,
+            }));
+        }
+    }
+
+    /// What a relay's sender needs to announce this push, once the
+    /// manifest is here.
+    pub(super) fn relay_source(&self) -> Option<RelaySource> {
+        Some(RelaySource {
+            session: self.id,
+            coding: self.coding,
+            manifest: self.manifest.clone()?,
+            manifest_hash: self.manifest_hash,
+            signature: self.signature,
+            delete: self.delete,
+            dry_run: self.dry_run,
+            encrypted: self.keys.is_some(),
+        })
+    }
+}
