@@ -43,6 +43,8 @@ mod networks;
 mod plain;
 /// A local user swapping a pushed directory for a link while pushes run.
 mod race;
+/// Relays: a push passed on to a second group, a relay killed.
+mod relay;
 /// Repeated pushes and a killed sender run again: only what is missing goes out.
 mod resume;
 /// A hundred receiver processes on one host.

@@ -259,6 +259,35 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = mdp_net::store::DEFAULT_KEEP_VERSIONS as u64, value_parser = clap::value_parser!(u64).range(1..=1000))]
     keep_versions: u64,
 
+    /// Relay: pass each push taken on to this group and port, as its
+    /// sender on another network (--relay-interface): every block as soon
+    /// as it is verified here, repairs of that network's losses from this
+    /// copy, and its receivers' registrations and confirmations passed up,
+    /// so that the origin's report names each of them. The origin's
+    /// signature travels unchanged: the receivers behind trust the
+    /// origin's key, not this host's. Encrypted pushes are not passed on.
+    #[arg(long, value_name = "ADDR:PORT", value_parser = crate::parse_group, requires = "relay_interface")]
+    relay_group: Option<std::net::SocketAddr>,
+
+    /// The interface (name or address) the relay sends on; repeat it for
+    /// several networks.
+    #[arg(long, value_name = "NAME|ADDR", value_parser = crate::parse_interface, requires = "relay_group")]
+    relay_interface: Vec<String>,
+
+    /// The relay's TTL (hop limit): one more than the routers between it
+    /// and the receivers behind it.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    relay_ttl: u32,
+
+    /// Receivers behind the relay to wait for before its data starts (0:
+    /// wait --relay-wait, then start with those registered).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    relay_receivers: u32,
+
+    /// How long the relay waits for its receivers to register.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    relay_wait: Duration,
+
     /// Kill a hook that runs longer than this.
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
     exec_timeout: Duration,

@@ -8,7 +8,8 @@
 //! - [`udp`]: batched UDP (GSO or `sendmmsg` out, `recvmmsg` and GRO in);
 //!   with [`sys`] (free disk space), the only modules with `unsafe` code,
 //!   each block with its reason.
-//! - [`send`] and [`recv`]: the tokio drivers.
+//! - [`send`] and [`recv`]: the tokio drivers; [`relay`], a receiver that
+//!   passes its push on as a sender.
 //!
 //! File reads and writes run on dedicated threads, off the protocol task, in
 //! whole blocks; a receiver hashes finished files on a thread of their own.
@@ -19,6 +20,7 @@ pub mod exclude;
 pub mod hash;
 pub mod owners;
 pub mod recv;
+pub mod relay;
 pub mod scan;
 pub mod send;
 pub mod socket;

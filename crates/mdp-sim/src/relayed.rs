@@ -24,6 +24,7 @@ use crate::{Content, SimRng};
 use mdp_proto::fec::Codec;
 use mdp_proto::identity::{Identity, WallClock};
 use mdp_proto::ids::BlockKey;
+use mdp_proto::receiver::RELAY_ACK_WAIT;
 use mdp_proto::{
     EntryKind, Manifest, NodeId, ObjectId, Receiver, ReceiverConfig, ReceiverEvent,
     ReceiverRequest, Sender, SenderConfig, SenderEvent, SenderReport, SenderRequest,
@@ -254,6 +255,7 @@ pub fn run(config: &RelayedConfig, content: &Content) -> RelayedResult {
     let (mut origin_bytes, mut relay_upstream_bytes) = (0u64, 0u64);
     let mut now = start;
     let mut origin_done = None;
+    let mut relay_ended: Option<Instant> = None;
     let dead_at = config.relay_dies_at.map(|d| start + d);
     let relay_alive = |now: Instant| dead_at.is_none_or(|d| now < d);
 
@@ -303,9 +305,10 @@ pub fn run(config: &RelayedConfig, content: &Content) -> RelayedResult {
                     }
                 },
             );
-            // The relay's sender starts once the manifest is known.
+            // The relay's sender starts once the manifest is known (an
+            // encrypted push is not passed on).
             if relay_down.is_none() {
-                if let Some(src) = relay_up.machine.relay_source() {
+                if let Some(src) = relay_up.machine.relay_source().filter(|s| !s.encrypted) {
                     let mut c = SenderConfig::new(src.session);
                     c.symbol_size = src.coding.symbol_size;
                     c.block_k = src.coding.block_k;
@@ -317,6 +320,7 @@ pub fn run(config: &RelayedConfig, content: &Content) -> RelayedResult {
                     c.drop_after = Duration::from_secs(2);
                     c.timeout = config.limit;
                     c.delete = src.delete;
+                    c.dry_run = src.dry_run;
                     let s =
                         Sender::new(c, (*src.manifest).clone(), now).expect("the origin's push");
                     relay_down = Some(RelaySend {
@@ -378,9 +382,13 @@ pub fn run(config: &RelayedConfig, content: &Content) -> RelayedResult {
                 }
                 // Its own copy is confirmed once its push ended and the
                 // origin has every word it passed on.
+                if rd.machine.is_finished() {
+                    relay_ended.get_or_insert(now);
+                }
+                let waited = relay_ended.is_some_and(|t| now >= t + RELAY_ACK_WAIT);
                 if relay_up.blocks.settle_held
                     && rd.machine.is_finished()
-                    && relay_up.machine.passed_on_pending() == 0
+                    && (relay_up.machine.passed_on_pending() == 0 || waited)
                 {
                     relay_up.blocks.settle_held = false;
                     relay_up.machine.handle_settled(now, None);
@@ -451,6 +459,9 @@ pub fn run(config: &RelayedConfig, content: &Content) -> RelayedResult {
         if relay_alive(now) {
             next.extend(relay_up.wake);
             next.extend(relay_down.as_ref().and_then(|r| r.wake));
+            if relay_up.blocks.settle_held {
+                next.extend(relay_ended.map(|t| t + RELAY_ACK_WAIT));
+            }
             next.extend(dead_at);
         }
         next.extend(direct.iter().filter_map(|h| h.wake));

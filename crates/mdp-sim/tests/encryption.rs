@@ -406,3 +406,40 @@ fn a_member_cannot_take_over_another_members_node_with_its_own_key() {
     assert!(report.success, "{report:?}");
     assert_eq!(w.sender().stats().auth_failed, 0);
 }
+
+#[test]
+fn a_member_cannot_confirm_an_absent_member_through_a_relay_message() {
+    // r0 and r1 run; r2 is expected but absent. r1, compromised, passes
+    // up a confirmation in r2's name as if it were a relay.
+    let c = config(2, 3, Aead::Aes256Gcm);
+    let mut w = World::new(c, content());
+    assert!(w.drive_until(|w| w.sender().stats().keys_sent == 2));
+    let now = w.now();
+    w.receiver_mut(1).pass_on(
+        now,
+        wire::Relayed::Status(wire::Status {
+            node: mdp_proto::NodeId(0x7272),
+            name: "r2".into(),
+            echo: Echo::default(),
+            complete: true,
+            verified: 1,
+            missing: vec![],
+            failed: vec![],
+            hook: None,
+            signed: None,
+        }),
+    );
+    let w = push(w);
+    let report = w.sender().report().expect("finished").clone();
+    let r2 = report
+        .receivers
+        .iter()
+        .find(|r| r.name == "r2")
+        .expect("r2 reported");
+    assert_eq!(
+        r2.verdict,
+        mdp_proto::Verdict::NeverRegistered,
+        "{report:?}"
+    );
+    assert!(!report.success);
+}

@@ -91,6 +91,7 @@ impl RecvPlan {
             file_group: file_group(args.file_group.as_deref())?,
             keep_owners: !args.no_owners && mdp_net::sys::euid() == 0,
             keep_versions: args.keep_versions as usize,
+            relay: relay(args)?,
         };
         Ok(RecvPlan {
             opts,
@@ -104,6 +105,36 @@ impl RecvPlan {
             out: args.out.clone(),
         })
     }
+}
+
+/// `--relay-group`'s settings: the relay's endpoints and its sender's.
+fn relay(args: &Args) -> anyhow::Result<Option<mdp_net::relay::RelayOptions>> {
+    let Some(group) = args.relay_group else {
+        return Ok(None);
+    };
+    if group == args.net.group {
+        anyhow::bail!(
+            "--relay-group {group} is the group this receiver takes pushes from: give the relay's network a group (or port) of its own"
+        );
+    }
+    let net = crate::NetArgs {
+        group,
+        interface: args.relay_interface.clone(),
+        ttl: args.relay_ttl,
+        dscp: args.net.dscp,
+        key_file: None,
+    };
+    let endpoints = net
+        .endpoints()
+        .map_err(|e| anyhow::anyhow!("--relay-interface: {e}"))?;
+    let mut config = mdp_proto::SenderConfig::new(mdp_proto::SessionId(0));
+    config.expected_receivers = args.relay_receivers;
+    config.wait = args.relay_wait;
+    Ok(Some(mdp_net::relay::RelayOptions {
+        endpoints,
+        destinations: Vec::new(),
+        config,
+    }))
 }
 
 /// `--file-group`'s id: a number as it is, a name looked up.

@@ -11,6 +11,7 @@ use super::sockets::RecvSockets;
 use super::warnings::{buffer_warning, mtu_warning, off_link_warning, AuthWarnings};
 use super::writer::{Writer, WriterCmd, WriterReply};
 use super::{HookReply, RecvError, RecvNotice, RecvOptions};
+use crate::relay::{Downstream, RelayNote, Spool};
 use crate::store::HeldBlocks;
 use mdp_proto::receiver::Refusal;
 use mdp_proto::wire::HookOutcome;
@@ -22,6 +23,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::Interest;
 use tokio::sync::oneshot;
@@ -97,6 +99,13 @@ pub(super) struct RecvDriver<N> {
     /// The push hook the caller is running for a settled session: the
     /// confirmation waits for its answer.
     hook_wait: Option<(SessionId, oneshot::Receiver<Option<HookOutcome>>)>,
+    /// A relay: where pushes are passed on, and the sender of the current
+    /// one (crate::relay).
+    relay: Option<crate::relay::RelayOptions>,
+    downstream: Option<Downstream>,
+    /// A relay's settled session whose confirmation waits until its own
+    /// push ended and the origin has every word it passed up.
+    settle_parked: Option<SessionId>,
 }
 
 /// What woke [`RecvDriver::wait`].
@@ -105,6 +114,7 @@ enum Wake {
     Feedback(io::Result<(usize, SocketAddr)>),
     Writer(WriterReply),
     Hook(Option<HookOutcome>),
+    Relay(RelayNote),
     Timer,
     Interrupt,
 }
@@ -159,6 +169,9 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
             ledger,
             hook_may_run: None,
             hook_wait: None,
+            relay: opts.relay.clone(),
+            downstream: None,
+            settle_parked: None,
         }
     }
 
@@ -181,6 +194,7 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
         self.check_route();
         self.dispatch_requests();
         self.dispatch_events();
+        self.release_parked_settle();
         self.report_progress(now);
         let Some(wake) = self.next_wake(now) else {
             return Ok(Some(self.stop(true).await));
@@ -311,7 +325,7 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
     /// Hands the state machine's requests to the writer thread, which
     /// answers them (`WriterReply`) in order.
     fn dispatch_requests(&mut self) {
-        let cmds = &self.writer.cmds;
+        let cmds = self.writer.cmds.clone();
         while let Some(req) = self.receiver.poll_request() {
             match req {
                 ReceiverRequest::CheckPresent {
@@ -336,12 +350,14 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
                         signer: signer.and_then(|k| mdp_proto::identity::PublicKey::from_bytes(&k)),
                     });
                     let signed = signer.is_some();
+                    let spool = self.start_relay(session, block_bytes);
                     let _ = cmds.send(WriterCmd::Begin(
                         session,
                         manifest,
                         block_bytes,
                         dry_run,
                         signed,
+                        spool,
                     ));
                 }
                 ReceiverRequest::WriteBlock {
@@ -381,6 +397,16 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
                             outcome.session,
                             self.dir.join(crate::store::TMP_DIR).display()
                         );
+                    }
+                    // A relay's sender gets no more blocks of it: reads of
+                    // blocks it never got fail (what it holds is still read).
+                    if let Some(d) = self
+                        .downstream
+                        .as_ref()
+                        .filter(|d| d.session == outcome.session)
+                    {
+                        d.spool
+                            .close("the push ended upstream before the relay held every block");
                     }
                     let _ = self.writer.cmds.send(WriterCmd::Finish);
                     self.pending_finish = Some(outcome);
@@ -436,6 +462,14 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
             }
             wake = wake.min(d);
         }
+        // A parked confirmation goes once the relay's wait for the
+        // origin's acknowledgements is over.
+        if let (Some(_), Some(at)) = (
+            self.settle_parked,
+            self.downstream.as_ref().and_then(|d| d.ended_at),
+        ) {
+            wake = wake.min((at + mdp_proto::receiver::RELAY_ACK_WAIT).max(now));
+        }
         Some(wake)
     }
 
@@ -447,6 +481,12 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
             r = self.sockets.data.readable() => Wake::Data(r),
             r = self.sockets.feedback.recv_from(&mut self.fbuf) => Wake::Feedback(r),
             Some(reply) = self.writer.replies.recv() => Wake::Writer(reply),
+            Some(note) = async {
+                match &mut self.downstream {
+                    Some(d) if d.ended.is_none() => d.notes.recv().await,
+                    _ => std::future::pending().await,
+                }
+            } => Wake::Relay(note),
             // A dropped reply: no hook ran.
             hook = async {
                 match &mut self.hook_wait {
@@ -473,6 +513,7 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
                     self.settled_with(session, hook);
                 }
             }
+            Wake::Relay(note) => self.on_relay_note(note),
             Wake::Timer => self.receiver.handle_timeout(Instant::now()),
             Wake::Interrupt => return Ok(Some(self.stop(false).await)),
         }
@@ -625,23 +666,120 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
                         self.hook_may_run = None;
                         (self.notice)(RecvNotice::Failed(why.clone()));
                         self.receiver.handle_settle_failed(Instant::now(), why);
-                    } else if self.hook_may_run.take() == Some(session) {
-                        // The caller runs its push hook; the confirmation
-                        // waits for it (see `Wake::Hook`).
-                        let (tx, rx) = oneshot::channel();
-                        self.hook_wait = Some((session, rx));
-                        (self.notice)(RecvNotice::Settled {
-                            session,
-                            reply: HookReply(tx),
-                        });
+                    } else if self.relay_holds(session) {
+                        // Confirmed once the relay's own push ended and the
+                        // origin has every word passed up (`turn`).
+                        self.settle_parked = Some(session);
                     } else {
-                        self.receiver.handle_settled(Instant::now(), None);
+                        self.settled_ok(session);
                     }
                 }
             }
             WriterReply::Finished => return self.on_session_finished(),
         }
         None
+    }
+
+    /// `session`'s tree is final: its push hook runs, if it may, and the
+    /// receiver confirms.
+    fn settled_ok(&mut self, session: SessionId) {
+        if self.hook_may_run.take() == Some(session) {
+            // The caller runs its push hook; the confirmation waits for
+            // it (see `Wake::Hook`).
+            let (tx, rx) = oneshot::channel();
+            self.hook_wait = Some((session, rx));
+            (self.notice)(RecvNotice::Settled {
+                session,
+                reply: HookReply(tx),
+            });
+        } else {
+            self.receiver.handle_settled(Instant::now(), None);
+        }
+    }
+
+    /// A relay: starts passing `session` on, once its manifest is known;
+    /// returns the spool its verified blocks go to. `None` when this
+    /// receiver is no relay, or the push cannot be passed on (said once).
+    fn start_relay(&mut self, session: SessionId, block_bytes: u64) -> Option<Arc<Spool>> {
+        let opts = self.relay.as_ref()?;
+        let source = self.receiver.relay_source()?;
+        let tmp = self.dir.join(crate::store::TMP_DIR);
+        match Downstream::start(opts, source, &tmp, block_bytes) {
+            Ok(d) => {
+                let to = match opts.destinations.len() {
+                    0 => opts
+                        .endpoints
+                        .first()
+                        .map_or_else(String::new, |e| e.group.to_string()),
+                    n => format!("{n} unicast destinations"),
+                };
+                tracing::info!("passing push {session} on to {to}");
+                let spool = d.spool.clone();
+                self.downstream = Some(d);
+                Some(spool)
+            }
+            Err(why) => {
+                tracing::warn!("push {session} is not passed on: {why}");
+                None
+            }
+        }
+    }
+
+    /// True while `session`'s confirmation must wait: this relay passes
+    /// it on, and its own push has not ended, or the origin lacks a word
+    /// passed up (for at most `RELAY_ACK_WAIT` after the push ended).
+    fn relay_holds(&self, session: SessionId) -> bool {
+        self.downstream.as_ref().is_some_and(|d| {
+            d.session == session
+                && match d.ended_at {
+                    None => true,
+                    Some(at) => {
+                        self.receiver.passed_on_pending() > 0
+                            && at.elapsed() < mdp_proto::receiver::RELAY_ACK_WAIT
+                    }
+                }
+        })
+    }
+
+    /// Confirms a relay's parked session once nothing holds it.
+    fn release_parked_settle(&mut self) {
+        if let Some(session) = self.settle_parked {
+            if self.receiver.session_id() != Some(session) {
+                self.settle_parked = None;
+            } else if !self.relay_holds(session) {
+                self.settle_parked = None;
+                self.settled_ok(session);
+            }
+        }
+    }
+
+    /// What the relay's sender said: a word of its receivers for the
+    /// origin, or its end.
+    fn on_relay_note(&mut self, note: RelayNote) {
+        let Some(d) = self.downstream.as_mut() else {
+            return;
+        };
+        match note {
+            RelayNote::Feedback(m) => {
+                if self.receiver.session_id() == Some(d.session) {
+                    self.receiver.pass_on(Instant::now(), m);
+                }
+            }
+            RelayNote::Ended(result) => {
+                match &result {
+                    Ok(r) => tracing::info!(
+                        "passed push {} on: {} of {} receivers confirmed{}",
+                        d.session,
+                        r.confirmed,
+                        r.receivers.len(),
+                        if r.success { "" } else { " (not a success)" }
+                    ),
+                    Err(why) => tracing::warn!("push {} could not be passed on: {why}", d.session),
+                }
+                d.ended = Some(result);
+                d.ended_at = Some(Instant::now());
+            }
+        }
     }
 
     /// The caller's push hook for `session` ended (`hook`: how; `None`:

@@ -145,6 +145,9 @@ pub struct RecvOptions {
     /// Versions of each directory an atomic push keeps
     /// ([`Store::set_keep_versions`]).
     pub keep_versions: usize,
+    /// Pass each push on to a network of its own, as a relay
+    /// (docs/PROTOCOL.md §5d).
+    pub relay: Option<crate::relay::RelayOptions>,
 }
 
 /// Resolves on SIGINT or SIGTERM.

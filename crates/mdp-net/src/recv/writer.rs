@@ -6,6 +6,7 @@
 //! queue is bounded, so a disk slower than the network holds the protocol
 //! task back instead of filling memory.
 
+use crate::relay::Spool;
 use crate::store::{BlockRejected, HeldBlocks, KnownContent, Placed, Store, Verified, Written};
 use mdp_proto::fec::{Codec, CompleteBlock};
 use mdp_proto::wire::FailReason;
@@ -27,8 +28,16 @@ pub(super) enum WriterCmd {
     /// A session's manifest arrived: its block size, and whether it is a
     /// dry run (find what is held; change and create nothing).
     /// A push begins: session, manifest, block bytes, dry run, signed by
-    /// a trusted key.
-    Begin(SessionId, Arc<Manifest>, u64, bool, bool),
+    /// a trusted key; for a relay, the spool its verified blocks also go
+    /// to (and it holds nothing beforehand: nothing is reported present).
+    Begin(
+        SessionId,
+        Arc<Manifest>,
+        u64,
+        bool,
+        bool,
+        Option<Arc<Spool>>,
+    ),
     /// A file was verified and placed: remember it in the store's index
     /// (path, hashes, its metadata just after placing).
     Placed(String, KnownContent, Option<std::fs::Metadata>),
@@ -146,12 +155,23 @@ fn writer(
         });
     // The session the files being written belong to.
     let mut current = SessionId(0);
+    // A relay's spool for the current session.
+    let mut spool: Option<Arc<Spool>> = None;
     for cmd in cmds {
         let reply = match cmd {
-            WriterCmd::Begin(session, manifest, bytes, dry_run, signed) => {
+            WriterCmd::Begin(session, manifest, bytes, dry_run, signed, relay) => {
                 current = session;
                 store.set_push_signed(signed);
+                spool = relay;
                 match store.begin(session, manifest.clone(), bytes) {
+                    // A relay takes every block (its receivers need them
+                    // all): it reports holding nothing.
+                    Ok(_) if spool.is_some() => WriterReply::Present {
+                        session,
+                        present: Vec::new(),
+                        partial: Vec::new(),
+                        from_old: Vec::new(),
+                    },
                     Ok(partial) if dry_run => {
                         let present = store.present_unchanged();
                         WriterReply::Present {
@@ -185,8 +205,16 @@ fn writer(
                 continue;
             }
             WriterCmd::Write(object, offset, block) => match block.into_bytes(&mut codec) {
-                Ok(data) => match store.write(object, offset, data.as_ref()) {
-                    Ok(()) => continue,
+                Ok(data) => match store.write_checked_block(object, offset, data.as_ref()) {
+                    Ok(checked) => {
+                        // Only bytes that matched their hash are passed on.
+                        if let Some(s) = &spool {
+                            if checked || store.block_matches(object, offset, data.as_ref()) {
+                                s.put(object, offset, data.as_ref());
+                            }
+                        }
+                        continue;
+                    }
                     Err(BlockRejected { block }) => WriterReply::Rejected(current, object, block),
                 },
                 Err(e) => {
@@ -219,6 +247,7 @@ fn writer(
                 WriterReply::Settled(session, removed, store.take_settle_problem())
             }
             WriterCmd::Finish => {
+                spool = None;
                 store.finish();
                 WriterReply::Finished
             }
@@ -295,10 +324,17 @@ mod tests {
             mut replies,
             thread,
         } = writer;
-        cmds.send(WriterCmd::Begin(first, manifest.clone(), 4096, false, true))
-            .unwrap();
+        cmds.send(WriterCmd::Begin(
+            first,
+            manifest.clone(),
+            4096,
+            false,
+            true,
+            None,
+        ))
+        .unwrap();
         cmds.send(WriterCmd::Complete(ObjectId(1))).unwrap();
-        cmds.send(WriterCmd::Begin(second, manifest, 4096, false, true))
+        cmds.send(WriterCmd::Begin(second, manifest, 4096, false, true, None))
             .unwrap();
         drop(cmds);
         let mut verified = None;

@@ -52,6 +52,9 @@ pub(super) struct SendDriver<P> {
     interrupt: Pin<Box<dyn Future<Output = ()> + Send>>,
     interrupted: bool,
     aborted_for_read: bool,
+    /// A relay's sender: where its receivers' words go (to its upstream
+    /// side, docs/PROTOCOL.md §5d).
+    feedback: Option<tokio::sync::mpsc::UnboundedSender<mdp_proto::wire::Relayed>>,
 }
 
 /// What woke [`SendDriver::wait`].
@@ -95,7 +98,17 @@ impl<P: FnMut(&SendProgress)> SendDriver<P> {
             interrupt: Box::pin(crate::recv::shutdown_signal()),
             interrupted: false,
             aborted_for_read: false,
+            feedback: None,
         }
+    }
+
+    /// A relay's sender: each REGISTER and confirming STATUS of its
+    /// receivers goes to `feedback` as it came.
+    pub(super) fn pass_feedback_to(
+        &mut self,
+        feedback: tokio::sync::mpsc::UnboundedSender<mdp_proto::wire::Relayed>,
+    ) {
+        self.feedback = Some(feedback);
     }
 
     /// Ends the worker threads, waiting for them; returns the number of
@@ -293,6 +306,11 @@ impl<P: FnMut(&SendProgress)> SendDriver<P> {
                     tracing::info!("all data sent once; waiting for confirmations");
                 }
                 SenderEvent::Finished(report) => finished = Some(report),
+                SenderEvent::Feedback { message } => {
+                    if let Some(f) = &self.feedback {
+                        let _ = f.send(message);
+                    }
+                }
                 _ => {}
             }
         }

@@ -96,9 +96,72 @@ pub async fn run(
     let sockets = SendSockets::open(endpoints, destinations, data, unicast_feedback, send_buffer)?;
     let total = source.manifest.total_bytes();
     let sender = Sender::new(config, source.manifest, Instant::now())?;
-    let workers = Workers::spawn(source.files, source.seen)?;
+    let workers = Workers::spawn(workers::BlockSource::Files {
+        files: source.files,
+        seen: source.seen,
+    })?;
+    drive(SendDriver::new(
+        sender,
+        sockets,
+        workers,
+        endpoint.group,
+        total,
+        progress,
+    ))
+    .await
+}
 
-    let mut driver = SendDriver::new(sender, sockets, workers, endpoint.group, total, progress);
+/// A relay's push (docs/PROTOCOL.md §5d): the origin's push, announced as
+/// it is (`config` carries the origin's session, coding and signature;
+/// `manifest` is the origin's, whose hash must be `manifest_hash`), its
+/// blocks read from `spool` as they arrive; each REGISTER and confirming
+/// STATUS of the relay's receivers goes to `feedback`.
+pub(crate) async fn run_relay(
+    endpoints: &[Endpoint],
+    destinations: &[SocketAddr],
+    mut config: SenderConfig,
+    manifest: mdp_proto::Manifest,
+    manifest_hash: [u8; 32],
+    spool: Arc<crate::relay::Spool>,
+    feedback: tokio::sync::mpsc::UnboundedSender<mdp_proto::wire::Relayed>,
+) -> Result<Arc<SenderReport>, SendError> {
+    let endpoint = sockets::check(endpoints, destinations)?;
+    let top = match config.rate {
+        mdp_proto::RateMode::Fixed(r) => r,
+        mdp_proto::RateMode::Adaptive { max_bps, .. } => max_bps,
+    };
+    let send_buffer = ((top / 8) as usize / 50).clamp(1 << 20, 64 << 20);
+    let (data, unicast_feedback) = sockets::open_first(&endpoint, send_buffer)?;
+    let data = UdpSocket::from_std(data)?;
+    config.max_batch =
+        udp::batch_limit(config.symbol_size as usize + mdp_proto::limits::DATA_HEADER_LEN);
+    config.pass_on_feedback = true;
+    let sockets = SendSockets::open(endpoints, destinations, data, unicast_feedback, send_buffer)?;
+    let total = manifest.total_bytes();
+    let sender = Sender::new(config, manifest, Instant::now())?;
+    if sender.manifest_hash() != manifest_hash {
+        return Err(SendError::Config(
+            "the origin's manifest does not encode to the bytes it announced (a newer mdp?): not passed on"
+                .into(),
+        ));
+    }
+    let workers = Workers::spawn(workers::BlockSource::Spool(spool))?;
+    let mut driver = SendDriver::new(
+        sender,
+        sockets,
+        workers,
+        endpoint.group,
+        total,
+        |_: &SendProgress| {},
+    );
+    driver.pass_feedback_to(feedback);
+    drive(driver).await
+}
+
+/// Turns `driver` until the push ends.
+async fn drive<P: FnMut(&SendProgress)>(
+    mut driver: SendDriver<P>,
+) -> Result<Arc<SenderReport>, SendError> {
     // An error returns at once: dropping the driver closes the worker
     // threads' channels, and they end on their own.
     let report = loop {

@@ -7,15 +7,29 @@
 //! never handed to the state machine: the reader compares the file's
 //! identity after each read.
 
+use crate::relay::Spool;
 use crate::stamp::FileId;
 use mdp_proto::fec::{Codec, ParityJob};
 use mdp_proto::{BlockNumber, ObjectId};
 use std::fs::File;
 use std::io::{self, Read, Seek};
 use std::path::PathBuf;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+
+/// Where the reader takes blocks from.
+pub(crate) enum BlockSource {
+    /// The pushed files, with what each looked like when it was hashed.
+    Files {
+        /// Local path of each file object: `files[i]` is object `i + 1`.
+        files: Vec<PathBuf>,
+        /// What each looked like when it was hashed.
+        seen: Vec<FileId>,
+    },
+    /// A relay's spool: a block is handed over once the relay holds it.
+    Spool(Arc<Spool>),
+}
 
 /// A block the state machine asked for ([`mdp_proto::SenderRequest::ReadBlock`]).
 pub(super) struct ReadRequest {
@@ -53,14 +67,16 @@ pub(super) struct Workers {
 }
 
 impl Workers {
-    /// Starts the reader over `files` (with what each looked like when it
-    /// was hashed, `seen`) and the encoder.
-    pub(super) fn spawn(files: Vec<PathBuf>, seen: Vec<FileId>) -> io::Result<Workers> {
+    /// Starts the reader over `source` and the encoder.
+    pub(super) fn spawn(source: BlockSource) -> io::Result<Workers> {
         let (reads, req_rx) = mpsc::channel();
         let (done_tx, read_done) = unbounded_channel();
         let reader = std::thread::Builder::new()
             .name("mdp-reader".into())
-            .spawn(move || reader(files, seen, req_rx, done_tx))?;
+            .spawn(move || match source {
+                BlockSource::Files { files, seen } => reader(files, seen, req_rx, done_tx),
+                BlockSource::Spool(spool) => spool_reader(&spool, req_rx, done_tx),
+            })?;
         let (jobs, job_rx) = mpsc::channel();
         let (parity_tx, parity_done) = unbounded_channel();
         let encoder = std::thread::Builder::new()
@@ -129,6 +145,48 @@ fn reader(
         let result = result.map_err(|e: io::Error| (path.clone(), e));
         if done.send((r.object, r.block, result)).is_err() {
             return;
+        }
+    }
+}
+
+/// A relay's reader: hands each block over as soon as the spool holds it;
+/// a block not here yet waits apart, so that a repair of an earlier block
+/// is not held up behind it.
+fn spool_reader(
+    spool: &Spool,
+    requests: mpsc::Receiver<ReadRequest>,
+    done: UnboundedSender<ReadDone>,
+) {
+    let mut waiting: Vec<ReadRequest> = Vec::new();
+    loop {
+        if waiting.is_empty() {
+            match requests.recv() {
+                Ok(r) => waiting.push(r),
+                Err(_) => return,
+            }
+        }
+        loop {
+            match requests.try_recv() {
+                Ok(r) => waiting.push(r),
+                Err(mpsc::TryRecvError::Empty) => break,
+                Err(mpsc::TryRecvError::Disconnected) => return,
+            }
+        }
+        let mut still = Vec::with_capacity(waiting.len());
+        for r in waiting.drain(..) {
+            match spool.try_read(r.object, r.offset, r.len) {
+                Some(result) => {
+                    let result = result.map_err(|e| (PathBuf::from("the relay's spool"), e));
+                    if done.send((r.object, r.block, result)).is_err() {
+                        return;
+                    }
+                }
+                None => still.push(r),
+            }
+        }
+        waiting = still;
+        if !waiting.is_empty() {
+            spool.wait(std::time::Duration::from_millis(5));
         }
     }
 }

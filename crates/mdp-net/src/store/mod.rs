@@ -689,8 +689,21 @@ impl Store {
         offset: u64,
         data: &[u8],
     ) -> Result<(), BlockRejected> {
+        self.write_checked_block(object, offset, data).map(drop)
+    }
+
+    /// [`Store::write`], saying whether `data` itself was checked against
+    /// its hash (true), or not looked at (false: the block was held
+    /// already, or the file is not in the session). A relay passes on
+    /// only checked bytes.
+    pub fn write_checked_block(
+        &mut self,
+        object: ObjectId,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<bool, BlockRejected> {
         let Some(t) = self.files.get(&object) else {
-            return Ok(());
+            return Ok(false);
         };
         let bb = self.block_bytes;
         if bb > 0 && offset.is_multiple_of(bb) && t.blocks.is_marked(offset / bb) {
@@ -698,7 +711,7 @@ impl Store {
             // older version, before the state machine heard so): what is
             // there matched its hash; these bytes, forged or not, change
             // nothing.
-            return Ok(());
+            return Ok(false);
         }
         let entry = &self.manifest.entries[t.entry];
         if bb == 0 || !offset.is_multiple_of(bb) || !block_matches(entry, bb, offset / bb, data) {
@@ -706,7 +719,19 @@ impl Store {
             return Err(BlockRejected { block });
         }
         self.write_checked(object, offset, data);
-        Ok(())
+        Ok(true)
+    }
+
+    /// True when `data` is block `offset / block_bytes` of `object` as the
+    /// manifest hashes it.
+    pub fn block_matches(&self, object: ObjectId, offset: u64, data: &[u8]) -> bool {
+        let bb = self.block_bytes;
+        let Some(t) = self.files.get(&object) else {
+            return false;
+        };
+        bb > 0
+            && offset.is_multiple_of(bb)
+            && block_matches(&self.manifest.entries[t.entry], bb, offset / bb, data)
     }
 
     /// Writes a block already checked against its hash; an I/O error is

@@ -298,6 +298,7 @@ pub struct ReceiverStats {
     /// Authentic datagrams dropped as replays (counter seen before, or a
     /// new session whose counter is far from this host's clock).
     pub replayed: u64,
-    /// A relay: receivers' words too large for a RELAY, not passed on.
-    pub relay_too_large: u64,
+    /// A relay: receivers' words not passed up (too large for a RELAY,
+    /// or beyond `MAX_PASSED_ON` receivers).
+    pub relay_words_dropped: u64,
 }

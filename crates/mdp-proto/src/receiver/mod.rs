@@ -44,7 +44,7 @@ mod trust;
 pub use config::{ReceiverConfig, ReceiverEvent, ReceiverRequest, ReceiverStats, SessionOutcome};
 pub use error::{Refusal, SessionError};
 pub use nack::backoff_factor_for;
-pub use relay::{RelaySource, MAX_PASSED_ON, MAX_RELAY_MESSAGE};
+pub use relay::{RelaySource, MAX_PASSED_ON, MAX_RELAY_MESSAGE, RELAY_ACK_WAIT};
 pub use trust::Untrusted;
 
 use crate::auth::{self, AuthError, Sealer};
@@ -655,8 +655,9 @@ impl Receiver {
     }
 
     /// A relay: words of its receivers the origin has not acknowledged
-    /// yet. A relay confirms its own copy only when this is zero and its
-    /// own push ended (so the origin knows every receiver behind it first).
+    /// yet. A relay confirms its own copy once its own push ended and this
+    /// is zero (so the origin knows every receiver behind it first), or
+    /// [`RELAY_ACK_WAIT`] after its push ended.
     pub fn passed_on_pending(&self) -> usize {
         self.state.session().map_or(0, |s| s.passed_on.pending())
     }

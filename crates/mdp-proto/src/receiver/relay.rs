@@ -7,19 +7,29 @@
 //!
 //! **Invariant:** at most [`MAX_PASSED_ON`] receivers' words are held,
 //! one (the latest that matters) per receiver; a final STATUS is never
-//! replaced by an earlier kind of word; the session does not end while
-//! one is not acknowledged (unless the origin ends it).
+//! replaced by an earlier kind of word; a word goes up at once only when
+//! it is new or changed (a receiver's repeats, which differ only in their
+//! echo, are not passed up each time); the count of unacknowledged words
+//! is kept, not recounted.
 
 use super::*;
 use crate::layout::Coding;
-use crate::limits::MAX_PEERS;
 use crate::manifest::Manifest;
 use crate::wire::{Ack, AckState, Relay, Relayed};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// Receivers behind one relay whose word it holds, at most.
-pub const MAX_PASSED_ON: usize = MAX_PEERS;
+/// Receivers behind one relay whose word it holds, at most (beyond, a
+/// receiver's word is not passed up, and counted: it is reported dropped
+/// with the relay).
+pub const MAX_PASSED_ON: usize = 4096;
+
+/// How long a relay whose own push ended waits for the origin to
+/// acknowledge every word it passed up before it confirms anyway: a word
+/// the origin ignores is never acknowledged, and a relay must not hold
+/// the origin until its timeout for it (a receiver whose word did not
+/// arrive is reported dropped with the relay).
+pub const RELAY_ACK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Words repeated per ANNOUNCE or FLUSH of the origin, at most.
 const REPEATS_PER_ROUND: usize = 8;
@@ -55,6 +65,8 @@ pub struct RelaySource {
 #[derive(Debug, Default)]
 pub(super) struct PassedOn {
     entries: BTreeMap<NodeId, Word>,
+    /// Entries not acknowledged.
+    unacked: usize,
     /// Where the next round of repeats starts (a node id).
     next: u64,
 }
@@ -70,25 +82,59 @@ fn is_final(m: &Relayed) -> bool {
     matches!(m, Relayed::Status(s) if s.complete)
 }
 
+/// True when `a` and `b` say the same but for their echo (a receiver's
+/// repeats carry a fresh one each time).
+fn same_word(a: &Relayed, b: &Relayed) -> bool {
+    match (a, b) {
+        (Relayed::Register(x), Relayed::Register(y)) => {
+            wire::Register {
+                echo: y.echo,
+                ..x.clone()
+            } == *y
+        }
+        (Relayed::Status(x), Relayed::Status(y)) => {
+            wire::Status {
+                echo: y.echo,
+                ..x.clone()
+            } == *y
+        }
+        _ => false,
+    }
+}
+
+/// What keeping a word came to.
+#[derive(Debug, PartialEq, Eq)]
+enum Kept {
+    /// New or changed: it goes up now.
+    Changed,
+    /// As held already.
+    Same,
+    /// Not kept (an earlier kind after a final word, or no room).
+    Refused,
+}
+
 impl PassedOn {
     /// Words the origin has not acknowledged.
     pub(super) fn pending(&self) -> usize {
-        self.entries.values().filter(|w| !w.acked).count()
+        self.unacked
     }
 
-    /// Keeps `message` as its receiver's word; false when it adds nothing
-    /// (a word other than final after a final one) or there is no room.
-    fn keep(&mut self, message: Relayed) -> bool {
+    /// Keeps `message` as its receiver's word.
+    fn keep(&mut self, message: Relayed) -> Kept {
         let node = message.node();
         let full = self.entries.len() >= MAX_PASSED_ON;
         match self.entries.get_mut(&node) {
-            Some(w) if is_final(&w.message) && !is_final(&message) => false,
+            Some(w) if is_final(&w.message) && !is_final(&message) => Kept::Refused,
+            Some(w) if same_word(&w.message, &message) => Kept::Same,
             Some(w) => {
-                w.acked = w.acked && w.message == message;
+                if w.acked {
+                    w.acked = false;
+                    self.unacked += 1;
+                }
                 w.message = message;
-                true
+                Kept::Changed
             }
-            None if full => false,
+            None if full => Kept::Refused,
             None => {
                 self.entries.insert(
                     node,
@@ -97,7 +143,8 @@ impl PassedOn {
                         acked: false,
                     },
                 );
-                true
+                self.unacked += 1;
+                Kept::Changed
             }
         }
     }
@@ -107,8 +154,9 @@ impl PassedOn {
     pub(super) fn acked(&mut self, ack: &Ack) {
         if let Some(w) = self.entries.get_mut(&ack.node) {
             let fin = is_final(&w.message);
-            if (ack.state == AckState::Confirmed) == fin {
+            if (ack.state == AckState::Confirmed) == fin && !w.acked {
                 w.acked = true;
+                self.unacked -= 1;
             }
         }
     }
@@ -116,6 +164,9 @@ impl PassedOn {
     /// Up to [`REPEATS_PER_ROUND`] unacknowledged words, rotating.
     fn round(&mut self) -> Vec<Relayed> {
         let mut out = Vec::new();
+        if self.unacked == 0 {
+            return out;
+        }
         let next = NodeId(self.next);
         let after = self.entries.range(next..).chain(self.entries.range(..next));
         let mut last = None;
@@ -145,13 +196,15 @@ impl Session {
         let mut body = Vec::new();
         wire::write_control(&mut body, self.id, &Control::Relay(relay.clone()));
         if body.len() > COMMON_HEADER_LEN + MAX_RELAY_MESSAGE {
-            // A REGISTER with long have-lists: the receiver shows up with
-            // its STATUS instead.
-            cx.stats.relay_too_large += 1;
+            // A REGISTER with long have-lists: the receiver shows up
+            // when it confirms.
+            cx.stats.relay_words_dropped += 1;
             return;
         }
-        if self.passed_on.keep(relay.message.clone()) {
-            cx.transmits.push_back(Control::Relay(relay));
+        match self.passed_on.keep(relay.message.clone()) {
+            Kept::Changed => cx.transmits.push_back(Control::Relay(relay)),
+            Kept::Same => {}
+            Kept::Refused => cx.stats.relay_words_dropped += 1,
         }
     }
 

@@ -356,7 +356,7 @@ impl Session {
             cx.transmits.push_back(Control::Status(status));
         }
         match self.phase {
-            Phase::Confirming { acked: true } if self.passed_on.pending() == 0 => Err(End(None)),
+            Phase::Confirming { acked: true } => Err(End(None)),
             _ => Ok(()),
         }
     }

@@ -329,6 +329,11 @@ impl Sender {
         })
     }
 
+    /// The BLAKE3 hash of the manifest this sender announces.
+    pub fn manifest_hash(&self) -> [u8; 32] {
+        self.manifest_hash
+    }
+
     /// Counters so far.
     pub fn stats(&self) -> SenderStats {
         self.stats
@@ -428,18 +433,32 @@ impl Sender {
     /// on as it came ([`SenderEvent::Feedback`]): what the origin needs to
     /// know the receiver and its outcome, not its progress.
     fn handle_feedback(&mut self, now: Instant, message: Control) {
-        if self.config.pass_on_feedback {
-            let relayed = match &message {
-                Control::Register(m) if !m.more => Some(wire::Relayed::Register(m.clone())),
-                Control::Status(m) if m.complete => Some(wire::Relayed::Status(m.clone())),
-                Control::Relay(r) => Some(r.message.clone()),
-                _ => None,
-            };
-            if let Some(message) = relayed {
+        let relayed = match &message {
+            _ if !self.config.pass_on_feedback => None,
+            Control::Register(m) if !m.more => Some(wire::Relayed::Register(m.clone())),
+            Control::Status(m) if m.complete => Some(wire::Relayed::Status(m.clone())),
+            Control::Relay(r) => Some(r.message.clone()),
+            _ => None,
+        };
+        self.apply_feedback(now, message);
+        // Passed on only when taken here: from a receiver tracked and
+        // registered, not dropped as too slow.
+        if let Some(message) = relayed {
+            let node = message.node();
+            if self
+                .peers
+                .get(&node)
+                .is_some_and(|p| p.registered && !matches!(p.state, PeerState::TooSlow(_)))
+            {
                 self.events.push_back(SenderEvent::Feedback { message });
             }
         }
-        self.apply_feedback(now, message);
+    }
+
+    /// True when `node` is behind a relay: its NACK and CONGESTION cannot
+    /// be its own (it does not hear this sender), and are ignored.
+    fn behind_a_relay(&self, node: NodeId) -> bool {
+        self.peers.get(&node).is_some_and(|p| p.via.is_some())
     }
 
     /// [`Sender::handle_feedback`] without passing it on.
@@ -465,7 +484,10 @@ impl Sender {
             }
             Control::Nack(n) => {
                 self.stats.nacks_received += 1;
-                if !self.touch_peer(now, n.node, "", n.echo) || self.too_slow(n.node) {
+                if self.behind_a_relay(n.node)
+                    || !self.touch_peer(now, n.node, "", n.echo)
+                    || self.too_slow(n.node)
+                {
                     return;
                 }
                 // While the data goes out, a receiver that takes less than
@@ -489,7 +511,10 @@ impl Sender {
             }
             Control::Congestion(c) => {
                 self.stats.congestion_received += 1;
-                if !self.touch_peer(now, c.node, "", c.echo) || self.too_slow(c.node) {
+                if self.behind_a_relay(c.node)
+                    || !self.touch_peer(now, c.node, "", c.echo)
+                    || self.too_slow(c.node)
+                {
                     return;
                 }
                 if self.phase != Phase::Sending && self.repair_queue.is_empty() {

@@ -236,8 +236,11 @@ impl Sender {
             p.unanswered_polls = 0;
             if matches!(p.state, PeerState::Dropped(_)) {
                 // A receiver dropped as silent spoke again (any feedback):
-                // it is tracked again.
+                // it is tracked again, judged by its own silence (one
+                // behind a relay is marked again by `handle_relay` when
+                // the word came through its relay).
                 set_state(&mut self.tally.active, p, PeerState::Active);
+                p.via = None;
             }
             if p.name.is_empty() && !name.is_empty() {
                 p.name = name.to_string();

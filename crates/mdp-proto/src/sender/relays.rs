@@ -23,14 +23,28 @@
 use super::*;
 use crate::wire::{Relay, Relayed};
 
+/// Relays the sender keeps track of, at most (each costs a look whenever
+/// the push's progress is checked).
+const MAX_RELAYS: usize = 256;
+
 impl Sender {
     /// A RELAY that passed authentication and admission.
     pub(super) fn handle_relay(&mut self, now: Instant, r: Relay) {
-        // The relay itself must be a receiver of this push; the message
-        // counts as word from it too.
-        if !self.peers.get(&r.node).is_some_and(|p| p.registered)
-            || !self.touch_peer(now, r.node, "", Echo::default())
-        {
+        // An encrypted push is never passed on (a relay does not hold its
+        // key agreement), and its feedback counts only under the name its
+        // sealing key proved: a RELAY would carry words no key vouches for.
+        // The relay itself must be a receiver heard directly that has not
+        // finished (once it confirmed, it has passed up all it will), and
+        // the relays known are bounded.
+        let relay_ok = self.keys.is_none()
+            && self.peers.get(&r.node).is_some_and(|p| {
+                p.registered
+                    && p.via.is_none()
+                    && matches!(p.state, PeerState::Active | PeerState::Dropped(_))
+            })
+            && (self.relays.contains_key(&r.node) || self.relays.len() < MAX_RELAYS);
+        // The message counts as word from the relay too.
+        if !relay_ok || !self.touch_peer(now, r.node, "", Echo::default()) {
             self.stats.ignored_received += 1;
             return;
         }
@@ -59,11 +73,19 @@ impl Sender {
                 Control::Status(m)
             }
         };
-        // Marked before it is handled: a new receiver is tracked by
-        // `handle_feedback`, and its relay must be known from the start.
+        let register = matches!(message, Control::Register(_));
+        // Handled as the receiver's own word, then marked as behind the
+        // relay (touching a receiver dropped with its relay makes it
+        // active again, and unmarks it: it is marked again here).
         self.apply_feedback(now, message);
         if let Some(p) = self.peers.get_mut(&node) {
             p.via = Some(r.node);
+            // The relay repeats the word until acknowledged: a REGISTER is
+            // acknowledged again each time (a receiver's own repeats stop
+            // at the first acknowledgement; a relay's may cross it).
+            if register && p.registered {
+                self.acks.push(node, AckState::Registered);
+            }
         }
     }
 

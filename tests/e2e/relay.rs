@@ -1,0 +1,143 @@
+//! Relays (`mdp-recv --relay-group`): a push crosses to a second group
+//! through a relay; its receivers trust the origin's key only, and the
+//! origin's report names each of them with the relay it came through.
+
+use crate::harness::*;
+use std::fs;
+use std::time::Duration;
+
+/// The relay's own group (the origin's is the default 239.255.77.1:7400).
+const RELAY_GROUP: &str = "239.255.77.2:7410";
+
+/// A relay that passes pushes on to [`RELAY_GROUP`] on loopback, waiting
+/// for `behind` receivers there.
+fn relay(base: &std::path::Path, behind: usize) -> Proc {
+    receiver(
+        &base.join("relay"),
+        "relay",
+        &[
+            "--once",
+            "--timeout",
+            "120s",
+            "--relay-group",
+            RELAY_GROUP,
+            "--relay-interface",
+            "127.0.0.1",
+            "--relay-receivers",
+            &behind.to_string(),
+        ],
+    )
+}
+
+/// Receivers on the relay's group, each in `base/<name>`.
+fn behind(base: &std::path::Path, names: &[&str]) -> Vec<Proc> {
+    names
+        .iter()
+        .map(|n| {
+            receiver(
+                &base.join(n),
+                n,
+                &["--once", "--timeout", "120s", "--group", RELAY_GROUP],
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_push_through_a_relay_reaches_the_receivers_behind_it_and_the_origin_names_each_with_the_relay()
+{
+    let Some(_net) = network() else {
+        return;
+    };
+    let base = temp_dir("relay");
+    let src = base.join("src");
+    make_source(&src, 3 << 20);
+    let names = ["b0", "b1"];
+    let rx = behind(&base, &names);
+    let relay = relay(&base, names.len());
+    let direct = start_receivers(&base, &["d0"]);
+    let send = Push::new(
+        &["--receivers", "4", "--timeout", "120s"],
+        &[src.join("big.bin"), src.join("tree")],
+    )
+    .run();
+    let report = send.report();
+    println!("sender: {report}");
+    assert_eq!(send.code(), Some(0), "sender: {}", send.stderr());
+    let verdicts: Vec<(String, String, Option<String>)> = report["receivers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap().to_string(),
+                r["verdict"].as_str().unwrap().to_string(),
+                r["via"].as_str().map(str::to_string),
+            )
+        })
+        .collect();
+    for (name, via) in [
+        ("relay", None),
+        ("d0", None),
+        ("b0", Some("relay")),
+        ("b1", Some("relay")),
+    ] {
+        assert!(
+            verdicts.contains(&(name.into(), "confirmed".into(), via.map(str::to_string))),
+            "{name}: {verdicts:?}"
+        );
+    }
+    // Every copy byte for byte, the relay's own too, and no spool left.
+    assert_receivers_complete(rx, &base, &names, &src);
+    assert_receivers_complete(vec![relay], &base, &["relay"], &src);
+    assert_receivers_complete(direct, &base, &["d0"], &src);
+    fs::remove_dir_all(&base).unwrap();
+}
+
+#[test]
+fn a_relay_killed_mid_push_is_reported_with_the_receivers_behind_it_and_the_rest_finish() {
+    let Some(_net) = network() else {
+        return;
+    };
+    let base = temp_dir("relay-killed");
+    let src = base.join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("big.bin"), bytes(16 << 20, 9)).unwrap();
+    let names = ["b0", "b1"];
+    let mut rx = behind(&base, &names);
+    let mut relay = relay(&base, names.len());
+    let direct = start_receivers(&base, &["d0"]);
+    let send = Push::new(
+        &["--receivers", "4", "--timeout", "120s", "--rate", "40M"],
+        &[src.join("big.bin")],
+    )
+    .start();
+    // Well into the data (16 MiB at 40 Mbit/s take over 3 s).
+    std::thread::sleep(Duration::from_millis(1500));
+    relay.kill();
+    let sent = send.finish(Duration::from_secs(60));
+    let report = sent.report();
+    println!("sender: {report}");
+    assert_eq!(sent.code(), Some(1), "sender: {}", sent.stderr());
+    let by_name = |n: &str| {
+        report["receivers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == n)
+            .unwrap_or_else(|| panic!("{n} in {report}"))
+            .clone()
+    };
+    assert_eq!(by_name("d0")["verdict"], "confirmed");
+    assert_eq!(by_name("relay")["verdict"], "dropped");
+    for n in names {
+        let r = by_name(n);
+        assert_eq!(r["verdict"], "dropped", "{r}");
+        assert_eq!(r["via"], "relay", "{r}");
+    }
+    assert_receivers_complete(direct, &base, &["d0"], &src);
+    for p in &mut rx {
+        p.kill();
+    }
+    fs::remove_dir_all(&base).unwrap();
+}
