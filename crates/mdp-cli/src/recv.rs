@@ -284,7 +284,20 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 0)]
     relay_receivers: u32,
 
-    /// How long the relay waits for its receivers to register.
+    /// The relay's highest rate (bits per second, e.g. 500M); it adapts
+    /// below it to what its receivers take, down to 100 kbit/s, and drops
+    /// none as too slow: a slow network behind a relay takes the push at
+    /// its own pace.
+    #[arg(long, value_name = "RATE", value_parser = crate::parse_rate)]
+    relay_max_rate: Option<u64>,
+
+    /// Bound on each push the relay passes on (its receivers that have not
+    /// confirmed by then are reported incomplete).
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+    relay_timeout: Duration,
+
+    /// How long the relay waits for its receivers to register (less when
+    /// --relay-receivers of them did).
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
     relay_wait: Duration,
 

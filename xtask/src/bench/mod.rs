@@ -23,6 +23,7 @@ mod long;
 pub mod net;
 pub mod packages;
 mod peers;
+mod relays;
 mod table;
 mod tools;
 mod xfs;
@@ -80,6 +81,9 @@ pub fn run(args: &[String]) -> Result<()> {
     if std::env::var(INNER).is_err() && netns::available() {
         // Long pushes (mdp alone), then the comparison, which covers the
         // loopback cases too. `--only long` runs the long rows alone.
+        if only == Some("relays") {
+            return relays::relays(&bin, runs, &root().join("target/bench"));
+        }
         let long_only = only.is_some_and(|o| o.starts_with("long"));
         if only.is_none() || long_only {
             long::long(&bin, runs, &|case: &str| {

@@ -130,6 +130,16 @@ fn relay(args: &Args) -> anyhow::Result<Option<mdp_net::relay::RelayOptions>> {
     let mut config = mdp_proto::SenderConfig::new(mdp_proto::SessionId(0));
     config.expected_receivers = args.relay_receivers;
     config.wait = args.relay_wait;
+    config.timeout = args.relay_timeout;
+    // Adaptive down to 100 kbit/s, so that no receiver is dropped as too
+    // slow: the network behind the relay sets its pace.
+    config.rate = mdp_proto::RateMode::Adaptive {
+        min_bps: 100_000,
+        max_bps: args.relay_max_rate.unwrap_or(mdp_proto::cc::MAX_BPS),
+        start_bps: mdp_proto::cc::START_BPS.min(args.relay_max_rate.unwrap_or(u64::MAX)),
+    };
+    // The relay's network takes the same shared key as this one, if any.
+    config.auth = args.net.auth()?;
     Ok(Some(mdp_net::relay::RelayOptions {
         endpoints,
         destinations: Vec::new(),

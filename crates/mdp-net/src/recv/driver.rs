@@ -103,6 +103,8 @@ pub(super) struct RecvDriver<N> {
     /// one (crate::relay).
     relay: Option<crate::relay::RelayOptions>,
     downstream: Option<Downstream>,
+    /// A push this relay could not pass on, and why.
+    relay_problem: Option<(SessionId, String)>,
     /// A relay's settled session whose confirmation waits until its own
     /// push ended and the origin has every word it passed up.
     settle_parked: Option<SessionId>,
@@ -171,6 +173,7 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
             hook_wait: None,
             relay: opts.relay.clone(),
             downstream: None,
+            relay_problem: None,
             settle_parked: None,
         }
     }
@@ -398,16 +401,6 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
                             self.dir.join(crate::store::TMP_DIR).display()
                         );
                     }
-                    // A relay's sender gets no more blocks of it: reads of
-                    // blocks it never got fail (what it holds is still read).
-                    if let Some(d) = self
-                        .downstream
-                        .as_ref()
-                        .filter(|d| d.session == outcome.session)
-                    {
-                        d.spool
-                            .close("the push ended upstream before the relay held every block");
-                    }
                     let _ = self.writer.cmds.send(WriterCmd::Finish);
                     self.pending_finish = Some(outcome);
                 }
@@ -481,12 +474,14 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
             r = self.sockets.data.readable() => Wake::Data(r),
             r = self.sockets.feedback.recv_from(&mut self.fbuf) => Wake::Feedback(r),
             Some(reply) = self.writer.replies.recv() => Wake::Writer(reply),
-            Some(note) = async {
+            note = async {
                 match &mut self.downstream {
                     Some(d) if d.ended.is_none() => d.notes.recv().await,
                     _ => std::future::pending().await,
                 }
-            } => Wake::Relay(note),
+            } => Wake::Relay(note.unwrap_or_else(|| {
+                RelayNote::Ended(Err("the relay's sender stopped without a report".into()))
+            })),
             // A dropped reply: no hook ran.
             hook = async {
                 match &mut self.hook_wait {
@@ -670,6 +665,8 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
                         // Confirmed once the relay's own push ended and the
                         // origin has every word passed up (`turn`).
                         self.settle_parked = Some(session);
+                    } else if let Some(why) = self.relay_failed(session) {
+                        self.relay_settle_failed(why);
                     } else {
                         self.settled_ok(session);
                     }
@@ -703,6 +700,16 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
     fn start_relay(&mut self, session: SessionId, block_bytes: u64) -> Option<Arc<Spool>> {
         let opts = self.relay.as_ref()?;
         let source = self.receiver.relay_source()?;
+        // The sender of an earlier push still running stops now.
+        self.downstream = None;
+        if source.encrypted {
+            tracing::warn!("push {session} is not passed on: it is encrypted, and a relay does not hold the origin's key agreement");
+            return None;
+        }
+        if source.dry_run {
+            tracing::info!("dry run {session} is not passed on");
+            return None;
+        }
         let tmp = self.dir.join(crate::store::TMP_DIR);
         match Downstream::start(opts, source, &tmp, block_bytes) {
             Ok(d) => {
@@ -719,9 +726,30 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
                 Some(spool)
             }
             Err(why) => {
-                tracing::warn!("push {session} is not passed on: {why}");
+                // Not confirmed as a success: the receivers behind this
+                // relay would be missing from the origin's report.
+                tracing::warn!("push {session} cannot be passed on: {why}");
+                self.relay_problem = Some((session, why));
                 None
             }
+        }
+    }
+
+    /// Why `session` could not be passed on, if it could not: the relay
+    /// then reports its copy failed, so that the origin does not count it
+    /// a success with its receivers missing.
+    fn relay_failed(&self, session: SessionId) -> Option<String> {
+        if let Some((s, why)) = &self.relay_problem {
+            if *s == session {
+                return Some(why.clone());
+            }
+        }
+        match &self.downstream {
+            Some(d) if d.session == session => match &d.ended {
+                Some(Err(why)) => Some(why.clone()),
+                _ => None,
+            },
+            _ => None,
         }
     }
 
@@ -748,9 +776,19 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
                 self.settle_parked = None;
             } else if !self.relay_holds(session) {
                 self.settle_parked = None;
-                self.settled_ok(session);
+                match self.relay_failed(session) {
+                    Some(why) => self.relay_settle_failed(why),
+                    None => self.settled_ok(session),
+                }
             }
         }
+    }
+
+    /// The push could not be passed on: reported failed upstream.
+    fn relay_settle_failed(&mut self, why: String) {
+        let why = format!("the push could not be passed on: {why}");
+        (self.notice)(RecvNotice::Failed(why.clone()));
+        self.receiver.handle_settle_failed(Instant::now(), why);
     }
 
     /// What the relay's sender said: a word of its receivers for the
@@ -778,6 +816,11 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
                 }
                 d.ended = Some(result);
                 d.ended_at = Some(Instant::now());
+                // The push it belonged to ended here already: its spool
+                // goes now.
+                if self.receiver.session_id() != Some(d.session) || self.receiver.is_finished() {
+                    self.keep_relay_report();
+                }
             }
         }
     }
@@ -791,10 +834,20 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
         }
     }
 
+    /// Lets the relay's ended push go (its spool with it).
+    fn keep_relay_report(&mut self) {
+        if self.downstream.as_ref().is_some_and(|d| d.ended.is_some()) {
+            self.downstream = None;
+        }
+    }
+
     /// The writer finished the session: report it, and start a fresh
     /// receiver for the next push unless `once`.
     fn on_session_finished(&mut self) -> Option<bool> {
         let outcome = self.pending_finish.take()?;
+        // A relay's push that ended goes with its session; one still
+        // running (the origin ended first) goes when it ends.
+        self.keep_relay_report();
         let removed = std::mem::take(&mut self.pruned);
         if !removed.is_empty() {
             tracing::info!(

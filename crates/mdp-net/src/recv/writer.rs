@@ -165,13 +165,26 @@ fn writer(
                 spool = relay;
                 match store.begin(session, manifest.clone(), bytes) {
                     // A relay takes every block (its receivers need them
-                    // all): it reports holding nothing.
-                    Ok(_) if spool.is_some() => WriterReply::Present {
-                        session,
-                        present: Vec::new(),
-                        partial: Vec::new(),
-                        from_old: Vec::new(),
-                    },
+                    // all): it reports holding nothing, and needs room for
+                    // the push twice (its copy, and the spool).
+                    Ok(_) if spool.is_some() => {
+                        let needed = store.bytes_needed(&[], &[]).saturating_mul(2);
+                        match store.free_bytes() {
+                            Some(free) if needed > free => WriterReply::Refuse(
+                                session,
+                                format!(
+                                    "refused the push: as a relay it needs {needed} bytes in {} (its copy and the relay's spool) and only {free} are free; free some space or use another --dir",
+                                    dir.display()
+                                ),
+                            ),
+                            _ => WriterReply::Present {
+                                session,
+                                present: Vec::new(),
+                                partial: Vec::new(),
+                                from_old: Vec::new(),
+                            },
+                        }
+                    }
                     Ok(partial) if dry_run => {
                         let present = store.present_unchanged();
                         WriterReply::Present {
@@ -247,7 +260,12 @@ fn writer(
                 WriterReply::Settled(session, removed, store.take_settle_problem())
             }
             WriterCmd::Finish => {
-                spool = None;
+                // The relay's sender gets no more blocks of it (after
+                // every block queued before: reads of blocks it never got
+                // fail; what it holds is still read).
+                if let Some(s) = spool.take() {
+                    s.close("the push ended upstream before the relay held every block");
+                }
                 store.finish();
                 WriterReply::Finished
             }

@@ -1,4 +1,4 @@
-//! A relay (`mdp-recv --relay-group` / `--relay-to`): the receiver passes
+//! A relay (`mdp-recv --relay-group`): the receiver passes
 //! the push it takes on to a network of its own, as a sender of the same
 //! push (docs/PROTOCOL.md §5d, docs/CROSSING.md).
 //!
@@ -24,14 +24,16 @@ use mdp_proto::{RelaySource, SenderConfig, SenderReport, SessionId};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+use tokio::sync::mpsc::{channel, unbounded_channel, Receiver};
+use tokio::sync::oneshot;
 
 /// Where and how a relay passes pushes on.
 #[derive(Clone, Debug)]
 pub struct RelayOptions {
     /// The relay's group, port and interfaces (its sending side).
     pub endpoints: Vec<Endpoint>,
-    /// Unicast destinations instead of the group (`--relay-to`).
+    /// Unicast destinations instead of the group (none yet from the
+    /// command line).
     pub destinations: Vec<SocketAddr>,
     /// The sender's settings (rate, receivers to wait for, timeouts); the
     /// push's own (session, coding, signature) are set from the origin's.
@@ -47,7 +49,14 @@ pub enum RelayNote {
     Ended(Result<Arc<SenderReport>, String>),
 }
 
-/// The relay's sender of one push.
+/// Words of the relay's receivers queued for the receiving side, at
+/// most; beyond, a word is dropped (its receiver repeats it until the
+/// relay's sender acknowledges it, and the relay repeats it upstream).
+const WORDS_QUEUED: usize = 1024;
+
+/// The relay's sender of one push, on a thread of its own (its own
+/// runtime: a busy network behind the relay does not slow the receiving
+/// side's loop). Dropping it stops that push.
 #[derive(Debug)]
 pub struct Downstream {
     /// The push.
@@ -55,29 +64,25 @@ pub struct Downstream {
     /// Where its blocks go as they are verified.
     pub spool: Arc<Spool>,
     /// Its receivers' words and its end.
-    pub notes: UnboundedReceiver<RelayNote>,
+    pub notes: Receiver<RelayNote>,
     /// Its report, once it ended (`Err`: it could not run).
     pub ended: Option<Result<Arc<SenderReport>, String>>,
     /// When it ended.
     pub ended_at: Option<std::time::Instant>,
+    /// Stops it (dropped with it).
+    _stop: oneshot::Sender<()>,
 }
 
 impl Downstream {
     /// Starts the relay's sender of `source` (the push the receiving side
-    /// takes), its spool in `tmp`. Fails when the push cannot be passed on
-    /// (encrypted) or the spool cannot be made.
+    /// takes), its spool in `tmp`. Fails when the spool or the thread
+    /// cannot be made.
     pub fn start(
         opts: &RelayOptions,
         source: RelaySource,
         tmp: &Path,
         block_bytes: u64,
     ) -> Result<Downstream, String> {
-        if source.encrypted {
-            return Err(
-                "an encrypted push is not passed on: a relay does not hold the origin's key agreement"
-                    .into(),
-            );
-        }
         let spool = Arc::new(
             Spool::create(tmp, &source.manifest, block_bytes)
                 .map_err(|e| format!("cannot make the relay's spool in {}: {e}", tmp.display()))?,
@@ -93,39 +98,61 @@ impl Downstream {
         config.encryption = None;
         config.delete = source.delete;
         config.dry_run = source.dry_run;
-        let (tx, notes) = unbounded_channel();
+        let (tx, notes) = channel(WORDS_QUEUED);
         let (feedback, mut words) = unbounded_channel();
+        let (stop, stopped) = oneshot::channel::<()>();
         let endpoints = opts.endpoints.clone();
         let destinations = opts.destinations.clone();
         let manifest = (*source.manifest).clone();
         let task_spool = spool.clone();
-        let notes_tx = tx.clone();
-        tokio::spawn(async move {
-            let run = crate::send::run_relay(
-                &endpoints,
-                &destinations,
-                config,
-                manifest,
-                source.manifest_hash,
-                task_spool.clone(),
-                feedback,
-            );
-            // Words as they come, and the end once the push is over.
-            let pass = async {
-                while let Some(w) = words.recv().await {
-                    let _ = notes_tx.send(RelayNote::Feedback(w));
-                }
-            };
-            let (result, ()) = tokio::join!(run, pass);
-            task_spool.close("the relay's push ended");
-            let _ = tx.send(RelayNote::Ended(result.map_err(|e| e.to_string())));
-        });
+        let hash = source.manifest_hash;
+        std::thread::Builder::new()
+            .name("mdp-relay".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ = tx.blocking_send(RelayNote::Ended(Err(e.to_string())));
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    let run = crate::send::run_relay(
+                        &endpoints,
+                        &destinations,
+                        config,
+                        manifest,
+                        hash,
+                        task_spool.clone(),
+                        feedback,
+                    );
+                    // Words as they come (dropped when the queue is full:
+                    // they are repeated), and the end once the push is over
+                    // or stopped.
+                    let pass = async {
+                        while let Some(w) = words.recv().await {
+                            let _ = tx.try_send(RelayNote::Feedback(w));
+                        }
+                    };
+                    let result = tokio::select! {
+                        (r, ()) = async { tokio::join!(run, pass) } => r.map_err(|e| e.to_string()),
+                        _ = stopped => Err("stopped: another push began".to_string()),
+                    };
+                    task_spool.close("the relay's push ended");
+                    let _ = tx.send(RelayNote::Ended(result)).await;
+                });
+            })
+            .map_err(|e| format!("cannot start the relay's sender: {e}"))?;
         Ok(Downstream {
             session: source.session,
             spool,
             notes,
             ended: None,
             ended_at: None,
+            _stop: stop,
         })
     }
 }

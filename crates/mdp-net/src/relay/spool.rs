@@ -19,6 +19,36 @@ use std::path::Path;
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
+/// A file with no name in `tmp`, readable by its owner only: an
+/// `O_TMPFILE` where the file system has them, else a new name (never an
+/// existing file or link) removed at once. `tmp` is opened without
+/// following a link, and the file made through that handle, so a local
+/// user who swaps the directory for a link sends it nowhere else.
+fn unnamed_file(tmp: &Path) -> io::Result<File> {
+    use rustix::fs::{self as rfs, Mode, OFlags};
+    let dir = rfs::open(
+        tmp,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let mode = Mode::RUSR | Mode::WUSR;
+    match rfs::openat(
+        &dir,
+        ".",
+        OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
+        mode,
+    ) {
+        Ok(fd) => return Ok(File::from(fd)),
+        Err(e) if e == rustix::io::Errno::OPNOTSUPP || e == rustix::io::Errno::ISDIR => {}
+        Err(e) => return Err(e.into()),
+    }
+    let name = format!("relay-{:016x}.spool", crate::random_u64());
+    let flags = OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::RDWR | OFlags::CLOEXEC;
+    let fd = rfs::openat(&dir, &name, flags, mode)?;
+    rfs::unlinkat(&dir, &name, rfs::AtFlags::empty())?;
+    Ok(File::from(fd))
+}
+
 /// A relay's blocks of one push.
 #[derive(Debug)]
 pub struct Spool {
@@ -54,15 +84,7 @@ impl Spool {
                 end = end.saturating_add(size);
             }
         }
-        let path = tmp.join(format!("relay-{:016x}.spool", crate::random_u64()));
-        // A new name (never an existing file or link), gone from the
-        // directory at once: the open file is all there is.
-        let file = File::options()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)?;
-        std::fs::remove_file(&path)?;
+        let file = unnamed_file(tmp)?;
         Ok(Spool {
             file,
             base,

@@ -9,8 +9,9 @@
 //! one (the latest that matters) per receiver; a final STATUS is never
 //! replaced by an earlier kind of word; a word goes up at once only when
 //! it is new or changed (a receiver's repeats, which differ only in their
-//! echo, are not passed up each time); the count of unacknowledged words
-//! is kept, not recounted.
+//! echo, are not passed up each time), and a receiver's word at most once
+//! per round of the origin's (the rest go with the round's repeats); the
+//! count of unacknowledged words is kept, not recounted.
 
 use super::*;
 use crate::layout::Coding;
@@ -67,6 +68,8 @@ pub(super) struct PassedOn {
     entries: BTreeMap<NodeId, Word>,
     /// Entries not acknowledged.
     unacked: usize,
+    /// Rounds of repeats so far (one per ANNOUNCE or FLUSH of the origin).
+    round: u64,
     /// Where the next round of repeats starts (a node id).
     next: u64,
 }
@@ -75,6 +78,11 @@ pub(super) struct PassedOn {
 struct Word {
     message: Relayed,
     acked: bool,
+    /// The round in which it last went up at once: a word that changes
+    /// again within a round waits for the round's repeats (a host that
+    /// alternates two words cannot make the relay send one RELAY per
+    /// datagram it sends).
+    sent_round: Option<u64>,
 }
 
 /// True when `m` is a receiver's last word: a STATUS that confirms.
@@ -132,7 +140,12 @@ impl PassedOn {
                     self.unacked += 1;
                 }
                 w.message = message;
-                Kept::Changed
+                if w.sent_round == Some(self.round) {
+                    Kept::Same
+                } else {
+                    w.sent_round = Some(self.round);
+                    Kept::Changed
+                }
             }
             None if full => Kept::Refused,
             None => {
@@ -141,6 +154,7 @@ impl PassedOn {
                     Word {
                         message,
                         acked: false,
+                        sent_round: Some(self.round),
                     },
                 );
                 self.unacked += 1;
@@ -163,6 +177,7 @@ impl PassedOn {
 
     /// Up to [`REPEATS_PER_ROUND`] unacknowledged words, rotating.
     fn round(&mut self) -> Vec<Relayed> {
+        self.round += 1;
         let mut out = Vec::new();
         if self.unacked == 0 {
             return out;
