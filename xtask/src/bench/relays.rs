@@ -245,14 +245,32 @@ fn recv(
         .context("cannot start mdp-recv")
 }
 
-/// One push from the origin to `receivers`; its wall time and report.
+/// One push from the origin to `receivers`: its wall time, its report,
+/// and when each of `watch` (receivers, timed while the origin runs on a
+/// thread of its own) ended, from the push's start.
 fn push(
     bin: &Path,
     key: &Path,
     src: &Path,
     receivers: usize,
-) -> Result<(Duration, serde_json::Value)> {
+    watch: Vec<Child>,
+) -> Result<(Duration, serde_json::Value, Vec<Duration>)> {
     let start = Instant::now();
+    let (b, k, f) = (bin.to_path_buf(), key.to_path_buf(), src.to_path_buf());
+    let origin = std::thread::spawn(move || origin(&b, &k, &f, receivers, start));
+    let ends = reap(watch, start);
+    let (wall, v) = origin.join().expect("the origin's thread")?;
+    Ok((wall, v, ends?))
+}
+
+/// `mdp-send` in the origin's namespace, started at `start`.
+fn origin(
+    bin: &Path,
+    key: &Path,
+    src: &Path,
+    receivers: usize,
+    start: Instant,
+) -> Result<(Duration, serde_json::Value)> {
     let out = Command::new("ip")
         .args(["netns", "exec", ORIGIN])
         .arg(bin.join("mdp-send"))
@@ -288,23 +306,27 @@ fn push(
     Ok((wall, v))
 }
 
-/// Waits for the receivers, each at most a minute.
-fn reap(children: Vec<Child>) -> Result<()> {
-    for mut c in children {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if c.try_wait()?.is_some() {
-                break;
+/// Waits for `children` (at most five minutes from `start`); when each
+/// ended, from `start`.
+fn reap(mut children: Vec<Child>, start: Instant) -> Result<Vec<Duration>> {
+    let mut ends: Vec<Option<Duration>> = vec![None; children.len()];
+    let deadline = start + Duration::from_secs(300);
+    while ends.iter().any(Option::is_none) {
+        for (c, end) in children.iter_mut().zip(ends.iter_mut()) {
+            if end.is_none() && c.try_wait()?.is_some() {
+                *end = Some(start.elapsed());
             }
-            if Instant::now() > deadline {
+        }
+        if Instant::now() > deadline {
+            for c in &mut children {
                 let _ = c.kill();
                 let _ = c.wait();
-                bail!("a receiver did not end within a minute of its push");
             }
-            std::thread::sleep(Duration::from_millis(50));
+            bail!("a receiver did not end within five minutes");
         }
+        std::thread::sleep(Duration::from_millis(20));
     }
-    Ok(())
+    Ok(ends.into_iter().flatten().collect())
 }
 
 pub(super) fn relays(bin: &Path, runs: usize, base: &Path) -> Result<()> {
@@ -325,6 +347,7 @@ pub(super) fn relays(bin: &Path, runs: usize, base: &Path) -> Result<()> {
     let mut direct = Vec::new();
     let mut relayed = Vec::new();
     let mut upstream: Vec<Vec<f64>> = vec![Vec::new(); SEGMENTS];
+    let mut segment_secs: Vec<Vec<f64>> = vec![Vec::new(); SEGMENTS];
     for run in 0..runs {
         // The same push to three receivers on the origin's own network:
         // the relays' namespaces, as plain receivers of the core's group.
@@ -341,14 +364,14 @@ pub(super) fn relays(bin: &Path, runs: usize, base: &Path) -> Result<()> {
             })
             .collect::<Result<_>>()?;
         std::thread::sleep(Duration::from_millis(300));
-        let (wall, v) = push(bin, &keys.sender, &src, PER_SEGMENT)?;
-        reap(rx)?;
+        let (wall, v, _) = push(bin, &keys.sender, &src, PER_SEGMENT, rx)?;
         if v["success"] != true {
             bail!("the direct push failed: {v}");
         }
         direct.push(wall.as_secs_f64());
         // Through the relays.
         let mut rx = Vec::new();
+        let mut relays = Vec::new();
         for s in 0..SEGMENTS {
             for j in 0..PER_SEGMENT {
                 rx.push(recv(
@@ -360,7 +383,7 @@ pub(super) fn relays(bin: &Path, runs: usize, base: &Path) -> Result<()> {
                     &["--group", SEGMENT_GROUP],
                 )?);
             }
-            rx.push(recv(
+            relays.push(recv(
                 bin,
                 &relay_ns(s),
                 &dir.join(format!("relay{s}")),
@@ -384,11 +407,20 @@ pub(super) fn relays(bin: &Path, runs: usize, base: &Path) -> Result<()> {
         let before: Vec<u64> = (0..SEGMENTS)
             .map(RelayNet::relay_rx_bytes)
             .collect::<Result<_>>()?;
-        let (wall, v) = push(bin, &keys.sender, &src, SEGMENTS * (PER_SEGMENT + 1))?;
+        let (wall, v, ends) = push(bin, &keys.sender, &src, SEGMENTS * (PER_SEGMENT + 1), rx)?;
         let after: Vec<u64> = (0..SEGMENTS)
             .map(RelayNet::relay_rx_bytes)
             .collect::<Result<_>>()?;
-        reap(rx)?;
+        reap(relays, Instant::now())?;
+        // A segment is done when its last receiver ended.
+        for (s, secs) in segment_secs.iter_mut().enumerate() {
+            let last = ends[s * PER_SEGMENT..(s + 1) * PER_SEGMENT]
+                .iter()
+                .max()
+                .copied()
+                .unwrap_or_default();
+            secs.push(last.as_secs_f64());
+        }
         if v["success"] != true {
             bail!("the push through relays failed: {v}");
         }
@@ -434,15 +466,19 @@ pub(super) fn relays(bin: &Path, runs: usize, base: &Path) -> Result<()> {
         median(relayed.clone())
     );
     println!();
-    println!("| relay | its network | bytes in on its upstream link per byte pushed (median) |");
-    println!("|---|---|---|");
+    println!("| relay | its network | its {PER_SEGMENT} receivers done, from the push's start (median) | bytes in on its upstream link per byte pushed (median) |");
+    println!("|---|---|---|---|");
     for (s, u) in upstream.iter().enumerate() {
         let what = match s {
             LOSSY => format!("{LOSS_PERCENT} % loss towards its receivers"),
             SLOW => format!("behind {SLOW_MBIT} Mbit/s"),
             _ => "plain".to_string(),
         };
-        println!("| relay{s} | {what} | {:.3} |", median(u.clone()));
+        println!(
+            "| relay{s} | {what} | {:.2} s | {:.3} |",
+            median(segment_secs[s].clone()),
+            median(u.clone())
+        );
     }
     Ok(())
 }
