@@ -141,3 +141,87 @@ fn a_relay_killed_mid_push_is_reported_with_the_receivers_behind_it_and_the_rest
     }
     fs::remove_dir_all(&base).unwrap();
 }
+
+#[test]
+fn a_unicast_relay_tree_built_from_one_host_list_reaches_every_host_with_two_copies_from_the_origin(
+) {
+    let Some(_net) = network() else {
+        return;
+    };
+    let base = temp_dir("relay-tree");
+    let src = base.join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("big.bin"), bytes(4 << 20, 5)).unwrap();
+    // Six hosts, two children a node: the origin sends to h0 and h1, h0
+    // passes on to h2 and h3, h1 to h4 and h5. Each host's port + 1 is
+    // where its relay sends from.
+    let names = ["h0", "h1", "h2", "h3", "h4", "h5"];
+    let port = |i: usize| 7600 + 2 * i;
+    let list: String = (0..names.len())
+        .map(|i| format!("127.0.0.1:{}\n", port(i)))
+        .collect();
+    fs::write(base.join("hosts"), format!("# the fleet\n{list}")).unwrap();
+    let rx: Vec<Proc> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            receiver(
+                &base.join(n),
+                n,
+                &[
+                    "--once",
+                    "--timeout",
+                    "120s",
+                    "--unicast",
+                    "--relay-tree",
+                    "--group",
+                    &format!("239.255.77.1:{}", port(i)),
+                ],
+            )
+        })
+        .collect();
+    let tree = base.join("hosts");
+    let send = Push::new(
+        &[
+            "--tree",
+            tree.to_str().unwrap(),
+            "--fan-out",
+            "2",
+            "--timeout",
+            "120s",
+        ],
+        &[src.join("big.bin")],
+    )
+    .run();
+    let report = send.report();
+    println!("sender: {report}");
+    assert_eq!(send.code(), Some(0), "sender: {}", send.stderr());
+    let by_name = |n: &str| {
+        report["receivers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == n)
+            .unwrap_or_else(|| panic!("{n} in {report}"))
+            .clone()
+    };
+    for (n, via) in [
+        ("h0", None),
+        ("h1", None),
+        ("h2", Some("h0")),
+        ("h3", Some("h0")),
+        ("h4", Some("h1")),
+        ("h5", Some("h1")),
+    ] {
+        let r = by_name(n);
+        assert_eq!(r["verdict"], "confirmed", "{r}");
+        assert_eq!(r["via"].as_str(), via, "{r}");
+    }
+    // The origin sent two copies, not six.
+    let sent = report["stats"]["bytes_sent"].as_f64().unwrap();
+    let copies = sent / (4 << 20) as f64;
+    println!("the origin sent {copies:.2} copies of the push");
+    assert!(copies < 2.3, "{copies}");
+    assert_receivers_complete(rx, &base, &names, &src);
+    fs::remove_dir_all(&base).unwrap();
+}

@@ -284,6 +284,14 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 0)]
     relay_receivers: u32,
 
+    /// In a unicast relay tree (mdp-send --tree, this receiver run with
+    /// --unicast): pass each push on to the hosts below this one in the
+    /// tree the signed push carries, as a relay does (the --relay-*
+    /// settings apply). This host's port + 1 must be free: its relay sends
+    /// from there.
+    #[arg(long, requires = "unicast", conflicts_with = "relay_group")]
+    relay_tree: bool,
+
     /// The relay's highest rate (bits per second, e.g. 500M); it adapts
     /// below it to what its receivers take, down to 100 kbit/s, and drops
     /// none as too slow: a slow network behind a relay takes the push at

@@ -173,6 +173,22 @@ pub struct Args {
     #[arg(long, value_name = "HOST:PORT", value_parser = parse_destination)]
     to: Vec<std::net::SocketAddr>,
 
+    /// A unicast relay tree, for networks without multicast: push to the
+    /// hosts FILE lists (one IP:PORT per line; # starts a comment), each a
+    /// receiver run with --unicast --relay-tree. This sender sends to the
+    /// first --fan-out of them, and each host passes the push on to the
+    /// next ones (host i to hosts fan-out·(i+1) onwards): this host's
+    /// upload is --fan-out copies whatever the number of hosts. The tree
+    /// travels in the signed push; every host must confirm (unless
+    /// --receivers or --expect say otherwise).
+    #[arg(long, value_name = "FILE", conflicts_with = "to")]
+    tree: Option<PathBuf>,
+
+    /// Hosts each node of --tree passes the push on to (this sender
+    /// included).
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64), requires = "tree")]
+    fan_out: u16,
+
     /// Write a new random key to FILE (mode 0600) for --key-file, and exit.
     #[arg(long, value_name = "FILE", exclusive = true)]
     gen_key: Option<PathBuf>,
@@ -292,6 +308,7 @@ pub fn run(plan: SendPlan) -> anyhow::Result<i32> {
     let PushPlan {
         endpoints,
         to,
+        tree,
         config,
         paths,
         hash_cache,
@@ -321,6 +338,7 @@ pub fn run(plan: SendPlan) -> anyhow::Result<i32> {
         source.manifest.place_under(dest);
     }
     source.manifest.atomic = atomic;
+    source.manifest.tree = tree;
     for (p, why) in &source.skipped {
         tracing::warn!("skipping {}: {why}", p.display());
     }

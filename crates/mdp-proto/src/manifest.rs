@@ -158,6 +158,68 @@ pub struct Manifest {
     /// directory and points the directory's name at it only once every
     /// file is in place.
     pub atomic: bool,
+    /// A unicast relay tree (`mdp-send --tree`): the hosts the push goes
+    /// to, each passing it on to its children ([`RelayTree`]).
+    pub tree: Option<RelayTree>,
+}
+
+/// Most hosts of a relay tree.
+pub const MAX_TREE_HOSTS: usize = 4096;
+/// Most children of one node of a relay tree.
+pub const MAX_FAN_OUT: u16 = 64;
+
+/// A unicast relay tree, carried in the signed manifest: `hosts` (each
+/// `IP:PORT`, where a receiver started with `mdp-recv --unicast
+/// --relay-tree` takes pushes) in heap order: the origin sends to the
+/// first `fan_out`, and host `i` (from 0) passes the push on to hosts
+/// `fan_out·(i+1)` to `fan_out·(i+1) + fan_out − 1` (those that exist).
+/// The origin's upload is `fan_out` copies, whatever the number of hosts.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayTree {
+    /// Children per node, 1 to [`MAX_FAN_OUT`].
+    pub fan_out: u16,
+    /// The hosts, at most [`MAX_TREE_HOSTS`], each a socket address.
+    pub hosts: Vec<String>,
+}
+
+impl RelayTree {
+    /// The hosts `node` passes the push on to: the origin's (`None`) or
+    /// host `i`'s.
+    pub fn children(&self, node: Option<usize>) -> &[String] {
+        let f = self.fan_out.max(1) as usize;
+        let first = node.map_or(0, |i| f.saturating_mul(i.saturating_add(1)));
+        let first = first.min(self.hosts.len());
+        let end = first.saturating_add(f).min(self.hosts.len());
+        &self.hosts[first..end]
+    }
+
+    /// Where `addr` stands in the tree, if it does.
+    pub fn position(&self, addr: std::net::SocketAddr) -> Option<usize> {
+        self.hosts
+            .iter()
+            .position(|h| h.parse::<std::net::SocketAddr>().ok() == Some(addr))
+    }
+
+    /// The tree's own rules: its size, and every host a socket address
+    /// named once.
+    fn validate(&self) -> Result<(), ManifestError> {
+        if self.fan_out == 0 || self.fan_out > MAX_FAN_OUT {
+            return Err(ManifestError::BadTree("fan-out must be 1 to 64"));
+        }
+        if self.hosts.len() > MAX_TREE_HOSTS {
+            return Err(ManifestError::BadTree("more than 4096 hosts"));
+        }
+        let mut seen = HashSet::with_capacity(self.hosts.len());
+        for h in &self.hosts {
+            let Ok(addr) = h.parse::<std::net::SocketAddr>() else {
+                return Err(ManifestError::BadTree("a host that is not IP:PORT"));
+            };
+            if !seen.insert(addr) {
+                return Err(ManifestError::BadTree("a host named twice"));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Why a manifest was rejected.
@@ -188,6 +250,9 @@ pub enum ManifestError {
     /// owner the manifest does not hold.
     #[error("bad owner: {0}")]
     BadOwner(&'static str),
+    /// A relay tree that breaks its rules.
+    #[error("bad relay tree: {0}")]
+    BadTree(&'static str),
     /// A file whose block hashes do not match its block count.
     #[error("file {0:?} has {1} block hashes for {2} blocks")]
     BlockHashes(String, usize, u64),
@@ -249,6 +314,7 @@ impl Manifest {
             entries,
             owners: Vec::new(),
             atomic: false,
+            tree: None,
         }
     }
 
@@ -310,6 +376,9 @@ impl Manifest {
         }
         if self.owners.len() > MAX_OWNERS {
             return Err(ManifestError::BadOwner("too many owners"));
+        }
+        if let Some(t) = &self.tree {
+            t.validate()?;
         }
         for o in &self.owners {
             check_name(&o.user).map_err(ManifestError::BadOwner)?;
@@ -488,6 +557,7 @@ mod tests {
             }],
             owners: vec![owner("www-data", "www-data")],
             atomic: false,
+            tree: None,
         };
         m.validate().unwrap();
         assert_eq!(Manifest::decode(&m.encode()).unwrap(), m);

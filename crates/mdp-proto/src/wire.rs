@@ -17,8 +17,9 @@ use thiserror::Error;
 
 /// The two magic bytes that open every mdp datagram: ASCII "md".
 pub const MAGIC: [u8; 2] = *b"md";
-/// The protocol version this implementation speaks.
-pub const VERSION: u8 = 8;
+/// The protocol version this implementation speaks (9: relays, RELAY and
+/// the manifest's relay tree).
+pub const VERSION: u8 = 9;
 /// DATA flag: this symbol is a repair sent in answer to a NACK.
 pub const FLAG_REPAIR: u8 = 0x01;
 
@@ -912,7 +913,7 @@ mod tests {
         let mut buf = Vec::new();
         write_data(&mut buf, &h, b"hello");
         assert_eq!(buf.len(), DATA_HEADER_LEN + 5);
-        assert_eq!(&buf[..4], b"md\x08\x01");
+        assert_eq!(&buf[..4], b"md\x09\x01");
         assert_eq!(&buf[24..28], &[0xde, 0xad, 0xbe, 0xef]);
         match parse(&buf).unwrap() {
             Packet::Data { header, payload } => {
@@ -966,7 +967,7 @@ mod tests {
     fn rejects_truncated_and_foreign_datagrams() {
         assert_eq!(parse(b""), Err(WireError::Truncated));
         assert_eq!(
-            parse(b"md\x08\x01\0\0\0\0\0\0\0\0\0"),
+            parse(b"md\x09\x01\0\0\0\0\0\0\0\0\0"),
             Err(WireError::Truncated)
         );
         assert_eq!(
@@ -974,8 +975,13 @@ mod tests {
             Err(WireError::BadMagic)
         );
         assert_eq!(
-            parse(b"md\x09\x01\0\0\0\0\0\0\0\0"),
-            Err(WireError::UnsupportedVersion(9))
+            parse(b"md\x0a\x01\0\0\0\0\0\0\0\0"),
+            Err(WireError::UnsupportedVersion(10))
+        );
+        // Version 8 had no RELAY and no relay tree in the manifest.
+        assert_eq!(
+            parse(b"md\x08\x25\0\0\0\0\0\0\0\0"),
+            Err(WireError::UnsupportedVersion(8))
         );
         // Version 1's NACK entries had no `missing`, and version 2 coded
         // small blocks with another code: none is mixed up with ours.
@@ -1008,11 +1014,11 @@ mod tests {
             Err(WireError::UnsupportedVersion(6))
         );
         assert_eq!(
-            parse(b"md\x08\x37\0\0\0\0\0\0\0\0"),
+            parse(b"md\x09\x37\0\0\0\0\0\0\0\0"),
             Err(WireError::UnknownType(0x37))
         );
         // A NACK claiming 2^32 entries in a 20-byte datagram.
-        let mut buf = b"md\x08\x21\0\0\0\0\0\0\0\0".to_vec();
+        let mut buf = b"md\x09\x21\0\0\0\0\0\0\0\0".to_vec();
         buf.extend_from_slice(&[5, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f]);
         assert!(parse(&buf).is_err());
     }

@@ -25,7 +25,7 @@ fn hex(s: &str) -> Vec<u8> {
 
 /// §3: magic "md", version 8, the type, the session big-endian.
 fn common(ty: &str) -> String {
-    format!("6d64 | 08 | {ty} | 0102030405060708 | ")
+    format!("6d64 | 09 | {ty} | 0102030405060708 | ")
 }
 
 /// `message` written equals `common(ty) + body`, and parses back to it.
@@ -536,10 +536,10 @@ fn a_manifest_with_a_symbolic_link_golden_bytes() {
     }]);
     // One entry | path "l" | variant 2 (Symlink) | target "t" | mode 511
     // (varint) | mtime_secs 0 (zigzag varint) | mtime_nanos 0 | owner 0
-    // (none) | no owners | not atomic.
+    // (none) | no owners | not atomic | no relay tree.
     assert_eq!(
         m.encode(),
-        hex("01 | 01 6c | 02 | 01 74 | ff 03 | 00 | 00 | 00 | 00 | 00")
+        hex("01 | 01 6c | 02 | 01 74 | ff 03 | 00 | 00 | 00 | 00 | 00 | 00")
     );
 }
 
@@ -567,13 +567,32 @@ fn a_manifest_with_a_hard_link_golden_bytes() {
     ]);
     let zeros = "00".repeat(32);
     // Two entries | "a" File { size 0, hash, no blocks } mode 420 ... |
-    // "b" variant 3 (HardLink) target "a" mode 420 ... | no owners | not atomic.
+    // "b" variant 3 (HardLink) target "a" mode 420 ... | no owners | not
+    // atomic | no relay tree.
     assert_eq!(
         m.encode(),
         hex(&format!(
-            "02 | 01 61 | 01 00 {zeros} 00 | a4 03 | 00 00 00 | 01 62 | 03 01 61 | a4 03 | 00 00 00 | 00 | 00"
+            "02 | 01 61 | 01 00 {zeros} 00 | a4 03 | 00 00 00 | 01 62 | 03 01 61 | a4 03 | 00 00 00 | 00 | 00 | 00"
         ))
     );
+}
+
+#[test]
+fn a_manifest_with_a_relay_tree_golden_bytes() {
+    use mdp_proto::manifest::RelayTree;
+    use mdp_proto::Manifest;
+    let mut m = Manifest::new(vec![]);
+    m.tree = Some(RelayTree {
+        fan_out: 2,
+        hosts: vec!["10.0.0.2:7400".into()],
+    });
+    // No entries | no owners | not atomic | a tree: fan-out 2 | one host
+    // "10.0.0.2:7400".
+    assert_eq!(
+        m.encode(),
+        hex("00 | 00 | 00 | 01 02 | 01 0d 31302e302e302e323a37343030")
+    );
+    assert_eq!(Manifest::decode(&m.encode()).unwrap(), m);
 }
 
 #[test]
@@ -596,14 +615,15 @@ fn a_manifest_with_an_owner_golden_bytes() {
             group: "ops".into(),
         }],
         atomic: true,
+        tree: None,
     };
     // One entry | path "d" | variant 0 (Dir) | mode 493 | mtime 0 0 |
     // owner 1 (the first of the table) | one owner: uid 33 | gid 1000
-    // (varint) | "www" | "ops" | atomic: true.
+    // (varint) | "www" | "ops" | atomic: true | no relay tree.
     assert_eq!(
         m.encode(),
         hex(
-            "01 | 01 64 | 00 | ed 03 | 00 | 00 | 01 | 01 | 21 | e8 07 | 03 777777 | 03 6f7073 | 01"
+            "01 | 01 64 | 00 | ed 03 | 00 | 00 | 01 | 01 | 21 | e8 07 | 03 777777 | 03 6f7073 | 01 | 00"
         )
     );
     assert_eq!(Manifest::decode(&m.encode()).unwrap(), m);

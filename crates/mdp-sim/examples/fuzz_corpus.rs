@@ -265,5 +265,33 @@ fn main() {
             &manifest(sizes).0.encode(),
         );
     }
+    // A relay's RELAY (a downstream receiver's confirmation), and a
+    // manifest that carries a relay tree.
+    let mut relay = Vec::new();
+    wire::write_control(
+        &mut relay,
+        mdp_proto::SessionId(7),
+        &Control::Relay(wire::Relay {
+            node: NodeId(5),
+            message: wire::Relayed::Status(wire::Status {
+                node: NodeId(9),
+                name: "behind".into(),
+                echo: Echo::default(),
+                complete: true,
+                verified: 2,
+                missing: vec![],
+                failed: vec![],
+                hook: None,
+                signed: None,
+            }),
+        }),
+    );
+    write(&root.join("wire"), "relay", &relay);
+    let mut treed = manifest(&[4000]).0;
+    treed.tree = Some(mdp_proto::manifest::RelayTree {
+        fan_out: 2,
+        hosts: (0..5).map(|i| format!("10.0.0.{}:7400", i + 2)).collect(),
+    });
+    write(&root.join("manifest"), "tree", &treed.encode());
     println!("corpora written to {}", root.display());
 }

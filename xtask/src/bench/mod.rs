@@ -26,6 +26,7 @@ mod peers;
 mod relays;
 mod table;
 mod tools;
+mod tree;
 mod xfs;
 
 use crate::demo::{bytes, receivers};
@@ -83,6 +84,9 @@ pub fn run(args: &[String]) -> Result<()> {
         // loopback cases too. `--only long` runs the long rows alone.
         if only == Some("relays") {
             return relays::relays(&bin, runs, &root().join("target/bench"));
+        }
+        if only == Some("tree") {
+            return tree::tree(&bin, runs, &root().join("target/bench"));
         }
         let long_only = only.is_some_and(|o| o.starts_with("long"));
         if only.is_none() || long_only {

@@ -92,6 +92,15 @@ impl RecvPlan {
             keep_owners: !args.no_owners && mdp_net::sys::euid() == 0,
             keep_versions: args.keep_versions as usize,
             relay: relay(args)?,
+            relay_tree: if args.relay_tree {
+                Some(mdp_net::relay::RelayOptions {
+                    endpoints: vec![endpoint],
+                    destinations: Vec::new(),
+                    config: relay_config(args)?,
+                })
+            } else {
+                None
+            },
         };
         Ok(RecvPlan {
             opts,
@@ -127,6 +136,15 @@ fn relay(args: &Args) -> anyhow::Result<Option<mdp_net::relay::RelayOptions>> {
     let endpoints = net
         .endpoints()
         .map_err(|e| anyhow::anyhow!("--relay-interface: {e}"))?;
+    Ok(Some(mdp_net::relay::RelayOptions {
+        endpoints,
+        destinations: Vec::new(),
+        config: relay_config(args)?,
+    }))
+}
+
+/// The relay's sender's settings (`--relay-*`).
+fn relay_config(args: &Args) -> anyhow::Result<mdp_proto::SenderConfig> {
     let mut config = mdp_proto::SenderConfig::new(mdp_proto::SessionId(0));
     config.expected_receivers = args.relay_receivers;
     config.wait = args.relay_wait;
@@ -140,11 +158,7 @@ fn relay(args: &Args) -> anyhow::Result<Option<mdp_net::relay::RelayOptions>> {
     };
     // The relay's network takes the same shared key as this one, if any.
     config.auth = args.net.auth()?;
-    Ok(Some(mdp_net::relay::RelayOptions {
-        endpoints,
-        destinations: Vec::new(),
-        config,
-    }))
+    Ok(config)
 }
 
 /// `--file-group`'s id: a number as it is, a name looked up.

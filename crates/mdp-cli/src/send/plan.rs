@@ -27,8 +27,11 @@ pub enum SendPlan {
 pub struct PushPlan {
     /// The interfaces to send on, the first in unicast mode with `--to`.
     pub endpoints: Vec<Endpoint>,
-    /// Unicast destinations (`--to`); empty for multicast.
+    /// Unicast destinations (`--to`, or the first hosts of `--tree`);
+    /// empty for multicast.
     pub to: Vec<SocketAddr>,
+    /// `--tree`: the relay tree the manifest carries.
+    pub tree: Option<mdp_proto::manifest::RelayTree>,
     /// The state machine's validated settings.
     pub config: SenderConfig,
     /// Files and directories to push.
@@ -61,10 +64,22 @@ impl SendPlan {
         }
         let mut endpoints = args.net.endpoints()?;
         let mut endpoint = endpoints[0];
-        if !args.to.is_empty() {
+        let tree = args
+            .tree
+            .as_deref()
+            .map(|f| read_tree(f, args.fan_out))
+            .transpose()?;
+        let to: Vec<SocketAddr> = match &tree {
+            Some((t, _)) => t
+                .children(None)
+                .iter()
+                .map(|h| h.parse().expect("checked by read_tree"))
+                .collect(),
+            None => args.to.clone(),
+        };
+        if !to.is_empty() {
             endpoint.unicast = true;
-            if let Some(d) = args
-                .to
+            if let Some(d) = to
                 .iter()
                 .find(|d| d.is_ipv4() != endpoint.interface.is_ipv4())
             {
@@ -99,6 +114,12 @@ impl SendPlan {
             },
         };
         config.expected_receivers = args.receivers;
+        // A tree: every host of it must confirm, unless said otherwise.
+        if let Some((_, hosts)) = &tree {
+            if args.receivers == 0 && args.expect.is_empty() && args.expect_file.is_none() {
+                config.expected_receivers = *hosts as u32;
+            }
+        }
         config.expected_keys = expected_keys(args.expect_file.as_deref())?;
         config.expected_names = if config.expected_keys.is_empty() {
             expected_names(&args.expect, args.expect_file.as_deref())?
@@ -146,7 +167,8 @@ impl SendPlan {
         config.validate().map_err(anyhow::Error::msg)?;
         Ok(SendPlan::Push(Box::new(PushPlan {
             endpoints,
-            to: args.to.clone(),
+            to,
+            tree: tree.map(|(t, _)| t),
             config,
             paths: args.paths.clone(),
             hash_cache: if args.no_hash_cache {
@@ -326,6 +348,52 @@ fn parse_names(text: &str) -> Vec<String> {
         .filter(|n| !n.is_empty())
         .map(str::to_string)
         .collect()
+}
+
+/// `--tree FILE`: the hosts it lists (one `IP:PORT` a line, `#` comments),
+/// as the relay tree the manifest carries, and how many they are.
+fn read_tree(
+    path: &std::path::Path,
+    fan_out: u16,
+) -> anyhow::Result<(mdp_proto::manifest::RelayTree, usize)> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read --tree {}: {e}", path.display()))?;
+    let mut hosts: Vec<String> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let addr: SocketAddr = line.parse().map_err(|_| {
+            anyhow::anyhow!(
+                "--tree {}:{}: {line:?} is not IP:PORT (a receiver's --interface address and --group port)",
+                path.display(),
+                n + 1
+            )
+        })?;
+        if !seen.insert(addr) {
+            anyhow::bail!(
+                "--tree {}:{}: {addr} is listed twice",
+                path.display(),
+                n + 1
+            );
+        }
+        hosts.push(addr.to_string());
+    }
+    if hosts.is_empty() {
+        anyhow::bail!("--tree {} lists no host", path.display());
+    }
+    if hosts.len() > mdp_proto::manifest::MAX_TREE_HOSTS {
+        anyhow::bail!(
+            "--tree {} lists {} hosts, more than a tree takes ({}): split the push",
+            path.display(),
+            hosts.len(),
+            mdp_proto::manifest::MAX_TREE_HOSTS
+        );
+    }
+    let n = hosts.len();
+    Ok((mdp_proto::manifest::RelayTree { fan_out, hosts }, n))
 }
 
 #[cfg(test)]

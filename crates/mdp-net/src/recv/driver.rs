@@ -102,6 +102,7 @@ pub(super) struct RecvDriver<N> {
     /// A relay: where pushes are passed on, and the sender of the current
     /// one (crate::relay).
     relay: Option<crate::relay::RelayOptions>,
+    relay_tree: Option<crate::relay::RelayOptions>,
     downstream: Option<Downstream>,
     /// A push this relay could not pass on, and why.
     relay_problem: Option<(SessionId, String)>,
@@ -172,6 +173,7 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
             hook_may_run: None,
             hook_wait: None,
             relay: opts.relay.clone(),
+            relay_tree: opts.relay_tree.clone(),
             downstream: None,
             relay_problem: None,
             settle_parked: None,
@@ -698,8 +700,8 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
     /// returns the spool its verified blocks go to. `None` when this
     /// receiver is no relay, or the push cannot be passed on (said once).
     fn start_relay(&mut self, session: SessionId, block_bytes: u64) -> Option<Arc<Spool>> {
-        let opts = self.relay.as_ref()?;
         let source = self.receiver.relay_source()?;
+        let opts = self.relay_options(session, &source)?;
         // The sender of an earlier push still running stops now.
         self.downstream = None;
         if source.encrypted {
@@ -711,7 +713,7 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
             return None;
         }
         let tmp = self.dir.join(crate::store::TMP_DIR);
-        match Downstream::start(opts, source, &tmp, block_bytes) {
+        match Downstream::start(&opts, source, &tmp, block_bytes) {
             Ok(d) => {
                 let to = match opts.destinations.len() {
                     0 => opts
@@ -733,6 +735,38 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
                 None
             }
         }
+    }
+
+    /// Where `source` is passed on: the relay's group, or in a unicast
+    /// relay tree the hosts below this one (`None`: nowhere).
+    fn relay_options(
+        &self,
+        session: SessionId,
+        source: &mdp_proto::RelaySource,
+    ) -> Option<crate::relay::RelayOptions> {
+        if let Some(opts) = &self.relay {
+            return Some(opts.clone());
+        }
+        let tree = source.manifest.tree.as_ref()?;
+        let me = SocketAddr::new(self.endpoint.interface, self.endpoint.group.port());
+        let below = tree.children(Some(tree.position(me)?));
+        if below.is_empty() {
+            return None;
+        }
+        let Some(template) = &self.relay_tree else {
+            tracing::warn!(
+                "push {session} names this host ({me}) in its relay tree with {} hosts below it, but this receiver was not started with --relay-tree: they get nothing from here",
+                below.len()
+            );
+            return None;
+        };
+        let mut opts = template.clone();
+        opts.destinations = below.iter().filter_map(|h| h.parse().ok()).collect();
+        // The hosts below are known: the data starts once they registered.
+        if opts.config.expected_receivers == 0 {
+            opts.config.expected_receivers = opts.destinations.len() as u32;
+        }
+        Some(opts)
     }
 
     /// Why `session` could not be passed on, if it could not: the relay

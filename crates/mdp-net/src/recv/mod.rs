@@ -148,6 +148,10 @@ pub struct RecvOptions {
     /// Pass each push on to a network of its own, as a relay
     /// (docs/PROTOCOL.md §5d).
     pub relay: Option<crate::relay::RelayOptions>,
+    /// In a unicast relay tree (`mdp-recv --relay-tree`): pass each push
+    /// on to the hosts below this one in the tree the push carries; the
+    /// destinations are filled in per push.
+    pub relay_tree: Option<crate::relay::RelayOptions>,
 }
 
 /// Resolves on SIGINT or SIGTERM.
