@@ -6,7 +6,8 @@
 //! copies from the origin, each of those hosts passing the push on to
 //! three or four more) and with `--to` for each of the sixteen. Measured:
 //! the bytes the origin's interface sent, per byte pushed, and the wall
-//! time.
+//! time; then the same with the origin's upload capped at 1 Gbit/s (a tbf
+//! on its interface), as a cloud host's is.
 
 use super::net::{host, ip, Net};
 use super::table::median;
@@ -23,6 +24,37 @@ const FAN_OUT: usize = 4;
 const PUSH_BYTES: usize = 64 << 20;
 /// Each host's port (its relay sends from the next one).
 const PORT: u16 = 7400;
+/// The origin's upload in the second half of the bench.
+const UPLINK_MBIT: u32 = 1000;
+
+/// Caps (or uncaps, 0) the origin's upload.
+fn cap_uplink(mbit: u32) -> Result<()> {
+    let ns = host(0);
+    let _ = super::net::sh(&[
+        "ip", "netns", "exec", &ns, "tc", "qdisc", "del", "dev", "eth0", "root",
+    ]);
+    if mbit == 0 {
+        return Ok(());
+    }
+    super::net::in_ns(
+        &ns,
+        &[
+            "tc",
+            "qdisc",
+            "add",
+            "dev",
+            "eth0",
+            "root",
+            "tbf",
+            "rate",
+            &format!("{mbit}mbit"),
+            "burst",
+            "256kb",
+            "latency",
+            "20ms",
+        ],
+    )
+}
 
 /// The receivers, one per host namespace.
 fn receivers(bin: &Path, dir: &Path, trust: &str) -> Result<Vec<Child>> {
@@ -133,9 +165,26 @@ pub(super) fn tree(bin: &Path, runs: usize, base: &Path) -> Result<()> {
     let mut rows: Vec<(&str, Vec<f64>, Vec<f64>)> = vec![
         ("relay tree, fan-out 4", Vec::new(), Vec::new()),
         ("--to each of 16", Vec::new(), Vec::new()),
+        (
+            "relay tree, fan-out 4, origin's upload 1 Gbit/s",
+            Vec::new(),
+            Vec::new(),
+        ),
+        (
+            "--to each of 16, origin's upload 1 Gbit/s",
+            Vec::new(),
+            Vec::new(),
+        ),
     ];
     for run in 0..runs {
-        for (how, row) in [&tree_args, &to_args].into_iter().zip(rows.iter_mut()) {
+        let cases = [
+            (&tree_args, 0),
+            (&to_args, 0),
+            (&tree_args, UPLINK_MBIT),
+            (&to_args, UPLINK_MBIT),
+        ];
+        for ((how, cap), row) in cases.into_iter().zip(rows.iter_mut()) {
+            cap_uplink(cap)?;
             let rx = receivers(bin, &dir, &keys.sender_pub)?;
             std::thread::sleep(Duration::from_millis(300));
             let (wall, copies) = push(bin, &net, &keys.sender, &src, how)?;
