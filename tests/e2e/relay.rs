@@ -225,3 +225,51 @@ fn a_unicast_relay_tree_built_from_one_host_list_reaches_every_host_with_two_cop
     assert_receivers_complete(rx, &base, &names, &src);
     fs::remove_dir_all(&base).unwrap();
 }
+
+#[test]
+fn a_receiver_behind_a_relay_killed_mid_push_is_reported_through_it_and_the_rest_confirm() {
+    let Some(_net) = network() else {
+        return;
+    };
+    let base = temp_dir("relay-behind-killed");
+    let src = base.join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("big.bin"), bytes(16 << 20, 11)).unwrap();
+    let names = ["b0", "b1"];
+    let mut rx = behind(&base, &names);
+    let relay = relay(&base, names.len());
+    let direct = start_receivers(&base, &["d0"]);
+    let send = Push::new(
+        &["--receivers", "4", "--timeout", "120s", "--rate", "40M"],
+        &[src.join("big.bin")],
+    )
+    .start();
+    // Well into the data (16 MiB at 40 Mbit/s take over 3 s).
+    std::thread::sleep(Duration::from_millis(1500));
+    rx[0].kill();
+    let sent = send.finish(Duration::from_secs(60));
+    let report = sent.report();
+    println!("sender: {report}");
+    assert_eq!(sent.code(), Some(1), "sender: {}", sent.stderr());
+    let by_name = |n: &str| {
+        report["receivers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == n)
+            .unwrap_or_else(|| panic!("{n} in {report}"))
+            .clone()
+    };
+    let b0 = by_name("b0");
+    assert_ne!(b0["verdict"], "confirmed", "{b0}");
+    assert_eq!(b0["via"], "relay", "{b0}");
+    assert_eq!(by_name("b1")["verdict"], "confirmed");
+    assert_eq!(by_name("b1")["via"], "relay");
+    assert_eq!(by_name("relay")["verdict"], "confirmed");
+    assert_eq!(by_name("d0")["verdict"], "confirmed");
+    let rx1 = rx.remove(1);
+    assert_receivers_complete(vec![rx1], &base, &["b1"], &src);
+    assert_receivers_complete(vec![relay], &base, &["relay"], &src);
+    assert_receivers_complete(direct, &base, &["d0"], &src);
+    fs::remove_dir_all(&base).unwrap();
+}

@@ -289,7 +289,7 @@ pub struct Args {
     /// tree the signed push carries, as a relay does (the --relay-*
     /// settings apply). This host's port + 1 must be free: its relay sends
     /// from there.
-    #[arg(long, requires = "unicast", conflicts_with = "relay_group")]
+    #[arg(long, requires = "unicast", conflicts_with_all = ["relay_group", "insecure"])]
     relay_tree: bool,
 
     /// The relay's highest rate (bits per second, e.g. 500M); it adapts

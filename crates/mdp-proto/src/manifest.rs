@@ -193,6 +193,12 @@ impl RelayTree {
         &self.hosts[first..end]
     }
 
+    /// The host `i` takes the push from (`None`: the origin).
+    pub fn parent(&self, i: usize) -> Option<usize> {
+        let f = self.fan_out.max(1) as usize;
+        (i >= f).then(|| i / f - 1)
+    }
+
     /// Where `addr` stands in the tree, if it does.
     pub fn position(&self, addr: std::net::SocketAddr) -> Option<usize> {
         self.hosts
@@ -210,10 +216,30 @@ impl RelayTree {
             return Err(ManifestError::BadTree("more than 4096 hosts"));
         }
         let mut seen = HashSet::with_capacity(self.hosts.len());
+        let mut family = None;
         for h in &self.hosts {
             let Ok(addr) = h.parse::<std::net::SocketAddr>() else {
                 return Err(ManifestError::BadTree("a host that is not IP:PORT"));
             };
+            // One spelling per address (no leading zeros, no long forms),
+            // so that a host finds itself and the list stays its size.
+            if addr.to_string() != *h {
+                return Err(ManifestError::BadTree("a host not written as IP:PORT is"));
+            }
+            let ip = addr.ip();
+            let bad = ip.is_unspecified()
+                || ip.is_multicast()
+                || addr.port() == 0
+                || addr.port() == u16::MAX
+                || matches!(ip, std::net::IpAddr::V4(v4) if v4.is_broadcast());
+            if bad {
+                return Err(ManifestError::BadTree(
+                    "a host no receiver can be (unspecified, multicast or broadcast address, port 0 or 65535)",
+                ));
+            }
+            if *family.get_or_insert(ip.is_ipv4()) != ip.is_ipv4() {
+                return Err(ManifestError::BadTree("IPv4 and IPv6 hosts mixed"));
+            }
             if !seen.insert(addr) {
                 return Err(ManifestError::BadTree("a host named twice"));
             }
@@ -680,5 +706,47 @@ mod tests {
         m.validate().unwrap();
         let ids: Vec<_> = m.files().map(|(id, e)| (id.0, e.path.as_str())).collect();
         assert_eq!(ids, vec![(1, "d/x"), (2, "y")]);
+    }
+
+    #[test]
+    fn a_relay_tree_is_a_heap_of_hosts_each_written_once_as_a_socket_address() {
+        let tree = |hosts: &[&str]| RelayTree {
+            fan_out: 2,
+            hosts: hosts.iter().map(|h| h.to_string()).collect(),
+        };
+        let t = tree(&[
+            "10.0.0.1:7400",
+            "10.0.0.2:7400",
+            "10.0.0.3:7400",
+            "10.0.0.4:7400",
+            "10.0.0.5:7400",
+        ]);
+        t.validate().unwrap();
+        assert_eq!(t.children(None), &t.hosts[0..2]);
+        assert_eq!(t.children(Some(0)), &t.hosts[2..4]);
+        assert_eq!(t.children(Some(1)), &t.hosts[4..5]);
+        assert!(t.children(Some(2)).is_empty());
+        assert_eq!(t.parent(0), None);
+        assert_eq!(t.parent(1), None);
+        assert_eq!(
+            (t.parent(2), t.parent(3), t.parent(4)),
+            (Some(0), Some(0), Some(1))
+        );
+        assert_eq!(t.position("10.0.0.4:7400".parse().unwrap()), Some(3));
+        for bad in [
+            &["10.0.0.1:07400"][..],
+            &["0.0.0.0:7400"],
+            &["239.1.2.3:7400"],
+            &["255.255.255.255:7400"],
+            &["10.0.0.1:0"],
+            &["10.0.0.1:7400", "[::1]:7400"],
+            &["10.0.0.1:7400", "10.0.0.1:7400"],
+            &["host:7400"],
+        ] {
+            assert!(tree(bad).validate().is_err(), "{bad:?}");
+        }
+        let mut m = Manifest::new(vec![]);
+        m.tree = Some(tree(&["10.0.0.1:07400"]));
+        assert!(Manifest::decode(&m.encode()).is_err());
     }
 }

@@ -23,7 +23,7 @@ fn hex(s: &str) -> Vec<u8> {
     digits.chunks(2).map(|p| p[0] << 4 | p[1]).collect()
 }
 
-/// §3: magic "md", version 8, the type, the session big-endian.
+/// §3: magic "md", version 9, the type, the session big-endian.
 fn common(ty: &str) -> String {
     format!("6d64 | 09 | {ty} | 0102030405060708 | ")
 }

@@ -160,6 +160,11 @@ impl SendPlan {
                 secrets: mdp_proto::crypto::SecretSource::new(mdp_net::random_secret()),
             });
         }
+        if tree.is_some() && config.encryption.is_some() {
+            anyhow::bail!(
+                "--tree cannot be encrypted: the hosts that pass the push on do not hold its key agreement; push it signed but not encrypted (--no-encrypt)"
+            );
+        }
         let sealed = config.auth.is_some() || config.encryption.is_some();
         config.symbol_size = symbol_size(args, &endpoints, sealed);
         // Larger blocks need a larger cache for the read-ahead window.

@@ -355,6 +355,7 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
                         signer: signer.and_then(|k| mdp_proto::identity::PublicKey::from_bytes(&k)),
                     });
                     let signed = signer.is_some();
+                    self.reply_to_parent();
                     let spool = self.start_relay(session, block_bytes);
                     let _ = cmds.send(WriterCmd::Begin(
                         session,
@@ -737,6 +738,29 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
         }
     }
 
+    /// In a unicast relay tree of a signed push: this host's feedback goes
+    /// to the host it takes the push from (its relay sends from the port
+    /// after its own), not to whoever sent the first ANNOUNCE, which
+    /// anyone holding a copy of the push's ANNOUNCE could have spoofed.
+    fn reply_to_parent(&mut self) {
+        if !self.endpoint.unicast {
+            return;
+        }
+        let Some(source) = self.receiver.relay_source() else {
+            return;
+        };
+        let (Some(_), Some(tree)) = (&source.signature, &source.manifest.tree) else {
+            return;
+        };
+        let me = SocketAddr::new(self.endpoint.interface, self.endpoint.group.port());
+        let Some(parent) = tree.position(me).and_then(|i| tree.parent(i)) else {
+            return;
+        };
+        if let Ok(p) = tree.hosts[parent].parse::<SocketAddr>() {
+            self.session_sender = Some(SocketAddr::new(p.ip(), p.port().wrapping_add(1)));
+        }
+    }
+
     /// Where `source` is passed on: the relay's group, or in a unicast
     /// relay tree the hosts below this one (`None`: nowhere).
     fn relay_options(
@@ -747,9 +771,20 @@ impl<N: FnMut(RecvNotice)> RecvDriver<N> {
         if let Some(opts) = &self.relay {
             return Some(opts.clone());
         }
+        // Only the origin's signed word says where a host sends the push:
+        // an unsigned push's tree is not followed.
+        source.signature.as_ref()?;
         let tree = source.manifest.tree.as_ref()?;
         let me = SocketAddr::new(self.endpoint.interface, self.endpoint.group.port());
-        let below = tree.children(Some(tree.position(me)?));
+        let Some(position) = tree.position(me) else {
+            if self.relay_tree.is_some() {
+                tracing::warn!(
+                    "push {session} carries a relay tree that does not list this host ({me}, its --interface address and --group port): it passes nothing on"
+                );
+            }
+            return None;
+        };
+        let below = tree.children(Some(position));
         if below.is_empty() {
             return None;
         }
