@@ -29,6 +29,17 @@ fn relay(base: &std::path::Path, behind: usize) -> Proc {
     )
 }
 
+/// The report's entry for receiver `name`.
+fn named(report: &serde_json::Value, name: &str) -> serde_json::Value {
+    report["receivers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == name)
+        .unwrap_or_else(|| panic!("{name} in {report}"))
+        .clone()
+}
+
 /// Receivers on the relay's group, each in `base/<name>`.
 fn behind(base: &std::path::Path, names: &[&str]) -> Vec<Proc> {
     names
@@ -119,15 +130,7 @@ fn a_relay_killed_mid_push_is_reported_with_the_receivers_behind_it_and_the_rest
     let report = sent.report();
     println!("sender: {report}");
     assert_eq!(sent.code(), Some(1), "sender: {}", sent.stderr());
-    let by_name = |n: &str| {
-        report["receivers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["name"] == n)
-            .unwrap_or_else(|| panic!("{n} in {report}"))
-            .clone()
-    };
+    let by_name = |n: &str| named(&report, n);
     assert_eq!(by_name("d0")["verdict"], "confirmed");
     assert_eq!(by_name("relay")["verdict"], "dropped");
     for n in names {
@@ -196,15 +199,7 @@ fn a_unicast_relay_tree_built_from_one_host_list_reaches_every_host_with_two_cop
     let report = send.report();
     println!("sender: {report}");
     assert_eq!(send.code(), Some(0), "sender: {}", send.stderr());
-    let by_name = |n: &str| {
-        report["receivers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["name"] == n)
-            .unwrap_or_else(|| panic!("{n} in {report}"))
-            .clone()
-    };
+    let by_name = |n: &str| named(&report, n);
     for (n, via) in [
         ("h0", None),
         ("h1", None),
@@ -251,15 +246,7 @@ fn a_receiver_behind_a_relay_killed_mid_push_is_reported_through_it_and_the_rest
     let report = sent.report();
     println!("sender: {report}");
     assert_eq!(sent.code(), Some(1), "sender: {}", sent.stderr());
-    let by_name = |n: &str| {
-        report["receivers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["name"] == n)
-            .unwrap_or_else(|| panic!("{n} in {report}"))
-            .clone()
-    };
+    let by_name = |n: &str| named(&report, n);
     let b0 = by_name("b0");
     assert_ne!(b0["verdict"], "confirmed", "{b0}");
     assert_eq!(b0["via"], "relay", "{b0}");

@@ -1,6 +1,8 @@
 //! One simulated push to a large group, as a row of the scale table
 //! (docs/BENCHMARKS.md, "Feedback at scale"):
-//! `cargo run --release -p mdp-sim --example scale -- RECEIVERS [MIB] [LOSS] [SEED]`
+//! `cargo run --release -p mdp-sim --example scale -- RECEIVERS [MIB] [LOSS] [SEED] [PROACTIVE]`
+//! (PROACTIVE: parity symbols sent with every block before any NACK,
+//! `mdp-send --proactive`; 0 by default)
 //!
 //! The receivers check each block against the manifest and drop it
 //! (`SimConfig::keep_files = false`), so that ten thousand of them fit in
@@ -17,7 +19,9 @@ fn main() {
     let mib: usize = arg(2, "64").parse().expect("MIB: a number");
     let loss: f64 = arg(3, "0.05").parse().expect("LOSS: a fraction");
     let seed: u64 = arg(4, "1").parse().expect("SEED: a number");
+    let proactive: u16 = arg(5, "0").parse().expect("PROACTIVE: a number");
     let mut c = SimConfig::new(n, seed);
+    c.sender.proactive = proactive;
     c.loss_independent = loss;
     c.keep_files = false;
     c.max_time = Duration::from_secs(600);

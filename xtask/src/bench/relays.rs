@@ -308,7 +308,7 @@ fn origin(
 
 /// Waits for `children` (at most five minutes from `start`); when each
 /// ended, from `start`.
-fn reap(mut children: Vec<Child>, start: Instant) -> Result<Vec<Duration>> {
+pub(super) fn reap(mut children: Vec<Child>, start: Instant) -> Result<Vec<Duration>> {
     let mut ends: Vec<Option<Duration>> = vec![None; children.len()];
     let deadline = start + Duration::from_secs(300);
     while ends.iter().any(Option::is_none) {

@@ -122,21 +122,6 @@ fn push(bin: &Path, net: &Net, key: &Path, src: &Path, how: &[String]) -> Result
     Ok((wall, sent as f64 / PUSH_BYTES as f64))
 }
 
-/// Waits for the receivers, at most a minute each.
-fn reap(children: Vec<Child>) -> Result<()> {
-    for mut c in children {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while c.try_wait()?.is_none() {
-            if Instant::now() > deadline {
-                let _ = c.kill();
-                bail!("a receiver did not end within a minute of its push");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-    Ok(())
-}
-
 pub(super) fn tree(bin: &Path, runs: usize, base: &Path) -> Result<()> {
     eprintln!(
         "==> unicast relay tree: {HOSTS} hosts, fan-out {FAN_OUT}, against --to each; {} MiB",
@@ -188,7 +173,7 @@ pub(super) fn tree(bin: &Path, runs: usize, base: &Path) -> Result<()> {
             let rx = receivers(bin, &dir, &keys.sender_pub)?;
             std::thread::sleep(Duration::from_millis(300));
             let (wall, copies) = push(bin, &net, &keys.sender, &src, how)?;
-            reap(rx)?;
+            super::relays::reap(rx, Instant::now())?;
             for i in 1..=HOSTS {
                 if fs::read(dir.join(format!("h{i}/push.bin")))? != fs::read(&src)? {
                     bail!("h{i}'s copy differs from the push");

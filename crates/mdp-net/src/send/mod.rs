@@ -76,24 +76,7 @@ pub async fn run(
     progress: impl FnMut(&SendProgress),
 ) -> Result<Arc<SenderReport>, SendError> {
     let endpoint = sockets::check(endpoints, destinations)?;
-    // A full send buffer makes the pacer's bursts wait in the kernel rather
-    // than fail; a few milliseconds at the configured rate are plenty.
-    let top = match config.rate {
-        mdp_proto::RateMode::Fixed(r) => r,
-        mdp_proto::RateMode::Adaptive { max_bps, .. } => max_bps,
-    };
-    let send_buffer = ((top / 8) as usize / 50).clamp(1 << 20, 64 << 20);
-    let (data, unicast_feedback) = sockets::open_first(&endpoint, send_buffer)?;
-    let data = UdpSocket::from_std(data)?;
-    let trailer = if config.auth.is_some() {
-        mdp_proto::limits::TRAILER_LEN
-    } else {
-        0
-    };
-    config.max_batch = udp::batch_limit(
-        config.symbol_size as usize + mdp_proto::limits::DATA_HEADER_LEN + trailer,
-    );
-    let sockets = SendSockets::open(endpoints, destinations, data, unicast_feedback, send_buffer)?;
+    let sockets = open_sockets(&endpoint, endpoints, destinations, &mut config)?;
     let total = source.manifest.total_bytes();
     let sender = Sender::new(config, source.manifest, Instant::now())?;
     let workers = Workers::spawn(workers::BlockSource::Files {
@@ -126,17 +109,8 @@ pub(crate) async fn run_relay(
     feedback: tokio::sync::mpsc::UnboundedSender<mdp_proto::wire::Relayed>,
 ) -> Result<Arc<SenderReport>, SendError> {
     let endpoint = sockets::check(endpoints, destinations)?;
-    let top = match config.rate {
-        mdp_proto::RateMode::Fixed(r) => r,
-        mdp_proto::RateMode::Adaptive { max_bps, .. } => max_bps,
-    };
-    let send_buffer = ((top / 8) as usize / 50).clamp(1 << 20, 64 << 20);
-    let (data, unicast_feedback) = sockets::open_first(&endpoint, send_buffer)?;
-    let data = UdpSocket::from_std(data)?;
-    config.max_batch =
-        udp::batch_limit(config.symbol_size as usize + mdp_proto::limits::DATA_HEADER_LEN);
     config.pass_on_feedback = true;
-    let sockets = SendSockets::open(endpoints, destinations, data, unicast_feedback, send_buffer)?;
+    let sockets = open_sockets(&endpoint, endpoints, destinations, &mut config)?;
     let total = manifest.total_bytes();
     let sender = Sender::new(config, manifest, Instant::now())?;
     if sender.manifest_hash() != manifest_hash {
@@ -156,6 +130,35 @@ pub(crate) async fn run_relay(
     );
     driver.pass_feedback_to(feedback);
     drive(driver).await
+}
+
+/// Every socket of the push, the send buffers sized for `config`'s rate,
+/// and `config`'s batch limit set for its datagrams (the seal's trailer
+/// included).
+fn open_sockets(
+    endpoint: &Endpoint,
+    endpoints: &[Endpoint],
+    destinations: &[SocketAddr],
+    config: &mut SenderConfig,
+) -> Result<SendSockets, SendError> {
+    // A full send buffer makes the pacer's bursts wait in the kernel rather
+    // than fail; a few milliseconds at the configured rate are plenty.
+    let top = match config.rate {
+        mdp_proto::RateMode::Fixed(r) => r,
+        mdp_proto::RateMode::Adaptive { max_bps, .. } => max_bps,
+    };
+    let send_buffer = ((top / 8) as usize / 50).clamp(1 << 20, 64 << 20);
+    let (data, unicast_feedback) = sockets::open_first(endpoint, send_buffer)?;
+    let data = UdpSocket::from_std(data)?;
+    let trailer = if config.auth.is_some() {
+        mdp_proto::limits::TRAILER_LEN
+    } else {
+        0
+    };
+    config.max_batch = udp::batch_limit(
+        config.symbol_size as usize + mdp_proto::limits::DATA_HEADER_LEN + trailer,
+    );
+    SendSockets::open(endpoints, destinations, data, unicast_feedback, send_buffer)
 }
 
 /// Turns `driver` until the push ends.

@@ -791,14 +791,14 @@ impl Sender {
                 if p.state == PeerState::Active && p.via.is_none() {
                     let silent = now.saturating_duration_since(p.silent_since(flush_start));
                     if silent >= self.config.drop_after {
-                        let silent_for = now.saturating_duration_since(p.last_heard);
-                        peers::set_state(&mut self.tally.active, p, PeerState::Dropped(silent_for));
-                        self.cc.forget(*node);
-                        self.events.push_back(SenderEvent::Silent {
-                            node: *node,
-                            name: p.name.clone(),
-                            silent_for,
-                        });
+                        peers::drop_silent(
+                            now,
+                            *node,
+                            p,
+                            &mut self.tally,
+                            &mut self.cc,
+                            &mut self.events,
+                        );
                     }
                 }
             }

@@ -110,6 +110,26 @@ pub(super) fn set_state(active: &mut usize, p: &mut Peer, state: PeerState) {
     p.state = state;
 }
 
+/// Drops `p` (`node`) as silent since it was last heard: its state, its
+/// congestion state forgotten, and the notice.
+pub(super) fn drop_silent(
+    now: Instant,
+    node: NodeId,
+    p: &mut Peer,
+    tally: &mut Tally,
+    cc: &mut RateController,
+    events: &mut VecDeque<SenderEvent>,
+) {
+    let silent_for = now.saturating_duration_since(p.last_heard);
+    set_state(&mut tally.active, p, PeerState::Dropped(silent_for));
+    cc.forget(node);
+    events.push_back(SenderEvent::Silent {
+        node,
+        name: p.name.clone(),
+        silent_for,
+    });
+}
+
 #[derive(Debug)]
 pub(super) struct Peer {
     pub(super) name: String,

@@ -108,14 +108,14 @@ impl Sender {
         for relay in gone {
             for (node, p) in self.peers.iter_mut() {
                 if p.via == Some(relay) && p.state == PeerState::Active {
-                    let silent_for = now.saturating_duration_since(p.last_heard);
-                    peers::set_state(&mut self.tally.active, p, PeerState::Dropped(silent_for));
-                    self.cc.forget(*node);
-                    self.events.push_back(SenderEvent::Silent {
-                        node: *node,
-                        name: p.name.clone(),
-                        silent_for,
-                    });
+                    peers::drop_silent(
+                        now,
+                        *node,
+                        p,
+                        &mut self.tally,
+                        &mut self.cc,
+                        &mut self.events,
+                    );
                 }
             }
         }
