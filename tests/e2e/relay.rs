@@ -146,7 +146,7 @@ fn a_relay_killed_mid_push_is_reported_with_the_receivers_behind_it_and_the_rest
 }
 
 #[test]
-fn a_unicast_relay_tree_built_from_one_host_list_reaches_every_host_with_two_copies_from_the_origin(
+fn a_unicast_relay_tree_of_three_levels_from_one_host_list_reaches_every_host_with_two_copies_from_the_origin(
 ) {
     let Some(_net) = network() else {
         return;
@@ -155,10 +155,11 @@ fn a_unicast_relay_tree_built_from_one_host_list_reaches_every_host_with_two_cop
     let src = base.join("src");
     fs::create_dir_all(&src).unwrap();
     fs::write(src.join("big.bin"), bytes(4 << 20, 5)).unwrap();
-    // Six hosts, two children a node: the origin sends to h0 and h1, h0
-    // passes on to h2 and h3, h1 to h4 and h5. Each host's port + 1 is
-    // where its relay sends from.
-    let names = ["h0", "h1", "h2", "h3", "h4", "h5"];
+    // Eight hosts, two children a node: the origin sends to h0 and h1, h0
+    // passes on to h2 and h3, h1 to h4 and h5, and h2 (a relay behind a
+    // relay) to h6 and h7. Each host's port + 1 is where its relay sends
+    // from.
+    let names = ["h0", "h1", "h2", "h3", "h4", "h5", "h6", "h7"];
     let port = |i: usize| 7600 + 2 * i;
     let list: String = (0..names.len())
         .map(|i| format!("127.0.0.1:{}\n", port(i)))
@@ -207,12 +208,15 @@ fn a_unicast_relay_tree_built_from_one_host_list_reaches_every_host_with_two_cop
         ("h3", Some("h0")),
         ("h4", Some("h1")),
         ("h5", Some("h1")),
+        // Behind h2, behind h0: named with the first relay.
+        ("h6", Some("h0")),
+        ("h7", Some("h0")),
     ] {
         let r = by_name(n);
         assert_eq!(r["verdict"], "confirmed", "{r}");
         assert_eq!(r["via"].as_str(), via, "{r}");
     }
-    // The origin sent two copies, not six.
+    // The origin sent two copies, not eight.
     let sent = report["stats"]["bytes_sent"].as_f64().unwrap();
     let copies = sent / (4 << 20) as f64;
     println!("the origin sent {copies:.2} copies of the push");

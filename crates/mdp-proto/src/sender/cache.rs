@@ -16,6 +16,9 @@ pub(super) struct CachedBlock {
     /// A [`SenderRequest::EncodeParity`] for it is out.
     pub(super) encoding: bool,
     pub(super) last_use: u64,
+    /// Parity symbols it goes out with before any NACK (autoparity.rs),
+    /// decided when it was read.
+    pub(super) proactive: u32,
 }
 
 /// Memory a cached block costs beyond its buffer: its map and LRU
@@ -92,6 +95,7 @@ impl BlockCache {
             parity: BlockParity::default(),
             encoding: false,
             last_use: self.use_counter,
+            proactive: 0,
         };
         self.bytes += block.bytes();
         if let Some(old) = self.blocks.insert(key, block) {
@@ -136,11 +140,38 @@ impl BlockCache {
 impl Sender {
     pub(super) fn insert_cache(&mut self, key: BlockKey, source: Vec<u8>) {
         self.cache.insert(key, source);
-        self.evict();
-        if self.config.proactive > 0 {
-            // Ready before the cursor reaches it, with luck.
-            self.request_parity(key, 0, self.config.proactive as usize);
+        let proactive = self.proactive_for(&key);
+        if let Some(c) = self.cache.get_mut(&key) {
+            c.proactive = proactive;
         }
+        self.evict();
+        if proactive > 0 {
+            // Ready before the cursor reaches it, with luck.
+            self.request_parity(key, 0, proactive as usize);
+        }
+    }
+
+    /// The proactive parity a block read now goes out with: the group's
+    /// level (autoparity.rs), at least `--proactive`, at most its parity;
+    /// a lone receiver gets none beyond `--proactive` (the source symbols
+    /// it names are resent instead, and it decodes nothing).
+    fn proactive_for(&self, key: &BlockKey) -> u32 {
+        let k = self
+            .coding
+            .block_k(self.sizes[key.object as usize], BlockNumber(key.block));
+        let r = self.coding.block_parity(k);
+        if self.group_size() <= 1 {
+            return self.config.proactive.min(r) as u32;
+        }
+        self.auto_parity.for_block(self.config.proactive, r)
+    }
+
+    /// The proactive parity `key` went out with (decided when it was read;
+    /// for a block evicted since, what it would get now).
+    pub(super) fn proactive_of(&self, key: &BlockKey) -> u32 {
+        self.cache
+            .get(key)
+            .map_or_else(|| self.proactive_for(key), |c| c.proactive)
     }
 
     /// Asks the caller for parity symbols `first .. first + count` of a

@@ -205,7 +205,7 @@ impl Sender {
                     .coding
                     .block_k(self.sizes[key.object as usize], BlockNumber(key.block));
                 let first = (self.cursor.esi - k as u32) as usize;
-                let count = self.config.proactive as usize - first;
+                let count = (self.proactive_of(&key) as usize).saturating_sub(first);
                 self.request_parity(key, first, count);
             }
             return None;
@@ -293,7 +293,8 @@ impl Sender {
             Pick::New(..) => {
                 self.stats.data_symbols_sent += 1;
                 self.cursor.esi += 1;
-                if self.cursor.esi >= k + (self.config.proactive as u32).min(r) {
+                if self.cursor.esi >= k + self.proactive_of(&self.cursor.key()).min(r) {
+                    self.auto_parity.block_sent();
                     self.cursor.block += 1;
                     self.cursor.esi = 0;
                     if self.cursor.block >= self.coding.block_count(size) {

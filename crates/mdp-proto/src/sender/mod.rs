@@ -26,6 +26,7 @@
 //! [`SenderRequest::EncodeParity`], answered with [`Sender::handle_parity`].
 //! A repair whose parity is not there yet waits; other symbols go first.
 
+mod autoparity;
 mod cache;
 mod config;
 mod emit;
@@ -116,6 +117,8 @@ pub struct Sender {
     data_seq: u32,
     /// Blocks read ahead and kept for repairs (cache.rs).
     cache: BlockCache,
+    /// How much proactive parity each block gets (autoparity.rs).
+    auto_parity: autoparity::AutoParity,
     /// Blocks with repair symbols queued, in request order; a block is here
     /// exactly while its `RepairState::queued > 0` (checked in O(1) that way).
     repair_queue: VecDeque<BlockKey>,
@@ -307,6 +310,7 @@ impl Sender {
             },
             data_seq: 0,
             cache: BlockCache::default(),
+            auto_parity: autoparity::AutoParity::default(),
             repair_queue: VecDeque::new(),
             repairs: HashMap::new(),
             peers: BTreeMap::new(),

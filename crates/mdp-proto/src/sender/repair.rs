@@ -49,7 +49,7 @@ impl Sender {
         // Repairs continue after the proactive parity; when that used up
         // every parity symbol, they start over with the source symbols.
         let r = self.coding.block_parity(k as u16) as u32;
-        let start_esi = (k + (self.config.proactive as u32).min(r)) % (k + r);
+        let start_esi = (k + self.proactive_of(&key).min(r)) % (k + r);
         // Only for a lone receiver: in a group, a second NACK for the block
         // usually follows within the round, and sources resent for the
         // first would have served it alone, and parity serves both.
@@ -110,6 +110,11 @@ impl Sender {
         }
         if st.queued > 0 && !was_queued {
             self.repair_queue.push_back(key);
+        }
+        if !in_round {
+            // A round starts: the block's proactive parity was not enough
+            // for some receiver (autoparity.rs).
+            self.auto_parity.block_repaired();
         }
     }
 
