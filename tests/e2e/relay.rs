@@ -105,24 +105,56 @@ fn a_push_through_a_relay_reaches_the_receivers_behind_it_and_the_origin_names_e
     fs::remove_dir_all(&base).unwrap();
 }
 
-#[test]
-fn a_relay_killed_mid_push_is_reported_with_the_receivers_behind_it_and_the_rest_finish() {
-    let Some(_net) = network() else {
-        return;
-    };
-    let base = temp_dir("relay-killed");
+/// A push under way to a relay, the receivers behind it and one
+/// receiver `d0` beside it.
+struct Relayed {
+    base: std::path::PathBuf,
+    src: std::path::PathBuf,
+    rx: Vec<Proc>,
+    relay: Proc,
+    direct: Vec<Proc>,
+    send: Running,
+}
+
+/// Starts 16 MiB at 40 Mbit/s (over 3 s: time to kill something mid-push)
+/// to a relay with `names` behind it and `d0` beside it.
+fn slow_relayed_push(test: &str, names: &[&str]) -> Relayed {
+    let base = temp_dir(test);
     let src = base.join("src");
     fs::create_dir_all(&src).unwrap();
     fs::write(src.join("big.bin"), bytes(16 << 20, 9)).unwrap();
-    let names = ["b0", "b1"];
-    let mut rx = behind(&base, &names);
-    let mut relay = relay(&base, names.len());
+    let rx = behind(&base, names);
+    let relay = relay(&base, names.len());
     let direct = start_receivers(&base, &["d0"]);
     let send = Push::new(
         &["--receivers", "4", "--timeout", "120s", "--rate", "40M"],
         &[src.join("big.bin")],
     )
     .start();
+    Relayed {
+        base,
+        src,
+        rx,
+        relay,
+        direct,
+        send,
+    }
+}
+
+#[test]
+fn a_relay_killed_mid_push_is_reported_with_the_receivers_behind_it_and_the_rest_finish() {
+    let Some(_net) = network() else {
+        return;
+    };
+    let names = ["b0", "b1"];
+    let Relayed {
+        base,
+        src,
+        mut rx,
+        mut relay,
+        direct,
+        send,
+    } = slow_relayed_push("relay-killed", &names);
     // Well into the data (16 MiB at 40 Mbit/s take over 3 s).
     std::thread::sleep(Duration::from_millis(1500));
     relay.kill();
@@ -230,19 +262,15 @@ fn a_receiver_behind_a_relay_killed_mid_push_is_reported_through_it_and_the_rest
     let Some(_net) = network() else {
         return;
     };
-    let base = temp_dir("relay-behind-killed");
-    let src = base.join("src");
-    fs::create_dir_all(&src).unwrap();
-    fs::write(src.join("big.bin"), bytes(16 << 20, 11)).unwrap();
     let names = ["b0", "b1"];
-    let mut rx = behind(&base, &names);
-    let relay = relay(&base, names.len());
-    let direct = start_receivers(&base, &["d0"]);
-    let send = Push::new(
-        &["--receivers", "4", "--timeout", "120s", "--rate", "40M"],
-        &[src.join("big.bin")],
-    )
-    .start();
+    let Relayed {
+        base,
+        src,
+        mut rx,
+        relay,
+        direct,
+        send,
+    } = slow_relayed_push("relay-behind-killed", &names);
     // Well into the data (16 MiB at 40 Mbit/s take over 3 s).
     std::thread::sleep(Duration::from_millis(1500));
     rx[0].kill();

@@ -55,6 +55,25 @@ pub fn flooding_bridge(ns: &str, name: &str) -> Result<()> {
     ip_n(ns, &["link", "set", name, "up"])
 }
 
+/// Limits what `dev` in namespace `ns` sends to `mbit` with a tbf (0:
+/// no limit; any earlier one is removed first).
+pub fn tbf(ns: &str, dev: &str, mbit: u32) -> Result<()> {
+    let _ = sh(&[
+        "ip", "netns", "exec", ns, "tc", "qdisc", "del", "dev", dev, "root",
+    ]);
+    if mbit == 0 {
+        return Ok(());
+    }
+    let rate = format!("{mbit}mbit");
+    in_ns(
+        ns,
+        &[
+            "tc", "qdisc", "add", "dev", dev, "root", "tbf", "rate", &rate, "burst", "256kb",
+            "latency", "20ms",
+        ],
+    )
+}
+
 pub fn in_ns(ns: &str, args: &[&str]) -> Result<()> {
     let mut v = vec!["ip", "netns", "exec", ns];
     v.extend_from_slice(args);
@@ -179,31 +198,7 @@ impl Net {
 
     /// Limits the bridge port towards receiver `i` to `mbit` (0: no limit).
     pub fn limit(&self, i: usize, mbit: u32) -> Result<()> {
-        let port = format!("p{i}");
-        let _ = sh(&[
-            "ip", "netns", "exec", HUB, "tc", "qdisc", "del", "dev", &port, "root",
-        ]);
-        if mbit == 0 {
-            return Ok(());
-        }
-        in_ns(
-            HUB,
-            &[
-                "tc",
-                "qdisc",
-                "add",
-                "dev",
-                &port,
-                "root",
-                "tbf",
-                "rate",
-                &format!("{mbit}mbit"),
-                "burst",
-                "256kb",
-                "latency",
-                "20ms",
-            ],
-        )
+        tbf(HUB, &format!("p{i}"), mbit)
     }
 
     /// Sets the MTU of every link: each host's `eth0` and its bridge port.

@@ -29,31 +29,7 @@ const UPLINK_MBIT: u32 = 1000;
 
 /// Caps (or uncaps, 0) the origin's upload.
 fn cap_uplink(mbit: u32) -> Result<()> {
-    let ns = host(0);
-    let _ = super::net::sh(&[
-        "ip", "netns", "exec", &ns, "tc", "qdisc", "del", "dev", "eth0", "root",
-    ]);
-    if mbit == 0 {
-        return Ok(());
-    }
-    super::net::in_ns(
-        &ns,
-        &[
-            "tc",
-            "qdisc",
-            "add",
-            "dev",
-            "eth0",
-            "root",
-            "tbf",
-            "rate",
-            &format!("{mbit}mbit"),
-            "burst",
-            "256kb",
-            "latency",
-            "20ms",
-        ],
-    )
+    super::net::tbf(&host(0), "eth0", mbit)
 }
 
 /// The receivers, one per host namespace.
