@@ -285,7 +285,7 @@ pub struct Args {
 
     /// Parity symbols sent with every block before any loss is reported,
     /// at least (to a group, the sender adds what the group's losses call
-    /// for, so that about one block in four needs a repair: NACKs stay few
+    /// for, so that few blocks need a repair: NACKs stay few
     /// however large the group; none on a network without loss).
     #[arg(long, value_name = "N", default_value_t = 0)]
     proactive: u16,

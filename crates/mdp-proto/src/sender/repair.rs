@@ -111,10 +111,11 @@ impl Sender {
         if st.queued > 0 && !was_queued {
             self.repair_queue.push_back(key);
         }
-        if !in_round {
+        if !in_round && self.group_size() > 1 {
             // A round starts: the block's proactive parity was not enough
-            // for some receiver (autoparity.rs).
-            self.auto_parity.block_repaired();
+            // for some receiver (autoparity.rs). A lone receiver's rounds
+            // do not count: it gets no proactive parity.
+            self.auto_parity.block_repaired(self.coding.parity);
         }
     }
 
